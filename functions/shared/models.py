@@ -1,0 +1,318 @@
+"""PynamoDB models: the shape of every item, keyed by the specs in ``tables.py``.
+
+Several item kinds share a table (single-table style within each concern); each kind has its own
+model and its own sort-key prefix. Times are ISO 8601 UTC strings with a ``Z`` (``timeutil.iso``),
+which sort as text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.models import Model
+
+from functions.shared import tables
+from functions.shared.tables import TableSpec
+
+
+def _meta(spec: TableSpec) -> Any:  # Any: PynamoDB types Meta as a protocol
+    class Meta:
+        table_name = spec.table_name
+        billing_mode = "PAY_PER_REQUEST"
+
+    return Meta
+
+
+class _Model(Model):
+    """Base: reads the table name when first used, so tests and the local stack can set it."""
+
+    spec: TableSpec
+
+    @classmethod
+    def refresh_table_name(cls) -> None:
+        cls.Meta.table_name = cls.spec.table_name
+        cls._connection = None
+
+
+# --- deliveries table -------------------------------------------------------------------------
+
+DELIVERY_SK = "delivery"
+SENDS_SK = "sends"
+MESSAGE_PREFIX = "msg#"
+
+
+class ByCreated(GlobalSecondaryIndex["DeliveryModel"]):
+    class Meta:
+        index_name = tables.DELIVERIES.indexes[0].name
+        projection = IncludeProjection(list(tables.DELIVERIES.indexes[0].include or ()))
+
+    kind = UnicodeAttribute(hash_key=True)
+    created = UnicodeAttribute(range_key=True)
+
+
+class DeliveryModel(_Model):
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=DELIVERY_SK)
+    kind = UnicodeAttribute(default="delivery")
+    created = UnicodeAttribute()  # "<created_at>#<delivery_id>": the listing index's sort key
+    created_at = UnicodeAttribute()
+    label = UnicodeAttribute()
+    html = UnicodeAttribute()
+    text = UnicodeAttribute(null=True)
+    track_opens = BooleanAttribute(default=True)
+    track_clicks = BooleanAttribute(default=True)
+    exclude_url_patterns = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    url_count = NumberAttribute(default=0)  # shown by the listing, which reads the index only
+
+    by_created = ByCreated()
+
+
+class MessageModel(_Model):
+    """One per (delivery, recipient) rendered for real: what ``sent`` and ``delivered`` count."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "msg#<recipient_id>"
+    recipient_id = UnicodeAttribute()
+    email_domain = UnicodeAttribute(null=True)
+    failed = BooleanAttribute(default=False)
+    rendered_at = UnicodeAttribute()
+
+
+class SendCountsModel(_Model):
+    """Messages sent and failed per delivery, kept exact by conditional writes (API function)."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=SENDS_SK)
+    sent = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    domains = MapAttribute[str, Any](default=dict)  # email domain -> messages sent
+
+
+# --- tracked URLs table -----------------------------------------------------------------------
+
+
+class TrackedUrlModel(_Model):
+    spec = tables.TRACKED_URLS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    url_id = UnicodeAttribute(range_key=True)
+    url = UnicodeAttribute()  # the target, possibly with {{ field }} placeholders in path or query
+    label = UnicodeAttribute()
+    category = UnicodeAttribute()  # click, opt_out, mirror
+    tracked = BooleanAttribute(default=True)
+    fields = ListAttribute[Any](of=UnicodeAttribute, default=list)  # placeholders the target uses
+
+
+# --- raw events table -------------------------------------------------------------------------
+
+
+class RawEventModel(_Model):
+    """One hit on /r or /o, written by the redirect function (through ``raw_events.py``)."""
+
+    spec = tables.RAW_EVENTS
+    Meta = _meta(spec)
+
+    shard = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "<at>#<event_id>"
+    event_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # click, open
+    delivery_id = UnicodeAttribute()
+    recipient_id = UnicodeAttribute()
+    url_id = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
+    user_agent = UnicodeAttribute(null=True)
+    person_id = UnicodeAttribute(null=True)
+    ip = UnicodeAttribute(null=True)  # truncated to /24 or /48
+    proof = BooleanAttribute(default=False)
+    expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
+
+
+# --- tracking logs table ----------------------------------------------------------------------
+
+
+class ByRecipient(GlobalSecondaryIndex["TrackingLogModel"]):
+    class Meta:
+        index_name = tables.TRACKING_LOGS.indexes[0].name
+        projection = AllProjection()
+
+    recipient_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class TrackingLogModel(_Model):
+    spec = tables.TRACKING_LOGS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "<at>#<event_id>"
+    event_id = UnicodeAttribute()
+    recipient_id = UnicodeAttribute()
+    type = UnicodeAttribute()  # open, click, opt_out, mirror
+    url_id = UnicodeAttribute(null=True)
+    url = UnicodeAttribute(null=True)
+    label = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
+    browser = UnicodeAttribute(null=True)
+    os = UnicodeAttribute(null=True)
+    device = UnicodeAttribute(null=True)
+    person_id = UnicodeAttribute(null=True)
+    proof = BooleanAttribute(default=False)
+    counted = BooleanAttribute(default=True)  # false: proof or untracked URL, excluded from indicators
+    expires_at = NumberAttribute(null=True)
+
+    by_recipient = ByRecipient()
+
+
+# --- indicators table (written only by the tracking workflow) ---------------------------------
+
+STATS_SK = "stats"
+URL_STATS_PREFIX = "url#"
+HOUR_PREFIX = "hour#"
+RECIPIENT_STATE_PREFIX = "r#"
+PERSON_STATE_PREFIX = "p#"
+
+
+class DeliveryStatsModel(_Model):
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=STATS_SK)
+    opens = NumberAttribute(default=0)
+    total_opens = NumberAttribute(default=0)
+    clicks = NumberAttribute(default=0)
+    person_clicks = NumberAttribute(default=0)
+    total_clicks = NumberAttribute(default=0)
+    opt_outs = NumberAttribute(default=0)
+    mirror_page_views = NumberAttribute(default=0)
+    # {"browser"|"os"|"device": {name: {"opens": events, "clicks": events}},
+    #  "domain": {name: {"opens": recipients, "clicks": recipients}}}
+    breakdowns = MapAttribute[str, Any](default=dict)
+    updated_at = UnicodeAttribute(null=True)
+
+
+class UrlStatsModel(_Model):
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "url#<url_id>"
+    url_id = UnicodeAttribute()
+    clicks = NumberAttribute(default=0)
+    distinct_clicks = NumberAttribute(default=0)
+    first_click = UnicodeAttribute(null=True)
+    last_click = UnicodeAttribute(null=True)
+
+
+class HourStatsModel(_Model):
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "hour#<YYYY-MM-DDTHH>"
+    hour = UnicodeAttribute()  # "YYYY-MM-DDTHH:00:00Z"
+    opens = NumberAttribute(default=0)  # open-pixel events
+    clicks = NumberAttribute(default=0)  # events on click links
+
+
+class RecipientStateModel(_Model):
+    """What one recipient has done with one delivery: the memory behind every distinct count."""
+
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "r#<recipient_id>"
+    recipient_id = UnicodeAttribute()
+    opened = BooleanAttribute(default=False)
+    clicked = BooleanAttribute(default=False)
+    opted_out = BooleanAttribute(default=False)
+    urls = UnicodeSetAttribute(null=True)  # url ids of click links clicked
+    path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # click stream: "<at>|<url_id>" in time order
+    email_domain = UnicodeAttribute(null=True)
+
+
+class PersonStateModel(_Model):
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)  # "p#<person_id>"
+    clicked = BooleanAttribute(default=True)
+
+
+# --- workflow table ---------------------------------------------------------------------------
+
+RUNS_PK = "runs"
+STATE_PK = "state"
+STATE_SK = "tracking"
+
+
+class RunModel(_Model):
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=RUNS_PK)
+    sk = UnicodeAttribute(range_key=True)  # the run id, which sorts by start time
+    status = UnicodeAttribute()  # running, succeeded, failed, skipped
+    trigger = UnicodeAttribute(null=True)  # schedule, api
+    started_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)
+    events_processed = NumberAttribute(default=0)
+    errors = ListAttribute[Any](of=UnicodeAttribute, default=list)
+
+
+class WorkflowStateModel(_Model):
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=STATE_PK)
+    sk = UnicodeAttribute(range_key=True, default=STATE_SK)
+    checkpoints = MapAttribute[str, Any](default=dict)  # shard -> last consolidated raw-event sort key
+    lock_owner = UnicodeAttribute(null=True)
+    lock_expires = NumberAttribute(null=True)
+    batch_seq = NumberAttribute(default=0)
+    pending_batch = BinaryAttribute(null=True, legacy_encoding=False)  # zlib JSON of the batch's writes
+
+
+ALL_MODELS: tuple[type[_Model], ...] = (
+    DeliveryModel,
+    MessageModel,
+    SendCountsModel,
+    TrackedUrlModel,
+    RawEventModel,
+    TrackingLogModel,
+    DeliveryStatsModel,
+    UrlStatsModel,
+    HourStatsModel,
+    RecipientStateModel,
+    PersonStateModel,
+    RunModel,
+    WorkflowStateModel,
+)
+
+
+def refresh_table_names() -> None:
+    """Re-read physical table names from the environment (tests and the local stack set them)."""
+    for model in ALL_MODELS:
+        model.refresh_table_name()

@@ -1,0 +1,17 @@
+"""One Logger, Tracer-free Metrics and the service name for every function.
+
+Structured JSON logs and CloudWatch embedded metrics through Powertools. The tracer is left out on
+purpose: X-Ray would add import time to the redirect hot path for little insight.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "msgtrack")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "msgtrack")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -1,0 +1,123 @@
+"""Typed settings read from the environment once per container and validated at cold start.
+
+Deliberately free of pydantic: the redirect function imports this module on its hot path.
+Secrets (signing keys, API token) come from the environment locally and from Secrets Manager in AWS
+(``*_SECRET_ARN`` variables), fetched once per container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed: the function must not start."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    tracking_base_url: str | None  # where /r and /o live; None: derived from each API request
+    cookie_secure: bool  # the person cookie's Secure flag (false only for plain-http local runs)
+    raw_event_ttl_days: int
+    tracking_log_ttl_days: int
+    schedule: str  # the tracking workflow's schedule expression, as EventBridge reads it
+    late_event_grace_seconds: int  # how late a raw event may become visible and still be consolidated
+    workflow_function_name: str | None  # consolidation function to invoke asynchronously (AWS)
+    run_lock_seconds: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        base = os.environ.get("MSGTRACK_TRACKING_BASE_URL") or None
+        if base is not None and not base.startswith(("http://", "https://")):
+            raise SettingsError(f"MSGTRACK_TRACKING_BASE_URL must be an http(s) URL, got {base!r}")
+        return cls(
+            tracking_base_url=base.rstrip("/") if base else None,
+            cookie_secure=_bool("MSGTRACK_COOKIE_SECURE", True),
+            raw_event_ttl_days=_int("MSGTRACK_RAW_EVENT_TTL_DAYS", 30, minimum=1),
+            tracking_log_ttl_days=_int("MSGTRACK_TRACKING_LOG_TTL_DAYS", 365, minimum=1),
+            schedule=os.environ.get("MSGTRACK_SCHEDULE", "rate(1 hour)"),
+            late_event_grace_seconds=_int("MSGTRACK_LATE_EVENT_GRACE_SECONDS", 300),
+            workflow_function_name=os.environ.get("MSGTRACK_WORKFLOW_FUNCTION") or None,
+            run_lock_seconds=_int("MSGTRACK_RUN_LOCK_SECONDS", 1200, minimum=10),
+        )
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def _secret(arn_var: str) -> str | None:
+    arn = os.environ.get(arn_var)
+    if not arn:
+        return None
+    import boto3
+
+    return str(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+
+@cache
+def signing_secrets() -> tuple[str, tuple[str, ...]]:
+    """The current link-signing key and the previous keys still accepted (rotation overlap)."""
+    from_secret = _secret("MSGTRACK_SIGNING_KEY_SECRET_ARN")
+    if from_secret is not None:
+        try:
+            document = json.loads(from_secret)
+        except ValueError:
+            document = {"current": from_secret}
+        if isinstance(document, str):
+            document = {"current": document}
+        current = document.get("current") or document.get("key")
+        previous = tuple(document.get("previous") or ())
+    else:
+        current = os.environ.get("MSGTRACK_SIGNING_KEY")
+        previous = tuple(k for k in os.environ.get("MSGTRACK_PREVIOUS_SIGNING_KEYS", "").split(",") if k)
+    if not current:
+        raise SettingsError(
+            "no link-signing key: set MSGTRACK_SIGNING_KEY or MSGTRACK_SIGNING_KEY_SECRET_ARN"
+        )
+    if len(current) < 16:
+        raise SettingsError("the link-signing key must be at least 16 characters long")
+    return current, previous
+
+
+@cache
+def api_token() -> str:
+    token = _secret("MSGTRACK_API_TOKEN_SECRET_ARN") or os.environ.get("MSGTRACK_API_TOKEN")
+    if not token:
+        raise SettingsError("no API token: set MSGTRACK_API_TOKEN or MSGTRACK_API_TOKEN_SECRET_ARN")
+    return token
+
+
+def reset_caches() -> None:
+    """Forget cached settings and secrets (tests, and the local stack when it changes them)."""
+    settings.cache_clear()
+    signing_secrets.cache_clear()
+    api_token.cache_clear()

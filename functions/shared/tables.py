@@ -1,0 +1,125 @@
+"""Every DynamoDB table msgtrack uses, declared once.
+
+The PynamoDB models (``models.py``), the local stack (``local/aws.py``) and the CDK stack all read
+these specs, so a key or index name exists in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str = "S"  # DynamoDB scalar type: S, N or B
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    hash_key: Key
+    range_key: Key | None = None
+    # None projects every attribute; a tuple projects the keys and those attributes only.
+    include: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_name: str  # also the suffix of the physical name
+    env_var: str  # environment variable holding the physical name
+    hash_key: Key
+    range_key: Key | None = None
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    ttl_attribute: str | None = None
+
+    @property
+    def table_name(self) -> str:
+        """Physical table name: explicit variable, else ``MSGTRACK_TABLE_PREFIX`` + logical name."""
+        explicit = os.environ.get(self.env_var)
+        if explicit:
+            return explicit
+        return os.environ.get("MSGTRACK_TABLE_PREFIX", "msgtrack-") + self.logical_name
+
+    def attribute_definitions(self) -> dict[str, str]:
+        keys = [self.hash_key, self.range_key]
+        for index in self.indexes:
+            keys += [index.hash_key, index.range_key]
+        return {k.name: k.type for k in keys if k is not None}
+
+
+# A delivery (sk "delivery"), its rendered messages (sk "msg#<recipient>") and its send counters
+# (sk "sends"). Only delivery items carry ``kind``, so the listing index is sparse.
+DELIVERIES = TableSpec(
+    logical_name="deliveries",
+    env_var="MSGTRACK_DELIVERIES_TABLE",
+    hash_key=Key("delivery_id"),
+    range_key=Key("sk"),
+    # The listing never reads a delivery's content (up to 350 KB): project only what it shows.
+    indexes=(
+        Index(
+            "by_created",
+            Key("kind"),
+            Key("created"),
+            include=("label", "track_opens", "track_clicks", "created_at", "url_count"),
+        ),
+    ),
+)
+
+# Tracked URLs on their own so the redirect function can be granted read access to them alone.
+TRACKED_URLS = TableSpec(
+    logical_name="tracked-urls",
+    env_var="MSGTRACK_TRACKED_URLS_TABLE",
+    hash_key=Key("delivery_id"),
+    range_key=Key("url_id"),
+)
+
+# One item per hit. The hash key is a shard number so that a campaign burst spreads over
+# RAW_EVENT_SHARDS partitions; the sort key starts with the time so the tracking workflow reads
+# each shard from its checkpoint onwards, never scanning.
+RAW_EVENTS = TableSpec(
+    logical_name="raw-events",
+    env_var="MSGTRACK_RAW_EVENTS_TABLE",
+    hash_key=Key("shard"),
+    range_key=Key("sk"),
+    ttl_attribute="expires_at",
+)
+
+# Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order.
+TRACKING_LOGS = TableSpec(
+    logical_name="tracking-logs",
+    env_var="MSGTRACK_TRACKING_LOGS_TABLE",
+    hash_key=Key("delivery_id"),
+    range_key=Key("sk"),
+    indexes=(Index("by_recipient", Key("recipient_id"), Key("sk")),),
+    ttl_attribute="expires_at",
+)
+
+# Pre-aggregated indicators and the per-recipient / per-person state that distinct counts need.
+# Written only by the tracking workflow.
+INDICATORS = TableSpec(
+    logical_name="indicators",
+    env_var="MSGTRACK_INDICATORS_TABLE",
+    hash_key=Key("delivery_id"),
+    range_key=Key("sk"),
+)
+
+# The tracking workflow's state (checkpoints, lock, pending batch) and its run records.
+WORKFLOW = TableSpec(
+    logical_name="workflow",
+    env_var="MSGTRACK_WORKFLOW_TABLE",
+    hash_key=Key("pk"),
+    range_key=Key("sk"),
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    DELIVERIES,
+    TRACKED_URLS,
+    RAW_EVENTS,
+    TRACKING_LOGS,
+    INDICATORS,
+    WORKFLOW,
+)
+
+RAW_EVENT_SHARDS = 16

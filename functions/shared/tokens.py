@@ -1,0 +1,122 @@
+"""Signed link tokens: compact, URL-safe, HMAC-SHA256 with a key id for rotation.
+
+A token is ``<kid>.<payload>.<mac>``: the key id (4 characters derived from the key), the base64url
+JSON claims, and the first 16 bytes of HMAC-SHA256(key, "<kid>.<payload>"). The claims carry all a
+click needs (delivery, recipient, tracked URL, personalization values, proof flag) so the redirect
+function needs no per-recipient lookup. Stdlib only: this module is on the redirect hot path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+
+from functions.shared.errors import InvalidToken
+
+MAX_TOKEN_LENGTH = 2048
+_MAC_BYTES = 16
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(secret: str) -> str:
+    return _b64encode(hashlib.sha256(secret.encode()).digest()[:3])
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    kind: str  # "c" click, "o" open
+    delivery_id: str
+    recipient_id: str
+    url_id: str | None = None
+    proof: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class Signer:
+    """Signs with the current key; verifies with the current key and the previous ones."""
+
+    def __init__(self, current: str, previous: tuple[str, ...] = ()) -> None:
+        self._current_kid = key_id(current)
+        self._keys = {key_id(k): k.encode() for k in (*previous, current)}
+
+    def sign(self, claims: LinkClaims) -> str:
+        body: list[object] = [claims.kind, claims.delivery_id, claims.recipient_id, claims.url_id or ""]
+        if claims.proof or claims.fields:
+            body.append(1 if claims.proof else 0)
+        if claims.fields:
+            body.append(claims.fields)
+        payload = _b64encode(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+        signed = f"{self._current_kid}.{payload}"
+        return f"{signed}.{self._mac(self._keys[self._current_kid], signed)}"
+
+    def verify(self, token: str) -> LinkClaims:
+        """The token's claims, or InvalidToken for anything this signer did not produce."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token too long")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise InvalidToken("malformed token")
+        kid, payload, mac = parts
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        if not hmac.compare_digest(self._mac(key, f"{kid}.{payload}"), mac):
+            raise InvalidToken("bad signature")
+        try:
+            body = json.loads(_b64decode(payload))
+        except (ValueError, binascii.Error) as exc:  # signed by us, so only a key leak gets here
+            raise InvalidToken("malformed claims") from exc
+        return _claims(body)
+
+    @staticmethod
+    def _mac(key: bytes, signed: str) -> str:
+        return _b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()[:_MAC_BYTES])
+
+
+def _claims(body: object) -> LinkClaims:
+    if not isinstance(body, list) or not 4 <= len(body) <= 6:
+        raise InvalidToken("malformed claims")
+    kind, delivery_id, recipient_id, url_id = body[:4]
+    proof = body[4] if len(body) > 4 else 0
+    fields = body[5] if len(body) > 5 else {}
+    if (
+        kind not in ("c", "o")
+        or not all(isinstance(v, str) for v in (delivery_id, recipient_id, url_id))
+        or not isinstance(fields, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        or proof not in (0, 1)
+    ):
+        raise InvalidToken("malformed claims")
+    if kind == "c" and not url_id:
+        raise InvalidToken("click token without a URL")
+    return LinkClaims(kind, delivery_id, recipient_id, url_id or None, bool(proof), fields)
+
+
+_signer: Signer | None = None
+
+
+def signer() -> Signer:
+    """The container's signer, built from the configured keys on first use."""
+    global _signer
+    if _signer is None:
+        from functions.shared.settings import signing_secrets
+
+        current, previous = signing_secrets()
+        _signer = Signer(current, previous)
+    return _signer
+
+
+def reset_signer() -> None:
+    global _signer
+    _signer = None

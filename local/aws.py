@@ -1,0 +1,71 @@
+"""Local AWS: the msgtrack tables created from the shared specs (moto, in process or as a server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from functions.shared.tables import ALL_TABLES, TableSpec
+
+
+def table_definition(spec: TableSpec) -> dict[str, Any]:
+    """CreateTable arguments for a spec: the same keys and indexes the CDK stack declares."""
+    keys = [{"AttributeName": spec.hash_key.name, "KeyType": "HASH"}]
+    if spec.range_key:
+        keys.append({"AttributeName": spec.range_key.name, "KeyType": "RANGE"})
+    definition: dict[str, Any] = {
+        "TableName": spec.table_name,
+        "KeySchema": keys,
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": kind}
+            for name, kind in spec.attribute_definitions().items()
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if spec.indexes:
+        definition["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [{"AttributeName": index.hash_key.name, "KeyType": "HASH"}]
+                + ([{"AttributeName": index.range_key.name, "KeyType": "RANGE"}] if index.range_key else []),
+                "Projection": (
+                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.include)}
+                    if index.include is not None
+                    else {"ProjectionType": "ALL"}
+                ),
+            }
+            for index in spec.indexes
+        ]
+    return definition
+
+
+def create_tables(client: Any = None) -> None:
+    """Create every table that does not exist yet, with TTL where the spec asks for it."""
+    client = client or boto3.client("dynamodb")
+    existing = set(client.list_tables()["TableNames"])
+    for spec in ALL_TABLES:
+        if spec.table_name in existing:
+            continue
+        client.create_table(**table_definition(spec))
+        if spec.ttl_attribute:
+            client.update_time_to_live(
+                TableName=spec.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+            )
+
+
+def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+    """Start moto's threaded server (port 0: a free port) and return it with its endpoint URL.
+
+    Its werkzeug request log is silenced: one line per DynamoDB call would drown the stack's output.
+    """
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    return server, f"http://{bound_host}:{bound_port}"

@@ -1,0 +1,52 @@
+"""Test-wide environment: fake AWS credentials, known keys, quiet metrics; moto tables on demand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.apigw import API_TOKEN, SIGNING_KEY
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "MSGTRACK_API_TOKEN": API_TOKEN,
+        "MSGTRACK_SIGNING_KEY": SIGNING_KEY,
+        "MSGTRACK_TABLE_PREFIX": "test-",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_SERVICE_NAME": "msgtrack-test",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    from functions.shared import settings, tokens
+
+    settings.reset_caches()
+    tokens.reset_signer()
+    yield
+    settings.reset_caches()
+    tokens.reset_signer()
+
+
+@pytest.fixture
+def aws_tables() -> Iterator[None]:
+    """Every msgtrack table, created from the shared specs in moto's in-process mock."""
+    from moto import mock_aws
+
+    from functions.shared import models
+    from local.aws import create_tables
+
+    with mock_aws():
+        models.refresh_table_names()
+        create_tables()
+        yield

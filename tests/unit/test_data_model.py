@@ -1,0 +1,50 @@
+"""The data model is defined once: models, raw-event writer and table specs agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from functions.shared import models, tables
+from functions.shared.raw_events import RawEvent, shard_of, shards, to_item
+
+
+def test_every_model_uses_the_keys_of_its_table_spec() -> None:
+    for model in models.ALL_MODELS:
+        spec = model.spec
+        assert model.Meta.table_name == spec.table_name
+        assert model._hash_keyname == spec.hash_key.name
+        assert model._range_keyname == (spec.range_key.name if spec.range_key else None)
+
+
+def test_every_model_index_is_declared_in_its_table_spec() -> None:
+    for model in models.ALL_MODELS:
+        declared = {index.name: index for index in model.spec.indexes}
+        for name, index in model._indexes.items():
+            spec_index = declared[name]
+            keys = {a.attr_name: a for a in index.Meta.attributes.values() if a.is_hash_key or a.is_range_key}
+            assert spec_index.hash_key.name in keys and keys[spec_index.hash_key.name].is_hash_key
+            assert spec_index.range_key is None or keys[spec_index.range_key.name].is_range_key
+
+
+def test_the_redirect_writes_raw_events_the_model_reads() -> None:
+    at = datetime(2026, 11, 23, 8, 0, 1, 234000, tzinfo=UTC)
+    event = RawEvent("e1", "click", "d1", "r1", "3", at, "UA", "p1", "203.0.113.0", True)
+    model = models.RawEventModel.from_raw_data(to_item(event, ttl_days=30))
+    assert (model.shard, model.sk) == (shard_of("e1"), "2026-11-23T08:00:01.234Z#e1")
+    assert (model.kind, model.delivery_id, model.recipient_id, model.url_id) == ("click", "d1", "r1", "3")
+    assert model.proof is True and model.person_id == "p1" and model.ip == "203.0.113.0"
+    assert model.expires_at == int(at.timestamp()) + 30 * 86400
+    assert set(to_item(event, 30)) <= set(models.RawEventModel.get_attributes())
+
+
+def test_raw_events_spread_over_every_shard() -> None:
+    seen = {shard_of(f"event-{n}") for n in range(2000)}
+    assert seen == set(shards())
+    assert len(shards()) == tables.RAW_EVENT_SHARDS
+
+
+def test_table_names_follow_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("MSGTRACK_TABLE_PREFIX", "stage-")
+    monkeypatch.setenv("MSGTRACK_RAW_EVENTS_TABLE", "explicit-raw")
+    assert tables.DELIVERIES.table_name == "stage-deliveries"
+    assert tables.RAW_EVENTS.table_name == "explicit-raw"
