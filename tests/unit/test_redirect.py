@@ -1,0 +1,168 @@
+"""The redirect function: a click or an open records one raw event and answers; bad tokens are 404s."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from functions.redirect import handler, tracking
+from functions.shared.raw_events import RawEvent
+from functions.shared.tokens import LinkClaims, signer
+from tests.apigw import FakeContext, http_event
+
+
+class FakeTargets:
+    def __init__(self, targets: dict[tuple[str, str], str]) -> None:
+        self.targets = targets
+        self.reads = 0
+
+    def target(self, delivery_id: str, url_id: str) -> tracking.Target | None:
+        self.reads += 1
+        url = self.targets.get((delivery_id, url_id))
+        return tracking.Target(url) if url else None
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.events: list[RawEvent] = []
+
+    def record(self, event: RawEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeTargets, FakeSink]:
+    targets = FakeTargets({("d1", "1"): "https://shop.example/p/{{ sku }}?ref=mail#top"})
+    sink = FakeSink()
+    monkeypatch.setattr(handler, "_targets", tracking.CachedTargets(targets))
+    monkeypatch.setattr(handler, "_sink", sink)
+    return targets, sink
+
+
+def call(path: str, **kwargs: Any) -> dict[str, Any]:
+    return handler.lambda_handler(http_event("GET", path, token=None, **kwargs), FakeContext())
+
+
+def click_token(**fields: str) -> str:
+    return signer().sign(LinkClaims("c", "d1", "r1", "1", fields=fields))
+
+
+def test_a_click_redirects_to_the_personalized_target_and_records_one_event(fakes) -> None:
+    _, sink = fakes
+    # Given a signed click link carrying a personalization value
+    # When a recipient follows it
+    response = call(f"/r/{click_token(sku='A 1/é')}", source_ip="198.51.100.23")
+    # Then they land on the exact target, query and fragment kept, the value encoded
+    assert response["statusCode"] == 302
+    assert response["headers"]["Location"] == "https://shop.example/p/A%201%2F%C3%A9?ref=mail#top"
+    # And one raw event is recorded with a truncated IP and a new person cookie
+    [event] = sink.events
+    assert (event.kind, event.delivery_id, event.recipient_id, event.url_id) == ("click", "d1", "r1", "1")
+    assert event.ip == "198.51.100.0"
+    [cookie] = response["cookies"]
+    assert cookie.startswith(f"mtpid={event.person_id};")
+    for attribute in ("Max-Age=31536000", "HttpOnly", "SameSite=Lax", "Secure", "Path=/"):
+        assert attribute in cookie
+
+
+def test_a_returning_browser_keeps_its_person_id(fakes) -> None:
+    _, sink = fakes
+    response = call(f"/r/{click_token()}", cookies=["mtpid=abcdefgh12345678", "other=1"])
+    assert "cookies" not in response
+    assert sink.events[0].person_id == "abcdefgh12345678"
+
+
+def test_an_open_answers_a_transparent_gif_that_is_never_cached(fakes) -> None:
+    _, sink = fakes
+    token = signer().sign(LinkClaims("o", "d1", "r1", proof=True))
+    response = call(f"/o/{token}")
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"] == "image/gif"
+    assert "no-store" in response["headers"]["Cache-Control"]
+    assert base64.b64decode(response["body"]).startswith(b"GIF89a")
+    [event] = sink.events
+    assert event.kind == "open" and event.proof and event.url_id is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r/not-a-token",
+        "/r/",
+        "/r/a.b.c",
+        "/r/" + "x" * 10_000,
+        "/o/%00%ff",
+        "/x/anything",
+    ],
+)
+def test_a_bad_token_is_a_404_page_without_location_and_records_nothing(fakes, path: str) -> None:
+    _, sink = fakes
+    response = call(path)
+    assert response["statusCode"] == 404
+    assert "Location" not in response["headers"]
+    assert "text/html" in response["headers"]["Content-Type"]
+    assert sink.events == []
+
+
+def test_a_tampered_token_is_a_404(fakes) -> None:
+    token = click_token()
+    kid, payload, mac = token.split(".")
+    response = call(f"/r/{kid}.{payload[:-2]}AA.{mac}")
+    assert response["statusCode"] == 404 and "Location" not in response["headers"]
+
+
+def test_an_open_token_is_not_a_click_and_an_unknown_url_is_a_404(fakes) -> None:
+    open_token = signer().sign(LinkClaims("o", "d1", "r1"))
+    unknown = signer().sign(LinkClaims("c", "d1", "r1", "99"))
+    assert call(f"/r/{open_token}")["statusCode"] == 404
+    assert call(f"/r/{unknown}")["statusCode"] == 404
+
+
+def test_a_warm_container_reads_each_target_once(fakes) -> None:
+    targets, sink = fakes
+    for _ in range(5):
+        call(f"/r/{click_token()}")
+    assert targets.reads == 1 and len(sink.events) == 5
+
+
+def test_a_head_request_answers_without_recording(fakes) -> None:
+    _, sink = fakes
+    response = handler.lambda_handler(http_event("HEAD", f"/r/{click_token()}", token=None), FakeContext())
+    assert response["statusCode"] == 302 and sink.events == []
+
+
+def test_a_failing_store_still_answers_the_recipient(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def target(self, delivery_id: str, url_id: str) -> None:
+            raise RuntimeError("DynamoDB unavailable")
+
+        def record(self, event: RawEvent) -> None:
+            raise RuntimeError("DynamoDB unavailable")
+
+    monkeypatch.setattr(handler, "_targets", Broken())
+    monkeypatch.setattr(handler, "_sink", Broken())
+    assert call(f"/o/{signer().sign(LinkClaims('o', 'd1', 'r1'))}")["statusCode"] == 200
+    assert call(f"/r/{click_token()}")["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    ("address", "kept"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:abcd:12::1", "2001:db8:abcd::"),
+        ("junk", None),
+        (None, None),
+    ],
+)
+def test_client_addresses_are_truncated(address: str | None, kept: str | None) -> None:
+    assert tracking.truncate_ip(address) == kept
+
+
+def test_time_is_recorded_in_utc(fakes) -> None:
+    _, sink = fakes
+    call(f"/r/{click_token()}")
+    assert sink.events[0].at.tzinfo is not None
+    assert abs((datetime.now(UTC) - sink.events[0].at).total_seconds()) < 60
