@@ -1,0 +1,265 @@
+"""One batch of the tracking workflow, as a pure computation.
+
+Given raw events and the current indicator state they touch, produce the tracking logs and the new
+state items. Nothing here does I/O: the workflow loads what ``state_keys`` names, calls
+``consolidate``, and writes what it returns, idempotently (every output is a whole-item put).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.models import Model
+
+from functions.shared import timeutil
+from functions.shared.models import (
+    HOUR_PREFIX,
+    PERSON_STATE_PREFIX,
+    RECIPIENT_STATE_PREFIX,
+    STATS_SK,
+    URL_STATS_PREFIX,
+    DeliveryStatsModel,
+    HourStatsModel,
+    PersonStateModel,
+    RawEventModel,
+    RecipientStateModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+    UrlStatsModel,
+)
+from functions.shared.useragent import parse_user_agent
+
+MAX_PATH = 50  # click-stream steps kept per recipient
+
+StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
+
+
+def stats_key(delivery_id: str) -> StateKey:
+    return (delivery_id, STATS_SK)
+
+
+def url_key(delivery_id: str, url_id: str) -> StateKey:
+    return (delivery_id, URL_STATS_PREFIX + url_id)
+
+
+def hour_key(delivery_id: str, at: str) -> StateKey:
+    return (delivery_id, HOUR_PREFIX + at[:13])
+
+
+def recipient_key(delivery_id: str, recipient_id: str) -> StateKey:
+    return (delivery_id, RECIPIENT_STATE_PREFIX + recipient_id)
+
+
+def person_key(delivery_id: str, person_id: str) -> StateKey:
+    return (delivery_id, PERSON_STATE_PREFIX + person_id)
+
+
+def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
+    """Every indicator item a batch of events may read or write."""
+    keys: set[StateKey] = set()
+    for event in events:
+        if event.proof:
+            continue
+        keys |= {
+            stats_key(event.delivery_id),
+            hour_key(event.delivery_id, event.at),
+            recipient_key(event.delivery_id, event.recipient_id),
+        }
+        if event.url_id:
+            keys.add(url_key(event.delivery_id, event.url_id))
+            keys.add(person_key(event.delivery_id, _person(event)))
+    return keys
+
+
+def _person(event: RawEventModel) -> str:
+    # A click always carries a person (the redirect sets the cookie); fall back to the recipient.
+    return event.person_id or f"recipient:{event.recipient_id}"
+
+
+@dataclass
+class Outcome:
+    items: list[Model] = field(default_factory=list)
+    events: int = 0  # raw events consolidated (logged)
+    counted: int = 0  # of which counted in indicators
+
+
+class _State:
+    """The indicator items of one batch, created on first touch."""
+
+    def __init__(
+        self, loaded: Mapping[StateKey, Model], domains: Mapping[tuple[str, str], str | None]
+    ) -> None:
+        self.items: dict[StateKey, Model] = dict(loaded)
+        self.touched: dict[StateKey, Model] = {}
+        self._domains = domains
+
+    def _get(self, key: StateKey, create: Any) -> Any:
+        item = self.items.get(key)
+        if item is None:
+            item = self.items[key] = create()
+        self.touched[key] = item
+        return item
+
+    def stats(self, delivery_id: str) -> DeliveryStatsModel:
+        key = stats_key(delivery_id)
+        return self._get(key, lambda: DeliveryStatsModel(delivery_id=delivery_id, sk=key[1], breakdowns={}))
+
+    def url(self, delivery_id: str, url_id: str) -> UrlStatsModel:
+        key = url_key(delivery_id, url_id)
+        return self._get(key, lambda: UrlStatsModel(delivery_id=delivery_id, sk=key[1], url_id=url_id))
+
+    def hour(self, delivery_id: str, at: str) -> HourStatsModel:
+        key = hour_key(delivery_id, at)
+        return self._get(
+            key, lambda: HourStatsModel(delivery_id=delivery_id, sk=key[1], hour=timeutil.hour_of(at))
+        )
+
+    def recipient(self, delivery_id: str, recipient_id: str) -> RecipientStateModel:
+        key = recipient_key(delivery_id, recipient_id)
+        return self._get(
+            key,
+            lambda: RecipientStateModel(
+                delivery_id=delivery_id,
+                sk=key[1],
+                recipient_id=recipient_id,
+                email_domain=self._domains.get((delivery_id, recipient_id)),
+            ),
+        )
+
+    def person_is_new(self, delivery_id: str, person_id: str) -> bool:
+        key = person_key(delivery_id, person_id)
+        if key in self.items:
+            return False
+        self._get(key, lambda: PersonStateModel(delivery_id=delivery_id, sk=key[1]))
+        return True
+
+
+def _with_step(path: list[str], step: str) -> list[str]:
+    """The click stream in time order ("<at>|<url_id>" steps), keeping the first MAX_PATH."""
+    bisect.insort(path, step)
+    return path[:MAX_PATH]
+
+
+def _bump(breakdowns: dict[str, Any], dimension: str, name: str, measure: str) -> None:
+    row = breakdowns.setdefault(dimension, {}).setdefault(name, {"opens": 0, "clicks": 0})
+    row[measure] = int(row.get(measure, 0)) + 1
+
+
+def _breakdowns(stats: DeliveryStatsModel) -> dict[str, Any]:
+    current = stats.breakdowns
+    as_dict = current.as_dict() if hasattr(current, "as_dict") else dict(current or {})
+    return as_dict
+
+
+def consolidate(
+    events: Iterable[RawEventModel],
+    urls: Mapping[tuple[str, str], TrackedUrlModel | None],
+    loaded: Mapping[StateKey, Model],
+    domains: Mapping[tuple[str, str], str | None],
+    log_ttl_days: int,
+) -> Outcome:
+    """Tracking logs for ``events`` and every indicator item they change (whole new items)."""
+    state = _State(loaded, domains)
+    outcome = Outcome()
+    breakdowns: dict[str, dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: e.sk):
+        url = urls.get((event.delivery_id, event.url_id)) if event.url_id else None
+        log = _log(event, url, log_ttl_days)
+        outcome.items.append(log)
+        outcome.events += 1
+        if not log.counted:
+            continue
+        outcome.counted += 1
+        stats = state.stats(event.delivery_id)
+        if event.delivery_id not in breakdowns:
+            breakdowns[event.delivery_id] = _breakdowns(stats)
+        _count(event, log, url, state, stats, breakdowns[event.delivery_id])
+    for delivery_id, rows in breakdowns.items():
+        stats = state.stats(delivery_id)
+        stats.breakdowns = rows
+        stats.updated_at = timeutil.iso(timeutil.now())
+    outcome.items.extend(state.touched.values())
+    return outcome
+
+
+def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -> TrackingLogModel:
+    client = parse_user_agent(event.user_agent)
+    log_type = "open" if event.kind == "open" else (url.category if url else "click")
+    counted = not event.proof and (event.kind == "open" or (url is not None and url.tracked))
+    expires = timeutil.parse(event.at) + timedelta(days=log_ttl_days)
+    return TrackingLogModel(
+        delivery_id=event.delivery_id,
+        sk=event.sk,
+        event_id=event.event_id,
+        recipient_id=event.recipient_id,
+        type=log_type,
+        url_id=event.url_id if event.kind != "open" else None,
+        url=url.url if url and event.kind != "open" else None,
+        label=url.label if url and event.kind != "open" else None,
+        at=event.at,
+        browser=client.browser,
+        os=client.os,
+        device=client.device,
+        person_id=event.person_id,
+        proof=bool(event.proof),
+        counted=counted,
+        expires_at=int(expires.timestamp()),
+    )
+
+
+def _count(
+    event: RawEventModel,
+    log: TrackingLogModel,
+    url: TrackedUrlModel | None,
+    state: _State,
+    stats: DeliveryStatsModel,
+    breakdowns: dict[str, Any],
+) -> None:
+    delivery_id = event.delivery_id
+    recipient = state.recipient(delivery_id, event.recipient_id)
+    hour = state.hour(delivery_id, event.at)
+    domain = recipient.email_domain or "unknown"
+    client = (log.browser or "Unknown", log.os or "Unknown", log.device or "other")
+    if not recipient.opened:  # any tracking event proves an open, a click without a pixel too
+        recipient.opened = True
+        stats.opens += 1
+        _bump(breakdowns, "domain", domain, "opens")
+    if log.type == "open":
+        stats.total_opens += 1
+        hour.opens += 1
+        for dimension, name in zip(("browser", "os", "device"), client, strict=True):
+            _bump(breakdowns, dimension, name, "opens")
+        return
+    assert url is not None and event.url_id is not None  # counted clicks name a known URL
+    url_stats = state.url(delivery_id, event.url_id)
+    url_stats.clicks += 1
+    # Shards are consolidated one after another, so events do not arrive in time order.
+    url_stats.first_click = min(url_stats.first_click or event.at, event.at)
+    url_stats.last_click = max(url_stats.last_click or event.at, event.at)
+    clicked_urls = set(recipient.urls or ())
+    if event.url_id not in clicked_urls:
+        clicked_urls.add(event.url_id)
+        recipient.urls = clicked_urls
+        url_stats.distinct_clicks += 1
+    if log.type == "click":
+        stats.total_clicks += 1
+        hour.clicks += 1
+        for dimension, name in zip(("browser", "os", "device"), client, strict=True):
+            _bump(breakdowns, dimension, name, "clicks")
+        recipient.path = _with_step(list(recipient.path or ()), f"{event.at}|{event.url_id}")
+        if not recipient.clicked:
+            recipient.clicked = True
+            stats.clicks += 1
+            _bump(breakdowns, "domain", domain, "clicks")
+        if state.person_is_new(delivery_id, _person(event)):
+            stats.person_clicks += 1
+    elif log.type == "opt_out":
+        if not recipient.opted_out:
+            recipient.opted_out = True
+            stats.opt_outs += 1
+    elif log.type == "mirror":
+        stats.mirror_page_views += 1

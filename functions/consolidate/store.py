@@ -1,0 +1,245 @@
+"""What the tracking workflow reads and writes, behind one interface.
+
+``DynamoWorkflowStore`` is the real one; ``tests/fakes_workflow.py`` holds an in-memory twin for unit
+tests and fault injection. Every write of a batch is a whole-item put, so repeating one is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import boto3
+from pynamodb.models import Model
+
+from functions.consolidate.batch import StateKey
+from functions.shared import models
+from functions.shared.models import (
+    HOUR_PREFIX,
+    MESSAGE_PREFIX,
+    PERSON_STATE_PREFIX,
+    RECIPIENT_STATE_PREFIX,
+    STATE_PK,
+    STATE_SK,
+    STATS_SK,
+    URL_STATS_PREFIX,
+    MessageModel,
+    RawEventModel,
+    RunModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+)
+from functions.shared.tables import WORKFLOW
+
+_MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MODELS}
+
+
+class LockLost(RuntimeError):
+    """Another run holds the workflow lock: this run must stop writing."""
+
+
+@dataclass
+class PendingBatch:
+    """A batch whose writes are decided but maybe not all applied: replayed until completed."""
+
+    seq: int
+    shard: str
+    checkpoint: str | None  # the shard's new checkpoint, None to leave it (late events)
+    events: int
+    items: list[Model] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        document = {
+            "seq": self.seq,
+            "shard": self.shard,
+            "checkpoint": self.checkpoint,
+            "events": self.events,
+            "items": [[type(item).__name__, item.serialize()] for item in self.items],
+        }
+        return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), level=6)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> PendingBatch:
+        document = json.loads(zlib.decompress(blob))
+        items = [_MODELS_BY_NAME[name].from_raw_data(data) for name, data in document["items"]]
+        return cls(document["seq"], document["shard"], document["checkpoint"], document["events"], items)
+
+
+@dataclass
+class WorkflowState:
+    checkpoints: dict[str, str]
+    batch_seq: int
+    pending: PendingBatch | None
+
+
+class WorkflowStore(Protocol):
+    def acquire_lock(self, owner: str, now: float, ttl_seconds: int) -> bool: ...
+    def renew_lock(self, owner: str, now: float, ttl_seconds: int) -> None: ...
+    def release_lock(self, owner: str) -> None: ...
+    def load_state(self) -> WorkflowState: ...
+    def save_pending(self, owner: str, pending: PendingBatch) -> None: ...
+    def complete_pending(self, owner: str, pending: PendingBatch) -> None: ...
+    def save_run(self, run: RunModel) -> None: ...
+    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]: ...
+    def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
+    def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]: ...
+    def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]: ...
+    def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
+    def put_items(self, items: Iterable[Model]) -> None: ...
+
+
+def indicator_model(sk: str) -> type[Model]:
+    """The model of an indicators-table item, from its sort key."""
+    if sk == STATS_SK:
+        return models.DeliveryStatsModel
+    for prefix, model in (
+        (URL_STATS_PREFIX, models.UrlStatsModel),
+        (HOUR_PREFIX, models.HourStatsModel),
+        (RECIPIENT_STATE_PREFIX, models.RecipientStateModel),
+        (PERSON_STATE_PREFIX, models.PersonStateModel),
+    ):
+        if sk.startswith(prefix):
+            return model
+    raise ValueError(f"no indicator model for sort key {sk!r}")
+
+
+class DynamoWorkflowStore:
+    def __init__(self, client: Any = None) -> None:
+        self._client = client or boto3.client("dynamodb")
+        self._table = WORKFLOW.table_name
+        self._key = {"pk": {"S": STATE_PK}, "sk": {"S": STATE_SK}}
+
+    # --- lock and state ---------------------------------------------------------------------
+
+    def _update_state(self, owner: str, **arguments: Any) -> None:
+        try:
+            self._client.update_item(TableName=self._table, Key=self._key, **arguments)
+        except self._client.exceptions.ConditionalCheckFailedException as error:
+            raise LockLost(f"run {owner} no longer holds the tracking workflow lock") from error
+
+    def acquire_lock(self, owner: str, now: float, ttl_seconds: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET lock_owner = :owner, lock_expires = :expires, "
+                "checkpoints = if_not_exists(checkpoints, :empty), batch_seq = if_not_exists(batch_seq, :zero)",
+                ConditionExpression="attribute_not_exists(lock_owner) OR lock_expires < :now",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":expires": {"N": str(int(now + ttl_seconds))},
+                    ":now": {"N": str(int(now))},
+                    ":empty": {"M": {}},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def renew_lock(self, owner: str, now: float, ttl_seconds: int) -> None:
+        self._update_state(
+            owner,
+            UpdateExpression="SET lock_expires = :expires",
+            ConditionExpression="lock_owner = :owner",
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":expires": {"N": str(int(now + ttl_seconds))},
+            },
+        )
+
+    def release_lock(self, owner: str) -> None:
+        # Taken over after expiry already? Then there is nothing of ours to release.
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="REMOVE lock_owner, lock_expires",
+                ConditionExpression="lock_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+
+    def load_state(self) -> WorkflowState:
+        item = self._client.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get(
+            "Item", {}
+        )
+        checkpoints = {shard: value["S"] for shard, value in item.get("checkpoints", {}).get("M", {}).items()}
+        pending = item.get("pending_batch", {}).get("B")
+        return WorkflowState(
+            checkpoints=checkpoints,
+            batch_seq=int(item.get("batch_seq", {}).get("N", "0")),
+            pending=PendingBatch.decode(pending) if pending else None,
+        )
+
+    def save_pending(self, owner: str, pending: PendingBatch) -> None:
+        self._update_state(
+            owner,
+            UpdateExpression="SET pending_batch = :batch",
+            ConditionExpression="lock_owner = :owner",
+            ExpressionAttributeValues={":owner": {"S": owner}, ":batch": {"B": pending.encode()}},
+        )
+
+    def complete_pending(self, owner: str, pending: PendingBatch) -> None:
+        expression = "SET batch_seq = :seq REMOVE pending_batch"
+        values: dict[str, Any] = {":owner": {"S": owner}, ":seq": {"N": str(pending.seq)}}
+        names: dict[str, str] = {}
+        if pending.checkpoint is not None:
+            expression = "SET batch_seq = :seq, checkpoints.#shard = :checkpoint REMOVE pending_batch"
+            values[":checkpoint"] = {"S": pending.checkpoint}
+            names["#shard"] = pending.shard
+        self._update_state(
+            owner,
+            UpdateExpression=expression,
+            ConditionExpression="lock_owner = :owner",
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": names} if names else {}),
+        )
+
+    def save_run(self, run: RunModel) -> None:
+        run.save()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]:
+        lower = (after + "\x00") if after is not None else ""
+        condition = RawEventModel.sk.between(lower, upto) if lower else RawEventModel.sk <= upto
+        return list(RawEventModel.query(shard, condition, consistent_read=True, limit=limit))
+
+    def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        found = TrackingLogModel.batch_get(
+            list(keys), consistent_read=True, attributes_to_get=["delivery_id", "sk"]
+        )
+        return {(log.delivery_id, log.sk) for log in found}
+
+    def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
+        return list(TrackedUrlModel.query(delivery_id))
+
+    def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
+        keys = [(delivery_id, MESSAGE_PREFIX + rid) for rid in recipient_ids]
+        return {m.recipient_id: m.email_domain for m in MessageModel.batch_get(keys, consistent_read=True)}
+
+    def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        by_model: dict[type[Model], list[StateKey]] = defaultdict(list)
+        for key in keys:
+            by_model[indicator_model(key[1])].append(key)
+        found: dict[StateKey, Model] = {}
+        for model, model_keys in by_model.items():
+            for item in model.batch_get(model_keys, consistent_read=True):
+                found[(str(getattr(item, "delivery_id")), str(getattr(item, "sk")))] = item  # noqa: B009
+        return found
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def put_items(self, items: Iterable[Model]) -> None:
+        by_model: dict[type[Model], list[Model]] = defaultdict(list)
+        for item in items:
+            by_model[type(item)].append(item)
+        for model, model_items in by_model.items():
+            with model.batch_write() as batch:
+                for item in model_items:
+                    batch.save(item)

@@ -1,0 +1,192 @@
+"""An in-memory WorkflowStore with the DynamoDB store's semantics, and faults on demand."""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pynamodb.models import Model
+
+from functions.consolidate.batch import StateKey
+from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, indicator_model
+from functions.shared import raw_events
+from functions.shared.models import (
+    MESSAGE_PREFIX,
+    MessageModel,
+    RawEventModel,
+    RunModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+)
+from functions.shared.raw_events import RawEvent
+
+
+class Crash(RuntimeError):
+    """An injected fault: the process dies here."""
+
+
+def _copy(item: Model) -> Any:
+    return type(item).from_raw_data(item.serialize())
+
+
+class FakeWorkflowStore:
+    def __init__(self) -> None:
+        self.raw: dict[str, list[RawEventModel]] = {}
+        self.logs: dict[tuple[str, str], TrackingLogModel] = {}
+        self.indicators: dict[StateKey, Model] = {}
+        self.urls: dict[str, list[TrackedUrlModel]] = {}
+        self.messages: dict[tuple[str, str], MessageModel] = {}
+        self.runs: dict[str, RunModel] = {}
+        self.lock_owner: str | None = None
+        self.lock_expires = 0.0
+        self.checkpoints: dict[str, str] = {}
+        self.batch_seq = 0
+        self.pending: bytes | None = None
+        self.calls: dict[str, int] = {}
+        self.fault: Callable[[str, int], bool] = lambda operation, count: False
+        self.die_on_fault = True  # after a fault every call fails: nothing runs after a crash
+        self.dead = False
+
+    def _call(self, operation: str) -> None:
+        if self.dead:
+            raise Crash("the process is dead")
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        if self.fault(operation, self.calls[operation]):
+            self.dead = self.die_on_fault
+            raise Crash(f"injected fault in {operation} (call {self.calls[operation]})")
+
+    def restart(self) -> None:
+        """A new process: the injected fault is gone, the data stays."""
+        self.dead = False
+        self.fault = lambda operation, count: False
+        self.calls = {}
+
+    # --- seeding --------------------------------------------------------------------------------
+
+    def add_raw(self, event: RawEvent, ttl_days: int = 30) -> RawEventModel:
+        item = raw_events.to_item(event, ttl_days)
+        model = RawEventModel.from_raw_data(item)
+        shard = self.raw.setdefault(str(model.shard), [])
+        bisect.insort(shard, model, key=lambda m: str(m.sk))
+        return model
+
+    def add_url(self, url: TrackedUrlModel) -> None:
+        self.urls.setdefault(str(url.delivery_id), []).append(url)
+
+    def add_message(self, message: MessageModel) -> None:
+        self.messages[(str(message.delivery_id), str(message.sk))] = message
+
+    # --- WorkflowStore --------------------------------------------------------------------------
+
+    def acquire_lock(self, owner: str, now: float, ttl_seconds: int) -> bool:
+        self._call("acquire_lock")
+        if self.lock_owner is not None and self.lock_expires >= now:
+            return False
+        self.lock_owner, self.lock_expires = owner, now + ttl_seconds
+        return True
+
+    def _require(self, owner: str) -> None:
+        if self.lock_owner != owner:
+            raise LockLost(owner)
+
+    def renew_lock(self, owner: str, now: float, ttl_seconds: int) -> None:
+        self._call("renew_lock")
+        self._require(owner)
+        self.lock_expires = now + ttl_seconds
+
+    def release_lock(self, owner: str) -> None:
+        self._call("release_lock")
+        if self.lock_owner == owner:
+            self.lock_owner = None
+
+    def load_state(self) -> WorkflowState:
+        self._call("load_state")
+        pending = PendingBatch.decode(self.pending) if self.pending else None
+        return WorkflowState(dict(self.checkpoints), self.batch_seq, pending)
+
+    def save_pending(self, owner: str, pending: PendingBatch) -> None:
+        self._call("save_pending")
+        self._require(owner)
+        self.pending = pending.encode()
+
+    def complete_pending(self, owner: str, pending: PendingBatch) -> None:
+        self._call("complete_pending")
+        self._require(owner)
+        self.batch_seq = pending.seq
+        if pending.checkpoint is not None:
+            self.checkpoints[pending.shard] = pending.checkpoint
+        self.pending = None
+
+    def save_run(self, run: RunModel) -> None:
+        self._call("save_run")
+        self.runs[str(run.sk)] = _copy(run)
+
+    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]:
+        self._call("read_raw")
+        events = [e for e in self.raw.get(shard, []) if (after is None or e.sk > after) and e.sk <= upto]
+        return [_copy(e) for e in events[:limit]]
+
+    def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        self._call("logged")
+        return {key for key in keys if key in self.logs}
+
+    def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
+        self._call("tracked_urls")
+        return [_copy(u) for u in self.urls.get(delivery_id, [])]
+
+    def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
+        self._call("message_domains")
+        found = {}
+        for recipient_id in recipient_ids:
+            message = self.messages.get((delivery_id, MESSAGE_PREFIX + recipient_id))
+            if message is not None:
+                found[recipient_id] = message.email_domain
+        return found
+
+    def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        self._call("load_indicators")
+        return {key: _copy(self.indicators[key]) for key in keys if key in self.indicators}
+
+    def put_items(self, items: Iterable[Model]) -> None:
+        for item in items:
+            self._call("put_item")
+            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            if isinstance(item, TrackingLogModel):
+                self.logs[key] = _copy(item)
+            else:
+                indicator_model(key[1])  # only indicator items go to the indicators table
+                self.indicators[key] = _copy(item)
+
+    # --- reading results --------------------------------------------------------------------------
+
+    def stats(self, delivery_id: str) -> dict[str, int]:
+        item = self.indicators.get((delivery_id, "stats"))
+        names = (
+            "opens",
+            "total_opens",
+            "clicks",
+            "person_clicks",
+            "total_clicks",
+            "opt_outs",
+            "mirror_page_views",
+        )
+        return {name: int(getattr(item, name)) if item else 0 for name in names}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a report could read: equal snapshots mean equal reports."""
+        return {
+            "logs": sorted((k, json.dumps(v.serialize(), sort_keys=True)) for k, v in self.logs.items()),
+            "indicators": sorted(
+                (k, json.dumps(_stable(v.serialize()), sort_keys=True)) for k, v in self.indicators.items()
+            ),
+        }
+
+
+def _stable(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data.pop("updated_at", None)
+    if "urls" in data:
+        data["urls"] = {"SS": sorted(data["urls"]["SS"])}
+    return data

@@ -1,0 +1,172 @@
+"""Redirect -> raw events -> tracking workflow -> indicator items, on moto's DynamoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from functions.consolidate import handler as consolidate_handler
+from functions.consolidate.store import DynamoWorkflowStore
+from functions.redirect import handler as redirect_handler
+from functions.shared import raw_events, timeutil
+from functions.shared.models import (
+    DeliveryStatsModel,
+    MessageModel,
+    RawEventModel,
+    RunModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+    UrlStatsModel,
+    WorkflowStateModel,
+)
+from functions.shared.tokens import LinkClaims, signer
+from tests.apigw import FakeContext, http_event
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+
+
+@pytest.fixture
+def delivery(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(redirect_handler, "_targets", None)
+    monkeypatch.setattr(redirect_handler, "_sink", None)
+    for url_id, category in (("1", "click"), ("2", "click"), ("3", "opt_out")):
+        TrackedUrlModel(
+            delivery_id="d1",
+            url_id=url_id,
+            url=f"https://shop.example/{url_id}",
+            label=url_id,
+            category=category,
+        ).save()
+    for n in range(1, 6):
+        MessageModel(
+            delivery_id="d1",
+            sk=f"msg#r{n}",
+            recipient_id=f"r{n}",
+            email_domain="example.org",
+            rendered_at="x",
+        ).save()
+    yield "d1"
+
+
+class Browser:
+    """A recipient's browser: keeps the person cookie like a real one."""
+
+    def __init__(self, user_agent: str = CHROME) -> None:
+        self.cookies: list[str] = []
+        self.user_agent = user_agent
+
+    def get(self, path: str) -> dict[str, Any]:
+        event = http_event("GET", path, token=None, cookies=self.cookies or None, user_agent=self.user_agent)
+        response = redirect_handler.lambda_handler(event, FakeContext())
+        for cookie in response.get("cookies", []):
+            self.cookies = [cookie.split(";", 1)[0]]
+        return response
+
+
+def click(recipient: str, url_id: str, proof: bool = False) -> str:
+    return "/r/" + signer().sign(LinkClaims("c", "d1", recipient, url_id, proof=proof))
+
+
+def pixel(recipient: str) -> str:
+    return "/o/" + signer().sign(LinkClaims("o", "d1", recipient))
+
+
+def run_workflow(run_id: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"run_id": run_id, "trigger": "api"} if run_id else {"source": "aws.events"}
+    return consolidate_handler.lambda_handler(event, FakeContext())
+
+
+def stats() -> dict[str, int]:
+    item = DeliveryStatsModel.get("d1", "stats")
+    fields = ("opens", "total_opens", "clicks", "person_clicks", "total_clicks", "opt_outs")
+    return {name: int(getattr(item, name)) for name in fields}
+
+
+def traffic() -> None:
+    alice, bob, friend = Browser(), Browser(FIREFOX), Browser()
+    assert alice.get(pixel("r1"))["statusCode"] == 200
+    assert alice.get(click("r1", "1"))["headers"]["Location"] == "https://shop.example/1"
+    alice.get(click("r1", "2"))
+    bob.get(click("r2", "1"))  # a click without an open still proves an open
+    friend.get(click("r1", "1"))  # r1 forwarded the message: another person clicks
+    Browser().get(click("r3", "3"))  # opt-out
+    Browser().get(click("r4", "1", proof=True))  # a proof: logged, never counted
+
+
+EXPECTED = {"opens": 3, "total_opens": 1, "clicks": 2, "person_clicks": 3, "total_clicks": 4, "opt_outs": 1}
+
+
+def test_hits_become_logs_and_indicators(delivery: str) -> None:
+    traffic()
+    assert RawEventModel.count() == 0 or True  # raw events live in shards; counted below
+    assert sum(RawEventModel.count(shard) for shard in raw_events.shards()) == 7
+    result = run_workflow()
+    assert result == {"run_id": result["run_id"], "status": "succeeded", "events_processed": 7}
+    assert stats() == EXPECTED
+    assert UrlStatsModel.get("d1", "url#1").clicks == 3
+    assert UrlStatsModel.get("d1", "url#1").distinct_clicks == 2
+    logs = list(TrackingLogModel.query("d1"))
+    assert len(logs) == 7
+    assert [log.proof for log in logs].count(True) == 1
+    by_recipient = list(TrackingLogModel.by_recipient.query("r1"))
+    assert {log.type for log in by_recipient} == {"open", "click"}
+    [run] = list(RunModel.query("runs"))
+    assert run.status == "succeeded" and run.events_processed == 7 and run.finished_at
+
+
+def test_a_second_run_adds_nothing_and_late_events_count_once(delivery: str) -> None:
+    traffic()
+    run_workflow("run-a")
+    assert run_workflow("run-b")["events_processed"] == 0
+    assert stats() == EXPECTED
+    Browser().get(click("r5", "2"))
+    assert run_workflow("run-c")["events_processed"] == 1
+    assert stats()["clicks"] == 3
+    assert [r.status for r in RunModel.query("runs", scan_index_forward=False)] == ["succeeded"] * 3
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3, 5])
+def test_a_run_killed_after_a_batch_then_rerun_gives_exact_totals(
+    delivery: str, monkeypatch: pytest.MonkeyPatch, crash_after: int
+) -> None:
+    traffic()
+    calls = {"n": 0}
+    original = DynamoWorkflowStore.put_items
+
+    def put_then_die(self: DynamoWorkflowStore, items: Any) -> None:
+        calls["n"] += 1
+        original(self, items)
+        if calls["n"] == crash_after:
+            raise RuntimeError("killed after a batch's writes, before its checkpoint")
+
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", put_then_die)
+    with pytest.raises(RuntimeError):
+        run_workflow("crashing")
+    assert RunModel.get("runs", "crashing").status == "failed"
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", original)
+    run_workflow("recovery")
+    assert stats() == EXPECTED
+    assert WorkflowStateModel.get("state", "tracking").pending_batch is None
+
+
+def test_events_recorded_while_a_run_works_wait_for_the_next_run(delivery: str) -> None:
+    traffic()
+    # an event stamped after the run's start is not part of that run
+    future = timeutil.now() + timedelta(minutes=5)
+    RawEventModel(
+        shard=raw_events.shard_of("late1"),
+        sk=raw_events.sort_key(timeutil.iso(future), "late1"),
+        event_id="late1",
+        kind="click",
+        delivery_id="d1",
+        recipient_id="r5",
+        url_id="1",
+        at=timeutil.iso(future),
+        person_id="p-late",
+        expires_at=int(future.timestamp()) + 86400,
+    ).save()
+    assert run_workflow("now")["events_processed"] == 7

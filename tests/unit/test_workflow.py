@@ -1,0 +1,264 @@
+"""The tracking workflow with an in-memory store: counts, exactly-once, crashes, late events, lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared.models import MessageModel, TrackedUrlModel
+from functions.shared.raw_events import RawEvent
+from tests.fakes_workflow import Crash, FakeWorkflowStore
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+RUN_AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+)
+APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+
+URLS = {"1": "click", "2": "click", "3": "opt_out", "4": "mirror", "5": "click"}
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def seeded_store() -> FakeWorkflowStore:
+    store = FakeWorkflowStore()
+    for url_id, category in URLS.items():
+        store.add_url(
+            TrackedUrlModel(
+                delivery_id="d1",
+                url_id=url_id,
+                url=f"https://shop.example/{url_id}",
+                label=f"link {url_id}",
+                category=category,
+                tracked=url_id != "5",
+            )
+        )
+    for n in range(1, 8):
+        domain = "gmail.com" if n % 2 else "example.org"
+        store.add_message(
+            MessageModel(
+                delivery_id="d1", sk=f"msg#r{n}", recipient_id=f"r{n}", email_domain=domain, rendered_at="x"
+            )
+        )
+    return store
+
+
+_sequence = iter(range(10**6))
+
+
+def hit(
+    store: FakeWorkflowStore,
+    recipient: str,
+    url_id: str | None = None,
+    *,
+    person: str | None = None,
+    ua: str = CHROME,
+    proof: bool = False,
+    at: datetime | None = None,
+) -> None:
+    n = next(_sequence)
+    store.add_raw(
+        RawEvent(
+            event_id=f"e{n:08d}",
+            kind="click" if url_id else "open",
+            delivery_id="d1",
+            recipient_id=recipient,
+            url_id=url_id,
+            at=at or T0 + timedelta(seconds=n % 3000),
+            user_agent=ua,
+            person_id=person,
+            ip="203.0.113.0",
+            proof=proof,
+        )
+    )
+
+
+def campaign(store: FakeWorkflowStore) -> None:
+    """13 hits whose indicators are worked out by hand in test_indicators_count_each_fact_once."""
+    global _sequence
+    _sequence = iter(range(10**6))  # the same event ids and times every time
+    hit(store, "r1", ua=APPLE_MAIL)  # open
+    hit(store, "r1", "1", person="p1")
+    hit(store, "r1", "1", person="p1")  # same link again
+    hit(store, "r1", "2", person="p1", ua=IPHONE)
+    hit(store, "r2", "1", person="p2")  # a click without an open
+    hit(store, "r3", ua=APPLE_MAIL)
+    hit(store, "r3", ua=APPLE_MAIL)
+    hit(store, "r1", "1", person="p3")  # r1's message forwarded, clicked in another browser
+    hit(store, "r4", "3", person="p4")  # opt-out
+    hit(store, "r5", "4", person="p5")  # mirror page, twice
+    hit(store, "r5", "4", person="p5")
+    hit(store, "r6", "5", person="p6")  # untracked URL: logged, not counted
+    hit(store, "r7", "1", person="p7", proof=True)  # proof: logged, not counted
+
+
+def workflow(store: FakeWorkflowStore, clock: Clock | None = None, batch_size: int = 100) -> TrackingWorkflow:
+    return TrackingWorkflow(store, WorkflowConfig(batch_size=batch_size), clock=clock or Clock(RUN_AT))
+
+
+def test_indicators_count_each_fact_once() -> None:
+    # Given a campaign's raw events
+    store = seeded_store()
+    campaign(store)
+    # When the workflow runs
+    run = workflow(store).run("run-1", "schedule")
+    # Then every hit is logged and the indicators match the hand count
+    assert run.status == "succeeded"
+    assert run.events_processed == 13
+    assert len(store.logs) == 13
+    assert store.stats("d1") == {
+        "opens": 5,  # r1 r2 r3 r4 r5 (r6 untracked, r7 proof)
+        "total_opens": 3,
+        "clicks": 2,  # r1 r2
+        "person_clicks": 3,  # p1 p2 p3
+        "total_clicks": 5,
+        "opt_outs": 1,
+        "mirror_page_views": 2,
+    }
+    url1 = store.indicators[("d1", "url#1")]
+    assert (url1.clicks, url1.distinct_clicks) == (4, 2)
+    url4 = store.indicators[("d1", "url#4")]
+    assert (url4.clicks, url4.distinct_clicks) == (2, 1)
+    assert ("d1", "url#5") not in store.indicators
+    types = sorted(log.type for log in store.logs.values())
+    assert types.count("open") == 3 and types.count("opt_out") == 1 and types.count("mirror") == 2
+    proof_logs = [log for log in store.logs.values() if log.proof]
+    assert len(proof_logs) == 1 and not proof_logs[0].counted
+
+
+def test_breakdowns_and_timeline() -> None:
+    store = seeded_store()
+    campaign(store)
+    workflow(store).run("run-1", "schedule")
+    stats = store.indicators[("d1", "stats")]
+    breakdowns = stats.breakdowns.as_dict()
+    assert breakdowns["browser"]["Chrome"]["clicks"] == 4  # r1 x2 (p1), r2, forward
+    assert breakdowns["device"]["mobile"]["clicks"] == 1
+    # domains: odd recipients at gmail.com (r1 r3 r5 opened; r1 clicked), even at example.org (r2 r4)
+    assert breakdowns["domain"]["gmail.com"] == {"opens": 3, "clicks": 1}
+    assert breakdowns["domain"]["example.org"] == {"opens": 2, "clicks": 1}
+    hours = [v for k, v in store.indicators.items() if k[1].startswith("hour#")]
+    assert sum(h.opens for h in hours) == 3 and sum(h.clicks for h in hours) == 5
+
+
+def test_a_second_run_changes_nothing() -> None:
+    store = seeded_store()
+    campaign(store)
+    workflow(store).run("run-1", "schedule")
+    before = store.snapshot()
+    run = workflow(store).run("run-2", "schedule")
+    assert run.events_processed == 0
+    assert store.snapshot() == before
+
+
+def clean_snapshot(batch_size: int) -> dict[str, object]:
+    store = seeded_store()
+    campaign(store)
+    workflow(store, batch_size=batch_size).run("clean", "schedule")
+    return store.snapshot()
+
+
+FAULT_POINTS = ["read_raw", "load_indicators", "save_pending", "put_item", "complete_pending", "renew_lock"]
+
+
+@pytest.mark.parametrize("operation", FAULT_POINTS)
+def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str) -> None:
+    expected = clean_snapshot(batch_size=2)
+    crashes = 0
+    for nth in range(1, 60):
+        # Given a run that dies at the nth call of an operation (nothing after it runs, not even cleanup)
+        store = seeded_store()
+        campaign(store)
+        clock = Clock(RUN_AT)
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock, batch_size=2).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            break  # fewer calls than nth: every point has been tried
+        # When a new process runs again once the dead run's lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        rerun = workflow(store, clock, batch_size=2).run("rerun", "schedule")
+        # Then the totals are exactly those of one clean run
+        assert rerun.status == "succeeded"
+        assert store.snapshot() == expected, f"crash at {operation} call {nth}"
+        assert store.pending is None
+    assert crashes > 0
+
+
+def test_a_failed_run_is_recorded_with_its_error() -> None:
+    store = seeded_store()
+    campaign(store)
+    store.die_on_fault = False  # a transient error: the process lives on and records the failure
+    store.fault = lambda op, count: op == "put_item" and count == 3
+    with pytest.raises(Crash):
+        workflow(store).run("run-1", "schedule")
+    run = store.runs["run-1"]
+    assert run.status == "failed"
+    assert "injected fault" in run.errors[0]
+    assert store.lock_owner is None  # released, so the next run need not wait for the expiry
+    store.restart()
+    workflow(store).run("run-2", "schedule")
+    assert store.snapshot() == clean_snapshot(batch_size=100)
+
+
+def test_late_events_are_counted_by_the_next_run_once() -> None:
+    # Given a run that consolidated the events recorded before it started
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    # When an event timed before that run only becomes visible afterwards (a slow write)
+    hit(store, "r2", "2", person="p2", at=RUN_AT - timedelta(seconds=30))
+    clock.now += timedelta(hours=1)
+    second = workflow(store, clock).run("run-2", "schedule")
+    third = workflow(store, clock).run("run-3", "schedule")
+    # Then the next run counts it, and only once
+    assert second.events_processed == 1
+    assert third.events_processed == 0
+    assert store.indicators[("d1", "url#2")].clicks == 2
+
+
+def test_events_after_the_run_started_wait_for_the_next_run() -> None:
+    store = seeded_store()
+    campaign(store)
+    hit(store, "r3", "2", person="p3b", at=RUN_AT + timedelta(seconds=5))
+    clock = Clock(RUN_AT)
+    first = workflow(store, clock).run("run-1", "schedule")
+    clock.now = RUN_AT + timedelta(minutes=1)
+    second = workflow(store, clock).run("run-2", "schedule")
+    assert (first.events_processed, second.events_processed) == (13, 1)
+
+
+def test_a_run_that_finds_the_lock_taken_is_skipped_and_changes_nothing() -> None:
+    store = seeded_store()
+    campaign(store)
+    assert store.acquire_lock("other-run", RUN_AT.timestamp(), 600)
+    run = workflow(store).run("run-1", "api")
+    assert run.status == "skipped"
+    assert store.logs == {} and store.indicators == {}
+    assert store.runs["run-1"].status == "skipped"
+
+
+def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finishes() -> None:
+    store = seeded_store()
+    campaign(store)
+    remaining = iter([120_000, 120_000, 1_000] + [1_000] * 100)
+    first = workflow(store, batch_size=2).run("run-1", "schedule", remaining_ms=lambda: next(remaining))
+    assert first.status == "succeeded" and 0 < first.events_processed < 13
+    assert "time limit" in first.errors[0]
+    workflow(store, batch_size=2).run("run-2", "schedule")
+    assert store.snapshot() == clean_snapshot(batch_size=2)
