@@ -1,0 +1,34 @@
+"""The report API function: a door, not a room."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.api import auth, errors
+from functions.api.routes import deliveries, pages, recipients, tracking, workflow
+from functions.shared.observability import logger, metrics
+
+app = APIGatewayHttpResolver(enable_validation=True)
+auth.install(app)
+app.include_router(pages.router)
+app.include_router(deliveries.router, prefix="/api/deliveries")
+app.include_router(tracking.router, prefix="/api/deliveries")
+app.include_router(recipients.router, prefix="/api/recipients")
+app.include_router(workflow.router, prefix="/api/workflows")
+errors.register(app)
+
+
+@app.get("/api/openapi.json")
+def openapi() -> dict[str, Any]:
+    return app.get_openapi_schema(title="msgtrack report API", version="1").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

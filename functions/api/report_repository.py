@@ -1,0 +1,412 @@
+"""What the reports read, behind one interface: the DynamoDB implementation and its records.
+
+Every read here is of pre-aggregated items or one bounded page of tracking logs; nothing grows with the
+number of events except ``query_logs``, whose caller bounds it. ``tests/fakes_reports.py`` is the
+in-memory implementation the unit tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.expressions.condition import Condition
+
+from functions.shared.models import (
+    DELIVERY_SK,
+    HOUR_PREFIX,
+    RUNS_PK,
+    SENDS_SK,
+    STATS_SK,
+    URL_STATS_PREFIX,
+    ByRecipient,
+    DeliveryModel,
+    DeliveryStatsModel,
+    HourStatsModel,
+    RunModel,
+    SendCountsModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+    UrlStatsModel,
+)
+
+# --- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryContent:
+    html: str
+    text: str | None
+    exclude_url_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    label: str
+    track_opens: bool
+    track_clicks: bool
+    content: DeliveryContent | None = None  # read only when asked for: the HTML can be large
+
+
+@dataclass(frozen=True)
+class SendCounts:
+    sent: int = 0
+    failed: int = 0
+    domains: Mapping[str, int] = field(default_factory=dict)  # email domain -> messages sent
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    opens: int = 0
+    total_opens: int = 0
+    clicks: int = 0
+    person_clicks: int = 0
+    total_clicks: int = 0
+    opt_outs: int = 0
+    mirror_page_views: int = 0
+    # {"browser"|"os"|"device"|"domain": {name: {"opens": n, "clicks": n}}}
+    breakdowns: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HourCount:
+    hour: str
+    opens: int
+    clicks: int
+
+
+@dataclass(frozen=True)
+class UrlStats:
+    url_id: str
+    clicks: int = 0
+    distinct_clicks: int = 0
+    first_click: str | None = None
+    last_click: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackedUrl:
+    url_id: str
+    url: str
+    label: str
+    category: str
+    tracked: bool
+
+
+@dataclass(frozen=True)
+class TrackingLog:
+    delivery_id: str
+    sk: str  # "<at>#<event_id>": the position in both the table and the by-recipient index
+    event_id: str
+    recipient_id: str
+    type: str
+    url_id: str | None
+    url: str | None
+    label: str | None
+    at: str
+    browser: str | None
+    os: str | None
+    device: str | None
+    proof: bool = False
+    counted: bool = True
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """Where a tracking log sits: enough to resume a query right after it."""
+
+    delivery_id: str
+    sk: str
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """One window of tracking logs: by delivery (the table) or by recipient (the index).
+
+    ``since`` is inclusive and ``until`` exclusive, both ISO times compared with the sort key. The other
+    fields are filters: they narrow what is returned, not what is read.
+    """
+
+    scope: Literal["delivery", "recipient"]
+    scope_id: str
+    forward: bool = False
+    since: str | None = None
+    until: str | None = None
+    types: frozenset[str] | None = None
+    delivery_id: str | None = None  # only with the recipient scope
+    recipient_id: str | None = None  # only with the delivery scope
+    url_id: str | None = None
+    counted_only: bool = False
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.types or self.delivery_id or self.recipient_id or self.url_id or self.counted_only)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """One DynamoDB Query's answer: the matching logs among the ``read`` items it evaluated.
+
+    ``last_evaluated`` is None when the window is exhausted; otherwise reading resumes after it.
+    """
+
+    items: list[TrackingLog]
+    read: int
+    last_evaluated: LogKey | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    status: str
+    trigger: str | None
+    started_at: str
+    finished_at: str | None
+    events_processed: int
+    errors: tuple[str, ...] = ()
+
+
+# --- the interface ----------------------------------------------------------------------------
+
+
+class ReportRepository(Protocol):
+    def delivery(self, delivery_id: str, *, with_content: bool = False) -> Delivery | None: ...
+
+    def delivery_labels(self, delivery_ids: Iterable[str]) -> dict[str, str]:
+        """Labels of the deliveries that still exist, by id."""
+        ...
+
+    def send_counts(self, delivery_id: str) -> SendCounts: ...
+
+    def delivery_stats(self, delivery_id: str) -> DeliveryStats: ...
+
+    def hours(self, delivery_id: str) -> list[HourCount]:
+        """Hourly counts, oldest first."""
+        ...
+
+    def url_stats(self, delivery_id: str) -> dict[str, UrlStats]: ...
+
+    def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
+
+    def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order."""
+        ...
+
+    def runs(self, limit: int) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first."""
+        ...
+
+    def latest_run_with_status(self, status: str, max_read: int) -> RunRecord | None:
+        """The newest run with ``status`` among the newest ``max_read`` runs."""
+        ...
+
+
+# --- DynamoDB ---------------------------------------------------------------------------------
+
+_SUMMARY_ATTRIBUTES = ["delivery_id", "sk", "label", "track_opens", "track_clicks"]  # PynamoDB wants a list
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    """A raw ``MapAttribute`` as nested dicts, whichever way PynamoDB handed it over."""
+    if value is None:
+        return {}
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    return dict(value)
+
+
+def _counts(rows: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    return {name: {k: _int(v) for k, v in _plain(row).items()} for name, row in rows.items()}
+
+
+class DynamoReportRepository:
+    """Reads through the PynamoDB models; table names come from the environment at first use."""
+
+    def delivery(self, delivery_id: str, *, with_content: bool = False) -> Delivery | None:
+        try:
+            item = DeliveryModel.get(
+                delivery_id, DELIVERY_SK, attributes_to_get=None if with_content else _SUMMARY_ATTRIBUTES
+            )
+        except DoesNotExist:
+            return None
+        content = None
+        if with_content:
+            content = DeliveryContent(
+                item.html, item.text, tuple(str(p) for p in item.exclude_url_patterns or ())
+            )
+        return Delivery(
+            item.delivery_id, item.label, bool(item.track_opens), bool(item.track_clicks), content
+        )
+
+    def delivery_labels(self, delivery_ids: Iterable[str]) -> dict[str, str]:
+        keys = [(delivery_id, DELIVERY_SK) for delivery_id in sorted(set(delivery_ids))]
+        if not keys:
+            return {}
+        items = DeliveryModel.batch_get(keys, attributes_to_get=["delivery_id", "sk", "label"])
+        return {item.delivery_id: item.label for item in items}
+
+    def send_counts(self, delivery_id: str) -> SendCounts:
+        try:
+            item = SendCountsModel.get(delivery_id, SENDS_SK)
+        except DoesNotExist:
+            return SendCounts()
+        domains = {name: _int(sent) for name, sent in _plain(item.domains).items()}
+        return SendCounts(_int(item.sent), _int(item.failed), domains)
+
+    def delivery_stats(self, delivery_id: str) -> DeliveryStats:
+        try:
+            item = DeliveryStatsModel.get(delivery_id, STATS_SK)
+        except DoesNotExist:
+            return DeliveryStats()
+        breakdowns = {dimension: _counts(_plain(rows)) for dimension, rows in _plain(item.breakdowns).items()}
+        return DeliveryStats(
+            opens=_int(item.opens),
+            total_opens=_int(item.total_opens),
+            clicks=_int(item.clicks),
+            person_clicks=_int(item.person_clicks),
+            total_clicks=_int(item.total_clicks),
+            opt_outs=_int(item.opt_outs),
+            mirror_page_views=_int(item.mirror_page_views),
+            breakdowns=breakdowns,
+        )
+
+    def hours(self, delivery_id: str) -> list[HourCount]:
+        items = HourStatsModel.query(delivery_id, HourStatsModel.sk.startswith(HOUR_PREFIX))
+        return [HourCount(item.hour, _int(item.opens), _int(item.clicks)) for item in items]
+
+    def url_stats(self, delivery_id: str) -> dict[str, UrlStats]:
+        items = UrlStatsModel.query(delivery_id, UrlStatsModel.sk.startswith(URL_STATS_PREFIX))
+        return {
+            item.url_id: UrlStats(
+                item.url_id, _int(item.clicks), _int(item.distinct_clicks), item.first_click, item.last_click
+            )
+            for item in items
+        }
+
+    def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
+        return [
+            TrackedUrl(item.url_id, item.url, item.label, item.category, bool(item.tracked))
+            for item in TrackedUrlModel.query(delivery_id)
+        ]
+
+    def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+        by_recipient = query.scope == "recipient"
+        start_key: dict[str, dict[str, Any]] | None = None
+        if start_after is not None:
+            start_key = {"delivery_id": {"S": start_after.delivery_id}, "sk": {"S": start_after.sk}}
+            if by_recipient:
+                start_key["recipient_id"] = {"S": query.scope_id}
+        arguments: dict[str, Any] = {
+            "range_key_condition": _window(query),
+            "filter_condition": _filters(query),
+            "scan_index_forward": query.forward,
+            "page_size": max_read,
+            "last_evaluated_key": start_key,
+        }
+        if by_recipient:
+            results = TrackingLogModel.by_recipient.query(query.scope_id, **arguments)
+        else:
+            results = TrackingLogModel.query(query.scope_id, **arguments)
+        page = next(results.page_iter)  # exactly one Query call: the caller bounds the reading
+        items = [_log(TrackingLogModel.from_raw_data(raw)) for raw in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        last_key = LogKey(last["delivery_id"]["S"], last["sk"]["S"]) if last else None
+        return LogChunk(items, int(page.get("ScannedCount", len(items))), last_key)
+
+    def runs(self, limit: int) -> list[RunRecord]:
+        items = RunModel.query(RUNS_PK, scan_index_forward=False, limit=limit, page_size=limit)
+        return [_run(item) for item in items]
+
+    def latest_run_with_status(self, status: str, max_read: int) -> RunRecord | None:
+        results = RunModel.query(
+            RUNS_PK, scan_index_forward=False, filter_condition=RunModel.status == status, page_size=100
+        )
+        for page in results.page_iter:
+            found = page.get("Items")
+            if found:
+                return _run(RunModel.from_raw_data(found[0]))
+            if results.page_iter.total_scanned_count >= max_read:
+                return None
+        return None
+
+
+def _window(query: LogQuery) -> Condition | None:
+    sk = ByRecipient.sk if query.scope == "recipient" else TrackingLogModel.sk
+    # A sort key is "<at>#<event_id>", so "sk < until" and "sk BETWEEN since AND until" both exclude
+    # an event at exactly ``until`` and include one at exactly ``since``.
+    if query.since and query.until:
+        return sk.between(query.since, query.until)
+    if query.since:
+        return sk >= query.since
+    if query.until:
+        return sk < query.until
+    return None
+
+
+def _filters(query: LogQuery) -> Condition | None:
+    conditions: list[Condition] = []
+    if query.types:
+        conditions.append(TrackingLogModel.type.is_in(*sorted(query.types)))
+    if query.delivery_id:
+        conditions.append(TrackingLogModel.delivery_id == query.delivery_id)
+    if query.recipient_id:
+        conditions.append(TrackingLogModel.recipient_id == query.recipient_id)
+    if query.url_id:
+        conditions.append(TrackingLogModel.url_id == query.url_id)
+    if query.counted_only:
+        conditions.append(TrackingLogModel.counted == True)  # noqa: E712 - a PynamoDB condition
+    combined: Condition | None = None
+    for condition in conditions:
+        combined = condition if combined is None else combined & condition
+    return combined
+
+
+def _log(item: TrackingLogModel) -> TrackingLog:
+    return TrackingLog(
+        delivery_id=item.delivery_id,
+        sk=item.sk,
+        event_id=item.event_id,
+        recipient_id=item.recipient_id,
+        type=item.type,
+        url_id=item.url_id,
+        url=item.url,
+        label=item.label,
+        at=item.at,
+        browser=item.browser,
+        os=item.os,
+        device=item.device,
+        proof=bool(item.proof),
+        counted=item.counted is not False,
+    )
+
+
+def _run(item: RunModel) -> RunRecord:
+    return RunRecord(
+        run_id=item.sk,
+        status=item.status,
+        trigger=item.trigger,
+        started_at=item.started_at,
+        finished_at=item.finished_at,
+        events_processed=_int(item.events_processed),
+        errors=tuple(str(e) for e in item.errors or ()),
+    )
+
+
+_configured: ReportRepository | None = None
+
+
+def configure(repository: ReportRepository | None) -> None:
+    """Replace the repository the routes use (tests; None restores DynamoDB)."""
+    global _configured
+    _configured = repository
+
+
+def repository() -> ReportRepository:
+    return _configured if _configured is not None else DynamoReportRepository()

@@ -1,0 +1,531 @@
+"""The Tracking tabs and the tracking workflow's status: what the report routes ask for.
+
+Indicators come only from items the tracking workflow pre-aggregated, so a report costs the same for
+ten events or ten million. Tracking logs are read a page at a time with exact cursors: a page stops
+at ``limit`` items and its cursor resumes right after the last item returned; a selective filter reads
+at most ``MAX_LOGS_READ_PER_PAGE`` logs per request and answers with what it found and a cursor.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from functions.api import cursors
+from functions.api import launcher as launchers
+from functions.api.report_repository import (
+    Delivery,
+    LogKey,
+    LogQuery,
+    ReportRepository,
+    RunRecord,
+    TrackedUrl,
+    TrackingLog,
+    UrlStats,
+    repository,
+)
+from functions.api.report_schemas import (
+    BreakdownRow,
+    Breakdowns,
+    DomainRow,
+    HotClickLink,
+    HotClicks,
+    LogItem,
+    LogPage,
+    RecipientLogItem,
+    RecipientLogPage,
+    Run,
+    RunStarted,
+    Statistics,
+    TimelinePoint,
+    UrlGroup,
+    UrlIndicators,
+    UrlReport,
+    WorkflowStatus,
+)
+from functions.shared import ids, timeutil
+from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest, TrackingNotActivated
+from functions.shared.indicators import Indicators, rate
+from functions.shared.settings import settings
+
+if TYPE_CHECKING:
+    from functions.api.launcher import WorkflowLauncher
+    from functions.shared.links import LinkSpec
+
+MAX_LOGS_READ_PER_PAGE = 1_000  # a filter that matches little still answers quickly, with a cursor
+MAX_QUERIES_PER_PAGE = 20  # belt and braces: DynamoDB may return few items per call
+FILTERED_CHUNK = 200  # logs read per query when a filter may discard most of them
+MAX_LOGS_READ_FOR_WINDOW = 10_000  # URL indicators over a time window are computed from the logs
+MAX_RUNS_READ = 1_000  # how far back the last successful run is looked for
+URL_EVENT_TYPES = frozenset({"click", "opt_out", "mirror"})
+BREAKDOWN_DIMENSIONS = ("browser", "os", "device")
+
+
+def _repo(repo: ReportRepository | None) -> ReportRepository:
+    return repo if repo is not None else repository()
+
+
+def _tracked_delivery(repo: ReportRepository, delivery_id: str, *, with_content: bool = False) -> Delivery:
+    """The delivery whose Tracking tab is asked for: 404 when unknown, 409 when it tracks nothing."""
+    delivery = repo.delivery(delivery_id, with_content=with_content)
+    if delivery is None:
+        raise DeliveryNotFound(f"there is no delivery {delivery_id!r}")
+    if not (delivery.track_opens or delivery.track_clicks):
+        raise TrackingNotActivated(f"delivery {delivery_id!r} tracks neither opens nor clicks")
+    return delivery
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) -> Statistics:
+    """Every indicator, the hourly timeline and the breakdowns: two item reads and one small query."""
+    repo = _repo(repo)
+    _tracked_delivery(repo, delivery_id)
+    sends = repo.send_counts(delivery_id)
+    stats = repo.delivery_stats(delivery_id)
+    indicators = Indicators.from_counts(
+        sent=sends.sent,
+        failed=sends.failed,
+        opens=stats.opens,
+        total_opens=stats.total_opens,
+        clicks=stats.clicks,
+        person_clicks=stats.person_clicks,
+        total_clicks=stats.total_clicks,
+        opt_outs=stats.opt_outs,
+        mirror_page_views=stats.mirror_page_views,
+    )
+    timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in repo.hours(delivery_id)]
+    breakdowns = Breakdowns(
+        browser=_rows(stats.breakdowns.get("browser", {})),
+        os=_rows(stats.breakdowns.get("os", {})),
+        device=_rows(stats.breakdowns.get("device", {})),
+        domain=_domain_rows(stats.breakdowns.get("domain", {}), sends.domains),
+    )
+    return Statistics(
+        sent=indicators.sent,
+        delivered=indicators.delivered,
+        opens=indicators.opens,
+        total_opens=indicators.total_opens,
+        clicks=indicators.clicks,
+        person_clicks=indicators.person_clicks,
+        total_clicks=indicators.total_clicks,
+        opt_outs=indicators.opt_outs,
+        mirror_page_views=indicators.mirror_page_views,
+        estimated_forwards=indicators.estimated_forwards,
+        open_rate=indicators.open_rate,
+        click_rate=indicators.click_rate,
+        reactivity=indicators.reactivity,
+        timeline=timeline,
+        breakdowns=breakdowns,
+    )
+
+
+def _rows(counts: Mapping[str, Mapping[str, int]]) -> list[BreakdownRow]:
+    rows = [
+        BreakdownRow(name=name, opens=int(row.get("opens", 0)), clicks=int(row.get("clicks", 0)))
+        for name, row in counts.items()
+    ]
+    return sorted(rows, key=lambda row: (-(row.opens + row.clicks), row.name))
+
+
+def _domain_rows(counts: Mapping[str, Mapping[str, int]], sent: Mapping[str, int]) -> list[DomainRow]:
+    """Every domain messages were sent to or events came from, rated against its messages sent."""
+    rows = []
+    for name in set(counts) | set(sent):
+        opens = int(counts.get(name, {}).get("opens", 0))
+        clicks = int(counts.get(name, {}).get("clicks", 0))
+        messages = int(sent.get(name, 0))
+        rows.append(
+            DomainRow(
+                name=name,
+                opens=opens,
+                clicks=clicks,
+                sent=messages,
+                open_rate=rate(opens, messages),
+                click_rate=rate(clicks, messages),
+            )
+        )
+    return sorted(rows, key=lambda row: (-(row.opens + row.clicks), -row.sent, row.name))
+
+
+# --- tracked URLs -----------------------------------------------------------------------------
+
+
+def url_report(
+    delivery_id: str,
+    *,
+    group_by: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    repo: ReportRepository | None = None,
+) -> UrlReport:
+    """Every tracked URL with its click events, distinct recipients and share of all URL events.
+
+    Without a window the counts are the workflow's pre-aggregated ones. With ``since`` (inclusive)
+    and/or ``until`` (exclusive) they are computed from the window's tracking logs, reading at most
+    ``MAX_LOGS_READ_FOR_WINDOW`` of them; a busier window is refused rather than under-counted.
+    """
+    repo = _repo(repo)
+    _tracked_delivery(repo, delivery_id)
+    urls = repo.tracked_urls(delivery_id)
+    windowed = since is not None or until is not None
+    if windowed:
+        stats = _window_url_stats(repo, delivery_id, _iso(since), _iso(until))
+    else:
+        stats = repo.url_stats(delivery_id)
+    counted = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)) for url in urls}
+    total = sum(s.clicks for s in counted.values())
+    rows = [_url_row(url, counted[url.url_id], total) for url in urls]
+    groups = _groups(urls, counted, total, group_by) if group_by else None
+    return UrlReport(
+        urls=rows,
+        groups=groups,
+        since=_iso(since) if windowed else None,
+        until=_iso(until) if windowed else None,
+    )
+
+
+def _url_row(url: TrackedUrl, stats: UrlStats, total: int) -> UrlIndicators:
+    return UrlIndicators(
+        id=url.url_id,
+        url=url.url,
+        label=url.label,
+        category=url.category,
+        tracked=url.tracked,
+        clicks=stats.clicks,
+        distinct_clicks=stats.distinct_clicks,
+        share=rate(stats.clicks, total),
+        first_click=stats.first_click,
+        last_click=stats.last_click,
+    )
+
+
+def _groups(
+    urls: Sequence[TrackedUrl], stats: Mapping[str, UrlStats], total: int, group_by: str
+) -> list[UrlGroup]:
+    keyed: dict[str, tuple[int, list[str]]] = {}
+    for url in urls:
+        key = {"url": url.url, "label": url.label, "category": url.category}[group_by]
+        clicks, url_ids = keyed.get(key, (0, []))
+        keyed[key] = (clicks + stats[url.url_id].clicks, [*url_ids, url.url_id])
+    groups = [
+        UrlGroup(key=key, clicks=clicks, share=rate(clicks, total), url_ids=url_ids)
+        for key, (clicks, url_ids) in keyed.items()
+    ]
+    return sorted(groups, key=lambda group: (-group.clicks, group.key))
+
+
+def _window_url_stats(
+    repo: ReportRepository, delivery_id: str, since: str | None, until: str | None
+) -> dict[str, UrlStats]:
+    if since and until and since >= until:
+        return {}
+    query = LogQuery(
+        scope="delivery",
+        scope_id=delivery_id,
+        forward=True,
+        since=since,
+        until=until,
+        types=URL_EVENT_TYPES,
+        counted_only=True,
+    )
+    clicks: dict[str, int] = {}
+    recipients: dict[str, set[str]] = {}
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    read = 0
+    position: LogKey | None = None
+    while True:
+        # One log beyond the cap tells a window of exactly the cap from a larger one.
+        chunk = repo.query_logs(query, position, MAX_LOGS_READ_FOR_WINDOW + 1 - read)
+        read += chunk.read
+        for log in chunk.items:
+            if log.url_id is None:
+                continue
+            clicks[log.url_id] = clicks.get(log.url_id, 0) + 1
+            recipients.setdefault(log.url_id, set()).add(log.recipient_id)
+            first[log.url_id] = min(first.get(log.url_id, log.at), log.at)
+            last[log.url_id] = max(last.get(log.url_id, log.at), log.at)
+        if chunk.last_evaluated is None:
+            break
+        if read > MAX_LOGS_READ_FOR_WINDOW:
+            raise InvalidRequest(
+                f"more than {MAX_LOGS_READ_FOR_WINDOW:,} tracking logs fall in this window; narrow since/until"
+            )
+        position = chunk.last_evaluated
+    return {
+        url_id: UrlStats(url_id, count, len(recipients[url_id]), first[url_id], last[url_id])
+        for url_id, count in clicks.items()
+    }
+
+
+# --- hot clicks -------------------------------------------------------------------------------
+
+
+def hot_clicks(delivery_id: str, repo: ReportRepository | None = None) -> HotClicks:
+    """Click links by their share of the delivery's URL events, and the message annotated with them."""
+    from functions.api.rendering import annotate_hot_clicks  # HTML parsing: this route only
+    from functions.shared.links import parse_content
+
+    repo = _repo(repo)
+    delivery = _tracked_delivery(repo, delivery_id, with_content=True)
+    assert delivery.content is not None  # asked for with_content
+    urls = repo.tracked_urls(delivery_id)
+    stats = repo.url_stats(delivery_id)
+    clicks = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)).clicks for url in urls}
+    total = sum(clicks.values())
+    links = sorted(
+        (
+            HotClickLink(
+                url_id=url.url_id,
+                url=url.url,
+                label=url.label,
+                clicks=clicks[url.url_id],
+                percent=rate(clicks[url.url_id], total),
+            )
+            for url in urls
+            if url.category == "click"
+        ),
+        key=lambda link: (-link.clicks, link.label, link.url_id),
+    )
+    content = parse_content(
+        delivery.content.html, delivery.content.text, list(delivery.content.exclude_url_patterns)
+    )
+    html = annotate_hot_clicks(content, _percent_by_link(urls, clicks, total))
+    return HotClicks(links=links, html=html)
+
+
+def _percent_by_link(
+    urls: Iterable[TrackedUrl], clicks: Mapping[str, int], total: int
+) -> Callable[[LinkSpec], float | None]:
+    """A link in the message is its tracked URL when target, label and category all match."""
+    by_identity = {(url.url, url.label, url.category): url.url_id for url in urls}
+
+    def percent_for(link: LinkSpec) -> float | None:
+        url_id = by_identity.get(link.key)
+        return None if url_id is None else rate(clicks[url_id], total)
+
+    return percent_for
+
+
+# --- tracking logs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """A page of tracking logs as asked for: filters, a window (``until`` exclusive), order, paging."""
+
+    type: str | None = None
+    delivery_id: str | None = None  # the recipient tab's filter
+    recipient_id: str | None = None  # the delivery tab's filter
+    url_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    order: str = "desc"
+    limit: int = 50
+    cursor: str | None = None
+
+
+def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository | None = None) -> LogPage:
+    """A page of the delivery's tracking logs, proofs included (flagged ``proof``)."""
+    repo = _repo(repo)
+    query = LogQuery(
+        scope="delivery",
+        scope_id=delivery_id,
+        forward=request.order == "asc",
+        since=_iso(request.since),
+        until=_iso(request.until),
+        types=frozenset({request.type}) if request.type else None,
+        recipient_id=request.recipient_id or None,
+        url_id=request.url_id or None,
+    )
+    start_after = _start_after(query, request.cursor)
+    _tracked_delivery(repo, delivery_id)
+    logs, next_key = _read_page(repo, query, start_after, request.limit)
+    return LogPage(items=[_log_item(log) for log in logs], next_cursor=_cursor(query, next_key))
+
+
+def recipient_logs(
+    recipient_id: str, request: LogRequest, repo: ReportRepository | None = None
+) -> RecipientLogPage:
+    """The recipient's tracking logs across deliveries; logs of deleted deliveries are left out."""
+    repo = _repo(repo)
+    query = LogQuery(
+        scope="recipient",
+        scope_id=recipient_id,
+        forward=request.order == "asc",
+        since=_iso(request.since),
+        until=_iso(request.until),
+        types=frozenset({request.type}) if request.type else None,
+        delivery_id=request.delivery_id or None,
+        url_id=request.url_id or None,
+    )
+    start_after = _start_after(query, request.cursor)
+    logs, next_key = _read_page(repo, query, start_after, request.limit)
+    labels = repo.delivery_labels({log.delivery_id for log in logs})
+    items = [
+        RecipientLogItem(**_log_item(log).model_dump(), delivery_label=labels[log.delivery_id])
+        for log in logs
+        if log.delivery_id in labels
+    ]
+    return RecipientLogPage(items=items, next_cursor=_cursor(query, next_key))
+
+
+def _read_page(
+    repo: ReportRepository, query: LogQuery, start_after: LogKey | None, limit: int
+) -> tuple[list[TrackingLog], LogKey | None]:
+    """Up to ``limit`` logs after ``start_after`` and the position the next page starts after.
+
+    Reads one log more than the page holds, so a page that ends the window has no next position.
+    """
+    if query.since and query.until and query.since >= query.until:
+        return [], None
+    found: list[TrackingLog] = []
+    read = 0
+    position = start_after
+    for _ in range(MAX_QUERIES_PER_PAGE):
+        wanted = limit + 1 - len(found)
+        chunk_size = max(wanted, FILTERED_CHUNK) if query.filtered else wanted
+        chunk = repo.query_logs(query, position, min(chunk_size, MAX_LOGS_READ_PER_PAGE - read))
+        read += chunk.read
+        found.extend(chunk.items)
+        if len(found) > limit:
+            page = found[:limit]
+            return page, LogKey(page[-1].delivery_id, page[-1].sk)
+        if chunk.last_evaluated is None:
+            return found, None
+        position = chunk.last_evaluated
+        if read >= MAX_LOGS_READ_PER_PAGE:
+            break
+    return found, position
+
+
+def _fingerprint(query: LogQuery) -> str:
+    """Ties a cursor to the query that produced it: another window or filter would misplace it."""
+    described = [
+        query.scope,
+        query.scope_id,
+        query.forward,
+        query.since,
+        query.until,
+        sorted(query.types or ()),
+        query.delivery_id,
+        query.recipient_id,
+        query.url_id,
+        query.counted_only,
+    ]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+
+def _cursor(query: LogQuery, position: LogKey | None) -> str | None:
+    if position is None:
+        return None
+    return cursors.encode({"q": _fingerprint(query), "d": position.delivery_id, "s": position.sk})
+
+
+def _start_after(query: LogQuery, cursor: str | None) -> LogKey | None:
+    position = cursors.decode(cursor)
+    if position is None:
+        return None
+    delivery_id, sk = position.get("d"), position.get("s")
+    if not isinstance(delivery_id, str) or not isinstance(sk, str):
+        raise InvalidCursor("the cursor is invalid; use the next_cursor of a previous page")
+    if position.get("q") != _fingerprint(query):
+        raise InvalidCursor("the cursor belongs to another query; repeat the same filters with it")
+    if query.scope == "delivery" and delivery_id != query.scope_id:
+        raise InvalidCursor("the cursor belongs to another delivery")
+    return LogKey(delivery_id, sk)
+
+
+def _log_item(log: TrackingLog) -> LogItem:
+    return LogItem(
+        event_id=log.event_id,
+        delivery_id=log.delivery_id,
+        recipient_id=log.recipient_id,
+        type=log.type,
+        url_id=log.url_id,
+        url=log.url,
+        label=log.label,
+        at=log.at,
+        browser=log.browser,
+        os=log.os,
+        device=log.device,
+        proof=log.proof,
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return timeutil.iso(moment) if moment is not None else None
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading formula character is neutralised with ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def logs_csv(items: Sequence[LogItem], columns: Sequence[str]) -> str:
+    """RFC 4180 CSV: a header row, CRLF line ends, fields quoted when they hold ``,``, ``"`` or a line end."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for item in items:
+        values = item.model_dump()
+        writer.writerow([_cell(values[column]) for column in columns])
+    return buffer.getvalue()
+
+
+# --- the tracking workflow --------------------------------------------------------------------
+
+
+def workflow_status(limit: int = 20, repo: ReportRepository | None = None) -> WorkflowStatus:
+    """The schedule, the newest ``limit`` runs and ``last_run``: the newest run whatever its status
+    (a run still going, or one skipped because another held the lock, is the latest news).
+    ``last_success_at`` is when the newest successful run finished."""
+    repo = _repo(repo)
+    runs = repo.runs(limit)
+    succeeded = next((run for run in runs if run.status == "succeeded"), None)
+    if succeeded is None and len(runs) >= limit:  # older runs exist: look further back, boundedly
+        succeeded = repo.latest_run_with_status("succeeded", MAX_RUNS_READ)
+    answered = [_run(run) for run in runs]
+    return WorkflowStatus(
+        schedule=settings().schedule,
+        last_run=answered[0] if answered else None,
+        last_success_at=succeeded.finished_at if succeeded else None,
+        runs=answered,
+    )
+
+
+def _run(run: RunRecord) -> Run:
+    return Run(
+        id=run.run_id,
+        status=run.status,
+        trigger=run.trigger,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        events_processed=run.events_processed,
+        errors=list(run.errors),
+    )
+
+
+def start_run(now: datetime | None = None, launcher: WorkflowLauncher | None = None) -> RunStarted:
+    """Start the tracking workflow now; the run records itself when it starts."""
+    run_id = ids.run_id(now or timeutil.now())
+    (launcher or launchers.launcher()).launch(run_id)
+    return RunStarted(id=run_id)
