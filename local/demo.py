@@ -1,0 +1,392 @@
+"""Demo data for the local stack, made only through its HTTP interface, as an outside user would.
+
+Registers a newsletter delivery and a short follow-up, renders messages for 300 recipients, reports a
+few failures, then plays the part of the audience: mail clients load the open pixel, browsers follow
+tracked links (one ``requests.Session`` per person, so the person cookie persists), a few messages are
+forwarded, a few people opt out, and a proof is clicked. Finally the tracking workflow is run once, so
+the dashboard has something to show. A fixed seed makes every run of the demo alike.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import requests
+
+SEED = 2026
+RECIPIENTS = 300
+RENDER_BATCH = 100
+FAILED_MESSAGES = 6
+OPEN_RATE = 0.55
+CLICK_RATE_AFTER_OPEN = 0.26  # with image-blocking readers and forwards: about 20% of recipients click
+CLICK_RATE_WITHOUT_OPEN = 0.06
+FORWARD_RATE = 0.03
+OPT_OUT_RATE = 0.02
+MIRROR_RATE = 0.04
+REOPEN_RATE = 0.30
+RUN_TIMEOUT_SECONDS = 60.0
+HTTP_TIMEOUT_SECONDS = 30.0
+WORKERS = 4  # people reading at the same time
+
+NEWSLETTER = Path(__file__).with_name("demo_newsletter.html")
+LAST_CALL = Path(__file__).with_name("demo_last_call.html")
+
+MAIL_CLIENTS = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",  # Apple Mail
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0",
+)
+BROWSERS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile "
+    "Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 "
+    "Edg/131.0.0.0",
+)
+FIRST_NAMES = (
+    "Anna", "Lukas", "Sofia", "Jonas", "Emma", "Noah", "Lea", "Elias", "Marie", "Felix", "Clara", "Paul",
+    "Julia", "Leon", "Hannah", "David", "Chloé", "Louis", "Inès", "Hugo", "Giulia", "Marco", "Sara", "Luca",
+    "Olivia", "James", "Amelia", "Oliver", "Freya", "Jack",
+)  # fmt: skip
+LAST_NAMES = (
+    "Gruber", "Huber", "Wagner", "Müller", "Schmid", "Bauer", "Martin", "Bernard", "Rossi", "Russo",
+    "Smith", "Jones", "Taylor", "Brown", "Novak", "Horvat",
+)  # fmt: skip
+EMAIL_DOMAINS = (("gmail.com", 34), ("outlook.com", 18), ("gmx.at", 14), ("yahoo.com", 9), ("icloud.com", 12),
+                 ("orange.fr", 7), ("web.de", 6))  # fmt: skip
+PROOF_RECIPIENTS = (
+    {
+        "id": "proof-marketing",
+        "email": "marketing@northwind-outfitters.example",
+        "fields": {"first_name": "Team"},
+    },
+    {
+        "id": "proof-editor",
+        "email": "editor@northwind-outfitters.example",
+        "fields": {"first_name": "Ingrid"},
+    },
+)
+_CATEGORY_OF_DATA_TRACK = {"optout": "opt_out", "mirror": "mirror", "none": None}
+
+
+class DemoError(RuntimeError):
+    """The stack did not answer as the contract says it should."""
+
+
+@dataclass(frozen=True)
+class TrackedLink:
+    category: str  # click, opt_out, mirror
+    target: str  # where the link leads, as written in the delivery's HTML
+    href: str  # the tracked /r/ link in the rendered message
+
+
+@dataclass(frozen=True)
+class TrackedMessage:
+    recipient_id: str
+    links: tuple[TrackedLink, ...]
+    pixel: str | None
+
+    def of(self, category: str) -> list[TrackedLink]:
+        return [link for link in self.links if link.category == category]
+
+
+@dataclass
+class DemoResult:
+    delivery_id: str
+    follow_up_id: str
+    sample_click: str
+    sample_open: str
+    run: dict[str, Any]
+    statistics: dict[str, Any] = field(default_factory=dict)
+    hits: int = 0
+
+
+class _Tags(HTMLParser):
+    """The anchors and images outside comments (so Outlook-only VML buttons are skipped), in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[dict[str, str]] = []
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "a":
+            self.anchors.append(values)
+        elif tag == "img":
+            self.images.append(values.get("src", ""))
+
+
+def _tags(html: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+@dataclass(frozen=True)
+class WrittenLink:
+    """An anchor of the delivery's HTML as written: its target, and its category when tracked."""
+
+    target: str
+    category: str | None
+
+
+def written_links(template: str) -> list[WrittenLink]:
+    """Every anchor of the delivery's HTML, in order."""
+    links = []
+    for anchor in _tags(template).anchors:
+        target = anchor.get("href", "")
+        tracked = target.startswith(("http://", "https://"))
+        links.append(
+            WrittenLink(
+                target,
+                _CATEGORY_OF_DATA_TRACK.get(anchor.get("data-track", ""), "click") if tracked else None,
+            )
+        )
+    return links
+
+
+def tracked_message(recipient_id: str, written: list[WrittenLink], rendered: str) -> TrackedMessage:
+    """Pair the rendered message's tracked links with the anchors of the delivery's HTML.
+
+    The rendered HTML keeps every anchor in place (only tracked hrefs change and the data-track and
+    data-label attributes go), so the n-th anchor of one is the n-th anchor of the other.
+    """
+    tags = _tags(rendered)
+    if len(tags.anchors) != len(written):
+        raise DemoError(
+            f"rendered message for {recipient_id} has {len(tags.anchors)} anchors, the delivery {len(written)}"
+        )
+    links = tuple(
+        TrackedLink(original.category or "click", original.target, anchor["href"])
+        for original, anchor in zip(written, tags.anchors, strict=True)
+        if "/r/" in anchor.get("href", "")
+    )
+    pixel = next((src for src in tags.images if "/o/" in src), None)
+    return TrackedMessage(recipient_id, links, pixel)
+
+
+# --- the audience ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One person's hits, in order: ("open", pixel) with a mail client, ("click", href) with a browser."""
+
+    user_agent: str
+    hits: tuple[tuple[str, str], ...]
+
+
+def _link_weight(link: TrackedLink) -> int:
+    """How much more often readers follow a link than a footer link."""
+    if "collections/winter-2026" in link.target or "/sale" in link.target:
+        return 8
+    if "/p/" in link.target:
+        return 4
+    if "journal." in link.target or "events." in link.target:
+        return 3
+    return 1
+
+
+def plan_audience(
+    rng: random.Random, messages: list[TrackedMessage], *, always_engaged: frozenset[str] = frozenset()
+) -> list[Visit]:
+    """Who opens, clicks, forwards and opts out; each Visit is one person (one browser or mail client)."""
+    visits: list[Visit] = []
+    for message in messages:
+        engaged = message.recipient_id in always_engaged
+        opened = message.pixel is not None and (engaged or rng.random() < OPEN_RATE)
+        if opened and message.pixel:
+            loads = 1 + (rng.random() < REOPEN_RATE) + (rng.random() < REOPEN_RATE / 3)
+            visits.append(Visit(rng.choice(MAIL_CLIENTS), (("open", message.pixel),) * loads))
+        clicks = message.of("click")
+        browser = rng.choice(BROWSERS)
+        hits: list[tuple[str, str]] = []
+        if message.of("mirror") and rng.random() < MIRROR_RATE:
+            hits.append(("click", message.of("mirror")[0].href))
+        click_rate = CLICK_RATE_AFTER_OPEN if opened else CLICK_RATE_WITHOUT_OPEN
+        if clicks and (engaged or rng.random() < click_rate):
+            weights = [_link_weight(link) for link in clicks]
+            hits += [
+                ("click", link.href) for link in rng.choices(clicks, weights, k=rng.choice((1, 1, 2, 2, 3)))
+            ]
+        if clicks and rng.random() < FORWARD_RATE:  # forwarded: someone else clicks in their own browser
+            forwarded = rng.choice([b for b in BROWSERS if b != browser])
+            visits.append(Visit(forwarded, (("click", rng.choice(clicks).href),)))
+        if message.of("opt_out") and rng.random() < OPT_OUT_RATE:
+            hits.append(("click", message.of("opt_out")[0].href))
+        if hits:
+            visits.append(Visit(browser, tuple(hits)))
+    return visits
+
+
+def play(visit: Visit) -> int:
+    """Fetch one person's hits like their client would: no redirect followed, each answer checked."""
+    with requests.Session() as person:
+        person.headers["User-Agent"] = visit.user_agent
+        for kind, url in visit.hits:
+            answer = person.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+            expected = 302 if kind == "click" else 200
+            if answer.status_code != expected:
+                raise DemoError(
+                    f"GET {url} answered {answer.status_code}, expected {expected}: {answer.text[:200]}"
+                )
+    return len(visit.hits)
+
+
+# --- the report API --------------------------------------------------------------------------
+
+
+class ReportApi:
+    """The report API as an outside user calls it: JSON over HTTP with a Bearer token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, expected: int = 200, **kwargs: Any) -> Any:
+        answer = self._session.request(method, self.base_url + path, timeout=HTTP_TIMEOUT_SECONDS, **kwargs)
+        if answer.status_code != expected:
+            raise DemoError(
+                f"{method} {path} answered {answer.status_code} (expected {expected}): {answer.text[:300]}"
+            )
+        return answer.json() if answer.content else None
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def recipients(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    domains, weights = zip(*EMAIL_DOMAINS, strict=True)
+    people = []
+    for number in range(1, count + 1):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        local_part = f"{first}.{last}{number}".lower().translate(str.maketrans("éèüöä", "eeuoa"))
+        email = f"{local_part}@{rng.choices(domains, weights)[0]}"
+        people.append({"id": f"r{number:04d}", "email": email, "fields": {"first_name": first}})
+    return people
+
+
+def register(api: ReportApi, label: str, html: str) -> dict[str, Any]:
+    body = {
+        "label": label,
+        "html": html,
+        "track_opens": True,
+        "track_clicks": True,
+        "exclude_url_patterns": [],
+    }
+    delivery: dict[str, Any] = api.call("POST", "/api/deliveries", 201, json=body)
+    return delivery
+
+
+def render(
+    api: ReportApi, delivery_id: str, template: str, people: list[dict[str, Any]], *, proof: bool = False
+) -> list[TrackedMessage]:
+    written = written_links(template)
+    messages = []
+    for start in range(0, len(people), RENDER_BATCH):
+        batch = people[start : start + RENDER_BATCH]
+        answer = api.call(
+            "POST", f"/api/deliveries/{delivery_id}/messages", json={"recipients": batch, "proof": proof}
+        )
+        messages += [tracked_message(m["recipient_id"], written, m["html"]) for m in answer["messages"]]
+    return messages
+
+
+def run_workflow(api: ReportApi, timeout: float = RUN_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """Start a tracking workflow run and wait for its outcome."""
+    run_id = api.call("POST", "/api/workflows/tracking/runs", 202)["id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workflow = api.call("GET", "/api/workflows/tracking")
+        run: dict[str, Any] | None = next(
+            (r for r in workflow.get("runs", []) if r.get("id") == run_id), None
+        )
+        if run is not None and run.get("status") in ("succeeded", "failed"):
+            return run
+        time.sleep(0.25)
+    raise DemoError(f"tracking workflow run {run_id} did not finish within {timeout:.0f} s")
+
+
+@contextmanager
+def _timed(say: Callable[[str], None], what: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    say(f"  {what} ({time.monotonic() - started:.1f} s)")
+
+
+def run_demo(
+    base_url: str, token: str, *, seed: int = SEED, say: Callable[[str], None] = print
+) -> DemoResult:
+    rng = random.Random(seed)
+    api = ReportApi(base_url, token)
+    try:
+        newsletter_html = NEWSLETTER.read_text(encoding="utf-8")
+        last_call_html = LAST_CALL.read_text(encoding="utf-8")
+        people = recipients(rng, RECIPIENTS)
+        with _timed(say, f"registered 2 deliveries and rendered {RECIPIENTS} messages + 2 proofs"):
+            newsletter = register(api, "The Trail Journal — Winter 2026", newsletter_html)
+            messages = render(api, newsletter["id"], newsletter_html, people)
+            proofs = render(api, newsletter["id"], newsletter_html, list(PROOF_RECIPIENTS), proof=True)
+            follow_up = register(api, "Last call: winter sale ends tonight", last_call_html)
+            follow_up_messages = render(api, follow_up["id"], last_call_html, people[:40])
+
+        failed = sorted(rng.sample([p["id"] for p in people[1:]], FAILED_MESSAGES))
+        api.call("POST", f"/api/deliveries/{newsletter['id']}/failures", json={"recipient_ids": failed})
+        delivered = [m for m in messages if m.recipient_id not in failed]
+
+        visits = plan_audience(rng, delivered, always_engaged=frozenset({"r0001"}))
+        visits += plan_audience(rng, follow_up_messages[1:])
+        visits.append(Visit(BROWSERS[0], (("click", follow_up_messages[0].of("click")[0].href),)))
+        visits.append(Visit(BROWSERS[2], (("click", proofs[0].of("click")[0].href),)))
+        with _timed(say, f"simulated {len(visits)} readers"), ThreadPoolExecutor(WORKERS) as pool:
+            hits = sum(pool.map(play, visits))
+
+        with _timed(say, f"{hits} tracked hits consolidated by the tracking workflow"):
+            run = run_workflow(api)
+        if run.get("status") != "succeeded":
+            raise DemoError(f"the tracking workflow run {run.get('id')} failed: {run.get('errors')}")
+        statistics = api.call("GET", f"/api/deliveries/{newsletter['id']}/tracking/statistics")
+        first = messages[0]
+        return DemoResult(
+            delivery_id=newsletter["id"],
+            follow_up_id=follow_up["id"],
+            sample_click=max(first.of("click"), key=_link_weight).href,
+            sample_open=first.pixel or "",
+            run=run,
+            statistics=statistics,
+            hits=hits,
+        )
+    finally:
+        api.close()
+
+
+def curl_lines(base_url: str, token: str, delivery_id: str) -> list[str]:
+    """Ready-to-paste calls for every report route."""
+    auth = f'-H "Authorization: Bearer {token}"'
+    tab = f"{base_url}/api/deliveries/{delivery_id}/tracking"
+    return [
+        f"curl -s {auth} {tab}/statistics",
+        f"curl -s {auth} {tab}/urls",
+        f"curl -s {auth} {tab}/hot-clicks",
+        f'curl -s {auth} "{tab}/logs?limit=5"',
+        f"curl -s {auth} {base_url}/api/recipients/r0001/tracking",
+        f"curl -s {auth} {base_url}/api/workflows/tracking",
+        f"curl -s -X POST {auth} {base_url}/api/workflows/tracking/runs",
+    ]

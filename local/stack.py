@@ -1,0 +1,263 @@
+"""The local stack: moto as local AWS, the three Lambda functions, a local API Gateway and the schedule.
+
+Every function runs the handler the cloud runs. The environment is set before any handler is imported,
+the same variables the CDK stack sets in AWS, with the local endpoint and plain-http cookie on top.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from local.context import FunctionUnavailable, LocalFunction
+from local.gateway import Gateway, LocalApiGateway
+from local.scheduler import Scheduler, parse_rate
+
+DEFAULT_SCHEDULE = "rate(1 hour)"
+REDIRECT_TIMEOUT_SECONDS = 30
+API_TIMEOUT_SECONDS = 30
+WORKFLOW_TIMEOUT_SECONDS = 15 * 60
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+
+
+def reachable_host(host: str) -> str:
+    """The address a local client uses to reach a server bound to ``host``."""
+    return "127.0.0.1" if host in _WILDCARD_HOSTS else host
+
+
+@dataclass(frozen=True)
+class Secrets:
+    api_token: str
+    api_token_generated: bool
+    signing_key_generated: bool
+
+
+def configure_environment(
+    environ: MutableMapping[str, str],
+    *,
+    aws_endpoint: str,
+    tracking_base_url: str,
+    schedule: str,
+) -> Secrets:
+    """Set what the functions read from the environment; keep the user's token and key if given."""
+    for name in ("AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL_DYNAMODB"):
+        environ.pop(name, None)  # nothing may send the local stack's calls to a real account
+    environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "MSGTRACK_TABLE_PREFIX": "msgtrack-",
+            "MSGTRACK_TRACKING_BASE_URL": tracking_base_url,
+            "MSGTRACK_COOKIE_SECURE": "false",
+            "MSGTRACK_SCHEDULE": schedule,
+        }
+    )
+    environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    token_generated = not environ.get("MSGTRACK_API_TOKEN")
+    if token_generated:
+        environ["MSGTRACK_API_TOKEN"] = secrets.token_urlsafe(24)
+    key_generated = not environ.get("MSGTRACK_SIGNING_KEY")
+    if key_generated:
+        environ["MSGTRACK_SIGNING_KEY"] = secrets.token_urlsafe(32)
+    return Secrets(environ["MSGTRACK_API_TOKEN"], token_generated, key_generated)
+
+
+class ThreadLauncher:
+    """Starts the tracking workflow now, on a background thread: the local stand-in for an async invoke."""
+
+    def __init__(self, workflow: LocalFunction) -> None:
+        self._workflow = workflow
+        self._threads: list[threading.Thread] = []
+
+    def launch(self, run_id: str) -> None:
+        thread = threading.Thread(
+            target=run_logged, args=(self._workflow, {"run_id": run_id, "trigger": "api"}), daemon=True
+        )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_logged(function: LocalFunction, event: dict[str, Any]) -> None:
+    """Invoke an asynchronously triggered function; like Lambda, log its failure instead of raising."""
+    try:
+        function.invoke(event)
+    except Exception:
+        print(f"[{function.name}] invocation failed:\n{traceback.format_exc()}", file=sys.stderr)
+
+
+def drop_unpublished_metrics() -> None:
+    """With POWERTOOLS_METRICS_DISABLED, Powertools keeps every metric it does not publish and prints
+    them anyway once 100 values pile up; a container that lives for hours must drop them after each call.
+    """
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if is_metrics_disabled():
+        from functions.shared.observability import metrics
+
+        metrics.clear_metrics()
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """Both boto3 and PynamoDB must talk to moto, never to a real account."""
+    import boto3
+
+    from functions.shared import models
+
+    seen = {
+        "boto3": boto3.client("dynamodb").meta.endpoint_url,
+        "pynamodb": models.DeliveryModel._get_connection().connection.client.meta.endpoint_url,
+    }
+    wrong = {client: url for client, url in seen.items() if url != endpoint}
+    if wrong:
+        raise RuntimeError(f"AWS clients ignore AWS_ENDPOINT_URL={endpoint}: {wrong}")
+
+
+class LocalStack:
+    """Start with ``start()``, stop with ``stop()``; ``base_url`` is the local API Gateway."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        schedule: str = DEFAULT_SCHEDULE,
+        *,
+        access_log: bool = False,
+    ) -> None:
+        self.host = host
+        self.access_log = access_log
+        self.port = port
+        self.schedule = schedule
+        self.period = parse_rate(schedule)  # refuse a bad schedule before starting anything
+        self.redirect = LocalFunction(
+            "msgtrack-redirect",
+            "functions.redirect.handler.lambda_handler",
+            timeout_seconds=REDIRECT_TIMEOUT_SECONDS,
+            after_invoke=drop_unpublished_metrics,
+        )
+        self.api = LocalFunction(
+            "msgtrack-api",
+            "functions.api.handler.lambda_handler",
+            timeout_seconds=API_TIMEOUT_SECONDS,
+            after_invoke=drop_unpublished_metrics,
+        )
+        self.workflow = LocalFunction(
+            "msgtrack-tracking-workflow",
+            "functions.consolidate.handler.lambda_handler",
+            timeout_seconds=WORKFLOW_TIMEOUT_SECONDS,
+            memory_limit_in_mb=1024,
+            after_invoke=drop_unpublished_metrics,
+        )
+        self.launcher = ThreadLauncher(self.workflow)
+        self.secrets: Secrets | None = None
+        self.aws_endpoint = ""
+        self._moto: Any = None
+        self._gateway: LocalApiGateway | None = None
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{reachable_host(self.host)}:{self.port}"
+
+    def start(self) -> None:
+        from local import aws
+
+        # Locally metrics are not published, so an invocation without any is nothing to warn about.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        try:
+            self._moto, self.aws_endpoint = aws.start_moto_server()
+            # Bind first: with port 0 the tracking base URL needs the port the system chose.
+            self._gateway = LocalApiGateway(
+                Gateway(self.redirect, self.api), self.host, self.port, access_log=self.access_log
+            )
+            self.port = self._gateway.port
+            self.secrets = configure_environment(
+                os.environ,
+                aws_endpoint=self.aws_endpoint,
+                tracking_base_url=self.base_url,
+                schedule=self.schedule,
+            )
+            from functions.api import launcher
+            from functions.shared import models, settings, tokens
+
+            settings.reset_caches()
+            tokens.reset_signer()
+            # Refuse a bad setting (a short signing key, say) now, not as a 502 on every request.
+            settings.settings()
+            settings.signing_secrets()
+            settings.api_token()
+            models.refresh_table_names()
+            aws.create_tables()
+            _check_endpoint(self.aws_endpoint)
+            launcher.configure(self.launcher)
+            self._gateway.start()
+            self._scheduler = Scheduler(self.period, lambda event: run_logged(self.workflow, event))
+            self._scheduler.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def unavailable_functions(self) -> dict[str, str]:
+        """Load every handler now; name those that cannot be loaded (their requests will get a 502)."""
+        problems: dict[str, str] = {}
+        for function in (self.api, self.redirect, self.workflow):
+            try:
+                function.load()
+            except FunctionUnavailable as exc:
+                problems[function.name] = str(exc)
+        return problems
+
+    def wait_until_healthy(self, timeout: float = 60.0) -> None:
+        """Block until ``GET /health`` answers 200; TimeoutError with the last answer otherwise."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            connection = http.client.HTTPConnection(reachable_host(self.host), self.port, timeout=10)
+            try:
+                connection.request("GET", "/health")
+                response = connection.getresponse()
+                body = response.read().decode("utf-8", "replace")
+                if response.status == 200:
+                    return
+                last = f"{response.status} {body[:200]}"
+            except OSError as exc:
+                last = repr(exc)
+            finally:
+                connection.close()
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"GET {self.base_url}/health did not answer 200 within {timeout:.0f} s (last: {last})"
+        )
+
+    def stop(self) -> None:
+        from functions.api import launcher
+
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        if self._gateway is not None:
+            self._gateway.stop()
+            self._gateway = None
+        launcher.configure(None)
+        self.launcher.wait(timeout=10)  # let a run in flight record its outcome before moto goes away
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
