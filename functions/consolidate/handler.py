@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import ids, timeutil
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.settings import settings
 
 
@@ -42,12 +42,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         run = _workflow().run(run_id, trigger, remaining_ms=context.get_remaining_time_in_millis)
     except Exception:
-        metrics.add_metric(name="WorkflowRunsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=MetricNames.WORKFLOW_RUNS_FAILED, unit=MetricUnit.Count, value=1)
         raise
     duration = (timeutil.now() - started).total_seconds()
-    metrics.add_metric(name="EventsProcessed", unit=MetricUnit.Count, value=int(run.events_processed))
-    metrics.add_metric(name="WorkflowRunDuration", unit=MetricUnit.Seconds, value=duration)
-    metrics.add_metric(name=f"WorkflowRuns{run.status.capitalize()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=MetricNames.EVENTS_PROCESSED, unit=MetricUnit.Count, value=int(run.events_processed)
+    )
+    metrics.add_metric(name=MetricNames.WORKFLOW_RUN_DURATION, unit=MetricUnit.Seconds, value=duration)
+    by_status = {
+        "succeeded": MetricNames.WORKFLOW_RUNS_SUCCEEDED,
+        "skipped": MetricNames.WORKFLOW_RUNS_SKIPPED,
+        "failed": MetricNames.WORKFLOW_RUNS_FAILED,
+    }
+    metrics.add_metric(name=by_status[str(run.status)], unit=MetricUnit.Count, value=1)
     logger.info(
         "tracking workflow run finished",
         extra={"status": run.status, "events_processed": int(run.events_processed), "duration_s": duration},

@@ -8,7 +8,7 @@ from typing import Any
 from functions.redirect import tracking
 from functions.redirect.store import DynamoEventSink, DynamoTargets
 from functions.shared import timeutil
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.settings import settings
 from functions.shared.tokens import signer
 
@@ -105,10 +105,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception:
         # Never a 5xx for a recipient: an open still gets its pixel, a click a neutral page.
         logger.exception("hit not served normally", extra={"kind": hit.kind})
-        metrics.add_metric(name="RedirectFailures", unit="Count", value=1)
+        metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
         return _respond(tracking.Answer(200 if hit.kind == "open" else 404))
     if answer.status == 404:
-        metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
+        metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
     elif hit.record:
-        metrics.add_metric(name="Clicks" if hit.kind == "click" else "Opens", unit="Count", value=1)
+        metrics.add_metric(
+            name=MetricNames.CLICKS if hit.kind == "click" else MetricNames.OPENS, unit="Count", value=1
+        )
     return _respond(answer)

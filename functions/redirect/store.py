@@ -9,7 +9,7 @@ from botocore.config import Config
 
 from functions.redirect.tracking import Target
 from functions.shared import raw_events
-from functions.shared.observability import logger
+from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.raw_events import RawEvent
 from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
 
@@ -46,6 +46,4 @@ class DynamoEventSink:
         except Exception:
             # The visitor still gets the redirect; the loss is counted and alarmed on.
             logger.exception("raw event not recorded", extra={"delivery_id": event.delivery_id})
-            from functions.shared.observability import metrics
-
-            metrics.add_metric(name="RawEventWriteFailures", unit="Count", value=1)
+            metrics.add_metric(name=MetricNames.RAW_EVENT_WRITE_FAILURES, unit="Count", value=1)

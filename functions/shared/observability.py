@@ -15,3 +15,18 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "msgtrack")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+class MetricNames:
+    """Every custom metric msgtrack emits; the CDK alarms and dashboard use the same names."""
+
+    CLICKS = "Clicks"
+    OPENS = "Opens"
+    INVALID_TOKENS = "InvalidTokens"
+    REDIRECT_FAILURES = "RedirectFailures"
+    RAW_EVENT_WRITE_FAILURES = "RawEventWriteFailures"
+    EVENTS_PROCESSED = "EventsProcessed"
+    WORKFLOW_RUN_DURATION = "WorkflowRunDuration"
+    WORKFLOW_RUNS_SUCCEEDED = "WorkflowRunsSucceeded"
+    WORKFLOW_RUNS_FAILED = "WorkflowRunsFailed"
+    WORKFLOW_RUNS_SKIPPED = "WorkflowRunsSkipped"
