@@ -69,3 +69,12 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]
     server.start()
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{bound_host}:{bound_port}"
+
+
+FALLBACK_QUEUE_NAME = "msgtrack-raw-event-fallback"
+
+
+def create_fallback_queue(client: Any = None) -> str:
+    """The SQS queue the redirect falls back to when DynamoDB refuses a raw event; its URL."""
+    client = client or boto3.client("sqs")
+    return str(client.create_queue(QueueName=FALLBACK_QUEUE_NAME)["QueueUrl"])

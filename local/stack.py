@@ -206,6 +206,9 @@ class LocalStack:
             settings.api_token()
             models.refresh_table_names()
             aws.create_tables()
+            from functions.shared import fallback
+
+            os.environ[fallback.QUEUE_URL_ENV] = aws.create_fallback_queue()
             _check_endpoint(self.aws_endpoint)
             launcher.configure(self.launcher)
             self._gateway.start()

@@ -12,6 +12,7 @@ from pynamodb.models import Model
 from functions.consolidate.batch import StateKey
 from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, indicator_model
 from functions.shared import raw_events
+from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     MESSAGE_PREFIX,
     MessageModel,
@@ -46,6 +47,8 @@ class FakeWorkflowStore:
         self.pending: bytes | None = None
         self.calls: dict[str, int] = {}
         self.fault: Callable[[str, int], bool] = lambda operation, count: False
+        self.fallback: dict[str, dict[str, Any]] = {}
+        self._fallback_seq = 0
         self.die_on_fault = True  # after a fault every call fails: nothing runs after a crash
         self.dead = False
 
@@ -158,6 +161,28 @@ class FakeWorkflowStore:
             else:
                 indicator_model(key[1])  # only indicator items go to the indicators table
                 self.indicators[key] = _copy(item)
+
+    def receive_fallback(self, limit: int) -> list[FallbackMessage]:
+        self._call("receive_fallback")
+        # like SQS: nothing is hidden between receives here, so a crash redelivers everything
+        return [FallbackMessage(receipt, item) for receipt, item in list(self.fallback.items())[:limit]]
+
+    def put_raw(self, item: dict[str, Any]) -> None:
+        self._call("put_raw")
+        model = RawEventModel.from_raw_data(item)
+        shard = self.raw.setdefault(str(model.shard), [])
+        if all(existing.sk != model.sk for existing in shard):
+            bisect.insort(shard, model, key=lambda m: str(m.sk))
+
+    def delete_fallback(self, receipts: list[str]) -> None:
+        self._call("delete_fallback")
+        for receipt in receipts:
+            self.fallback.pop(receipt, None)
+
+    def send_fallback(self, event: RawEvent, ttl_days: int = 30) -> None:
+        """What the redirect does when DynamoDB refuses the raw event."""
+        self._fallback_seq += 1
+        self.fallback[f"m{self._fallback_seq}"] = raw_events.to_item(event, ttl_days)
 
     # --- reading results --------------------------------------------------------------------------
 

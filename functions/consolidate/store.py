@@ -18,7 +18,8 @@ import boto3
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
-from functions.shared import models
+from functions.shared import fallback, models
+from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
     MESSAGE_PREFIX,
@@ -34,7 +35,8 @@ from functions.shared.models import (
     TrackedUrlModel,
     TrackingLogModel,
 )
-from functions.shared.tables import WORKFLOW
+from functions.shared.observability import logger
+from functions.shared.tables import RAW_EVENTS, WORKFLOW
 
 _MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MODELS}
 
@@ -91,6 +93,9 @@ class WorkflowStore(Protocol):
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]: ...
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
     def put_items(self, items: Iterable[Model]) -> None: ...
+    def receive_fallback(self, limit: int) -> list[FallbackMessage]: ...
+    def put_raw(self, item: dict[str, Any]) -> None: ...
+    def delete_fallback(self, receipts: list[str]) -> None: ...
 
 
 def indicator_model(sk: str) -> type[Model]:
@@ -109,10 +114,12 @@ def indicator_model(sk: str) -> type[Model]:
 
 
 class DynamoWorkflowStore:
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, sqs: Any = None) -> None:
         self._client = client or boto3.client("dynamodb")
         self._table = WORKFLOW.table_name
         self._key = {"pk": {"S": STATE_PK}, "sk": {"S": STATE_SK}}
+        self._queue_url = fallback.queue_url()
+        self._sqs = sqs
 
     # --- lock and state ---------------------------------------------------------------------
 
@@ -243,3 +250,34 @@ class DynamoWorkflowStore:
             with model.batch_write() as batch:
                 for item in model_items:
                     batch.save(item)
+
+    # --- the fallback queue of raw events the redirect could not write -----------------------
+
+    def _queue(self) -> Any:
+        if self._sqs is None:
+            self._sqs = boto3.client("sqs")
+        return self._sqs
+
+    def receive_fallback(self, limit: int) -> list[FallbackMessage]:
+        if not self._queue_url:
+            return []
+        answer = self._queue().receive_message(
+            QueueUrl=self._queue_url, MaxNumberOfMessages=min(limit, 10), WaitTimeSeconds=0
+        )
+        messages = []
+        for message in answer.get("Messages", []):
+            decoded = fallback.decode(message["ReceiptHandle"], message.get("Body", ""))
+            if decoded is None:
+                logger.error("dropping a fallback message that is not a raw event")
+                self.delete_fallback([message["ReceiptHandle"]])
+                continue
+            messages.append(decoded)
+        return messages
+
+    def put_raw(self, item: dict[str, Any]) -> None:
+        self._client.put_item(TableName=RAW_EVENTS.table_name, Item=item)
+
+    def delete_fallback(self, receipts: list[str]) -> None:
+        for start in range(0, len(receipts), 10):
+            entries = [{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(receipts[start : start + 10])]
+            self._queue().delete_message_batch(QueueUrl=self._queue_url, Entries=entries)

@@ -117,12 +117,43 @@ class _Run:
                 "replaying the pending batch of an interrupted run", extra={"seq": self._state.pending.seq}
             )
             self._finish(self._state.pending)
+        self._drain_fallback()
         upto = timeutil.iso(started) + "#~"  # every event whose time is not after the start
         for shard in raw_events.shards():
             if not self._consolidate_shard(shard, upto):
                 self._run.errors = [*self._run.errors, "stopped early to stay within the time limit"]
                 logger.warning("tracking workflow stopped at a checkpoint before the time limit")
                 return
+
+    def _drain_fallback(self) -> None:
+        """Raw events the redirect handed to the fallback queue go back into the raw-events table.
+
+        The put is of the very item the redirect tried to write, so it is harmless if that write
+        landed after all. An event behind its shard's checkpoint will never be read from the table
+        again: it is consolidated here, unless a tracking log shows it already was.
+        """
+        assert self._state is not None
+        drained = 0
+        while not self._budget.exhausted():
+            messages = self._store.receive_fallback(10)
+            if not messages:
+                break
+            behind: dict[tuple[str, str], RawEventModel] = {}
+            for message in messages:
+                self._store.put_raw(message.item)
+                event = RawEventModel.from_raw_data(message.item)
+                checkpoint = self._state.checkpoints.get(str(event.shard))
+                if checkpoint is not None and event.sk <= checkpoint:
+                    behind[(event.delivery_id, event.sk)] = event
+            if behind:
+                logged = self._store.logged(behind)
+                fresh = [event for key, event in behind.items() if key not in logged]
+                if fresh:
+                    self._consolidate("fallback", fresh, None)
+            self._store.delete_fallback([m.receipt for m in messages])
+            drained += len(messages)
+        if drained:
+            logger.info("drained raw events from the fallback queue", extra={"count": drained})
 
     def _consolidate_shard(self, shard: str, upto: str) -> bool:
         assert self._state is not None

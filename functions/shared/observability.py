@@ -24,7 +24,11 @@ class MetricNames:
     OPENS = "Opens"
     INVALID_TOKENS = "InvalidTokens"
     REDIRECT_FAILURES = "RedirectFailures"
-    RAW_EVENT_WRITE_FAILURES = "RawEventWriteFailures"
+    RAW_EVENT_WRITE_FAILURES = (
+        "RawEventWriteFailures"  # lost: neither DynamoDB nor the fallback queue took it
+    )
+    RAW_EVENT_FALLBACKS = "RawEventFallbacks"  # handed to the fallback queue, consolidated later
+    FALLBACK_EVENTS_DRAINED = "FallbackEventsDrained"
     EVENTS_PROCESSED = "EventsProcessed"
     WORKFLOW_RUN_DURATION = "WorkflowRunDuration"
     WORKFLOW_RUNS_SUCCEEDED = "WorkflowRunsSucceeded"

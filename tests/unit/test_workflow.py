@@ -262,3 +262,78 @@ def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finish
     assert "time limit" in first.errors[0]
     workflow(store, batch_size=2).run("run-2", "schedule")
     assert store.snapshot() == clean_snapshot(batch_size=2)
+
+
+def fallback_event(n: int, at: datetime, url_id: str | None = "2") -> RawEvent:
+    return RawEvent(
+        f"f{n:07d}", "click" if url_id else "open", "d1", "r6", url_id, at, CHROME, "pf", None, False
+    )
+
+
+def test_fallback_events_are_consolidated_once_whether_ahead_of_or_behind_the_checkpoint() -> None:
+    # Given a first run, then the redirect handing events to the fallback queue
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    ahead = fallback_event(1, RUN_AT + timedelta(minutes=10))
+    behind = fallback_event(2, T0 - timedelta(hours=2))  # far behind every checkpoint and the grace window
+    store.send_fallback(ahead)
+    store.send_fallback(behind)
+    # When the next runs drain the queue
+    clock.now = RUN_AT + timedelta(hours=1)
+    second = workflow(store, clock).run("run-2", "schedule")
+    third = workflow(store, clock).run("run-3", "schedule")
+    # Then each event is counted exactly once and the queue is empty
+    assert (second.events_processed, third.events_processed) == (2, 0)
+    assert store.fallback == {}
+    assert store.indicators[("d1", "url#2")].clicks == 3
+    assert any(e.event_id == "f0000001" for shard in store.raw.values() for e in shard)  # back in the table
+
+
+def test_a_fallback_copy_of_an_event_that_reached_the_table_is_not_counted_twice() -> None:
+    # Given a write that timed out but landed, so the event is in the table and in the queue
+    store = seeded_store()
+    campaign(store)
+    twice = fallback_event(3, T0 + timedelta(minutes=1))
+    store.add_raw(twice)
+    store.send_fallback(twice)
+    clock = Clock(RUN_AT)
+    # When two runs go by (the copy drained before and after the table copy was consolidated)
+    first = workflow(store, clock).run("run-1", "schedule")
+    store.send_fallback(twice)  # redelivered, as SQS may
+    clock.now += timedelta(hours=1)
+    second = workflow(store, clock).run("run-2", "schedule")
+    # Then it is counted once
+    assert (first.events_processed, second.events_processed) == (14, 0)
+    assert store.indicators[("d1", "url#2")].clicks == 2
+
+
+def fallback_campaign(store: FakeWorkflowStore) -> None:
+    campaign(store)
+    store.send_fallback(fallback_event(4, T0 + timedelta(minutes=2)))
+    store.send_fallback(fallback_event(5, T0 + timedelta(minutes=3), url_id=None))
+
+
+@pytest.mark.parametrize("operation", ["receive_fallback", "put_raw", "delete_fallback", "logged"])
+def test_a_crash_while_draining_the_fallback_queue_loses_and_doubles_nothing(operation: str) -> None:
+    clean = seeded_store()
+    fallback_campaign(clean)
+    workflow(clean, batch_size=2).run("clean", "schedule")
+    expected = clean.snapshot()
+    for nth in range(1, 10):
+        store = seeded_store()
+        fallback_campaign(store)
+        clock = Clock(RUN_AT)
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock, batch_size=2).run("crashing", "schedule")
+        except Crash:
+            pass
+        else:
+            break
+        store.restart()
+        clock.now += timedelta(hours=1)
+        workflow(store, clock, batch_size=2).run("rerun", "schedule")
+        assert store.snapshot() == expected, f"crash at {operation} call {nth}"
+        assert store.fallback == {}

@@ -1,0 +1,82 @@
+"""DynamoDB refusing raw events: the recipient is answered, the fallback queue keeps the event,
+the tracking workflow drains it, and every accepted hit becomes exactly one tracking log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from functions.consolidate import handler as consolidate_handler
+from functions.redirect import handler as redirect_handler
+from functions.shared import fallback
+from functions.shared.models import DeliveryStatsModel, TrackedUrlModel, TrackingLogModel
+from functions.shared.tokens import LinkClaims, signer
+from local.aws import create_fallback_queue
+from tests.apigw import FakeContext, http_event
+
+
+@pytest.fixture
+def queue(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = create_fallback_queue()
+    monkeypatch.setenv(fallback.QUEUE_URL_ENV, url)
+    monkeypatch.setattr(redirect_handler, "_targets", None)
+    monkeypatch.setattr(redirect_handler, "_sink", None)
+    TrackedUrlModel(
+        delivery_id="d1", url_id="1", url="https://shop.example/1", label="1", category="click"
+    ).save()
+    yield url
+
+
+class ThrottleRawEvents:
+    """Patch botocore so that PutItem on the raw-events table is throttled while `active`."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.refused = 0
+
+    def __call__(self, **kwargs: Any) -> None:
+        if self.active and kwargs["params"].get("TableName", "").endswith("raw-events"):
+            self.refused += 1
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}},
+                "PutItem",
+            )
+
+
+def hits(n: int) -> list[dict[str, Any]]:
+    answers = []
+    for i in range(n):
+        kind = "c" if i % 2 else "o"
+        claims = LinkClaims(kind, "d1", f"r{i}", "1" if kind == "c" else None)
+        path = ("/r/" if kind == "c" else "/o/") + signer().sign(claims)
+        answers.append(redirect_handler.lambda_handler(http_event("GET", path, token=None), FakeContext()))
+    return answers
+
+
+def test_throttled_hits_are_answered_queued_and_counted_exactly_once(queue: str) -> None:
+    # Given DynamoDB throttling every raw-event write of the redirect function
+    throttle = ThrottleRawEvents()
+    redirect_handler._collaborators()  # build the container's clients, then hook their puts
+    assert redirect_handler._sink is not None
+    redirect_handler._sink._client.meta.events.register("before-parameter-build.dynamodb.PutItem", throttle)  # type: ignore[attr-defined]
+    # When 20 recipients open or click
+    answers = hits(20)
+    # Then each is answered as usual and each event waits in the fallback queue
+    assert [a["statusCode"] for a in answers] == [200, 302] * 10
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert throttle.refused == 20 * 3, throttle.refused
+    assert int(attributes["Attributes"]["ApproximateNumberOfMessages"]) == 20
+    assert throttle.refused == 20 * 3
+    # And the tracking workflow drains the queue into exactly one tracking log per hit
+    throttle.active = False
+    first = consolidate_handler.lambda_handler({"run_id": "run-1"}, FakeContext())
+    second = consolidate_handler.lambda_handler({"run_id": "run-2"}, FakeContext())
+    assert (first["events_processed"], second["events_processed"]) == (20, 0)
+    assert TrackingLogModel.count("d1") == 20
+    stats = DeliveryStatsModel.get("d1", "stats")
+    assert (stats.total_opens, stats.total_clicks, stats.opens) == (10, 10, 20)
