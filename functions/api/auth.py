@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
 )
 from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 
-from functions.api.errors import Unauthorized
+from functions.api.errors import Unauthorized, UnsupportedMediaType
 from functions.shared.settings import api_token
 
 PROTECTED_PREFIX = "/api/"
@@ -35,9 +35,20 @@ def authenticate(app: ApiGatewayResolver) -> None:
         raise Unauthorized("the API token is not valid")
 
 
+def require_json(app: ApiGatewayResolver) -> None:
+    """A request body must be JSON: a form or text body gets a 415, not a puzzling 422."""
+    event = app.current_event
+    if not event.body or event.http_method not in {"POST", "PUT", "PATCH"}:
+        return
+    content_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"the request body must be application/json, not {content_type}")
+
+
 class _AuthenticatedValidation(OpenAPIRequestValidationMiddleware):
     def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response:
         authenticate(app)
+        require_json(app)
         return super().handler(app, next_middleware)
 
 

@@ -31,7 +31,12 @@ class PayloadTooLarge(errors.MsgtrackError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(errors.MsgtrackError):
+    code = "unsupported_media_type"
+
+
 _STATUS[Unauthorized] = HTTPStatus.UNAUTHORIZED
+_STATUS[UnsupportedMediaType] = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 _STATUS[PayloadTooLarge] = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 

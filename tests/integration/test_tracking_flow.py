@@ -170,3 +170,31 @@ def test_events_recorded_while_a_run_works_wait_for_the_next_run(delivery: str) 
         expires_at=int(future.timestamp()) + 86400,
     ).save()
     assert run_workflow("now")["events_processed"] == 7
+
+
+def test_two_runs_started_at_once_one_works_the_other_is_skipped(
+    delivery: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    traffic()
+    original = DynamoWorkflowStore.put_items
+    first_is_writing = threading.Event()
+
+    def slow_put(self: DynamoWorkflowStore, items: Any) -> None:
+        first_is_writing.set()
+        time.sleep(0.3)  # hold the lock long enough for the second run to try
+        original(self, items)
+
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", slow_put)
+    results: dict[str, dict[str, Any]] = {}
+    first = threading.Thread(target=lambda: results.setdefault("a", run_workflow("run-a")))
+    first.start()
+    assert first_is_writing.wait(10)
+    results["b"] = run_workflow("run-b")
+    first.join(30)
+    assert {results["a"]["status"], results["b"]["status"]} == {"succeeded", "skipped"}
+    assert results["a"]["events_processed"] == 7 and results["b"]["events_processed"] == 0
+    assert stats() == EXPECTED
+    assert RunModel.get("runs", "run-b").status == "skipped"
