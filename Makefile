@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: run test lint typecheck unit integration e2e bench clean
+.PHONY: run test lint typecheck unit integration e2e bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+# RELIABILITY.md, regenerated from what the fault, load and bad-input tests record (tests/reliability.py).
+RELIABILITY_LOG := $(CURDIR)/.reliability.jsonl
+reliability: $(STAMP)
+	rm -f $(RELIABILITY_LOG)
+	MSGTRACK_RELIABILITY_OUT=$(RELIABILITY_LOG) $(BIN)/pytest -q tests/unit tests/integration tests/e2e
+	MSGTRACK_RELIABILITY_OUT=$(RELIABILITY_LOG) $(BIN)/python -m tests.reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,25 @@ def aws_tables() -> Iterator[None]:
         models.refresh_table_names()
         create_tables()
         yield
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Record a fault or bad input this test tried (see tests/reliability.py)."""
+    from tests.reliability import LEDGER
+
+    test = request.node.nodeid.split("[")[0]
+
+    class Recorder:
+        def record(
+            self, area: str, case: str, tries: int, outcome: str, lost: int = 0, doubled: int = 0
+        ) -> None:
+            LEDGER.record(area, case, tries, outcome, lost, doubled, test)
+
+    yield Recorder()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.reliability import LEDGER
+
+    LEDGER.flush()

@@ -37,7 +37,7 @@ def decode(cursor: str | None) -> dict[str, Any] | None:
     if not cursor:
         return None
     payload, _, mac = cursor.partition(".")
-    if len(cursor) > 4096 or not mac or not hmac.compare_digest(_mac(payload), mac):
+    if len(cursor) > 4096 or not cursor.isascii() or not mac or not hmac.compare_digest(_mac(payload), mac):
         raise InvalidCursor("the cursor is invalid; use the next_cursor of a previous page")
     try:
         position = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

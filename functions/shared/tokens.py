@@ -62,8 +62,8 @@ class Signer:
 
     def verify(self, token: str) -> LinkClaims:
         """The token's claims, or InvalidToken for anything this signer did not produce."""
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken("token too long")
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise InvalidToken("token too long or not ASCII")
         parts = token.split(".")
         if len(parts) != 3:
             raise InvalidToken("malformed token")

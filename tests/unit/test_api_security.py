@@ -16,7 +16,9 @@ from tests.apigw import FakeContext, http_event
 
 
 def openapi_routes() -> list[tuple[str, str]]:
-    schema = app.get_openapi_schema(title="msgtrack", version="1").model_dump(by_alias=True, exclude_none=True)
+    schema = app.get_openapi_schema(title="msgtrack", version="1").model_dump(
+        by_alias=True, exclude_none=True
+    )
     routes = []
     for path, operations in schema["paths"].items():
         for method in operations:
@@ -46,10 +48,18 @@ def test_the_openapi_document_lists_the_contract_routes() -> None:
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-value", "Basic abc"])
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
-def test_every_api_route_refuses_a_missing_or_wrong_token(method: str, path: str, authorization: str | None) -> None:
+def test_every_api_route_refuses_a_missing_or_wrong_token(
+    method: str, path: str, authorization: str | None, reliability: Any
+) -> None:
     headers = {"authorization": authorization} if authorization else {}
     body: Any = {} if method in {"POST", "PUT", "PATCH"} else None
     response = lambda_handler(http_event(method, path, token=None, headers=headers, body=body), FakeContext())
+    reliability.record(
+        "Security",
+        "every /api route of the OpenAPI document without, or with a wrong, token",
+        1,
+        "401 unauthorized",
+    )
     assert response["statusCode"] == 401, (method, path, response["body"])
     assert '"unauthorized"' in response["body"]
 
@@ -67,4 +77,6 @@ def test_html_pages_carry_a_content_security_policy_and_nosniff() -> None:
     multi = {k.lower(): v for k, v in response.get("multiValueHeaders", {}).items()}
     csp = headers.get("content-security-policy") or ";".join(multi.get("content-security-policy", []))
     assert "frame-ancestors 'none'" in csp
-    assert (headers.get("x-content-type-options") or "".join(multi.get("x-content-type-options", []))) == "nosniff"
+    assert (
+        headers.get("x-content-type-options") or "".join(multi.get("x-content-type-options", []))
+    ) == "nosniff"

@@ -22,7 +22,9 @@ def test_a_cursor_round_trips(position: dict[str, object]) -> None:
 
 
 @given(positions, st.integers(min_value=0, max_value=10_000), st.characters(codec="ascii"))
-def test_a_cursor_with_any_character_changed_is_refused(position: dict[str, object], at: int, new: str) -> None:
+def test_a_cursor_with_any_character_changed_is_refused(
+    position: dict[str, object], at: int, new: str
+) -> None:
     cursor = cursors.encode(position)
     assert cursor is not None
     index = at % len(cursor)

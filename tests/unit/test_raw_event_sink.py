@@ -52,9 +52,19 @@ def test_a_throttled_write_is_retried_with_jittered_backoff_and_lands_once() -> 
     assert all(0 <= pause <= BACKOFF_BASE_SECONDS * 2**n for n, pause in enumerate(sleeps, start=1))
 
 
-def test_a_write_dynamodb_keeps_refusing_goes_to_the_fallback_queue_within_a_bounded_time() -> None:
+def test_a_write_dynamodb_keeps_refusing_goes_to_the_fallback_queue_within_a_bounded_time(
+    reliability: Any,
+) -> None:
     dynamo, queue, sleeps = FlakyDynamo(failures=100), Queue(), []
     sink(dynamo, queue, sleeps).record(EVENT)
+    reliability.record(
+        "Faults",
+        "redirect PutItem refused on every attempt (unit, stubbed client)",
+        1,
+        f"{dynamo.calls} attempts, {sum(sleeps) * 1000:.0f} ms of backoff, then the fallback queue",
+        lost=1 - len(queue.sent),
+        doubled=max(0, len(queue.sent) - 1),
+    )
     assert dynamo.calls == PUT_ATTEMPTS
     assert queue.sent == [to_item(EVENT, 30)]  # the very item, so draining it is idempotent
     assert sum(sleeps) <= sum(BACKOFF_BASE_SECONDS * 2**n for n in range(1, PUT_ATTEMPTS))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -162,7 +164,21 @@ def test_a_second_run_changes_nothing() -> None:
     assert store.snapshot() == before
 
 
-def clean_snapshot(batch_size: int) -> dict[str, object]:
+def lost_and_doubled(expected: dict[str, Any], actual: dict[str, Any]) -> tuple[int, int]:
+    """Tracking logs missing, and logs plus indicator units above the clean run's."""
+    expected_logs, actual_logs = dict(expected["logs"]), dict(actual["logs"])
+    lost = len(set(expected_logs) - set(actual_logs))
+    doubled = len(set(actual_logs) - set(expected_logs))
+    expected_stats = json.loads(dict(expected["indicators"]).get(("d1", "stats"), "{}"))
+    actual_stats = json.loads(dict(actual["indicators"]).get(("d1", "stats"), "{}"))
+    for name, value in actual_stats.items():
+        if "N" in value:
+            doubled += max(0, int(value["N"]) - int(expected_stats.get(name, {"N": "0"})["N"]))
+            lost += max(0, int(expected_stats.get(name, {"N": "0"})["N"]) - int(value["N"]))
+    return lost, doubled
+
+
+def clean_snapshot(batch_size: int) -> dict[str, Any]:
     store = seeded_store()
     campaign(store)
     workflow(store, batch_size=batch_size).run("clean", "schedule")
@@ -173,7 +189,7 @@ FAULT_POINTS = ["read_raw", "load_indicators", "save_pending", "put_item", "comp
 
 
 @pytest.mark.parametrize("operation", FAULT_POINTS)
-def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str) -> None:
+def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str, reliability: Any) -> None:
     expected = clean_snapshot(batch_size=2)
     crashes = 0
     for nth in range(1, 60):
@@ -193,13 +209,22 @@ def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str
         clock.now += timedelta(hours=1)
         rerun = workflow(store, clock, batch_size=2).run("rerun", "schedule")
         # Then the totals are exactly those of one clean run
+        lost, doubled = lost_and_doubled(expected, store.snapshot())
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call (every call in turn), then run again",
+            1,
+            "crashed run left at most a pending batch; the next run replayed it and finished",
+            lost,
+            doubled,
+        )
         assert rerun.status == "succeeded"
         assert store.snapshot() == expected, f"crash at {operation} call {nth}"
         assert store.pending is None
     assert crashes > 0
 
 
-def test_a_failed_run_is_recorded_with_its_error() -> None:
+def test_a_failed_run_is_recorded_with_its_error(reliability: Any) -> None:
     store = seeded_store()
     campaign(store)
     store.die_on_fault = False  # a transient error: the process lives on and records the failure
@@ -212,6 +237,15 @@ def test_a_failed_run_is_recorded_with_its_error() -> None:
     assert store.lock_owner is None  # released, so the next run need not wait for the expiry
     store.restart()
     workflow(store).run("run-2", "schedule")
+    lost, doubled = lost_and_doubled(clean_snapshot(batch_size=100), store.snapshot())
+    reliability.record(
+        "Faults",
+        "transient DynamoDB error in the middle of a run",
+        1,
+        "run recorded failed with its error, lock released, next run finished the work",
+        lost,
+        doubled,
+    )
     assert store.snapshot() == clean_snapshot(batch_size=100)
 
 
@@ -253,7 +287,7 @@ def test_a_run_that_finds_the_lock_taken_is_skipped_and_changes_nothing() -> Non
     assert store.runs["run-1"].status == "skipped"
 
 
-def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finishes() -> None:
+def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finishes(reliability: Any) -> None:
     store = seeded_store()
     campaign(store)
     remaining = iter([120_000, 120_000, 1_000] + [1_000] * 100)
@@ -261,6 +295,15 @@ def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finish
     assert first.status == "succeeded" and 0 < first.events_processed < 13
     assert "time limit" in first.errors[0]
     workflow(store, batch_size=2).run("run-2", "schedule")
+    lost, doubled = lost_and_doubled(clean_snapshot(batch_size=2), store.snapshot())
+    reliability.record(
+        "Faults",
+        "more events than fit in one invocation (time budget runs out)",
+        1,
+        "run stopped at a checkpoint before the limit; the next invocation finished",
+        lost,
+        doubled,
+    )
     assert store.snapshot() == clean_snapshot(batch_size=2)
 
 
@@ -316,7 +359,9 @@ def fallback_campaign(store: FakeWorkflowStore) -> None:
 
 
 @pytest.mark.parametrize("operation", ["receive_fallback", "put_raw", "delete_fallback", "logged"])
-def test_a_crash_while_draining_the_fallback_queue_loses_and_doubles_nothing(operation: str) -> None:
+def test_a_crash_while_draining_the_fallback_queue_loses_and_doubles_nothing(
+    operation: str, reliability: Any
+) -> None:
     clean = seeded_store()
     fallback_campaign(clean)
     workflow(clean, batch_size=2).run("clean", "schedule")
@@ -335,5 +380,44 @@ def test_a_crash_while_draining_the_fallback_queue_loses_and_doubles_nothing(ope
         store.restart()
         clock.now += timedelta(hours=1)
         workflow(store, clock, batch_size=2).run("rerun", "schedule")
+        lost, doubled = lost_and_doubled(expected, store.snapshot())
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call while draining the fallback queue",
+            1,
+            "queue messages redelivered; duplicates recognised by their tracking log",
+            lost,
+            doubled,
+        )
         assert store.snapshot() == expected, f"crash at {operation} call {nth}"
         assert store.fallback == {}
+
+
+def test_a_permanent_dynamodb_error_fails_every_run_cleanly_until_it_is_fixed(reliability: Any) -> None:
+    # Given DynamoDB refusing every write of the workflow for three runs in a row
+    store = seeded_store()
+    campaign(store)
+    store.die_on_fault = False
+    store.fault = lambda op, count: op == "put_item"
+    clock = Clock(RUN_AT)
+    for n in range(3):
+        with pytest.raises(Crash):
+            workflow(store, clock).run(f"broken-{n}", "schedule")
+        clock.now += timedelta(hours=1)
+    # Then each run is recorded failed with the error and releases the lock
+    assert [store.runs[f"broken-{n}"].status for n in range(3)] == ["failed"] * 3
+    assert all("injected fault" in store.runs[f"broken-{n}"].errors[0] for n in range(3))
+    assert store.lock_owner is None
+    # And once DynamoDB takes writes again, one run gives the clean totals
+    store.restart()
+    workflow(store, clock).run("fixed", "schedule")
+    lost, doubled = lost_and_doubled(clean_snapshot(batch_size=100), store.snapshot())
+    reliability.record(
+        "Faults",
+        "permanent DynamoDB error on every workflow write, three runs in a row",
+        3,
+        "each run recorded failed with its error and released the lock; the first run after the fix finished",
+        lost,
+        doubled,
+    )
+    assert (lost, doubled) == (0, 0)
