@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 
@@ -83,8 +84,35 @@ def _secret(arn_var: str) -> str | None:
     return str(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 
+@dataclass(frozen=True)
+class PreviousKey:
+    """A retired signing key whose links keep working until ``until`` (None: until removed)."""
+
+    key: str
+    until: datetime | None = None
+
+
+def _previous_key(entry: object) -> PreviousKey:
+    """``"key"``, ``"key@2027-01-15T00:00:00Z"`` or ``{"key": ..., "until": ...}``."""
+    if isinstance(entry, dict):
+        key, until = str(entry.get("key") or ""), entry.get("until")
+    else:
+        key, _, until = str(entry).rpartition("@") if "@" in str(entry) else (str(entry), "", None)
+    if len(key) < 16:
+        raise SettingsError("a previous signing key must be at least 16 characters long")
+    if not until:
+        return PreviousKey(key)
+    try:
+        moment = datetime.fromisoformat(str(until).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SettingsError(
+            f"the end of a previous signing key's overlap is not an ISO time: {until!r}"
+        ) from exc
+    return PreviousKey(key, moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 @cache
-def signing_secrets() -> tuple[str, tuple[str, ...]]:
+def signing_secrets() -> tuple[str, tuple[PreviousKey, ...]]:
     """The current link-signing key and the previous keys still accepted (rotation overlap)."""
     from_secret = _secret("MSGTRACK_SIGNING_KEY_SECRET_ARN")
     if from_secret is not None:
@@ -95,10 +123,13 @@ def signing_secrets() -> tuple[str, tuple[str, ...]]:
         if isinstance(document, str):
             document = {"current": document}
         current = document.get("current") or document.get("key")
-        previous = tuple(document.get("previous") or ())
+        previous = tuple(_previous_key(entry) for entry in document.get("previous") or ())
     else:
         current = os.environ.get("MSGTRACK_SIGNING_KEY")
-        previous = tuple(k for k in os.environ.get("MSGTRACK_PREVIOUS_SIGNING_KEYS", "").split(",") if k)
+        entries = [
+            k.strip() for k in os.environ.get("MSGTRACK_PREVIOUS_SIGNING_KEYS", "").split(",") if k.strip()
+        ]
+        previous = tuple(_previous_key(entry) for entry in entries)
     if not current:
         raise SettingsError(
             "no link-signing key: set MSGTRACK_SIGNING_KEY or MSGTRACK_SIGNING_KEY_SECRET_ARN"

@@ -13,7 +13,9 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from functions.shared.errors import InvalidToken
 
@@ -44,11 +46,23 @@ class LinkClaims:
 
 
 class Signer:
-    """Signs with the current key; verifies with the current key and the previous ones."""
+    """Signs with the current key; verifies with the current key and the previous ones.
 
-    def __init__(self, current: str, previous: tuple[str, ...] = ()) -> None:
+    A previous key is a string, or an object with ``key`` and ``until`` (settings.PreviousKey): its
+    links keep working during the rotation overlap and stop once ``until`` has passed.
+    """
+
+    def __init__(self, current: str, previous: Iterable[object] = ()) -> None:
         self._current_kid = key_id(current)
-        self._keys = {key_id(k): k.encode() for k in (*previous, current)}
+        self._keys: dict[str, bytes] = {}
+        self._until: dict[str, datetime] = {}
+        for entry in previous:
+            key = entry if isinstance(entry, str) else str(getattr(entry, "key"))  # noqa: B009
+            until = None if isinstance(entry, str) else getattr(entry, "until", None)
+            self._keys[key_id(key)] = key.encode()
+            if until is not None:
+                self._until[key_id(key)] = until
+        self._keys[self._current_kid] = current.encode()
 
     def sign(self, claims: LinkClaims) -> str:
         body: list[object] = [claims.kind, claims.delivery_id, claims.recipient_id, claims.url_id or ""]
@@ -71,6 +85,9 @@ class Signer:
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
+        until = self._until.get(kid)
+        if until is not None and datetime.now(UTC) > until:
+            raise InvalidToken("the signing key of this link was retired")
         if not hmac.compare_digest(self._mac(key, f"{kid}.{payload}"), mac):
             raise InvalidToken("bad signature")
         try:

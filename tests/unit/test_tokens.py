@@ -83,6 +83,37 @@ def test_a_token_with_the_right_key_id_and_a_non_ascii_signature_is_invalid() ->
             signer.verify(f"{kid}.{payload}.{mac}")
 
 
+def test_previous_keys_work_during_their_configured_overlap_then_stop(monkeypatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from functions.shared import settings, tokens
+
+    # Given a rotation: the old key stays valid until tomorrow, an older one expired yesterday
+    old_token = Signer(OLD_KEY).sign(LinkClaims("o", "d1", "r1"))
+    oldest_key = "p" * 32
+    oldest_token = Signer(oldest_key).sign(LinkClaims("o", "d1", "r2"))
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    monkeypatch.setenv("MSGTRACK_SIGNING_KEY", KEY)
+    monkeypatch.setenv("MSGTRACK_PREVIOUS_SIGNING_KEYS", f"{OLD_KEY}@{tomorrow},{oldest_key}@{yesterday}")
+    settings.reset_caches()
+    tokens.reset_signer()
+    # When links signed with each are followed
+    # Then the one inside its overlap still verifies and the one past it does not
+    assert tokens.signer().verify(old_token).recipient_id == "r1"
+    with pytest.raises(InvalidToken, match="retired"):
+        tokens.signer().verify(oldest_token)
+
+
+def test_a_malformed_previous_key_setting_is_refused_at_start(monkeypatch) -> None:
+    from functions.shared import settings
+
+    monkeypatch.setenv("MSGTRACK_PREVIOUS_SIGNING_KEYS", f"{OLD_KEY}@next-tuesday")
+    settings.reset_caches()
+    with pytest.raises(settings.SettingsError):
+        settings.signing_secrets()
+
+
 def test_a_click_token_must_name_a_url() -> None:
     with pytest.raises(InvalidToken):
         Signer(KEY).verify(Signer(KEY).sign(LinkClaims("c", "d1", "r1", None)))
