@@ -15,6 +15,7 @@ from functions.shared import raw_events
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     MESSAGE_PREFIX,
+    ErasureModel,
     MessageModel,
     RawEventModel,
     RunModel,
@@ -48,6 +49,8 @@ class FakeWorkflowStore:
         self.calls: dict[str, int] = {}
         self.fault: Callable[[str, int], bool] = lambda operation, count: False
         self.fallback: dict[str, dict[str, Any]] = {}
+        self.erasures_pending: dict[str, ErasureModel] = {}
+        self.erasures_done: dict[str, ErasureModel] = {}
         self._fallback_seq = 0
         self.die_on_fault = True  # after a fault every call fails: nothing runs after a crash
         self.dead = False
@@ -183,6 +186,48 @@ class FakeWorkflowStore:
         """What the redirect does when DynamoDB refuses the raw event."""
         self._fallback_seq += 1
         self.fallback[f"m{self._fallback_seq}"] = raw_events.to_item(event, ttl_days)
+
+    def request_erasure(self, recipient_id: str, erasure_id: str = "e-1") -> None:
+        self.erasures_pending[erasure_id] = ErasureModel(
+            sk=erasure_id, recipient_id=recipient_id, requested_at="2026-11-23T10:00:00.000Z"
+        )
+
+    def pending_erasures(self) -> list[ErasureModel]:
+        self._call("pending_erasures")
+        return [_copy(e) for e in self.erasures_pending.values()]
+
+    def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        self._call("recipient_log_keys")
+        return [key for key, log in self.logs.items() if log.recipient_id == recipient_id]
+
+    def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        self._call("recipient_raw_keys")
+        return [
+            (shard, str(e.sk))
+            for shard, events in self.raw.items()
+            for e in events
+            if e.recipient_id == recipient_id
+        ]
+
+    def delete_logs(self, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            self._call("delete_item")
+            self.logs.pop(key, None)
+
+    def delete_raw(self, keys: Iterable[tuple[str, str]]) -> None:
+        for shard, sk in keys:
+            self._call("delete_item")
+            self.raw[shard] = [e for e in self.raw.get(shard, []) if e.sk != sk]
+
+    def delete_indicators(self, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            self._call("delete_item")
+            self.indicators.pop(key, None)
+
+    def complete_erasure(self, pending: ErasureModel, done: ErasureModel) -> None:
+        self._call("complete_erasure")
+        self.erasures_done[str(done.sk)] = _copy(done)
+        self.erasures_pending.pop(str(pending.sk), None)
 
     # --- reading results --------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import boto3
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
-from functions.shared import fallback, models
+from functions.consolidate.erasure import ErasureStore
+from functions.shared import fallback, models, raw_events
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
@@ -79,7 +80,7 @@ class WorkflowState:
     pending: PendingBatch | None
 
 
-class WorkflowStore(Protocol):
+class WorkflowStore(ErasureStore, Protocol):
     def acquire_lock(self, owner: str, now: float, ttl_seconds: int) -> bool: ...
     def renew_lock(self, owner: str, now: float, ttl_seconds: int) -> None: ...
     def release_lock(self, owner: str) -> None: ...
@@ -281,3 +282,44 @@ class DynamoWorkflowStore:
         for start in range(0, len(receipts), 10):
             entries = [{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(receipts[start : start + 10])]
             self._queue().delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+
+    # --- erasure requests ---------------------------------------------------------------------
+
+    def pending_erasures(self) -> list[models.ErasureModel]:
+        return list(models.ErasureModel.query(models.ERASURE_PENDING_PK, consistent_read=True))
+
+    def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        found = TrackingLogModel.by_recipient.query(recipient_id, attributes_to_get=["delivery_id", "sk"])
+        return [(str(log.delivery_id), str(log.sk)) for log in found]
+
+    def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        """Reads every shard through a filter: erasure is rare, and a recipient index on raw
+        events would cost a write unit on every hit."""
+        keys = []
+        for shard in raw_events.shards():
+            found = RawEventModel.query(
+                shard,
+                filter_condition=RawEventModel.recipient_id == recipient_id,
+                attributes_to_get=["shard", "sk"],
+            )
+            keys += [(str(event.shard), str(event.sk)) for event in found]
+        return keys
+
+    def _delete(self, model: type[Model], keys: Iterable[tuple[str, str]]) -> None:
+        hash_name, range_name = str(model._hash_keyname), str(model._range_keyname)
+        with model.batch_write() as batch:
+            for hash_key, range_key in keys:
+                batch.delete(model(**{hash_name: hash_key, range_name: range_key}))  # type: ignore[arg-type]
+
+    def delete_logs(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._delete(TrackingLogModel, keys)
+
+    def delete_raw(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._delete(RawEventModel, keys)
+
+    def delete_indicators(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._delete(models.RecipientStateModel, keys)
+
+    def complete_erasure(self, pending: models.ErasureModel, done: models.ErasureModel) -> None:
+        done.save()
+        pending.delete()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from functions.consolidate import batch
+from functions.consolidate import batch, erasure
 from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, WorkflowStore
 from functions.shared import raw_events, timeutil
 from functions.shared.models import RawEventModel, RunModel, TrackedUrlModel
@@ -124,6 +124,7 @@ class _Run:
                 self._run.errors = [*self._run.errors, "stopped early to stay within the time limit"]
                 logger.warning("tracking workflow stopped at a checkpoint before the time limit")
                 return
+        erasure.erase_requested(self._store)
 
     def _drain_fallback(self) -> None:
         """Raw events the redirect handed to the fallback queue go back into the raw-events table.

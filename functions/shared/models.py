@@ -295,6 +295,29 @@ class WorkflowStateModel(_Model):
     pending_batch = BinaryAttribute(null=True, legacy_encoding=False)  # zlib JSON of the batch's writes
 
 
+ERASURE_PENDING_PK = "erasures#pending"
+ERASURES_PK = "erasures"
+
+
+class ErasureModel(_Model):
+    """A request to erase one recipient's tracking data; carried out by the tracking workflow,
+    the only function allowed to delete raw events and tracking logs. Pending requests and done
+    ones live under different partition keys, so finding the pending ones reads nothing else."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=ERASURE_PENDING_PK)
+    sk = UnicodeAttribute(range_key=True)  # the erasure id, which sorts by request time
+    recipient_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="pending")  # pending, done
+    requested_at = UnicodeAttribute()
+    done_at = UnicodeAttribute(null=True)
+    logs_deleted = NumberAttribute(default=0)
+    raw_events_deleted = NumberAttribute(default=0)
+    states_deleted = NumberAttribute(default=0)
+
+
 ALL_MODELS: tuple[type[_Model], ...] = (
     DeliveryModel,
     MessageModel,
@@ -309,6 +332,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     PersonStateModel,
     RunModel,
     WorkflowStateModel,
+    ErasureModel,
 )
 
 

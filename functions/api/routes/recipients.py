@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from functions.api import reports
+from functions.api import erasures, reports
+from functions.api.erasures import ErasureRequested
 from functions.api.report_schemas import (
     LOG_COLUMNS,
     IsoTime,
@@ -52,3 +53,12 @@ def tracking(
         body = reports.logs_csv(page.items, RECIPIENT_LOG_COLUMNS)
         return csv_page(body, page.next_cursor, f"tracking-logs-recipient-{recipient_id}")
     return Response(200, content_types.APPLICATION_JSON, page)
+
+
+@router.delete("/<recipient_id>/tracking")
+def erase(recipient_id: str) -> Response[ErasureRequested]:
+    """Erase the recipient's tracking logs, raw events and state; the indicators keep their counts.
+
+    Answered at once (202); the tracking workflow, started now, carries the erasure out.
+    """
+    return Response(202, content_types.APPLICATION_JSON, erasures.request_erasure(recipient_id))

@@ -1,0 +1,58 @@
+"""DELETE /api/recipients/{id}/tracking on moto: the workflow erases the recipient, aggregates stay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from functions.api import handler as api_handler
+from functions.api import launcher
+from functions.consolidate import handler as consolidate_handler
+from functions.shared.models import (
+    DeliveryStatsModel,
+    ErasureModel,
+    RawEventModel,
+    RecipientStateModel,
+    TrackingLogModel,
+)
+from tests.apigw import FakeContext, http_event, json_body
+from tests.integration.test_tracking_flow import delivery, traffic  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.usefixtures("delivery")
+
+
+class RunNow:
+    def launch(self, run_id: str) -> None:
+        consolidate_handler.lambda_handler({"run_id": run_id, "trigger": "api"}, FakeContext())
+
+
+def test_erasing_a_recipient_removes_their_logs_raw_events_and_state(reliability: Any) -> None:
+    traffic()
+    consolidate_handler.lambda_handler({"run_id": "run-1"}, FakeContext())
+    before = DeliveryStatsModel.get("d1", "stats").serialize()
+    launcher.configure(RunNow())
+    try:
+        answer = api_handler.lambda_handler(
+            http_event("DELETE", "/api/recipients/r1/tracking"), FakeContext()
+        )
+    finally:
+        launcher.configure(None)
+    assert answer["statusCode"] == 202
+    body = json_body(answer)
+    assert body["recipient_id"] == "r1" and body["status"] == "pending"
+    assert list(TrackingLogModel.by_recipient.query("r1")) == []
+    assert [e for e in RawEventModel.scan() if e.recipient_id == "r1"] == []
+    assert RecipientStateModel.count("d1", RecipientStateModel.sk == "r#r1") == 0
+    assert list(TrackingLogModel.by_recipient.query("r2")) != []
+    after = DeliveryStatsModel.get("d1", "stats").serialize()
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in before.items() if k != "updated_at"
+    }
+    [done] = list(ErasureModel.query("erasures"))
+    assert done.status == "done" and done.logs_deleted == 4
+    listed = api_handler.lambda_handler(http_event("GET", "/api/recipients/r1/tracking"), FakeContext())
+    assert json_body(listed)["items"] == []
+    reliability.record(
+        "Security", "recipient erasure through the API (moto)", 1, "logs, raw events and state gone"
+    )
