@@ -14,9 +14,9 @@ from typing import Protocol
 
 from functions.shared import ids
 from functions.shared.errors import InvalidToken
-from functions.shared.links import substitute_fields
 from functions.shared.raw_events import RawEvent
 from functions.shared.tokens import LinkClaims, Signer
+from functions.shared.urls import substitute_fields
 
 PERSON_COOKIE = "mtpid"
 PERSON_COOKIE_MAX_AGE = 365 * 24 * 3600

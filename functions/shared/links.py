@@ -1,6 +1,7 @@
 """Tracked links: find them in a delivery's HTML and text, rewrite them byte for byte, personalise targets.
 
-Stdlib only: the redirect function imports ``substitute_fields`` from here on every click.
+Stdlib only. The click-time half (``substitute_fields``) lives in ``urls.py`` so the redirect
+function does not import an HTML parser.
 
 Links are found with ``html.parser`` (a real tokenizer, so links inside ``<script>``, ``<style>`` or
 ordinary comments are not links), but rewriting never re-serialises the parsed tree: the parser's
@@ -14,18 +15,17 @@ from __future__ import annotations
 import fnmatch
 import html as html_entities
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote
 
 from functions.shared.errors import InvalidContent
+from functions.shared.urls import PLACEHOLDER_RE, substitute_fields
+
+__all__ = ["PLACEHOLDER_RE", "substitute_fields"]  # re-exported: part of this module's API
 
 CATEGORIES = ("click", "opt_out", "mirror")
-
-# {{ name }}: the only template syntax a tracked URL may carry (the redirect substitutes it per click).
-PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -127,51 +127,6 @@ def rewrite_text(content: ParsedContent, href_for: Callable[[Occurrence], str | 
 
 # What a URI may not contain as is: non-ASCII, controls, space, the characters RFC 3986 excludes, and a
 # "%" that does not start an escape (existing %XX escapes are kept, never encoded twice).
-_NEEDS_ENCODING = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]|%(?![0-9A-Fa-f]{2})')
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_URL_PARTS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)(.*)", re.DOTALL)
-_HOST_AND_PORT = re.compile(r"(.*?)(:[0-9]*)?", re.DOTALL)
-_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
-_HOST_SAFE = "!$%&'()*+,;=[]:~"
-
-
-def substitute_fields(url: str, values: Mapping[str, str]) -> str:
-    """The target with each {{ name }} replaced by its percent-encoded value, as a valid ASCII URI."""
-    if "{{" in url:
-        url = PLACEHOLDER_RE.sub(lambda match: quote(values.get(match.group(1), ""), safe=""), url)
-    if _NEEDS_ENCODING.search(url) is None:
-        return url
-    return _as_uri(url)
-
-
-def _as_uri(iri: str) -> str:
-    parts = _URL_PARTS.fullmatch(iri)
-    if parts is None:
-        return _encode_iri_part(iri)
-    scheme, authority, rest = parts.groups()
-    return scheme + _ascii_authority(authority) + _encode_iri_part(rest)
-
-
-def _encode_iri_part(part: str) -> str:
-    return quote(_LONE_PERCENT.sub("%25", part), safe=_URI_SAFE)
-
-
-def _ascii_authority(authority: str) -> str:
-    userinfo, at, host_and_port = authority.rpartition("@")
-    split = _HOST_AND_PORT.fullmatch(host_and_port)
-    host, port = (split.group(1), split.group(2) or "") if split else (host_and_port, "")
-    if not host.isascii():
-        host = _idna(host)
-    return (_encode_iri_part(userinfo) + at if at else "") + quote(host, safe=_HOST_SAFE) + port
-
-
-def _idna(host: str) -> str:
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:  # not a valid IDN: keep it recognisable rather than fail the click
-        return quote(host, safe=".")
-
-
 # ---------------------------------------------------------------------------------------------------
 # Inert HTML for display (the hot-clicks view)
 
