@@ -1,0 +1,1 @@
+"""The msgtrack CDK app: one stack composed of one construct per concern (``stack.py``)."""

@@ -1,0 +1,77 @@
+"""Names and numbers of the AWS deployment, kept in one place so constructs and tests agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_logs as logs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+
+STACK_NAME = "msgtrack"
+
+# --- context values (cdk.json or `cdk deploy -c name=value`) ------------------------------------
+
+SCHEDULE_CONTEXT = "schedule"
+TRACKING_DOMAIN_CONTEXT = "tracking_domain"
+CERTIFICATE_ARN_CONTEXT = "certificate_arn"
+ALARM_EMAIL_CONTEXT = "alarm_email"
+DEFAULT_SCHEDULE = "rate(1 hour)"
+
+# --- Lambda -----------------------------------------------------------------------------------
+
+# The runtime and the wheels bundled for it must move together: pip is told this version.
+PYTHON_VERSION = "3.12"
+PIP_PLATFORM = "manylinux2014_aarch64"  # arm64 (Graviton) functions
+HANDLERS = {
+    "redirect": "functions.redirect.handler.lambda_handler",
+    "consolidate": "functions.consolidate.handler.lambda_handler",
+    "api": "functions.api.handler.lambda_handler",
+}
+# A recipient waits on the redirect: more memory buys more CPU and a shorter cold start.
+REDIRECT_MEMORY_MB = 512
+REDIRECT_TIMEOUT = Duration.seconds(10)
+API_MEMORY_MB = 1024
+API_TIMEOUT = Duration.seconds(29)  # an HTTP API integration gives up after 30 s
+WORKFLOW_MEMORY_MB = 1024
+# Lambda's maximum; the workflow watches its remaining time and its lock outlives it
+# (MSGTRACK_RUN_LOCK_SECONDS, 1200 s), so a run cut short never overlaps the next one.
+WORKFLOW_TIMEOUT = Duration.minutes(15)
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+LOG_LEVEL = "INFO"
+# Powertools: every function logs and measures under one service; the alarms and dashboard read
+# the custom metrics (functions.shared.observability.MetricNames) with this namespace and dimension.
+SERVICE_NAME = "msgtrack"
+METRICS_NAMESPACE = "msgtrack"
+SERVICE_DIMENSION = "service"
+
+# --- HTTP API ---------------------------------------------------------------------------------
+
+THROTTLE_RATE_LIMIT = 1000  # steady requests per second, all routes together
+THROTTLE_BURST_LIMIT = 2000
+
+# --- raw-event fallback queue --------------------------------------------------------------------
+
+FALLBACK_RETENTION = Duration.days(14)  # SQS's longest: room for many failed workflow runs
+# A drained message is deleted within seconds of its receipt; if the run dies first, it comes back
+# after this long, and putting the same raw-event item twice is harmless.
+FALLBACK_VISIBILITY_TIMEOUT = Duration.minutes(2)
+
+# --- tracking workflow ------------------------------------------------------------------------
+
+# EventBridge delivering the scheduled event to the function (throttling, service errors).
+SCHEDULE_RETRY_ATTEMPTS = 4
+SCHEDULE_MAX_EVENT_AGE = Duration.hours(1)
+# Lambda retrying a run that raised: the workflow is idempotent, one more try is safe.
+RUN_RETRY_ATTEMPTS = 1
+RUN_MAX_EVENT_AGE = Duration.hours(1)
+DEAD_LETTER_RETENTION = Duration.days(14)
+
+# --- secrets ----------------------------------------------------------------------------------
+
+SIGNING_KEY_LENGTH = 48
+API_TOKEN_LENGTH = 48

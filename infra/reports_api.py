@@ -1,0 +1,96 @@
+"""The API function: the report API (``/api/*``), the health check and the dashboard (``/``,
+``/dashboard/*``).
+
+It writes deliveries (with their messages and send counts, in transactions) and tracked URLs, reads
+tracking logs (and their by-recipient index), indicators and workflow runs, and starts a run of the
+tracking workflow by invoking the consolidation function asynchronously. It never writes raw events,
+tracking logs or indicators.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from functions.shared.tables import DELIVERIES, INDICATORS, TRACKED_URLS, TRACKING_LOGS, WORKFLOW
+from infra.constants import API_MEMORY_MB, API_TIMEOUT
+from infra.function import MsgtrackFunction
+from infra.http_api import HttpEntryPoint
+from infra.secrets import Secrets
+from infra.storage import CONDITION_CHECK, READ, WRITE, Storage
+from infra.tracking_workflow import TrackingWorkflow
+
+API_PATH = "/api/{proxy+}"
+PAGE_PATHS = ("/health", "/", "/dashboard/{proxy+}")  # /dashboard/*: the dashboard's static assets
+
+_PUBLIC_PAGES = (
+    "Public on purpose: the health check answers uptime probes with no data, and the dashboard page "
+    "and its static assets hold no data either; the page asks the user for the API token itself."
+)
+_BEARER_CHECKED_IN_FUNCTION = (
+    "Every /api route checks the bearer token inside the API function (functions/api/auth.py, one "
+    "constant-time comparison with the token from Secrets Manager), the same code the local stack runs."
+)
+
+
+class ReportsApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        storage: Storage,
+        secrets: Secrets,
+        entry_point: HttpEntryPoint,
+        workflow: TrackingWorkflow,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = MsgtrackFunction(
+            self,
+            "Api",
+            code=code,
+            name="api",
+            description="msgtrack report API and dashboard",
+            memory_size=API_MEMORY_MB,
+            timeout=API_TIMEOUT,
+        )
+        self.function = self.handler.function
+        self._grant_data(storage)
+        secrets.grant_signing_key(self.function)  # renders tracked links, signs list cursors
+        secrets.grant_api_token(self.function)
+        self._grant_workflow_start(workflow)
+        self.function.add_environment("MSGTRACK_TRACKING_BASE_URL", entry_point.tracking_base_url)
+        self.function.add_environment("MSGTRACK_SCHEDULE", workflow.schedule)
+        self._build_routes(entry_point)
+
+    def _grant_data(self, storage: Storage) -> None:
+        storage.grant(self.function, DELIVERIES, READ + WRITE + CONDITION_CHECK, index_query=True)
+        storage.grant(self.function, TRACKED_URLS, READ + WRITE)
+        storage.grant(self.function, TRACKING_LOGS, READ, index_query=True)
+        storage.grant(self.function, INDICATORS, READ)
+        # PutItem: an erasure request, carried out by the tracking workflow.
+        storage.grant(self.function, WORKFLOW, (*READ, "dynamodb:PutItem"))
+
+    def _grant_workflow_start(self, workflow: TrackingWorkflow) -> None:
+        # The unqualified function only: lambda_.Function.grant_invoke would add every version too.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[workflow.function.function_arn])
+        )
+        self.function.add_environment("MSGTRACK_WORKFLOW_FUNCTION", workflow.function.function_name)
+
+    def _build_routes(self, entry_point: HttpEntryPoint) -> None:
+        integration = integrations.HttpLambdaIntegration("ApiIntegration", self.function)
+        entry_point.add_routes(
+            API_PATH,
+            [apigwv2.HttpMethod.ANY],
+            integration,
+            why_no_authorizer=_BEARER_CHECKED_IN_FUNCTION,
+        )
+        for path in PAGE_PATHS:
+            entry_point.add_routes(
+                path, [apigwv2.HttpMethod.GET], integration, why_no_authorizer=_PUBLIC_PAGES
+            )

@@ -1,0 +1,105 @@
+"""The msgtrack stack: composes one construct per concern; each grants only what its function needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.bundling import function_code
+from infra.constants import (
+    ALARM_EMAIL_CONTEXT,
+    CERTIFICATE_ARN_CONTEXT,
+    DEFAULT_SCHEDULE,
+    SCHEDULE_CONTEXT,
+    TRACKING_DOMAIN_CONTEXT,
+)
+from infra.http_api import HttpEntryPoint
+from infra.monitoring import Monitoring
+from infra.reports_api import ReportsApi
+from infra.secrets import Secrets
+from infra.storage import Storage
+from infra.tracking_endpoint import TrackingEndpoint
+from infra.tracking_workflow import TrackingWorkflow
+
+
+def _context(scope: Construct, name: str) -> str | None:
+    """A context value (cdk.json or ``-c name=value``); unset and empty are the same."""
+    value = scope.node.try_get_context(name)
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+class TrackingStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
+        schedule = _context(self, SCHEDULE_CONTEXT) or DEFAULT_SCHEDULE
+        code = function_code()  # one asset for the three functions
+        self.storage = Storage(self, "Storage")
+        self.secrets = Secrets(self, "Secrets")
+        self.entry_point = HttpEntryPoint(
+            self,
+            "Http",
+            tracking_domain=_context(self, TRACKING_DOMAIN_CONTEXT),
+            certificate_arn=_context(self, CERTIFICATE_ARN_CONTEXT),
+        )
+        self.redirect = TrackingEndpoint(
+            self,
+            "Tracking",
+            code=code,
+            storage=self.storage,
+            secrets=self.secrets,
+            entry_point=self.entry_point,
+        )
+        self.workflow = TrackingWorkflow(self, "Workflow", code=code, storage=self.storage, schedule=schedule)
+        self.reports = ReportsApi(
+            self,
+            "Reports",
+            code=code,
+            storage=self.storage,
+            secrets=self.secrets,
+            entry_point=self.entry_point,
+            workflow=self.workflow,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            storage=self.storage,
+            redirect=self.redirect,
+            workflow=self.workflow,
+            reports=self.reports,
+            alarm_email=_context(self, ALARM_EMAIL_CONTEXT),
+        )
+        self._build_outputs()
+
+    def _build_outputs(self) -> None:
+        outputs = {
+            "TrackingBaseUrl": (self.entry_point.tracking_base_url, "Where /r and /o tracked links point"),
+            "ApiUrl": (self.entry_point.url, "The HTTP API: /api/*, /health and the dashboard at /"),
+            "DashboardName": (
+                self.monitoring.dashboard.dashboard_name,
+                "The CloudWatch operations dashboard",
+            ),
+            "AlarmTopicArn": (self.monitoring.topic.topic_arn, "Subscribe here to receive the alarms"),
+            "ApiTokenSecretArn": (self.secrets.api_token.secret_arn, "The report API's bearer token"),
+            "SigningKeySecretArn": (self.secrets.signing_key.secret_arn, "The link-signing key (rotation)"),
+            "WorkflowFunctionName": (self.workflow.function.function_name, "Runs the tracking workflow"),
+            "RedirectFunctionName": (self.redirect.function.function_name, "Serves /r and /o"),
+            "ApiFunctionName": (
+                self.reports.function.function_name,
+                "Serves /api, /health and the dashboard",
+            ),
+            "WorkflowDeadLetterQueueUrl": (
+                self.workflow.dead_letters.queue_url,
+                "Undelivered workflow starts",
+            ),
+        }
+        if self.entry_point.domain is not None:
+            outputs["TrackingDomainTarget"] = (
+                self.entry_point.domain.regional_domain_name,
+                "Point the tracking domain's DNS record (CNAME or alias) here",
+            )
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)

@@ -1,0 +1,66 @@
+"""The redirect function behind ``GET|HEAD /r/{token}`` (a click) and ``GET|HEAD /o/{token}`` (an open).
+
+It may read one tracked URL, write one raw event (or hand it to the fallback queue when DynamoDB
+refuses it) and read the signing key: nothing more.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
+from infra.constants import REDIRECT_MEMORY_MB, REDIRECT_TIMEOUT
+from infra.function import MsgtrackFunction
+from infra.http_api import HttpEntryPoint
+from infra.secrets import Secrets
+from infra.storage import Storage
+
+TRACKING_PATHS = ("/r/{token}", "/o/{token}")
+_PUBLIC_LINKS = (
+    "Tracked links and the open pixel are opened by any recipient's mail client or browser, with no "
+    "credentials; the signed token in the path is the authorization (verified by the function, "
+    "a bad or tampered token gets a 404)."
+)
+
+
+class TrackingEndpoint(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        storage: Storage,
+        secrets: Secrets,
+        entry_point: HttpEntryPoint,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = MsgtrackFunction(
+            self,
+            "Redirect",
+            code=code,
+            name="redirect",
+            description="msgtrack: verify a tracked link or pixel, record one raw event, 302 / GIF / 404",
+            memory_size=REDIRECT_MEMORY_MB,
+            timeout=REDIRECT_TIMEOUT,
+        )
+        self.function = self.handler.function
+        storage.grant(self.function, RAW_EVENTS, ("dynamodb:PutItem",))
+        storage.grant(self.function, TRACKED_URLS, ("dynamodb:GetItem",))
+        storage.grant_fallback_send(self.function)
+        secrets.grant_signing_key(self.function)
+        self._build_routes(entry_point)
+
+    def _build_routes(self, entry_point: HttpEntryPoint) -> None:
+        # HEAD answers like GET without recording a hit (link checkers, mail scanners).
+        integration = integrations.HttpLambdaIntegration("RedirectIntegration", self.function)
+        for path in TRACKING_PATHS:
+            entry_point.add_routes(
+                path,
+                [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.HEAD],
+                integration,
+                why_no_authorizer=_PUBLIC_LINKS,
+            )

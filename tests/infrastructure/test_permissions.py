@@ -1,0 +1,215 @@
+"""Least privilege: each function's role may do what its code does, on its own tables, and no more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from functions.shared.tables import (
+    ALL_TABLES,
+    DELIVERIES,
+    INDICATORS,
+    RAW_EVENTS,
+    TRACKED_URLS,
+    TRACKING_LOGS,
+    WORKFLOW,
+    TableSpec,
+)
+from infra.storage import READ, WRITE
+from tests.infrastructure.synth import Synthesized, actions_on, environment, permissions
+
+FORBIDDEN_EVERYWHERE = {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:*", "*"}
+
+
+def _table_id(synthesized: Synthesized, spec: TableSpec) -> str:
+    return synthesized.logical_id(synthesized.stack.storage.table(spec))
+
+
+def _dynamodb(synthesized: Synthesized, role: Any) -> dict[str, set[str]]:
+    """DynamoDB actions allowed to ``role``, by table logical name (``name/index/...`` for indexes)."""
+    allowed = permissions(synthesized, role)
+    by_target: dict[str, set[str]] = {}
+    for spec in ALL_TABLES:
+        table = _table_id(synthesized, spec)
+        for action, target in allowed:
+            if target == table or target.startswith(f"{table}/"):
+                name = spec.logical_name + target[len(table) :]
+                by_target.setdefault(name, set()).add(action)
+    return by_target
+
+
+def _roles(synthesized: Synthesized) -> dict[str, Any]:
+    stack = synthesized.stack
+    return {
+        "redirect": stack.redirect.handler.role,
+        "consolidate": stack.workflow.handler.role,
+        "api": stack.reports.handler.role,
+    }
+
+
+def test_the_redirect_function_writes_raw_events_and_reads_tracked_urls_and_nothing_else(
+    synthesized: Synthesized,
+) -> None:
+    # Given the redirect function's role
+    role = synthesized.stack.redirect.handler.role
+    # Then its DynamoDB access is one PutItem and one GetItem, on two tables
+    assert _dynamodb(synthesized, role) == {
+        "raw-events": {"dynamodb:PutItem"},
+        "tracked-urls": {"dynamodb:GetItem"},
+    }
+    # And besides that it may only hand refused raw events to the fallback queue, write its logs and
+    # read the signing key
+    others = {
+        (action, target)
+        for action, target in permissions(synthesized, role)
+        if not action.startswith("dynamodb:")
+    }
+    assert others == {
+        ("logs:CreateLogStream", synthesized.logical_id(synthesized.stack.redirect.handler.log_group)),
+        ("logs:PutLogEvents", synthesized.logical_id(synthesized.stack.redirect.handler.log_group)),
+        ("secretsmanager:GetSecretValue", synthesized.logical_id(synthesized.stack.secrets.signing_key)),
+        ("secretsmanager:DescribeSecret", synthesized.logical_id(synthesized.stack.secrets.signing_key)),
+        ("sqs:SendMessage", synthesized.logical_id(synthesized.stack.storage.fallback_queue)),
+    }
+
+
+def test_the_redirect_function_cannot_query_scan_or_delete(synthesized: Synthesized) -> None:
+    actions = {action for action, _ in permissions(synthesized, synthesized.stack.redirect.handler.role)}
+    assert not actions & {"dynamodb:Query", "dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
+
+
+def test_only_the_consolidation_function_writes_tracking_logs_and_indicators(
+    synthesized: Synthesized,
+) -> None:
+    writes = set(WRITE) | {"dynamodb:DeleteItem"}
+    for name, role in _roles(synthesized).items():
+        access = _dynamodb(synthesized, role)
+        for table in (TRACKING_LOGS.logical_name, INDICATORS.logical_name):
+            written = access.get(table, set()) & writes
+            if name == "consolidate":
+                assert written == set(WRITE), table
+            else:
+                assert not written, f"the {name} function may write {table}: {written}"
+
+
+def test_the_consolidation_function_reads_events_urls_and_messages_and_keeps_its_own_state(
+    synthesized: Synthesized,
+) -> None:
+    assert _dynamodb(synthesized, synthesized.stack.workflow.handler.role) == {
+        # PutItem: raw events drained from the fallback queue go back into their table;
+        # BatchWriteItem: an erasure request deletes the recipient's raw events
+        "raw-events": {*READ, "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "tracked-urls": set(READ),
+        "deliveries": set(READ),
+        "tracking-logs": set(READ + WRITE),
+        "tracking-logs/index/by_recipient": {"dynamodb:Query"},  # what an erasure request deletes
+        "indicators": set(READ + WRITE),
+        "workflow": set(READ + WRITE),
+    }
+
+
+def test_the_api_function_never_touches_raw_events(synthesized: Synthesized) -> None:
+    access = _dynamodb(synthesized, synthesized.stack.reports.handler.role)
+    assert RAW_EVENTS.logical_name not in access
+    assert RAW_EVENTS.env_var not in environment(synthesized, synthesized.stack.reports.function)
+
+
+def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
+    synthesized: Synthesized,
+) -> None:
+    assert _dynamodb(synthesized, synthesized.stack.reports.handler.role) == {
+        "deliveries": set(READ + WRITE) | {"dynamodb:ConditionCheckItem"},
+        "deliveries/index/by_created": {"dynamodb:Query"},
+        "tracked-urls": set(READ + WRITE),
+        "tracking-logs": set(READ),
+        "tracking-logs/index/by_recipient": {"dynamodb:Query"},
+        "indicators": set(READ),
+        "workflow": {*READ, "dynamodb:PutItem"},  # erasure requests
+    }
+
+
+def test_the_api_function_may_start_the_workflow_and_read_both_secrets(synthesized: Synthesized) -> None:
+    stack = synthesized.stack
+    allowed = permissions(synthesized, stack.reports.handler.role)
+    assert actions_on(allowed, synthesized.logical_id(stack.workflow.function)) == {"lambda:InvokeFunction"}
+    for secret in (stack.secrets.signing_key, stack.secrets.api_token):
+        assert actions_on(allowed, synthesized.logical_id(secret)) == {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret",
+        }
+    assert {action for action, _ in allowed if action.startswith("lambda:")} == {"lambda:InvokeFunction"}
+
+
+def test_only_the_api_function_reads_the_api_token_and_the_consolidation_function_no_secret(
+    synthesized: Synthesized,
+) -> None:
+    stack = synthesized.stack
+    token = synthesized.logical_id(stack.secrets.api_token)
+    signing_key = synthesized.logical_id(stack.secrets.signing_key)
+    assert not actions_on(permissions(synthesized, stack.redirect.handler.role), token)
+    consolidate = permissions(synthesized, stack.workflow.handler.role)
+    assert not actions_on(consolidate, token) | actions_on(consolidate, signing_key)
+
+
+@pytest.mark.parametrize("function", ["redirect", "consolidate", "api"])
+def test_no_role_has_wildcards_deletes_scans_or_managed_policies(
+    synthesized: Synthesized, function: str
+) -> None:
+    role = _roles(synthesized)[function]
+    allowed = permissions(synthesized, role)
+    assert not {action for action, _ in allowed} & FORBIDDEN_EVERYWHERE
+    assert not [target for _, target in allowed if "*" in target]
+    role_resource = synthesized.resources[synthesized.logical_id(role)]["Properties"]
+    assert "ManagedPolicyArns" not in role_resource
+    assert "Policies" not in role_resource
+
+
+@pytest.mark.parametrize(
+    ("function", "tables"),
+    [
+        ("redirect", {RAW_EVENTS, TRACKED_URLS}),
+        ("consolidate", {RAW_EVENTS, TRACKED_URLS, DELIVERIES, TRACKING_LOGS, INDICATORS, WORKFLOW}),
+        ("api", {DELIVERIES, TRACKED_URLS, TRACKING_LOGS, INDICATORS, WORKFLOW}),
+    ],
+)
+def test_a_function_knows_the_names_of_exactly_the_tables_it_may_use(
+    synthesized: Synthesized, function: str, tables: set[TableSpec]
+) -> None:
+    stack = synthesized.stack
+    lambda_function = {
+        "redirect": stack.redirect.function,
+        "consolidate": stack.workflow.function,
+        "api": stack.reports.function,
+    }[function]
+    variables = environment(synthesized, lambda_function)
+    table_variables = {name: value for name, value in variables.items() if name.endswith("_TABLE")}
+    # Then it gets the physical name of each table it may use, and of no other table
+    assert table_variables == {spec.env_var: {"Ref": _table_id(synthesized, spec)} for spec in tables}
+    # And the tables it may use are exactly those it knows
+    access = _dynamodb(synthesized, _roles(synthesized)[function])
+    assert {name for name in access if "/index/" not in name} == {spec.logical_name for spec in tables}
+
+
+def test_the_fallback_queue_is_fed_by_the_redirect_and_drained_by_the_workflow_only(
+    synthesized: Synthesized,
+) -> None:
+    stack = synthesized.stack
+    queue = synthesized.logical_id(stack.storage.fallback_queue)
+    sqs_actions = {
+        name: {action for action, target in permissions(synthesized, role) if action.startswith("sqs:")}
+        for name, role in _roles(synthesized).items()
+    }
+    assert sqs_actions == {
+        "redirect": {"sqs:SendMessage"},
+        "consolidate": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"},
+        "api": set(),
+    }
+    # (the consolidation function's SendMessage is Lambda's own, to its dead-letter queue)
+    consolidate = permissions(synthesized, stack.workflow.handler.role)
+    assert actions_on(consolidate, queue) == {"sqs:ReceiveMessage", "sqs:DeleteMessage"}
+    assert actions_on(consolidate, synthesized.logical_id(stack.workflow.dead_letters)) == {"sqs:SendMessage"}
+    # And both know where the queue is
+    for function in (stack.redirect.function, stack.workflow.function):
+        assert environment(synthesized, function)["MSGTRACK_FALLBACK_QUEUE_URL"] == {"Ref": queue}
+    assert "MSGTRACK_FALLBACK_QUEUE_URL" not in environment(synthesized, stack.reports.function)

@@ -1,0 +1,141 @@
+"""The DynamoDB tables: built from the shared specs, and equal to what the PynamoDB models expect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pynamodb.attributes import NumberAttribute
+
+from functions.shared.models import ALL_MODELS
+from functions.shared.tables import ALL_TABLES, TableSpec
+from tests.infrastructure.synth import Synthesized
+
+
+def _table(synthesized: Synthesized, spec: TableSpec) -> dict[str, Any]:
+    return synthesized.resources[synthesized.logical_id(synthesized.stack.storage.table(spec))]
+
+
+def _models_of(spec: TableSpec) -> list[Any]:
+    return [model for model in ALL_MODELS if model.spec is spec]
+
+
+def _keys(key_schema: list[dict[str, str]]) -> set[tuple[str, str]]:
+    return {(key["AttributeName"], key["KeyType"]) for key in key_schema}
+
+
+def _projection(projection: dict[str, Any]) -> tuple[str, frozenset[str]]:
+    return projection["ProjectionType"], frozenset(projection.get("NonKeyAttributes", ()))
+
+
+def _expected_from_models(spec: TableSpec) -> dict[str, Any]:
+    """Keys, attribute definitions and indexes as the PynamoDB models of one table declare them."""
+    schemas = [model._get_schema() for model in _models_of(spec)]
+    key_schemas = {frozenset(_keys(schema["key_schema"])) for schema in schemas}
+    assert len(key_schemas) == 1, f"the models of {spec.logical_name} disagree on its keys: {key_schemas}"
+    indexes = {
+        index["index_name"]: (_keys(index["key_schema"]), _projection(index["projection"]))
+        for schema in schemas
+        for index in schema["global_secondary_indexes"]
+    }
+    attributes = {
+        (attribute["AttributeName"], attribute["AttributeType"])
+        for schema in schemas
+        for attribute in schema["attribute_definitions"]
+    }
+    return {"keys": key_schemas.pop(), "attributes": attributes, "indexes": indexes}
+
+
+def _synthesized_shape(table: dict[str, Any]) -> dict[str, Any]:
+    properties = table["Properties"]
+    return {
+        "keys": frozenset(_keys(properties["KeySchema"])),
+        "attributes": {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]},
+        "indexes": {
+            index["IndexName"]: (_keys(index["KeySchema"]), _projection(index["Projection"]))
+            for index in properties.get("GlobalSecondaryIndexes", ())
+        },
+    }
+
+
+def test_the_stack_has_exactly_one_table_per_shared_spec(synthesized: Synthesized) -> None:
+    # Given the synthesized template
+    tables = synthesized.of_type("AWS::DynamoDB::Table")
+    # Then there is one table per spec, and each spec's table is among them
+    assert len(tables) == len(ALL_TABLES)
+    assert {synthesized.logical_id(synthesized.stack.storage.table(spec)) for spec in ALL_TABLES} == set(
+        tables
+    )
+
+
+@pytest.mark.parametrize("spec", ALL_TABLES, ids=lambda spec: spec.logical_name)
+def test_every_table_has_the_keys_and_indexes_of_its_pynamodb_models(
+    synthesized: Synthesized, spec: TableSpec
+) -> None:
+    # Given the PynamoDB models stored in this table
+    assert _models_of(spec), f"no PynamoDB model reads the {spec.logical_name} table"
+    expected = _expected_from_models(spec)
+    # When the table is synthesized
+    actual = _synthesized_shape(_table(synthesized, spec))
+    # Then keys, attribute definitions and secondary indexes (with projections) are the models' own
+    assert actual == expected
+
+
+@pytest.mark.parametrize("spec", ALL_TABLES, ids=lambda spec: spec.logical_name)
+def test_every_table_is_on_demand_recoverable_encrypted_and_retained(
+    synthesized: Synthesized, spec: TableSpec
+) -> None:
+    table = _table(synthesized, spec)
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # SSEEnabled without a key of ours: the AWS-managed key (aws/dynamodb), not the AWS-owned one
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    # Deleting or replacing the stack keeps the data
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    # CloudFormation names the table; the functions learn the name from the spec's variable
+    assert "TableName" not in properties
+
+
+@pytest.mark.parametrize("spec", ALL_TABLES, ids=lambda spec: spec.logical_name)
+def test_time_to_live_is_on_exactly_where_the_spec_asks_and_the_model_stores_epoch_seconds(
+    synthesized: Synthesized, spec: TableSpec
+) -> None:
+    ttl = _table(synthesized, spec)["Properties"].get("TimeToLiveSpecification")
+    if spec.ttl_attribute is None:
+        assert ttl is None
+        return
+    assert ttl == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+    for model in _models_of(spec):
+        attribute = model.get_attributes().get(spec.ttl_attribute)
+        assert isinstance(attribute, NumberAttribute), f"{model.__name__}.{spec.ttl_attribute}"
+
+
+def test_raw_events_expire_and_are_the_only_short_lived_table_besides_tracking_logs(
+    synthesized: Synthesized,
+) -> None:
+    with_ttl = {
+        spec.logical_name
+        for spec in ALL_TABLES
+        if "TimeToLiveSpecification" in _table(synthesized, spec)["Properties"]
+    }
+    assert with_ttl == {"raw-events", "tracking-logs"}
+
+
+def test_the_raw_event_fallback_queue_is_encrypted_refuses_plain_http_and_keeps_events_two_weeks(
+    synthesized: Synthesized,
+) -> None:
+    queue_id = synthesized.logical_id(synthesized.stack.storage.fallback_queue)
+    queue = synthesized.resources[queue_id]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    policies = [
+        policy["Properties"]
+        for policy in synthesized.of_type("AWS::SQS::QueuePolicy").values()
+        if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+    ]
+    (policy,) = policies
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -1,0 +1,121 @@
+"""The tracking workflow: its schedule (hourly unless told otherwise), retries and dead letters, and the
+on-demand start from the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.constants import (
+    RUN_RETRY_ATTEMPTS,
+    SCHEDULE_RETRY_ATTEMPTS,
+    WORKFLOW_TIMEOUT,
+)
+from infra.tracking_workflow import schedule_period
+from local.scheduler import ScheduleError
+from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment
+
+
+def _rule(synthesized: Synthesized) -> dict[str, Any]:
+    (rule,) = synthesized.of_type("AWS::Events::Rule").values()
+    return dict(rule["Properties"])
+
+
+def test_an_hourly_rule_starts_the_consolidation_function(synthesized: Synthesized) -> None:
+    # Given the default deployment
+    rule = _rule(synthesized)
+    # Then the tracking workflow runs every hour
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    assert rule["State"] == "ENABLED"
+    # And its only target is the consolidation function
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {
+        "Fn::GetAtt": [synthesized.logical_id(synthesized.stack.workflow.function), "Arn"]
+    }
+
+
+def test_an_undeliverable_start_is_retried_then_kept_in_the_dead_letter_queue(
+    synthesized: Synthesized,
+) -> None:
+    (target,) = _rule(synthesized)["Targets"]
+    queue = synthesized.logical_id(synthesized.stack.workflow.dead_letters)
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": SCHEDULE_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": 3600,
+    }
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
+
+
+def test_a_run_that_raises_is_retried_once_then_dead_lettered(synthesized: Synthesized) -> None:
+    workflow = synthesized.stack.workflow
+    function_id = synthesized.logical_id(workflow.function)
+    properties = synthesized.resources[function_id]["Properties"]
+    queue = synthesized.logical_id(workflow.dead_letters)
+    assert properties["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue, "Arn"]}}
+    assert properties["Timeout"] == WORKFLOW_TIMEOUT.to_seconds()
+    (config,) = synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["FunctionName"] == {"Ref": function_id}
+    assert config["Properties"]["MaximumRetryAttempts"] == RUN_RETRY_ATTEMPTS
+
+
+def test_the_dead_letter_queue_is_encrypted_and_refuses_plain_http(synthesized: Synthesized) -> None:
+    queue_id = synthesized.logical_id(synthesized.stack.workflow.dead_letters)
+    queue = synthesized.resources[queue_id]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    (policy,) = [
+        policy
+        for policy in synthesized.of_type("AWS::SQS::QueuePolicy").values()
+        if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert {
+        "Action": "sqs:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+    } in statements
+    # Only the schedule's rule may drop undelivered events in it
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+
+
+def test_the_api_starts_runs_asynchronously_and_reports_the_schedule(synthesized: Synthesized) -> None:
+    workflow_id = synthesized.logical_id(synthesized.stack.workflow.function)
+    variables = environment(synthesized, synthesized.stack.reports.function)
+    assert variables["MSGTRACK_WORKFLOW_FUNCTION"] == {"Ref": workflow_id}
+    assert variables["MSGTRACK_SCHEDULE"] == _rule(synthesized)["ScheduleExpression"]
+
+
+def test_the_schedule_is_a_context_value_and_the_alarm_follows_it(
+    synthesize_variant: Callable[..., Synthesized],
+) -> None:
+    # Given a deployment that consolidates every 15 minutes
+    synthesized = synthesize_variant(schedule="rate(15 minutes)")
+    # Then the rule, the API's report of the schedule and the missed-run alarm agree
+    assert _rule(synthesized)["ScheduleExpression"] == "rate(15 minutes)"
+    variables = environment(synthesized, synthesized.stack.reports.function)
+    assert variables["MSGTRACK_SCHEDULE"] == "rate(15 minutes)"
+    alarm = synthesized.stack.monitoring.alarms["NoSuccessfulWorkflowRun"]
+    properties = synthesized.resources[synthesized.logical_id(alarm)]["Properties"]
+    assert properties["Period"] == 15 * 60
+    assert properties["EvaluationPeriods"] == 2
+
+
+@pytest.mark.parametrize(
+    ("schedule", "seconds"),
+    [("rate(1 hour)", 3600), ("rate(5 minutes)", 300), ("rate(1 day)", 86400)],
+)
+def test_the_schedule_period_is_read_from_the_rate_expression(schedule: str, seconds: int) -> None:
+    assert schedule_period(schedule).to_seconds() == seconds
+
+
+@pytest.mark.parametrize("schedule", ["cron(0 * * * ? *)", "rate(1 hours)", "hourly", "rate(2 days)"])
+def test_a_schedule_the_alarms_cannot_follow_is_refused_at_synth(schedule: str) -> None:
+    from infra.app import build_app
+
+    with pytest.raises(ScheduleError, match="schedule"):
+        build_app(context={**cdk_json_context(), **NO_BUNDLING, "schedule": schedule})
