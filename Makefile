@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run test lint typecheck unit integration e2e bench reliability clean
+.PHONY: run test lint typecheck unit integration e2e infrastructure browser bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/msgtrack serve --demo
 
-test: lint typecheck unit integration e2e
+test: lint typecheck unit integration e2e infrastructure browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +34,15 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+# The dashboard in Debian's chromium (/usr/bin/chromium, installed by .ci/run), against `msgtrack serve`.
+browser: $(STAMP)
+	$(BIN)/pytest -q tests/browser
+
+# The CDK app: synthesized once (functions bundled for arm64 without Docker), then checked by
+# Template assertions, cdk-nag and cfn-lint. No AWS credentials needed.
+infrastructure: $(STAMP)
+	$(BIN)/pytest -q tests/infrastructure
 
 # RELIABILITY.md, regenerated from what the fault, load and bad-input tests record (tests/reliability.py).
 RELIABILITY_LOG := $(CURDIR)/.reliability.jsonl

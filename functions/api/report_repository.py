@@ -15,6 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
 from functions.shared.models import (
+    CLICK_STREAMS_SK,
     DELIVERY_SK,
     HOUR_PREFIX,
     RUNS_PK,
@@ -22,6 +23,7 @@ from functions.shared.models import (
     STATS_SK,
     URL_STATS_PREFIX,
     ByRecipient,
+    ClickStreamsModel,
     DeliveryModel,
     DeliveryStatsModel,
     HourStatsModel,
@@ -85,6 +87,16 @@ class UrlStats:
     distinct_clicks: int = 0
     first_click: str | None = None
     last_click: str | None = None
+
+
+@dataclass(frozen=True)
+class ClickStreamCounts:
+    """The workflow's click-streams item: recipients per path, moves per transition, and the rest."""
+
+    paths: Mapping[str, int] = field(default_factory=dict)  # "1>4>2" -> recipients; last step "…": cut short
+    other_paths: int = 0  # recipients whose path is beyond the item's named paths
+    transitions: Mapping[str, int] = field(default_factory=dict)  # "1>4" -> moves
+    other_transitions: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,8 @@ class ReportRepository(Protocol):
 
     def url_stats(self, delivery_id: str) -> dict[str, UrlStats]: ...
 
+    def click_streams(self, delivery_id: str) -> ClickStreamCounts: ...
+
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
@@ -289,6 +303,18 @@ class DynamoReportRepository:
             )
             for item in items
         }
+
+    def click_streams(self, delivery_id: str) -> ClickStreamCounts:
+        try:
+            item = ClickStreamsModel.get(delivery_id, CLICK_STREAMS_SK)
+        except DoesNotExist:
+            return ClickStreamCounts()
+        return ClickStreamCounts(
+            paths={key: _int(count) for key, count in _plain(item.paths).items()},
+            other_paths=_int(item.other_paths),
+            transitions={key: _int(count) for key, count in _plain(item.transitions).items()},
+            other_transitions=_int(item.other_transitions),
+        )
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
         return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from functions.shared import timeutil
 
@@ -17,6 +17,7 @@ LogType = Literal["open", "click", "opt_out", "mirror"]
 Order = Literal["asc", "desc"]
 OutputFormat = Literal["json", "csv"]
 GroupBy = Literal["url", "label", "category"]
+HotClicksFormat = Literal["json", "html"]
 
 
 def _parse_time(value: Any) -> datetime:
@@ -40,9 +41,23 @@ IsoTime = Annotated[
 
 
 class TimelinePoint(BaseModel):
-    at: str  # the hour, "2026-11-23T08:00:00Z"
-    opens: int  # open-pixel events in that hour
-    clicks: int  # click-link events in that hour
+    at: str = Field(description='the start of the hour (or day), "2026-11-23T08:00:00Z"')
+    opens: int = Field(description="open-pixel events in that hour (or day)")
+    clicks: int = Field(description="events on click links in that hour (or day)")
+
+
+class Milestones(BaseModel):
+    """How fast the events so far came in, in whole hours from ``TimeToReach.since``: an event in the
+    first hour is reached within 1 hour. Null while there are no such events."""
+
+    hours_to_50_percent: int | None = Field(description="hours until half of the events so far had happened")
+    hours_to_90_percent: int | None = Field(description="hours until 90 % of the events so far had happened")
+
+
+class TimeToReach(BaseModel):
+    since: str | None = Field(description="the start of the first hour with an open or a click event")
+    opens: Milestones = Field(description="open-pixel events")
+    clicks: Milestones = Field(description="events on click links")
 
 
 class BreakdownRow(BaseModel):
@@ -80,7 +95,11 @@ class Statistics(BaseModel):
     open_rate: float
     click_rate: float
     reactivity: float
-    timeline: list[TimelinePoint]
+    timeline: list[TimelinePoint] = Field(description="opens and clicks per hour, hours with events only")
+    timeline_daily: list[TimelinePoint] = Field(
+        description="opens and clicks per UTC day, days with events only: the timeline of a long window"
+    )
+    time_to_reach: TimeToReach = Field(description="hours taken to reach 50 % and 90 % of the events so far")
     breakdowns: Breakdowns
 
 
@@ -114,6 +133,29 @@ class UrlReport(BaseModel):
     groups: list[UrlGroup] | None = None  # present when group_by is given
     since: str | None = None  # the window the counts cover, when one was asked for
     until: str | None = None
+
+
+class ClickPath(BaseModel):
+    url_ids: list[str] = Field(
+        description="the click links in the order clicked; a link clicked again at once counts once"
+    )
+    recipients: int = Field(description="recipients whose clicks followed this path")
+    share: float = Field(description="of the recipients with a click path, percent")
+    cut_short: bool = Field(description="the path went on beyond the links listed")
+
+
+class Transition(BaseModel):
+    from_url_id: str
+    to_url_id: str
+    count: int = Field(description="times a recipient clicked to_url_id next after from_url_id")
+
+
+class ClickStreams(BaseModel):
+    recipients: int = Field(description="recipients who clicked at least one click link")
+    paths: list[ClickPath] = Field(description="the most followed paths, most recipients first")
+    other_recipients: int = Field(description="recipients whose path is not among those listed")
+    transitions: list[Transition] = Field(description="link-to-link moves, most frequent first")
+    other_transitions: int = Field(description="moves not listed (beyond the pre-aggregated transitions)")
 
 
 class HotClickLink(BaseModel):

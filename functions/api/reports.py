@@ -21,6 +21,7 @@ from functions.api import cursors
 from functions.api import launcher as launchers
 from functions.api.report_repository import (
     Delivery,
+    HourCount,
     LogKey,
     LogQuery,
     ReportRepository,
@@ -33,17 +34,22 @@ from functions.api.report_repository import (
 from functions.api.report_schemas import (
     BreakdownRow,
     Breakdowns,
+    ClickPath,
+    ClickStreams,
     DomainRow,
     HotClickLink,
     HotClicks,
     LogItem,
     LogPage,
+    Milestones,
     RecipientLogItem,
     RecipientLogPage,
     Run,
     RunStarted,
     Statistics,
     TimelinePoint,
+    TimeToReach,
+    Transition,
     UrlGroup,
     UrlIndicators,
     UrlReport,
@@ -52,6 +58,7 @@ from functions.api.report_schemas import (
 from functions.shared import ids, timeutil
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest, TrackingNotActivated
 from functions.shared.indicators import Indicators, rate
+from functions.shared.models import STREAM_CUT_SHORT, STREAM_SEPARATOR
 from functions.shared.settings import settings
 
 if TYPE_CHECKING:
@@ -85,7 +92,7 @@ def _tracked_delivery(repo: ReportRepository, delivery_id: str, *, with_content:
 
 
 def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) -> Statistics:
-    """Every indicator, the hourly timeline and the breakdowns: two item reads and one small query."""
+    """Every indicator, the timelines and the breakdowns: two item reads and one small query."""
     repo = _repo(repo)
     _tracked_delivery(repo, delivery_id)
     sends = repo.send_counts(delivery_id)
@@ -101,7 +108,8 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         opt_outs=stats.opt_outs,
         mirror_page_views=stats.mirror_page_views,
     )
-    timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in repo.hours(delivery_id)]
+    hours = repo.hours(delivery_id)
+    timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in hours]
     breakdowns = Breakdowns(
         browser=_rows(stats.breakdowns.get("browser", {})),
         os=_rows(stats.breakdowns.get("os", {})),
@@ -123,8 +131,55 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         click_rate=indicators.click_rate,
         reactivity=indicators.reactivity,
         timeline=timeline,
+        timeline_daily=_daily(hours),
+        time_to_reach=_time_to_reach(hours),
         breakdowns=breakdowns,
     )
+
+
+def _daily(hours: Sequence[HourCount]) -> list[TimelinePoint]:
+    """The hourly counts added up per UTC day, oldest first."""
+    days: dict[str, tuple[int, int]] = {}
+    for hour in hours:
+        opens, clicks = days.get(hour.hour[:10], (0, 0))
+        days[hour.hour[:10]] = (opens + hour.opens, clicks + hour.clicks)
+    return [
+        TimelinePoint(at=f"{day}T00:00:00Z", opens=opens, clicks=clicks)
+        for day, (opens, clicks) in sorted(days.items())
+    ]
+
+
+def _time_to_reach(hours: Sequence[HourCount]) -> TimeToReach:
+    """Hours from the first hour with an event until 50 % and 90 % of the opens (and clicks) so far.
+
+    Counted in whole hours of the hourly timeline, the hour the share was reached included, so it
+    reads "within N hours". Gaps between hours count: the hours are dated, not numbered.
+    """
+    active = sorted((h for h in hours if h.opens or h.clicks), key=lambda h: h.hour)
+    if not active:
+        empty = Milestones(hours_to_50_percent=None, hours_to_90_percent=None)
+        return TimeToReach(since=None, opens=empty, clicks=empty)
+    start = timeutil.parse(active[0].hour)
+    elapsed = [int((timeutil.parse(h.hour) - start).total_seconds() // 3600) + 1 for h in active]
+    return TimeToReach(
+        since=active[0].hour,
+        opens=_milestones(elapsed, [h.opens for h in active]),
+        clicks=_milestones(elapsed, [h.clicks for h in active]),
+    )
+
+
+def _milestones(elapsed: Sequence[int], counts: Sequence[int]) -> Milestones:
+    total = sum(counts)
+
+    def reached(percent: int) -> int | None:
+        so_far = 0
+        for hours, count in zip(elapsed, counts, strict=True):
+            so_far += count
+            if total and so_far * 100 >= total * percent:  # exact: no float rounding at the boundary
+                return hours
+        return None
+
+    return Milestones(hours_to_50_percent=reached(50), hours_to_90_percent=reached(90))
 
 
 def _rows(counts: Mapping[str, Mapping[str, int]]) -> list[BreakdownRow]:
@@ -264,6 +319,48 @@ def _window_url_stats(
         url_id: UrlStats(url_id, count, len(recipients[url_id]), first[url_id], last[url_id])
         for url_id, count in clicks.items()
     }
+
+
+# --- click streams ----------------------------------------------------------------------------
+
+
+def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | None = None) -> ClickStreams:
+    """The ``limit`` most followed paths through the click links and every link-to-link move counted.
+
+    One item read: the tracking workflow keeps the paths and transitions up to date as clicks come in.
+    """
+    repo = _repo(repo)
+    _tracked_delivery(repo, delivery_id)
+    counts = repo.click_streams(delivery_id)
+    recipients = sum(counts.paths.values()) + counts.other_paths
+    ranked = sorted(
+        ((key, n) for key, n in counts.paths.items() if n > 0), key=lambda entry: (-entry[1], entry[0])
+    )
+    paths = [_path(key, n, recipients) for key, n in ranked[:limit]]
+    transitions = []
+    for key, n in counts.transitions.items():
+        before, _, after = key.partition(STREAM_SEPARATOR)
+        if n > 0 and after:
+            transitions.append(Transition(from_url_id=before, to_url_id=after, count=n))
+    transitions.sort(key=lambda move: (-move.count, move.from_url_id, move.to_url_id))
+    return ClickStreams(
+        recipients=recipients,
+        paths=paths,
+        other_recipients=recipients - sum(path.recipients for path in paths),
+        transitions=transitions,
+        other_transitions=counts.other_transitions,
+    )
+
+
+def _path(key: str, recipients: int, total: int) -> ClickPath:
+    steps = key.split(STREAM_SEPARATOR)
+    cut_short = steps[-1] == STREAM_CUT_SHORT
+    return ClickPath(
+        url_ids=steps[:-1] if cut_short else steps,
+        recipients=recipients,
+        share=rate(recipients, total),
+        cut_short=cut_short,
+    )
 
 
 # --- hot clicks -------------------------------------------------------------------------------

@@ -8,20 +8,25 @@ state items. Nothing here does I/O: the workflow loads what ``state_keys`` names
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from pynamodb.models import Model
 
 from functions.shared import timeutil
 from functions.shared.models import (
+    CLICK_STREAMS_SK,
     HOUR_PREFIX,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     STATS_SK,
+    STREAM_CUT_SHORT,
+    STREAM_SEPARATOR,
     URL_STATS_PREFIX,
+    ClickStreamsModel,
     DeliveryStatsModel,
     HourStatsModel,
     PersonStateModel,
@@ -34,6 +39,8 @@ from functions.shared.models import (
 from functions.shared.useragent import parse_user_agent
 
 MAX_PATH = 50  # click-stream steps kept per recipient
+MAX_STREAM_STEPS = 10  # links of a path counted as such in the click streams; longer ones are cut short
+MAX_STREAM_ENTRIES = 1_000  # distinct paths (and transitions) a click-streams item names; more: "other"
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
 
@@ -58,6 +65,10 @@ def person_key(delivery_id: str, person_id: str) -> StateKey:
     return (delivery_id, PERSON_STATE_PREFIX + person_id)
 
 
+def streams_key(delivery_id: str) -> StateKey:
+    return (delivery_id, CLICK_STREAMS_SK)
+
+
 def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
     """Every indicator item a batch of events may read or write."""
     keys: set[StateKey] = set()
@@ -72,6 +83,7 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
         if event.url_id:
             keys.add(url_key(event.delivery_id, event.url_id))
             keys.add(person_key(event.delivery_id, _person(event)))
+            keys.add(streams_key(event.delivery_id))
     return keys
 
 
@@ -130,6 +142,12 @@ class _State:
             ),
         )
 
+    def streams(self, delivery_id: str) -> ClickStreamsModel:
+        key = streams_key(delivery_id)
+        return self._get(
+            key, lambda: ClickStreamsModel(delivery_id=delivery_id, sk=key[1], paths={}, transitions={})
+        )
+
     def person_is_new(self, delivery_id: str, person_id: str) -> bool:
         key = person_key(delivery_id, person_id)
         if key in self.items:
@@ -155,6 +173,85 @@ def _breakdowns(stats: DeliveryStatsModel) -> dict[str, Any]:
     return as_dict
 
 
+def _plain_counts(value: Any) -> dict[str, int]:
+    as_dict = value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
+    return {key: int(count) for key, count in as_dict.items()}
+
+
+def stream_of(path: Sequence[str]) -> tuple[str | None, list[str]]:
+    """What a recipient's click path adds to the click streams: its path key and its transitions.
+
+    ``path`` holds "<at>|<url_id>" steps in time order. A link clicked again straight away is one step
+    (a double click or a reload is not a move); the key names the first ``MAX_STREAM_STEPS`` links,
+    with a last step ``STREAM_CUT_SHORT`` when there were more.
+    """
+    links: list[str] = []
+    for step in path:
+        url_id = step.split("|", 1)[1]
+        if not links or links[-1] != url_id:
+            links.append(url_id)
+    if not links:
+        return None, []
+    shown = links[:MAX_STREAM_STEPS] + ([STREAM_CUT_SHORT] if len(links) > MAX_STREAM_STEPS else [])
+    moves = [STREAM_SEPARATOR.join(move) for move in pairwise(links)]
+    return STREAM_SEPARATOR.join(shown), moves
+
+
+class _StreamCounts:
+    """One capped count map of a click-streams item, where a recipient is always taken off the very
+    count they were added to.
+
+    A new key beyond the cap is counted as "other". While anyone is counted there, every known key
+    stays known (at zero if need be): a key that left and came back would take someone off the wrong
+    count. With nobody in "other", keys at zero go, making room.
+    """
+
+    def __init__(self, counts: Any, other: Any) -> None:
+        self.counts = _plain_counts(counts)
+        self.other = int(other or 0)
+
+    def add(self, key: str, delta: int) -> None:
+        if delta > 0 and key not in self.counts and len(self.counts) >= MAX_STREAM_ENTRIES:
+            self._forget_empty()
+        if key in self.counts or (delta > 0 and len(self.counts) < MAX_STREAM_ENTRIES):
+            self.counts[key] = max(0, self.counts.get(key, 0) + delta)
+        else:
+            self.other = max(0, self.other + delta)
+
+    def settled(self) -> dict[str, int]:
+        self._forget_empty()
+        return self.counts
+
+    def _forget_empty(self) -> None:
+        if self.other == 0:
+            self.counts = {key: n for key, n in self.counts.items() if n > 0}
+
+
+def _update_click_streams(state: _State, old_paths: Mapping[StateKey, tuple[str, ...]]) -> None:
+    """Move each recipient whose path changed in this batch from their old path to their new one."""
+    changed: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    for key in sorted(state.touched):
+        item = state.touched[key]
+        if not isinstance(item, RecipientStateModel):
+            continue
+        old, new = old_paths.get(key, ()), tuple(item.path or ())
+        if old != new:
+            changed.setdefault(key[0], []).append((old, new))
+    for delivery_id, moves in changed.items():
+        streams = state.streams(delivery_id)
+        paths = _StreamCounts(streams.paths, streams.other_paths)
+        transitions = _StreamCounts(streams.transitions, streams.other_transitions)
+        for old, new in moves:
+            for path, delta in ((old, -1), (new, 1)):
+                path_key, steps = stream_of(path)
+                if path_key is not None:
+                    paths.add(path_key, delta)
+                for transition in steps:
+                    transitions.add(transition, delta)
+        streams.paths, streams.other_paths = paths.settled(), paths.other
+        streams.transitions, streams.other_transitions = transitions.settled(), transitions.other
+
+
 def consolidate(
     events: Iterable[RawEventModel],
     urls: Mapping[tuple[str, str], TrackedUrlModel | None],
@@ -165,6 +262,10 @@ def consolidate(
     """Tracking logs for ``events`` and every indicator item they change (whole new items)."""
     state = _State(loaded, domains)
     outcome = Outcome()
+    # The loaded items are updated in place: keep each recipient's path as it was before this batch.
+    old_paths = {
+        key: tuple(item.path or ()) for key, item in loaded.items() if isinstance(item, RecipientStateModel)
+    }
     breakdowns: dict[str, dict[str, Any]] = {}
     for event in sorted(events, key=lambda e: e.sk):
         url = urls.get((event.delivery_id, event.url_id)) if event.url_id else None
@@ -182,6 +283,7 @@ def consolidate(
         stats = state.stats(delivery_id)
         stats.breakdowns = rows
         stats.updated_at = timeutil.iso(timeutil.now())
+    _update_click_streams(state, old_paths)
     outcome.items.extend(state.touched.values())
     return outcome
 

@@ -103,6 +103,8 @@ def indicator_model(sk: str) -> type[Model]:
     """The model of an indicators-table item, from its sort key."""
     if sk == STATS_SK:
         return models.DeliveryStatsModel
+    if sk == models.CLICK_STREAMS_SK:
+        return models.ClickStreamsModel
     for prefix, model in (
         (URL_STATS_PREFIX, models.UrlStatsModel),
         (HOUR_PREFIX, models.HourStatsModel),
@@ -322,4 +324,5 @@ class DynamoWorkflowStore:
 
     def complete_erasure(self, pending: models.ErasureModel, done: models.ErasureModel) -> None:
         done.save()
-        pending.delete()
+        # BatchWriteItem, like every other delete here: the role has no DeleteItem at all
+        self._delete(models.ErasureModel, [(str(pending.pk), str(pending.sk))])

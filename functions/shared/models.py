@@ -190,6 +190,9 @@ URL_STATS_PREFIX = "url#"
 HOUR_PREFIX = "hour#"
 RECIPIENT_STATE_PREFIX = "r#"
 PERSON_STATE_PREFIX = "p#"
+CLICK_STREAMS_SK = "streams"
+STREAM_SEPARATOR = ">"  # between the url ids of a click-streams path or transition key
+STREAM_CUT_SHORT = "…"  # the last step of a click-streams path key that was cut short
 
 
 class DeliveryStatsModel(_Model):
@@ -261,6 +264,28 @@ class PersonStateModel(_Model):
     clicked = BooleanAttribute(default=True)
 
 
+class ClickStreamsModel(_Model):
+    """The order in which a delivery's recipients clicked its click links, pre-aggregated.
+
+    Kept from each recipient's ``RecipientStateModel.path`` by the tracking workflow: a path counts a
+    recipient under their sequence of links (a link clicked again straight away counts once), a
+    transition counts every move from one link to the next. Bounded in size (``consolidate/batch.py``):
+    once ``MAX_STREAM_ENTRIES`` distinct paths (or transitions) are known, a new one is counted in
+    ``other_paths`` (``other_transitions``) instead, and known ones stay known (at zero) while anyone
+    is counted there, so a recipient is always taken off exactly where they were counted.
+    """
+
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=CLICK_STREAMS_SK)
+    paths = MapAttribute[str, Any](default=dict)  # "1>4>2": recipients (STREAM_SEPARATOR, STREAM_CUT_SHORT)
+    other_paths = NumberAttribute(default=0)
+    transitions = MapAttribute[str, Any](default=dict)  # "<from_url_id>><to_url_id>": moves
+    other_transitions = NumberAttribute(default=0)
+
+
 # --- workflow table ---------------------------------------------------------------------------
 
 RUNS_PK = "runs"
@@ -330,6 +355,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     HourStatsModel,
     RecipientStateModel,
     PersonStateModel,
+    ClickStreamsModel,
     RunModel,
     WorkflowStateModel,
     ErasureModel,

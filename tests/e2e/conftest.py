@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -72,6 +73,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def stack_url() -> Iterator[str]:
     """Base URL of a fresh local stack (no demo data, workflow only on demand), stopped afterwards."""
+    with local_stack() as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[str]:
+    """Start `msgtrack serve` on a free port; its base URL while it runs."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:

@@ -104,10 +104,10 @@ def test_the_dashboard_page_needs_no_token_and_is_locked_down() -> None:
 
     assert response["statusCode"] == 200
     assert response["headers"]["Content-Type"] == "text/html; charset=utf-8"
-    assert response["headers"]["Content-Security-Policy"] == "default-src 'self'; frame-ancestors 'none'"
+    policy = response["headers"]["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
     assert response["headers"]["X-Content-Type-Options"] == "nosniff"
     assert "<title>msgtrack</title>" in response["body"]
-    assert "the report API is at /api" in response["body"]
 
 
 def test_a_body_that_is_not_json_is_a_400() -> None:

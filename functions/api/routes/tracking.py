@@ -12,8 +12,10 @@ from pydantic import BaseModel
 from functions.api import reports
 from functions.api.report_schemas import (
     LOG_COLUMNS,
+    ClickStreams,
     GroupBy,
     HotClicks,
+    HotClicksFormat,
     IsoTime,
     LogPage,
     LogType,
@@ -26,6 +28,14 @@ from functions.api.report_schemas import (
 router = Router()
 
 CSV = "text/csv; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+# The annotated message shown as a page of its own: nothing in it may run, load scripts or frame it.
+HOT_CLICKS_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 def page_or_csv(model: type[BaseModel]) -> dict[int, Any]:
@@ -56,9 +66,31 @@ def urls(
     return reports.url_report(delivery_id, group_by=group_by, since=since, until=until)
 
 
-@router.get("/<delivery_id>/tracking/hot-clicks")
-def hot_clicks(delivery_id: str) -> HotClicks:
-    return reports.hot_clicks(delivery_id)
+@router.get("/<delivery_id>/tracking/click-streams")
+def click_streams(delivery_id: str, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ClickStreams:
+    return reports.click_streams(delivery_id, limit)
+
+
+@router.get(
+    "/<delivery_id>/tracking/hot-clicks",
+    responses={
+        200: {
+            "description": "Click links by share of clicks and the annotated message, as JSON, or "
+            "(format=html) the annotated message as a page of its own",
+            "content": {
+                content_types.APPLICATION_JSON: {"model": HotClicks},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+def hot_clicks(
+    delivery_id: str, output: Annotated[HotClicksFormat, Query(alias="format")] = "json"
+) -> Response[HotClicks | str]:
+    report = reports.hot_clicks(delivery_id)
+    if output == "html":
+        return Response(200, HTML, report.html, headers=dict(HOT_CLICKS_PAGE_HEADERS))
+    return Response(200, content_types.APPLICATION_JSON, report)
 
 
 @router.get("/<delivery_id>/tracking/logs", responses=page_or_csv(LogPage))

@@ -1,0 +1,1 @@
+"""The web dashboard's static files (HTML, CSS, ES modules), served by ``functions/api/routes/pages.py``."""

@@ -1,0 +1,419 @@
+// A delivery's Tracking tab: indicators and charts, URLs and click streams, hot clicks, tracking logs.
+
+import { api } from "./api.js";
+import { timelineChart } from "./chart.js";
+import {
+  compactWhen,
+  count,
+  externalLink,
+  failure,
+  h,
+  hours,
+  inputFromIso,
+  isoFromInput,
+  loading,
+  percent,
+  shareCell,
+  table,
+  when,
+} from "./dom.js";
+import { LOG_TYPES, logBrowser } from "./logtable.js";
+
+const TABS = [
+  ["overview", "Overview"],
+  ["urls", "URLs & click streams"],
+  ["hot-clicks", "Hot clicks"],
+  ["logs", "Tracking logs"],
+];
+const HEADLINE = [
+  ["sent", "Sent", count],
+  ["delivered", "Delivered", count],
+  ["open_rate", "Open rate", percent],
+  ["click_rate", "Click rate", percent],
+  ["reactivity", "Reactivity", percent],
+];
+const DETAILS = [
+  ["opens", "Opens", count, "recipients who opened"],
+  ["total_opens", "Total opens", count, "open-pixel loads"],
+  ["clicks", "Clicks", count, "recipients who clicked"],
+  ["total_clicks", "Total clicks", count, "clicks on links"],
+  ["person_clicks", "Person clicks", count, "browsers that clicked"],
+  ["estimated_forwards", "Estimated forwards", count, "more persons than recipients"],
+  ["opt_outs", "Opt-outs", count, "recipients who opted out"],
+  ["mirror_page_views", "Mirror page views", count, "views in a browser"],
+];
+const HOURLY_UP_TO = 72; // hours of activity shown per hour; longer ones per day
+const TOP_MOVES = 20;
+const CATEGORY = { click: "Click", opt_out: "Opt-out", mirror: "Mirror page" };
+
+function card([field, title, show, note], stats) {
+  return h(
+    "div",
+    { class: "card", dataset: { indicator: field } },
+    h("div", { class: "card-label" }, title),
+    h("div", { class: "card-value" }, show(stats[field])),
+    note ? h("div", { class: "card-note" }, note) : null,
+  );
+}
+
+export function deliveryView(view, deliveryId, tabName) {
+  const current = TABS.some(([name]) => name === tabName) ? tabName : "overview";
+  const base = `#/deliveries/${encodeURIComponent(deliveryId)}`;
+  const title = h("h1", {}, "Delivery");
+  const subtitle = h("p", { class: "muted small" }, h("span", { class: "mono" }, deliveryId));
+  const content = h("div", {}, loading());
+  view.replaceChildren(
+    h("div", { class: "page-head" }, h("p", { class: "small" }, h("a", { href: "#/deliveries" }, "← Deliveries")), title, subtitle),
+    h(
+      "nav",
+      { class: "tabs", "aria-label": "Tracking tab" },
+      TABS.map(([name, label]) => h("a", { href: `${base}/${name}`, class: name === current ? "active" : null, dataset: { tab: name } }, label)),
+    ),
+    content,
+  );
+  const delivery = api.delivery(deliveryId);
+  delivery
+    .then((found) => {
+      title.textContent = found.label;
+      subtitle.replaceChildren(
+        h("span", { class: "mono" }, found.id),
+        ` · created ${when(found.created_at)} · ${found.urls.length} links · `,
+        found.track_opens ? "opens tracked" : "opens not tracked",
+        ", ",
+        found.track_clicks ? "clicks tracked" : "clicks not tracked",
+      );
+    })
+    .catch((error) => content.replaceChildren(failure(error)));
+  const render = { overview, urls: urlsTab, "hot-clicks": hotClicks, logs }[current];
+  render(content, deliveryId, delivery).catch((error) => content.replaceChildren(failure(error)));
+}
+
+// --- overview --------------------------------------------------------------------------------------
+
+async function overview(content, deliveryId) {
+  const stats = await api.statistics(deliveryId);
+  const chartHolder = h("div", { class: "chart-holder" });
+  const spanHours = stats.timeline.length
+    ? (Date.parse(stats.timeline.at(-1).at) - Date.parse(stats.timeline[0].at)) / 3_600_000 + 1
+    : 0;
+  let interval = spanHours > HOURLY_UP_TO ? "day" : "hour";
+  const toggle = h("div", { class: "toggle", role: "group", "aria-label": "Interval" });
+  const drawChart = () => {
+    const points = interval === "day" ? stats.timeline_daily : stats.timeline;
+    const chart = timelineChart(points, interval);
+    chartHolder.replaceChildren(chart ?? h("p", { class: "empty" }, "No opens or clicks yet."));
+    for (const button of toggle.children) button.classList.toggle("active", button.dataset.interval === interval);
+  };
+  for (const [value, label] of [
+    ["hour", "Per hour"],
+    ["day", "Per day"],
+  ]) {
+    toggle.append(
+      h(
+        "button",
+        {
+          type: "button",
+          dataset: { interval: value },
+          onclick: () => {
+            interval = value;
+            drawChart();
+          },
+        },
+        label,
+      ),
+    );
+  }
+  drawChart();
+
+  const reach = stats.time_to_reach;
+  content.replaceChildren(
+    h("div", { class: "cards headline" }, HEADLINE.map((field) => card(field, stats))),
+    h("div", { class: "cards" }, DETAILS.map((field) => card(field, stats))),
+    h(
+      "section",
+      { class: "panel" },
+      h(
+        "div",
+        { class: "panel-head" },
+        h("h2", {}, "Opens and clicks over time"),
+        h("div", { class: "legend" }, h("span", {}, h("span", { class: "swatch opens" }), "Opens (pixel loads)"), h("span", {}, h("span", { class: "swatch clicks" }), "Clicks")),
+        toggle,
+      ),
+      chartHolder,
+    ),
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", {}, "How fast opens and clicks came in"),
+      h("p", { class: "muted small" }, reach.since ? `Counted in whole hours from ${when(reach.since)}, the first hour with an open or a click.` : "No opens or clicks yet."),
+      table(
+        [{ title: "" }, { title: "Half of them within", numeric: true }, { title: "90 % of them within", numeric: true }],
+        [
+          ["Opens", hours(reach.opens.hours_to_50_percent), hours(reach.opens.hours_to_90_percent)],
+          ["Clicks", hours(reach.clicks.hours_to_50_percent), hours(reach.clicks.hours_to_90_percent)],
+        ],
+      ),
+    ),
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", {}, "Breakdowns"),
+      h(
+        "div",
+        { class: "grid-4" },
+        breakdown("Browser", stats.breakdowns.browser, "events"),
+        breakdown("Operating system", stats.breakdowns.os, "events"),
+        breakdown("Device", stats.breakdowns.device, "events"),
+      ),
+      h("h3", {}, "Email domain (recipients, rated against messages sent to the domain)"),
+      table(
+        [
+          { title: "Domain" },
+          { title: "Sent", numeric: true },
+          { title: "Opens", numeric: true },
+          { title: "Open rate", numeric: true },
+          { title: "Clicks", numeric: true },
+          { title: "Click rate", numeric: true },
+        ],
+        stats.breakdowns.domain.map((row) => [row.name, count(row.sent), count(row.opens), percent(row.open_rate), count(row.clicks), percent(row.click_rate)]),
+      ),
+    ),
+  );
+}
+
+function breakdown(title, rows, unit) {
+  return h(
+    "div",
+    { class: "breakdown" },
+    h("h3", {}, title),
+    table(
+      [{ title: "Name" }, { title: `Opens (${unit})`, numeric: true }, { title: `Clicks (${unit})`, numeric: true }],
+      rows.map((row) => [row.name, count(row.opens), count(row.clicks)]),
+    ),
+  );
+}
+
+// --- URLs and click streams ------------------------------------------------------------------------
+
+async function urlsTab(content, deliveryId) {
+  const groupBy = h(
+    "select",
+    { name: "group_by", "aria-label": "Group by" },
+    [
+      ["", "No grouping"],
+      ["url", "Target URL"],
+      ["label", "Label"],
+      ["category", "Category"],
+    ].map(([value, label]) => h("option", { value }, label)),
+  );
+  const since = h("input", { type: "datetime-local", name: "since", step: 1, "aria-label": "Since (UTC)" });
+  const until = h("input", { type: "datetime-local", name: "until", step: 1, "aria-label": "Until (UTC)" });
+  const firstHours = h("button", { type: "button", class: "quiet" }, "First 6 hours");
+  const clear = h("button", { type: "button", class: "quiet" }, "Whole delivery");
+  const form = h(
+    "form",
+    { class: "filters", "aria-label": "URL report options" },
+    h("label", {}, "Group by", groupBy),
+    h("label", {}, "Since (UTC)", since),
+    h("label", {}, "Until (UTC)", until),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Apply"), firstHours, clear),
+  );
+  const report = h("div", {}, loading("Loading the URL report…"));
+  const streams = h("div", {}, loading("Loading click streams…"));
+  content.replaceChildren(
+    h("section", { class: "panel" }, h("h2", {}, "Tracked URLs"), form, report),
+    h("section", { class: "panel" }, h("h2", {}, "Click streams"), h("p", { class: "muted small" }, "The order in which recipients clicked the links: a link clicked again straight away counts once."), streams),
+  );
+
+  let labels = new Map();
+  const showReport = async () => {
+    report.replaceChildren(loading("Loading the URL report…"));
+    try {
+      const answer = await api.urls(deliveryId, { group_by: groupBy.value, since: isoFromInput(since.value), until: isoFromInput(until.value) });
+      labels = new Map(answer.urls.map((url) => [url.id, url.label]));
+      report.replaceChildren(urlTables(answer));
+    } catch (error) {
+      report.replaceChildren(failure(error));
+    }
+    return labels;
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    showReport();
+  });
+  clear.addEventListener("click", () => {
+    since.value = until.value = "";
+    groupBy.value = "";
+    showReport();
+  });
+  firstHours.addEventListener("click", async () => {
+    const stats = await api.statistics(deliveryId).catch(() => null);
+    const start = stats?.time_to_reach?.since;
+    if (!start) return;
+    since.value = inputFromIso(start);
+    until.value = inputFromIso(new Date(Date.parse(start) + 6 * 3_600_000).toISOString());
+    showReport();
+  });
+
+  const [urlLabels, paths] = await Promise.all([showReport(), api.clickStreams(deliveryId, { limit: 20 })]);
+  streams.replaceChildren(clickStreams(paths, urlLabels));
+}
+
+function urlTables(answer) {
+  const rows = [...answer.urls].sort((a, b) => b.clicks - a.clicks || a.label.localeCompare(b.label));
+  const parts = [];
+  if (answer.since || answer.until) {
+    parts.push(h("p", { class: "muted small" }, `Counted from ${when(answer.since)} until ${when(answer.until)}.`));
+  }
+  parts.push(
+    table(
+      [
+        { title: "Link" },
+        { title: "Target", class: "url" },
+        { title: "Category" },
+        { title: "Clicks", numeric: true },
+        { title: "Distinct", numeric: true },
+        { title: "Share", numeric: true },
+        { title: "First click (UTC)", class: "when" },
+        { title: "Last click (UTC)", class: "when" },
+      ],
+      rows.map((url) => [
+        h("span", { class: "url-label" }, url.label, url.tracked ? null : h("span", { class: "badge" }, " not tracked")),
+        externalLink(url.url),
+        CATEGORY[url.category] ?? url.category,
+        count(url.clicks),
+        count(url.distinct_clicks),
+        shareCell(url.share),
+        compactWhen(url.first_click),
+        compactWhen(url.last_click),
+      ]),
+      { empty: "This delivery has no tracked URLs." },
+    ),
+  );
+  if (answer.groups) {
+    const names = new Map(answer.urls.map((url) => [url.id, url.label]));
+    parts.push(
+      h("h3", {}, "Groups"),
+      table(
+        [{ title: "Group" }, { title: "Links" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
+        answer.groups.map((group) => [
+          CATEGORY[group.key] ?? group.key,
+          group.url_ids.map((id) => names.get(id) ?? id).join(", "),
+          count(group.clicks),
+          shareCell(group.share),
+        ]),
+      ),
+    );
+  }
+  return h("div", {}, parts);
+}
+
+function step(labels, urlId) {
+  return h("span", { class: "step", title: `link ${urlId}` }, labels.get(urlId) ?? `link ${urlId}`);
+}
+
+function clickStreams(answer, labels) {
+  const pathRows = answer.paths.map((path) => [
+    h(
+      "div",
+      { class: "path" },
+      path.url_ids.flatMap((urlId, index) => (index ? [h("span", { class: "arrow" }, "→"), step(labels, urlId)] : [step(labels, urlId)])),
+      path.cut_short ? h("span", { class: "arrow" }, "→ …") : null,
+    ),
+    count(path.recipients),
+    shareCell(path.share),
+  ]);
+  const moves = answer.transitions.map((move) => [step(labels, move.from_url_id), step(labels, move.to_url_id), count(move.count)]);
+  const movesShown = h("div", {}, table([{ title: "From" }, { title: "Then" }, { title: "Times", numeric: true }], moves.slice(0, TOP_MOVES), { empty: "Nobody has clicked a second link yet." }));
+  const showAll = h("button", { type: "button", class: "quiet", hidden: moves.length <= TOP_MOVES }, `Show all ${count(moves.length)} moves`);
+  showAll.addEventListener("click", () => {
+    movesShown.replaceChildren(table([{ title: "From" }, { title: "Then" }, { title: "Times", numeric: true }], moves));
+    showAll.hidden = true;
+  });
+  return h(
+    "div",
+    { class: "grid-2" },
+    h(
+      "div",
+      { class: "paths" },
+      h("h3", {}, `Top paths · ${count(answer.recipients)} ${answer.recipients === 1 ? "recipient" : "recipients"} clicked`),
+      table([{ title: "Path" }, { title: "Recipients", numeric: true }, { title: "Share", numeric: true }], pathRows, { empty: "Nobody has clicked yet." }),
+      answer.other_recipients
+        ? h("p", { class: "muted small" }, `${count(answer.other_recipients)} more ${answer.other_recipients === 1 ? "recipient" : "recipients"} followed other paths.`)
+        : null,
+    ),
+    h(
+      "div",
+      { class: "transitions" },
+      h("h3", {}, "Link to link"),
+      movesShown,
+      h("div", { class: "pager" }, showAll),
+    ),
+  );
+}
+
+// --- hot clicks ------------------------------------------------------------------------------------
+
+async function hotClicks(content, deliveryId) {
+  const answer = await api.hotClicks(deliveryId);
+  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: "The message, each link marked with its share of clicks" });
+  frame.srcdoc = answer.html; // sandbox="" first: the message runs no script and has no origin
+  content.replaceChildren(
+    h(
+      "div",
+      { class: "hot" },
+      h(
+        "section",
+        { class: "panel" },
+        h("h2", {}, "Share of clicks per link"),
+        table(
+          [{ title: "Link" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
+          answer.links.map((link) => [
+            h("div", {}, h("span", { class: "url-label" }, link.label), h("span", { class: "target", title: link.url }, link.url)),
+            count(link.clicks),
+            shareCell(link.percent),
+          ]),
+          { empty: "This delivery has no click links." },
+        ),
+      ),
+      h("section", { class: "panel" }, h("h2", {}, "The message"), h("p", { class: "muted small" }, "Each click link is preceded by its share of all clicks."), frame),
+    ),
+  );
+}
+
+// --- tracking logs ---------------------------------------------------------------------------------
+
+async function logs(content, deliveryId, delivery) {
+  const found = await delivery;
+  const urlOptions = [["", "Any link"], ...found.urls.map((url) => [url.id, `${url.label} (${CATEGORY[url.category] ?? url.category})`])];
+  content.replaceChildren(
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", {}, "Tracking logs"),
+      logBrowser({
+        fileName: `tracking-logs-${deliveryId}`,
+        filters: [
+          { name: "type", label: "Type", kind: "select", options: LOG_TYPES },
+          { name: "recipient_id", label: "Recipient", kind: "text", placeholder: "recipient id" },
+          { name: "url_id", label: "Link", kind: "select", options: urlOptions },
+          { name: "since", label: "Since (UTC)", kind: "datetime" },
+          { name: "until", label: "Until (UTC)", kind: "datetime" },
+        ],
+        columns: [
+          { title: "When", cell: (log) => when(log.at), class: "when", sortsBy: true },
+          { title: "Type", cell: (log) => h("span", { class: `badge ${log.type}` }, log.type.replace("_", "-")) },
+          { title: "Recipient", cell: (log) => h("a", { href: `#/recipients/${encodeURIComponent(log.recipient_id)}` }, log.recipient_id) },
+          { title: "Link", cell: (log) => log.label ?? "–" },
+          { title: "Target", cell: (log) => (log.url ? externalLink(log.url) : "–"), class: "url" },
+          { title: "Browser", cell: (log) => log.browser ?? "–" },
+          { title: "OS", cell: (log) => log.os ?? "–" },
+          { title: "Device", cell: (log) => log.device ?? "–" },
+          { title: "Proof", cell: (log) => (log.proof ? "proof" : "") },
+        ],
+        fetchPage: (params) => api.logs(deliveryId, params),
+        fetchCsv: (params) => api.logsCsv(deliveryId, params),
+      }),
+    ),
+  );
+}

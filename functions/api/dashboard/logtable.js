@@ -1,0 +1,171 @@
+// A table of tracking logs with filters, cursor paging and CSV export: the delivery's logs and the
+// recipient's Tracking tab both use it.
+
+import { failure, h, isoFromInput, loading, tableRow } from "./dom.js";
+
+const MAX_EXPORT_PAGES = 50; // 50 pages of 200 logs: a bigger export belongs to the API, not a browser
+
+export const LOG_TYPES = [
+  ["", "Any type"],
+  ["open", "Opens"],
+  ["click", "Clicks"],
+  ["opt_out", "Opt-outs"],
+  ["mirror", "Mirror page views"],
+];
+
+function control(filter) {
+  const props = { name: filter.name, "aria-label": filter.label };
+  let input;
+  if (filter.kind === "select") {
+    input = h(
+      "select",
+      props,
+      filter.options.map(([value, text]) => h("option", { value, selected: value === (filter.value ?? "") }, text)),
+    );
+  } else if (filter.kind === "datetime") {
+    input = h("input", { ...props, type: "datetime-local", step: 1, value: filter.value ?? "" });
+  } else {
+    input = h("input", { ...props, type: "text", placeholder: filter.placeholder ?? "", value: filter.value ?? "" });
+  }
+  return h("label", {}, filter.label, input);
+}
+
+/**
+ * columns: [{title, cell(item), numeric?, class?, sortsBy?}]; fetchPage(params) -> {items, next_cursor};
+ * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}].
+ */
+export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pageSize = 25 }) {
+  const form = h("form", { class: "filters", "aria-label": "Filter the tracking logs" }, filters.map(control));
+  const sizes = h(
+    "select",
+    { name: "limit", "aria-label": "Logs per page" },
+    [10, 25, 50, 100, 200].map((n) => h("option", { value: n, selected: n === pageSize }, `${n} per page`)),
+  );
+  const order = h(
+    "select",
+    { name: "order", "aria-label": "Order" },
+    h("option", { value: "desc" }, "Newest first"),
+    h("option", { value: "asc" }, "Oldest first"),
+  );
+  const apply = h("button", { type: "submit" }, "Apply");
+  const exportButton = h("button", { type: "button", class: "quiet", onclick: () => exportCsv() }, "Export CSV");
+  form.append(h("label", {}, "Order", order), h("label", {}, "Page size", sizes), h("div", { class: "actions" }, apply, exportButton));
+
+  const body = h("tbody");
+  const head = h(
+    "tr",
+    {},
+    columns.map((column) =>
+      column.sortsBy
+        ? h(
+            "th",
+            { class: "sortable", title: "Sort by date", onclick: () => toggleOrder(), "aria-sort": "descending" },
+            column.title,
+            h("span", { class: "sort-mark" }, " ↓"),
+          )
+        : h("th", { class: column.numeric ? "num" : null }, column.title),
+    ),
+  );
+  const status = h("div", { class: "status" });
+  const previous = h("button", { type: "button", class: "quiet", onclick: () => go(-1) }, "← Previous");
+  const next = h("button", { type: "button", class: "quiet", onclick: () => go(1) }, "Next →");
+  const position = h("span", { class: "muted small page-number" });
+  const pager = h("div", { class: "pager" }, previous, position, next);
+  const root = h("div", { class: "log-browser" }, form, status, h("div", { class: "table-wrap" }, h("table", { class: "logs" }, h("thead", {}, head), body)), pager);
+
+  let cursors = [null]; // cursors[n]: the cursor of page n (page 0 has none)
+  let page = 0;
+  let nextCursor = null;
+  let generation = 0;
+
+  function params() {
+    const values = {};
+    for (const filter of filters) {
+      const value = form.elements[filter.name].value.trim();
+      values[filter.name] = filter.kind === "datetime" ? isoFromInput(value) : value;
+    }
+    values.order = order.value;
+    values.limit = sizes.value;
+    return values;
+  }
+
+  function toggleOrder() {
+    order.value = order.value === "desc" ? "asc" : "desc";
+    restart();
+  }
+
+  async function load() {
+    const mine = ++generation;
+    status.replaceChildren(loading("Loading tracking logs…"));
+    previous.disabled = next.disabled = true;
+    try {
+      const answer = await fetchPage({ ...params(), cursor: cursors[page] ?? "" });
+      if (mine !== generation) return;
+      body.replaceChildren(
+        ...answer.items.map((item) => tableRow(columns, columns.map((column) => column.cell(item)), { dataset: { eventId: item.event_id } })),
+      );
+      if (!answer.items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No tracking logs match.")));
+      nextCursor = answer.next_cursor;
+      status.replaceChildren();
+      previous.disabled = page === 0;
+      next.disabled = !nextCursor;
+      position.textContent = `Page ${page + 1}`;
+      const mark = head.querySelector(".sort-mark");
+      if (mark) mark.textContent = order.value === "desc" ? " ↓" : " ↑";
+    } catch (error) {
+      if (mine === generation) status.replaceChildren(failure(error));
+    }
+  }
+
+  function go(direction) {
+    if (direction > 0 && nextCursor) {
+      cursors = [...cursors.slice(0, page + 1), nextCursor];
+      page += 1;
+    } else if (direction < 0 && page > 0) {
+      page -= 1;
+    }
+    load();
+  }
+
+  function restart() {
+    cursors = [null];
+    page = 0;
+    load();
+  }
+
+  async function exportCsv() {
+    exportButton.disabled = true;
+    const original = exportButton.textContent;
+    exportButton.textContent = "Exporting…";
+    try {
+      const parts = [];
+      let cursor = "";
+      for (let n = 0; n < MAX_EXPORT_PAGES; n += 1) {
+        const response = await fetchCsv({ ...params(), limit: 200, cursor });
+        const text = await response.text();
+        parts.push(n === 0 ? text : text.slice(text.indexOf("\r\n") + 2)); // one header row
+        cursor = response.headers.get("X-Next-Cursor") ?? "";
+        if (!cursor) break;
+      }
+      const link = h("a", { href: URL.createObjectURL(new Blob(parts, { type: "text/csv" })), download: `${fileName}.csv` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    } catch (error) {
+      status.replaceChildren(failure(error));
+    } finally {
+      exportButton.disabled = false;
+      exportButton.textContent = original;
+    }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    restart();
+  });
+  order.addEventListener("change", restart);
+  sizes.addEventListener("change", restart);
+  load();
+  return root;
+}

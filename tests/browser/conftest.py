@@ -1,0 +1,196 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, against ``msgtrack serve``.
+
+One local stack with its demo data and one browser serve the whole session; each test gets a fresh
+browser context (its own sessionStorage), already signed in unless it asks for ``fresh_page``.
+Without ``/usr/bin/chromium`` every test here is skipped (``.ci/run`` installs it with apt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import requests
+
+from tests.apigw import API_TOKEN, SIGNING_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+READY_TIMEOUT_SECONDS = 180.0  # the stack, then its demo (about 15 s here)
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(
+        reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
+    )
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(skip)
+
+
+@dataclass
+class Stack:
+    base_url: str
+    token: str
+    newsletter_id: str
+    follow_up_id: str
+    api: requests.Session = field(repr=False)
+
+    def get(self, path: str, **params: Any) -> Any:
+        answer = self.api.get(self.base_url + path, params=params, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _command(port: int) -> list[str]:
+    script = REPO / ".venv" / "bin" / "msgtrack"
+    entry = [str(script)] if script.exists() else [sys.executable, "-m", "local.cli"]
+    return [*entry, "serve", "--port", str(port), "--schedule", "rate(1 day)"]  # the demo is the default
+
+
+def _environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
+    env.update(
+        {"MSGTRACK_API_TOKEN": API_TOKEN, "MSGTRACK_SIGNING_KEY": SIGNING_KEY, "PYTHONUNBUFFERED": "1"}
+    )
+    return env
+
+
+def _wait_for_demo(process: subprocess.Popen[bytes], stdout: IO[bytes], stderr: IO[bytes]) -> str:
+    """The banner and demo output once the stack says ``ready.``; fails the session otherwise."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    output = ""
+    while time.monotonic() < deadline:
+        stdout.seek(0)
+        output = stdout.read().decode("utf-8", "replace")
+        if re.search(r"^ready\.", output, re.MULTILINE):
+            return output
+        if process.poll() is not None:
+            break
+        time.sleep(0.25)
+    stderr.seek(0)
+    errors = stderr.read().decode("utf-8", "replace")
+    pytest.fail(
+        f"msgtrack serve did not get ready with its demo\n--- stdout ---\n{output}\n--- stderr ---\n{errors[-8000:]}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """``msgtrack serve`` with its demo: the newsletter and the follow-up it prints."""
+    port = _free_port()
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(_command(port), cwd=REPO, env=_environment(), stdout=stdout, stderr=stderr)
+        try:
+            output = _wait_for_demo(process, stdout, stderr)
+            newsletter = re.search(r"^\s+newsletter\s+(\S+)", output, re.MULTILINE)
+            follow_up = re.search(r"^\s+follow-up\s+(\S+)", output, re.MULTILINE)
+            if newsletter is None or follow_up is None:
+                pytest.fail(f"the demo did not print its deliveries:\n{output}")
+            with requests.Session() as api:
+                api.headers["Authorization"] = f"Bearer {API_TOKEN}"
+                yield Stack(f"http://127.0.0.1:{port}", API_TOKEN, newsletter[1], follow_up[1], api)
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Watch:
+    """What a page did that a test may need to refuse: dialogs (alert), script errors, CSP refusals."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+def _open(browser: Any, stack: Stack, *, signed_in: bool) -> Iterator[tuple[Any, Watch]]:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(20_000)
+    if signed_in:  # the token as the sign-in form keeps it: for this tab only
+        origin, key = json.dumps(stack.base_url), json.dumps(stack.token)
+        context.add_init_script(
+            f"try {{ if (location.origin === {origin}) sessionStorage.setItem('msgtrack.token', {key}); }} catch (e) {{}}"
+        )
+    page = context.new_page()
+    watch = Watch()
+
+    def dialog(opened: Any) -> None:
+        watch.dialogs.append(opened.message)
+        opened.dismiss()
+
+    def console(message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            watch.refused.append(message.text)
+
+    page.on("dialog", dialog)
+    page.on("pageerror", lambda error: watch.errors.append(str(error)))
+    page.on("console", console)
+    try:
+        yield page, watch
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def signed_in(browser: Any, stack: Stack) -> Iterator[tuple[Any, Watch]]:
+    """A page whose tab already holds the API token, and what it does."""
+    yield from _open(browser, stack, signed_in=True)
+
+
+@pytest.fixture
+def fresh_page(browser: Any, stack: Stack) -> Iterator[tuple[Any, Watch]]:
+    """A page in a new tab that has never signed in."""
+    yield from _open(browser, stack, signed_in=False)
