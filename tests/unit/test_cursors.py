@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from functions.api import cursors
 from functions.shared.errors import InvalidCursor
+
+TRIED = {"tampered": 0}
 
 positions = st.dictionaries(
     st.text(min_size=1, max_size=20),
@@ -25,6 +29,7 @@ def test_a_cursor_round_trips(position: dict[str, object]) -> None:
 def test_a_cursor_with_any_character_changed_is_refused(
     position: dict[str, object], at: int, new: str
 ) -> None:
+    TRIED["tampered"] += 1
     cursor = cursors.encode(position)
     assert cursor is not None
     index = at % len(cursor)
@@ -46,6 +51,16 @@ def test_strings_that_are_not_cursors_are_refused(text: str) -> None:
         return
     with pytest.raises(InvalidCursor):
         cursors.decode(text)
+
+
+def test_record_the_tampered_cursors_tried(reliability: Any) -> None:
+    """Runs after the property test above (file order) and reports how many cursors it tampered with."""
+    reliability.record(
+        "Bad input",
+        "paging cursors with one character changed (hypothesis)",
+        TRIED["tampered"],
+        "400 or the same page",
+    )
 
 
 def test_no_next_page_has_no_cursor() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as html_entities
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1108,6 +1109,7 @@ def test_rewriting_generated_documents_keeps_every_byte_outside_hrefs(
 ) -> None:
     # Given a generated document of text, tags, comments, VML buttons and links quoted every way
     html, urls = document
+    PROPERTY_TRIES["rewrites"] += 1
 
     # When it is parsed and rewritten
     content = parse_content(html)
@@ -1119,8 +1121,11 @@ def test_rewriting_generated_documents_keeps_every_byte_outside_hrefs(
     _occurrence_spans_are_the_urls(content)
     assert kept == without_removals(content)
     assert_only_hrefs_changed(content, replaced, "https://t.example/r/T")
-    assert not re.search(r"data-(track|label)", kept, re.IGNORECASE)
+    # inside a tag: generated text may well spell "DATA-TRACK"
+    assert not re.search(r"<[^>]*data-(track|label)", kept, re.IGNORECASE)
 
+
+PROPERTY_TRIES = {"rewrites": 0}
 
 _SOUP_TOKENS = [*"<>/!-=&;#\"' \n\r[]ahrefdtckv:", "href", "<a ", "<!--", "-->", "https://x.example/"]
 _markup_soup = st.lists(st.sampled_from(_SOUP_TOKENS), max_size=60).map("".join)
@@ -1203,3 +1208,13 @@ def test_parsed_content_links_are_linkspecs_and_occurrences_are_ordered() -> Non
     assert content.occurrences[-1].part == "text"
     assert all(isinstance(link, LinkSpec) for link in content.links())
     assert all(isinstance(o, Occurrence) for o in content.occurrences)
+
+
+def test_record_the_generated_documents_rewritten(reliability: Any) -> None:
+    """Runs after the property test above (file order) and reports how many documents it tried."""
+    reliability.record(
+        "Bad input",
+        "generated HTML (text, tags, comments, VML, links quoted every way) rewritten (hypothesis)",
+        PROPERTY_TRIES["rewrites"],
+        "every byte outside rewritten hrefs and removed data-track/data-label attributes kept",
+    )
