@@ -1,13 +1,14 @@
 """``msgtrack``: the command line of the local stack.
 
 ``msgtrack serve`` runs the stack in the foreground until Ctrl-C or SIGTERM. Subcommands are added to
-``_parser`` one function each (``test-tracking`` is planned).
+``_parser`` one function each; ``msgtrack test-tracking`` checks a delivery's tracking end to end.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import signal
 import sys
 import time
@@ -64,7 +65,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(run=serve_command)
+    check = commands.add_parser(
+        "test-tracking",
+        help="test a delivery's tracking end to end and print a pass/fail table",
+        description=(
+            "Render a proof message for a test recipient, follow every tracked link and the open pixel "
+            "through the real endpoints, check each lands on its exact target, run the tracking workflow "
+            "and check each event is in the delivery's tracking logs and the test recipient's Tracking "
+            "tab. Exits 0 when every link and the pixel pass, 1 otherwise."
+        ),
+    )
+    check.add_argument("delivery_id", metavar="DELIVERY_ID")
+    check.add_argument(
+        "--base-url", default="http://127.0.0.1:8080", help="the stack's API URL (default: %(default)s)"
+    )
+    check.add_argument("--token", default=None, help="the API token (default: $MSGTRACK_API_TOKEN)")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the workflow run (default: %(default)s)",
+    )
+    check.set_defaults(run=test_tracking_command)
     return parser
+
+
+def test_tracking_command(args: argparse.Namespace) -> int:
+    from functions.api.tracking_check import check_tracking
+    from functions.shared.errors import TrackingNotActivated
+    from local.tracking_check import ApiError, HttpStack, table
+
+    token = args.token or os.environ.get("MSGTRACK_API_TOKEN")
+    if not token:
+        print("msgtrack: give the API token with --token or MSGTRACK_API_TOKEN", file=sys.stderr)
+        return 2
+    try:
+        result = check_tracking(
+            args.delivery_id, HttpStack(args.base_url, token), run_timeout_seconds=args.timeout
+        )
+    except (ApiError, TrackingNotActivated) as exc:
+        print(f"msgtrack: {exc}", file=sys.stderr)
+        return 1
+    print(table(result), flush=True)
+    return 0 if result.passed else 1
 
 
 def _stop_on_signals() -> None:

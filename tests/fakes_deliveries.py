@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from functions.api.delivery_repository import (
     Delivery,
@@ -13,6 +13,7 @@ from functions.api.delivery_repository import (
     SendCounts,
     SentMessage,
     TrackedUrl,
+    UrlTrackingRules,
 )
 
 
@@ -28,6 +29,9 @@ class FakeDeliveryRepository:
     urls: dict[str, list[TrackedUrl]] = field(default_factory=dict)
     messages: dict[str, dict[str, _Message]] = field(default_factory=dict)
     counts: dict[str, tuple[int, int, Counter[str]]] = field(default_factory=dict)
+    deleted: dict[str, str] = field(default_factory=dict)  # delivery id -> deleted at
+    gone_urls: set[tuple[str, str]] = field(default_factory=set)
+    rules: UrlTrackingRules = field(default_factory=UrlTrackingRules)
 
     def add(self, delivery: Delivery, urls: Sequence[TrackedUrl]) -> None:
         assert delivery.id not in self.deliveries, "delivery ids are unique"
@@ -37,13 +41,17 @@ class FakeDeliveryRepository:
         self.counts[delivery.id] = (0, 0, Counter())
 
     def get(self, delivery_id: str) -> Delivery | None:
-        return self.deliveries.get(delivery_id)
+        return None if delivery_id in self.deleted else self.deliveries.get(delivery_id)
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
         return sorted(self.urls.get(delivery_id, []), key=lambda url: int(url.url_id))
 
     def newest(self, limit: int, before: str | None = None) -> list[DeliverySummary]:
-        ordered = sorted(self.deliveries.values(), key=lambda d: d.listing_key, reverse=True)
+        ordered = sorted(
+            (d for d in self.deliveries.values() if d.id not in self.deleted),
+            key=lambda d: d.listing_key,
+            reverse=True,
+        )
         if before is not None:
             ordered = [d for d in ordered if d.listing_key < before]
         return [
@@ -78,3 +86,20 @@ class FakeDeliveryRepository:
     def send_counts(self, delivery_id: str) -> SendCounts:
         sent, failed, domains = self.counts.get(delivery_id, (0, 0, Counter()))
         return SendCounts(sent, failed, dict(domains))
+
+    def update_url(self, delivery_id: str, url: TrackedUrl) -> None:
+        urls = self.urls[delivery_id]
+        index = next(i for i, known in enumerate(urls) if known.url_id == url.url_id)
+        urls[index] = replace(urls[index], tracked=url.tracked, label=url.label, category=url.category)
+
+    def delete(self, delivery_id: str, deleted_at: str) -> None:
+        assert delivery_id in self.deliveries
+        self.deleted[delivery_id] = deleted_at
+        self.urls[delivery_id] = [replace(url, tracked=False) for url in self.urls[delivery_id]]
+        self.gone_urls |= {(delivery_id, url.url_id) for url in self.urls[delivery_id]}
+
+    def url_tracking_rules(self) -> UrlTrackingRules:
+        return self.rules
+
+    def save_url_tracking_rules(self, rules: UrlTrackingRules, updated_at: str) -> None:
+        self.rules = rules

@@ -8,6 +8,7 @@ middleware itself (``install``); ``tests/unit/test_api_auth.py`` pins that order
 from __future__ import annotations
 
 import hmac
+from contextvars import ContextVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
@@ -18,9 +19,25 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
 from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 
 from functions.api.errors import Unauthorized, UnsupportedMediaType
-from functions.shared.settings import api_token
+from functions.shared.settings import api_tokens
 
 PROTECTED_PREFIX = "/api/"
+
+_actor: ContextVar[str] = ContextVar("msgtrack_actor", default="anonymous")
+
+
+def current_actor() -> str:
+    """The name of the API token that authenticated the request being served."""
+    return _actor.get()
+
+
+def token_name(presented: str) -> str | None:
+    """The name of the token presented, None when no token matches (every token is compared)."""
+    found = None
+    for token, name in api_tokens().items():
+        if hmac.compare_digest(presented.encode(), token.encode()):
+            found = name
+    return found
 
 
 def authenticate(app: ApiGatewayResolver) -> None:
@@ -31,8 +48,10 @@ def authenticate(app: ApiGatewayResolver) -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise Unauthorized("this route needs an 'Authorization: Bearer <token>' header")
-    if not hmac.compare_digest(presented.strip().encode(), api_token().encode()):
+    name = token_name(presented.strip())
+    if name is None:
         raise Unauthorized("the API token is not valid")
+    _actor.set(name)
 
 
 def require_json(app: ApiGatewayResolver) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from functions.api import cursors
+from functions.api import audit, cursors, url_options
 from functions.api.delivery_repository import (
     Delivery,
     DeliveryRepository,
@@ -63,32 +63,47 @@ def register(
     track_opens: bool = True,
     track_clicks: bool = True,
     exclude_url_patterns: Sequence[str] = (),
+    url_parameters: Mapping[str, str] | None = None,
+    actor: str = "system",
     repo: DeliveryRepository | None = None,
+    trail: audit.AuditTrail | None = None,
     now: datetime | None = None,
 ) -> DeliveryDetails:
     """Find the links of a new delivery's content, number them in order and store it all.
 
-    Raises PayloadTooLarge when the content cannot fit one DynamoDB item, InvalidContent when a link
-    or the personalization cannot be used (e.g. a placeholder in a host).
+    The account's URL tracking rules apply (``url_options.is_tracked``); ``url_parameters`` are
+    appended to every tracked target. Raises PayloadTooLarge when the content cannot fit one DynamoDB
+    item, InvalidContent when a link or the personalization cannot be used (e.g. a placeholder in a
+    host).
     """
     size = len(html.encode()) + len(text.encode() if text else b"")
     if size > MAX_CONTENT_BYTES:
         raise PayloadTooLarge(
             f"html and text take {size} bytes together; a delivery holds at most {MAX_CONTENT_BYTES} bytes"
         )
-    content = parse_content(html, text, exclude_url_patterns)
+    parameters = dict(url_parameters or {})
+    if len(parameters) > url_options.MAX_URL_PARAMETERS:
+        raise InvalidRequest(f"url_parameters holds at most {url_options.MAX_URL_PARAMETERS} parameters")
+    repo = _or_default(repo)
+    rules = repo.url_tracking_rules()
+    # Parsed without patterns: a link not tracked here asked for it (data-track="none").
+    content = parse_content(html, text)
     validate_template(html, text)
-    urls = tuple(
-        TrackedUrl(
-            url_id=str(number),
-            url=link.url,
-            label=link.label,
-            category=link.category,
-            tracked=link.tracked,
-            fields=tuple(link.fields),
+    urls = []
+    for number, link in enumerate(content.links(), start=1):
+        tracked = url_options.is_tracked(
+            link.url, asked=link.tracked, exclude=exclude_url_patterns, rules=rules
         )
-        for number, link in enumerate(content.links(), start=1)
-    )
+        urls.append(
+            TrackedUrl(
+                url_id=str(number),
+                url=url_options.with_parameters(link.url, parameters) if tracked else link.url,
+                label=link.label,
+                category=link.category,
+                tracked=tracked,
+                fields=tuple(link.fields),
+            )
+        )
     delivery = Delivery(
         id=ids.delivery_id(),
         label=label,
@@ -98,9 +113,58 @@ def register(
         track_clicks=track_clicks,
         exclude_url_patterns=tuple(exclude_url_patterns),
         created_at=timeutil.iso(now or timeutil.now()),
+        url_parameters=parameters,
     )
-    _or_default(repo).add(delivery, urls)
-    return DeliveryDetails(delivery, urls)
+    repo.add(delivery, urls)
+    audit.record(
+        "delivery_created",
+        f"delivery/{delivery.id}",
+        actor=actor,
+        after=_summary(delivery, urls),
+        trail=trail,
+        now=now,
+    )
+    return DeliveryDetails(delivery, tuple(urls))
+
+
+def delete(
+    delivery_id: str,
+    *,
+    actor: str = "system",
+    repo: DeliveryRepository | None = None,
+    trail: audit.AuditTrail | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Delete a delivery: gone from every report, listing and recipient Tracking tab.
+
+    Its tracked URLs are marked gone rather than removed: links already sent answer a neutral page
+    (the redirect tells a gone URL from a forged token), and the workflow counts no later hit.
+    """
+    repo = _or_default(repo)
+    delivery = _existing(delivery_id, repo)
+    urls = repo.tracked_urls(delivery_id)
+    moment = now or timeutil.now()
+    repo.delete(delivery_id, timeutil.iso(moment))
+    audit.record(
+        "delivery_deleted",
+        f"delivery/{delivery_id}",
+        actor=actor,
+        before=_summary(delivery, urls),
+        trail=trail,
+        now=moment,
+    )
+
+
+def _summary(delivery: Delivery, urls: Sequence[TrackedUrl]) -> dict[str, object]:
+    """What the audit trail keeps of a delivery: no content."""
+    return {
+        "label": delivery.label,
+        "created_at": delivery.created_at,
+        "track_opens": delivery.track_opens,
+        "track_clicks": delivery.track_clicks,
+        "url_count": len(urls),
+        "tracked_urls": sum(1 for url in urls if url.tracked),
+    }
 
 
 def get(delivery_id: str, repo: DeliveryRepository | None = None) -> DeliveryDetails:
@@ -145,17 +209,21 @@ def render_messages(
     _check_batch("recipients", [r.id for r in recipients])
     repo = _or_default(repo)
     delivery = _existing(delivery_id, repo)
-    content = parse_content(delivery.html, delivery.text, delivery.exclude_url_patterns)
+    content = parse_content(delivery.html, delivery.text)
+    stored = {url.url_id: url for url in repo.tracked_urls(delivery_id)}
+    # A link of the content is the tracked URL numbered as at registration (first-seen order): its
+    # stored label, category or target (web-analytics parameters) may have changed since.
     links = [
         TrackedLink(
             url_id=url.url_id,
-            url=url.url,
-            label=url.label,
-            category=url.category,
+            url=link.url,
+            label=link.label,
+            category=link.category,
             tracked=url.tracked,
             fields=url.fields,
         )
-        for url in repo.tracked_urls(delivery_id)
+        for number, link in enumerate(content.links(), start=1)
+        if (url := stored.get(str(number))) is not None
     ]
     renderer = MessageRenderer(
         content,

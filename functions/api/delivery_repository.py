@@ -48,6 +48,7 @@ class Delivery:
     track_clicks: bool
     exclude_url_patterns: tuple[str, ...]
     created_at: str
+    url_parameters: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def listing_key(self) -> str:
@@ -94,6 +95,14 @@ class FailureReport:
     unknown: tuple[str, ...]  # recipients the delivery never sent a message to
 
 
+@dataclass(frozen=True)
+class UrlTrackingRules:
+    """Account-wide patterns (fnmatch globs on the full URL) applied when a delivery is registered."""
+
+    never_track: tuple[str, ...] = ()
+    always_track: tuple[str, ...] = ()
+
+
 class DeliveryRepository(Protocol):
     def add(self, delivery: Delivery, urls: Sequence[TrackedUrl]) -> None:
         """Store a new delivery, its tracked URLs and zeroed send counts."""
@@ -116,6 +125,16 @@ class DeliveryRepository(Protocol):
         """Count recorded messages as not delivered, each at most once. ``recipient_ids`` are distinct."""
 
     def send_counts(self, delivery_id: str) -> SendCounts: ...
+
+    def update_url(self, delivery_id: str, url: TrackedUrl) -> None:
+        """Store a tracked URL's new ``tracked``, ``label`` and ``category``."""
+
+    def delete(self, delivery_id: str, deleted_at: str) -> None:
+        """Hide the delivery from every read and listing; mark its tracked URLs gone (not counted)."""
+
+    def url_tracking_rules(self) -> UrlTrackingRules: ...
+
+    def save_url_tracking_rules(self, rules: UrlTrackingRules, updated_at: str) -> None: ...
 
 
 def chunks_for_transactions(messages: Sequence[SentMessage]) -> list[list[SentMessage]]:
@@ -173,12 +192,15 @@ class DynamoDeliveryRepository:
             track_clicks=delivery.track_clicks,
             exclude_url_patterns=list(delivery.exclude_url_patterns),
             url_count=len(urls),
+            url_parameters=dict(delivery.url_parameters) or None,
         ).save()
 
     def get(self, delivery_id: str) -> Delivery | None:
         try:
             item = models.DeliveryModel.get(delivery_id, models.DELIVERY_SK)
         except models.DeliveryModel.DoesNotExist:
+            return None
+        if item.deleted_at:
             return None
         return Delivery(
             id=item.delivery_id,
@@ -189,6 +211,10 @@ class DynamoDeliveryRepository:
             track_clicks=bool(item.track_clicks),
             exclude_url_patterns=tuple(str(p) for p in item.exclude_url_patterns or ()),
             created_at=item.created_at,
+            url_parameters={
+                str(k): str(v)
+                for k, v in (item.url_parameters.as_dict() if item.url_parameters else {}).items()
+            },
         )
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
@@ -349,6 +375,48 @@ class DynamoDeliveryRepository:
             return SendCounts()
         domains = {str(k): int(v) for k, v in (item.domains.as_dict() if item.domains else {}).items()}
         return SendCounts(sent=int(item.sent or 0), failed=int(item.failed or 0), domains=domains)
+
+    def update_url(self, delivery_id: str, url: TrackedUrl) -> None:
+        models.TrackedUrlModel(delivery_id=delivery_id, url_id=url.url_id).update(
+            actions=[
+                models.TrackedUrlModel.tracked.set(url.tracked),
+                models.TrackedUrlModel.label.set(url.label),
+                models.TrackedUrlModel.category.set(url.category),
+            ],
+            condition=models.TrackedUrlModel.url_id.exists(),
+        )
+
+    def delete(self, delivery_id: str, deleted_at: str) -> None:
+        # URLs first: should this stop half-way, the delivery is still there to delete again.
+        for url in models.TrackedUrlModel.query(delivery_id, attributes_to_get=["delivery_id", "url_id"]):
+            models.TrackedUrlModel(delivery_id=delivery_id, url_id=url.url_id).update(
+                actions=[
+                    models.TrackedUrlModel.deleted_at.set(deleted_at),
+                    models.TrackedUrlModel.tracked.set(False),
+                ]
+            )
+        # Without ``kind`` the item leaves the listing index; ``deleted_at`` hides it from reads.
+        models.DeliveryModel(delivery_id=delivery_id, sk=models.DELIVERY_SK).update(
+            actions=[models.DeliveryModel.deleted_at.set(deleted_at), models.DeliveryModel.kind.remove()],
+            condition=models.DeliveryModel.sk.exists(),
+        )
+
+    def url_tracking_rules(self) -> UrlTrackingRules:
+        try:
+            item = models.UrlTrackingSettingsModel.get(models.SETTINGS_PK, models.URL_TRACKING_SK)
+        except models.UrlTrackingSettingsModel.DoesNotExist:
+            return UrlTrackingRules()
+        return UrlTrackingRules(
+            never_track=tuple(str(p) for p in item.never_track or ()),
+            always_track=tuple(str(p) for p in item.always_track or ()),
+        )
+
+    def save_url_tracking_rules(self, rules: UrlTrackingRules, updated_at: str) -> None:
+        models.UrlTrackingSettingsModel(
+            never_track=list(rules.never_track),
+            always_track=list(rules.always_track),
+            updated_at=updated_at,
+        ).save()
 
 
 _RETRYABLE = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})

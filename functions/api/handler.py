@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import auth, errors
-from functions.api.routes import deliveries, pages, recipients, tracking, workflow
+from functions.api.routes import audit, deliveries, pages, recipients, settings, tracking, workflow
+from functions.api.routes import tracking_check as tracking_checks
 from functions.shared.observability import logger, metrics
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -16,8 +17,11 @@ auth.install(app)
 app.include_router(pages.router)
 app.include_router(deliveries.router, prefix="/api/deliveries")
 app.include_router(tracking.router, prefix="/api/deliveries")
+app.include_router(tracking_checks.router, prefix="/api/deliveries")
 app.include_router(recipients.router, prefix="/api/recipients")
 app.include_router(workflow.router, prefix="/api/workflows")
+app.include_router(settings.router, prefix="/api/settings")
+app.include_router(audit.router, prefix="/api/audit")
 errors.register(app)
 
 

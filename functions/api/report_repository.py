@@ -220,7 +220,14 @@ class ReportRepository(Protocol):
 
 # --- DynamoDB ---------------------------------------------------------------------------------
 
-_SUMMARY_ATTRIBUTES = ["delivery_id", "sk", "label", "track_opens", "track_clicks"]  # PynamoDB wants a list
+_SUMMARY_ATTRIBUTES = [
+    "delivery_id",
+    "sk",
+    "label",
+    "track_opens",
+    "track_clicks",
+    "deleted_at",
+]  # PynamoDB wants a list
 
 
 def _int(value: Any) -> int:
@@ -250,6 +257,8 @@ class DynamoReportRepository:
             )
         except DoesNotExist:
             return None
+        if item.deleted_at:
+            return None
         content = None
         if with_content:
             content = DeliveryContent(
@@ -263,8 +272,8 @@ class DynamoReportRepository:
         keys = [(delivery_id, DELIVERY_SK) for delivery_id in sorted(set(delivery_ids))]
         if not keys:
             return {}
-        items = DeliveryModel.batch_get(keys, attributes_to_get=["delivery_id", "sk", "label"])
-        return {item.delivery_id: item.label for item in items}
+        items = DeliveryModel.batch_get(keys, attributes_to_get=["delivery_id", "sk", "label", "deleted_at"])
+        return {item.delivery_id: item.label for item in items if not item.deleted_at}
 
     def send_counts(self, delivery_id: str) -> SendCounts:
         try:

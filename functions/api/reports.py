@@ -395,19 +395,26 @@ def hot_clicks(delivery_id: str, repo: ReportRepository | None = None) -> HotCli
     content = parse_content(
         delivery.content.html, delivery.content.text, list(delivery.content.exclude_url_patterns)
     )
-    html = annotate_hot_clicks(content, _percent_by_link(urls, clicks, total))
+    html = annotate_hot_clicks(content, _percent_by_link(content.links(), urls, clicks, total))
     return HotClicks(links=links, html=html)
 
 
 def _percent_by_link(
-    urls: Iterable[TrackedUrl], clicks: Mapping[str, int], total: int
+    links: Sequence[LinkSpec], urls: Iterable[TrackedUrl], clicks: Mapping[str, int], total: int
 ) -> Callable[[LinkSpec], float | None]:
-    """A link in the message is its tracked URL when target, label and category all match."""
+    """A link in the message is the tracked URL numbered as it was at registration (first-seen order).
+
+    By position first: a URL relabelled, recategorised or given web-analytics parameters after
+    registration is still the same link of the message; else by target, label and category.
+    """
+    by_position = {link.key: str(number) for number, link in enumerate(links, start=1)}
     by_identity = {(url.url, url.label, url.category): url.url_id for url in urls}
 
     def percent_for(link: LinkSpec) -> float | None:
-        url_id = by_identity.get(link.key)
-        return None if url_id is None else rate(clicks[url_id], total)
+        url_id = by_position.get(link.key)
+        if url_id not in clicks:
+            url_id = by_identity.get(link.key)
+        return None if url_id is None or url_id not in clicks else rate(clicks[url_id], total)
 
     return percent_for
 

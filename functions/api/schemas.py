@@ -6,7 +6,7 @@ Requests forbid unknown fields so a misspelt option is a 422 naming it, never si
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,13 +17,22 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
+from functions.api.audit import AuditEntry, AuditPage
 from functions.api.deliveries import DeliveryDetails, DeliveryPage
-from functions.api.delivery_repository import DeliverySummary, FailureReport, TrackedUrl
+from functions.api.delivery_repository import (
+    DeliverySummary,
+    FailureReport,
+    TrackedUrl,
+    UrlTrackingRules,
+)
 from functions.api.rendering import Recipient, RenderedMessage
+from functions.api.url_options import MAX_PATTERNS, MAX_URL_PARAMETERS
 
 MAX_EXCLUDE_PATTERNS = 100
+Category = Literal["click", "opt_out", "mirror"]
 
 
 class _Request(BaseModel):
@@ -52,6 +61,44 @@ class CreateDelivery(_Request):
     exclude_url_patterns: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
         default_factory=list, max_length=MAX_EXCLUDE_PATTERNS
     )
+    url_parameters: dict[Annotated[str, Field(min_length=1, max_length=128)], StrictStr] = Field(
+        default_factory=dict,
+        max_length=MAX_URL_PARAMETERS,
+        description="appended to every tracked target's query (utm_source, ...); a parameter the link "
+        "already has wins",
+    )
+
+    @field_validator("url_parameters")
+    @classmethod
+    def _short_values(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(len(v) > 2000 for v in value.values()):
+            raise ValueError("a parameter value is at most 2000 characters")
+        return value
+
+
+class ChangeUrl(_Request):
+    """Any of the three; at least one."""
+
+    tracked: StrictBool | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=500)
+    category: Category | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ChangeUrl:
+        if self.tracked is None and self.label is None and self.category is None:
+            raise ValueError("give at least one of tracked, label, category")
+        return self
+
+
+Pattern = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class UrlTrackingRulesIn(_Request):
+    never_track: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    always_track: list[Pattern] = Field(default_factory=list, max_length=MAX_PATTERNS)
+
+    def to_rules(self) -> UrlTrackingRules:
+        return UrlTrackingRules(never_track=tuple(self.never_track), always_track=tuple(self.always_track))
 
 
 class RecipientIn(_Request):
@@ -110,6 +157,7 @@ class DeliveryOut(BaseModel):
     track_opens: bool
     track_clicks: bool
     created_at: str
+    url_parameters: dict[str, str] = Field(description="appended to every tracked target")
     urls: list[UrlOut]
 
     @classmethod
@@ -121,6 +169,7 @@ class DeliveryOut(BaseModel):
             track_opens=delivery.track_opens,
             track_clicks=delivery.track_clicks,
             created_at=delivery.created_at,
+            url_parameters=dict(delivery.url_parameters),
             urls=[UrlOut.of(url) for url in details.urls],
         )
 
@@ -193,3 +242,43 @@ class FailuresOut(BaseModel):
         return cls(
             failed=report.failed, already_failed=list(report.already_failed), unknown=list(report.unknown)
         )
+
+
+class UrlTrackingRulesOut(BaseModel):
+    never_track: list[str]
+    always_track: list[str]
+
+    @classmethod
+    def of(cls, rules: UrlTrackingRules) -> UrlTrackingRulesOut:
+        return cls(never_track=list(rules.never_track), always_track=list(rules.always_track))
+
+
+class AuditEntryOut(BaseModel):
+    id: str = Field(description="sorts by time")
+    at: str
+    actor: str = Field(description="the name of the API token that made the change")
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            before=dict(entry.before) if entry.before is not None else None,
+            after=dict(entry.after) if entry.after is not None else None,
+        )
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: AuditPage) -> AuditPageOut:
+        return cls(items=[AuditEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)

@@ -267,9 +267,13 @@ def consolidate(
         key: tuple(item.path or ()) for key, item in loaded.items() if isinstance(item, RecipientStateModel)
     }
     breakdowns: dict[str, dict[str, Any]] = {}
+    # A deleted delivery's URLs are marked gone: none of its events (opens included) counts any more.
+    deleted = {delivery_id for (delivery_id, _), url in urls.items() if url is not None and url.deleted_at}
     for event in sorted(events, key=lambda e: e.sk):
         url = urls.get((event.delivery_id, event.url_id)) if event.url_id else None
         log = _log(event, url, log_ttl_days)
+        if event.delivery_id in deleted:
+            log.counted = False
         outcome.items.append(log)
         outcome.events += 1
         if not log.counted:

@@ -20,6 +20,10 @@ _NOT_FOUND_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>Link not found</title></head>"
     "<body><p>This link is not valid or has expired.</p></body></html>"
 )
+_GONE_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>Message no longer available</title></head>"
+    "<body><p>This message is no longer available.</p></body></html>"
+)
 _NO_STORE = "no-store, no-cache, must-revalidate, private"
 
 _targets: tracking.Targets | None = None
@@ -81,15 +85,16 @@ def _respond(answer: tracking.Answer) -> dict[str, Any]:
             "body": _GIF,
             "isBase64Encoded": True,
         }
+    gone = answer.status == 410  # a deleted delivery's link: a neutral page, not an error
     return {
-        "statusCode": 404,
+        "statusCode": 200 if gone else 404,
         "headers": {
             "Content-Type": "text/html; charset=utf-8",
             "Cache-Control": _NO_STORE,
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
         },
-        "body": _NOT_FOUND_PAGE,
+        "body": _GONE_PAGE if gone else _NOT_FOUND_PAGE,
     }
 
 

@@ -37,12 +37,12 @@ class DynamoTargets:
         found = self._client.get_item(
             TableName=self._table,
             Key={"delivery_id": {"S": delivery_id}, "url_id": {"S": url_id}},
-            ProjectionExpression="#u",
+            ProjectionExpression="#u, deleted_at",
             ExpressionAttributeNames={"#u": "url"},
         ).get("Item")
         if not found:
             return None
-        return Target(url=found["url"]["S"])
+        return Target(url=found["url"]["S"], gone="deleted_at" in found)
 
 
 class FallbackQueue:

@@ -37,11 +37,12 @@ class Hit:
 @dataclass(frozen=True)
 class Target:
     url: str  # with {{ field }} placeholders
+    gone: bool = False  # its delivery was deleted: the link answers a neutral page
 
 
 @dataclass(frozen=True)
 class Answer:
-    status: int  # 302, 200 (pixel) or 404
+    status: int  # 302, 200 (pixel), 404, or 410 (a deleted delivery's link: a neutral page)
     location: str | None = None
     set_person: str | None = None  # a new person id to set as cookie
 
@@ -110,6 +111,8 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
         location = _location(claims, targets)
         if location is None:
             return Answer(404)
+        if location is _GONE:
+            return Answer(410)  # nothing recorded: a deleted delivery counts nothing
         if person is None:
             person = new_person = ids.person_id()
     if hit.record:
@@ -130,9 +133,14 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
     return Answer(302 if location else 200, location=location, set_person=new_person)
 
 
+_GONE = "gone"
+
+
 def _location(claims: LinkClaims, targets: Targets) -> str | None:
     assert claims.url_id is not None  # click tokens always name a URL (tokens._claims)
     target = targets.target(claims.delivery_id, claims.url_id)
     if target is None:
         return None
+    if target.gone:
+        return _GONE
     return substitute_fields(target.url, claims.fields)

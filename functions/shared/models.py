@@ -76,6 +76,9 @@ class DeliveryModel(_Model):
     track_clicks = BooleanAttribute(default=True)
     exclude_url_patterns = ListAttribute[Any](of=UnicodeAttribute, default=list)
     url_count = NumberAttribute(default=0)  # shown by the listing, which reads the index only
+    # Set when the delivery is deleted; ``kind`` is removed then, which takes it off the listing index.
+    deleted_at = UnicodeAttribute(null=True)
+    url_parameters = MapAttribute[str, Any](null=True)  # appended to every tracked target at registration
 
     by_created = ByCreated()
 
@@ -107,6 +110,23 @@ class SendCountsModel(_Model):
     domains = MapAttribute[str, Any](default=dict)  # email domain -> messages sent
 
 
+SETTINGS_PK = "#settings"  # no delivery id starts with "#"; the item has no ``kind``, so no listing shows it
+URL_TRACKING_SK = "url-tracking"
+
+
+class UrlTrackingSettingsModel(_Model):
+    """Account-wide URL tracking rules, applied when a delivery is registered (one item)."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True, default=SETTINGS_PK)
+    sk = UnicodeAttribute(range_key=True, default=URL_TRACKING_SK)
+    never_track = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    always_track = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    updated_at = UnicodeAttribute(null=True)
+
+
 # --- tracked URLs table -----------------------------------------------------------------------
 
 
@@ -121,6 +141,8 @@ class TrackedUrlModel(_Model):
     category = UnicodeAttribute()  # click, opt_out, mirror
     tracked = BooleanAttribute(default=True)
     fields = ListAttribute[Any](of=UnicodeAttribute, default=list)  # placeholders the target uses
+    # Set when its delivery is deleted: the redirect answers a neutral page, the workflow counts nothing.
+    deleted_at = UnicodeAttribute(null=True)
 
 
 # --- raw events table -------------------------------------------------------------------------
@@ -343,6 +365,25 @@ class ErasureModel(_Model):
     states_deleted = NumberAttribute(default=0)
 
 
+AUDIT_PK = "audit"
+
+
+class AuditModel(_Model):
+    """One change made through the report API: who (the API token's name), what, when, before/after."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=AUDIT_PK)
+    sk = UnicodeAttribute(range_key=True)  # "<time to the microsecond>Z-<random>": sorts by time
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    before = UnicodeAttribute(null=True)  # JSON
+    after = UnicodeAttribute(null=True)  # JSON
+
+
 ALL_MODELS: tuple[type[_Model], ...] = (
     DeliveryModel,
     MessageModel,
@@ -359,6 +400,8 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     RunModel,
     WorkflowStateModel,
     ErasureModel,
+    UrlTrackingSettingsModel,
+    AuditModel,
 )
 
 

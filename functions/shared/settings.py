@@ -139,12 +139,65 @@ def signing_secrets() -> tuple[str, tuple[PreviousKey, ...]]:
     return current, previous
 
 
+DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name, not a secret
+
+
+def _named_tokens(raw: str, source: str) -> dict[str, str]:
+    """``{"name": "token"}`` (JSON) or ``name:token,name2:token2``: name -> token."""
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(f"{source} is not a JSON object of name: token") from exc
+        if not isinstance(document, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in document.items()
+        ):
+            raise SettingsError(f"{source} must map token names to tokens, both strings")
+        pairs = list(document.items())
+    else:
+        pairs = []
+        for entry in (e.strip() for e in text.split(",") if e.strip()):
+            name, sep, token = entry.partition(":")
+            if not sep:
+                raise SettingsError(f"{source}: {entry!r} is not name:token")
+            pairs.append((name.strip(), token.strip()))
+    for name, token in pairs:
+        if not name or not token:
+            raise SettingsError(f"{source}: every token needs a name and a value")
+    return dict(pairs)
+
+
+@cache
+def api_tokens() -> dict[str, str]:
+    """Every accepted API token -> its name (what the audit trail calls whoever used it).
+
+    ``MSGTRACK_API_TOKEN`` (or a plain-string secret) is named ``default``; ``MSGTRACK_API_TOKENS``
+    (or a secret holding a JSON object) adds named ones.
+    """
+    by_name: dict[str, str] = {}
+    secret = _secret("MSGTRACK_API_TOKEN_SECRET_ARN")
+    if secret is not None and secret.strip().startswith("{"):
+        by_name.update(_named_tokens(secret, "the API token secret"))
+    elif secret:
+        by_name[DEFAULT_TOKEN_NAME] = secret
+    elif os.environ.get("MSGTRACK_API_TOKEN"):
+        by_name[DEFAULT_TOKEN_NAME] = os.environ["MSGTRACK_API_TOKEN"]
+    if os.environ.get("MSGTRACK_API_TOKENS"):
+        by_name.update(_named_tokens(os.environ["MSGTRACK_API_TOKENS"], "MSGTRACK_API_TOKENS"))
+    if not by_name:
+        raise SettingsError(
+            "no API token: set MSGTRACK_API_TOKEN, MSGTRACK_API_TOKENS or MSGTRACK_API_TOKEN_SECRET_ARN"
+        )
+    return {token: name for name, token in by_name.items()}
+
+
 @cache
 def api_token() -> str:
-    token = _secret("MSGTRACK_API_TOKEN_SECRET_ARN") or os.environ.get("MSGTRACK_API_TOKEN")
-    if not token:
-        raise SettingsError("no API token: set MSGTRACK_API_TOKEN or MSGTRACK_API_TOKEN_SECRET_ARN")
-    return token
+    """The ``default`` API token, else the first named one."""
+    tokens = api_tokens()
+    named = {name: token for token, name in tokens.items()}
+    return named.get(DEFAULT_TOKEN_NAME) or next(iter(tokens))
 
 
 def reset_caches() -> None:
@@ -152,3 +205,4 @@ def reset_caches() -> None:
     settings.cache_clear()
     signing_secrets.cache_clear()
     api_token.cache_clear()
+    api_tokens.cache_clear()

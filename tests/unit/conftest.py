@@ -20,3 +20,15 @@ def _block_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     yield
+
+
+@pytest.fixture(autouse=True)
+def audit_trail() -> Iterator[object]:
+    """Changes made through the API are audited: in memory here (tests/fakes_audit.py)."""
+    from functions.api import audit
+    from tests.fakes_audit import FakeAuditTrail
+
+    trail = FakeAuditTrail()
+    audit.use(trail)
+    yield trail
+    audit.use(None)

@@ -34,10 +34,13 @@ function search(params) {
 
 const id = (value) => encodeURIComponent(value);
 
-async function send(path, { method = "GET", params, bearer } = {}) {
+async function send(path, { method = "GET", params, bearer, body } = {}) {
+  const headers = { Authorization: `Bearer ${bearer ?? token.get() ?? ""}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path + search(params), {
     method,
-    headers: { Authorization: `Bearer ${bearer ?? token.get() ?? ""}` },
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
   });
   if (!response.ok) {
@@ -75,4 +78,9 @@ export const api = {
     send(`/api/recipients/${id(recipientId)}/tracking`, { params: { ...params, format: "csv" } }),
   workflow: (params) => json("/api/workflows/tracking", { params }),
   startRun: () => json("/api/workflows/tracking/runs", { method: "POST" }),
+  testTracking: (deliveryId) => json(tab(deliveryId, "test"), { method: "POST" }),
+  changeUrl: (deliveryId, urlId, changes) =>
+    json(`/api/deliveries/${id(deliveryId)}/urls/${id(urlId)}`, { method: "PATCH", body: changes }),
+  deleteDelivery: (deliveryId) => send(`/api/deliveries/${id(deliveryId)}`, { method: "DELETE" }),
+  audit: (params) => json("/api/audit", { params }),
 };

@@ -1,6 +1,7 @@
 // The msgtrack dashboard: signs in with the API token once, then routes between its pages.
 
 import { api, onUnauthorized, token } from "./api.js";
+import { auditView } from "./audit.js";
 import { deliveriesView } from "./deliveries.js";
 import { deliveryView } from "./delivery.js";
 import { h } from "./dom.js";
@@ -17,6 +18,7 @@ const ROUTES = [
   [/^#\/recipients\/?$/, "recipients", (view) => recipientView(view, null)],
   [/^#\/recipients\/(.+)$/, "recipients", (view, match) => recipientView(view, decode(match[1]))],
   [/^#\/workflow\/?$/, "workflow", (view) => workflowView(view)],
+  [/^#\/audit\/?$/, "audit", (view) => auditView(view)],
 ];
 
 function decode(part) {

@@ -18,10 +18,12 @@ import {
   when,
 } from "./dom.js";
 import { LOG_TYPES, logBrowser } from "./logtable.js";
+import { trackingTestPanel } from "./trackingtest.js";
 
 const TABS = [
   ["overview", "Overview"],
   ["urls", "URLs & click streams"],
+  ["links", "Link settings"],
   ["hot-clicks", "Hot clicks"],
   ["logs", "Tracking logs"],
 ];
@@ -63,7 +65,14 @@ export function deliveryView(view, deliveryId, tabName) {
   const subtitle = h("p", { class: "muted small" }, h("span", { class: "mono" }, deliveryId));
   const content = h("div", {}, loading());
   view.replaceChildren(
-    h("div", { class: "page-head" }, h("p", { class: "small" }, h("a", { href: "#/deliveries" }, "← Deliveries")), title, subtitle),
+    h(
+      "div",
+      { class: "page-head" },
+      h("p", { class: "small" }, h("a", { href: "#/deliveries" }, "← Deliveries")),
+      title,
+      subtitle,
+      deleteControl(deliveryId),
+    ),
     h(
       "nav",
       { class: "tabs", "aria-label": "Tracking tab" },
@@ -84,7 +93,7 @@ export function deliveryView(view, deliveryId, tabName) {
       );
     })
     .catch((error) => content.replaceChildren(failure(error)));
-  const render = { overview, urls: urlsTab, "hot-clicks": hotClicks, logs }[current];
+  const render = { overview, urls: urlsTab, links: linkSettings, "hot-clicks": hotClicks, logs }[current];
   render(content, deliveryId, delivery).catch((error) => content.replaceChildren(failure(error)));
 }
 
@@ -129,6 +138,7 @@ async function overview(content, deliveryId) {
   content.replaceChildren(
     h("div", { class: "cards headline" }, HEADLINE.map((field) => card(field, stats))),
     h("div", { class: "cards" }, DETAILS.map((field) => card(field, stats))),
+    trackingTestPanel(deliveryId),
     h(
       "section",
       { class: "panel" },
@@ -416,4 +426,89 @@ async function logs(content, deliveryId, delivery) {
       }),
     ),
   );
+}
+
+// --- deleting the delivery -------------------------------------------------------------------------
+
+function deleteControl(deliveryId) {
+  // Confirmed in the page, not with window.confirm: the dashboard opens no dialog.
+  const ask = h("button", { type: "button", class: "quiet danger", dataset: { action: "delete" } }, "Delete delivery…");
+  const confirmDelete = h("button", { type: "button", class: "danger", dataset: { action: "confirm-delete" } }, "Delete it");
+  const cancel = h("button", { type: "button", class: "quiet" }, "Keep it");
+  const said = h("div", { role: "alert" });
+  const question = h(
+    "div",
+    { class: "confirm", hidden: true },
+    h("p", {}, "Delete this delivery? Its reports go away, and links already sent will show a neutral page."),
+    confirmDelete,
+    cancel,
+  );
+  ask.addEventListener("click", () => {
+    question.hidden = false;
+    ask.hidden = true;
+  });
+  cancel.addEventListener("click", () => {
+    question.hidden = true;
+    ask.hidden = false;
+  });
+  confirmDelete.addEventListener("click", async () => {
+    confirmDelete.disabled = true;
+    try {
+      await api.deleteDelivery(deliveryId);
+      location.hash = "#/deliveries";
+    } catch (error) {
+      said.replaceChildren(failure(error));
+      confirmDelete.disabled = false;
+    }
+  });
+  return h("div", { class: "delete-delivery" }, ask, question, said);
+}
+
+// --- link settings: tracked, label, category of each URL ---------------------------------------------
+
+async function linkSettings(content, deliveryId, delivery) {
+  const found = await delivery;
+  const columns = [{ title: "#" }, { title: "Target", class: "url" }, { title: "Label" }, { title: "Category" }, { title: "Tracked" }, { title: "" }];
+  const rows = found.urls.map((url) => linkRow(deliveryId, url));
+  content.replaceChildren(
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", {}, "Link settings"),
+      h(
+        "p",
+        { class: "muted small" },
+        "A link turned off keeps redirecting in messages already sent, but its later clicks are not counted. Labels and categories show in the reports.",
+      ),
+      table(columns, rows, { empty: "This delivery has no links." }),
+    ),
+  );
+}
+
+function linkRow(deliveryId, url) {
+  const label = h("input", { type: "text", name: "label", value: url.label, maxlength: 500, "aria-label": `Label of link ${url.id}` });
+  const category = h(
+    "select",
+    { name: "category", "aria-label": `Category of link ${url.id}` },
+    Object.entries(CATEGORY).map(([value, text]) => h("option", { value, selected: value === url.category }, text)),
+  );
+  const tracked = h("input", { type: "checkbox", name: "tracked", checked: url.tracked, "aria-label": `Track link ${url.id}` });
+  const save = h("button", { type: "button", dataset: { action: "save-link" } }, "Save");
+  const status = h("span", { class: "small", role: "status" });
+  save.addEventListener("click", async () => {
+    save.disabled = true;
+    status.replaceChildren();
+    try {
+      const saved = await api.changeUrl(deliveryId, url.id, { label: label.value.trim(), category: category.value, tracked: tracked.checked });
+      label.value = saved.label;
+      category.value = saved.category;
+      tracked.checked = saved.tracked;
+      status.textContent = "Saved";
+    } catch (error) {
+      status.replaceChildren(failure(error));
+    } finally {
+      save.disabled = false;
+    }
+  });
+  return [h("span", { class: "mono" }, url.id), externalLink(url.url), label, category, tracked, h("span", {}, save, " ", status)];
 }

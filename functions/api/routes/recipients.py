@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from functions.api import erasures, reports
+from functions.api import audit, erasures, reports
+from functions.api.auth import current_actor
 from functions.api.erasures import ErasureRequested
 from functions.api.report_schemas import (
     LOG_COLUMNS,
@@ -61,4 +62,6 @@ def erase(recipient_id: str) -> Response[ErasureRequested]:
 
     Answered at once (202); the tracking workflow, started now, carries the erasure out.
     """
-    return Response(202, content_types.APPLICATION_JSON, erasures.request_erasure(recipient_id))
+    requested = erasures.request_erasure(recipient_id)
+    audit.record("erasure_requested", f"recipient/{recipient_id}", actor=current_actor())
+    return Response(202, content_types.APPLICATION_JSON, requested)

@@ -9,7 +9,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from functions.api import reports
+from functions.api import audit, reports
+from functions.api.auth import current_actor
 from functions.api.report_schemas import RunStarted, WorkflowStatus
 
 router = Router()
@@ -30,4 +31,6 @@ def status(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> WorkflowStatus:
     },
 )
 def start_run() -> Response[RunStarted]:
-    return Response(HTTPStatus.ACCEPTED, content_types.APPLICATION_JSON, reports.start_run())
+    started = reports.start_run()
+    audit.record("workflow_run_requested", f"workflow/tracking/runs/{started.id}", actor=current_actor())
+    return Response(HTTPStatus.ACCEPTED, content_types.APPLICATION_JSON, started)

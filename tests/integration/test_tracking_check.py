@@ -1,0 +1,135 @@
+"""POST /api/deliveries/{id}/tracking/test on moto: the API's logic, the redirect handler and the workflow.
+
+The links of the proof are followed through the redirect function's handler (what the HTTP API would
+invoke), the workflow through a launcher that runs the consolidation handler, as the local stack does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from functions.api import handler as api_handler
+from functions.api import launcher, tracking_check
+from functions.consolidate import handler as consolidate_handler
+from functions.redirect import handler as redirect_handler
+from tests.apigw import FakeContext, http_event, json_body
+
+HTML = (
+    '<p><a href="https://shop.example/sale?who={{ first_name }}">Sale</a> '
+    '<a href="https://shop.example/news" data-track="mirror">Mirror</a> '
+    '<a href="https://shop.example/bye" data-track="optout">Unsubscribe</a></p>'
+)
+
+
+class InlineLauncher:
+    """Runs the tracking workflow at once, in this thread."""
+
+    def launch(self, run_id: str) -> None:
+        consolidate_handler.lambda_handler({"run_id": run_id, "trigger": "api"}, FakeContext())
+
+
+class NoLauncher:
+    def launch(self, run_id: str) -> None:
+        pass
+
+
+def through_redirect_function(url: str) -> tracking_check.Hop:
+    """Follow a tracking link as API Gateway would hand it to the redirect function."""
+    answer = redirect_handler.lambda_handler(http_event("GET", urlsplit(url).path, token=None), FakeContext())
+    headers = {k.lower(): v for k, v in answer.get("headers", {}).items()}
+    return tracking_check.Hop(answer["statusCode"], headers.get("location"), headers.get("content-type"))
+
+
+@pytest.fixture
+def api_with_stack(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(redirect_handler, "_targets", None)
+    monkeypatch.setattr(redirect_handler, "_sink", None)
+    monkeypatch.setattr(
+        tracking_check.InProcessStack, "follow", lambda self, url: through_redirect_function(url)
+    )
+    launcher.configure(InlineLauncher())
+    yield
+    launcher.configure(None)
+
+
+def call(method: str, path: str, body: Any = None) -> dict[str, Any]:
+    return api_handler.lambda_handler(http_event(method, path, body=body), FakeContext())
+
+
+def register() -> dict[str, Any]:
+    answer = call("POST", "/api/deliveries", {"label": "Spring sale", "html": HTML})
+    assert answer["statusCode"] == 201, answer["body"]
+    return dict(json_body(answer))
+
+
+def test_every_link_and_the_pixel_pass_and_nothing_is_counted(api_with_stack: None) -> None:
+    # Given a delivery with a personalized click link, a mirror link, an opt-out link and the pixel
+    delivery = register()
+
+    # When its tracking is tested
+    answer = call("POST", f"/api/deliveries/{delivery['id']}/tracking/test")
+
+    # Then every link and the pixel pass, and the proof hits were logged but not counted
+    assert answer["statusCode"] == 200, answer["body"]
+    result = json_body(answer)
+    assert result["passed"] is True, result
+    assert [link["url_id"] for link in result["links"]] == ["1", "2", "3", None]
+    assert "https://shop.example/sale?who=msgtrack-test" in result["links"][0]["detail"]
+    assert result["recipient_id"].startswith("test-")
+    stats = json_body(call("GET", f"/api/deliveries/{delivery['id']}/tracking/statistics"))
+    assert (stats["total_clicks"], stats["total_opens"], stats["opt_outs"]) == (0, 0, 0)
+    logs = json_body(call("GET", f"/api/deliveries/{delivery['id']}/tracking/logs"))["items"]
+    assert len(logs) == 4 and all(log["proof"] for log in logs)
+
+
+def test_a_target_changed_behind_the_deliverys_back_fails_that_link_only(
+    api_with_stack: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a delivery whose redirect for link 2 lands elsewhere than the delivery lists
+    delivery = register()
+    original = redirect_handler.lambda_handler
+
+    def tampered(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        answer = original(event, context)
+        if answer.get("headers", {}).get("Location") == "https://shop.example/news":
+            answer["headers"]["Location"] = "https://evil.example/news"
+        return answer
+
+    monkeypatch.setattr(redirect_handler, "lambda_handler", tampered)
+
+    # When its tracking is tested
+    result = json_body(call("POST", f"/api/deliveries/{delivery['id']}/tracking/test"))
+
+    # Then link 2 fails with where it went, the others pass
+    assert result["passed"] is False
+    by_url = {link["url_id"]: link for link in result["links"]}
+    assert by_url["2"]["passed"] is False
+    assert "https://evil.example/news" in by_url["2"]["detail"]
+    assert all(by_url[key]["passed"] for key in ("1", "3", None))
+
+
+def test_a_workflow_that_never_runs_fails_every_link(
+    api_with_stack: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack whose tracking workflow never starts
+    delivery = register()
+    launcher.configure(NoLauncher())
+    monkeypatch.setattr(tracking_check, "API_RUN_TIMEOUT_SECONDS", 0.5)
+
+    # When its tracking is tested
+    result = json_body(call("POST", f"/api/deliveries/{delivery['id']}/tracking/test"))
+
+    # Then the redirects landed, but no link passes since nothing was consolidated
+    assert result["passed"] is False
+    assert [link["passed"] for link in result["links"]] == [False] * 4
+    assert all("did not finish" in link["detail"] for link in result["links"])
+
+
+def test_an_unknown_delivery_is_a_404(api_with_stack: None) -> None:
+    answer = call("POST", "/api/deliveries/nope/tracking/test")
+    assert answer["statusCode"] == 404
+    assert json_body(answer)["error"] == "not_found"
