@@ -51,5 +51,10 @@ reliability: $(STAMP)
 	MSGTRACK_RELIABILITY_OUT=$(RELIABILITY_LOG) $(BIN)/pytest -q tests/unit tests/integration tests/e2e
 	MSGTRACK_RELIABILITY_OUT=$(RELIABILITY_LOG) $(BIN)/python -m tests.reliability
 
+# BENCHMARKS.md, rewritten from every figure (bench/run.py); pytracking is the peer, installed here only.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check 'pytracking[html]==0.2.2'
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

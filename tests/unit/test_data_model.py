@@ -48,3 +48,14 @@ def test_table_names_follow_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("MSGTRACK_RAW_EVENTS_TABLE", "explicit-raw")
     assert tables.DELIVERIES.table_name == "stage-deliveries"
     assert tables.RAW_EVENTS.table_name == "explicit-raw"
+
+
+def test_random_ids_use_the_whole_alphabet_at_the_asked_length() -> None:
+    from functions.shared import ids
+
+    drawn = [ids.random_id(16) for _ in range(2000)]
+    assert all(len(i) == 16 for i in drawn)
+    assert len(set(drawn)) == 2000
+    seen = set("".join(drawn))
+    assert seen == set("0123456789abcdefghjkmnpqrstvwxyz")
+    assert ids.delivery_id().startswith("d") and len(ids.delivery_id()) == 12
