@@ -15,7 +15,7 @@ from typing import Protocol
 from functions.shared import ids
 from functions.shared.errors import InvalidToken
 from functions.shared.raw_events import RawEvent
-from functions.shared.tokens import LinkClaims, Signer
+from functions.shared.tokens import Signer
 from functions.shared.urls import substitute_fields
 
 PERSON_COOKIE = "mtpid"
@@ -85,8 +85,9 @@ def truncate_ip(address: str | None) -> str | None:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return None
-    prefix = 24 if parsed.version == 4 else 48
-    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+    # Mask the host bits off the address itself: no network object per click.
+    host_bits = 8 if parsed.version == 4 else 80
+    return str(type(parsed)(int(parsed) >> host_bits << host_bits))
 
 
 def _valid_person(cookie: str | None) -> str | None:
@@ -108,11 +109,13 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
     person = _valid_person(hit.person_cookie)
     new_person = None
     if hit.kind == "click":
-        location = _location(claims, targets)
-        if location is None:
+        assert claims.url_id is not None  # click tokens always name a URL (tokens._claims)
+        target = targets.target(claims.delivery_id, claims.url_id)
+        if target is None:
             return Answer(404)
-        if location is _GONE:
+        if target.gone:
             return Answer(410)  # nothing recorded: a deleted delivery counts nothing
+        location = substitute_fields(target.url, claims.fields)
         if person is None:
             person = new_person = ids.person_id()
     if hit.record:
@@ -131,16 +134,3 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
             )
         )
     return Answer(302 if location else 200, location=location, set_person=new_person)
-
-
-_GONE = "gone"
-
-
-def _location(claims: LinkClaims, targets: Targets) -> str | None:
-    assert claims.url_id is not None  # click tokens always name a URL (tokens._claims)
-    target = targets.target(claims.delivery_id, claims.url_id)
-    if target is None:
-        return None
-    if target.gone:
-        return _GONE
-    return substitute_fields(target.url, claims.fields)

@@ -8,12 +8,8 @@ Without ``/usr/bin/chromium`` every test here is skipped (``.ci/run`` installs i
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,9 +20,9 @@ from typing import IO, Any
 import pytest
 import requests
 
-from tests.apigw import API_TOKEN, SIGNING_KEY
+from tests.apigw import API_TOKEN
+from tests.serve import REPO, environment, free_port, serve_command, stop
 
-REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -67,26 +63,6 @@ class Stack:
         return answer.json()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _command(port: int) -> list[str]:
-    script = REPO / ".venv" / "bin" / "msgtrack"
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "local.cli"]
-    return [*entry, "serve", "--port", str(port), "--schedule", "rate(1 day)"]  # the demo is the default
-
-
-def _environment() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
-    env.update(
-        {"MSGTRACK_API_TOKEN": API_TOKEN, "MSGTRACK_SIGNING_KEY": SIGNING_KEY, "PYTHONUNBUFFERED": "1"}
-    )
-    return env
-
-
 def _wait_for_demo(process: subprocess.Popen[bytes], stdout: IO[bytes], stderr: IO[bytes]) -> str:
     """The banner and demo output once the stack says ``ready.``; fails the session otherwise."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -106,22 +82,14 @@ def _wait_for_demo(process: subprocess.Popen[bytes], stdout: IO[bytes], stderr: 
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """``msgtrack serve`` with its demo: the newsletter and the follow-up it prints."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(_command(port), cwd=REPO, env=_environment(), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            serve_command(port, demo=True), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
+        )
         try:
             output = _wait_for_demo(process, stdout, stderr)
             newsletter = re.search(r"^\s+newsletter\s+(\S+)", output, re.MULTILINE)
@@ -132,7 +100,7 @@ def stack() -> Iterator[Stack]:
                 api.headers["Authorization"] = f"Bearer {API_TOKEN}"
                 yield Stack(f"http://127.0.0.1:{port}", API_TOKEN, newsletter[1], follow_up[1], api)
         finally:
-            _stop(process)
+            stop(process)
 
 
 @pytest.fixture(scope="session")

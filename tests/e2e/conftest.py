@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.apigw import API_TOKEN, SIGNING_KEY
+from tests.apigw import API_TOKEN
+from tests.serve import REPO, environment, free_port, serve_command, stop
 
-REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _command(port: int) -> list[str]:
-    script = REPO / ".venv" / "bin" / "msgtrack"
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "local.cli"]
-    return [*entry, "serve", "--no-demo", "--port", str(port), "--schedule", "rate(1 day)"]
-
-
-def _environment() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
-    env.update(
-        {"MSGTRACK_API_TOKEN": API_TOKEN, "MSGTRACK_SIGNING_KEY": SIGNING_KEY, "PYTHONUNBUFFERED": "1"}
-    )
-    return env
 
 
 def _wait_for_health(base_url: str, process: subprocess.Popen[bytes]) -> str | None:
@@ -60,16 +35,6 @@ def _wait_for_health(base_url: str, process: subprocess.Popen[bytes]) -> str | N
     return f"/health did not answer 200 within {START_TIMEOUT_SECONDS:.0f} s (last: {last})"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def stack_url() -> Iterator[str]:
     """Base URL of a fresh local stack (no demo data, workflow only on demand), stopped afterwards."""
@@ -80,20 +45,22 @@ def stack_url() -> Iterator[str]:
 @contextlib.contextmanager
 def local_stack() -> Iterator[str]:
     """Start `msgtrack serve` on a free port; its base URL while it runs."""
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(_command(port), cwd=REPO, env=_environment(), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            serve_command(port, demo=False), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
+        )
         try:
             problem = _wait_for_health(base_url, process)
             if problem is not None:
-                _stop(process)
+                stop(process)
                 stderr.seek(0)
                 output = stderr.read().decode("utf-8", "replace")
                 pytest.fail(f"the local stack did not start: {problem}\n--- stderr ---\n{output[-8000:]}")
             yield base_url
         finally:
-            _stop(process)
+            stop(process)
 
 
 @pytest.fixture(scope="session")
