@@ -301,46 +301,42 @@ def projections(workflow: dict[str, Any]) -> dict[str, float]:
 
 
 def _workflow_note(workflow: dict[str, Any], wcu: float, once_per_run: bool) -> str:
+    from functions.consolidate.workflow import MAX_CARRIED_ITEMS, MAX_PENDING_BYTES
+
     projected = projections(workflow)
     logs, indicators, state = projected["logs"], projected["indicators"], projected["state"]
-    carried, without_index = projected["carried"], projected["without_index"]
-    batches = workflow["indicator_writes"].get("stats", (1, 1))[1]
+    without_index = projected["without_index"]
+    flushes = workflow["indicator_writes"].get("stats", (1, 1))[
+        1
+    ]  # one delivery: its stats item, once a flush
     verdict = "meet" if wcu <= WCU_TARGET else "miss"
     return (
         f"**Write units {verdict} the target ({wcu:.2f} per event).** Tracking logs take {logs:.2f} per event: "
         "each log is written to the table and again to the `by_recipient` index, and an index entry costs at "
         "least one unit however few attributes it projects. Indicator items take "
-        f"{indicators:.2f}, the workflow's own state {state:.2f} (every batch saves its writes compressed in "
-        "the state item, and the update that removes them is billed at the size before, so each batch pays "
-        "for its pending batch twice). "
+        f"{indicators:.2f}: the run reads the 16 shards in rounds, carries the indicator items in memory "
+        "between batches and writes each once per *flush* (at the end of the run, or when what it carries "
+        f"nears {MAX_CARRIED_ITEMS:,} items or a {MAX_PENDING_BYTES // 1000} KB pending batch; {flushes} flush{'es' if flushes != 1 else ''} in this "
+        f"run). The workflow's own state takes {state:.2f} (each flush saves the changed indicator items "
+        "compressed in the state item, not the tracking logs, which are put as each batch is computed; the "
+        "update that removes them is billed at the size before)"
         + (
-            ""
+            ". "
             if once_per_run
-            else "Indicator items are written once per *batch* (up to 100 events of one shard), not once per "
-            f"run: the `stats` item {batches} times in this run, each recipient's `r#` item once per batch "
-            "it appears in. "
+            else f"; some indicator items were written more than once, once per flush ({flushes} flushes). "
         )
-        + f"Written once per run instead, the same indicator items would cost {carried:.2f} per event, so "
-        f"the run would need {logs + carried + state:.2f}"
         + (
-            f": that alone does not reach {WCU_TARGET}, because the index copy of every log already costs 1. "
-            if logs + carried + state > WCU_TARGET
-            else ". "
+            f"That does not reach {WCU_TARGET}, because the index copy of every log already costs 1. "
+            if wcu > WCU_TARGET
+            else ""
         )
-        + "**What would close it:** (1) in "
-        "`functions/consolidate/workflow.py`, read a batch across all 16 shards (one pending batch, one "
-        "conditional update moving every checkpoint) and keep the indicator items of the run in memory "
-        "between batches, writing each once at the end of the run or when the carried set grows past a bound "
-        "(the pending batch of that write stays the recovery point); (2) drop the `by_recipient` index of `tables.TRACKING_LOGS` and serve the "
+        + "**What would close it:** drop the `by_recipient` index of `tables.TRACKING_LOGS` and serve the "
         "recipient tab from the `r#` items instead: give the indicators table a sparse index on "
         "`recipient_id` (only `r#` items carry it), keep the recipient's log keys in the `r#` item (it already "
         "keeps the click path) and BatchGetItem the logs of a page; fold the `p#` person items into a set on "
-        f"`r#`. With (1) and (2) this run would need about {without_index:.2f} write units per event "
+        f"`r#`. This run would then need about {without_index:.2f} write units per event "
         "(logs once, each `r#` item once plus its index entry, no `p#` items)"
-        + (" — under the target" if without_index <= WCU_TARGET else "")
-        + "; (3) keep "
-        "only the keys of the tracking logs in the pending batch and rebuild them from the raw events on "
-        "replay, so the pending batch shrinks to a few KB."
+        + (" — under the target." if without_index <= WCU_TARGET else ".")
     )
 
 

@@ -195,6 +195,8 @@ def paper_figure(run: dict[str, Any], memory_mb: int, margin_s: float) -> dict[s
 
 
 def _growth_note(growth: dict[str, float], memory_runs: list[dict[str, Any]]) -> str:
+    from functions.consolidate.workflow import MAX_CARRIED_ITEMS, MAX_PENDING_BYTES
+
     largest = memory_runs[-1].get("largest_items", {})
     sizes = ", ".join(
         f"`{kind}` {size / 1024:.1f} KB"
@@ -215,9 +217,10 @@ def _growth_note(growth: dict[str, float], memory_runs: list[dict[str, Any]]) ->
         f"events on moto and {times(growth['memory'])} from {MEMORY_SIZES[0]:,} to {MEMORY_SIZES[-1]:,} in memory "
         f"({steps}): {verdict}. Each batch reads and writes only the items its events touch; what grows is the size of the "
         "delivery-level items every batch touches, until their caps (click streams keep at most "
-        f"1,000 paths). The biggest items at {MEMORY_SIZES[-1]:,} events: {sizes}. Every batch serializes them "
-        "again for its pending copy (and, against DynamoDB, for its put, and parses them back when it reads "
-        "them), which figure 3's change (1), items carried across batches and written once per run, removes."
+        f"1,000 paths). The biggest items at {MEMORY_SIZES[-1]:,} events: {sizes}. The run carries the indicator "
+        "items across batches and serializes them for a pending batch and a put once per flush (when what it "
+        f"carries nears {MAX_CARRIED_ITEMS:,} items or a {MAX_PENDING_BYTES // 1000} KB pending batch), not once "
+        "per batch."
     )
 
 
@@ -229,14 +232,14 @@ def _paper_note(
     size = max(set(client) & set(logic))
     waiting = paper["latency_per_event_s"] / paper["per_event_s"]
     return (
-        "The paper figure assumes one request after another (the workflow is sequential) and typical p50 "
+        "The paper figure assumes one request after another and typical p50 "
         f"latencies; DynamoDB's own throughput is not the limit at this rate. Waiting for DynamoDB is "
-        f"{100 * waiting:.0f} % of an event's time: issuing a batch's BatchWriteItem requests (and, with figure "
-        "3's change (1), its 16 shard queries) concurrently from a small thread pool in "
-        "`functions/consolidate/store.py` would divide that part by the pool's size. Of the CPU, at "
+        f"{100 * waiting:.0f} % of an event's time, counted one request after another: an upper bound, as "
+        "`functions/consolidate/store.py` issues the BatchWriteItem requests of a put 4 at a time; querying "
+        "the 16 shards of a round concurrently would cut the rest. Of the CPU, at "
         f"{size:,} events PynamoDB and botocore add {us(client[size] - logic[size])} per event to the workflow's "
-        f"own {us(logic[size])} ({times(client[size] / logic[size])}): every batch serializes and parses every "
-        "item it reads and writes, about 2.5 per event, and its pending copy once more."
+        f"own {us(logic[size])} ({times(client[size] / logic[size])}): every item read or written is serialized "
+        "or parsed, and each flush's pending copy once more."
     )
 
 

@@ -24,6 +24,8 @@ from functions.shared.models import (
 )
 from functions.shared.raw_events import RawEvent
 
+DYNAMODB_ITEM_LIMIT = 400 * 1024
+
 
 class Crash(RuntimeError):
     """An injected fault: the process dies here."""
@@ -46,7 +48,9 @@ class FakeWorkflowStore:
         self.checkpoints: dict[str, str] = {}
         self.batch_seq = 0
         self.pending: bytes | None = None
+        self.pending_sizes: list[int] = []  # encoded size of every pending batch saved
         self.calls: dict[str, int] = {}
+        self.writes: dict[tuple[str, str], int] = {}  # puts of each item, tracking logs and indicators
         self.fault: Callable[[str, int], bool] = lambda operation, count: False
         self.fallback: dict[str, dict[str, Any]] = {}
         self.erasures_pending: dict[str, ErasureModel] = {}
@@ -115,14 +119,17 @@ class FakeWorkflowStore:
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
         self._call("save_pending")
         self._require(owner)
-        self.pending = pending.encode()
+        blob = pending.encode()
+        if len(blob) > DYNAMODB_ITEM_LIMIT:  # what DynamoDB answers (ValidationException) to a bigger item
+            raise ValueError(f"Item size has exceeded the maximum allowed size ({len(blob):,} bytes)")
+        self.pending_sizes.append(len(blob))
+        self.pending = blob
 
     def complete_pending(self, owner: str, pending: PendingBatch) -> None:
         self._call("complete_pending")
         self._require(owner)
         self.batch_seq = pending.seq
-        if pending.checkpoint is not None:
-            self.checkpoints[pending.shard] = pending.checkpoint
+        self.checkpoints.update(pending.checkpoints)
         self.pending = None
 
     def save_run(self, run: RunModel) -> None:
@@ -159,6 +166,7 @@ class FakeWorkflowStore:
         for item in items:
             self._call("put_item")
             key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            self.writes[key] = self.writes.get(key, 0) + 1
             if isinstance(item, TrackingLogModel):
                 self.logs[key] = _copy(item)
             else:

@@ -11,6 +11,7 @@ import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,25 +43,38 @@ from functions.shared.tables import RAW_EVENTS, WORKFLOW
 _MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MODELS}
 
 
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
+WRITERS = 4  # BatchWriteItem requests in flight at once (PynamoDB keeps a botocore session per thread)
+
+
+def _batch_put(model: type[Model], items: list[Model]) -> None:
+    with model.batch_write() as batch:
+        for item in items:
+            batch.save(item)
+
+
 class LockLost(RuntimeError):
     """Another run holds the workflow lock: this run must stop writing."""
 
 
 @dataclass
 class PendingBatch:
-    """A batch whose writes are decided but maybe not all applied: replayed until completed."""
+    """A flush whose writes are decided but maybe not all applied: replayed until completed.
+
+    It holds the indicator items the run changed since its previous flush (plus the tracking logs of
+    late and fallback events, which must not exist before their counts do) and the checkpoint each
+    shard read since then moves to, so the counts and the checkpoints move together.
+    """
 
     seq: int
-    shard: str
-    checkpoint: str | None  # the shard's new checkpoint, None to leave it (late events)
+    checkpoints: dict[str, str]  # shard -> its new checkpoint; shards not named stay where they are
     events: int
     items: list[Model] = field(default_factory=list)
 
     def encode(self) -> bytes:
         document = {
             "seq": self.seq,
-            "shard": self.shard,
-            "checkpoint": self.checkpoint,
+            "checkpoints": self.checkpoints,
             "events": self.events,
             "items": [[type(item).__name__, item.serialize()] for item in self.items],
         }
@@ -70,7 +84,10 @@ class PendingBatch:
     def decode(cls, blob: bytes) -> PendingBatch:
         document = json.loads(zlib.decompress(blob))
         items = [_MODELS_BY_NAME[name].from_raw_data(data) for name, data in document["items"]]
-        return cls(document["seq"], document["shard"], document["checkpoint"], document["events"], items)
+        checkpoints = document.get("checkpoints")
+        if checkpoints is None:  # left by a version that moved one shard's checkpoint per batch
+            checkpoints = {document["shard"]: document["checkpoint"]} if document.get("checkpoint") else {}
+        return cls(document["seq"], checkpoints, document["events"], items)
 
 
 @dataclass
@@ -195,16 +212,17 @@ class DynamoWorkflowStore:
         )
 
     def complete_pending(self, owner: str, pending: PendingBatch) -> None:
-        expression = "SET batch_seq = :seq REMOVE pending_batch"
+        """Move every checkpoint of the pending batch and remove it, in one conditional update."""
+        assignments = ["batch_seq = :seq"]
         values: dict[str, Any] = {":owner": {"S": owner}, ":seq": {"N": str(pending.seq)}}
         names: dict[str, str] = {}
-        if pending.checkpoint is not None:
-            expression = "SET batch_seq = :seq, checkpoints.#shard = :checkpoint REMOVE pending_batch"
-            values[":checkpoint"] = {"S": pending.checkpoint}
-            names["#shard"] = pending.shard
+        for n, (shard, checkpoint) in enumerate(sorted(pending.checkpoints.items())):
+            assignments.append(f"checkpoints.#shard{n} = :checkpoint{n}")
+            names[f"#shard{n}"] = shard
+            values[f":checkpoint{n}"] = {"S": checkpoint}
         self._update_state(
             owner,
-            UpdateExpression=expression,
+            UpdateExpression=f"SET {', '.join(assignments)} REMOVE pending_batch",
             ConditionExpression="lock_owner = :owner",
             ExpressionAttributeValues=values,
             **({"ExpressionAttributeNames": names} if names else {}),
@@ -246,13 +264,26 @@ class DynamoWorkflowStore:
     # --- writes -----------------------------------------------------------------------------
 
     def put_items(self, items: Iterable[Model]) -> None:
+        """BatchWriteItem requests of 25 items, a few in flight at once: a flush puts thousands.
+
+        Every put is whole-item and idempotent, so when one request fails the others may land: the
+        caller's pending batch (or the next run) puts them all again.
+        """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
         for item in items:
             by_model[type(item)].append(item)
-        for model, model_items in by_model.items():
-            with model.batch_write() as batch:
-                for item in model_items:
-                    batch.save(item)
+        requests = [
+            (model, model_items[start : start + BATCH_WRITE_ITEMS])
+            for model, model_items in by_model.items()
+            for start in range(0, len(model_items), BATCH_WRITE_ITEMS)
+        ]
+        if len(requests) <= 1:
+            for model, chunk in requests:
+                _batch_put(model, chunk)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
+            for written in [writers.submit(_batch_put, model, chunk) for model, chunk in requests]:
+                written.result()
 
     # --- the fallback queue of raw events the redirect could not write -----------------------
 

@@ -4,14 +4,24 @@ How exactly-once holds (see README "The tracking workflow"):
 
 * One run at a time: a lock with an expiry in the workflow state item; every state write is
   conditional on still holding it.
-* Each shard of the raw-events table is read from its checkpoint up to the run's start, in batches.
-  A batch's writes are computed first (``batch.consolidate``), saved as the *pending batch*, then
-  applied as whole-item puts, then the checkpoint moves and the pending batch is removed in one
-  conditional update. A crash anywhere leaves either nothing or a pending batch, which the next run
-  replays before anything else; replaying puts is harmless.
+* The run reads the 16 shards of the raw-events table in rounds, a batch of each shard per round,
+  from its checkpoint up to the run's start. Each batch is computed (``batch.consolidate``) against
+  the indicator items the run holds in memory: loaded once, updated batch after batch, written once
+  per *flush*. A tracking log is a pure function of its raw event and tracked URL, so the logs of a
+  batch are put straight away (a put repeated later is harmless).
+* Checkpoints move only at a flush: the changed indicator items and the new checkpoint of every
+  shard read since the previous flush are saved as the *pending batch*, applied as whole-item puts,
+  then the checkpoints move and the pending batch is removed in one conditional update. A crash
+  before a flush loses only memory: the next run reads those events again from the old checkpoints
+  and counts them once. A crash after leaves a pending batch, which the next run replays before
+  anything else; replaying puts is harmless. A run flushes when what it carries nears a bound (items,
+  and the pending batch's encoded size against DynamoDB's 400 KB item limit), when its time runs low,
+  and at its end.
 * Events may become visible a little after their timestamp (a slow write). Each run re-reads the
   last ``late_event_grace_seconds`` before every checkpoint and consolidates the events that have no
-  tracking log yet, so such late events are counted by the next run, once.
+  tracking log yet, so such late events are counted by the next run, once. Behind a checkpoint, a
+  tracking log means "counted": so the logs of late events, and of fallback-queue events behind a
+  checkpoint, are not put straight away but go in the pending batch with their counts.
 """
 
 from __future__ import annotations
@@ -20,13 +30,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pynamodb.models import Model
+
 from functions.consolidate import batch, erasure
 from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, WorkflowStore
 from functions.shared import raw_events, timeutil
-from functions.shared.models import RawEventModel, RunModel, TrackedUrlModel
+from functions.shared.models import RawEventModel, RunModel, TrackedUrlModel, TrackingLogModel
 from functions.shared.observability import logger
 
-BATCH_SIZE = 100
+BATCH_SIZE = 100  # raw events read from one shard at a time
+MAX_CARRIED_ITEMS = 10_000  # changed indicator items (and held logs) a run carries before it flushes
+# The pending batch is an attribute of the workflow state item, which DynamoDB caps at 400 KB: flush
+# once it is encoded past this, which leaves room for the batch that took it there.
+MAX_PENDING_BYTES = 200_000
+MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
 
 
@@ -36,6 +53,8 @@ class WorkflowConfig:
     late_event_grace_seconds: int = 300
     lock_seconds: int = 1200
     batch_size: int = BATCH_SIZE
+    max_carried_items: int = MAX_CARRIED_ITEMS
+    max_pending_bytes: int = MAX_PENDING_BYTES
 
 
 class _Budget:
@@ -86,6 +105,90 @@ class TrackingWorkflow:
         return run
 
 
+class _Carried:
+    """What the run has consolidated since its last flush, held in memory until the flush.
+
+    ``items`` are the indicator items the run knows, as stored plus its changes since the flush
+    (``batch.consolidate`` updates them in place); ``absent`` the keys it found missing.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[batch.StateKey, Model] = {}
+        self.absent: set[batch.StateKey] = set()
+        self.changed: set[batch.StateKey] = set()
+        self.held_logs: list[TrackingLogModel] = []
+        self.checkpoints: dict[str, str] = {}
+        self.events = 0
+        self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
+
+    def __len__(self) -> int:
+        return len(self.changed) + len(self.held_logs)
+
+    def is_empty(self) -> bool:
+        return not (self.changed or self.held_logs or self.checkpoints or self.events)
+
+    def view(
+        self,
+        keys: Iterable[batch.StateKey],
+        load: Callable[[list[batch.StateKey]], Mapping[batch.StateKey, Model]],
+    ) -> dict[batch.StateKey, Model]:
+        """The items of ``keys`` that exist, loading those the run has not seen yet."""
+        keys = list(keys)
+        unknown = [key for key in keys if key not in self.items and key not in self.absent]
+        if unknown:
+            found = load(unknown)
+            self.items.update(found)
+            self.absent.update(key for key in unknown if key not in found)
+        return {key: self.items[key] for key in keys if key in self.items}
+
+    def take(self, outcome: batch.Outcome, *, hold_logs: bool) -> list[TrackingLogModel]:
+        """Carry a batch's indicator items; its tracking logs to put now (none if held)."""
+        logs: list[TrackingLogModel] = []
+        for item in outcome.items:
+            if isinstance(item, TrackingLogModel):
+                logs.append(item)
+                continue
+            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            self.items[key] = item
+            self.absent.discard(key)
+            self.changed.add(key)
+        self.events += outcome.events
+        if hold_logs:
+            self.held_logs += logs
+            return []
+        return logs
+
+    def pending(self, seq: int) -> PendingBatch:
+        items: list[Model] = [self.items[key] for key in sorted(self.changed)]
+        return PendingBatch(seq, dict(self.checkpoints), self.events, items + list(self.held_logs))
+
+    def too_big(self, seq: int, max_bytes: int) -> bool:
+        """Whether the pending batch is encoded past ``max_bytes``.
+
+        Encoding all of it after every batch would cost more than the batches: it is measured again
+        only once the items or the events carried have grown fourfold since the last measure, or when
+        growing the last measure by as much as either (the items' sizes grow with both) passes the bound.
+        """
+        items, events, encoded = self._measured
+        growth = max(len(self) / items, self.events / events) if items and events else float("inf")
+        if growth < 4 and encoded * growth <= max_bytes:
+            return False
+        size = len(self.pending(seq).encode())
+        self._measured = (len(self), self.events, size)
+        return size > max_bytes
+
+    def flushed(self) -> None:
+        """The pending batch is applied: the items as held are the stored ones now."""
+        self.changed.clear()
+        self.held_logs.clear()
+        self.checkpoints.clear()
+        self.events = 0
+        self._measured = (0, 0, 0)
+        if len(self.items) > MAX_KNOWN_ITEMS:
+            self.items.clear()
+            self.absent.clear()
+
+
 class _Run:
     """One run's work, holding the lock."""
 
@@ -105,6 +208,7 @@ class _Run:
         self._urls: dict[tuple[str, str], TrackedUrlModel | None] = {}
         self._loaded_deliveries: set[str] = set()
         self._state: WorkflowState | None = None
+        self._carried = _Carried()
 
     @property
     def _owner(self) -> str:
@@ -118,12 +222,15 @@ class _Run:
             )
             self._finish(self._state.pending)
         self._drain_fallback()
+        for shard, checkpoint in sorted(self._state.checkpoints.items()):
+            self._consolidate_late_events(shard, checkpoint)
         upto = timeutil.iso(started) + "#~"  # every event whose time is not after the start
-        for shard in raw_events.shards():
-            if not self._consolidate_shard(shard, upto):
-                self._run.errors = [*self._run.errors, "stopped early to stay within the time limit"]
-                logger.warning("tracking workflow stopped at a checkpoint before the time limit")
-                return
+        finished = self._consolidate_shards(upto)
+        self._flush()  # on an error, nothing: what the run carries is consolidated again next time
+        if not finished:
+            self._run.errors = [*self._run.errors, "stopped early to stay within the time limit"]
+            logger.warning("tracking workflow stopped at a checkpoint before the time limit")
+            return
         erasure.erase_requested(self._store)
 
     def _drain_fallback(self) -> None:
@@ -131,7 +238,8 @@ class _Run:
 
         The put is of the very item the redirect tried to write, so it is harmless if that write
         landed after all. An event behind its shard's checkpoint will never be read from the table
-        again: it is consolidated here, unless a tracking log shows it already was.
+        again: it is consolidated here, unless a tracking log shows it already was, and flushed
+        before its message is deleted.
         """
         assert self._state is not None
         drained = 0
@@ -150,24 +258,34 @@ class _Run:
                 logged = self._store.logged(behind)
                 fresh = [event for key, event in behind.items() if key not in logged]
                 if fresh:
-                    self._consolidate("fallback", fresh, None)
+                    self._renew_lock()
+                    self._consolidate(fresh, logs_now=False)
+                    self._flush()
             self._store.delete_fallback([m.receipt for m in messages])
             drained += len(messages)
         if drained:
             logger.info("drained raw events from the fallback queue", extra={"count": drained})
 
-    def _consolidate_shard(self, shard: str, upto: str) -> bool:
+    def _consolidate_shards(self, upto: str) -> bool:
+        """Read every shard up to ``upto`` in rounds; False when the time budget ran out first."""
         assert self._state is not None
-        checkpoint = self._state.checkpoints.get(shard)
-        if checkpoint is not None:
-            self._consolidate_late_events(shard, checkpoint)
-        while not self._budget.exhausted():
-            events = self._store.read_raw(shard, checkpoint, upto, self._config.batch_size)
-            if not events:
-                return True
-            checkpoint = events[-1].sk
-            self._consolidate(shard, events, checkpoint)
-        return False
+        positions: dict[str, str | None] = {
+            shard: self._state.checkpoints.get(shard) for shard in raw_events.shards()
+        }
+        while positions:
+            self._renew_lock()
+            for shard, after in list(positions.items()):
+                if self._budget.exhausted():
+                    return False
+                events = self._store.read_raw(shard, after, upto, self._config.batch_size)
+                if not events:
+                    del positions[shard]
+                    continue
+                positions[shard] = events[-1].sk
+                self._consolidate(events, logs_now=True)
+                self._carried.checkpoints[shard] = events[-1].sk
+                self._flush_if_full()
+        return True
 
     def _consolidate_late_events(self, shard: str, checkpoint: str) -> None:
         """Events timed before the checkpoint that became visible after it was taken."""
@@ -182,30 +300,49 @@ class _Run:
             late = [e for e in events if (e.delivery_id, e.sk) not in logged]
             if late:
                 logger.info("consolidating late raw events", extra={"shard": shard, "count": len(late)})
-                self._consolidate(shard, late, None)
+                self._renew_lock()
+                self._consolidate(late, logs_now=False)
+                self._flush_if_full()
 
-    def _consolidate(self, shard: str, events: list[RawEventModel], checkpoint: str | None) -> None:
-        assert self._state is not None
-        self._store.renew_lock(self._owner, self._clock().timestamp(), self._config.lock_seconds)
+    def _consolidate(self, events: list[RawEventModel], *, logs_now: bool) -> None:
+        """Count ``events`` in the carried items; put their tracking logs now or hold them for the flush."""
         self._load_urls(events)
-        keys = batch.state_keys(events)
-        loaded = self._store.load_indicators(keys)
+        loaded = self._carried.view(batch.state_keys(events), self._store.load_indicators)
         domains = self._domains(events, loaded)
         outcome = batch.consolidate(events, self._urls, loaded, domains, self._config.log_ttl_days)
-        pending = PendingBatch(self._state.batch_seq + 1, shard, checkpoint, outcome.events, outcome.items)
+        logs = self._carried.take(outcome, hold_logs=not logs_now)
+        if logs:
+            self._store.put_items(logs)
+
+    def _flush_if_full(self) -> None:
+        assert self._state is not None
+        if len(self._carried) >= self._config.max_carried_items or self._carried.too_big(
+            self._state.batch_seq + 1, self._config.max_pending_bytes
+        ):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what the run carries, through a pending batch that also moves the checkpoints."""
+        assert self._state is not None
+        if self._carried.is_empty():
+            return
+        pending = self._carried.pending(self._state.batch_seq + 1)
         self._store.save_pending(self._owner, pending)
         self._finish(pending)
+        self._carried.flushed()
 
     def _finish(self, pending: PendingBatch) -> None:
-        """Apply a pending batch's writes (again, if need be) and move its shard's checkpoint."""
+        """Apply a pending batch's writes (again, if need be) and move its checkpoints."""
         assert self._state is not None
         self._store.put_items(pending.items)
         self._store.complete_pending(self._owner, pending)
         self._state.batch_seq = pending.seq
         self._state.pending = None
-        if pending.checkpoint is not None:
-            self._state.checkpoints[pending.shard] = pending.checkpoint
+        self._state.checkpoints.update(pending.checkpoints)
         self._run.events_processed = int(self._run.events_processed) + pending.events
+
+    def _renew_lock(self) -> None:
+        self._store.renew_lock(self._owner, self._clock().timestamp(), self._config.lock_seconds)
 
     def _load_urls(self, events: Iterable[RawEventModel]) -> None:
         for delivery_id in {e.delivery_id for e in events} - self._loaded_deliveries:

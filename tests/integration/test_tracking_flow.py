@@ -128,36 +128,48 @@ def test_a_second_run_adds_nothing_and_late_events_count_once(delivery: str) -> 
     assert [r.status for r in RunModel.query("runs", scan_index_forward=False)] == ["succeeded"] * 3
 
 
-@pytest.mark.parametrize("crash_after", [1, 2, 3, 5])
-def test_a_run_killed_after_a_batch_then_rerun_gives_exact_totals(
-    delivery: str, monkeypatch: pytest.MonkeyPatch, crash_after: int, reliability: Any
+@pytest.mark.parametrize(
+    ("operation", "nth", "where"),
+    [
+        ("put_items", 1, "after a batch's tracking logs, before the flush"),
+        ("put_items", 3, "after three batches' tracking logs, before the flush"),
+        ("complete_pending", 1, "after the flush's writes, before its checkpoints"),
+    ],
+)
+def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
+    delivery: str, monkeypatch: pytest.MonkeyPatch, operation: str, nth: int, where: str, reliability: Any
 ) -> None:
+    # Given a run that dies at the nth call of a store operation (after its puts, before completing)
     traffic()
     calls = {"n": 0}
-    original = DynamoWorkflowStore.put_items
+    original = getattr(DynamoWorkflowStore, operation)
 
-    def put_then_die(self: DynamoWorkflowStore, items: Any) -> None:
+    def die(self: DynamoWorkflowStore, *arguments: Any) -> None:
         calls["n"] += 1
-        original(self, items)
-        if calls["n"] == crash_after:
-            raise RuntimeError("killed after a batch's writes, before its checkpoint")
+        if operation == "put_items":
+            original(self, *arguments)
+        if calls["n"] == nth:
+            raise RuntimeError(f"killed {where}")
 
-    monkeypatch.setattr(DynamoWorkflowStore, "put_items", put_then_die)
+    monkeypatch.setattr(DynamoWorkflowStore, operation, die)
     with pytest.raises(RuntimeError):
         run_workflow("crashing")
     assert RunModel.get("runs", "crashing").status == "failed"
-    monkeypatch.setattr(DynamoWorkflowStore, "put_items", original)
+    # When the next run goes
+    monkeypatch.setattr(DynamoWorkflowStore, operation, original)
     run_workflow("recovery")
+    # Then the totals are exact
     counted = stats()
     reliability.record(
         "Faults",
-        "tracking workflow killed after a batch's writes, before its checkpoint (moto)",
+        f"tracking workflow killed {where} (moto)",
         1,
-        "run recorded failed; the next run replayed the pending batch and finished",
+        "run recorded failed; the next run read the unflushed events again or replayed the pending batch",
         sum(max(0, EXPECTED[k] - counted[k]) for k in EXPECTED),
         sum(max(0, counted[k] - EXPECTED[k]) for k in EXPECTED),
     )
     assert counted == EXPECTED
+    assert len(list(TrackingLogModel.query("d1"))) == 7
     assert WorkflowStateModel.get("state", "tracking").pending_batch is None
 
 
@@ -215,3 +227,31 @@ def test_two_runs_started_at_once_one_works_the_other_is_skipped(
     assert results["a"]["events_processed"] == 7 and results["b"]["events_processed"] == 0
     assert stats() == EXPECTED
     assert RunModel.get("runs", "run-b").status == "skipped"
+
+
+def test_a_run_puts_each_indicator_item_once_and_moves_every_checkpoint_in_one_update(
+    delivery: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given hits spread over several raw-event shards
+    traffic()
+    shards = {event.shard for shard in raw_events.shards() for event in RawEventModel.query(shard)}
+    assert len(shards) > 1
+    puts: dict[tuple[str, str], int] = {}
+    original = DynamoWorkflowStore.put_items
+
+    def counting_put(self: DynamoWorkflowStore, items: Any) -> None:
+        items = list(items)
+        for item in items:
+            key = (str(item.delivery_id), str(item.sk))
+            puts[key] = puts.get(key, 0) + 1
+        original(self, items)
+
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", counting_put)
+    # When one run consolidates them
+    assert run_workflow("run-a")["events_processed"] == 7
+    # Then every item was put once, the delivery's stats item included, and every shard's checkpoint moved
+    assert puts[("d1", "stats")] == 1
+    assert set(puts.values()) == {1}
+    state = WorkflowStateModel.get("state", "tracking")
+    assert set(state.checkpoints.as_dict()) == shards and state.pending_batch is None
+    assert stats() == EXPECTED

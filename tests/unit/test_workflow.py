@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared import raw_events
 from functions.shared.models import MessageModel, TrackedUrlModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
@@ -214,7 +216,8 @@ def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str
             "Faults",
             f"tracking workflow killed at a {operation} call (every call in turn), then run again",
             1,
-            "crashed run left at most a pending batch; the next run replayed it and finished",
+            "crashed run left tracking logs and at most a pending batch; the next run replayed it, "
+            "read the unflushed events again and finished",
             lost,
             doubled,
         )
@@ -421,3 +424,234 @@ def test_a_permanent_dynamodb_error_fails_every_run_cleanly_until_it_is_fixed(re
         doubled,
     )
     assert (lost, doubled) == (0, 0)
+
+
+def crowd(store: FakeWorkflowStore, recipients: int, clicks: int = 3) -> None:
+    """Many recipients, each opening once and clicking a few links: many ``r#`` and ``p#`` items.
+
+    After ``campaign`` (which restarts the event ids), so two stores seeded alike hold the same events.
+    """
+    for n in range(recipients):
+        recipient = hashlib.sha256(f"recipient {n}".encode()).hexdigest()[
+            :24
+        ]  # compresses as badly as real ids
+        hit(store, recipient, ua=APPLE_MAIL)
+        for k in range(clicks):
+            hit(store, recipient, str(1 + k % 2), person=hashlib.sha256(f"person {n}".encode()).hexdigest())
+
+
+def test_every_indicator_item_is_written_once_per_run_however_many_batches() -> None:
+    # Given a campaign read in many small batches from every shard (several rounds)
+    store = seeded_store()
+    campaign(store)
+    crowd(store, 20)
+    # When one run consolidates it
+    run = workflow(store, batch_size=1).run("run-1", "schedule")
+    # Then the run took one flush, and each indicator item was put once, each tracking log once
+    assert run.events_processed == 13 + 20 * 4
+    assert store.batch_seq == 1
+    assert store.writes[("d1", "stats")] == 1
+    indicator_writes = [n for key, n in store.writes.items() if key in store.indicators]
+    assert len(indicator_writes) == len(store.indicators) > 40 and set(indicator_writes) == {1}
+    assert [n for key, n in store.writes.items() if key in store.logs] == [1] * len(store.logs)
+    # And the totals are those of reading everything in one batch per shard
+    clean = seeded_store()
+    campaign(clean)
+    crowd(clean, 20)
+    workflow(clean, batch_size=1000).run("clean", "schedule")
+    assert store.snapshot() == clean.snapshot()
+
+
+def test_a_crash_after_the_logs_are_written_but_before_the_flush_loses_and_doubles_nothing(
+    reliability: Any,
+) -> None:
+    # Given a run that consolidated every batch, put their tracking logs, and died saving the flush
+    expected = clean_snapshot(batch_size=2)
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    store.fault = lambda op, count: op == "save_pending"
+    with pytest.raises(Crash):
+        workflow(store, clock, batch_size=2).run("crashing", "schedule")
+    assert len(store.logs) == 13  # every log is there already
+    assert store.indicators == {} and store.checkpoints == {}  # no count, no checkpoint moved
+    # When the next run starts once the dead run's lock has expired
+    store.restart()
+    clock.now += timedelta(hours=1)
+    rerun = workflow(store, clock, batch_size=2).run("rerun", "schedule")
+    # Then it reads the same events again and counts each once
+    lost, doubled = lost_and_doubled(expected, store.snapshot())
+    reliability.record(
+        "Faults",
+        "tracking workflow killed after putting a run's tracking logs, before its flush",
+        1,
+        "no checkpoint had moved: the next run read the events again, re-put the logs, counted them once",
+        lost,
+        doubled,
+    )
+    assert rerun.events_processed == 13
+    assert store.snapshot() == expected
+
+
+def test_a_pending_batch_stays_under_its_size_bound_with_many_recipients() -> None:
+    # Given thousands of recipients, more than one pending batch of 30 KB can hold
+    bound = 30_000
+    store = seeded_store()
+    campaign(store)
+    crowd(store, 1_500)
+    # When one run consolidates them under that bound
+    config = WorkflowConfig(batch_size=50, max_pending_bytes=bound)
+    run = TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
+    # Then it flushed several times, never past the bound by more than the batch that crossed it
+    assert run.events_processed == 13 + 6_000
+    assert len(store.pending_sizes) > 3
+    assert max(store.pending_sizes) < bound + 10_000
+    # And the totals are those of one unbounded flush
+    clean = seeded_store()
+    campaign(clean)
+    crowd(clean, 1_500)
+    workflow(clean, batch_size=1000).run("clean", "schedule")
+    assert len(clean.pending_sizes) == 1 and clean.pending_sizes[0] > 3 * bound
+    assert store.snapshot() == clean.snapshot()
+
+
+def test_a_run_flushes_when_it_carries_too_many_items() -> None:
+    store = seeded_store()
+    campaign(store)
+    crowd(store, 200)
+    config = WorkflowConfig(batch_size=10, max_carried_items=100)
+    TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
+    assert store.batch_seq >= 4
+    clean = seeded_store()
+    campaign(clean)
+    crowd(clean, 200)
+    workflow(clean).run("clean", "schedule")
+    assert store.snapshot() == clean.snapshot()
+
+
+def late_event(event_id: str, at: datetime, url_id: str | None) -> RawEvent:
+    kind = "click" if url_id else "open"
+    return RawEvent(event_id, kind, "d1", "r2", url_id, at, CHROME, "p2", None, False)
+
+
+def late_event_runs(store: FakeWorkflowStore, clock: Clock) -> None:
+    """A first run, then events timed just before its checkpoints that become visible only afterwards."""
+    campaign(store)
+    workflow(store, clock, batch_size=2).run("run-1", "schedule")
+    for event in (late_event("late1", T0 - timedelta(seconds=1), "2"), late_event("late2", T0, None)):
+        model = store.add_raw(event)
+        assert model.sk <= store.checkpoints[str(model.shard)]  # behind the checkpoint: a late event
+    clock.now += timedelta(hours=1)
+
+
+@pytest.mark.parametrize("operation", ["logged", "read_raw", "save_pending", "put_item", "complete_pending"])
+def test_late_events_are_counted_once_whatever_the_crash_after_they_are_read(
+    operation: str, reliability: Any
+) -> None:
+    clean = seeded_store()
+    late_event_runs(clean, Clock(RUN_AT))
+    workflow(clean, Clock(RUN_AT + timedelta(hours=1)), batch_size=2).run("run-2", "schedule")
+    expected = clean.snapshot()
+    for nth in range(1, 60):
+        # Given late events, and the run that reads them dying at the nth call of an operation
+        store = seeded_store()
+        clock = Clock(RUN_AT)
+        late_event_runs(store, clock)
+        store.restart()
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock, batch_size=2).run("crashing", "schedule")
+        except Crash:
+            pass
+        else:
+            break
+        # Then a late event has a tracking log only once its counts are stored (or pending) too
+        logged = {("d1", sk) for sk in store.logs if sk[1].endswith(("#late1", "#late2"))}
+        counted = store.stats("d1")["total_clicks"] - 5 + store.stats("d1")["total_opens"] - 3
+        assert store.pending is not None or counted == len(logged), f"crash at {operation} call {nth}"
+        # And the next run counts each late event once
+        store.restart()
+        clock.now += timedelta(hours=1)
+        workflow(store, clock, batch_size=2).run("rerun", "schedule")
+        lost, doubled = lost_and_doubled(expected, store.snapshot())
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call while consolidating late events",
+            1,
+            "late events' logs are written with their counts: the next run found and counted them once",
+            lost,
+            doubled,
+        )
+        assert store.snapshot() == expected, f"crash at {operation} call {nth}"
+
+
+@pytest.mark.parametrize("operation", ["save_pending", "put_item", "complete_pending", "delete_fallback"])
+def test_a_crash_after_consolidating_fallback_events_behind_the_checkpoint_loses_and_doubles_nothing(
+    operation: str, reliability: Any
+) -> None:
+    def after_a_first_run(store: FakeWorkflowStore, clock: Clock) -> None:
+        campaign(store)
+        workflow(store, clock).run("run-1", "schedule")
+        for event in (fallback_event(2, T0 - timedelta(hours=2)), fallback_event(3, T0, url_id=None)):
+            shard = raw_events.shard_of(event.event_id)
+            assert shard in store.checkpoints  # behind its shard's checkpoint (the first, far behind)
+            store.send_fallback(event)
+        clock.now += timedelta(hours=1)
+
+    clean = seeded_store()
+    clean_clock = Clock(RUN_AT)
+    after_a_first_run(clean, clean_clock)
+    workflow(clean, clean_clock).run("run-2", "schedule")
+    expected = clean.snapshot()
+    for nth in range(1, 30):
+        store = seeded_store()
+        clock = Clock(RUN_AT)
+        after_a_first_run(store, clock)
+        store.restart()
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock).run("crashing", "schedule")
+        except Crash:
+            pass
+        else:
+            break
+        store.restart()
+        clock.now += timedelta(hours=1)
+        workflow(store, clock).run("rerun", "schedule")
+        lost, doubled = lost_and_doubled(expected, store.snapshot())
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call after consolidating fallback events "
+            "behind the checkpoint",
+            1,
+            "flushed before the queue messages were deleted: redelivered or replayed, counted once",
+            lost,
+            doubled,
+        )
+        assert store.snapshot() == expected, f"crash at {operation} call {nth}"
+        assert store.fallback == {}
+
+
+def test_a_pending_batch_left_by_the_previous_version_is_replayed() -> None:
+    # Given a pending batch in the format that moved one shard's checkpoint per batch
+    import zlib
+
+    from functions.consolidate.store import PendingBatch
+    from functions.shared.models import DeliveryStatsModel
+
+    item = DeliveryStatsModel(delivery_id="d1", sk="stats", breakdowns={}, opens=4)
+    document = {
+        "seq": 7,
+        "shard": "03",
+        "checkpoint": "2026-11-23T09:00:00.000Z#e1",
+        "events": 5,
+        "items": [["DeliveryStatsModel", item.serialize()]],
+    }
+    old = zlib.compress(json.dumps(document).encode())
+    # When it is decoded
+    pending = PendingBatch.decode(old)
+    # Then it moves that shard's checkpoint and writes its items
+    assert pending.checkpoints == {"03": "2026-11-23T09:00:00.000Z#e1"}
+    assert (pending.seq, pending.events, pending.items[0].opens) == (7, 5, 4)
+    late = PendingBatch.decode(zlib.compress(json.dumps({**document, "checkpoint": None}).encode()))
+    assert late.checkpoints == {}
