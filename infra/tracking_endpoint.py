@@ -1,7 +1,8 @@
-"""The redirect function behind ``GET|HEAD /r/{token}`` (a click) and ``GET|HEAD /o/{token}`` (an open).
+"""The redirect function behind ``GET|HEAD /r/{token}`` (a click), ``GET|HEAD /o/{token}`` (an open)
+and ``GET|HEAD /w/{site_token}`` (+ ``/w/{site_token}/tag.js``, the web-tracking tag).
 
-It may read one tracked URL, write one raw event (or hand it to the fallback queue when DynamoDB
-refuses it) and read the signing key: nothing more.
+It may read one tracked URL or web-tracking site (both in the tracked-urls table), write one raw event
+(or hand it to the fallback queue when DynamoDB refuses it) and read the signing key: nothing more.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from infra.http_api import HttpEntryPoint
 from infra.secrets import Secrets
 from infra.storage import Storage
 
-TRACKING_PATHS = ("/r/{token}", "/o/{token}")
+# The tag's path holds the site token and, for the script variant, "/tag.js": a greedy path.
+TRACKING_PATHS = ("/r/{token}", "/o/{token}", "/w/{proxy+}")
 _PUBLIC_LINKS = (
     "Tracked links and the open pixel are opened by any recipient's mail client or browser, with no "
     "credentials; the signed token in the path is the authorization (verified by the function, "
-    "a bad or tampered token gets a 404)."
+    "a bad or tampered token gets a 404). The web-tracking tag is loaded by any visitor's browser "
+    "from the customer's own site, authorized by its signed site token in the same way."
 )
 
 
@@ -43,7 +46,7 @@ class TrackingEndpoint(Construct):
             "Redirect",
             code=code,
             name="redirect",
-            description="msgtrack: verify a tracked link or pixel, record one raw event, 302 / GIF / 404",
+            description="msgtrack: verify a tracked link, pixel or web tag, record one raw event, 302/GIF/404",
             memory_size=REDIRECT_MEMORY_MB,
             timeout=REDIRECT_TIMEOUT,
         )

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from local.context import ACCOUNT_ID, FunctionUnavailable, LocalFunction
 
 API_ID = "local"
-REDIRECT_PREFIXES = ("/r/", "/o/")  # the public tracking endpoints, served by the redirect function
+REDIRECT_PREFIXES = ("/r/", "/o/", "/w/")  # the public tracking endpoints, served by the redirect function
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive"}
 
 

@@ -1,14 +1,16 @@
-"""The redirect function: ``GET /r/{token}`` (a click) and ``GET /o/{token}`` (an open)."""
+"""The redirect function: ``GET /r/{token}`` (a click), ``GET /o/{token}`` (an open) and the
+web-tracking tag ``GET /w/{site_token}`` (a page view or transaction; ``/tag.js``: its script)."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import parse_qsl
 
-from functions.redirect import tracking
-from functions.redirect.store import DynamoEventSink, DynamoTargets
+from functions.redirect import tracking, web
+from functions.redirect.observability import MetricNames, formatter, logger, metrics
+from functions.redirect.store import DynamoEventSink, DynamoSites, DynamoTargets
 from functions.shared import timeutil
-from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.settings import settings
 from functions.shared.tokens import signer
 
@@ -25,9 +27,11 @@ _GONE_PAGE = (
     "<body><p>This message is no longer available.</p></body></html>"
 )
 _NO_STORE = "no-store, no-cache, must-revalidate, private"
+_SCRIPT_SUFFIX = "/tag.js"
 
 _targets: tracking.Targets | None = None
 _sink: tracking.EventSink | None = None
+_sites: web.Sites | None = None
 
 
 def _collaborators() -> tuple[tracking.Targets, tracking.EventSink]:
@@ -36,6 +40,13 @@ def _collaborators() -> tuple[tracking.Targets, tracking.EventSink]:
         _targets = tracking.CachedTargets(DynamoTargets())
         _sink = DynamoEventSink(ttl_days=settings().raw_event_ttl_days)
     return _targets, _sink
+
+
+def _site_collaborators() -> tuple[web.Sites, tracking.EventSink]:
+    global _sites
+    if _sites is None:
+        _sites = web.CachedSites(DynamoSites())
+    return _sites, _collaborators()[1]
 
 
 def _hit(event: dict[str, Any]) -> tracking.Hit | None:
@@ -56,11 +67,33 @@ def _hit(event: dict[str, Any]) -> tracking.Hit | None:
     )
 
 
-def _person_cookie(person: str) -> str:
-    secure = "; Secure" if settings().cookie_secure else ""
+def _tag_hit(event: dict[str, Any], token: str) -> web.TagHit:
+    http = event.get("requestContext", {}).get("http", {})
+    headers = event.get("headers") or {}
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(event.get("rawQueryString") or "", keep_blank_values=True):
+        params.setdefault(name, value)  # the first of repeated names, as a browser form would send it
+    cookies = dict(c.split("=", 1) for c in event.get("cookies") or () if "=" in c)
+    return web.TagHit(
+        token=token,
+        params=params,
+        referer=headers.get("referer"),
+        origin=headers.get("origin"),
+        at=timeutil.now(),
+        user_agent=headers.get("user-agent"),
+        source_ip=http.get("sourceIp"),
+        person_cookie=cookies.get(tracking.PERSON_COOKIE),
+        record=http.get("method", "GET") != "HEAD",
+    )
+
+
+def _person_cookie(value: str) -> str:
+    # The tag on a customer's site is a cross-site request: only SameSite=None (which requires
+    # Secure) lets a real browser send the cookie there. Plain-http local runs keep Lax.
+    same_site = "SameSite=None; Secure" if settings().cookie_secure else "SameSite=Lax"
     return (
-        f"{tracking.PERSON_COOKIE}={person}; Max-Age={tracking.PERSON_COOKIE_MAX_AGE}; Path=/"
-        f"; HttpOnly; SameSite=Lax{secure}"
+        f"{tracking.PERSON_COOKIE}={value}; Max-Age={tracking.PERSON_COOKIE_MAX_AGE}; Path=/"
+        f"; HttpOnly; {same_site}"
     )
 
 
@@ -75,16 +108,11 @@ def _respond(answer: tracking.Answer) -> dict[str, Any]:
             },
             "body": "",
         }
-        if answer.set_person:
-            response["cookies"] = [_person_cookie(answer.set_person)]
+        if answer.person_cookie:
+            response["cookies"] = [_person_cookie(answer.person_cookie)]
         return response
     if answer.status == 200:
-        return {
-            "statusCode": 200,
-            "headers": {"Content-Type": "image/gif", "Cache-Control": _NO_STORE, "Pragma": "no-cache"},
-            "body": _GIF,
-            "isBase64Encoded": True,
-        }
+        return _pixel()
     gone = answer.status == 410  # a deleted delivery's link: a neutral page, not an error
     return {
         "statusCode": 200 if gone else 404,
@@ -98,9 +126,70 @@ def _respond(answer: tracking.Answer) -> dict[str, Any]:
     }
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _pixel() -> dict[str, Any]:
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "image/gif", "Cache-Control": _NO_STORE, "Pragma": "no-cache"},
+        "body": _GIF,
+        "isBase64Encoded": True,
+    }
+
+
+def _respond_tag(answer: web.TagAnswer, script: bool) -> dict[str, Any]:
+    if answer.status == 200 and script:
+        return {
+            "statusCode": 200,
+            "headers": {
+                "Content-Type": "application/javascript; charset=utf-8",
+                "Cache-Control": "public, max-age=300",
+                "X-Content-Type-Options": "nosniff",
+            },
+            "body": web.SCRIPT,
+        }
+    if answer.status == 200:
+        return _pixel()
+    if answer.status == 400:
+        return {
+            "statusCode": 400,
+            "headers": {
+                "Content-Type": "text/plain; charset=utf-8",
+                "Cache-Control": _NO_STORE,
+                "X-Content-Type-Options": "nosniff",
+            },
+            "body": f"{answer.message}\n",
+        }
+    return _respond(tracking.Answer(404))
+
+
+def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
+    token = path[3:]
+    script = token.endswith(_SCRIPT_SUFFIX)
+    hit = _tag_hit(event, token[: -len(_SCRIPT_SUFFIX)] if script else token)
+    try:
+        sites, sink = _site_collaborators()
+        if script:
+            found = web.site_of(hit.token, signer(), sites)
+            answer = web.TagAnswer(200 if found else 404)
+        else:
+            answer = web.tag(hit, signer(), sites, sink, settings().web_attribution_days)
+    except Exception:
+        # A visitor of the customer's site never sees our failure: the pixel (or the script) as usual.
+        logger.exception(
+            "web-tracking tag not served normally", extra={"kind": "script" if script else "tag"}
+        )
+        metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
+        answer = web.TagAnswer(200)
+    if answer.status == 404:
+        metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
+    elif answer.recorded:
+        metrics.add_metric(name=MetricNames.WEB_EVENTS, unit="Count", value=1)
+    return _respond_tag(answer, script)
+
+
+def _serve(event: dict[str, Any]) -> dict[str, Any]:
+    path = event.get("rawPath") or ""
+    if path.startswith("/w/"):
+        return _serve_tag(event, path)
     hit = _hit(event)
     if hit is None:
         return _respond(tracking.Answer(404))
@@ -119,3 +208,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             name=MetricNames.CLICKS if hit.kind == "click" else MetricNames.OPENS, unit="Count", value=1
         )
     return _respond(answer)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    formatter.request_id = getattr(context, "aws_request_id", None)
+    try:
+        return _serve(event)
+    finally:
+        metrics.flush()  # one EMF document per invocation

@@ -1,4 +1,5 @@
-"""DynamoDB behind the redirect: read a tracked URL's target, put one raw event. boto3 only.
+"""DynamoDB behind the redirect: read a tracked URL's target or a web-tracking site, put one raw
+event. boto3 only.
 
 A raw event is never dropped quietly: a failed PutItem is retried with jittered backoff inside a
 small budget (the recipient is waiting), then the item goes to the fallback queue, which the
@@ -7,6 +8,7 @@ tracking workflow drains. Only when both fail is the event lost, and then it is 
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -15,11 +17,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from functions.redirect.observability import MetricNames, logger, metrics
 from functions.redirect.tracking import Target
-from functions.shared import fallback, raw_events
-from functions.shared.observability import MetricNames, logger, metrics
+from functions.redirect.web import SITES_PK, Site
+from functions.shared import raw_events
 from functions.shared.raw_events import RawEvent
 from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
+
+# The fallback queue's URL, read once per container; its module is imported on the failure path only.
+FALLBACK_QUEUE_URL_ENV = "MSGTRACK_FALLBACK_QUEUE_URL"  # fallback.QUEUE_URL_ENV
 
 # Fail fast: a recipient is waiting. Retries are ours (RawEventSink), with a bounded budget.
 _CONFIG = Config(connect_timeout=0.5, read_timeout=0.5, retries={"total_max_attempts": 1})
@@ -45,6 +51,26 @@ class DynamoTargets:
         return Target(url=found["url"]["S"], gone="deleted_at" in found)
 
 
+class DynamoSites:
+    """Web-tracking sites, kept in the tracked-urls table under ``delivery_id = "#sites"``."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client or boto3.client("dynamodb", config=_TARGETS_CONFIG)
+        self._table = TRACKED_URLS.table_name
+
+    def site(self, site_id: str) -> Site | None:
+        found = self._client.get_item(
+            TableName=self._table,
+            Key={"delivery_id": {"S": SITES_PK}, "url_id": {"S": site_id}},
+            ProjectionExpression="#d",
+            ExpressionAttributeNames={"#d": "domains"},
+        ).get("Item")
+        if found is None:
+            return None
+        domains = found.get("domains", {}).get("L", [])
+        return Site(site_id, tuple(d["S"].lower() for d in domains if "S" in d))
+
+
 class FallbackQueue:
     def __init__(self, url: str, client: Any = None) -> None:
         self._url = url
@@ -53,6 +79,8 @@ class FallbackQueue:
     def send(self, item: dict[str, Any]) -> None:
         if self._client is None:  # created on first failure only: SQS is off the hot path
             self._client = boto3.client("sqs", config=_CONFIG)
+        from functions.shared import fallback
+
         self._client.send_message(QueueUrl=self._url, MessageBody=fallback.encode(item))
 
 
@@ -67,7 +95,7 @@ class DynamoEventSink:
         self._client = client or boto3.client("dynamodb", config=_CONFIG)
         self._table = RAW_EVENTS.table_name
         self._ttl_days = ttl_days
-        url = fallback.queue_url()
+        url = os.environ.get(FALLBACK_QUEUE_URL_ENV)
         self._fallback = fallback_queue or (FallbackQueue(url) if url else None)
         self._sleep = sleep
 

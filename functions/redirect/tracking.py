@@ -2,49 +2,79 @@
 
 Collaborators are arguments (``Targets``, ``EventSink``) so unit tests hand in fakes; the handler
 passes the DynamoDB-backed ones from ``store.py``.
+
+A click also (re)sets the person cookie: ``mtpid=<person_id>.<latest-click token>``. The person id
+recognises the browser across clicks; the latest-click token (signed claims of kind "l": delivery,
+recipient, tracked URL, proof flag and the click's time) lets the web-tracking tag (``web.py``)
+attribute a visit to that click without a read. Cookies set before the tag carry the person id alone.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from functions.shared import ids
 from functions.shared.errors import InvalidToken
 from functions.shared.raw_events import RawEvent
-from functions.shared.tokens import Signer
+from functions.shared.records import Record
+from functions.shared.tokens import LinkClaims, Signer
 from functions.shared.urls import substitute_fields
 
 PERSON_COOKIE = "mtpid"
 PERSON_COOKIE_MAX_AGE = 365 * 24 * 3600
-_MAX_USER_AGENT = 512
+MAX_USER_AGENT = 512
+_IPV6_HOST_BYTES = bytes(10)  # an IPv6 address keeps its first 48 bits
 
 
-@dataclass(frozen=True)
-class Hit:
-    token: str
-    kind: str  # click, open
-    at: datetime
-    user_agent: str | None
-    source_ip: str | None
-    person_cookie: str | None
-    record: bool = True  # HEAD requests answer without recording
+class Hit(Record):
+    __slots__ = ("at", "kind", "person_cookie", "record", "source_ip", "token", "user_agent")
+
+    def __init__(
+        self,
+        token: str,
+        kind: str,  # click, open
+        at: datetime,
+        user_agent: str | None,
+        source_ip: str | None,
+        person_cookie: str | None,
+        record: bool = True,  # HEAD requests answer without recording
+    ) -> None:
+        self.token = token
+        self.kind = kind
+        self.at = at
+        self.user_agent = user_agent
+        self.source_ip = source_ip
+        self.person_cookie = person_cookie
+        self.record = record
 
 
-@dataclass(frozen=True)
-class Target:
-    url: str  # with {{ field }} placeholders
-    gone: bool = False  # its delivery was deleted: the link answers a neutral page
+class Target(Record):
+    __slots__ = ("gone", "url")
+
+    def __init__(
+        self,
+        url: str,  # with {{ field }} placeholders
+        gone: bool = False,  # its delivery was deleted: the link answers a neutral page
+    ) -> None:
+        self.url = url
+        self.gone = gone
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int  # 302, 200 (pixel), 404, or 410 (a deleted delivery's link: a neutral page)
-    location: str | None = None
-    set_person: str | None = None  # a new person id to set as cookie
+class Answer(Record):
+    __slots__ = ("location", "person_cookie", "status")
+
+    def __init__(
+        self,
+        status: int,  # 302, 200 (pixel), 404, or 410 (a deleted delivery's link: a neutral page)
+        location: str | None = None,
+        person_cookie: str | None = None,  # the person cookie's new value: "<person_id>.<latest click>"
+    ) -> None:
+        self.status = status
+        self.location = location
+        self.person_cookie = person_cookie
 
 
 class Targets(Protocol):
@@ -78,22 +108,46 @@ class CachedTargets:
 
 
 def truncate_ip(address: str | None) -> str | None:
-    """Keep the network, not the person: IPv4 to /24, IPv6 to /48."""
+    """Keep the network, not the person: IPv4 to /24, IPv6 to /48.
+
+    ``socket.inet_pton`` validates and packs the address (``ipaddress`` would cost import time and
+    microseconds per click for the same answer).
+    """
     if not address:
         return None
     try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
+        if ":" in address:
+            packed = socket.inet_pton(socket.AF_INET6, address)
+            return socket.inet_ntop(socket.AF_INET6, packed[:6] + _IPV6_HOST_BYTES)
+        packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, ValueError):
         return None
-    # Mask the host bits off the address itself: no network object per click.
-    host_bits = 8 if parsed.version == 4 else 80
-    return str(type(parsed)(int(parsed) >> host_bits << host_bits))
+    return socket.inet_ntop(socket.AF_INET, packed[:3] + b"\0")
 
 
-def _valid_person(cookie: str | None) -> str | None:
-    if cookie and 8 <= len(cookie) <= 64 and cookie.isalnum():
-        return cookie
+def _valid_person(person: str | None) -> str | None:
+    if person and 8 <= len(person) <= 64 and person.isalnum():
+        return person
     return None
+
+
+def read_person_cookie(cookie: str | None) -> tuple[str | None, str | None]:
+    """``(person id, latest-click token)`` of a person cookie; either may be None.
+
+    The person id is the part before the first "." (a cookie set before web tracking holds it alone).
+    """
+    if not cookie:
+        return None, None
+    person, _, latest = cookie.partition(".")
+    return _valid_person(person), latest or None
+
+
+def latest_click_token(signer: Signer, claims: LinkClaims, at: datetime) -> str:
+    """The signed record of this click that the person cookie carries for the web-tracking tag."""
+    fields = {"t": str(int(at.timestamp()))}
+    return signer.sign(
+        LinkClaims("l", claims.delivery_id, claims.recipient_id, claims.url_id, claims.proof, fields)
+    )
 
 
 def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer:
@@ -106,8 +160,8 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
     if claims.kind != expected_kind:
         return Answer(404)
     location = None
-    person = _valid_person(hit.person_cookie)
-    new_person = None
+    person, _ = read_person_cookie(hit.person_cookie)
+    cookie = None
     if hit.kind == "click":
         assert claims.url_id is not None  # click tokens always name a URL (tokens._claims)
         target = targets.target(claims.delivery_id, claims.url_id)
@@ -117,20 +171,22 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
             return Answer(410)  # nothing recorded: a deleted delivery counts nothing
         location = substitute_fields(target.url, claims.fields)
         if person is None:
-            person = new_person = ids.person_id()
+            person = ids.person_id()
+        if hit.record:  # a HEAD is no click: it must not become the latest one
+            cookie = f"{person}.{latest_click_token(signer, claims, hit.at)}"
     if hit.record:
         sink.record(
             RawEvent(
-                event_id=ids.event_id(),
-                kind=hit.kind,
-                delivery_id=claims.delivery_id,
-                recipient_id=claims.recipient_id,
-                url_id=claims.url_id,
-                at=hit.at,
-                user_agent=(hit.user_agent or "")[:_MAX_USER_AGENT] or None,
-                person_id=person,
-                ip=truncate_ip(hit.source_ip),
-                proof=claims.proof,
+                ids.event_id(),
+                hit.kind,
+                claims.delivery_id,
+                claims.recipient_id,
+                claims.url_id,
+                hit.at,
+                hit.user_agent[:MAX_USER_AGENT] if hit.user_agent else None,
+                person,
+                truncate_ip(hit.source_ip),
+                claims.proof,
             )
         )
-    return Answer(302 if location else 200, location=location, set_person=new_person)
+    return Answer(302 if location else 200, location=location, person_cookie=cookie)

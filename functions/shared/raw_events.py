@@ -7,26 +7,67 @@ two agree, so the attribute names still exist once in practice.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from functions.shared.records import Record
 from functions.shared.tables import RAW_EVENT_SHARDS
 from functions.shared.timeutil import iso
 
 
-@dataclass(frozen=True)
-class RawEvent:
-    event_id: str
-    kind: str  # click, open
-    delivery_id: str
-    recipient_id: str
-    url_id: str | None
-    at: datetime
-    user_agent: str | None
-    person_id: str | None
-    ip: str | None
-    proof: bool
+class RawEvent(Record):
+    __slots__ = (
+        "amount",
+        "at",
+        "currency",
+        "delivery_id",
+        "event_id",
+        "ip",
+        "kind",
+        "page_url",
+        "person_id",
+        "proof",
+        "recipient_id",
+        "site_id",
+        "url_id",
+        "user_agent",
+        "via_url_id",
+    )
+
+    def __init__(
+        self,
+        event_id: str,
+        kind: str,  # click, open, page, transaction
+        delivery_id: str,
+        recipient_id: str,
+        url_id: str | None,
+        at: datetime,
+        user_agent: str | None,
+        person_id: str | None,
+        ip: str | None,
+        proof: bool,
+        # The web-tracking tag (kind page or transaction) only; see RawEventModel.
+        site_id: str | None = None,
+        via_url_id: str | None = None,
+        page_url: str | None = None,
+        amount: str | None = None,
+        currency: str | None = None,
+    ) -> None:
+        self.event_id = event_id
+        self.kind = kind
+        self.delivery_id = delivery_id
+        self.recipient_id = recipient_id
+        self.url_id = url_id
+        self.at = at
+        self.user_agent = user_agent
+        self.person_id = person_id
+        self.ip = ip
+        self.proof = proof
+        self.site_id = site_id
+        self.via_url_id = via_url_id
+        self.page_url = page_url
+        self.amount = amount
+        self.currency = currency
 
 
 def shard_of(event_id: str) -> str:
@@ -61,6 +102,11 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
         "user_agent": event.user_agent,
         "person_id": event.person_id,
         "ip": event.ip,
+        "site_id": event.site_id,
+        "via_url_id": event.via_url_id,
+        "page_url": event.page_url,
+        "amount": event.amount,
+        "currency": event.currency,
     }
     for name, value in optional.items():
         if value:

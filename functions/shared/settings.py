@@ -1,6 +1,7 @@
 """Typed settings read from the environment once per container and validated at cold start.
 
-Deliberately free of pydantic: the redirect function imports this module on its hot path.
+Deliberately free of pydantic and of ``@dataclass``: the redirect function imports this module on its
+hot path, so its records are plain classes with ``__slots__`` (``records.py``).
 Secrets (signing keys, API token) come from the environment locally and from Secrets Manager in AWS
 (``*_SECRET_ARN`` variables), fetched once per container.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+
+from functions.shared.records import Record
 
 
 class SettingsError(ValueError):
@@ -42,16 +44,40 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-@dataclass(frozen=True)
-class Settings:
-    tracking_base_url: str | None  # where /r and /o live; None: derived from each API request
-    cookie_secure: bool  # the person cookie's Secure flag (false only for plain-http local runs)
-    raw_event_ttl_days: int
-    tracking_log_ttl_days: int
-    schedule: str  # the tracking workflow's schedule expression, as EventBridge reads it
-    late_event_grace_seconds: int  # how late a raw event may become visible and still be consolidated
-    workflow_function_name: str | None  # consolidation function to invoke asynchronously (AWS)
-    run_lock_seconds: int
+class Settings(Record):
+    __slots__ = (
+        "cookie_secure",
+        "late_event_grace_seconds",
+        "raw_event_ttl_days",
+        "run_lock_seconds",
+        "schedule",
+        "tracking_base_url",
+        "tracking_log_ttl_days",
+        "web_attribution_days",
+        "workflow_function_name",
+    )
+
+    def __init__(
+        self,
+        tracking_base_url: str | None,  # where /r and /o live; None: derived from each API request
+        cookie_secure: bool,  # the person cookie's Secure flag (false only for plain-http local runs)
+        raw_event_ttl_days: int,
+        tracking_log_ttl_days: int,
+        schedule: str,  # the tracking workflow's schedule expression, as EventBridge reads it
+        late_event_grace_seconds: int,  # how late a raw event may become visible and still be consolidated
+        workflow_function_name: str | None,  # consolidation function to invoke asynchronously (AWS)
+        run_lock_seconds: int,
+        web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
+    ) -> None:
+        self.tracking_base_url = tracking_base_url
+        self.cookie_secure = cookie_secure
+        self.raw_event_ttl_days = raw_event_ttl_days
+        self.tracking_log_ttl_days = tracking_log_ttl_days
+        self.schedule = schedule
+        self.late_event_grace_seconds = late_event_grace_seconds
+        self.workflow_function_name = workflow_function_name
+        self.run_lock_seconds = run_lock_seconds
+        self.web_attribution_days = web_attribution_days
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +93,7 @@ class Settings:
             late_event_grace_seconds=_int("MSGTRACK_LATE_EVENT_GRACE_SECONDS", 300),
             workflow_function_name=os.environ.get("MSGTRACK_WORKFLOW_FUNCTION") or None,
             run_lock_seconds=_int("MSGTRACK_RUN_LOCK_SECONDS", 1200, minimum=10),
+            web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
         )
 
 
@@ -84,12 +111,14 @@ def _secret(arn_var: str) -> str | None:
     return str(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 
-@dataclass(frozen=True)
-class PreviousKey:
+class PreviousKey(Record):
     """A retired signing key whose links keep working until ``until`` (None: until removed)."""
 
-    key: str
-    until: datetime | None = None
+    __slots__ = ("key", "until")
+
+    def __init__(self, key: str, until: datetime | None = None) -> None:
+        self.key = key
+        self.until = until
 
 
 def _previous_key(entry: object) -> PreviousKey:

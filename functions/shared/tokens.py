@@ -14,10 +14,10 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from functions.shared.errors import InvalidToken
+from functions.shared.records import Record
 
 MAX_TOKEN_LENGTH = 2048
 _MAC_BYTES = 16
@@ -35,14 +35,27 @@ def key_id(secret: str) -> str:
     return _b64encode(hashlib.sha256(secret.encode()).digest()[:3])
 
 
-@dataclass(frozen=True)
-class LinkClaims:
-    kind: str  # "c" click, "o" open
-    delivery_id: str
-    recipient_id: str
-    url_id: str | None = None
-    proof: bool = False
-    fields: dict[str, str] = field(default_factory=dict)
+class LinkClaims(Record):
+    # "c" click, "o" open, "w" a web-tracking site (delivery_id holds the site id, recipient_id ""),
+    # "l" a person's latest click, kept in the person cookie (fields {"t": epoch seconds}) so the
+    # web-tracking tag can attribute a visit without a read
+    __slots__ = ("delivery_id", "fields", "kind", "proof", "recipient_id", "url_id")
+
+    def __init__(
+        self,
+        kind: str,
+        delivery_id: str,
+        recipient_id: str,
+        url_id: str | None = None,
+        proof: bool = False,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.delivery_id = delivery_id
+        self.recipient_id = recipient_id
+        self.url_id = url_id
+        self.proof = proof
+        self.fields: dict[str, str] = {} if fields is None else fields
 
 
 class Signer:
@@ -108,7 +121,7 @@ def _claims(body: object) -> LinkClaims:
     proof = body[4] if len(body) > 4 else 0
     fields = body[5] if len(body) > 5 else {}
     if (
-        kind not in ("c", "o")
+        kind not in ("c", "o", "w", "l")
         or not all(isinstance(v, str) for v in (delivery_id, recipient_id, url_id))
         or not isinstance(fields, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())

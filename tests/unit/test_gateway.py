@@ -270,6 +270,9 @@ def _forget_calls() -> None:
     [
         ("/r/abc.def.ghi", "redirect"),
         ("/o/abc.def.ghi", "redirect"),
+        ("/w/abc.def.ghi", "redirect"),
+        ("/w/abc.def.ghi/tag.js", "redirect"),
+        ("/api/web-tracking/sites", "api"),
         ("/", "api"),
         ("/health", "api"),
         ("/api/deliveries", "api"),

@@ -63,16 +63,58 @@ def test_a_click_redirects_to_the_personalized_target_and_records_one_event(fake
     assert (event.kind, event.delivery_id, event.recipient_id, event.url_id) == ("click", "d1", "r1", "1")
     assert event.ip == "198.51.100.0"
     [cookie] = response["cookies"]
-    assert cookie.startswith(f"mtpid={event.person_id};")
-    for attribute in ("Max-Age=31536000", "HttpOnly", "SameSite=Lax", "Secure", "Path=/"):
+    assert cookie.startswith(f"mtpid={event.person_id}.")
+    # sent cross-site too, so that the web-tracking tag on the shop's pages gets it
+    for attribute in ("Max-Age=31536000", "HttpOnly", "SameSite=None", "Secure", "Path=/"):
         assert attribute in cookie
 
 
-def test_a_returning_browser_keeps_its_person_id(fakes) -> None:
+def _cookie_value(response: dict[str, Any]) -> str:
+    [cookie] = response["cookies"]
+    return cookie.split(";")[0].partition("=")[2]
+
+
+def test_every_click_sets_the_person_cookie_with_that_click_as_the_latest(fakes) -> None:
+    _, sink = fakes
+    # Given a browser whose cookie names a person and an older click
+    older = signer().sign(LinkClaims("l", "d0", "r0", "9", fields={"t": "1"}))
+    # When it clicks a link of delivery d1 (a proof message)
+    token = signer().sign(LinkClaims("c", "d1", "r1", "1", proof=True))
+    response = call(f"/r/{token}", cookies=[f"mtpid=abcdefgh12345678.{older}"])
+    # Then the person id is kept and the cookie now carries this click, signed
+    person, _, latest = _cookie_value(response).partition(".")
+    assert person == "abcdefgh12345678" == sink.events[0].person_id
+    claims = signer().verify(latest)
+    assert (claims.kind, claims.delivery_id, claims.recipient_id, claims.url_id, claims.proof) == (
+        "l",
+        "d1",
+        "r1",
+        "1",
+        True,
+    )
+    assert int(claims.fields["t"]) == int(sink.events[0].at.timestamp())
+
+
+def test_a_cookie_from_before_web_tracking_keeps_its_person_id(fakes) -> None:
     _, sink = fakes
     response = call(f"/r/{click_token()}", cookies=["mtpid=abcdefgh12345678", "other=1"])
-    assert "cookies" not in response
     assert sink.events[0].person_id == "abcdefgh12345678"
+    assert _cookie_value(response).startswith("abcdefgh12345678.")
+
+
+def test_a_malformed_person_id_is_replaced(fakes) -> None:
+    _, sink = fakes
+    response = call(f"/r/{click_token()}", cookies=["mtpid=no!.x.y.z"])
+    person = sink.events[0].person_id
+    assert person != "no!" and person is not None and len(person) == 22
+    assert _cookie_value(response).startswith(f"{person}.")
+
+
+def test_over_plain_http_the_cookie_is_same_site_lax(fakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a local run over plain http (SameSite=None would need Secure, which http cannot carry)
+    monkeypatch.setenv("MSGTRACK_COOKIE_SECURE", "false")
+    [cookie] = call(f"/r/{click_token()}")["cookies"]
+    assert "SameSite=Lax" in cookie and "Secure" not in cookie
 
 
 def test_an_open_answers_a_transparent_gif_that_is_never_cached(fakes) -> None:
@@ -132,6 +174,7 @@ def test_a_head_request_answers_without_recording(fakes) -> None:
     _, sink = fakes
     response = handler.lambda_handler(http_event("HEAD", f"/r/{click_token()}", token=None), FakeContext())
     assert response["statusCode"] == 302 and sink.events == []
+    assert "cookies" not in response  # a HEAD is no click: it does not become the latest one
 
 
 def test_a_failing_store_still_answers_the_recipient(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,6 +196,12 @@ def test_a_failing_store_still_answers_the_recipient(monkeypatch: pytest.MonkeyP
     [
         ("203.0.113.77", "203.0.113.0"),
         ("2001:db8:abcd:12::1", "2001:db8:abcd::"),
+        ("::ffff:203.0.113.77", "::"),
+        ("10.0.0.1", "10.0.0.0"),
+        ("1.2.3", None),
+        ("256.1.1.1", None),
+        ("2001:db8::g", None),
+        ("", None),
         ("junk", None),
         (None, None),
     ],

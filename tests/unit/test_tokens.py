@@ -18,7 +18,7 @@ OLD_KEY = "o" * 32
 
 claims_strategy = st.builds(
     LinkClaims,
-    kind=st.sampled_from(["c", "o"]),
+    kind=st.sampled_from(["c", "o", "w", "l"]),
     delivery_id=st.text(min_size=1, max_size=20),
     recipient_id=st.text(min_size=1, max_size=60),
     url_id=st.just("7"),
@@ -117,3 +117,19 @@ def test_a_malformed_previous_key_setting_is_refused_at_start(monkeypatch) -> No
 def test_a_click_token_must_name_a_url() -> None:
     with pytest.raises(InvalidToken):
         Signer(KEY).verify(Signer(KEY).sign(LinkClaims("c", "d1", "r1", None)))
+
+
+def test_site_and_latest_click_tokens_round_trip_and_stay_cookie_sized() -> None:
+    signer = Signer(KEY)
+    site = LinkClaims("w", "s7k2m9x4q1ab", "")
+    latest = LinkClaims("l", "d7k2m9x4q1ab", "customer-000123", "12", True, {"t": "1795420800"})
+    assert signer.verify(signer.sign(site)) == site
+    latest_token = signer.sign(latest)
+    assert signer.verify(latest_token) == latest
+    assert len(latest_token) < 130  # the person cookie carries it on every request to the tracking host
+
+
+def test_claims_compare_by_value() -> None:
+    assert LinkClaims("c", "d", "r", "1") == LinkClaims("c", "d", "r", "1", False, {})
+    assert LinkClaims("c", "d", "r", "1") != LinkClaims("c", "d", "r", "2")
+    assert "url_id='1'" in repr(LinkClaims("c", "d", "r", "1"))

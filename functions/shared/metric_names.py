@@ -1,0 +1,23 @@
+"""Every custom metric msgtrack emits, without Powertools: the redirect function imports this alone."""
+
+from __future__ import annotations
+
+
+class MetricNames:
+    """The CDK alarms and dashboard use the same names."""
+
+    CLICKS = "Clicks"
+    OPENS = "Opens"
+    WEB_EVENTS = "WebEvents"  # page views and transactions the web-tracking tag recorded
+    INVALID_TOKENS = "InvalidTokens"
+    REDIRECT_FAILURES = "RedirectFailures"
+    RAW_EVENT_WRITE_FAILURES = (
+        "RawEventWriteFailures"  # lost: neither DynamoDB nor the fallback queue took it
+    )
+    RAW_EVENT_FALLBACKS = "RawEventFallbacks"  # handed to the fallback queue, consolidated later
+    FALLBACK_EVENTS_DRAINED = "FallbackEventsDrained"
+    EVENTS_PROCESSED = "EventsProcessed"
+    WORKFLOW_RUN_DURATION = "WorkflowRunDuration"
+    WORKFLOW_RUNS_SUCCEEDED = "WorkflowRunsSucceeded"
+    WORKFLOW_RUNS_FAILED = "WorkflowRunsFailed"
+    WORKFLOW_RUNS_SKIPPED = "WorkflowRunsSkipped"
