@@ -3,7 +3,8 @@
 Registers a newsletter delivery and a short follow-up, renders messages for 300 recipients, reports a
 few failures, then plays the part of the audience: mail clients load the open pixel, browsers follow
 tracked links (one ``requests.Session`` per person, so the person cookie persists), a few messages are
-forwarded, a few people opt out, and a proof is clicked. Finally the tracking workflow is run once, so
+forwarded, a few people opt out, and a proof is clicked. Some who click through to the shop browse it
+and buy, which the shop's web-tracking tag reports (attributed through the person cookie). Finally the tracking workflow is run once, so
 the dashboard has something to show. A fixed seed makes every run of the demo alike.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -32,6 +34,10 @@ FORWARD_RATE = 0.03
 OPT_OUT_RATE = 0.02
 MIRROR_RATE = 0.04
 REOPEN_RATE = 0.30
+BROWSE_RATE = 0.6  # of clicks that land on the shop, those that go on to view more pages
+BUY_RATE = 0.15  # of those, those that buy
+SHOP_DOMAIN = "northwind-outfitters.example"
+SHOP_PAGES = ("/cart", "/collections/winter-2026", "/p/ridgeline-down-jacket", "/checkout")
 RUN_TIMEOUT_SECONDS = 60.0
 HTTP_TIMEOUT_SECONDS = 30.0
 WORKERS = 4  # people reading at the same time
@@ -186,7 +192,8 @@ def tracked_message(recipient_id: str, written: list[WrittenLink], rendered: str
 
 @dataclass(frozen=True)
 class Visit:
-    """One person's hits, in order: ("open", pixel) with a mail client, ("click", href) with a browser."""
+    """One person's hits, in order: ("open", pixel) with a mail client, ("click", href) with a browser,
+    then ("tag", url) for the shop's web-tracking tag."""
 
     user_agent: str
     hits: tuple[tuple[str, str], ...]
@@ -203,8 +210,26 @@ def _link_weight(link: TrackedLink) -> int:
     return 1
 
 
+def _shop_visit(rng: random.Random, landed_on: str, shop_tag: str) -> list[tuple[str, str]]:
+    """The shop's tag as a reader who clicked through browses: the landing page, more pages, a purchase."""
+    if rng.random() >= BROWSE_RATE:
+        return []
+    origin = landed_on.split("/", 3)[:3]
+    pages = [landed_on] + ["/".join(origin) + page for page in rng.sample(SHOP_PAGES[:3], rng.randint(1, 3))]
+    hits = [("tag", f"{shop_tag}?{urlencode({'type': 'page', 'url': page})}") for page in pages]
+    if rng.random() < BUY_RATE:
+        amount = f"{rng.randint(20, 400)}.{rng.choice(('00', '50', '90', '95'))}"
+        query = {"type": "transaction", "url": "/".join(origin) + SHOP_PAGES[3], "amount": amount}
+        hits.append(("tag", f"{shop_tag}?{urlencode({**query, 'currency': 'EUR'})}"))
+    return hits
+
+
 def plan_audience(
-    rng: random.Random, messages: list[TrackedMessage], *, always_engaged: frozenset[str] = frozenset()
+    rng: random.Random,
+    messages: list[TrackedMessage],
+    *,
+    always_engaged: frozenset[str] = frozenset(),
+    shop_tag: str | None = None,
 ) -> list[Visit]:
     """Who opens, clicks, forwards and opts out; each Visit is one person (one browser or mail client)."""
     visits: list[Visit] = []
@@ -222,9 +247,11 @@ def plan_audience(
         click_rate = CLICK_RATE_AFTER_OPEN if opened else CLICK_RATE_WITHOUT_OPEN
         if clicks and (engaged or rng.random() < click_rate):
             weights = [_link_weight(link) for link in clicks]
-            hits += [
-                ("click", link.href) for link in rng.choices(clicks, weights, k=rng.choice((1, 1, 2, 2, 3)))
-            ]
+            chosen = rng.choices(clicks, weights, k=rng.choice((1, 1, 2, 2, 3)))
+            hits += [("click", link.href) for link in chosen]
+            shop = [link.target for link in chosen if urlsplit(link.target).hostname == f"www.{SHOP_DOMAIN}"]
+            if shop_tag and shop:
+                hits += _shop_visit(rng, shop[-1], shop_tag)
         if clicks and rng.random() < FORWARD_RATE:  # forwarded: someone else clicks in their own browser
             forwarded = rng.choice([b for b in BROWSERS if b != browser])
             visits.append(Visit(forwarded, (("click", rng.choice(clicks).href),)))
@@ -241,7 +268,7 @@ def play(visit: Visit) -> int:
         person.headers["User-Agent"] = visit.user_agent
         for kind, url in visit.hits:
             answer = person.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
-            expected = 302 if kind == "click" else 200
+            expected = 302 if kind == "click" else 200  # the pixel and the tag answer a GIF
             if answer.status_code != expected:
                 raise DemoError(
                     f"GET {url} answered {answer.status_code}, expected {expected}: {answer.text[:200]}"
@@ -351,7 +378,15 @@ def run_demo(
         api.call("POST", f"/api/deliveries/{newsletter['id']}/failures", json={"recipient_ids": failed})
         delivered = [m for m in messages if m.recipient_id not in failed]
 
-        visits = plan_audience(rng, delivered, always_engaged=frozenset({"r0001"}))
+        shop = api.call(
+            "POST",
+            "/api/web-tracking/sites",
+            201,
+            json={"name": "Northwind Outfitters shop", "domains": [SHOP_DOMAIN]},
+        )
+        visits = plan_audience(
+            rng, delivered, always_engaged=frozenset({"r0001"}), shop_tag=shop["pixel_url"]
+        )
         visits += plan_audience(rng, follow_up_messages[1:])
         visits.append(Visit(BROWSERS[0], (("click", follow_up_messages[0].of("click")[0].href),)))
         visits.append(Visit(BROWSERS[2], (("click", proofs[0].of("click")[0].href),)))

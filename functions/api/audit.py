@@ -25,6 +25,8 @@ Action = Literal[
     "settings_changed",
     "workflow_run_requested",
     "erasure_requested",
+    "site_created",
+    "site_deleted",
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_PAGE_SIZE = 200

@@ -35,9 +35,21 @@ class UnsupportedMediaType(errors.MsgtrackError):
     code = "unsupported_media_type"
 
 
+class SiteNotFound(errors.MsgtrackError):
+    code = "not_found"
+
+
+class InvalidSite(errors.MsgtrackError):
+    """A web-tracking site's name or domains cannot be used."""
+
+    code = "validation_error"
+
+
 _STATUS[Unauthorized] = HTTPStatus.UNAUTHORIZED
 _STATUS[UnsupportedMediaType] = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 _STATUS[PayloadTooLarge] = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+_STATUS[SiteNotFound] = HTTPStatus.NOT_FOUND
+_STATUS[InvalidSite] = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

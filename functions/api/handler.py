@@ -8,7 +8,16 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import auth, errors
-from functions.api.routes import audit, deliveries, pages, recipients, settings, tracking, workflow
+from functions.api.routes import (
+    audit,
+    deliveries,
+    pages,
+    recipients,
+    settings,
+    tracking,
+    web_tracking,
+    workflow,
+)
 from functions.api.routes import tracking_check as tracking_checks
 from functions.shared.observability import logger, metrics
 
@@ -22,6 +31,7 @@ app.include_router(recipients.router, prefix="/api/recipients")
 app.include_router(workflow.router, prefix="/api/workflows")
 app.include_router(settings.router, prefix="/api/settings")
 app.include_router(audit.router, prefix="/api/audit")
+app.include_router(web_tracking.router, prefix="/api/web-tracking")
 errors.register(app)
 
 

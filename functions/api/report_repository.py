@@ -69,6 +69,9 @@ class DeliveryStats:
     total_clicks: int = 0
     opt_outs: int = 0
     mirror_page_views: int = 0
+    page_views: int = 0
+    transactions: int = 0
+    transaction_amount: Mapping[str, str] = field(default_factory=dict)  # currency -> exact decimal sum
     # {"browser"|"os"|"device"|"domain": {name: {"opens": n, "clicks": n}}}
     breakdowns: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
 
@@ -97,6 +100,8 @@ class ClickStreamCounts:
     other_paths: int = 0  # recipients whose path is beyond the item's named paths
     transitions: Mapping[str, int] = field(default_factory=dict)  # "1>4" -> moves
     other_transitions: int = 0
+    pages: Mapping[str, int] = field(default_factory=dict)  # "<url_id>\u241f<page_url>" -> page views
+    other_pages: int = 0  # page views beyond the item's named (link, page) keys
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ class TrackingLog:
     device: str | None
     proof: bool = False
     counted: bool = True
+    amount: str | None = None  # transactions: a decimal string
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +304,11 @@ class DynamoReportRepository:
             total_clicks=_int(item.total_clicks),
             opt_outs=_int(item.opt_outs),
             mirror_page_views=_int(item.mirror_page_views),
+            page_views=_int(item.page_views),
+            transactions=_int(item.transactions),
+            transaction_amount={
+                currency: str(total) for currency, total in _plain(item.transaction_amount).items()
+            },
             breakdowns=breakdowns,
         )
 
@@ -323,6 +335,8 @@ class DynamoReportRepository:
             other_paths=_int(item.other_paths),
             transitions={key: _int(count) for key, count in _plain(item.transitions).items()},
             other_transitions=_int(item.other_transitions),
+            pages={key: _int(count) for key, count in _plain(item.pages).items()},
+            other_pages=_int(item.other_pages),
         )
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
@@ -419,6 +433,8 @@ def _log(item: TrackingLogModel) -> TrackingLog:
         device=item.device,
         proof=bool(item.proof),
         counted=item.counted is not False,
+        amount=item.amount,
+        currency=item.currency,
     )
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from functions.shared import timeutil
 
-LogType = Literal["open", "click", "opt_out", "mirror"]
+LogType = Literal["open", "click", "opt_out", "mirror", "page", "transaction"]
 Order = Literal["asc", "desc"]
 OutputFormat = Literal["json", "csv"]
 GroupBy = Literal["url", "label", "category"]
@@ -91,6 +91,11 @@ class Statistics(BaseModel):
     total_clicks: int
     opt_outs: int
     mirror_page_views: int
+    page_views: int = Field(description="pages viewed by recipients after a click (web-tracking tag)")
+    transactions: int = Field(description="transactions by recipients after a click (web-tracking tag)")
+    transaction_amount: dict[str, float] = Field(
+        description='transaction amounts per currency, rounded to 2 decimals, e.g. {"EUR": 12.5}; {} when none'
+    )
     estimated_forwards: int
     open_rate: float
     click_rate: float
@@ -150,12 +155,22 @@ class Transition(BaseModel):
     count: int = Field(description="times a recipient clicked to_url_id next after from_url_id")
 
 
+class PageAfterLink(BaseModel):
+    after_url_id: str = Field(description="the click link whose click the visit is attributed to")
+    url: str = Field(description="the page the web-tracking tag ran on")
+    views: int = Field(description="page views attributed to a click on that link")
+
+
 class ClickStreams(BaseModel):
     recipients: int = Field(description="recipients who clicked at least one click link")
     paths: list[ClickPath] = Field(description="the most followed paths, most recipients first")
     other_recipients: int = Field(description="recipients whose path is not among those listed")
     transitions: list[Transition] = Field(description="link-to-link moves, most frequent first")
     other_transitions: int = Field(description="moves not listed (beyond the pre-aggregated transitions)")
+    pages: list[PageAfterLink] = Field(
+        description="pages visited after each link (web-tracking tag), most viewed first",
+    )
+    other_pages: int = Field(description="page views not listed (beyond the pre-aggregated pages)")
 
 
 class HotClickLink(BaseModel):
@@ -186,6 +201,8 @@ LOG_COLUMNS: tuple[str, ...] = (
     "os",
     "device",
     "proof",
+    "amount",
+    "currency",
 )
 
 
@@ -202,6 +219,8 @@ class LogItem(BaseModel):
     os: str | None
     device: str | None
     proof: bool
+    amount: float | None = Field(description="transactions: the amount, rounded to 2 decimals; else null")
+    currency: str | None = Field(description="transactions: ISO 4217, upper case; else null")
 
 
 class LogPage(BaseModel):

@@ -42,6 +42,7 @@ from functions.api.report_schemas import (
     LogItem,
     LogPage,
     Milestones,
+    PageAfterLink,
     RecipientLogItem,
     RecipientLogPage,
     Run,
@@ -57,8 +58,8 @@ from functions.api.report_schemas import (
 )
 from functions.shared import ids, timeutil
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest, TrackingNotActivated
-from functions.shared.indicators import Indicators, rate
-from functions.shared.models import STREAM_CUT_SHORT, STREAM_SEPARATOR
+from functions.shared.indicators import Indicators, amounts, money, rate
+from functions.shared.models import PAGE_SEPARATOR, STREAM_CUT_SHORT, STREAM_SEPARATOR
 from functions.shared.settings import settings
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         total_clicks=stats.total_clicks,
         opt_outs=stats.opt_outs,
         mirror_page_views=stats.mirror_page_views,
+        page_views=stats.page_views,
+        transactions=stats.transactions,
     )
     hours = repo.hours(delivery_id)
     timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in hours]
@@ -126,6 +129,9 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         total_clicks=indicators.total_clicks,
         opt_outs=indicators.opt_outs,
         mirror_page_views=indicators.mirror_page_views,
+        page_views=indicators.page_views,
+        transactions=indicators.transactions,
+        transaction_amount=amounts(stats.transaction_amount),
         estimated_forwards=indicators.estimated_forwards,
         open_rate=indicators.open_rate,
         click_rate=indicators.click_rate,
@@ -325,9 +331,11 @@ def _window_url_stats(
 
 
 def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | None = None) -> ClickStreams:
-    """The ``limit`` most followed paths through the click links and every link-to-link move counted.
+    """The ``limit`` most followed paths through the click links, every link-to-link move counted and
+    every page the web-tracking tag saw after a click on each link.
 
-    One item read: the tracking workflow keeps the paths and transitions up to date as clicks come in.
+    One item read: the tracking workflow keeps the paths, transitions and pages up to date as events
+    come in (the pages it names are bounded, so all of them are listed).
     """
     repo = _repo(repo)
     _tracked_delivery(repo, delivery_id)
@@ -343,12 +351,20 @@ def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | No
         if n > 0 and after:
             transitions.append(Transition(from_url_id=before, to_url_id=after, count=n))
     transitions.sort(key=lambda move: (-move.count, move.from_url_id, move.to_url_id))
+    pages = []
+    for key, n in counts.pages.items():
+        after_url_id, _, url = key.partition(PAGE_SEPARATOR)
+        if n > 0 and url:
+            pages.append(PageAfterLink(after_url_id=after_url_id, url=url, views=n))
+    pages.sort(key=lambda page: (-page.views, page.after_url_id, page.url))
     return ClickStreams(
         recipients=recipients,
         paths=paths,
         other_recipients=recipients - sum(path.recipients for path in paths),
         transitions=transitions,
         other_transitions=counts.other_transitions,
+        pages=pages,
+        other_pages=counts.other_pages,
     )
 
 
@@ -562,6 +578,8 @@ def _log_item(log: TrackingLog) -> LogItem:
         os=log.os,
         device=log.device,
         proof=log.proof,
+        amount=money(log.amount) if log.amount is not None else None,
+        currency=log.currency,
     )
 
 

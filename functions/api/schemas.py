@@ -29,6 +29,7 @@ from functions.api.delivery_repository import (
     UrlTrackingRules,
 )
 from functions.api.rendering import Recipient, RenderedMessage
+from functions.api.sites import IssuedSite
 from functions.api.url_options import MAX_PATTERNS, MAX_URL_PARAMETERS
 
 MAX_EXCLUDE_PATTERNS = 100
@@ -127,6 +128,14 @@ class ReportFailures(_Request):
     @classmethod
     def _no_control_characters(cls, value: list[str]) -> list[str]:
         return [_without_control_characters(v) for v in value]
+
+
+class CreateSite(_Request):
+    # The bounds and the host-name rules are the logic's (``sites.py``): a 422 with a clear sentence.
+    name: StrictStr = Field(description="shown in reports, 1 to 200 characters")
+    domains: list[StrictStr] = Field(
+        description="1 to 50 host names the tag may report from, e.g. shop.example.com; subdomains match too"
+    )
 
 
 def _text(value: str | bool | int | float) -> str:
@@ -282,3 +291,32 @@ class AuditPageOut(BaseModel):
     @classmethod
     def of(cls, page: AuditPage) -> AuditPageOut:
         return cls(items=[AuditEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+class SiteOut(BaseModel):
+    id: str
+    name: str
+    domains: list[str]
+    site_token: str = Field(description="the signed token of the site's tag")
+    created_at: str
+    created_by: str | None = Field(default=None, description="the name of the API token that created it")
+    pixel_url: str = Field(description="the tag as a 1x1 image: add ?type=page|transaction&url=...")
+    script_url: str = Field(description="the tag as a script to include on the site's pages")
+
+    @classmethod
+    def of(cls, issued: IssuedSite) -> SiteOut:
+        site = issued.site
+        return cls(
+            id=site.id,
+            name=site.name,
+            domains=list(site.domains),
+            site_token=issued.site_token,
+            created_at=site.created_at,
+            created_by=site.created_by,
+            pixel_url=issued.pixel_url,
+            script_url=issued.script_url,
+        )
+
+
+class SitesOut(BaseModel):
+    items: list[SiteOut]

@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 from typing import Any
 
@@ -20,6 +21,7 @@ from functions.shared import timeutil
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
+    PAGE_SEPARATOR,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     STATS_SK,
@@ -41,6 +43,11 @@ from functions.shared.useragent import parse_user_agent
 MAX_PATH = 50  # click-stream steps kept per recipient
 MAX_STREAM_STEPS = 10  # links of a path counted as such in the click streams; longer ones are cut short
 MAX_STREAM_ENTRIES = 1_000  # distinct paths (and transitions) a click-streams item names; more: "other"
+# Distinct (link, page) keys a click-streams item names; more: "other_pages". A page URL may be 1,024
+# characters, so this keeps the item well under DynamoDB's 400 KB next to its paths and transitions.
+MAX_STREAM_PAGES = 200
+MAX_PAGE_URL = 1_024
+WEB_KINDS = frozenset({"page", "transaction"})  # raw events of the web-tracking tag
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
 
@@ -75,6 +82,12 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
     for event in events:
         if event.proof:
             continue
+        if event.kind in WEB_KINDS:
+            # A visit counts on the delivery only: not an open, a click or a step of the recipient.
+            keys.add(stats_key(event.delivery_id))
+            if event.kind == "page" and event.via_url_id:
+                keys.add(streams_key(event.delivery_id))
+            continue
         keys |= {
             stats_key(event.delivery_id),
             hour_key(event.delivery_id, event.at),
@@ -108,6 +121,7 @@ class _State:
         self.items: dict[StateKey, Model] = dict(loaded)
         self.touched: dict[StateKey, Model] = {}
         self._domains = domains
+        self._pages: dict[str, _StreamCounts] = {}
 
     def _get(self, key: StateKey, create: Any) -> Any:
         item = self.items.get(key)
@@ -147,6 +161,21 @@ class _State:
         return self._get(
             key, lambda: ClickStreamsModel(delivery_id=delivery_id, sk=key[1], paths={}, transitions={})
         )
+
+    def page_counts(self, delivery_id: str) -> _StreamCounts:
+        """The pages after each link in the delivery's click streams, counted here until ``settle_pages``."""
+        counts = self._pages.get(delivery_id)
+        if counts is None:
+            streams = self.streams(delivery_id)
+            counts = self._pages[delivery_id] = _StreamCounts(
+                streams.pages, streams.other_pages, cap=MAX_STREAM_PAGES
+            )
+        return counts
+
+    def settle_pages(self) -> None:
+        for delivery_id, counts in self._pages.items():
+            streams = self.streams(delivery_id)
+            streams.pages, streams.other_pages = counts.settled(), counts.other
 
     def person_is_new(self, delivery_id: str, person_id: str) -> bool:
         key = person_key(delivery_id, person_id)
@@ -206,14 +235,15 @@ class _StreamCounts:
     count. With nobody in "other", keys at zero go, making room.
     """
 
-    def __init__(self, counts: Any, other: Any) -> None:
+    def __init__(self, counts: Any, other: Any, cap: int | None = None) -> None:
         self.counts = _plain_counts(counts)
         self.other = int(other or 0)
+        self._cap = MAX_STREAM_ENTRIES if cap is None else cap
 
     def add(self, key: str, delta: int) -> None:
-        if delta > 0 and key not in self.counts and len(self.counts) >= MAX_STREAM_ENTRIES:
+        if delta > 0 and key not in self.counts and len(self.counts) >= self._cap:
             self._forget_empty()
-        if key in self.counts or (delta > 0 and len(self.counts) < MAX_STREAM_ENTRIES):
+        if key in self.counts or (delta > 0 and len(self.counts) < self._cap):
             self.counts[key] = max(0, self.counts.get(key, 0) + delta)
         else:
             self.other = max(0, self.other + delta)
@@ -287,15 +317,36 @@ def consolidate(
         stats = state.stats(delivery_id)
         stats.breakdowns = rows
         stats.updated_at = timeutil.iso(timeutil.now())
+    state.settle_pages()
     _update_click_streams(state, old_paths)
     outcome.items.extend(state.touched.values())
     return outcome
 
 
 def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -> TrackingLogModel:
+    """The tracking log of a raw event: an open, a click on a tracked URL, or a page view or a
+    transaction of the web-tracking tag (``url`` is then the page it ran on).
+
+    A transaction counts only with an amount and a currency the workflow can add up (the tag checks
+    them; an event written otherwise is logged as it came, not counted).
+    """
     client = parse_user_agent(event.user_agent)
-    log_type = "open" if event.kind == "open" else (url.category if url else "click")
-    counted = not event.proof and (event.kind == "open" or (url is not None and url.tracked))
+    web = event.kind in WEB_KINDS
+    transaction = event.kind == "transaction"
+    shown: tuple[str | None, str | None, str | None]  # url_id, url, label
+    if web:
+        log_type = event.kind
+        counted = not event.proof and (not transaction or _amount(event) is not None)
+        shown = (None, event.page_url[:MAX_PAGE_URL] if event.page_url else None, None)
+    else:
+        log_type = "open" if event.kind == "open" else (url.category if url else "click")
+        counted = not event.proof and (event.kind == "open" or (url is not None and url.tracked))
+        clicked = url if event.kind != "open" else None
+        shown = (
+            event.url_id if event.kind != "open" else None,
+            clicked.url if clicked else None,
+            clicked.label if clicked else None,
+        )
     expires = timeutil.parse(event.at) + timedelta(days=log_ttl_days)
     return TrackingLogModel(
         delivery_id=event.delivery_id,
@@ -303,9 +354,9 @@ def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -
         event_id=event.event_id,
         recipient_id=event.recipient_id,
         type=log_type,
-        url_id=event.url_id if event.kind != "open" else None,
-        url=url.url if url and event.kind != "open" else None,
-        label=url.label if url and event.kind != "open" else None,
+        url_id=shown[0],
+        url=shown[1],
+        label=shown[2],
         at=event.at,
         browser=client.browser,
         os=client.os,
@@ -314,7 +365,45 @@ def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -
         proof=bool(event.proof),
         counted=counted,
         expires_at=int(expires.timestamp()),
+        amount=event.amount if transaction else None,
+        currency=event.currency if transaction else None,
     )
+
+
+def _amount(event: RawEventModel) -> tuple[str, Decimal] | None:
+    """A transaction's currency and amount, None unless both are usable."""
+    currency = (event.currency or "").strip().upper()
+    if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+        return None
+    try:
+        amount = Decimal(event.amount or "")
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0:
+        return None
+    return currency, amount
+
+
+def _count_visit(event: RawEventModel, state: _State, stats: DeliveryStatsModel) -> None:
+    """A counted page view or transaction: the delivery's totals and the pages after each link."""
+    if event.kind == "transaction":
+        found = _amount(event)
+        assert found is not None  # counted transactions carry a usable amount (``_log``)
+        currency, amount = found
+        totals = {key: str(value) for key, value in _plain(stats.transaction_amount).items()}
+        # Decimal strings, added exactly: 0.1 + 0.2 is 0.3, however many transactions there are.
+        totals[currency] = str(Decimal(totals.get(currency, "0")) + amount)
+        stats.transaction_amount = totals
+        stats.transactions += 1
+        return
+    stats.page_views += 1
+    if event.via_url_id and event.page_url:
+        page = event.page_url[:MAX_PAGE_URL]
+        state.page_counts(event.delivery_id).add(f"{event.via_url_id}{PAGE_SEPARATOR}{page}", 1)
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
 
 
 def _count(
@@ -325,6 +414,9 @@ def _count(
     stats: DeliveryStatsModel,
     breakdowns: dict[str, Any],
 ) -> None:
+    if event.kind in WEB_KINDS:
+        _count_visit(event, state, stats)
+        return
     delivery_id = event.delivery_id
     recipient = state.recipient(delivery_id, event.recipient_id)
     hour = state.hour(delivery_id, event.at)

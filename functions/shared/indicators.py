@@ -8,8 +8,9 @@ fraction, so a hand computation and the API agree to the last digit (``round`` o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 _CENT = Decimal("0.01")
 
@@ -20,6 +21,24 @@ def rate(numerator: int, denominator: int) -> float:
         return 0.0
     percent = Decimal(numerator) * 100 / Decimal(denominator)
     return float(percent.quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+def amounts(totals: Mapping[str, str]) -> dict[str, float]:
+    """Transaction amounts per currency, from the workflow's exact decimal sums, rounded half-up to
+    2 decimals (``{"EUR": "12.50"}`` -> ``{"EUR": 12.5}``); a sum that is not a number is left out."""
+    rounded = {currency: money(total) for currency, total in sorted(totals.items())}
+    return {currency: value for currency, value in rounded.items() if value is not None}
+
+
+def money(amount: str | None) -> float | None:
+    """A decimal string as a JSON number rounded half-up to 2 decimals; None when it is not a number."""
+    try:
+        exact = Decimal(str(amount))
+    except InvalidOperation:
+        return None
+    if not exact.is_finite():
+        return None
+    return float(exact.quantize(_CENT, rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,8 @@ class Indicators:
     total_clicks: int = 0  # events on click links
     opt_outs: int = 0  # distinct recipients who followed an opt-out link
     mirror_page_views: int = 0  # events on mirror links
+    page_views: int = 0  # web-tracking tag: page events attributed to the delivery
+    transactions: int = 0  # web-tracking tag: transaction events attributed to the delivery
 
     @classmethod
     def from_counts(
@@ -49,6 +70,8 @@ class Indicators:
         total_clicks: int = 0,
         opt_outs: int = 0,
         mirror_page_views: int = 0,
+        page_views: int = 0,
+        transactions: int = 0,
     ) -> Indicators:
         """Indicators from the stored counters; ``delivered`` is what was sent minus reported failures."""
         return cls(
@@ -61,6 +84,8 @@ class Indicators:
             total_clicks=total_clicks,
             opt_outs=opt_outs,
             mirror_page_views=mirror_page_views,
+            page_views=page_views,
+            transactions=transactions,
         )
 
     @property

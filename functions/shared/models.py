@@ -145,6 +145,27 @@ class TrackedUrlModel(_Model):
     deleted_at = UnicodeAttribute(null=True)
 
 
+SITES_PK = "#sites"  # no delivery id starts with "#": the workflow never reads sites as tracked URLs
+
+
+class SiteModel(_Model):
+    """A web-tracking site: its tag's signed token names it; only its domains may send events.
+
+    Kept in the tracked-urls table because the redirect function, which answers the tag, may read
+    that table and no other.
+    """
+
+    spec = tables.TRACKED_URLS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True, default=SITES_PK)
+    url_id = UnicodeAttribute(range_key=True)  # the site id
+    name = UnicodeAttribute()
+    domains = ListAttribute[Any](of=UnicodeAttribute, default=list)  # lower case; subdomains match too
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute(null=True)  # the API token's name
+
+
 # --- raw events table -------------------------------------------------------------------------
 
 
@@ -157,16 +178,22 @@ class RawEventModel(_Model):
     shard = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)  # "<at>#<event_id>"
     event_id = UnicodeAttribute()
-    kind = UnicodeAttribute()  # click, open
-    delivery_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # click, open, page, transaction (the last two: the web-tracking tag)
+    delivery_id = UnicodeAttribute()  # for page and transaction: attributed from the person cookie
     recipient_id = UnicodeAttribute()
-    url_id = UnicodeAttribute(null=True)
+    url_id = UnicodeAttribute(null=True)  # clicks only
     at = UnicodeAttribute()
     user_agent = UnicodeAttribute(null=True)
     person_id = UnicodeAttribute(null=True)
     ip = UnicodeAttribute(null=True)  # truncated to /24 or /48
     proof = BooleanAttribute(default=False)
     expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
+    # The web-tracking tag (kind page or transaction) only:
+    site_id = UnicodeAttribute(null=True)
+    via_url_id = UnicodeAttribute(null=True)  # the tracked URL of the click the visit is attributed to
+    page_url = UnicodeAttribute(null=True)  # the page the tag ran on (at most 1,024 characters)
+    amount = UnicodeAttribute(null=True)  # transactions: a decimal string, e.g. "12.50"
+    currency = UnicodeAttribute(null=True)  # transactions: ISO 4217, upper case
 
 
 # --- tracking logs table ----------------------------------------------------------------------
@@ -189,9 +216,9 @@ class TrackingLogModel(_Model):
     sk = UnicodeAttribute(range_key=True)  # "<at>#<event_id>"
     event_id = UnicodeAttribute()
     recipient_id = UnicodeAttribute()
-    type = UnicodeAttribute()  # open, click, opt_out, mirror
+    type = UnicodeAttribute()  # open, click, opt_out, mirror, page, transaction
     url_id = UnicodeAttribute(null=True)
-    url = UnicodeAttribute(null=True)
+    url = UnicodeAttribute(null=True)  # page and transaction: the page the web-tracking tag ran on
     label = UnicodeAttribute(null=True)
     at = UnicodeAttribute()
     browser = UnicodeAttribute(null=True)
@@ -201,6 +228,8 @@ class TrackingLogModel(_Model):
     proof = BooleanAttribute(default=False)
     counted = BooleanAttribute(default=True)  # false: proof or untracked URL, excluded from indicators
     expires_at = NumberAttribute(null=True)
+    amount = UnicodeAttribute(null=True)  # transactions only: a decimal string, e.g. "12.50"
+    currency = UnicodeAttribute(null=True)  # transactions only: ISO 4217, upper case
 
     by_recipient = ByRecipient()
 
@@ -215,6 +244,8 @@ PERSON_STATE_PREFIX = "p#"
 CLICK_STREAMS_SK = "streams"
 STREAM_SEPARATOR = ">"  # between the url ids of a click-streams path or transition key
 STREAM_CUT_SHORT = "…"  # the last step of a click-streams path key that was cut short
+# After the url id of a click-streams page key; no url id holds it, so a key splits at the first.
+PAGE_SEPARATOR = "\u241f"
 
 
 class DeliveryStatsModel(_Model):
@@ -230,6 +261,9 @@ class DeliveryStatsModel(_Model):
     total_clicks = NumberAttribute(default=0)
     opt_outs = NumberAttribute(default=0)
     mirror_page_views = NumberAttribute(default=0)
+    page_views = NumberAttribute(default=0)  # web-tracking tag: page events
+    transactions = NumberAttribute(default=0)  # web-tracking tag: transaction events
+    transaction_amount = MapAttribute[str, Any](default=dict)  # currency -> exact decimal sum, a string
     # {"browser"|"os"|"device": {name: {"opens": events, "clicks": events}},
     #  "domain": {name: {"opens": recipients, "clicks": recipients}}}
     breakdowns = MapAttribute[str, Any](default=dict)
@@ -295,6 +329,10 @@ class ClickStreamsModel(_Model):
     once ``MAX_STREAM_ENTRIES`` distinct paths (or transitions) are known, a new one is counted in
     ``other_paths`` (``other_transitions``) instead, and known ones stay known (at zero) while anyone
     is counted there, so a recipient is always taken off exactly where they were counted.
+
+    ``pages`` counts the page views of the web-tracking tag after a click on each link (they are only
+    ever added): beyond ``MAX_STREAM_PAGES`` distinct (link, page) keys a new one counts in
+    ``other_pages``.
     """
 
     spec = tables.INDICATORS
@@ -306,6 +344,8 @@ class ClickStreamsModel(_Model):
     other_paths = NumberAttribute(default=0)
     transitions = MapAttribute[str, Any](default=dict)  # "<from_url_id>><to_url_id>": moves
     other_transitions = NumberAttribute(default=0)
+    pages = MapAttribute[str, Any](default=dict)  # "<via_url_id>\u241f<page_url>" -> page views
+    other_pages = NumberAttribute(default=0)
 
 
 # --- workflow table ---------------------------------------------------------------------------
@@ -389,6 +429,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     MessageModel,
     SendCountsModel,
     TrackedUrlModel,
+    SiteModel,
     RawEventModel,
     TrackingLogModel,
     DeliveryStatsModel,

@@ -686,6 +686,9 @@ def test_the_demo_fills_the_stack_through_its_http_interface(stack_url: str, api
     assert statistics["opt_outs"] > 0
     assert statistics["estimated_forwards"] > 0
     assert statistics["mirror_page_views"] > 0
+    # the shop's web-tracking tag saw readers browse and buy after their clicks
+    assert statistics["page_views"] > statistics["transactions"] > 0
+    assert statistics["transaction_amount"]["EUR"] > 0
     tab = api.get(f"{stack_url}/api/recipients/r0001/tracking").json()["items"]
     assert {item["delivery_id"] for item in tab} == {result.delivery_id, result.follow_up_id}
     assert requests.get(result.sample_click, allow_redirects=False).status_code == 302

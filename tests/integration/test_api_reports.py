@@ -148,6 +148,9 @@ def test_statistics(seeded: None) -> None:
         "total_clicks": 5,
         "opt_outs": 1,
         "mirror_page_views": 0,
+        "page_views": 0,
+        "transactions": 0,
+        "transaction_amount": {},
         "estimated_forwards": 1,
         "open_rate": 50.0,
         "click_rate": 25.0,
@@ -281,6 +284,8 @@ def test_logs_filtered_and_windowed(seeded: None) -> None:
         "os": "Windows",
         "device": "desktop",
         "proof": False,
+        "amount": None,
+        "currency": None,
     }
     body = ok("/api/deliveries/d1/tracking/logs", {"recipient_id": "r1", "limit": "1"})
     assert [item["event_id"] for item in body["items"]] == ["e5"]

@@ -150,6 +150,8 @@ def test_click_streams_follow_the_recipients_and_move_them_when_they_click_on(da
             {"from_url_id": "2", "to_url_id": "3", "count": 1},
         ],
         "other_transitions": 0,
+        "pages": [],  # no web-tracking tag reported a page
+        "other_pages": 0,
     }
 
     # When bob clicks link 3 as well and the next run counts it

@@ -171,6 +171,8 @@ def test_click_streams_of_a_delivery_nobody_clicked(fake: FakeDepthReports) -> N
         "other_recipients": 0,
         "transitions": [],
         "other_transitions": 0,
+        "pages": [],
+        "other_pages": 0,
     }
 
 

@@ -99,6 +99,9 @@ def test_statistics_turn_the_stored_counts_into_every_indicator(fake: FakeReport
         "total_clicks": 5,
         "opt_outs": 1,
         "mirror_page_views": 2,
+        "page_views": 0,
+        "transactions": 0,
+        "transaction_amount": {},
         "estimated_forwards": 1,
         "open_rate": 50.0,
         "click_rate": 25.0,
@@ -549,6 +552,8 @@ def test_logs_carry_every_field_of_the_contract(five_logs: FakeReports) -> None:
             "os": "Linux",
             "device": "desktop",
             "proof": False,
+            "amount": None,
+            "currency": None,
         }
     ]
 
@@ -619,6 +624,8 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
         os="+os",
         device=None,
         proof=True,
+        amount=None,
+        currency=None,
     )
 
     # When
@@ -626,7 +633,7 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
 
     # Then lines end in CRLF, the header names the LOG fields, and formula cells start with '
     assert text.startswith(
-        "event_id,delivery_id,recipient_id,type,url_id,url,label,at,browser,os,device,proof\r\n"
+        "event_id,delivery_id,recipient_id,type,url_id,url,label,at,browser,os,device,proof,amount,currency\r\n"
     )
     assert '"https://a.example/?q=1,2&say=""hi"""' in text
     rows = list(csv.reader(io.StringIO(text)))
@@ -643,6 +650,8 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
         "'+os",
         "",
         "true",
+        "",
+        "",
     ]
 
 

@@ -103,6 +103,29 @@ def test_every_change_is_audited_under_the_name_of_the_token_used(
     assert page["items"][3]["after"] == {"tracked": True, "label": "S", "category": "click"}
 
 
+def test_web_tracking_sites_are_audited_under_the_token_used_and_filtered_by_action(
+    api: FakeDeliveryRepository, audit_trail: FakeAuditTrail
+) -> None:
+    from functions.api import sites
+    from tests.fakes_sites import FakeSiteRepository
+
+    sites.use(FakeSiteRepository())
+    try:
+        # When ann registers a site and ci deletes it
+        body = {"name": "Shop", "domains": ["shop.example"]}
+        site = json_body(call("POST", "/api/web-tracking/sites", body, token="token-of-ann-0123"))
+        call("DELETE", f"/api/web-tracking/sites/{site['id']}", token="token-of-ci-0123")
+
+        # Then each is listed under its action, with the token's name and the site as target
+        for action, actor in (("site_created", "ann"), ("site_deleted", "ci")):
+            page = json_body(call("GET", "/api/audit", query={"action": action}))
+            assert [(e["actor"], e["target"]) for e in page["items"]] == [
+                (actor, f"web-tracking/sites/{site['id']}")
+            ]
+    finally:
+        sites.use(None)
+
+
 def test_the_audit_route_validates_its_filters(api: FakeDeliveryRepository) -> None:
     assert call("GET", "/api/audit", query={"action": "lunch"})["statusCode"] == 422
     assert call("GET", "/api/audit", query={"since": "yesterday"})["statusCode"] == 422

@@ -135,3 +135,40 @@ def test_the_hot_clicks_preview_is_a_sandboxed_frame() -> None:
     source = (DASHBOARD / "delivery.js").read_text(encoding="utf-8")
     assert re.search(r'h\("iframe", \{[^}]*sandbox: ""', source)
     assert "srcdoc" in source
+
+
+def _quoted_after(source: str, start: str, end: str) -> list[str]:
+    """The first quoted string of each ``[...]`` entry between ``start`` and ``end`` in a script."""
+    block = source[source.index(start) : source.index(end, source.index(start))]
+    return re.findall(r"""\[\s*["']([a-z_]*)["']""", block)
+
+
+def test_every_section_of_the_navigation_has_a_page() -> None:
+    # Given the sections the top bar links to
+    html = (DASHBOARD / "index.html").read_text(encoding="utf-8")
+    linked = dict(re.findall(r'<a href="#/([a-z-]+)" data-section="([a-z-]+)">', html))
+    assert {"web-tracking", "url-rules"} <= set(linked)
+    # Then the router has a page for each, marked as that section
+    routes = (DASHBOARD / "app.js").read_text(encoding="utf-8")
+    for path, section in linked.items():
+        assert re.search(rf'\[/\^#\\/{re.escape(path)}\\/\?\$/, "{section}"', routes), path
+
+
+def test_the_audit_page_offers_every_action_the_api_records() -> None:
+    from functions.api.audit import ACTIONS
+
+    source = (DASHBOARD / "audit.js").read_text(encoding="utf-8")
+    offered = _quoted_after(source, "const ACTIONS", "];")
+    assert offered[0] == ""  # every action
+    assert sorted(offered[1:]) == sorted(ACTIONS)
+
+
+def test_the_log_tables_offer_every_log_type_the_api_filters_on() -> None:
+    from typing import get_args
+
+    from functions.api.report_schemas import LogType
+
+    source = (DASHBOARD / "logtable.js").read_text(encoding="utf-8")
+    offered = _quoted_after(source, "export const LOG_TYPES", "];")
+    assert offered[0] == ""  # any type
+    assert sorted(offered[1:]) == sorted(get_args(LogType))

@@ -59,3 +59,25 @@ def test_random_ids_use_the_whole_alphabet_at_the_asked_length() -> None:
     seen = set("".join(drawn))
     assert seen == set("0123456789abcdefghjkmnpqrstvwxyz")
     assert ids.delivery_id().startswith("d") and len(ids.delivery_id()) == 12
+
+
+def test_items_written_before_web_tracking_read_as_having_none() -> None:
+    # Given a stats item and a click-streams item as stored before page views existed
+    stats = models.DeliveryStatsModel.from_raw_data(
+        {"delivery_id": {"S": "d1"}, "sk": {"S": "stats"}, "opens": {"N": "3"}}
+    )
+    streams = models.ClickStreamsModel.from_raw_data({"delivery_id": {"S": "d1"}, "sk": {"S": "streams"}})
+
+    # Then they read with no page view, transaction, amount or page
+    assert (int(stats.page_views), int(stats.transactions), stats.transaction_amount.as_dict()) == (0, 0, {})
+    assert (streams.pages.as_dict(), int(streams.other_pages)) == ({}, 0)
+
+
+def test_a_transaction_log_keeps_its_amount_and_currency() -> None:
+    log = models.TrackingLogModel(
+        delivery_id="d1", sk="2026-11-23T08:00:00.000Z#e1", event_id="e1", recipient_id="r1",
+        type="transaction", url="https://shop.example/thanks", at="2026-11-23T08:00:00.000Z",
+        amount="12.50", currency="EUR",
+    )  # fmt: skip
+    read = models.TrackingLogModel.from_raw_data(log.serialize())
+    assert (read.type, read.amount, read.currency, read.url_id) == ("transaction", "12.50", "EUR", None)

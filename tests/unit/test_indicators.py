@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.shared.indicators import Indicators, rate
+from functions.shared.indicators import Indicators, amounts, money, rate
 
 
 @pytest.mark.parametrize(
@@ -108,3 +108,34 @@ def test_rate_grows_with_the_numerator(numerator: int, denominator: int) -> None
 def test_estimated_forwards_is_the_surplus_of_persons(clicks: int, person_clicks: int) -> None:
     indicators = Indicators.from_counts(sent=0, failed=0, clicks=clicks, person_clicks=person_clicks)
     assert indicators.estimated_forwards == max(0, person_clicks - clicks) >= 0
+
+
+@pytest.mark.parametrize(
+    ("exact", "expected"),
+    [
+        ("12.50", 12.5),
+        ("0.3", 0.3),  # the workflow's exact sum of 0.1 + 0.2
+        ("0.125", 0.13),  # half-up, where float rounding would give 0.12
+        ("2.005", 2.01),
+        ("0.124", 0.12),
+        ("1000", 1000.0),
+        ("1E+3", 1000.0),
+    ],
+)
+def test_money_is_a_decimal_sum_rounded_half_up_to_two_decimals(exact: str, expected: float) -> None:
+    assert money(exact) == expected
+
+
+@pytest.mark.parametrize("not_a_number", [None, "", "ten", "NaN", "Infinity"])
+def test_money_that_is_not_a_number_is_none(not_a_number: str | None) -> None:
+    assert money(not_a_number) is None
+
+
+def test_amounts_per_currency_leave_out_sums_that_are_not_numbers() -> None:
+    assert amounts({"USD": "19.999", "EUR": "0.3", "GBP": "oops"}) == {"EUR": 0.3, "USD": 20.0}
+    assert amounts({}) == {}
+
+
+def test_page_views_and_transactions_are_carried_as_counted() -> None:
+    indicators = Indicators.from_counts(sent=3, failed=0, page_views=7, transactions=2)
+    assert (indicators.page_views, indicators.transactions, indicators.clicks) == (7, 2, 0)

@@ -83,4 +83,9 @@ export const api = {
     json(`/api/deliveries/${id(deliveryId)}/urls/${id(urlId)}`, { method: "PATCH", body: changes }),
   deleteDelivery: (deliveryId) => send(`/api/deliveries/${id(deliveryId)}`, { method: "DELETE" }),
   audit: (params) => json("/api/audit", { params }),
+  sites: () => json("/api/web-tracking/sites"),
+  createSite: (site) => json("/api/web-tracking/sites", { method: "POST", body: site }),
+  deleteSite: (siteId) => send(`/api/web-tracking/sites/${id(siteId)}`, { method: "DELETE" }),
+  urlTrackingRules: () => json("/api/settings/url-tracking"),
+  saveUrlTrackingRules: (rules) => json("/api/settings/url-tracking", { method: "PUT", body: rules }),
 };

@@ -6,6 +6,8 @@ import { deliveriesView } from "./deliveries.js";
 import { deliveryView } from "./delivery.js";
 import { h } from "./dom.js";
 import { recipientView } from "./recipient.js";
+import { urlRulesView } from "./urlrules.js";
+import { webTrackingView } from "./webtracking.js";
 import { workflowView } from "./workflow.js";
 
 const main = document.getElementById("view");
@@ -18,6 +20,8 @@ const ROUTES = [
   [/^#\/recipients\/?$/, "recipients", (view) => recipientView(view, null)],
   [/^#\/recipients\/(.+)$/, "recipients", (view, match) => recipientView(view, decode(match[1]))],
   [/^#\/workflow\/?$/, "workflow", (view) => workflowView(view)],
+  [/^#\/web-tracking\/?$/, "web-tracking", (view) => webTrackingView(view)],
+  [/^#\/url-rules\/?$/, "url-rules", (view) => urlRulesView(view)],
   [/^#\/audit\/?$/, "audit", (view) => auditView(view)],
 ];
 

@@ -11,6 +11,8 @@ const ACTIONS = [
   ["settings_changed", "Settings changed"],
   ["workflow_run_requested", "Workflow run requested"],
   ["erasure_requested", "Erasure requested"],
+  ["site_created", "Web-tracking site created"],
+  ["site_deleted", "Web-tracking site deleted"],
 ];
 const ACTION_NAMES = new Map(ACTIONS);
 const PAGE_SIZE = 50;

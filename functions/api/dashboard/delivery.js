@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { timelineChart } from "./chart.js";
 import {
   compactWhen,
+  confirmedAction,
   count,
   externalLink,
   failure,
@@ -12,12 +13,13 @@ import {
   inputFromIso,
   isoFromInput,
   loading,
+  money,
   percent,
   shareCell,
   table,
   when,
 } from "./dom.js";
-import { LOG_TYPES, logBrowser } from "./logtable.js";
+import { AMOUNT_COLUMN, LOG_TYPES, logBrowser } from "./logtable.js";
 import { trackingTestPanel } from "./trackingtest.js";
 
 const TABS = [
@@ -43,10 +45,21 @@ const DETAILS = [
   ["estimated_forwards", "Estimated forwards", count, "more persons than recipients"],
   ["opt_outs", "Opt-outs", count, "recipients who opted out"],
   ["mirror_page_views", "Mirror page views", count, "views in a browser"],
+  ["page_views", "Page views", count, "site pages seen after a click"],
+  ["transactions", "Transactions", count, "purchases after a click"],
+  ["transaction_amount", "Transaction amount", amounts, "per currency"],
 ];
 const HOURLY_UP_TO = 72; // hours of activity shown per hour; longer ones per day
 const TOP_MOVES = 20;
+const TOP_PAGES = 20;
 const CATEGORY = { click: "Click", opt_out: "Opt-out", mirror: "Mirror page" };
+
+/** The transaction amount per currency, one line each in currency-code order: {"EUR": 62.4}. */
+function amounts(perCurrency) {
+  const entries = Object.entries(perCurrency ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return "–";
+  return entries.map(([currency, amount]) => h("div", { class: "amount", dataset: { currency } }, money(amount, currency)));
+}
 
 function card([field, title, show, note], stats) {
   return h(
@@ -334,32 +347,51 @@ function clickStreams(answer, labels) {
     shareCell(path.share),
   ]);
   const moves = answer.transitions.map((move) => [step(labels, move.from_url_id), step(labels, move.to_url_id), count(move.count)]);
-  const movesShown = h("div", {}, table([{ title: "From" }, { title: "Then" }, { title: "Times", numeric: true }], moves.slice(0, TOP_MOVES), { empty: "Nobody has clicked a second link yet." }));
-  const showAll = h("button", { type: "button", class: "quiet", hidden: moves.length <= TOP_MOVES }, `Show all ${count(moves.length)} moves`);
-  showAll.addEventListener("click", () => {
-    movesShown.replaceChildren(table([{ title: "From" }, { title: "Then" }, { title: "Times", numeric: true }], moves));
-    showAll.hidden = true;
-  });
+  const pages = (answer.pages ?? []).map((visit) => [step(labels, visit.after_url_id), externalLink(visit.url), count(visit.views)]);
+  const pageColumns = [{ title: "After a click on" }, { title: "Page", class: "page-url" }, { title: "Views", numeric: true }];
   return h(
     "div",
-    { class: "grid-2" },
+    {},
     h(
       "div",
-      { class: "paths" },
-      h("h3", {}, `Top paths · ${count(answer.recipients)} ${answer.recipients === 1 ? "recipient" : "recipients"} clicked`),
-      table([{ title: "Path" }, { title: "Recipients", numeric: true }, { title: "Share", numeric: true }], pathRows, { empty: "Nobody has clicked yet." }),
-      answer.other_recipients
-        ? h("p", { class: "muted small" }, `${count(answer.other_recipients)} more ${answer.other_recipients === 1 ? "recipient" : "recipients"} followed other paths.`)
+      { class: "grid-2" },
+      h(
+        "div",
+        { class: "paths" },
+        h("h3", {}, `Top paths · ${count(answer.recipients)} ${answer.recipients === 1 ? "recipient" : "recipients"} clicked`),
+        table([{ title: "Path" }, { title: "Recipients", numeric: true }, { title: "Share", numeric: true }], pathRows, { empty: "Nobody has clicked yet." }),
+        answer.other_recipients
+          ? h("p", { class: "muted small" }, `${count(answer.other_recipients)} more ${answer.other_recipients === 1 ? "recipient" : "recipients"} followed other paths.`)
+          : null,
+      ),
+      h(
+        "div",
+        { class: "transitions" },
+        h("h3", {}, "Link to link"),
+        topRows([{ title: "From" }, { title: "Then" }, { title: "Times", numeric: true }], moves, TOP_MOVES, "moves", "Nobody has clicked a second link yet."),
+      ),
+    ),
+    h(
+      "div",
+      { class: "pages-after" },
+      h("h3", {}, "Pages visited after each link (web tracking)"),
+      topRows(pageColumns, pages, TOP_PAGES, "pages", "No page of a tracked site has been visited after a click yet."),
+      answer.other_pages
+        ? h("p", { class: "muted small" }, `${count(answer.other_pages)} more ${answer.other_pages === 1 ? "page view" : "page views"} on pages not listed.`)
         : null,
     ),
-    h(
-      "div",
-      { class: "transitions" },
-      h("h3", {}, "Link to link"),
-      movesShown,
-      h("div", { class: "pager" }, showAll),
-    ),
   );
+}
+
+/** The first rows of a table, and a button that shows them all. */
+function topRows(columns, rows, top, noun, empty) {
+  const shown = h("div", {}, table(columns, rows.slice(0, top), { empty }));
+  const showAll = h("button", { type: "button", class: "quiet", hidden: rows.length <= top }, `Show all ${count(rows.length)} ${noun}`);
+  showAll.addEventListener("click", () => {
+    shown.replaceChildren(table(columns, rows));
+    showAll.hidden = true;
+  });
+  return h("div", {}, shown, h("div", { class: "pager" }, showAll));
 }
 
 // --- hot clicks ------------------------------------------------------------------------------------
@@ -416,6 +448,7 @@ async function logs(content, deliveryId, delivery) {
           { title: "Recipient", cell: (log) => h("a", { href: `#/recipients/${encodeURIComponent(log.recipient_id)}` }, log.recipient_id) },
           { title: "Link", cell: (log) => log.label ?? "–" },
           { title: "Target", cell: (log) => (log.url ? externalLink(log.url) : "–"), class: "url" },
+          AMOUNT_COLUMN,
           { title: "Browser", cell: (log) => log.browser ?? "–" },
           { title: "OS", cell: (log) => log.os ?? "–" },
           { title: "Device", cell: (log) => log.device ?? "–" },
@@ -431,37 +464,15 @@ async function logs(content, deliveryId, delivery) {
 // --- deleting the delivery -------------------------------------------------------------------------
 
 function deleteControl(deliveryId) {
-  // Confirmed in the page, not with window.confirm: the dashboard opens no dialog.
-  const ask = h("button", { type: "button", class: "quiet danger", dataset: { action: "delete" } }, "Delete delivery…");
-  const confirmDelete = h("button", { type: "button", class: "danger", dataset: { action: "confirm-delete" } }, "Delete it");
-  const cancel = h("button", { type: "button", class: "quiet" }, "Keep it");
-  const said = h("div", { role: "alert" });
-  const question = h(
-    "div",
-    { class: "confirm", hidden: true },
-    h("p", {}, "Delete this delivery? Its reports go away, and links already sent will show a neutral page."),
-    confirmDelete,
-    cancel,
-  );
-  ask.addEventListener("click", () => {
-    question.hidden = false;
-    ask.hidden = true;
-  });
-  cancel.addEventListener("click", () => {
-    question.hidden = true;
-    ask.hidden = false;
-  });
-  confirmDelete.addEventListener("click", async () => {
-    confirmDelete.disabled = true;
-    try {
+  return confirmedAction({
+    label: "Delete delivery…",
+    question: "Delete this delivery? Its reports go away, and links already sent will show a neutral page.",
+    actions: { ask: "delete", confirm: "confirm-delete" },
+    perform: async () => {
       await api.deleteDelivery(deliveryId);
       location.hash = "#/deliveries";
-    } catch (error) {
-      said.replaceChildren(failure(error));
-      confirmDelete.disabled = false;
-    }
+    },
   });
-  return h("div", { class: "delete-delivery" }, ask, question, said);
 }
 
 // --- link settings: tracked, label, category of each URL ---------------------------------------------

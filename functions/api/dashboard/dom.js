@@ -95,6 +95,22 @@ export function count(value) {
   return value === null || value === undefined ? "–" : integers.format(value);
 }
 
+/** A sum of money in its currency, "€62.40"; an unknown currency code as "62.4 XYZ". */
+export function money(amount, currency) {
+  try {
+    return new Intl.NumberFormat("en-US", { style: "currency", currency }).format(amount);
+  } catch {
+    return `${amount} ${currency}`;
+  }
+}
+
+/** A transaction's amount as logged, "49.90 EUR" (the API sends the decimal as written, or a number). */
+export function amountWithCurrency(amount, currency) {
+  if (amount === null || amount === undefined || amount === "") return "";
+  const value = typeof amount === "number" ? amount.toFixed(2) : String(amount);
+  return currency ? `${value} ${currency}` : value;
+}
+
 /** A percentage as the API rounds it: 2 decimals. */
 export function percent(value) {
   return value === null || value === undefined ? "–" : `${Number(value).toFixed(2)}%`;
@@ -143,4 +159,32 @@ export function shareCell(value) {
   const fill = h("span");
   fill.style.width = `${Math.max(0, Math.min(100, Number(value) || 0))}%`;
   return h("div", { class: "share" }, h("span", { class: "bar", "aria-hidden": "true" }, fill), h("span", { class: "pct" }, percent(value)));
+}
+
+// A destructive action confirmed in the page, not with window.confirm (the dashboard opens no dialog):
+// a button asks, a question offers "Delete it" and "Keep it", and a failure is said beside it.
+export function confirmedAction({ label, question, actions, perform }) {
+  const ask = h("button", { type: "button", class: "quiet danger", dataset: { action: actions.ask } }, label);
+  const confirm = h("button", { type: "button", class: "danger", dataset: { action: actions.confirm } }, "Delete it");
+  const cancel = h("button", { type: "button", class: "quiet", dataset: actions.keep ? { action: actions.keep } : {} }, "Keep it");
+  const said = h("div", { role: "alert" });
+  const asked = h("div", { class: "confirm", hidden: true }, h("p", {}, question), confirm, cancel);
+  ask.addEventListener("click", () => {
+    asked.hidden = false;
+    ask.hidden = true;
+  });
+  cancel.addEventListener("click", () => {
+    asked.hidden = true;
+    ask.hidden = false;
+  });
+  confirm.addEventListener("click", async () => {
+    confirm.disabled = true;
+    try {
+      await perform();
+    } catch (error) {
+      said.replaceChildren(failure(error));
+      confirm.disabled = false;
+    }
+  });
+  return h("div", { class: "delete-delivery" }, ask, asked, said);
 }

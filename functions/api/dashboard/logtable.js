@@ -1,7 +1,7 @@
 // A table of tracking logs with filters, cursor paging and CSV export: the delivery's logs and the
 // recipient's Tracking tab both use it.
 
-import { failure, h, isoFromInput, loading, tableRow } from "./dom.js";
+import { amountWithCurrency, failure, h, isoFromInput, loading, tableRow } from "./dom.js";
 
 const MAX_EXPORT_PAGES = 50; // 50 pages of 200 logs: a bigger export belongs to the API, not a browser
 
@@ -11,7 +11,12 @@ export const LOG_TYPES = [
   ["click", "Clicks"],
   ["opt_out", "Opt-outs"],
   ["mirror", "Mirror page views"],
+  ["page", "Page views"],
+  ["transaction", "Transactions"],
 ];
+
+/** A transaction log's amount, "49.90 EUR"; empty for every other type. */
+export const AMOUNT_COLUMN = { title: "Amount", numeric: true, cell: (log) => amountWithCurrency(log.amount, log.currency) };
 
 function control(filter) {
   const props = { name: filter.name, "aria-label": filter.label };

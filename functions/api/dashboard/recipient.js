@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { externalLink, h, when } from "./dom.js";
-import { LOG_TYPES, logBrowser } from "./logtable.js";
+import { AMOUNT_COLUMN, LOG_TYPES, logBrowser } from "./logtable.js";
 
 export function recipientView(view, recipientId) {
   const input = h("input", { type: "search", name: "recipient", placeholder: "recipient id, e.g. r0001", value: recipientId ?? "", required: true, "aria-label": "Recipient id" });
@@ -45,6 +45,7 @@ export function recipientView(view, recipientId) {
       { title: "Type", cell: (log) => h("span", { class: `badge ${log.type}` }, log.type.replace("_", "-")) },
       { title: "Link", cell: (log) => log.label ?? "–" },
       { title: "Target", cell: (log) => (log.url ? externalLink(log.url) : "–"), class: "url" },
+      AMOUNT_COLUMN,
       { title: "Browser", cell: (log) => log.browser ?? "–" },
       { title: "Device", cell: (log) => log.device ?? "–" },
     ],
