@@ -70,8 +70,16 @@ class PendingBatch:
     checkpoints: dict[str, str]  # shard -> its new checkpoint; shards not named stay where they are
     events: int
     items: list[Model] = field(default_factory=list)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
+        """The compressed document, encoded once: a pending batch's items do not change once it is
+        made (the run makes a new one for every flush)."""
+        if self._encoded is None:
+            self._encoded = self._encode()
+        return self._encoded
+
+    def _encode(self) -> bytes:
         document = {
             "seq": self.seq,
             "checkpoints": self.checkpoints,

@@ -43,6 +43,7 @@ MAX_CARRIED_ITEMS = 10_000  # changed indicator items (and held logs) a run carr
 # The pending batch is an attribute of the workflow state item, which DynamoDB caps at 400 KB: flush
 # once it is encoded past this, which leaves room for the batch that took it there.
 MAX_PENDING_BYTES = 200_000
+MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
 
@@ -120,6 +121,7 @@ class _Carried:
         self.checkpoints: dict[str, str] = {}
         self.events = 0
         self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
+        self._bytes_per_entry: float | None = None  # encoded bytes per item or log, at the last flush
 
     def __len__(self) -> int:
         return len(self.changed) + len(self.held_logs)
@@ -165,20 +167,28 @@ class _Carried:
     def too_big(self, seq: int, max_bytes: int) -> bool:
         """Whether the pending batch is encoded past ``max_bytes``.
 
-        Encoding all of it after every batch would cost more than the batches: it is measured again
+        Encoding all of it after every batch would cost more than the batches. After a flush, the run
+        knows what an item or a log of its pending batches weighs encoded (the flush encodes its pending
+        batch anyway), so it estimates from the count alone. Before its first flush it measures: again
         only once the items or the events carried have grown fourfold since the last measure, or when
-        growing the last measure by as much as either (the items' sizes grow with both) passes the bound.
+        growing the last measure by as much as either (the items' sizes grow with both) passes the bound;
+        a measure within ``MEASURED_MARGIN`` of the bound flushes already, or every batch after it would
+        measure again.
         """
+        if self._bytes_per_entry is not None:
+            return len(self) * self._bytes_per_entry > max_bytes
         items, events, encoded = self._measured
         growth = max(len(self) / items, self.events / events) if items and events else float("inf")
         if growth < 4 and encoded * growth <= max_bytes:
             return False
         size = len(self.pending(seq).encode())
         self._measured = (len(self), self.events, size)
-        return size > max_bytes
+        return size > max_bytes * (1 - MEASURED_MARGIN)
 
-    def flushed(self) -> None:
-        """The pending batch is applied: the items as held are the stored ones now."""
+    def flushed(self, encoded_bytes: int) -> None:
+        """The pending batch (``encoded_bytes`` long) is applied: the items as held are the stored ones."""
+        if len(self):
+            self._bytes_per_entry = encoded_bytes / len(self)
         self.changed.clear()
         self.held_logs.clear()
         self.checkpoints.clear()
@@ -327,9 +337,10 @@ class _Run:
         if self._carried.is_empty():
             return
         pending = self._carried.pending(self._state.batch_seq + 1)
+        encoded = len(pending.encode())  # kept by the batch: saving it does not encode it again
         self._store.save_pending(self._owner, pending)
         self._finish(pending)
-        self._carried.flushed()
+        self._carried.flushed(encoded)
 
     def _finish(self, pending: PendingBatch) -> None:
         """Apply a pending batch's writes (again, if need be) and move its checkpoints."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.store import PendingBatch
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import raw_events
 from functions.shared.models import MessageModel, TrackedUrlModel
@@ -513,6 +514,33 @@ def test_a_pending_batch_stays_under_its_size_bound_with_many_recipients() -> No
     workflow(clean, batch_size=1000).run("clean", "schedule")
     assert len(clean.pending_sizes) == 1 and clean.pending_sizes[0] > 3 * bound
     assert store.snapshot() == clean.snapshot()
+
+
+def test_after_its_first_flush_a_run_estimates_the_pending_size_instead_of_encoding_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a run that will flush several times under a small bound, counting every encoding
+    encodings: list[int] = []
+    real_encode = PendingBatch._encode
+
+    def counted(pending: PendingBatch) -> bytes:
+        encodings.append(len(pending.items))
+        return real_encode(pending)
+
+    monkeypatch.setattr(PendingBatch, "_encode", counted)
+    store = seeded_store()
+    campaign(store)
+    crowd(store, 1_500)
+    config = WorkflowConfig(batch_size=50, max_pending_bytes=30_000)
+    # When it runs
+    TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
+    # Then each flush encodes its pending batch once (saving reuses it); only the first flush's batch
+    # is measured on the way, a few times
+    flushes = len(store.pending_sizes)
+    assert flushes > 3
+    assert flushes <= len(encodings) <= flushes + 5, repr((flushes, encodings))
+    # and the bound still holds
+    assert max(store.pending_sizes) < 30_000 + 10_000
 
 
 def test_a_run_flushes_when_it_carries_too_many_items() -> None:
