@@ -196,15 +196,17 @@ def _bump(breakdowns: dict[str, Any], dimension: str, name: str, measure: str) -
     row[measure] = int(row.get(measure, 0)) + 1
 
 
+def _plain(value: Any) -> dict[str, Any]:
+    """A map attribute's value as a plain dict (PynamoDB hands over a MapAttribute or a dict)."""
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
+
+
 def _breakdowns(stats: DeliveryStatsModel) -> dict[str, Any]:
-    current = stats.breakdowns
-    as_dict = current.as_dict() if hasattr(current, "as_dict") else dict(current or {})
-    return as_dict
+    return _plain(stats.breakdowns)
 
 
 def _plain_counts(value: Any) -> dict[str, int]:
-    as_dict = value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
-    return {key: int(count) for key, count in as_dict.items()}
+    return {key: int(count) for key, count in _plain(value).items()}
 
 
 def stream_of(path: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -400,10 +402,6 @@ def _count_visit(event: RawEventModel, state: _State, stats: DeliveryStatsModel)
     if event.via_url_id and event.page_url:
         page = event.page_url[:MAX_PAGE_URL]
         state.page_counts(event.delivery_id).add(f"{event.via_url_id}{PAGE_SEPARATOR}{page}", 1)
-
-
-def _plain(value: Any) -> dict[str, Any]:
-    return value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
 
 
 def _count(

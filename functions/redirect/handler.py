@@ -49,41 +49,38 @@ def _site_collaborators() -> tuple[web.Sites, tracking.EventSink]:
     return _sites, _collaborators()[1]
 
 
+def _visitor(event: dict[str, Any]) -> dict[str, Any]:
+    """What every hit tells of who sent it: time, user agent, address, person cookie, HEAD or not."""
+    http = event.get("requestContext", {}).get("http", {})
+    cookies = dict(c.split("=", 1) for c in event.get("cookies") or () if "=" in c)
+    return {
+        "at": timeutil.now(),
+        "user_agent": (event.get("headers") or {}).get("user-agent"),
+        "source_ip": http.get("sourceIp"),
+        "person_cookie": cookies.get(tracking.PERSON_COOKIE),
+        "record": http.get("method", "GET") != "HEAD",
+    }
+
+
 def _hit(event: dict[str, Any]) -> tracking.Hit | None:
     path = event.get("rawPath") or ""
     kind = {"/r/": "click", "/o/": "open"}.get(path[:3])
-    http = event.get("requestContext", {}).get("http", {})
     if kind is None:
         return None
-    cookies = dict(c.split("=", 1) for c in event.get("cookies") or () if "=" in c)
-    return tracking.Hit(
-        token=path[3:],
-        kind=kind,
-        at=timeutil.now(),
-        user_agent=(event.get("headers") or {}).get("user-agent"),
-        source_ip=http.get("sourceIp"),
-        person_cookie=cookies.get(tracking.PERSON_COOKIE),
-        record=http.get("method", "GET") != "HEAD",
-    )
+    return tracking.Hit(token=path[3:], kind=kind, **_visitor(event))
 
 
 def _tag_hit(event: dict[str, Any], token: str) -> web.TagHit:
-    http = event.get("requestContext", {}).get("http", {})
     headers = event.get("headers") or {}
     params: dict[str, str] = {}
     for name, value in parse_qsl(event.get("rawQueryString") or "", keep_blank_values=True):
         params.setdefault(name, value)  # the first of repeated names, as a browser form would send it
-    cookies = dict(c.split("=", 1) for c in event.get("cookies") or () if "=" in c)
     return web.TagHit(
         token=token,
         params=params,
         referer=headers.get("referer"),
         origin=headers.get("origin"),
-        at=timeutil.now(),
-        user_agent=headers.get("user-agent"),
-        source_ip=http.get("sourceIp"),
-        person_cookie=cookies.get(tracking.PERSON_COOKIE),
-        record=http.get("method", "GET") != "HEAD",
+        **_visitor(event),
     )
 
 
