@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
+from functions.consolidate.store import Refused
 from functions.shared import raw_events
 from functions.shared.models import STATS_SK, RawEventModel, TrackedUrlModel, TrackingLogModel
 from functions.shared.raw_events import RawEvent
@@ -105,7 +106,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
         self._call("load_indicators")
         return {key: self._stored[key] for key in keys if key in self._stored}
 
-    def put_items(self, items: Iterable[Model]) -> None:
+    def put_items(self, items: Iterable[Model]) -> list[Refused]:
         self._call("put_items")
         for item in items:
             key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
@@ -117,6 +118,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
                 self._stored[key] = item
             self.items_written += 1
         gc.freeze()  # the stored items are the database's now (see the module's docstring)
+        return []  # nothing here is refused: the figures measure the workflow, not bad input
 
     # --- reading results ---
 

@@ -10,13 +10,22 @@ from typing import Any
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
-from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, indicator_model
+from functions.consolidate.store import (
+    LockLost,
+    PendingBatch,
+    Refused,
+    WorkflowState,
+    WriteRefused,
+    indicator_model,
+)
 from functions.shared import raw_events
 from functions.shared.fallback import FallbackMessage
+from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
     MESSAGE_PREFIX,
     ErasureModel,
     MessageModel,
+    QuarantineModel,
     RawEventModel,
     RunModel,
     TrackedUrlModel,
@@ -24,11 +33,16 @@ from functions.shared.models import (
 )
 from functions.shared.raw_events import RawEvent
 
-DYNAMODB_ITEM_LIMIT = 400 * 1024
-
 
 class Crash(RuntimeError):
     """An injected fault: the process dies here."""
+
+
+def refused_by_dynamodb(data: dict[str, Any]) -> str | None:
+    """What DynamoDB answers a put of this item (its low-level form) for what it holds, if anything."""
+    if item_size(data) > DYNAMODB_ITEM_LIMIT:
+        return "ValidationException: Item size has exceeded the maximum allowed size"
+    return None
 
 
 def _copy(item: Model) -> Any:
@@ -58,6 +72,10 @@ class FakeWorkflowStore:
         self._fallback_seq = 0
         self.die_on_fault = True  # after a fault every call fails: nothing runs after a crash
         self.dead = False
+        # What DynamoDB refuses for what it holds (a ValidationException): items too large by default.
+        self.refuse: Callable[[dict[str, Any]], str | None] = refused_by_dynamodb
+        self.quarantined: dict[str, QuarantineModel] = {}
+        self.deleted_deliveries_at: dict[str, str] = {}
 
     def _call(self, operation: str) -> None:
         if self.dead:
@@ -87,6 +105,12 @@ class FakeWorkflowStore:
 
     def add_message(self, message: MessageModel) -> None:
         self.messages[(str(message.delivery_id), str(message.sk))] = message
+
+    def delete_delivery(self, delivery_id: str, at: str = "2026-11-23T09:30:00.000Z") -> None:
+        """What the API does: the delivery record and every tracked URL of it are marked deleted."""
+        self.deleted_deliveries_at[delivery_id] = at
+        for url in self.urls.get(delivery_id, []):
+            url.deleted_at = at
 
     # --- WorkflowStore --------------------------------------------------------------------------
 
@@ -162,16 +186,31 @@ class FakeWorkflowStore:
         self._call("load_indicators")
         return {key: _copy(self.indicators[key]) for key in keys if key in self.indicators}
 
-    def put_items(self, items: Iterable[Model]) -> None:
+    def put_items(self, items: Iterable[Model]) -> list[Refused]:
+        refused = []
         for item in items:
             self._call("put_item")
             key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            reason = self.refuse(item.serialize())
+            if reason is not None:
+                refused.append(Refused(item, reason))
+                continue
             self.writes[key] = self.writes.get(key, 0) + 1
             if isinstance(item, TrackingLogModel):
                 self.logs[key] = _copy(item)
             else:
                 indicator_model(key[1])  # only indicator items go to the indicators table
                 self.indicators[key] = _copy(item)
+        return refused
+
+    def quarantine(self, items: Iterable[QuarantineModel]) -> None:
+        for item in items:
+            self._call("quarantine")
+            self.quarantined[str(item.sk)] = _copy(item)
+
+    def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
+        self._call("deleted_deliveries")
+        return {delivery_id for delivery_id in delivery_ids if delivery_id in self.deleted_deliveries_at}
 
     def receive_fallback(self, limit: int) -> list[FallbackMessage]:
         self._call("receive_fallback")
@@ -180,6 +219,9 @@ class FakeWorkflowStore:
 
     def put_raw(self, item: dict[str, Any]) -> None:
         self._call("put_raw")
+        reason = self.refuse(item)
+        if reason is not None:
+            raise WriteRefused(reason)
         model = RawEventModel.from_raw_data(item)
         shard = self.raw.setdefault(str(model.shard), [])
         if all(existing.sk != model.sk for existing in shard):

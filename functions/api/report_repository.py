@@ -74,6 +74,9 @@ class DeliveryStats:
     transaction_amount: Mapping[str, str] = field(default_factory=dict)  # currency -> exact decimal sum
     # {"browser"|"os"|"device"|"domain": {name: {"opens": n, "clicks": n}}}
     breakdowns: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
+    # What each breakdown counts beyond the names it keeps (limits.MAX_BREAKDOWN_NAMES):
+    # {"browser"|"os"|"device"|"domain": {"opens": n, "clicks": n}}
+    other_breakdowns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,7 @@ class DynamoReportRepository:
                 currency: str(total) for currency, total in _plain(item.transaction_amount).items()
             },
             breakdowns=breakdowns,
+            other_breakdowns=_counts(_plain(item.other_breakdowns)),
         )
 
     def hours(self, delivery_id: str) -> list[HourCount]:

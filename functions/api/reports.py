@@ -73,6 +73,7 @@ MAX_LOGS_READ_FOR_WINDOW = 10_000  # URL indicators over a time window are compu
 MAX_RUNS_READ = 1_000  # how far back the last successful run is looked for
 URL_EVENT_TYPES = frozenset({"click", "opt_out", "mirror"})
 BREAKDOWN_DIMENSIONS = ("browser", "os", "device")
+OTHER_ROW = "Other"  # a breakdown's row for the names it does not keep
 
 
 def _repo(repo: ReportRepository | None) -> ReportRepository:
@@ -113,11 +114,12 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
     )
     hours = repo.hours(delivery_id)
     timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in hours]
+    other = stats.other_breakdowns
     breakdowns = Breakdowns(
-        browser=_rows(stats.breakdowns.get("browser", {})),
-        os=_rows(stats.breakdowns.get("os", {})),
-        device=_rows(stats.breakdowns.get("device", {})),
-        domain=_domain_rows(stats.breakdowns.get("domain", {}), sends.domains),
+        browser=_rows(stats.breakdowns.get("browser", {}), other.get("browser", {})),
+        os=_rows(stats.breakdowns.get("os", {}), other.get("os", {})),
+        device=_rows(stats.breakdowns.get("device", {}), other.get("device", {})),
+        domain=_domain_rows(stats.breakdowns.get("domain", {}), sends.domains, other.get("domain", {})),
     )
     return Statistics(
         sent=indicators.sent,
@@ -188,16 +190,40 @@ def _milestones(elapsed: Sequence[int], counts: Sequence[int]) -> Milestones:
     return Milestones(hours_to_50_percent=reached(50), hours_to_90_percent=reached(90))
 
 
-def _rows(counts: Mapping[str, Mapping[str, int]]) -> list[BreakdownRow]:
+def _with_other(
+    counts: Mapping[str, Mapping[str, int]], other: Mapping[str, int]
+) -> tuple[dict[str, Mapping[str, int]], bool]:
+    """The counts with the names a breakdown does not keep (``limits.MAX_BREAKDOWN_NAMES``) added to
+    its "Other" row (which also holds what the user-agent parser could not name); whether it did."""
+    counts = dict(counts)
+    if not any(int(n) for n in other.values()):
+        return counts, False
+    known = counts.get(OTHER_ROW, {})
+    counts[OTHER_ROW] = {m: int(known.get(m, 0)) + int(other.get(m, 0)) for m in ("opens", "clicks")}
+    return counts, True
+
+
+def _last_if_other(rows: list[Any], overflowed: bool) -> list[Any]:
+    """ "Other" comes last when it holds the names not kept: it is the rest, not a name."""
+    if not overflowed:
+        return rows
+    return [row for row in rows if row.name != OTHER_ROW] + [row for row in rows if row.name == OTHER_ROW]
+
+
+def _rows(counts: Mapping[str, Mapping[str, int]], other: Mapping[str, int]) -> list[BreakdownRow]:
+    counts, overflowed = _with_other(counts, other)
     rows = [
         BreakdownRow(name=name, opens=int(row.get("opens", 0)), clicks=int(row.get("clicks", 0)))
         for name, row in counts.items()
     ]
-    return sorted(rows, key=lambda row: (-(row.opens + row.clicks), row.name))
+    return _last_if_other(sorted(rows, key=lambda row: (-(row.opens + row.clicks), row.name)), overflowed)
 
 
-def _domain_rows(counts: Mapping[str, Mapping[str, int]], sent: Mapping[str, int]) -> list[DomainRow]:
+def _domain_rows(
+    counts: Mapping[str, Mapping[str, int]], sent: Mapping[str, int], other: Mapping[str, int]
+) -> list[DomainRow]:
     """Every domain messages were sent to or events came from, rated against its messages sent."""
+    counts, overflowed = _with_other(counts, other)
     rows = []
     for name in set(counts) | set(sent):
         opens = int(counts.get(name, {}).get("opens", 0))
@@ -213,7 +239,9 @@ def _domain_rows(counts: Mapping[str, Mapping[str, int]], sent: Mapping[str, int
                 click_rate=rate(clicks, messages),
             )
         )
-    return sorted(rows, key=lambda row: (-(row.opens + row.clicks), -row.sent, row.name))
+    return _last_if_other(
+        sorted(rows, key=lambda row: (-(row.opens + row.clicks), -row.sent, row.name)), overflowed
+    )
 
 
 # --- tracked URLs -----------------------------------------------------------------------------

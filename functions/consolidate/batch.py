@@ -8,7 +8,7 @@ state items. Nothing here does I/O: the workflow loads what ``state_keys`` names
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -18,6 +18,18 @@ from typing import Any
 from pynamodb.models import Model
 
 from functions.shared import timeutil
+from functions.shared.limits import (
+    MAX_BREAKDOWN_NAMES,
+    MAX_CURRENCIES,
+    MAX_NAME_BYTES,
+    MAX_PAGE_URL_BYTES,
+    MAX_PATH,
+    MAX_STREAM_ENTRIES,
+    MAX_STREAM_PAGE_BYTES,
+    MAX_STREAM_PAGES,
+    MAX_STREAM_STEPS,
+    utf8_prefix,
+)
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
@@ -40,13 +52,10 @@ from functions.shared.models import (
 )
 from functions.shared.useragent import parse_user_agent
 
-MAX_PATH = 50  # click-stream steps kept per recipient
-MAX_STREAM_STEPS = 10  # links of a path counted as such in the click streams; longer ones are cut short
-MAX_STREAM_ENTRIES = 1_000  # distinct paths (and transitions) a click-streams item names; more: "other"
-# Distinct (link, page) keys a click-streams item names; more: "other_pages". A page URL may be 1,024
-# characters, so this keeps the item well under DynamoDB's 400 KB next to its paths and transitions.
-MAX_STREAM_PAGES = 200
-MAX_PAGE_URL = 1_024
+# Every bound on what a map of an indicator item names is in ``functions/shared/limits.py``, with the
+# arithmetic that keeps the items below DynamoDB's 400 KB whatever the hits say.
+__all__ = ["MAX_PATH", "MAX_STREAM_ENTRIES", "MAX_STREAM_PAGES", "MAX_STREAM_STEPS"]
+BREAKDOWN_MEASURES = ("opens", "clicks")
 WEB_KINDS = frozenset({"page", "transaction"})  # raw events of the web-tracking tag
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
@@ -192,8 +201,36 @@ def _with_step(path: list[str], step: str) -> list[str]:
 
 
 def _bump(breakdowns: dict[str, Any], dimension: str, name: str, measure: str) -> None:
-    row = breakdowns.setdefault(dimension, {}).setdefault(name, {"opens": 0, "clicks": 0})
+    row = breakdowns.setdefault(dimension, {}).setdefault(
+        utf8_prefix(name, MAX_NAME_BYTES), {"opens": 0, "clicks": 0}
+    )
     row[measure] = int(row.get(measure, 0)) + 1
+
+
+def _bounded_breakdowns(
+    breakdowns: dict[str, Any], other: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each breakdown keeps the ``MAX_BREAKDOWN_NAMES`` names with the most events (ties: by name);
+    the counts of the others are added to its ``other`` row, so its totals stay what they were.
+
+    Counts only ever grow, so a name folded into ``other`` takes nothing with it that it could later
+    need back; should it come again, it starts from zero and competes like any new name. A crafted
+    name seen once never pushes out a real one seen twice.
+    """
+    other = {dimension: _plain_counts(counts) for dimension, counts in other.items()}
+    for dimension, rows in breakdowns.items():
+        if len(rows) <= MAX_BREAKDOWN_NAMES:
+            continue
+        ranked = sorted(
+            rows.items(),
+            key=lambda entry: (-sum(int(entry[1].get(m, 0)) for m in BREAKDOWN_MEASURES), entry[0]),
+        )
+        bucket = other.setdefault(dimension, {})
+        for _, row in ranked[MAX_BREAKDOWN_NAMES:]:
+            for measure in BREAKDOWN_MEASURES:
+                bucket[measure] = bucket.get(measure, 0) + int(row.get(measure, 0))
+        breakdowns[dimension] = dict(ranked[:MAX_BREAKDOWN_NAMES])
+    return breakdowns, other
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -290,8 +327,13 @@ def consolidate(
     loaded: Mapping[StateKey, Model],
     domains: Mapping[tuple[str, str], str | None],
     log_ttl_days: int,
+    deleted: Collection[str] = frozenset(),
 ) -> Outcome:
-    """Tracking logs for ``events`` and every indicator item they change (whole new items)."""
+    """Tracking logs for ``events`` and every indicator item they change (whole new items).
+
+    None of the events of a ``deleted`` delivery (opens included) counts any more: they are logged
+    as not counted.
+    """
     state = _State(loaded, domains)
     outcome = Outcome()
     # The loaded items are updated in place: keep each recipient's path as it was before this batch.
@@ -299,8 +341,6 @@ def consolidate(
         key: tuple(item.path or ()) for key, item in loaded.items() if isinstance(item, RecipientStateModel)
     }
     breakdowns: dict[str, dict[str, Any]] = {}
-    # A deleted delivery's URLs are marked gone: none of its events (opens included) counts any more.
-    deleted = {delivery_id for (delivery_id, _), url in urls.items() if url is not None and url.deleted_at}
     for event in sorted(events, key=lambda e: e.sk):
         url = urls.get((event.delivery_id, event.url_id)) if event.url_id else None
         log = _log(event, url, log_ttl_days)
@@ -317,7 +357,7 @@ def consolidate(
         _count(event, log, url, state, stats, breakdowns[event.delivery_id])
     for delivery_id, rows in breakdowns.items():
         stats = state.stats(delivery_id)
-        stats.breakdowns = rows
+        stats.breakdowns, stats.other_breakdowns = _bounded_breakdowns(rows, _plain(stats.other_breakdowns))
         stats.updated_at = timeutil.iso(timeutil.now())
     state.settle_pages()
     _update_click_streams(state, old_paths)
@@ -339,7 +379,7 @@ def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -
     if web:
         log_type = event.kind
         counted = not event.proof and (not transaction or _amount(event) is not None)
-        shown = (None, event.page_url[:MAX_PAGE_URL] if event.page_url else None, None)
+        shown = (None, utf8_prefix(event.page_url, MAX_PAGE_URL_BYTES) if event.page_url else None, None)
     else:
         log_type = "open" if event.kind == "open" else (url.category if url else "click")
         counted = not event.proof and (event.kind == "open" or (url is not None and url.tracked))
@@ -393,14 +433,17 @@ def _count_visit(event: RawEventModel, state: _State, stats: DeliveryStatsModel)
         assert found is not None  # counted transactions carry a usable amount (``_log``)
         currency, amount = found
         totals = {key: str(value) for key, value in _plain(stats.transaction_amount).items()}
+        stats.transactions += 1
+        if currency not in totals and len(totals) >= MAX_CURRENCIES:
+            stats.other_currency_transactions += 1
+            return
         # Decimal strings, added exactly: 0.1 + 0.2 is 0.3, however many transactions there are.
         totals[currency] = str(Decimal(totals.get(currency, "0")) + amount)
         stats.transaction_amount = totals
-        stats.transactions += 1
         return
     stats.page_views += 1
     if event.via_url_id and event.page_url:
-        page = event.page_url[:MAX_PAGE_URL]
+        page = utf8_prefix(event.page_url, MAX_STREAM_PAGE_BYTES)
         state.page_counts(event.delivery_id).add(f"{event.via_url_id}{PAGE_SEPARATOR}{page}", 1)
 
 

@@ -47,10 +47,53 @@ BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
 WRITERS = 4  # BatchWriteItem requests in flight at once (PynamoDB keeps a botocore session per thread)
 
 
-def _batch_put(model: type[Model], items: list[Model]) -> None:
-    with model.batch_write() as batch:
-        for item in items:
-            batch.save(item)
+@dataclass(frozen=True)
+class Refused:
+    """An item DynamoDB refused for what it is (too large, an invalid value), not for the moment:
+    putting it again would fail again."""
+
+    item: Model
+    error: str
+
+
+class WriteRefused(RuntimeError):
+    """DynamoDB refused this one write for what it holds (a ValidationException)."""
+
+
+def refusal(error: BaseException) -> str | None:
+    """What DynamoDB said when it refused a write for what it holds; None for any other failure."""
+    code = getattr(error, "cause_response_code", None)  # PynamoDB's PutError
+    if code is None:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")  # botocore's ClientError
+    if code != "ValidationException":
+        return None
+    message = getattr(error, "cause_response_message", None) or str(error)
+    return f"ValidationException: {message}"[:1_000]
+
+
+def _batch_put(model: type[Model], items: list[Model]) -> list[Refused]:
+    """One BatchWriteItem request; when DynamoDB refuses it for an item it holds (the whole request is
+    refused then), each item is put on its own to tell the refused ones from the others."""
+    try:
+        with model.batch_write() as batch:
+            for item in items:
+                batch.save(item)
+    except Exception as error:
+        if refusal(error) is None:
+            raise
+        return [refused for item in items if (refused := _put_alone(item)) is not None]
+    return []
+
+
+def _put_alone(item: Model) -> Refused | None:
+    try:
+        item.save()
+    except Exception as error:
+        reason = refusal(error)
+        if reason is None:
+            raise
+        return Refused(item, reason)
+    return None
 
 
 class LockLost(RuntimeError):
@@ -118,7 +161,9 @@ class WorkflowStore(ErasureStore, Protocol):
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]: ...
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]: ...
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
-    def put_items(self, items: Iterable[Model]) -> None: ...
+    def put_items(self, items: Iterable[Model]) -> list[Refused]: ...
+    def quarantine(self, items: Iterable[models.QuarantineModel]) -> None: ...
+    def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]: ...
     def receive_fallback(self, limit: int) -> list[FallbackMessage]: ...
     def put_raw(self, item: dict[str, Any]) -> None: ...
     def delete_fallback(self, receipts: list[str]) -> None: ...
@@ -271,11 +316,12 @@ class DynamoWorkflowStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def put_items(self, items: Iterable[Model]) -> None:
+    def put_items(self, items: Iterable[Model]) -> list[Refused]:
         """BatchWriteItem requests of 25 items, a few in flight at once: a flush puts thousands.
 
         Every put is whole-item and idempotent, so when one request fails the others may land: the
-        caller's pending batch (or the next run) puts them all again.
+        caller's pending batch (or the next run) puts them all again. Items DynamoDB refuses for what
+        they hold are not put and come back, for the caller to quarantine; every other item is put.
         """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
         for item in items:
@@ -286,12 +332,21 @@ class DynamoWorkflowStore:
             for start in range(0, len(model_items), BATCH_WRITE_ITEMS)
         ]
         if len(requests) <= 1:
-            for model, chunk in requests:
-                _batch_put(model, chunk)
-            return
+            return [refused for model, chunk in requests for refused in _batch_put(model, chunk)]
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
-            for written in [writers.submit(_batch_put, model, chunk) for model, chunk in requests]:
-                written.result()
+            written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
+            return [refused for request in written for refused in request.result()]
+
+    def quarantine(self, items: Iterable[models.QuarantineModel]) -> None:
+        for item in items:
+            item.save()
+
+    def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
+        keys = [(delivery_id, models.DELIVERY_SK) for delivery_id in delivery_ids]
+        found = models.DeliveryModel.batch_get(
+            keys, consistent_read=True, attributes_to_get=["delivery_id", "sk", "deleted_at"]
+        )
+        return {str(item.delivery_id) for item in found if item.deleted_at}
 
     # --- the fallback queue of raw events the redirect could not write -----------------------
 
@@ -317,7 +372,13 @@ class DynamoWorkflowStore:
         return messages
 
     def put_raw(self, item: dict[str, Any]) -> None:
-        self._client.put_item(TableName=RAW_EVENTS.table_name, Item=item)
+        try:
+            self._client.put_item(TableName=RAW_EVENTS.table_name, Item=item)
+        except self._client.exceptions.ClientError as error:
+            reason = refusal(error)
+            if reason is None:
+                raise
+            raise WriteRefused(reason) from error
 
     def delete_fallback(self, receipts: list[str]) -> None:
         for start in range(0, len(receipts), 10):

@@ -22,20 +22,43 @@ How exactly-once holds (see README "The tracking workflow"):
   tracking log yet, so such late events are counted by the next run, once. Behind a checkpoint, a
   tracking log means "counted": so the logs of late events, and of fallback-queue events behind a
   checkpoint, are not put straight away but go in the pending batch with their counts.
+* A write DynamoDB refuses for what it holds (an item too large, an invalid value) would be refused
+  again on every replay and halt the workflow for good. Such an item is quarantined instead (a
+  ``QuarantineModel`` item in the workflow table, named in the run's errors and counted in its
+  ``quarantined``) and the run goes on: a refused tracking log is replaced by its bare facts (so it
+  still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
+  starts again from it), a refused fallback event is dropped from the queue. Everything else is
+  written exactly once as before.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pynamodb.models import Model
 
 from functions.consolidate import batch, erasure
-from functions.consolidate.store import LockLost, PendingBatch, WorkflowState, WorkflowStore
-from functions.shared import raw_events, timeutil
-from functions.shared.models import RawEventModel, RunModel, TrackedUrlModel, TrackingLogModel
+from functions.consolidate.store import (
+    LockLost,
+    PendingBatch,
+    Refused,
+    WorkflowState,
+    WorkflowStore,
+    WriteRefused,
+)
+from functions.shared import limits, raw_events, timeutil
+from functions.shared.models import (
+    QuarantineModel,
+    RawEventModel,
+    RunModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+)
 from functions.shared.observability import logger
 
 BATCH_SIZE = 100  # raw events read from one shard at a time
@@ -46,6 +69,9 @@ MAX_PENDING_BYTES = 200_000
 MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
+MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
+# A quarantined item keeps at most this much of the refused one (JSON), so it fits DynamoDB's limit.
+MAX_QUARANTINED_BYTES = limits.ITEM_BUDGET
 
 
 @dataclass(frozen=True)
@@ -96,7 +122,7 @@ class TrackingWorkflow:
             run.status = "succeeded"
         except Exception as error:
             run.status = "failed"
-            run.errors = [*run.errors, f"{type(error).__name__}: {error}"][:20]
+            run.errors = [*run.errors, f"{type(error).__name__}: {error}"][:MAX_RUN_ERRORS]
             logger.exception("tracking workflow run failed", extra={"run_id": run_id})
             raise
         finally:
@@ -185,6 +211,11 @@ class _Carried:
         self._measured = (len(self), self.events, size)
         return size > max_bytes * (1 - MEASURED_MARGIN)
 
+    def forget(self, key: batch.StateKey) -> None:
+        """The run's copy of this item was not written: the stored one is read again when next needed."""
+        self.items.pop(key, None)
+        self.absent.discard(key)
+
     def flushed(self, encoded_bytes: int) -> None:
         """The pending batch (``encoded_bytes`` long) is applied: the items as held are the stored ones."""
         if len(self):
@@ -217,6 +248,7 @@ class _Run:
         self._budget = budget
         self._urls: dict[tuple[str, str], TrackedUrlModel | None] = {}
         self._loaded_deliveries: set[str] = set()
+        self._deleted_deliveries: set[str] = set()
         self._state: WorkflowState | None = None
         self._carried = _Carried()
 
@@ -259,7 +291,11 @@ class _Run:
                 break
             behind: dict[tuple[str, str], RawEventModel] = {}
             for message in messages:
-                self._store.put_raw(message.item)
+                try:
+                    self._store.put_raw(message.item)
+                except WriteRefused as refused:
+                    self._quarantine_raw(message.item, str(refused))
+                    continue
                 event = RawEventModel.from_raw_data(message.item)
                 checkpoint = self._state.checkpoints.get(str(event.shard))
                 if checkpoint is not None and event.sk <= checkpoint:
@@ -319,10 +355,12 @@ class _Run:
         self._load_urls(events)
         loaded = self._carried.view(batch.state_keys(events), self._store.load_indicators)
         domains = self._domains(events, loaded)
-        outcome = batch.consolidate(events, self._urls, loaded, domains, self._config.log_ttl_days)
+        outcome = batch.consolidate(
+            events, self._urls, loaded, domains, self._config.log_ttl_days, self._deleted_deliveries
+        )
         logs = self._carried.take(outcome, hold_logs=not logs_now)
         if logs:
-            self._store.put_items(logs)
+            self._put(logs)
 
     def _flush_if_full(self) -> None:
         assert self._state is not None
@@ -345,7 +383,7 @@ class _Run:
     def _finish(self, pending: PendingBatch) -> None:
         """Apply a pending batch's writes (again, if need be) and move its checkpoints."""
         assert self._state is not None
-        self._store.put_items(pending.items)
+        self._put(pending.items, seq=pending.seq)
         self._store.complete_pending(self._owner, pending)
         self._state.batch_seq = pending.seq
         self._state.pending = None
@@ -355,11 +393,95 @@ class _Run:
     def _renew_lock(self) -> None:
         self._store.renew_lock(self._owner, self._clock().timestamp(), self._config.lock_seconds)
 
+    def _put(self, items: list[Any], seq: int | None = None) -> None:
+        """Put items; quarantine those DynamoDB refuses for what they hold, and go on."""
+        refused = self._store.put_items(items)
+        if refused:
+            self._quarantine(refused, seq)
+
+    def _quarantine(self, refused: list[Refused], seq: int | None) -> None:
+        # Behind a checkpoint a tracking log means "counted": a refused one's bare facts keep meaning it.
+        logs = [entry.item for entry in refused if isinstance(entry.item, TrackingLogModel)]
+        bare_refused = (
+            {_key(entry.item) for entry in self._store.put_items([_bare_log(log) for log in logs])}
+            if logs
+            else set()
+        )
+        kept: list[QuarantineModel] = []
+        for entry in refused:
+            key = _key(entry.item)
+            if isinstance(entry.item, TrackingLogModel):
+                instead = (
+                    None if key in bare_refused else "its bare tracking log (no url, label, client, amount)"
+                )
+                suffix = ""  # one per event, however often it is refused
+            else:
+                self._carried.forget(key)
+                instead = None
+                suffix = f"#{seq}"  # one per pending batch: its replay rewrites the same
+            model = type(entry.item).__name__
+            kept.append(self._quarantined(entry.item.serialize(), model, key, suffix, entry.error, instead))
+        self._keep(kept)
+
+    def _quarantine_raw(self, item: dict[str, Any], error: str) -> None:
+        key = (str(item.get("shard", {}).get("S", "")), str(item.get("sk", {}).get("S", "")))
+        self._keep([self._quarantined(item, RawEventModel.__name__, key, "", error, None)])
+
+    def _quarantined(
+        self,
+        data: dict[str, Any],
+        model: str,
+        key: tuple[str, str],
+        suffix: str,
+        error: str,
+        instead: str | None,
+    ) -> QuarantineModel:
+        text = json.dumps(data, separators=(",", ":")).encode()
+        table = {
+            TrackingLogModel.__name__: TrackingLogModel.spec.logical_name,
+            RawEventModel.__name__: RawEventModel.spec.logical_name,
+        }.get(model, "indicators")
+        return QuarantineModel(
+            sk=f"{table}#{key[0]}#{key[1]}{suffix}",
+            at=timeutil.iso(self._clock()),
+            run_id=self._owner,
+            table=table,
+            model=model,
+            key=json.dumps(list(key)),
+            error=error[:1_000],
+            item=zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6),
+            item_bytes=limits.item_size(data),
+            complete=len(text) <= MAX_QUARANTINED_BYTES,
+            instead=instead,
+        )
+
+    def _keep(self, quarantined: list[QuarantineModel]) -> None:
+        self._store.quarantine(quarantined)
+        self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
+        for item in quarantined:
+            logger.error(
+                "quarantined a write DynamoDB refused",
+                extra={
+                    "table": item.table,
+                    "key": item.key,
+                    "error": item.error,
+                    "bytes": int(item.item_bytes),
+                },
+            )
+        notes = [f"quarantined {item.table} item {item.key}: {item.error[:200]}" for item in quarantined]
+        self._run.errors = [*self._run.errors, *notes][:MAX_RUN_ERRORS]
+
     def _load_urls(self, events: Iterable[RawEventModel]) -> None:
-        for delivery_id in {e.delivery_id for e in events} - self._loaded_deliveries:
+        """The tracked URLs of each delivery seen for the first time in this run, and whether it is
+        deleted (its record says so: a delivery without links is deleted too)."""
+        new = {e.delivery_id for e in events} - self._loaded_deliveries
+        if not new:
+            return
+        for delivery_id in sorted(new):
             for url in self._store.tracked_urls(delivery_id):
                 self._urls[(delivery_id, str(url.url_id))] = url
-            self._loaded_deliveries.add(delivery_id)
+        self._deleted_deliveries |= self._store.deleted_deliveries(sorted(new))
+        self._loaded_deliveries |= new
 
     def _domains(
         self, events: list[RawEventModel], loaded: Mapping[batch.StateKey, object]
@@ -374,6 +496,28 @@ class _Run:
             for recipient_id, domain in self._store.message_domains(delivery_id, recipient_ids).items():
                 domains[(delivery_id, recipient_id)] = domain
         return domains
+
+
+def _key(item: Any) -> tuple[str, str]:
+    return (str(item.delivery_id), str(item.sk))
+
+
+def _bare_log(log: TrackingLogModel) -> TrackingLogModel:
+    """What a tracking log must say for the workflow and the reports to count it, and nothing a hit
+    could have made too large."""
+    return TrackingLogModel(
+        delivery_id=log.delivery_id,
+        sk=log.sk,
+        event_id=log.event_id,
+        recipient_id=log.recipient_id,
+        type=log.type,
+        url_id=log.url_id,
+        at=log.at,
+        person_id=log.person_id,
+        proof=log.proof,
+        counted=log.counted,
+        expires_at=log.expires_at,
+    )
 
 
 __all__ = ["LockLost", "TrackingWorkflow", "WorkflowConfig"]

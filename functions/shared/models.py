@@ -191,7 +191,7 @@ class RawEventModel(_Model):
     # The web-tracking tag (kind page or transaction) only:
     site_id = UnicodeAttribute(null=True)
     via_url_id = UnicodeAttribute(null=True)  # the tracked URL of the click the visit is attributed to
-    page_url = UnicodeAttribute(null=True)  # the page the tag ran on (at most 1,024 characters)
+    page_url = UnicodeAttribute(null=True)  # the page the tag ran on (at most MAX_PAGE_URL_BYTES)
     amount = UnicodeAttribute(null=True)  # transactions: a decimal string, e.g. "12.50"
     currency = UnicodeAttribute(null=True)  # transactions: ISO 4217, upper case
 
@@ -267,6 +267,12 @@ class DeliveryStatsModel(_Model):
     # {"browser"|"os"|"device": {name: {"opens": events, "clicks": events}},
     #  "domain": {name: {"opens": recipients, "clicks": recipients}}}
     breakdowns = MapAttribute[str, Any](default=dict)
+    # Bounded (``limits.py``): each breakdown names at most MAX_BREAKDOWN_NAMES names, those with the
+    # most events; the others' counts are added up here, {"browser": {"opens": n, "clicks": n}, ...}.
+    other_breakdowns = MapAttribute[str, Any](default=dict)
+    # Transactions in a currency beyond the first MAX_CURRENCIES: counted in ``transactions``, their
+    # amounts (in currencies nobody can add up together) left out of ``transaction_amount``.
+    other_currency_transactions = NumberAttribute(default=0)
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -367,6 +373,7 @@ class RunModel(_Model):
     finished_at = UnicodeAttribute(null=True)
     events_processed = NumberAttribute(default=0)
     errors = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    quarantined = NumberAttribute(default=0)  # writes DynamoDB refused for what they held (QuarantineModel)
 
 
 class WorkflowStateModel(_Model):
@@ -380,6 +387,30 @@ class WorkflowStateModel(_Model):
     lock_expires = NumberAttribute(null=True)
     batch_seq = NumberAttribute(default=0)
     pending_batch = BinaryAttribute(null=True, legacy_encoding=False)  # zlib JSON of the batch's writes
+
+
+QUARANTINE_PK = "quarantine"
+
+
+class QuarantineModel(_Model):
+    """A write DynamoDB refused for what it held (too large, an invalid value): the tracking workflow
+    kept it here and went on without it. README "Operations" says how to re-drive or discard one."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=QUARANTINE_PK)
+    sk = UnicodeAttribute(range_key=True)  # "<table>#<the refused item's key>": a replay rewrites it
+    at = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    table = UnicodeAttribute()  # the refused item's table: tracking-logs, indicators or raw-events
+    model = UnicodeAttribute()  # its model (ALL_MODELS), to read ``item`` back
+    key = UnicodeAttribute()  # its key, JSON
+    error = UnicodeAttribute()  # what DynamoDB answered
+    item = BinaryAttribute(legacy_encoding=False)  # zlib JSON of its attribute values (DynamoDB form)
+    item_bytes = NumberAttribute()  # its size as DynamoDB counts it
+    complete = BooleanAttribute()  # False: ``item`` was cut short to fit this item
+    instead = UnicodeAttribute(null=True)  # what the workflow put in its place, if anything
 
 
 ERASURE_PENDING_PK = "erasures#pending"
@@ -443,6 +474,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     ErasureModel,
     UrlTrackingSettingsModel,
     AuditModel,
+    QuarantineModel,
 )
 
 

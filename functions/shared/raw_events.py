@@ -10,6 +10,7 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from functions.shared.limits import MAX_PAGE_URL_BYTES, MAX_USER_AGENT_BYTES, utf8_prefix
 from functions.shared.records import Record
 from functions.shared.tables import RAW_EVENT_SHARDS
 from functions.shared.timeutil import iso
@@ -99,12 +100,13 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
     }
     optional = {
         "url_id": event.url_id,
-        "user_agent": event.user_agent,
+        # What a hit says is cut by UTF-8 bytes here, where every raw event becomes an item (limits.py).
+        "user_agent": utf8_prefix(event.user_agent, MAX_USER_AGENT_BYTES) if event.user_agent else None,
         "person_id": event.person_id,
         "ip": event.ip,
         "site_id": event.site_id,
         "via_url_id": event.via_url_id,
-        "page_url": event.page_url,
+        "page_url": utf8_prefix(event.page_url, MAX_PAGE_URL_BYTES) if event.page_url else None,
         "amount": event.amount,
         "currency": event.currency,
     }

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 from ua_parser import parse
 
+from functions.shared.limits import MAX_NAME_BYTES, utf8_prefix
+
 _MAIL_CLIENT_MARKERS = (
     ("GoogleImageProxy", "Gmail image proxy"),
     ("YahooMailProxy", "Yahoo image proxy"),
@@ -37,7 +39,12 @@ def parse_user_agent(user_agent: str | None) -> Client:
         if marker in user_agent:
             browser = name
             break
-    return Client(browser, os_name, _device_type(user_agent, result))
+    # A User-Agent may claim any name: the logs and breakdowns keep at most MAX_NAME_BYTES of it.
+    return Client(
+        utf8_prefix(browser, MAX_NAME_BYTES),
+        utf8_prefix(os_name, MAX_NAME_BYTES),
+        _device_type(user_agent, result),
+    )
 
 
 def _device_type(user_agent: str, result: object) -> str:

@@ -275,12 +275,11 @@ def test_a_proof_web_event_is_logged_but_not_counted(store: FakeWorkflowStore) -
 
 
 def test_web_events_of_a_deleted_delivery_are_logged_not_counted(store: FakeWorkflowStore) -> None:
-    # Given d1 was counted once, then deleted (its URLs marked gone)
+    # Given d1 was counted once, then deleted (its record and its URLs marked deleted)
     traffic = Traffic(store)
     traffic.page("ann", f"{SHOP}/shoes")
     run(store, name="run-1")
-    for url in store.urls["d1"]:
-        url.deleted_at = "2026-11-23T09:30:00.000Z"
+    store.delete_delivery("d1")
 
     # When more web events come for it
     traffic.page("bob", f"{SHOP}/shoes")
@@ -323,13 +322,26 @@ def test_beyond_the_cap_new_pages_count_as_other_and_known_ones_keep_counting(
     assert sum(second.values()) + other == counts(store)["page_views"] == 5
 
 
-def test_a_long_page_url_is_kept_to_its_first_1024_characters(store: FakeWorkflowStore) -> None:
+def test_a_long_page_url_is_logged_to_1024_bytes_and_named_in_the_click_streams_to_512(
+    store: FakeWorkflowStore,
+) -> None:
     long_url = f"{SHOP}/" + "x" * 2000
     Traffic(store).page("ann", long_url)
     run(store)
     [log] = logs_of(store, "page")
     assert log.url == long_url[:1024]
-    assert pages(store) == ({page_key("1", long_url[:1024]): 1}, 0)
+    assert pages(store) == ({page_key("1", long_url[:512]): 1}, 0)
+
+
+def test_a_long_unicode_page_url_is_cut_by_bytes_never_inside_a_character(store: FakeWorkflowStore) -> None:
+    # Given a page URL of 1,000 euro signs (3 UTF-8 bytes each) after "https://shop.example/" (21 bytes)
+    Traffic(store).page("ann", f"{SHOP}/" + "€" * 1000)
+    # When the workflow consolidates it
+    run(store)
+    # Then the log keeps 21 + 334 x 3 = 1,023 bytes, the click streams 21 + 163 x 3 = 510 bytes
+    [log] = logs_of(store, "page")
+    assert log.url == f"{SHOP}/" + "€" * 334
+    assert pages(store) == ({page_key("1", f"{SHOP}/" + "€" * 163): 1}, 0)
 
 
 # --- exactly once -----------------------------------------------------------------------------
