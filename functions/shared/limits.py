@@ -3,25 +3,28 @@ item limit.
 
 DynamoDB refuses an item above 400 KB (409,600 bytes), counted as the UTF-8 bytes of every attribute
 name plus its value: a string its UTF-8 bytes, a number 1 byte plus 1 per two significant digits (at
-most 21 bytes), a boolean 1 byte, a map or list 3 bytes plus 1 byte per element plus its elements
-(``item_size`` below, as the DynamoDB guide puts it). Anything a hit says (User-Agent, page URL,
-referrer, amount, currency, query parameters) and the recipient email domains the sending system gives
-end up as names in the indicator items, which the tracking workflow rewrites whole: so every map there
-holds at most a fixed number of names, each at most a fixed number of bytes, and the rest is counted
-in an ``other`` bucket (totals never change). The worst cases, every map full and every name at its
-byte maximum (``tests/unit/test_limits.py`` builds them and measures them with ``item_size``):
+most 20 bytes), a boolean 1 byte, a map or list 3 bytes plus, per element, 1 byte, its name and its
+value (``item_size`` below, as the DynamoDB developer guide's "item sizes and formats" page puts it).
+Anything a hit says (User-Agent, page URL, referrer, amount, currency, query parameters) and the
+recipient email domains the sending system gives end up as names in the indicator items, which the
+tracking workflow rewrites whole: so every map there holds at most a fixed number of names, each at
+most a fixed number of bytes, and the rest is counted in an ``other`` bucket (totals never change).
+The worst cases, every map full, every name at its byte maximum and every count 38 digits long
+(``tests/unit/test_limits.py`` builds them and measures them with ``item_size``):
 
-* delivery stats: 4 breakdowns x ``MAX_BREAKDOWN_NAMES`` x (``MAX_NAME_BYTES`` + 1 + 3 + "opens" 5
-  + 1 + 21 + "clicks" 6 + 1 + 21 = 315) = 126,000 bytes, plus ``MAX_CURRENCIES`` x (3 + 1 + 45) =
-  9,800 bytes of amounts: about 136 KB.
-* click streams: ``MAX_STREAM_ENTRIES`` paths x (11 url ids of ``MAX_URL_ID_BYTES`` and their
-  separators, 101 bytes, + 1 + 21) = 123,000, as many transitions x (17 + 1 + 21) = 39,000, and
-  ``MAX_STREAM_PAGES`` pages x (8 + 3 + ``MAX_STREAM_PAGE_BYTES`` + 1 + 21) = 109,000: about 271 KB.
+* delivery stats: 4 breakdowns x ``MAX_BREAKDOWN_NAMES`` (100) x (name 200 + 1 + 3 + "opens" 5 + 1
+  + 20 + "clicks" 6 + 1 + 20 = 257 bytes) = 102,800 bytes, plus ``MAX_CURRENCIES`` (200) x (3 + 1 +
+  a 33-digit sum) = 7,400 bytes and the counters: 110,924 bytes measured.
+* click streams: ``MAX_STREAM_ENTRIES`` (1,000) paths x (11 steps of ``MAX_URL_ID_BYTES`` and their
+  separators, 100 bytes, + 1 + 20) = 121,000, as many transitions x (17 + 1 + 20) = 38,000, and
+  ``MAX_STREAM_PAGES`` (200) pages x (8 + 3 + ``MAX_STREAM_PAGE_BYTES`` 512 + 1 + 20) = 108,800:
+  260,961 bytes measured.
 
-Both stay below ``ITEM_BUDGET`` (300 KB), which leaves a quarter of the limit as margin for what the
-arithmetic rounds away. Stored hits are cut likewise: a raw event's User-Agent to
-``MAX_USER_AGENT_BYTES`` and its page URL to ``MAX_PAGE_URL_BYTES``, at the only place raw events
-become items (``raw_events.to_item``, two cheap checks per hit).
+Both stay below ``ITEM_BUDGET`` (300 KB), a quarter of the limit left as margin. The other indicator
+items hold no name from outside (url ids, hours and recipient paths are the workflow's own, a
+recipient's path at most ``MAX_PATH`` steps). Stored hits are cut likewise: a raw event's User-Agent
+to ``MAX_USER_AGENT_BYTES`` and its page URL to ``MAX_PAGE_URL_BYTES``, at the only place raw events
+become items (``raw_events.to_item``: an ``isascii`` check and a slice per hit).
 
 No import beyond the standard library: the redirect function imports this module.
 """
