@@ -117,6 +117,13 @@ class Monitoring(Construct):
                 missing_data=cloudwatch.TreatMissingData.BREACHING,
             ),
             self._alarm(
+                "WritesQuarantined",
+                custom_metric(MetricNames.WRITES_QUARANTINED, FAST_PERIOD),
+                "DynamoDB refused a write of the tracking workflow for what it held (too large, an invalid "
+                "value): the run went on without it and kept it in quarantine (workflow table, pk "
+                "'quarantine'); README Operations says how to re-drive or discard it.",
+            ),
+            self._alarm(
                 "WorkflowDeadLetters",
                 workflow.dead_letters.metric_approximate_number_of_messages_visible(
                     period=FAST_PERIOD, statistic="Maximum"

@@ -55,6 +55,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "failed": MetricNames.WORKFLOW_RUNS_FAILED,
     }
     metrics.add_metric(name=by_status[str(run.status)], unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=MetricNames.WRITES_QUARANTINED, unit=MetricUnit.Count, value=int(run.quarantined or 0)
+    )
     logger.info(
         "tracking workflow run finished",
         extra={"status": run.status, "events_processed": int(run.events_processed), "duration_s": duration},

@@ -70,7 +70,8 @@ MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
 MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
-# A quarantined item keeps at most this much of the refused one (JSON), so it fits DynamoDB's limit.
+# A quarantined item keeps the refused one as compressed JSON, if need be only its first this many
+# bytes: either way it fits DynamoDB's limit.
 MAX_QUARANTINED_BYTES = limits.ITEM_BUDGET
 
 
@@ -437,6 +438,10 @@ class _Run:
         instead: str | None,
     ) -> QuarantineModel:
         text = json.dumps(data, separators=(",", ":")).encode()
+        blob = zlib.compress(text, level=6)
+        complete = len(blob) <= MAX_QUARANTINED_BYTES
+        if not complete:  # what no compression brings within DynamoDB's limit: its beginning
+            blob = zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6)
         table = {
             TrackingLogModel.__name__: TrackingLogModel.spec.logical_name,
             RawEventModel.__name__: RawEventModel.spec.logical_name,
@@ -449,9 +454,9 @@ class _Run:
             model=model,
             key=json.dumps(list(key)),
             error=error[:1_000],
-            item=zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6),
+            item=blob,
             item_bytes=limits.item_size(data),
-            complete=len(text) <= MAX_QUARANTINED_BYTES,
+            complete=complete,
             instead=instead,
         )
 

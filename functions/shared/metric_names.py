@@ -21,3 +21,5 @@ class MetricNames:
     WORKFLOW_RUNS_SUCCEEDED = "WorkflowRunsSucceeded"
     WORKFLOW_RUNS_FAILED = "WorkflowRunsFailed"
     WORKFLOW_RUNS_SKIPPED = "WorkflowRunsSkipped"
+    # Writes DynamoDB refused for what they held (too large, an invalid value), kept in quarantine
+    WRITES_QUARANTINED = "WritesQuarantined"

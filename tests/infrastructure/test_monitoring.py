@@ -50,6 +50,18 @@ def test_a_failed_workflow_run_raises_an_alarm(synthesized: Synthesized) -> None
     )
 
 
+def test_a_write_the_workflow_quarantined_raises_an_alarm(synthesized: Synthesized) -> None:
+    alarm = _alarm(synthesized, "WritesQuarantined")
+    assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, "WritesQuarantined")
+    assert alarm["Dimensions"] == POWERTOOLS_DIMENSIONS
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "Sum",
+        "GreaterThanOrEqualToThreshold",
+        1,
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
 def test_no_successful_run_for_two_schedule_periods_raises_an_alarm_even_without_data(
     synthesized: Synthesized,
 ) -> None:
@@ -90,7 +102,7 @@ def test_lost_raw_events_raise_an_alarm(synthesized: Synthesized) -> None:
 def test_every_alarm_notifies_the_alarm_topic_and_explains_itself(synthesized: Synthesized) -> None:
     topic = synthesized.logical_id(synthesized.stack.monitoring.topic)
     alarms = synthesized.of_type("AWS::CloudWatch::Alarm")
-    assert len(alarms) == len(synthesized.stack.monitoring.alarms) == 6
+    assert len(alarms) == len(synthesized.stack.monitoring.alarms) == 7
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
         assert len(alarm["Properties"]["AlarmDescription"]) > 40

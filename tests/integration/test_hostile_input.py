@@ -1,0 +1,189 @@
+"""Hostile input on moto's DynamoDB, which refuses an item above 405,000 bytes (its cut between the
+400 KB DynamoDB documents and the ~409 KB it was measured to take), in PutItem and BatchWriteItem
+alike (the whole BatchWriteItem request is refused, as DynamoDB does): poison writes are quarantined
+and the workflow goes on; a deleted delivery without links counts nothing more."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from functions.api.delivery_repository import DynamoDeliveryRepository
+from functions.consolidate.store import DynamoWorkflowStore, PendingBatch
+from functions.redirect import handler as redirect_handler
+from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
+from functions.shared.models import (
+    QUARANTINE_PK,
+    DeliveryModel,
+    DeliveryStatsModel,
+    HourStatsModel,
+    QuarantineModel,
+    RunModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+    WorkflowStateModel,
+)
+from functions.shared.tokens import LinkClaims, signer
+from tests.integration.test_tracking_flow import Browser, click, run_workflow
+
+
+@pytest.fixture
+def tables(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(redirect_handler, "_targets", None)
+    monkeypatch.setattr(redirect_handler, "_sink", None)
+    yield
+
+
+MOTO_ITEM_LIMIT = 405_000
+
+
+def huge_url(target_bytes: int) -> TrackedUrlModel:
+    """A tracked URL item of ``target_bytes``: at 404,950 moto still takes it, but not its tracking
+    log, which adds some 180 bytes of the event's facts."""
+    url = TrackedUrlModel(
+        delivery_id="d1", url_id="9", url="https://shop.example/", label="huge", category="click"
+    )
+    url.url += "x" * (target_bytes - item_size(url.serialize()))
+    assert item_size(url.serialize()) == target_bytes
+    return url
+
+
+def ordinary_urls() -> None:
+    TrackedUrlModel(
+        delivery_id="d1", url_id="1", url="https://shop.example/1", label="one", category="click"
+    ).save()
+    TrackedUrlModel(
+        delivery_id="d2", url_id="1", url="https://bystander.example/", label="b", category="click"
+    ).save()
+
+
+def quarantined() -> list[QuarantineModel]:
+    return list(QuarantineModel.query(QUARANTINE_PK))
+
+
+def test_a_batch_write_dynamodb_refuses_for_one_item_puts_the_others_and_returns_that_one(
+    tables: None,
+) -> None:
+    # Given 30 hour items and, among them, a stats item of 500 KB
+    big = DeliveryStatsModel(
+        delivery_id="d1", breakdowns={"browser": {f"{n:05d}" + "x" * 200: {"opens": 1} for n in range(2_400)}}
+    )
+    assert item_size(big.serialize()) > DYNAMODB_ITEM_LIMIT
+    hours = [HourStatsModel(delivery_id="d1", sk=f"hour#2026-11-23T{n:02d}", hour=f"h{n}") for n in range(24)]
+    items = [*hours[:10], big, *hours[10:]]
+    # When the workflow's store puts them (one BatchWriteItem request holds the big one)
+    refused = DynamoWorkflowStore().put_items(items)
+    # Then the big one comes back refused, with DynamoDB's reason, and every other item is stored
+    assert [entry.item for entry in refused] == [big]
+    assert refused[0].error.startswith("ValidationException: Item size has exceeded")
+    assert len(list(HourStatsModel.query("d1", HourStatsModel.sk.startswith("hour#")))) == 24
+    assert list(DeliveryStatsModel.query("d1", DeliveryStatsModel.sk == "stats")) == []
+
+
+def test_a_click_whose_tracking_log_is_too_large_is_quarantined_and_the_run_succeeds(
+    tables: None, reliability: Any
+) -> None:
+    # Given a tracked URL whose tracking log DynamoDB will refuse, clicked once, and ordinary clicks
+    ordinary_urls()
+    huge_url(MOTO_ITEM_LIMIT - 50).save()
+    Browser().get(click("r1", "9"))
+    Browser().get(click("r2", "1"))
+    Browser().get("/r/" + signer().sign(LinkClaims("c", "d2", "r9", "1")))
+    # When the workflow runs
+    result = run_workflow("run-1")
+    # Then it succeeded and counted every click, the refused log replaced by its bare facts
+    assert result["status"] == "succeeded" and result["events_processed"] == 3
+    stats = DeliveryStatsModel.get("d1", "stats")
+    assert (int(stats.total_clicks), int(stats.clicks)) == (2, 2)
+    assert int(DeliveryStatsModel.get("d2", "stats").total_clicks) == 1
+    logs = {log.url_id: log for log in TrackingLogModel.query("d1")}
+    assert (logs["9"].url, logs["9"].counted, logs["1"].url) == (None, True, "https://shop.example/1")
+    # And the full log is in quarantine, with its key and DynamoDB's error, and the run names it
+    [kept] = quarantined()
+    assert kept.table == "tracking-logs" and "Item size has exceeded" in kept.error
+    assert json.loads(kept.key) == ["d1", logs["9"].sk]
+    assert int(kept.item_bytes) > MOTO_ITEM_LIMIT
+    assert json.loads(zlib.decompress(kept.item))["url"]["S"].startswith("https://shop.example/xxx")
+    assert kept.complete is True  # the whole refused log, compressed
+    run = RunModel.get("runs", "run-1")
+    assert int(run.quarantined) == 1 and any("quarantined tracking-logs item" in e for e in run.errors)
+    # And the next run has nothing left to do
+    assert run_workflow("run-2")["events_processed"] == 0
+    reliability.record(
+        "Bad input",
+        "a tracking log larger than the item limit (moto refuses it in BatchWriteItem, then in PutItem)",
+        1,
+        "log quarantined, its bare facts put instead; run succeeded, every click counted once",
+        0,
+        0,
+    )
+
+
+def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_replay(
+    tables: None, reliability: Any
+) -> None:
+    # Given a run that died after saving a pending batch holding a log DynamoDB refuses and the stats
+    oversize = TrackingLogModel(
+        delivery_id="d1",
+        sk="2026-11-23T09:00:00.000Z#e1",
+        event_id="e1",
+        recipient_id="r1",
+        type="click",
+        url_id="9",
+        url="https://shop.example/" + "x" * 410_000,
+        at="2026-11-23T09:00:00.000Z",
+    )
+    stats = DeliveryStatsModel(delivery_id="d1", total_clicks=1, clicks=1, opens=1)
+    store = DynamoWorkflowStore()
+    assert store.acquire_lock("dead-run", 0, 60)  # its lock expired long ago
+    store.save_pending(
+        "dead-run", PendingBatch(1, {"03": "2026-11-23T09:00:00.000Z#e1"}, 1, [stats, oversize])
+    )
+    # When the next run starts
+    result = run_workflow("run-after-crash")
+    # Then it replayed the batch: the stats are stored, the log bare, the full one quarantined
+    assert result["status"] == "succeeded"
+    assert int(DeliveryStatsModel.get("d1", "stats").total_clicks) == 1
+    assert TrackingLogModel.get("d1", oversize.sk).url is None
+    assert [json.loads(kept.key) for kept in quarantined()] == [["d1", oversize.sk]]
+    # And the checkpoint moved, the pending batch is gone
+    state = WorkflowStateModel.get("state", "tracking")
+    assert state.pending_batch is None and state.checkpoints.as_dict()["03"] == "2026-11-23T09:00:00.000Z#e1"
+    reliability.record(
+        "Bad input",
+        "a poison item inside the pending batch a crashed run left (replayed by the next run, on moto)",
+        1,
+        "quarantined on replay; the batch's other items put, its checkpoint moved",
+        0,
+        0,
+    )
+
+
+def test_a_deleted_delivery_without_links_counts_no_more_opens(tables: None) -> None:
+    # Given a delivery without links whose open was counted
+    DeliveryModel(
+        delivery_id="d7",
+        created="2026-11-23T08:00:00.000Z#d7",
+        created_at="2026-11-23T08:00:00.000Z",
+        label="no links",
+        html="<p>hello</p>",
+    ).save()
+    opens = "/o/" + signer().sign(LinkClaims("o", "d7", "r1"))
+    assert Browser().get(opens)["statusCode"] == 200
+    run_workflow("run-1")
+    assert int(DeliveryStatsModel.get("d7", "stats").total_opens) == 1
+    # When it is deleted (as DELETE /api/deliveries/d7 does) and its pixel is loaded again
+    DynamoDeliveryRepository().delete("d7", "2026-11-23T09:00:00.000Z")
+    Browser().get(opens)
+    Browser().get("/o/" + signer().sign(LinkClaims("o", "d7", "r2")))
+    run_workflow("run-2")
+    # Then those opens are logged, not counted
+    assert (
+        int(DeliveryStatsModel.get("d7", "stats").total_opens),
+        int(DeliveryStatsModel.get("d7", "stats").opens),
+    ) == (1, 1)
+    assert sorted(log.counted for log in TrackingLogModel.query("d7")) == [False, False, True]
