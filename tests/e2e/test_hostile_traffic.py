@@ -92,7 +92,7 @@ def test_thousands_of_crafted_user_agents_and_huge_unicode_pages_neither_halt_no
     [pixel] = PIXEL.findall(message)
     statuses = _send_all([(pixel, {}, {"User-Agent": agent}) for agent in _user_agents(chance)])
     assert statuses == [200] * CRAFTED_OPENS
-    # and, after a click, has the web tag report 300 distinct page URLs of 1,000 CJK characters (3,000 bytes) each
+    # and, after a click, has the web tag report 250 page URLs of 1,000 random CJK characters (3 KB)
     browser = requests.Session()
     [link] = LINK.findall(message)
     assert browser.get(link, allow_redirects=False, timeout=30).status_code == 302
