@@ -31,6 +31,7 @@ from functions.api.rendering import (
 )
 from functions.shared import ids, timeutil
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest
+from functions.shared.limits import MAX_NAME_BYTES, utf8_prefix
 from functions.shared.links import parse_content
 from functions.shared.settings import settings
 from functions.shared.tokens import Signer, signer
@@ -259,7 +260,7 @@ def email_domain(email: str | None) -> str | None:
     """The lower-cased domain of an address (``Ann@Example.COM`` -> ``example.com``), else None."""
     if not email or "@" not in email:
         return None
-    domain = email.rpartition("@")[2].strip().lower()
+    domain = utf8_prefix(email.rpartition("@")[2].strip().lower(), MAX_NAME_BYTES)
     return domain or None
 
 

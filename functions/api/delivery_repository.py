@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from functions.shared import models
+from functions.shared.limits import MAX_SENT_DOMAINS
 
 # One transaction: at most 99 message items + the send-counts item (DynamoDB allows 100 actions).
 MESSAGES_PER_TRANSACTION = 99
@@ -86,6 +87,7 @@ class SendCounts:
     sent: int = 0
     failed: int = 0
     domains: Mapping[str, int] = field(default_factory=dict)
+    other_domains: int = 0  # messages to domains beyond the first limits.MAX_SENT_DOMAINS
 
 
 @dataclass(frozen=True)
@@ -270,20 +272,52 @@ class DynamoDeliveryRepository:
         ]
 
     def record_messages(self, delivery_id: str, messages: Sequence[SentMessage]) -> int:
-        return sum(self._record_chunk(delivery_id, chunk) for chunk in chunks_for_transactions(messages))
+        named = self._named_domains(delivery_id)
+        return sum(
+            self._record_chunk(delivery_id, chunk, named) for chunk in chunks_for_transactions(messages)
+        )
 
-    def _record_chunk(self, delivery_id: str, chunk: Sequence[SentMessage]) -> int:
+    def _named_domains(self, delivery_id: str) -> set[str]:
+        """The email domains the delivery's send counts name (at most MAX_SENT_DOMAINS)."""
+        try:
+            item = models.SendCountsModel.get(
+                delivery_id, models.SENDS_SK, consistent_read=True, attributes_to_get=["domains"]
+            )
+        except models.SendCountsModel.DoesNotExist:
+            return set()
+        return set(item.domains.as_dict()) if item.domains else set()
+
+    def _record_chunk(self, delivery_id: str, chunk: Sequence[SentMessage], named: set[str]) -> int:
+        """Record a chunk's messages and count them in one transaction. The counts name the first
+        MAX_SENT_DOMAINS domains and count the others' messages apart, so the item stays bounded
+        (limits.py) whatever the addresses; a condition keeps a concurrent writer from naming more."""
+        from pynamodb.expressions.condition import size
         from pynamodb.transactions import TransactWrite
 
+        counts = models.SendCountsModel
         pending = list(chunk)
         for attempt in range(MAX_ATTEMPTS):
             if not pending:
                 return 0
             domains = Counter(m.email_domain for m in pending if m.email_domain is not None)
-            actions: list[Any] = [models.SendCountsModel.sent.add(len(pending))]
+            new = [domain for domain in domains if domain not in named][
+                : max(0, MAX_SENT_DOMAINS - len(named))
+            ]
+            actions: list[Any] = [counts.sent.add(len(pending))]
+            others = 0
             for domain, count in domains.items():
-                path = models.SendCountsModel.domains[domain]
+                if domain not in named and domain not in new:
+                    others += count
+                    continue
+                path = counts.domains[domain]
                 actions.append(path.set((path | 0) + count))
+            if others:
+                actions.append(counts.other_domains.add(others))
+            room = (
+                counts.domains.does_not_exist() | (size(counts.domains) <= MAX_SENT_DOMAINS - len(new))
+                if new
+                else None
+            )
             try:
                 with TransactWrite(connection=_connection()) as transaction:
                     for message in pending:
@@ -298,11 +332,18 @@ class DynamoDeliveryRepository:
                             ),
                             condition=models.MessageModel.sk.does_not_exist(),
                         )
-                    transaction.update(models.SendCountsModel(delivery_id=delivery_id), actions=actions)
+                    transaction.update(
+                        models.SendCountsModel(delivery_id=delivery_id), actions=actions, condition=room
+                    )
+                named.update(new)
                 return len(pending)
             except Exception as error:
                 codes = _cancellation_codes(error)
-                if "ConditionalCheckFailed" in codes:
+                if _counts_refused(error):
+                    # Another writer named domains meanwhile: see which, and name fewer.
+                    named.clear()
+                    named.update(self._named_domains(delivery_id))
+                elif "ConditionalCheckFailed" in codes:
                     # Some messages were recorded by an earlier call: count only the others.
                     known = self._messages(delivery_id, [m.recipient_id for m in pending])
                     pending = [m for m in pending if m.recipient_id not in known]
@@ -374,7 +415,12 @@ class DynamoDeliveryRepository:
         except models.SendCountsModel.DoesNotExist:
             return SendCounts()
         domains = {str(k): int(v) for k, v in (item.domains.as_dict() if item.domains else {}).items()}
-        return SendCounts(sent=int(item.sent or 0), failed=int(item.failed or 0), domains=domains)
+        return SendCounts(
+            sent=int(item.sent or 0),
+            failed=int(item.failed or 0),
+            domains=domains,
+            other_domains=int(item.other_domains or 0),
+        )
 
     def update_url(self, delivery_id: str, url: TrackedUrl) -> None:
         models.TrackedUrlModel(delivery_id=delivery_id, url_id=url.url_id).update(
@@ -432,6 +478,16 @@ def _cancellation_codes(error: Exception) -> set[str]:
     ):
         return set()
     return {reason.code for reason in error.cancellation_reasons if reason is not None}
+
+
+def _counts_refused(error: Exception) -> bool:
+    """Whether a transaction was cancelled by the send-counts update's own condition (its last action)."""
+    from pynamodb.exceptions import TransactWriteError
+
+    if not isinstance(error, TransactWriteError) or not error.cancellation_reasons:
+        return False
+    last = error.cancellation_reasons[-1]
+    return last is not None and last.code == "ConditionalCheckFailed"
 
 
 def _back_off(attempt: int) -> None:

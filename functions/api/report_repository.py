@@ -58,6 +58,7 @@ class SendCounts:
     sent: int = 0
     failed: int = 0
     domains: Mapping[str, int] = field(default_factory=dict)  # email domain -> messages sent
+    other_domains: int = 0  # messages sent to domains beyond those ``domains`` names (limits.py)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ class DynamoReportRepository:
         except DoesNotExist:
             return SendCounts()
         domains = {name: _int(sent) for name, sent in _plain(item.domains).items()}
-        return SendCounts(_int(item.sent), _int(item.failed), domains)
+        return SendCounts(_int(item.sent), _int(item.failed), domains, _int(item.other_domains))
 
     def delivery_stats(self, delivery_id: str) -> DeliveryStats:
         try:

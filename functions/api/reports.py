@@ -119,7 +119,9 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         browser=_rows(stats.breakdowns.get("browser", {}), other.get("browser", {})),
         os=_rows(stats.breakdowns.get("os", {}), other.get("os", {})),
         device=_rows(stats.breakdowns.get("device", {}), other.get("device", {})),
-        domain=_domain_rows(stats.breakdowns.get("domain", {}), sends.domains, other.get("domain", {})),
+        domain=_domain_rows(
+            stats.breakdowns.get("domain", {}), sends.domains, other.get("domain", {}), sends.other_domains
+        ),
     )
     return Statistics(
         sent=indicators.sent,
@@ -220,10 +222,17 @@ def _rows(counts: Mapping[str, Mapping[str, int]], other: Mapping[str, int]) -> 
 
 
 def _domain_rows(
-    counts: Mapping[str, Mapping[str, int]], sent: Mapping[str, int], other: Mapping[str, int]
+    counts: Mapping[str, Mapping[str, int]],
+    sent: Mapping[str, int],
+    other: Mapping[str, int],
+    other_sent: int = 0,
 ) -> list[DomainRow]:
-    """Every domain messages were sent to or events came from, rated against its messages sent."""
+    """Every domain messages were sent to or events came from, rated against its messages sent; the
+    domains past the bounds of either count (limits.py) in one "Other" row."""
     counts, overflowed = _with_other(counts, other)
+    if other_sent:
+        sent = {**sent, OTHER_ROW: int(sent.get(OTHER_ROW, 0)) + other_sent}
+        overflowed = True
     rows = []
     for name in set(counts) | set(sent):
         opens = int(counts.get(name, {}).get("opens", 0))

@@ -107,7 +107,8 @@ class SendCountsModel(_Model):
     sk = UnicodeAttribute(range_key=True, default=SENDS_SK)
     sent = NumberAttribute(default=0)
     failed = NumberAttribute(default=0)
-    domains = MapAttribute[str, Any](default=dict)  # email domain -> messages sent
+    domains = MapAttribute[str, Any](default=dict)  # email domain -> messages sent (limits.MAX_SENT_DOMAINS)
+    other_domains = NumberAttribute(default=0)  # messages sent to a domain beyond those ``domains`` names
 
 
 SETTINGS_PK = "#settings"  # no delivery id starts with "#"; the item has no ``kind``, so no listing shows it

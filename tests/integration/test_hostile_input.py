@@ -15,6 +15,7 @@ import pytest
 from functions.api.delivery_repository import DynamoDeliveryRepository
 from functions.consolidate.store import DynamoWorkflowStore, PendingBatch
 from functions.redirect import handler as redirect_handler
+from functions.shared import models
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
     QUARANTINE_PK,
@@ -187,3 +188,29 @@ def test_a_deleted_delivery_without_links_counts_no_more_opens(tables: None) -> 
         int(DeliveryStatsModel.get("d7", "stats").opens),
     ) == (1, 1)
     assert sorted(log.counted for log in TrackingLogModel.query("d7")) == [False, False, True]
+
+
+def test_messages_to_more_email_domains_than_the_counts_name_count_the_rest_apart(
+    tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given send counts that name at most 60 email domains (1,000 in production: limits.py), and
+    # messages to 20 gmail.com addresses, then to 79 distinct domains and one of 100 euro signs
+    from functions.api import delivery_repository
+    from functions.api.delivery_repository import Delivery, SentMessage
+
+    monkeypatch.setattr(delivery_repository, "MAX_SENT_DOMAINS", 60)
+    delivery_repository.use(None)
+    repo = DynamoDeliveryRepository()
+    repo.add(Delivery("dmany", "x", "<p>x</p>", None, True, True, (), "2026-11-23T08:00:00.000Z"), [])
+    messages = [SentMessage(f"g{n}", "gmail.com", "t") for n in range(20)]
+    messages += [SentMessage(f"r{n}", f"d{n:04d}.example", "t") for n in range(79)]
+    messages.append(SentMessage("long", "€" * 100 + ".example", "t"))
+    # When they are recorded, in two calls (chunks of at most 50 domains)
+    repo.record_messages("dmany", messages[:50])
+    repo.record_messages("dmany", messages[50:])
+    # Then the counts name gmail.com and 59 other domains, and count the other 21 messages apart
+    sends = repo.send_counts("dmany")
+    assert sends.sent == 100
+    assert len(sends.domains) == 60 and sends.domains["gmail.com"] == 20
+    assert sends.other_domains == 21
+    assert sum(sends.domains.values()) + sends.other_domains == 100
