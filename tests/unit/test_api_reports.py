@@ -150,6 +150,41 @@ def test_domain_rows_are_rated_against_the_messages_sent_to_each_domain(fake: Fa
     ]
 
 
+def test_the_names_a_breakdown_does_not_keep_are_one_other_row_last_and_the_rows_add_up(
+    fake: FakeReports,
+) -> None:
+    # Given stats whose browser breakdown kept two names plus ua-parser's "Other", and counted 40 opens
+    # and 2 clicks of names it did not keep; send counts that name one domain and count 7 messages apart
+    fake.sends["d1"] = SendCounts(sent=10, failed=0, domains={"gmail.com": 3}, other_domains=7)
+    fake.stats["d1"] = DeliveryStats(
+        opens=6,
+        total_opens=52,
+        total_clicks=3,
+        clicks=2,
+        breakdowns={
+            "browser": {
+                "Chrome": {"opens": 5, "clicks": 1},
+                "Other": {"opens": 3, "clicks": 0},
+                "Safari": {"opens": 4, "clicks": 0},
+            },
+            "domain": {"gmail.com": {"opens": 2, "clicks": 1}},
+        },
+        other_breakdowns={"browser": {"opens": 40, "clicks": 2}, "domain": {"opens": 4, "clicks": 1}},
+    )
+    # When the statistics are read
+    breakdowns = reports.delivery_statistics("d1", repo=fake).breakdowns.model_dump()
+    # Then "Other" comes last, holding both, and the rows add up to the totals
+    assert breakdowns["browser"] == [
+        {"name": "Chrome", "opens": 5, "clicks": 1},
+        {"name": "Safari", "opens": 4, "clicks": 0},
+        {"name": "Other", "opens": 43, "clicks": 2},
+    ]
+    assert breakdowns["domain"] == [
+        {"name": "gmail.com", "opens": 2, "clicks": 1, "sent": 3, "open_rate": 66.67, "click_rate": 33.33},
+        {"name": "Other", "opens": 4, "clicks": 1, "sent": 7, "open_rate": 57.14, "click_rate": 14.29},
+    ]
+
+
 def test_a_delivery_the_workflow_has_not_counted_yet_has_zeros(fake: FakeReports) -> None:
     # Given no send counts, no stats and no hours: the items do not exist yet
     stats = reports.delivery_statistics("d1", repo=fake).model_dump()

@@ -7,7 +7,13 @@ import pytest
 
 from functions.shared import limits
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, ITEM_BUDGET, item_size, utf8_prefix
-from functions.shared.models import PAGE_SEPARATOR, STREAM_CUT_SHORT, ClickStreamsModel, DeliveryStatsModel
+from functions.shared.models import (
+    PAGE_SEPARATOR,
+    STREAM_CUT_SHORT,
+    ClickStreamsModel,
+    DeliveryStatsModel,
+    SendCountsModel,
+)
 
 BIGGEST_COUNT = 10**37 + 1  # 38 significant digits: the largest number DynamoDB stores (20 bytes)
 
@@ -112,7 +118,20 @@ def worst_streams_item() -> ClickStreamsModel:
     )
 
 
-@pytest.mark.parametrize("build", [worst_stats_item, worst_streams_item])
+def worst_send_counts_item() -> SendCountsModel:
+    """Every email domain the send counts may name at its byte maximum, every count 38 digits long."""
+    return SendCountsModel(
+        delivery_id="d" + "x" * 11,
+        sent=BIGGEST_COUNT,
+        failed=BIGGEST_COUNT,
+        domains=dict.fromkeys(
+            _names(limits.MAX_SENT_DOMAINS, limits.MAX_NAME_BYTES, "domain"), BIGGEST_COUNT
+        ),
+        other_domains=BIGGEST_COUNT,
+    )
+
+
+@pytest.mark.parametrize("build", [worst_stats_item, worst_streams_item, worst_send_counts_item])
 def test_the_worst_case_indicator_item_under_the_bounds_fits_dynamodb_with_margin(build: object) -> None:
     # Given the largest item the bounds allow (every map full, every name at its byte maximum)
     item = build()  # type: ignore[operator]
