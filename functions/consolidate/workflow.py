@@ -33,8 +33,6 @@ How exactly-once holds (see README "The tracking workflow"):
 
 from __future__ import annotations
 
-import json
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +40,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from functions.consolidate import batch, erasure
+from functions.consolidate import batch, erasure, quarantine
 from functions.consolidate.store import (
     LockLost,
     PendingBatch,
@@ -51,7 +49,7 @@ from functions.consolidate.store import (
     WorkflowStore,
     WriteRefused,
 )
-from functions.shared import limits, raw_events, timeutil
+from functions.shared import raw_events, timeutil
 from functions.shared.models import (
     QuarantineModel,
     RawEventModel,
@@ -70,9 +68,6 @@ MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
 MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
-# A quarantined item keeps the refused one as compressed JSON, if need be only its first this many
-# bytes: either way it fits DynamoDB's limit.
-MAX_QUARANTINED_BYTES = limits.ITEM_BUDGET
 
 
 @dataclass(frozen=True)
@@ -404,7 +399,7 @@ class _Run:
         # Behind a checkpoint a tracking log means "counted": a refused one's bare facts keep meaning it.
         logs = [entry.item for entry in refused if isinstance(entry.item, TrackingLogModel)]
         bare_refused = (
-            {_key(entry.item) for entry in self._store.put_items([_bare_log(log) for log in logs])}
+            {_key(entry.item) for entry in self._store.put_items([quarantine.bare_log(log) for log in logs])}
             if logs
             else set()
         )
@@ -421,44 +416,19 @@ class _Run:
                 instead = None
                 suffix = f"#{seq}"  # one per pending batch: its replay rewrites the same
             model = type(entry.item).__name__
-            kept.append(self._quarantined(entry.item.serialize(), model, key, suffix, entry.error, instead))
+            kept.append(
+                self._quarantined(entry.item.serialize(), model, (*key, suffix), entry.error, instead)
+            )
         self._keep(kept)
 
     def _quarantine_raw(self, item: dict[str, Any], error: str) -> None:
         key = (str(item.get("shard", {}).get("S", "")), str(item.get("sk", {}).get("S", "")))
-        self._keep([self._quarantined(item, RawEventModel.__name__, key, "", error, None)])
+        self._keep([self._quarantined(item, RawEventModel.__name__, (*key, ""), error, None)])
 
     def _quarantined(
-        self,
-        data: dict[str, Any],
-        model: str,
-        key: tuple[str, str],
-        suffix: str,
-        error: str,
-        instead: str | None,
+        self, data: dict[str, Any], model: str, key: tuple[str, str, str], error: str, instead: str | None
     ) -> QuarantineModel:
-        text = json.dumps(data, separators=(",", ":")).encode()
-        blob = zlib.compress(text, level=6)
-        complete = len(blob) <= MAX_QUARANTINED_BYTES
-        if not complete:  # what no compression brings within DynamoDB's limit: its beginning
-            blob = zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6)
-        table = {
-            TrackingLogModel.__name__: TrackingLogModel.spec.logical_name,
-            RawEventModel.__name__: RawEventModel.spec.logical_name,
-        }.get(model, "indicators")
-        return QuarantineModel(
-            sk=f"{table}#{key[0]}#{key[1]}{suffix}",
-            at=timeutil.iso(self._clock()),
-            run_id=self._owner,
-            table=table,
-            model=model,
-            key=json.dumps(list(key)),
-            error=error[:1_000],
-            item=blob,
-            item_bytes=limits.item_size(data),
-            complete=complete,
-            instead=instead,
-        )
+        return quarantine.kept(data, model, key, error, instead, run_id=self._owner, at=self._clock())
 
     def _keep(self, quarantined: list[QuarantineModel]) -> None:
         self._store.quarantine(quarantined)
@@ -505,24 +475,6 @@ class _Run:
 
 def _key(item: Any) -> tuple[str, str]:
     return (str(item.delivery_id), str(item.sk))
-
-
-def _bare_log(log: TrackingLogModel) -> TrackingLogModel:
-    """What a tracking log must say for the workflow and the reports to count it, and nothing a hit
-    could have made too large."""
-    return TrackingLogModel(
-        delivery_id=log.delivery_id,
-        sk=log.sk,
-        event_id=log.event_id,
-        recipient_id=log.recipient_id,
-        type=log.type,
-        url_id=log.url_id,
-        at=log.at,
-        person_id=log.person_id,
-        proof=log.proof,
-        counted=log.counted,
-        expires_at=log.expires_at,
-    )
 
 
 __all__ = ["LockLost", "TrackingWorkflow", "WorkflowConfig"]

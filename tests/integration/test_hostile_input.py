@@ -15,7 +15,6 @@ import pytest
 from functions.api.delivery_repository import DynamoDeliveryRepository
 from functions.consolidate.store import DynamoWorkflowStore, PendingBatch
 from functions.redirect import handler as redirect_handler
-from functions.shared import models
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
     QUARANTINE_PK,

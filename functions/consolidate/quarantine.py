@@ -1,0 +1,81 @@
+"""Writes DynamoDB refused for what they held, as the tracking workflow keeps them.
+
+A refused write (a ValidationException: an item too large, an invalid value) fails again on every
+replay, so the workflow keeps the item here instead and goes on (``workflow.py``). The item keeps
+the refused one as compressed JSON in DynamoDB's attribute-value form, so an operator can read it,
+fix it and put it back (README, "Quarantined writes").
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import datetime
+from typing import Any
+
+from functions.shared import limits, timeutil
+from functions.shared.models import QuarantineModel, RawEventModel, TrackingLogModel
+
+# The refused item as compressed JSON; when even that would not fit DynamoDB's limit, only the
+# first this many bytes of its JSON.
+MAX_QUARANTINED_BYTES = limits.ITEM_BUDGET
+_TABLES = {
+    TrackingLogModel.__name__: TrackingLogModel.spec.logical_name,
+    RawEventModel.__name__: RawEventModel.spec.logical_name,
+}
+
+
+def kept(
+    data: dict[str, Any],
+    model: str,
+    key: tuple[str, str, str],
+    error: str,
+    instead: str | None,
+    *,
+    run_id: str,
+    at: datetime,
+) -> QuarantineModel:
+    """The quarantine item of a refused one (``data``, its attribute values) of ``model``.
+
+    ``key`` is its key and a suffix making the quarantine key unique where the same item may be
+    refused again with other contents (an indicator item at each flush); a replay rewrites the same.
+    """
+    text = json.dumps(data, separators=(",", ":")).encode()
+    blob = zlib.compress(text, level=6)
+    complete = len(blob) <= MAX_QUARANTINED_BYTES
+    if not complete:
+        blob = zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6)
+    table = _TABLES.get(model, "indicators")
+    first, second, suffix = key
+    return QuarantineModel(
+        sk=f"{table}#{first}#{second}{suffix}",
+        at=timeutil.iso(at),
+        run_id=run_id,
+        table=table,
+        model=model,
+        key=json.dumps([first, second]),
+        error=error[:1_000],
+        item=blob,
+        item_bytes=limits.item_size(data),
+        complete=complete,
+        instead=instead,
+    )
+
+
+def bare_log(log: TrackingLogModel) -> TrackingLogModel:
+    """What a tracking log must say for the workflow and the reports to count it, and nothing a hit
+    could have made too large: it stands in for a refused one, which behind a checkpoint means
+    "counted"."""
+    return TrackingLogModel(
+        delivery_id=log.delivery_id,
+        sk=log.sk,
+        event_id=log.event_id,
+        recipient_id=log.recipient_id,
+        type=log.type,
+        url_id=log.url_id,
+        at=log.at,
+        person_id=log.person_id,
+        proof=log.proof,
+        counted=log.counted,
+        expires_at=log.expires_at,
+    )
