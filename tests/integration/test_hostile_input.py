@@ -213,3 +213,27 @@ def test_messages_to_more_email_domains_than_the_counts_name_count_the_rest_apar
     assert len(sends.domains) == 60 and sends.domains["gmail.com"] == 20
     assert sends.other_domains == 21
     assert sum(sends.domains.values()) + sends.other_domains == 100
+
+
+def test_a_writer_that_missed_domains_named_meanwhile_counts_its_new_ones_apart(
+    tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given send counts that name at most 3 domains, all 3 named by one call
+    from functions.api import delivery_repository
+    from functions.api.delivery_repository import Delivery, SentMessage
+
+    monkeypatch.setattr(delivery_repository, "MAX_SENT_DOMAINS", 3)
+    delivery_repository.use(None)
+    repo = DynamoDeliveryRepository()
+    repo.add(Delivery("drace", "x", "<p>x</p>", None, True, True, (), "2026-11-23T08:00:00.000Z"), [])
+    repo.record_messages("drace", [SentMessage(f"r{n}", f"d{n}.example", "t") for n in range(3)])
+    # When a concurrent call that read the counts before them records messages to two new domains
+    stale: set[str] = set()
+    recorded = repo._record_chunk(
+        "drace", [SentMessage("x1", "new1.example", "t"), SentMessage("x2", "d0.example", "t")], stale
+    )
+    # Then the condition on the counts refuses its first try, and its retry counts the new domain apart
+    assert recorded == 2
+    sends = repo.send_counts("drace")
+    assert (sends.sent, sends.other_domains) == (5, 1)
+    assert sends.domains == {"d0.example": 2, "d1.example": 1, "d2.example": 1}
