@@ -54,7 +54,6 @@ from functions.shared.useragent import parse_user_agent
 
 # Every bound on what a map of an indicator item names is in ``functions/shared/limits.py``, with the
 # arithmetic that keeps the items below DynamoDB's 400 KB whatever the hits say.
-__all__ = ["MAX_PATH", "MAX_STREAM_ENTRIES", "MAX_STREAM_PAGES", "MAX_STREAM_STEPS"]
 BREAKDOWN_MEASURES = ("opens", "clicks")
 WEB_KINDS = frozenset({"page", "transaction"})  # raw events of the web-tracking tag
 

@@ -332,13 +332,14 @@ class ClickStreamsModel(_Model):
 
     Kept from each recipient's ``RecipientStateModel.path`` by the tracking workflow: a path counts a
     recipient under their sequence of links (a link clicked again straight away counts once), a
-    transition counts every move from one link to the next. Bounded in size (``consolidate/batch.py``):
+    transition counts every move from one link to the next. Bounded in size (``shared/limits.py``):
     once ``MAX_STREAM_ENTRIES`` distinct paths (or transitions) are known, a new one is counted in
     ``other_paths`` (``other_transitions``) instead, and known ones stay known (at zero) while anyone
     is counted there, so a recipient is always taken off exactly where they were counted.
 
     ``pages`` counts the page views of the web-tracking tag after a click on each link (they are only
-    ever added): beyond ``MAX_STREAM_PAGES`` distinct (link, page) keys a new one counts in
+    ever added), each page named by its first ``MAX_STREAM_PAGE_BYTES``: beyond ``MAX_STREAM_PAGES``
+    distinct (link, page) keys a new one counts in
     ``other_pages``.
     """
 
