@@ -339,8 +339,7 @@ class ClickStreamsModel(_Model):
 
     ``pages`` counts the page views of the web-tracking tag after a click on each link (they are only
     ever added), each page named by its first ``MAX_STREAM_PAGE_BYTES``: beyond ``MAX_STREAM_PAGES``
-    distinct (link, page) keys a new one counts in
-    ``other_pages``.
+    distinct (link, page) keys a new one counts in ``other_pages``.
     """
 
     spec = tables.INDICATORS
