@@ -2,12 +2,15 @@
 
 One local stack with its demo data and one browser serve the whole session; each test gets a fresh
 browser context (its own sessionStorage), already signed in unless it asks for ``fresh_page``.
-Without ``/usr/bin/chromium`` every test here is skipped (``.ci/run`` installs it with apt).
+Without ``/usr/bin/chromium`` (or ``$MSGTRACK_CHROMIUM``) every test here is skipped (``.ci/run`` installs it
+with apt), and the run ends with one line that says so and how to install it: a green ``25 skipped`` alone
+reads as if the dashboard had been tested.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -24,7 +27,8 @@ from tests.apigw import API_TOKEN
 from tests.serve import REPO, environment, free_port, serve_command, stop
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("MSGTRACK_CHROMIUM") or "/usr/bin/chromium")
+INSTALL_CHROMIUM = "apt-get update && apt-get install -y chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -38,15 +42,37 @@ READY_TIMEOUT_SECONDS = 180.0  # the stack, then its demo (about 15 s here)
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
+_SKIPPED_FOR_WANT_OF_CHROMIUM = pytest.StashKey[int]()
+
+
+def missing_chromium_notice(chromium: Path, skipped: int) -> str | None:
+    """The last line of a run whose browser tests were skipped because chromium is missing, else None."""
+    if skipped == 0:
+        return None
+    return (
+        f"BROWSER TESTS DID NOT RUN: {skipped} skipped, no chromium at {chromium}. "
+        f"Install it with: {INSTALL_CHROMIUM}"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if CHROMIUM.exists():
         return
     skip = pytest.mark.skip(
-        reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
+        reason=f"Debian's chromium is not installed at {CHROMIUM} ({INSTALL_CHROMIUM}; .ci/run does it)"
     )
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(skip)
+    browser_tests = [item for item in items if HERE in Path(str(item.fspath)).resolve().parents]
+    for item in browser_tests:
+        item.add_marker(skip)
+    config.stash[_SKIPPED_FOR_WANT_OF_CHROMIUM] = len(browser_tests)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After pytest's own "N skipped in Xs" (pytest_terminal_summary comes before it), so the notice is
+    # the last line of the run, and of `make test`, whose browser target comes last.
+    notice = missing_chromium_notice(CHROMIUM, config.stash.get(_SKIPPED_FOR_WANT_OF_CHROMIUM, 0))
+    if notice is not None:
+        config.get_terminal_writer().line(notice, yellow=True, bold=True)
 
 
 @dataclass
