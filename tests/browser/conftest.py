@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import requests
 
 from tests.apigw import API_TOKEN
-from tests.serve import REPO, environment, free_port, serve_command, stop
+from tests.serve import demo_stack
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path(os.environ.get("MSGTRACK_CHROMIUM") or "/usr/bin/chromium")
@@ -38,7 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-READY_TIMEOUT_SECONDS = 180.0  # the stack, then its demo (about 15 s here)
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -89,44 +84,12 @@ class Stack:
         return answer.json()
 
 
-def _wait_for_demo(process: subprocess.Popen[bytes], stdout: IO[bytes], stderr: IO[bytes]) -> str:
-    """The banner and demo output once the stack says ``ready.``; fails the session otherwise."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    output = ""
-    while time.monotonic() < deadline:
-        stdout.seek(0)
-        output = stdout.read().decode("utf-8", "replace")
-        if re.search(r"^ready\.", output, re.MULTILINE):
-            return output
-        if process.poll() is not None:
-            break
-        time.sleep(0.25)
-    stderr.seek(0)
-    errors = stderr.read().decode("utf-8", "replace")
-    pytest.fail(
-        f"msgtrack serve did not get ready with its demo\n--- stdout ---\n{output}\n--- stderr ---\n{errors[-8000:]}"
-    )
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """``msgtrack serve`` with its demo: the newsletter and the follow-up it prints."""
-    port = free_port()
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            serve_command(port, demo=True), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
-        )
-        try:
-            output = _wait_for_demo(process, stdout, stderr)
-            newsletter = re.search(r"^\s+newsletter\s+(\S+)", output, re.MULTILINE)
-            follow_up = re.search(r"^\s+follow-up\s+(\S+)", output, re.MULTILINE)
-            if newsletter is None or follow_up is None:
-                pytest.fail(f"the demo did not print its deliveries:\n{output}")
-            with requests.Session() as api:
-                api.headers["Authorization"] = f"Bearer {API_TOKEN}"
-                yield Stack(f"http://127.0.0.1:{port}", API_TOKEN, newsletter[1], follow_up[1], api)
-        finally:
-            stop(process)
+    with demo_stack() as served, requests.Session() as api:
+        api.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        yield Stack(served.base_url, API_TOKEN, served.newsletter_id, served.follow_up_id, api)
 
 
 @pytest.fixture(scope="session")
