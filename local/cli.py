@@ -194,7 +194,9 @@ def _demo(stack: LocalStack) -> None:
     print("demo:", flush=True)
     started = time.monotonic()
     try:
-        result = demo.run_demo(stack.base_url, token, say=lambda line: print(line, flush=True))
+        result = demo.run_demo(
+            stack.base_url, token, say=lambda line: print(line, flush=True), past=demo.PastHits()
+        )
     except Exception as exc:  # the stack is still useful without its demo data
         print(f"msgtrack: warning: the demo did not complete: {exc}", file=sys.stderr, flush=True)
         return

@@ -1,11 +1,20 @@
-"""Demo data for the local stack, made only through its HTTP interface, as an outside user would.
+"""Demo data for the local stack, made through its HTTP interface as an outside user would.
 
 Registers a newsletter delivery and a short follow-up, renders messages for 300 recipients, reports a
 few failures, then plays the part of the audience: mail clients load the open pixel, browsers follow
 tracked links (one ``requests.Session`` per person, so the person cookie persists), a few messages are
 forwarded, a few people opt out, and a proof is clicked. Some who click through to the shop browse it
-and buy, which the shop's web-tracking tag reports (attributed through the person cookie). Finally the tracking workflow is run once, so
-the dashboard has something to show. A fixed seed makes every run of the demo alike.
+and buy, which the shop's web-tracking tag reports (attributed through the person cookie). Finally the
+tracking workflow is run once, so the dashboard has something to show. A fixed seed makes every run of
+the demo alike.
+
+The newsletter went out two days ago: each reader reads at a moment drawn from a decaying distribution,
+so opens and clicks thin out over the days. The redirect function stamps a hit with the moment it
+arrives, so hits of the past cannot come over HTTP: given ``past`` (``msgtrack serve --demo`` passes
+``PastHits``, which runs in the stack's process), those are recorded through the redirect function's
+own logic (token check, target lookup, raw-event sink, web-tracking attribution) with their moment of
+the past, before the workflow's first run, which reads every raw event recorded before it started.
+Hits of the last hour, and all of them without ``past``, are played over HTTP.
 """
 
 from __future__ import annotations
@@ -16,10 +25,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
@@ -38,6 +48,12 @@ BROWSE_RATE = 0.6  # of clicks that land on the shop, those that go on to view m
 BUY_RATE = 0.15  # of those, those that buy
 SHOP_DOMAIN = "northwind-outfitters.example"
 SHOP_PAGES = ("/cart", "/collections/winter-2026", "/p/ridgeline-down-jacket", "/checkout")
+NEWSLETTER_SENT_DAYS_AGO = 2  # at NEWSLETTER_SENT_HOUR UTC: each later day counts fewer readers
+NEWSLETTER_SENT_HOUR = 8
+FOLLOW_UP_SENT_HOURS_AGO = 4
+READ_MEAN_HOURS = 15.0  # readers open at exponentially decaying rates after sending
+FORWARD_MEAN_HOURS = 10.0  # a forward is read this long after the message, on average
+LIVE_MINUTES = 60  # hits of the last hour come over HTTP, at the moment they are played
 RUN_TIMEOUT_SECONDS = 60.0
 HTTP_TIMEOUT_SECONDS = 30.0
 WORKERS = 4  # people reading at the same time
@@ -197,6 +213,8 @@ class Visit:
 
     user_agent: str
     hits: tuple[tuple[str, str], ...]
+    recipient_id: str = ""  # whose message it is
+    forwarded: bool = False  # someone else reading a forwarded copy
 
 
 def _link_weight(link: TrackedLink) -> int:
@@ -238,7 +256,9 @@ def plan_audience(
         opened = message.pixel is not None and (engaged or rng.random() < OPEN_RATE)
         if opened and message.pixel:
             loads = 1 + (rng.random() < REOPEN_RATE) + (rng.random() < REOPEN_RATE / 3)
-            visits.append(Visit(rng.choice(MAIL_CLIENTS), (("open", message.pixel),) * loads))
+            visits.append(
+                Visit(rng.choice(MAIL_CLIENTS), (("open", message.pixel),) * loads, message.recipient_id)
+            )
         clicks = message.of("click")
         browser = rng.choice(BROWSERS)
         hits: list[tuple[str, str]] = []
@@ -254,12 +274,44 @@ def plan_audience(
                 hits += _shop_visit(rng, shop[-1], shop_tag)
         if clicks and rng.random() < FORWARD_RATE:  # forwarded: someone else clicks in their own browser
             forwarded = rng.choice([b for b in BROWSERS if b != browser])
-            visits.append(Visit(forwarded, (("click", rng.choice(clicks).href),)))
+            visits.append(
+                Visit(forwarded, (("click", rng.choice(clicks).href),), message.recipient_id, forwarded=True)
+            )
         if message.of("opt_out") and rng.random() < OPT_OUT_RATE:
             hits.append(("click", message.of("opt_out")[0].href))
         if hits:
-            visits.append(Visit(browser, tuple(hits)))
+            visits.append(Visit(browser, tuple(hits), message.recipient_id))
     return visits
+
+
+@dataclass(frozen=True)
+class TimedVisit:
+    at: datetime
+    visit: Visit
+
+
+def _decaying_hours(rng: random.Random, window_hours: float) -> float:
+    """Hours after sending at which a reader reads: exponential decay, within the window."""
+    while True:
+        hours = rng.expovariate(1 / READ_MEAN_HOURS)
+        if hours < window_hours:
+            return hours
+
+
+def schedule(rng: random.Random, visits: list[Visit], sent_at: datetime, now: datetime) -> list[TimedVisit]:
+    """When each visit happens: a reader's open, then a few minutes later their clicks; a forward later."""
+    window_hours = (now - sent_at).total_seconds() / 3600
+    read_at: dict[str, float] = {}
+    timed = []
+    for visit in visits:
+        hours = read_at.setdefault(visit.recipient_id, _decaying_hours(rng, window_hours))
+        if visit.forwarded:
+            later = rng.expovariate(1 / FORWARD_MEAN_HOURS)
+            hours += later if hours + later < window_hours else (window_hours - hours) * rng.random()
+        elif visit.hits[0][0] != "open":
+            hours = min(hours + rng.uniform(1, 15) / 60, window_hours)
+        timed.append(TimedVisit(sent_at + timedelta(hours=hours), visit))
+    return timed
 
 
 def play(visit: Visit) -> int:
@@ -274,6 +326,70 @@ def play(visit: Visit) -> int:
                     f"GET {url} answered {answer.status_code}, expected {expected}: {answer.text[:200]}"
                 )
     return len(visit.hits)
+
+
+class PastHits:
+    """Records hits of the past through the redirect function's own logic, in the stack's process.
+
+    Over HTTP the redirect stamps each hit with the moment it arrives; here the same ``track`` and
+    ``tag`` the handler calls (token check, target lookup, raw-event sink, the person cookie and its
+    latest click, web-tracking attribution) get a hit stamped with its moment of the past instead.
+    """
+
+    SOURCE_IP = "127.0.0.1"  # what the local gateway reports for the demo's requests
+
+    def __init__(self) -> None:
+        from functions.redirect import tracking, web
+        from functions.redirect.store import DynamoEventSink, DynamoSites, DynamoTargets
+        from functions.shared.settings import settings
+        from functions.shared.tokens import signer
+
+        self._tracking, self._web, self._signer = tracking, web, signer
+        self._targets = tracking.CachedTargets(DynamoTargets())
+        self._sites = web.CachedSites(DynamoSites())
+        self._sink = DynamoEventSink(ttl_days=settings().raw_event_ttl_days)
+        self._attribution_days = settings().web_attribution_days
+
+    def play(self, timed: TimedVisit) -> int:
+        cookie: str | None = None
+        for number, (kind, url) in enumerate(timed.visit.hits):
+            at = timed.at + timedelta(seconds=20 * number)  # one person's hits, in their order
+            parts = urlsplit(url)
+            token = parts.path[3:]
+            if kind == "tag":
+                params = dict(parse_qsl(parts.query))
+                tag_hit = self._web.TagHit(
+                    token, params, None, None, at, timed.visit.user_agent, self.SOURCE_IP, cookie
+                )
+                tagged = self._web.tag(
+                    tag_hit, self._signer(), self._sites, self._sink, self._attribution_days
+                )
+                status = tagged.status
+            else:
+                link_hit = self._tracking.Hit(token, kind, at, timed.visit.user_agent, self.SOURCE_IP, cookie)
+                answer = self._tracking.track(link_hit, self._signer(), self._targets, self._sink)
+                cookie = answer.person_cookie or cookie
+                status = answer.status
+            expected = 302 if kind == "click" else 200
+            if status != expected:
+                raise DemoError(
+                    f"{kind} {url} of {timed.at:%Y-%m-%d %H:%M} answered {status}, expected {expected}"
+                )
+        return len(timed.visit.hits)
+
+
+class Past(Protocol):
+    def play(self, timed: TimedVisit) -> int: ...
+
+
+def _play_all(timed: list[TimedVisit], past: Past | None, now: datetime) -> int:
+    """The past through ``past`` first (all of it before the workflow's first run), then the live hits."""
+    live_since = now - timedelta(minutes=LIVE_MINUTES)
+    earlier = [t for t in timed if past is not None and t.at < live_since]
+    live = [t.visit for t in timed if past is None or t.at >= live_since]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        hits = sum(pool.map(past.play, earlier)) if past is not None else 0
+        return hits + sum(pool.map(play, live))
 
 
 # --- the report API --------------------------------------------------------------------------
@@ -359,9 +475,18 @@ def _timed(say: Callable[[str], None], what: str) -> Iterator[None]:
 
 
 def run_demo(
-    base_url: str, token: str, *, seed: int = SEED, say: Callable[[str], None] = print
+    base_url: str,
+    token: str,
+    *,
+    seed: int = SEED,
+    say: Callable[[str], None] = print,
+    past: Past | None = None,
+    now: datetime | None = None,
 ) -> DemoResult:
+    """The demo against the stack at ``base_url``; hits of the past through ``past`` (see the module)."""
     rng = random.Random(seed)
+    timing = random.Random(seed + 1)  # moments drawn apart, so the audience is the same with or without
+    now = now or datetime.now(UTC)
     api = ReportApi(base_url, token)
     try:
         newsletter_html = NEWSLETTER.read_text(encoding="utf-8")
@@ -387,11 +512,18 @@ def run_demo(
         visits = plan_audience(
             rng, delivered, always_engaged=frozenset({"r0001"}), shop_tag=shop["pixel_url"]
         )
-        visits += plan_audience(rng, follow_up_messages[1:])
-        visits.append(Visit(BROWSERS[0], (("click", follow_up_messages[0].of("click")[0].href),)))
-        visits.append(Visit(BROWSERS[2], (("click", proofs[0].of("click")[0].href),)))
-        with _timed(say, f"simulated {len(visits)} readers"), ThreadPoolExecutor(WORKERS) as pool:
-            hits = sum(pool.map(play, visits))
+        follow_up_visits = plan_audience(rng, follow_up_messages[1:])
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        sent_at = midnight - timedelta(days=NEWSLETTER_SENT_DAYS_AGO) + timedelta(hours=NEWSLETTER_SENT_HOUR)
+        timed = schedule(timing, visits, sent_at, now)
+        timed += schedule(timing, follow_up_visits, now - timedelta(hours=FOLLOW_UP_SENT_HOURS_AGO), now)
+        timed.append(
+            TimedVisit(now, Visit(BROWSERS[0], (("click", follow_up_messages[0].of("click")[0].href),)))
+        )
+        timed.append(TimedVisit(now, Visit(BROWSERS[2], (("click", proofs[0].of("click")[0].href),))))
+        days = "over the last 2 days" if past is not None else "now"
+        with _timed(say, f"simulated {len(timed)} readers {days}"):
+            hits = _play_all(timed, past, now)
 
         with _timed(say, f"{hits} tracked hits consolidated by the tracking workflow"):
             run = run_workflow(api)

@@ -42,7 +42,15 @@ def openapi() -> dict[str, Any]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The event is never logged, whatever POWERTOOLS_LOGGER_LOG_EVENT says: its body holds recipients'
+# email addresses and its request context the caller's IP address.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    response = app.resolve(event, context)
+    http = event.get("requestContext", {}).get("http", {})
+    logger.debug(
+        "report API answered",
+        extra={"method": http.get("method"), "status": response.get("statusCode")},
+    )
+    return response

@@ -199,6 +199,7 @@ def _serve(event: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
         return _respond(tracking.Answer(200 if hit.kind == "open" else 404))
     if answer.status == 404:
+        logger.debug("link token refused", extra={"kind": hit.kind})  # never the token itself
         metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
     elif hit.record:
         metrics.add_metric(

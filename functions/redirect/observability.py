@@ -4,7 +4,7 @@ A recipient waits for this function's cold start and for each click, so it does 
 (about 10 ms of import and 15 µs per invocation): JSON log lines on stdout and one CloudWatch embedded
 metric format (EMF) document per invocation, both as Powertools writes them for the other functions,
 with the same namespace, ``service`` dimension and ``MetricNames``, so the CDK alarms and dashboard
-read them alike. The redirect logs only failures, and never personal data.
+read them alike. The redirect logs only failures (and, at DEBUG, a refused token), and never personal data.
 """
 
 from __future__ import annotations

@@ -2,29 +2,29 @@
 
 One local stack with its demo data and one browser serve the whole session; each test gets a fresh
 browser context (its own sessionStorage), already signed in unless it asks for ``fresh_page``.
-Without ``/usr/bin/chromium`` every test here is skipped (``.ci/run`` installs it with apt).
+Without ``/usr/bin/chromium`` (or ``$MSGTRACK_CHROMIUM``) every test here is skipped (``.ci/run`` installs it
+with apt), and the run ends with one line that says so and how to install it: a green ``25 skipped`` alone
+reads as if the dashboard had been tested.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import tempfile
-import time
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import requests
 
 from tests.apigw import API_TOKEN
-from tests.serve import REPO, environment, free_port, serve_command, stop
+from tests.serve import demo_stack
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("MSGTRACK_CHROMIUM") or "/usr/bin/chromium")
+INSTALL_CHROMIUM = "apt-get update && apt-get install -y chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -34,19 +34,40 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-READY_TIMEOUT_SECONDS = 180.0  # the stack, then its demo (about 15 s here)
 VIEWPORT = {"width": 1400, "height": 1000}
+
+
+_SKIPPED_FOR_WANT_OF_CHROMIUM = pytest.StashKey[int]()
+
+
+def missing_chromium_notice(chromium: Path, skipped: int) -> str | None:
+    """The last line of a run whose browser tests were skipped because chromium is missing, else None."""
+    if skipped == 0:
+        return None
+    return (
+        f"BROWSER TESTS DID NOT RUN: {skipped} skipped, no chromium at {chromium}. "
+        f"Install it with: {INSTALL_CHROMIUM}"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if CHROMIUM.exists():
         return
     skip = pytest.mark.skip(
-        reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
+        reason=f"Debian's chromium is not installed at {CHROMIUM} ({INSTALL_CHROMIUM}; .ci/run does it)"
     )
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(skip)
+    browser_tests = [item for item in items if HERE in Path(str(item.fspath)).resolve().parents]
+    for item in browser_tests:
+        item.add_marker(skip)
+    config.stash[_SKIPPED_FOR_WANT_OF_CHROMIUM] = len(browser_tests)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After pytest's own "N skipped in Xs" (pytest_terminal_summary comes before it), so the notice is
+    # the last line of the run, and of `make test`, whose browser target comes last.
+    notice = missing_chromium_notice(CHROMIUM, config.stash.get(_SKIPPED_FOR_WANT_OF_CHROMIUM, 0))
+    if notice is not None:
+        config.get_terminal_writer().line(notice, yellow=True, bold=True)
 
 
 @dataclass
@@ -63,44 +84,12 @@ class Stack:
         return answer.json()
 
 
-def _wait_for_demo(process: subprocess.Popen[bytes], stdout: IO[bytes], stderr: IO[bytes]) -> str:
-    """The banner and demo output once the stack says ``ready.``; fails the session otherwise."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    output = ""
-    while time.monotonic() < deadline:
-        stdout.seek(0)
-        output = stdout.read().decode("utf-8", "replace")
-        if re.search(r"^ready\.", output, re.MULTILINE):
-            return output
-        if process.poll() is not None:
-            break
-        time.sleep(0.25)
-    stderr.seek(0)
-    errors = stderr.read().decode("utf-8", "replace")
-    pytest.fail(
-        f"msgtrack serve did not get ready with its demo\n--- stdout ---\n{output}\n--- stderr ---\n{errors[-8000:]}"
-    )
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """``msgtrack serve`` with its demo: the newsletter and the follow-up it prints."""
-    port = free_port()
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            serve_command(port, demo=True), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
-        )
-        try:
-            output = _wait_for_demo(process, stdout, stderr)
-            newsletter = re.search(r"^\s+newsletter\s+(\S+)", output, re.MULTILINE)
-            follow_up = re.search(r"^\s+follow-up\s+(\S+)", output, re.MULTILINE)
-            if newsletter is None or follow_up is None:
-                pytest.fail(f"the demo did not print its deliveries:\n{output}")
-            with requests.Session() as api:
-                api.headers["Authorization"] = f"Bearer {API_TOKEN}"
-                yield Stack(f"http://127.0.0.1:{port}", API_TOKEN, newsletter[1], follow_up[1], api)
-        finally:
-            stop(process)
+    with demo_stack() as served, requests.Session() as api:
+        api.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        yield Stack(served.base_url, API_TOKEN, served.newsletter_id, served.follow_up_id, api)
 
 
 @pytest.fixture(scope="session")

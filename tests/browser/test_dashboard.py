@@ -7,6 +7,7 @@ a screenshot of its page in its temporary folder.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
@@ -19,6 +20,7 @@ import requests
 from tests.browser.conftest import Stack, Watch
 
 XSS = "<img src=x onerror=alert(1)>"
+CHART_HEIGHT = 280  # chart.js: the time labels sit 10 units above its bottom
 INDICATORS = (
     "sent",
     "delivered",
@@ -121,8 +123,9 @@ def test_the_chart_draws_the_timeline_per_hour_and_per_day(
     open_tab(page, stack, stack.newsletter_id, "overview")
     chart = page.locator("svg.chart")
     chart.wait_for()
-    # The demo's traffic is minutes old: drawn per hour, one point per hour with opens and with clicks
+    # The demo's two days of traffic: drawn per hour, one point per hour with opens and with clicks
     assert chart.get_attribute("data-interval") == "hour"
+    assert len(stats["timeline"]) >= 24
     for series in ("opens", "clicks"):
         points = chart.locator(f"circle.point.{series}")
         expected = [p for p in stats["timeline"] if p[series]]
@@ -131,6 +134,12 @@ def test_the_chart_draws_the_timeline_per_hour_and_per_day(
             p[series] for p in expected
         ]
     assert chart.locator("path.line.opens").get_attribute("d").startswith("M")
+    # with time labels along the axis apart from each other (not "4 Dec 07:004 Dec 13:00")
+    labels = chart.locator(f"g.axis text[y='{CHART_HEIGHT - 10}']").evaluate_all(
+        "ts => ts.map(t => { const b = t.getBBox(); return [b.x, b.x + b.width]; })"
+    )
+    assert len(labels) >= 4, labels
+    assert all(left - right >= 4 for (_, right), (left, _) in itertools.pairwise(labels)), labels  # a space
     screenshot(page, tmp_path, "chart-hourly")
     # Per day, the points are the daily totals
     page.click("button[data-interval='day']")

@@ -6,6 +6,8 @@ const WIDTH = 860;
 const HEIGHT = 280;
 const MARGIN = { top: 16, right: 20, bottom: 34, left: 52 };
 const MAX_BUCKETS = 2000;
+const LABEL_CHARACTER_WIDTH = 6.5; // of the axis' 11px font, a little more than the average, in chart units
+const LABEL_GAP = 8;
 const STEP = { hour: 3_600_000, day: 86_400_000 };
 const SERIES = [
   { key: "opens", title: "opens" },
@@ -69,10 +71,16 @@ export function timelineChart(points, interval) {
     );
   }
   const every = Math.max(1, Math.ceil(data.length / 8));
+  let drawnUpTo = -Infinity; // the right end of the last label drawn: the next may not overlap it
   data.forEach((d, index) => {
     if (index % every === 0) {
       const anchor = index === 0 ? "start" : index === data.length - 1 ? "end" : "middle";
-      axis.append(svg("text", { x: x(index), y: HEIGHT - 10, "text-anchor": anchor }, label(d.time)));
+      const text = label(d.time);
+      const width = text.length * LABEL_CHARACTER_WIDTH;
+      const left = x(index) - { start: 0, middle: width / 2, end: width }[anchor];
+      if (left < drawnUpTo + LABEL_GAP) return;
+      drawnUpTo = left + width;
+      axis.append(svg("text", { x: x(index), y: HEIGHT - 10, "text-anchor": anchor }, text));
     }
   });
   chart.append(axis);
