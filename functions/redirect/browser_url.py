@@ -33,10 +33,12 @@ _FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 # Default-ignorable code points UTS #46 maps to nothing: "shop\u00adexample" reads as "shopexample".
 _IGNORED = str.maketrans(
     dict.fromkeys(
-        [0x00AD, 0x034F, 0x180B, 0x180C, 0x180D, 0x180F, 0x200B, 0x2060, 0x2064, 0xFEFF]
-        + list(range(0xFE00, 0xFE10))
-        + list(range(0x1BCA0, 0x1BCA4))
-        + list(range(0xE0100, 0xE01F0))
+        [
+            *(0x00AD, 0x034F, 0x180B, 0x180C, 0x180D, 0x180F, 0x200B, 0x2060, 0x2064, 0xFEFF),
+            *range(0xFE00, 0xFE10),
+            *range(0x1BCA0, 0x1BCA4),
+            *range(0xE0100, 0xE01F0),
+        ]
     )
 )
 

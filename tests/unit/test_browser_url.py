@@ -44,7 +44,7 @@ HOSTILE = [
     ("https://shop.example%zz/", None),
     # international names: look-alikes are other hosts; compatibility forms map to ASCII
     ("https://sh%C3%B6p.example/", "xn--shp-tna.example"),
-    ("https://sh\u043ep.example/", "xn--shp-ted.example"),  # a Cyrillic "о"
+    ("https://sh\u043ep.example/", "xn--shp-ted.example"),  # a Cyrillic o (U+043E)
     ("https://\u0455\u04bb\u043e\u0440.example/", "xn--n1ae5d4v.example"),  # all Cyrillic
     ("https://\uff33\uff28\uff2f\uff30\uff0e\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25/", "shop.example"),
     ("https://shop\u3002example/", "shop.example"),  # the ideographic full stop
@@ -116,15 +116,21 @@ function host(text) {
   }
 }
 """
-_ORACLE = _HOST + """
+_ORACLE = (
+    _HOST
+    + """
 const lines = require("readline").createInterface({ input: process.stdin });
 lines.on("line", (line) => process.stdout.write(JSON.stringify(host(JSON.parse(line))) + "\\n"));
 """
-_BATCH = _HOST + """
+)
+_BATCH = (
+    _HOST
+    + """
 let input = "";
 process.stdin.on("data", (chunk) => (input += chunk));
 process.stdin.on("end", () => process.stdout.write(JSON.stringify(JSON.parse(input).map(host))));
 """
+)
 
 
 class Browser:
@@ -132,7 +138,7 @@ class Browser:
 
     def __init__(self, node: str) -> None:
         self.node = node
-        self.process = subprocess.Popen(  # noqa: S603 - our own script, on a local Node.js
+        self.process = subprocess.Popen(
             [node, "-e", _ORACLE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
         )
 
@@ -145,7 +151,7 @@ class Browser:
 
     def hosts(self, urls: list[str]) -> list[str | None]:
         """Many at once, in a process of their own."""
-        done = subprocess.run(  # noqa: S603 - our own script, on a local Node.js
+        done = subprocess.run(
             [self.node, "-e", _BATCH], input=json.dumps(urls), capture_output=True, text=True, check=True
         )
         answers: list[str | None] = json.loads(done.stdout)
@@ -173,11 +179,54 @@ def test_the_reference_parser_agrees_with_the_table(browser: Browser) -> None:
 
 _PIECES = st.sampled_from(
     [
-        "http", "https", "HTTPS", "javascript", "data", ":", "/", "//", "\\", "@", "#", "?", ".", "..",
-        ":443", ":8080", ":99999", "\t", "\n", " ", "%2e", "%2f", "%40", "%73", "%C3%B6", "[", "]", "::1",
-        "0x7f", "0177", "1", "256", "shop", "example", "evil", "xn--", "xn--zca", "\u00df", "\u043e",
-        "\uff0e", "\u3002", "\u00ad", "\u2024", "\uff33", "\u0130", "\u03c2", "user:pw",
-    ]  # fmt: skip
+        "http",
+        "https",
+        "HTTPS",
+        "javascript",
+        "data",
+        ":",
+        "/",
+        "//",
+        "\\",
+        "@",
+        "#",
+        "?",
+        ".",
+        "..",
+        ":443",
+        ":8080",
+        ":99999",
+        "\t",
+        "\n",
+        " ",
+        "%2e",
+        "%2f",
+        "%40",
+        "%73",
+        "%C3%B6",
+        "[",
+        "]",
+        "::1",
+        "0x7f",
+        "0177",
+        "1",
+        "256",
+        "shop",
+        "example",
+        "evil",
+        "xn--",
+        "xn--zca",
+        "\u00df",
+        "\u043e",
+        "\uff0e",
+        "\u3002",
+        "\u00ad",
+        "\u2024",
+        "\uff33",
+        "\u0130",
+        "\u03c2",
+        "user:pw",
+    ]
 )
 
 

@@ -147,7 +147,7 @@ def test_a_transaction_records_its_amount_and_upper_case_currency(sink: FakeSink
         ("https://evil.example#@shop.example.com", False),
         ("https://shop.example.com:443@evil.example/", False),
         ("https://evil\t.exa\nmple/?shop.example.com", False),
-        ("https://sh\u043ep.example.com/", False),  # a Cyrillic "о"
+        ("https://sh\u043ep.example.com/", False),  # a Cyrillic o (U+043E)
         ("//shop.example.com/", False),  # no scheme: no page
         ("data:text/html,https://shop.example.com/", False),
         ("blob:https://shop.example.com/0b5c", False),
@@ -287,7 +287,10 @@ def test_the_attribution_window_setting_defaults_to_7_days_and_is_at_least_1(
         ({"type": "transaction", "amount": "10", "currency": "XYZ"}, "ISO 4217"),
         ({"type": "transaction", "amount": "10", "currency": "BTC"}, "ISO 4217"),
         ({"type": "transaction", "amount": "10", "currency": "HRK"}, "ISO 4217"),  # withdrawn in 2023
-        ({"type": "transaction", "amount": "10", "currency": "\u0395UR"}, "ISO 4217"),  # a Greek "Ε"
+        (
+            {"type": "transaction", "amount": "10", "currency": "\u0395UR"},
+            "ISO 4217",
+        ),  # a Greek capital epsilon
     ],
 )
 def test_a_malformed_tag_request_is_a_400_saying_why(
