@@ -18,12 +18,10 @@ a page is never attributed to a host a browser would not visit.
 
 from __future__ import annotations
 
-import re
-
 _C0_OR_SPACE = "".join(chr(code) for code in range(0x21))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 _AUTHORITY_END = "/?#\\"  # a special scheme's authority ends at any of these (the backslash included)
-_FORBIDDEN_DOMAIN = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")  # no host holds these
+_FORBIDDEN_DOMAIN = frozenset(_C0_OR_SPACE + "#%/:<>?@[\\]^|\x7f")  # no host holds these
 _HEX = frozenset("0123456789abcdefABCDEF")
 _OCTAL = frozenset("01234567")
 _DECIMAL = frozenset("0123456789")
@@ -92,11 +90,12 @@ def _host_of(host_and_port: str) -> str | None:
 def _domain(text: str) -> str | None:
     if "%" in text:
         text = _percent_decoded(text)
-    if text.isascii() and "xn--" not in text.lower():
-        ascii_domain: str | None = text.lower()
+    lowered = text.lower()
+    if text.isascii() and "xn--" not in lowered:
+        ascii_domain: str | None = lowered
     else:
         ascii_domain = _idna_to_ascii(text)
-    if not ascii_domain or _FORBIDDEN_DOMAIN.search(ascii_domain):
+    if not ascii_domain or not _FORBIDDEN_DOMAIN.isdisjoint(ascii_domain):
         return None
     return _ipv4(ascii_domain) if _ends_in_a_number(ascii_domain) else ascii_domain
 
@@ -144,7 +143,9 @@ def _ends_in_a_number(domain: str) -> bool:
             return False
         parts.pop()
     last = parts[-1]
-    if last and all(char in _DECIMAL for char in last):
+    if not last or last[0] not in _DECIMAL:
+        return False  # every IPv4 number form (decimal, 0x hex, 0 octal) starts with a digit
+    if all(char in _DECIMAL for char in last):
         return True
     return _ipv4_number(last) is not None
 
