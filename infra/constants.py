@@ -51,8 +51,18 @@ SERVICE_DIMENSION = "service"
 
 # --- HTTP API ---------------------------------------------------------------------------------
 
-THROTTLE_RATE_LIMIT = 1000  # steady requests per second, all routes together
-THROTTLE_BURST_LIMIT = 2000
+# Each public tracking route key (GET and HEAD of /r, /o, /w) has its own limit, so no flood of the
+# report API or the health check can make API Gateway refuse a click; /api, /health and the dashboard
+# share the stage's default, lower one. Steady requests per second and burst; the account's own
+# API Gateway quota (10,000 requests per second per region by default) caps their sum.
+TRACKING_RATE_LIMIT = 1000
+TRACKING_BURST_LIMIT = 2000
+API_RATE_LIMIT = 50
+API_BURST_LIMIT = 100
+TRACKING_RATE_LIMIT_CONTEXT = "tracking_rate_limit"
+TRACKING_BURST_LIMIT_CONTEXT = "tracking_burst_limit"
+API_RATE_LIMIT_CONTEXT = "api_rate_limit"
+API_BURST_LIMIT_CONTEXT = "api_burst_limit"
 
 # --- raw-event fallback queue --------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
-"""The HTTP API in front of the redirect and API functions: one stage, throttled, with JSON access logs,
-and optionally a branded tracking domain (``tracking_domain`` + ``certificate_arn`` context values).
+"""The HTTP API in front of the redirect and API functions: one stage, with JSON access logs, and
+optionally a branded tracking domain (``tracking_domain`` + ``certificate_arn`` context values).
+
+Throttling is per route: each public tracking route key (``add_routes(..., tracking=True)``) has its
+own limit; every other route (the report API, ``/health``, the dashboard) shares the stage's default,
+lower one. A flood of ``/health`` or ``/api`` is refused on those routes alone, never on a click.
 
 Routes are added by the constructs that own the functions (``tracking_endpoint.py``, ``reports_api.py``).
 """
@@ -16,7 +20,13 @@ from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.constants import LOG_RETENTION, THROTTLE_BURST_LIMIT, THROTTLE_RATE_LIMIT
+from infra.constants import (
+    API_BURST_LIMIT,
+    API_RATE_LIMIT,
+    LOG_RETENTION,
+    TRACKING_BURST_LIMIT,
+    TRACKING_RATE_LIMIT,
+)
 
 # One JSON object per request. Neither the path (it carries the recipient's signed token) nor the
 # source IP (the raw events keep only a truncated one) is logged: the route key says what was called.
@@ -39,6 +49,23 @@ ACCESS_LOG_FIELDS = {
 
 class ConfigurationError(ValueError):
     """A context value is missing or malformed: the stack cannot be synthesized as asked."""
+
+
+class Throttle:
+    """Steady requests per second and burst, as API Gateway throttles a route."""
+
+    def __init__(self, rate_limit: int, burst_limit: int, name: str = "throttle") -> None:
+        if rate_limit < 1 or burst_limit < 1:
+            raise ConfigurationError(f"{name}: rate and burst limits must be at least 1")
+        self.rate_limit = rate_limit
+        self.burst_limit = burst_limit
+
+    def route_settings(self) -> dict[str, int]:
+        return {"ThrottlingRateLimit": self.rate_limit, "ThrottlingBurstLimit": self.burst_limit}
+
+
+DEFAULT_TRACKING_THROTTLE = Throttle(TRACKING_RATE_LIMIT, TRACKING_BURST_LIMIT)
+DEFAULT_API_THROTTLE = Throttle(API_RATE_LIMIT, API_BURST_LIMIT)
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -65,8 +92,11 @@ class HttpEntryPoint(Construct):
         *,
         tracking_domain: str | None = None,
         certificate_arn: str | None = None,
+        tracking_throttle: Throttle = DEFAULT_TRACKING_THROTTLE,
+        api_throttle: Throttle = DEFAULT_API_THROTTLE,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.tracking_throttle = tracking_throttle
         if bool(tracking_domain) != bool(certificate_arn):
             raise ConfigurationError(
                 "a branded tracking domain needs both context values: "
@@ -89,8 +119,8 @@ class HttpEntryPoint(Construct):
             "DefaultStage",
             stage_name="$default",
             auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(
-                rate_limit=THROTTLE_RATE_LIMIT, burst_limit=THROTTLE_BURST_LIMIT
+            throttle=apigwv2.ThrottleSettings(  # every route without a limit of its own
+                rate_limit=api_throttle.rate_limit, burst_limit=api_throttle.burst_limit
             ),
             access_log_settings=_AccessLogSettings(self.access_logs),
             domain_mapping=apigwv2.DomainMappingOptions(domain_name=self.domain) if self.domain else None,
@@ -105,13 +135,24 @@ class HttpEntryPoint(Construct):
         integration: apigwv2.HttpRouteIntegration,
         *,
         why_no_authorizer: str,
+        tracking: bool = False,
     ) -> None:
         """Route ``methods`` on ``path`` to ``integration``. msgtrack's routes have no API Gateway
-        authorizer; each caller states why that is right for its routes (cdk-nag AwsSolutions-APIG4)."""
-        for route in self.api.add_routes(path=path, methods=methods, integration=integration):
+        authorizer; each caller states why that is right for its routes (cdk-nag AwsSolutions-APIG4).
+        ``tracking`` routes (clicks, opens, the web tag) get the tracking throttle of their own."""
+        stage = self.stage.node.default_child
+        assert isinstance(stage, apigwv2.CfnStage)
+        for method in methods:
+            (route,) = self.api.add_routes(path=path, methods=[method], integration=integration)
             Validations.of(route).acknowledge(
                 Acknowledgment(id="AwsSolutions-APIG4", reason=why_no_authorizer)
             )
+            if tracking:
+                # Route settings name their route by key; the route must exist before the stage uses it.
+                stage.add_property_override(
+                    f"RouteSettings.{method.value} {path}", self.tracking_throttle.route_settings()
+                )
+                stage.node.add_dependency(route)
 
     def _build_domain(self, domain_name: str, certificate_arn: str | None) -> apigwv2.DomainName:
         return apigwv2.DomainName(

@@ -4,7 +4,8 @@
 It writes deliveries (with their messages and send counts, in transactions) and tracked URLs, reads
 tracking logs (and their by-recipient index), indicators and workflow runs, and starts a run of the
 tracking workflow by invoking the consolidation function asynchronously. It never writes raw events,
-tracking logs or indicators.
+tracking logs or indicators. In the workflow table it reaches only the partitions it uses (runs,
+the audit trail, pending erasure requests), never the workflow's lock, checkpoints or pending batch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from functions.shared.models import AUDIT_PK, ERASURE_PENDING_PK, RUNS_PK
 from functions.shared.tables import DELIVERIES, INDICATORS, TRACKED_URLS, TRACKING_LOGS, WORKFLOW
 from infra.constants import API_MEMORY_MB, API_TIMEOUT
 from infra.function import MsgtrackFunction
@@ -72,8 +74,13 @@ class ReportsApi(Construct):
         storage.grant(self.function, TRACKED_URLS, READ + WRITE)
         storage.grant(self.function, TRACKING_LOGS, READ, index_query=True)
         storage.grant(self.function, INDICATORS, READ)
-        # PutItem: an erasure request, carried out by the tracking workflow.
-        storage.grant(self.function, WORKFLOW, (*READ, "dynamodb:PutItem"))
+        # The workflow table, by partition key (every key of the table is a fixed partition): it lists
+        # runs and the audit trail, and adds audit entries and erasure requests (the workflow carries
+        # them out). The lock, checkpoints and pending batch ("state") and done erasures stay out of reach.
+        storage.grant(self.function, WORKFLOW, ("dynamodb:Query",), leading_keys=(RUNS_PK, AUDIT_PK))
+        storage.grant(
+            self.function, WORKFLOW, ("dynamodb:PutItem",), leading_keys=(AUDIT_PK, ERASURE_PENDING_PK)
+        )
 
     def _grant_workflow_start(self, workflow: TrackingWorkflow) -> None:
         # The unqualified function only: lambda_.Function.grant_invoke would add every version too.

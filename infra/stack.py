@@ -10,12 +10,20 @@ from constructs import Construct
 from infra.bundling import function_code
 from infra.constants import (
     ALARM_EMAIL_CONTEXT,
+    API_BURST_LIMIT,
+    API_BURST_LIMIT_CONTEXT,
+    API_RATE_LIMIT,
+    API_RATE_LIMIT_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
     DEFAULT_SCHEDULE,
     SCHEDULE_CONTEXT,
+    TRACKING_BURST_LIMIT,
+    TRACKING_BURST_LIMIT_CONTEXT,
     TRACKING_DOMAIN_CONTEXT,
+    TRACKING_RATE_LIMIT,
+    TRACKING_RATE_LIMIT_CONTEXT,
 )
-from infra.http_api import HttpEntryPoint
+from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
 from infra.monitoring import Monitoring
 from infra.reports_api import ReportsApi
 from infra.secrets import Secrets
@@ -32,6 +40,17 @@ def _context(scope: Construct, name: str) -> str | None:
     return str(value).strip() or None
 
 
+def _int_context(scope: Construct, name: str, default: int) -> int:
+    """A whole-number context value, or ``default`` when unset."""
+    value = _context(scope, name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {value!r}") from None
+
+
 class TrackingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
@@ -44,6 +63,16 @@ class TrackingStack(Stack):
             "Http",
             tracking_domain=_context(self, TRACKING_DOMAIN_CONTEXT),
             certificate_arn=_context(self, CERTIFICATE_ARN_CONTEXT),
+            tracking_throttle=Throttle(
+                _int_context(self, TRACKING_RATE_LIMIT_CONTEXT, TRACKING_RATE_LIMIT),
+                _int_context(self, TRACKING_BURST_LIMIT_CONTEXT, TRACKING_BURST_LIMIT),
+                "the tracking routes' throttle",
+            ),
+            api_throttle=Throttle(
+                _int_context(self, API_RATE_LIMIT_CONTEXT, API_RATE_LIMIT),
+                _int_context(self, API_BURST_LIMIT_CONTEXT, API_BURST_LIMIT),
+                "the report API's throttle",
+            ),
         )
         self.redirect = TrackingEndpoint(
             self,

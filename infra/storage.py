@@ -113,11 +113,23 @@ class Storage(Construct):
         actions: tuple[str, ...],
         *,
         index_query: bool = False,
+        leading_keys: tuple[str, ...] | None = None,
     ) -> None:
         """Allow ``actions`` on the table's items (and ``Query`` on its indexes if asked); tell
-        ``function`` the table's name. A function knows only the tables it may use."""
+        ``function`` the table's name. A function knows only the tables it may use. With
+        ``leading_keys``, only on items whose partition key is one of them (``dynamodb:LeadingKeys``)."""
         table = self.table(spec)
-        function.add_to_role_policy(iam.PolicyStatement(actions=list(actions), resources=[table.table_arn]))
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=list(actions),
+                resources=[table.table_arn],
+                conditions=(
+                    {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(leading_keys)}}
+                    if leading_keys
+                    else None
+                ),
+            )
+        )
         if index_query and spec.indexes:
             function.add_to_role_policy(
                 iam.PolicyStatement(

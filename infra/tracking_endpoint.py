@@ -66,4 +66,5 @@ class TrackingEndpoint(Construct):
                 [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.HEAD],
                 integration,
                 why_no_authorizer=_PUBLIC_LINKS,
+                tracking=True,
             )

@@ -168,7 +168,10 @@ def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
             found = web.site_of(hit.token, signer(), sites)
             answer = web.TagAnswer(200 if found else 404)
         else:
-            answer = web.tag(hit, signer(), sites, sink, settings().web_attribution_days)
+            config = settings()
+            answer = web.tag(
+                hit, signer(), sites, sink, config.web_attribution_days, config.max_transaction_amount
+            )
     except Exception:
         # A visitor of the customer's site never sees our failure: the pixel (or the script) as usual.
         logger.exception(

@@ -5,8 +5,8 @@ The site token (signed claims of kind "w") names a site; the site's item (tracke
 ``delivery_id = "#sites"``) lists the domains its tag may run on. The visit is attributed through the
 person cookie the click set (``tracking.read_person_cookie``): its latest-click token names the
 delivery, recipient and tracked URL, so recording a visit needs no read beyond the (cached) site.
-A visit is recorded only when the site exists, the page is on one of its domains and the latest
-click is at most the attribution window old; otherwise the tag answers the same pixel and records
+A visit is recorded only when the site exists, the page is on one of its domains (its URL read as a
+browser reads it: ``browser_url``) and the latest click is at most the attribution window old; otherwise the tag answers the same pixel and records
 nothing, so a page cannot tell which of its visitors are tracked.
 """
 
@@ -16,10 +16,11 @@ import re
 import time
 from datetime import datetime
 from typing import Protocol
-from urllib.parse import urlsplit
 
+from functions.redirect import browser_url
 from functions.redirect.tracking import MAX_USER_AGENT, EventSink, read_person_cookie, truncate_ip
 from functions.shared import ids
+from functions.shared.currencies import ISO_4217
 from functions.shared.errors import InvalidToken
 from functions.shared.raw_events import RawEvent
 from functions.shared.records import Record
@@ -28,8 +29,9 @@ from functions.shared.tokens import LinkClaims, Signer
 SITES_PK = "#sites"  # models.SITES_PK (PynamoDB stays off the redirect's import path)
 MAX_PAGE_URL = 1024
 KINDS = ("page", "transaction")
-_AMOUNT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,2})?")
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
+# Digits, at most 2 decimals: no sign, exponent, NaN or Infinity, and few enough digits to add up exactly.
+_AMOUNT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,2}))?")
+DEFAULT_MAX_AMOUNT = 10_000_000  # settings.max_transaction_amount's default (MSGTRACK_MAX_TRANSACTION_AMOUNT)
 _CLOCK_SKEW_SECONDS = 300  # a latest click "from the future" by more than this is not believed
 
 
@@ -41,9 +43,10 @@ class Site(Record):
         self.domains = domains  # lower-case host names; their subdomains match too
 
     def allows(self, host: str | None) -> bool:
+        """Whether ``host`` (as ``browser_url.host`` reads it) is one of the domains or under one."""
         if not host:
             return False
-        host = host.lower().rstrip(".")
+        host = host[:-1] if host.endswith(".") else host  # "shop.example." is shop.example in DNS
         return any(host == domain or host.endswith("." + domain) for domain in self.domains)
 
 
@@ -134,22 +137,19 @@ def site_of(token: str, signer: Signer, sites: Sites) -> Site | None:
     return sites.site(site_id) if site_id else None
 
 
-def _transaction(params: dict[str, str]) -> tuple[str, str] | str:
+def _transaction(params: dict[str, str], max_amount: int) -> tuple[str, str] | str:
     """``(amount, currency)`` of a transaction, or the message saying what is wrong with them."""
     amount = params.get("amount", "").strip()
-    currency = params.get("currency", "").strip()
-    if not _AMOUNT.fullmatch(amount):
+    currency = params.get("currency", "").strip().upper()
+    parts = _AMOUNT.fullmatch(amount)
+    if not parts:
         return "amount must be a decimal number of at least 0 with at most 2 decimals, e.g. 12.50"
-    if not _CURRENCY.fullmatch(currency):
-        return "currency must be a 3-letter ISO 4217 code, e.g. EUR"
-    return amount, currency.upper()
-
-
-def _host(url: str) -> str | None:
-    try:
-        return urlsplit(url).hostname
-    except ValueError:
-        return None
+    units, cents = int(parts[1]), int((parts[2] or "").ljust(2, "0"))
+    if units * 100 + cents > max_amount * 100:
+        return f"amount must be at most {max_amount} (the configured maximum per transaction)"
+    if currency not in ISO_4217:
+        return "currency must be an ISO 4217 currency code, e.g. EUR"
+    return amount, currency
 
 
 def _latest_click(
@@ -171,7 +171,14 @@ def _latest_click(
     return person, claims
 
 
-def tag(hit: TagHit, signer: Signer, sites: Sites, sink: EventSink, window_days: int) -> TagAnswer:
+def tag(
+    hit: TagHit,
+    signer: Signer,
+    sites: Sites,
+    sink: EventSink,
+    window_days: int,
+    max_amount: int = DEFAULT_MAX_AMOUNT,
+) -> TagAnswer:
     """Answer one hit on the tag; record a page view or transaction when the visit is attributable."""
     site_id = _site_id(hit.token, signer)  # a token that is not ours is a 404 whatever else is wrong
     if site_id is None:
@@ -181,7 +188,7 @@ def tag(hit: TagHit, signer: Signer, sites: Sites, sink: EventSink, window_days:
         return TagAnswer(400, "type must be page or transaction")
     amount = currency = None
     if kind == "transaction":
-        checked = _transaction(hit.params)
+        checked = _transaction(hit.params, max_amount)
         if isinstance(checked, str):
             return TagAnswer(400, checked)
         amount, currency = checked
@@ -191,7 +198,7 @@ def tag(hit: TagHit, signer: Signer, sites: Sites, sink: EventSink, window_days:
     if not hit.record:
         return TagAnswer(200)
     page = hit.params.get("url") or hit.referer or hit.origin
-    if not page or not site.allows(_host(page)):
+    if not page or not site.allows(browser_url.host(page)):
         return TagAnswer(200)
     attributed = _latest_click(hit.person_cookie, signer, hit.at, window_days * 86_400)
     if attributed is None:

@@ -48,6 +48,7 @@ class Settings(Record):
     __slots__ = (
         "cookie_secure",
         "late_event_grace_seconds",
+        "max_transaction_amount",
         "raw_event_ttl_days",
         "run_lock_seconds",
         "schedule",
@@ -68,6 +69,7 @@ class Settings(Record):
         workflow_function_name: str | None,  # consolidation function to invoke asynchronously (AWS)
         run_lock_seconds: int,
         web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
+        max_transaction_amount: int = 10_000_000,  # the largest amount one tagged transaction may carry
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -78,6 +80,7 @@ class Settings(Record):
         self.workflow_function_name = workflow_function_name
         self.run_lock_seconds = run_lock_seconds
         self.web_attribution_days = web_attribution_days
+        self.max_transaction_amount = max_transaction_amount
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,6 +97,7 @@ class Settings(Record):
             workflow_function_name=os.environ.get("MSGTRACK_WORKFLOW_FUNCTION") or None,
             run_lock_seconds=_int("MSGTRACK_RUN_LOCK_SECONDS", 1200, minimum=10),
             web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
+            max_transaction_amount=_int("MSGTRACK_MAX_TRANSACTION_AMOUNT", 10_000_000, minimum=1),
         )
 
 

@@ -315,3 +315,38 @@ def test_the_recipient_tab_shows_a_transactions_amount(
     }
     screenshot(page, tmp_path, "recipient-transactions")
     clean(watch)
+
+
+def test_a_page_url_that_does_not_go_where_it_reads_is_never_a_live_link(
+    signed_in: tuple[Any, Watch], stack: Stack
+) -> None:
+    page, watch = signed_in
+    # Given pages whose address a browser reads otherwise than it is written (laid over the real
+    # answer: the tag no longer records them), and one plain page
+    hostile = [
+        "https://evil.example\\@shop.example/login",
+        "javascript://shop.example/%0aalert(document.cookie)",
+        "data:text/html,<script>alert(1)</script>",
+        "https://shop.example:443@evil.example/",
+        "https://shop.exa\tmple/tab",
+    ]
+    plain = "https://shop.example/sale"
+    pages = [{"after_url_id": "9999", "url": url, "views": 1} for url in [*hostile, plain]]
+    overlay(
+        page,
+        f"/api/deliveries/{stack.newsletter_id}/tracking/click-streams",
+        lambda streams: streams | {"pages": pages, "other_pages": 0},
+    )
+
+    # When the URLs tab is opened
+    open_tab(page, stack, stack.newsletter_id, "urls")
+    rows = page.locator(".pages-after tbody tr")
+    rows.first.wait_for()
+
+    # Then only the plain page is a link, to itself; the others are text
+    cells = page.locator(".pages-after tbody td.page-url")
+    assert cells.count() == len(pages)
+    links = page.locator(".pages-after tbody td.page-url a")
+    assert links.evaluate_all("links => links.map(link => link.getAttribute('href'))") == [plain]
+    assert page.locator(".pages-after tbody td.page-url span.unlinked").count() == len(hostile)
+    clean(watch)

@@ -93,6 +93,67 @@ def test_a_visit_and_a_purchase_after_a_click_are_attributed_to_its_delivery(
     assert len(all_logs(api, f"{base}/logs", type="page")) == 2
 
 
+def test_hostile_page_urls_and_absurd_transactions_are_never_counted(
+    api: requests.Session, stack_url: str, reliability: Any
+) -> None:
+    # Given a recipient who clicked, and the shop's site
+    recipient = f"r-hostile-{RUN}"
+    delivery_id, links = _delivery(api, stack_url, recipient)
+    site = _site(api, stack_url, ["shop.example.com"])
+    tag = f"{stack_url}/w/{site['site_token']}"
+    browser = requests.Session()
+    assert browser.get(links[0], allow_redirects=False, timeout=30).status_code == 302
+
+    # When the tag is handed pages a browser would not be on at the shop
+    hostile = [
+        "https://evil.example\\@shop.example.com/login",
+        "javascript://shop.example.com/%0aalert(document.cookie)",
+        "https://evil.example#@shop.example.com",
+        "https://shop.example.com:443@evil.example/",
+        "https://shop.example.com.evil.example/",
+        "https://sh\u043ep.example.com/",
+        "//shop.example.com/",
+        "data:text/html,https://shop.example.com/",
+    ]
+    for page in hostile:
+        answer = browser.get(tag, params={"type": "page", "url": page}, timeout=30)
+        assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/gif", page
+    # and absurd transactions
+    absurd = [("10000000.01", "EUR"), ("NaN", "EUR"), ("1e9", "EUR"), ("10", "XYZ"), ("10", "BTC")]
+    for amount, currency in absurd:
+        answer = browser.get(
+            tag,
+            params={
+                "type": "transaction",
+                "url": "https://shop.example.com/",
+                "amount": amount,
+                "currency": currency,
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 400, (amount, currency)
+    # and one real page of the shop, written as a browser may write it
+    assert browser.get(tag, params={"url": "HTTPS://SHOP.EXAMPLE.COM./cart"}, timeout=30).status_code == 200
+    run = run_workflow(api, stack_url)
+    assert run["status"] == "succeeded", run
+
+    # Then only the real page is counted, and no transaction at all
+    base = f"{stack_url}/api/deliveries/{delivery_id}/tracking"
+    statistics = api.get(f"{base}/statistics", timeout=30).json()
+    assert (statistics["page_views"], statistics["transactions"]) == (1, 0)
+    assert statistics["transaction_amount"] == {}
+    assert [log["url"] for log in all_logs(api, f"{base}/logs", type="page")] == [
+        "HTTPS://SHOP.EXAMPLE.COM./cart"
+    ]
+    reliability.record(
+        "Bad input",
+        "web tag over HTTP: hostile page URLs (backslash, user info, javascript:, look-alike host, "
+        "scheme-relative, data:) and absurd transactions (above the maximum, NaN, exponent, not ISO 4217)",
+        len(hostile) + len(absurd),
+        "pixel or 400; none counted, the real page counted once",
+    )
+
+
 def test_the_tag_rejects_bad_tokens_and_bad_transactions_with_clear_answers(
     api: requests.Session, stack_url: str
 ) -> None:

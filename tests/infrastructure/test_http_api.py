@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from infra.constants import THROTTLE_BURST_LIMIT, THROTTLE_RATE_LIMIT
 from infra.http_api import ConfigurationError
 from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment
 
@@ -73,14 +72,63 @@ def test_api_gateway_may_invoke_each_function_only_for_its_own_routes(synthesize
     }
 
 
-def test_the_default_stage_is_throttled_and_deployed_automatically(synthesized: Synthesized) -> None:
+TRACKING_ROUTES = [
+    "GET /r/{token}",
+    "HEAD /r/{token}",
+    "GET /o/{token}",
+    "HEAD /o/{token}",
+    "GET /w/{proxy+}",
+    "HEAD /w/{proxy+}",
+]
+
+
+def test_the_default_stage_is_deployed_automatically_with_a_low_default_throttle(
+    synthesized: Synthesized,
+) -> None:
     stage = _stage(synthesized)
     assert stage["StageName"] == "$default"
     assert stage["AutoDeploy"] is True
-    assert stage["DefaultRouteSettings"] == {
-        "ThrottlingRateLimit": THROTTLE_RATE_LIMIT,
-        "ThrottlingBurstLimit": THROTTLE_BURST_LIMIT,
+    # /api, /health and the dashboard share the stage's default: 50 requests/s, bursts of 100
+    assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100}
+
+
+def test_each_public_tracking_route_has_its_own_higher_throttle(synthesized: Synthesized) -> None:
+    # Given the stage's route settings
+    stage = _stage(synthesized)
+    # Then each tracking route key has its own limit (1,000/s, bursts of 2,000), and no other route
+    # has one: a flood of /health or /api is throttled on the stage default alone, never on a click
+    assert stage["RouteSettings"] == {
+        key: {"ThrottlingRateLimit": 1000, "ThrottlingBurstLimit": 2000} for key in TRACKING_ROUTES
     }
+    assert set(stage["RouteSettings"]) <= set(_routes(synthesized))
+    # And the stage is created after those routes (route settings must name existing route keys)
+    (stage_id,) = synthesized.of_type("AWS::ApiGatewayV2::Stage")
+    routes = synthesized.of_type("AWS::ApiGatewayV2::Route")
+    tracking_route_ids = {i for i, r in routes.items() if r["Properties"]["RouteKey"] in TRACKING_ROUTES}
+    assert tracking_route_ids <= set(synthesized.resources[stage_id].get("DependsOn", []))
+
+
+def test_the_throttles_are_set_from_context_values(synthesize_variant: Callable[..., Synthesized]) -> None:
+    # Given other limits as context values (cdk.json or -c name=value)
+    synthesized = synthesize_variant(
+        tracking_rate_limit="300", tracking_burst_limit="600", api_rate_limit="5", api_burst_limit="10"
+    )
+    stage = _stage(synthesized)
+    # Then the stage uses them
+    assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10}
+    assert {json.dumps(v, sort_keys=True) for v in stage["RouteSettings"].values()} == {
+        json.dumps({"ThrottlingBurstLimit": 600, "ThrottlingRateLimit": 300}, sort_keys=True)
+    }
+
+
+@pytest.mark.parametrize(
+    "context", [{"tracking_rate_limit": "lots"}, {"api_burst_limit": "0"}, {"api_rate_limit": "-1"}]
+)
+def test_a_throttle_that_is_no_positive_whole_number_stops_the_synth(context: dict[str, str]) -> None:
+    from infra.app import build_app
+
+    with pytest.raises(ConfigurationError, match="limit"):
+        build_app({**cdk_json_context(), **NO_BUNDLING, **context})
 
 
 def test_access_logs_are_json_lines_in_a_log_group_with_retention(synthesized: Synthesized) -> None:

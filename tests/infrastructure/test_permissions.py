@@ -125,8 +125,70 @@ def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
         "tracking-logs": set(READ),
         "tracking-logs/index/by_recipient": {"dynamodb:Query"},
         "indicators": set(READ),
-        "workflow": {*READ, "dynamodb:PutItem"},  # erasure requests
+        "workflow": {"dynamodb:Query", "dynamodb:PutItem"},  # runs, audit, erasure requests
     }
+
+
+def _workflow_statements(synthesized: Synthesized, role: Any) -> list[tuple[set[str], Any]]:
+    """(actions, condition) of each statement of ``role`` on the workflow table."""
+    role_id = synthesized.logical_id(role)
+    table = {"Fn::GetAtt": [_table_id(synthesized, WORKFLOW), "Arn"]}
+    found = []
+    for policy in synthesized.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            if table in resources:
+                actions = statement["Action"]
+                found.append(
+                    (set(actions if isinstance(actions, list) else [actions]), statement.get("Condition"))
+                )
+    return found
+
+
+def test_the_api_function_reaches_only_its_own_partitions_of_the_workflow_table(
+    synthesized: Synthesized,
+) -> None:
+    # Given the API function's statements on the workflow table
+    statements = _workflow_statements(synthesized, synthesized.stack.reports.handler.role)
+
+    def leading_keys(action: str) -> set[str]:
+        [(_, condition)] = [(a, c) for a, c in statements if action in a]
+        assert set(condition) == {"ForAllValues:StringEquals"}
+        assert set(condition["ForAllValues:StringEquals"]) == {"dynamodb:LeadingKeys"}
+        return set(condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"])
+
+    # Then every statement is bound to partition keys: it lists runs and the audit trail, and adds
+    # audit entries and pending erasure requests; the lock, checkpoints and pending batch ("state"),
+    # done erasures and runs themselves are out of its reach
+    assert all(condition is not None for _, condition in statements)
+    assert set().union(*(actions for actions, _ in statements)) == {"dynamodb:Query", "dynamodb:PutItem"}
+    assert leading_keys("dynamodb:Query") == {"runs", "audit"}
+    assert leading_keys("dynamodb:PutItem") == {"audit", "erasures#pending"}
+
+
+def test_the_partition_keys_the_api_function_is_granted_are_those_its_models_write() -> None:
+    from functions.shared.models import (
+        AUDIT_PK,
+        ERASURE_PENDING_PK,
+        RUNS_PK,
+        STATE_PK,
+        AuditModel,
+        ErasureModel,
+    )
+
+    assert (RUNS_PK, AUDIT_PK, ERASURE_PENDING_PK) == ("runs", "audit", "erasures#pending")
+    assert AuditModel().pk == AUDIT_PK and ErasureModel().pk == ERASURE_PENDING_PK
+    assert STATE_PK not in {RUNS_PK, AUDIT_PK, ERASURE_PENDING_PK}
+
+
+def test_the_workflow_function_keeps_the_whole_workflow_table(synthesized: Synthesized) -> None:
+    # The consolidation function holds the lock, moves checkpoints and carries out erasures anywhere
+    statements = _workflow_statements(synthesized, synthesized.stack.workflow.handler.role)
+    assert statements and all(condition is None for _, condition in statements)
 
 
 def test_the_api_function_may_start_the_workflow_and_read_both_secrets(synthesized: Synthesized) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from functions.redirect import handler, store, tracking, web
 from functions.shared import fallback, models, settings
+from functions.shared.currencies import ISO_4217
 from functions.shared.raw_events import RawEvent
 from functions.shared.settings import Settings, SettingsError
 from functions.shared.tokens import LinkClaims, signer
@@ -140,15 +141,37 @@ def test_a_transaction_records_its_amount_and_upper_case_currency(sink: FakeSink
         ("https://shop.example.com.evil.org/", False),
         ("not a url", False),
         ("http://[::1/", False),
+        # read as a browser reads them: the host it would visit decides
+        ("https://evil.example\\@shop.example.com/login", False),
+        ("javascript://shop.example.com/%0aalert(document.cookie)", False),
+        ("https://evil.example#@shop.example.com", False),
+        ("https://shop.example.com:443@evil.example/", False),
+        ("https://evil\t.exa\nmple/?shop.example.com", False),
+        ("https://sh\u043ep.example.com/", False),  # a Cyrillic o (U+043E)
+        ("//shop.example.com/", False),  # no scheme: no page
+        ("data:text/html,https://shop.example.com/", False),
+        ("blob:https://shop.example.com/0b5c", False),
+        ("HTTPS://SHOP.EXAMPLE.COM./", True),
+        ("https://%73hop.example.com/", True),
+        ("https://\uff53hop.example.com/", True),  # a full-width "s", which browsers map to "s"
+        ("https://user@shop.example.com/", True),
+        ("https:\\\\www.shop.example.com\\cart", True),
     ],
 )
 def test_only_pages_of_the_sites_domains_and_their_subdomains_are_recorded(
-    sink: FakeSink, page: str, recorded: bool
+    sink: FakeSink, page: str, recorded: bool, reliability: Any
 ) -> None:
     cookie = click_cookie()
     sink.events.clear()
     assert is_pixel(tag({"type": "page", "url": page}, cookie))
     assert len(sink.events) == (1 if recorded else 0)
+    reliability.record(
+        "Bad input",
+        "web tag: page URLs off the site's domains as a browser reads them (backslash, user info, "
+        "tabs, look-alike and percent-encoded hosts, javascript:/data:/blob:, scheme-relative)",
+        1,
+        "pixel; recorded only when a browser would be on one of the site's domains",
+    )
 
 
 def test_without_a_url_parameter_the_referer_then_the_origin_names_the_page(sink: FakeSink) -> None:
@@ -245,11 +268,41 @@ def test_the_attribution_window_setting_defaults_to_7_days_and_is_at_least_1(
         ({"type": "transaction", "amount": "10"}, "currency"),
         ({"type": "transaction", "amount": "10", "currency": "euro"}, "currency"),
         ({"type": "transaction", "amount": "10", "currency": "E1R"}, "currency"),
+        # absurd amounts: above the maximum (10,000,000 by default), or no plain decimal at all
+        ({"type": "transaction", "amount": "10000000.01", "currency": "EUR"}, "at most 10000000"),
+        ({"type": "transaction", "amount": "999999999999999", "currency": "EUR"}, "at most 10000000"),
+        ({"type": "transaction", "amount": "1234567890123456", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "NaN", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "Infinity", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "1E+400", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "0x10", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "+10", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "1_000", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "12,50", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": "\uff11\uff12", "currency": "EUR"}, "amount"),  # full-width digits
+        ({"type": "transaction", "amount": "\u0661\u0662", "currency": "EUR"}, "amount"),  # Arabic-Indic
+        ({"type": "transaction", "amount": "10.", "currency": "EUR"}, "amount"),
+        ({"type": "transaction", "amount": ".5", "currency": "EUR"}, "amount"),
+        # three letters, but no ISO 4217 code
+        ({"type": "transaction", "amount": "10", "currency": "XYZ"}, "ISO 4217"),
+        ({"type": "transaction", "amount": "10", "currency": "BTC"}, "ISO 4217"),
+        ({"type": "transaction", "amount": "10", "currency": "HRK"}, "ISO 4217"),  # withdrawn in 2023
+        (
+            {"type": "transaction", "amount": "10", "currency": "\u0395UR"},
+            "ISO 4217",
+        ),  # a Greek capital epsilon
     ],
 )
 def test_a_malformed_tag_request_is_a_400_saying_why(
-    sink: FakeSink, query: dict[str, str], message: str
+    sink: FakeSink, query: dict[str, str], message: str, reliability: Any
 ) -> None:
+    reliability.record(
+        "Bad input",
+        "web tag: absurd transactions (above the configured maximum, NaN, Infinity, exponents, signs, "
+        "too many digits, non-ASCII digits, currencies that are not ISO 4217 codes)",
+        1,
+        "400 saying why; nothing recorded",
+    )
     response = tag({**query, "url": SHOP}, click_cookie())
     assert response["statusCode"] == 400
     assert response["headers"]["Content-Type"] == "text/plain; charset=utf-8"
@@ -257,10 +310,47 @@ def test_a_malformed_tag_request_is_a_400_saying_why(
     assert [e.kind for e in sink.events] == ["click"]  # the click only
 
 
-@pytest.mark.parametrize("amount", ["0", "10", "10.5", "12.50", "000001.00"])
+@pytest.mark.parametrize("amount", ["0", "10", "10.5", "12.50", "000001.00", "10000000", "10000000.00"])
 def test_amounts_with_at_most_two_decimals_are_accepted(sink: FakeSink, amount: str) -> None:
     tag({"type": "transaction", "amount": amount, "currency": "USD", "url": SHOP}, click_cookie())
     assert sink.events[-1].amount == amount
+
+
+@pytest.mark.parametrize("currency", ["EUR", "usd", "Jpy", " CHF ", "XAU", "ZWG", "XCG"])
+def test_iso_4217_codes_in_any_case_are_accepted_upper_cased(sink: FakeSink, currency: str) -> None:
+    tag({"type": "transaction", "amount": "1", "currency": currency, "url": SHOP}, click_cookie())
+    assert sink.events[-1].currency == currency.strip().upper()
+
+
+def test_the_maximum_amount_is_configured(sink: FakeSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a maximum of 500 per transaction
+    monkeypatch.setenv("MSGTRACK_MAX_TRANSACTION_AMOUNT", "500")
+    settings.reset_caches()
+    cookie = click_cookie()
+    sink.events.clear()
+    # When transactions of 500.00 and 500.01 are tagged
+    accepted = tag({"type": "transaction", "amount": "500.00", "currency": "EUR", "url": SHOP}, cookie)
+    refused = tag({"type": "transaction", "amount": "500.01", "currency": "EUR", "url": SHOP}, cookie)
+    # Then the first is recorded and the second refused, saying the maximum
+    assert is_pixel(accepted) and [e.amount for e in sink.events] == ["500.00"]
+    assert refused["statusCode"] == 400 and "at most 500" in refused["body"]
+
+
+def test_the_maximum_amount_setting_defaults_to_ten_million_and_is_at_least_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.from_env().max_transaction_amount == 10_000_000
+    for bad in ("0", "-5", "1e6", "lots"):
+        monkeypatch.setenv("MSGTRACK_MAX_TRANSACTION_AMOUNT", bad)
+        with pytest.raises(SettingsError, match="MSGTRACK_MAX_TRANSACTION_AMOUNT"):
+            Settings.from_env()
+
+
+def test_the_currency_list_is_iso_4217_list_one() -> None:
+    assert len(ISO_4217) == 182
+    assert {"EUR", "USD", "JPY", "CHF", "GBP", "XAU", "XXX", "ZWG", "XCG"} <= ISO_4217
+    assert not {"HRK", "BTC", "EURO", "eur", "DEM"} & ISO_4217
+    assert all(len(code) == 3 and code.isascii() and code.isupper() for code in ISO_4217)
 
 
 def test_a_head_request_answers_without_recording(sink: FakeSink) -> None:

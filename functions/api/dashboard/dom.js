@@ -45,7 +45,11 @@ export function svg(tag, props, ...children) {
   return element;
 }
 
-/** A link to a tracked URL's target, only when it is an http(s) URL; otherwise just its text. */
+/**
+ * A link to a tracked URL's target or a visited page, only when it is an http(s) URL that goes where
+ * it reads: a URL whose browser reading differs from its text (a backslash, user info, tabs or
+ * newlines, another scheme such as javascript: or data:) is shown as text, its real address as its title.
+ */
 export function externalLink(url, text = url) {
   let parsed = null;
   try {
@@ -53,7 +57,15 @@ export function externalLink(url, text = url) {
   } catch {
     parsed = null;
   }
-  if (!parsed || !["http:", "https:"].includes(parsed.protocol)) return h("span", { title: url }, text);
+  const written = String(url);
+  const readsAsItGoes =
+    parsed &&
+    ["http:", "https:"].includes(parsed.protocol) &&
+    /^https?:\/\//i.test(written) &&
+    !/[\\\s\u0000-\u001f\u007f]/.test(written) &&
+    !parsed.username &&
+    !parsed.password;
+  if (!readsAsItGoes) return h("span", { class: "unlinked", title: parsed ? parsed.href : written }, text);
   return h("a", { href: parsed.href, target: "_blank", rel: "noopener noreferrer", title: url }, text);
 }
 
