@@ -9,7 +9,7 @@ attributes and the pixel, the output is the sender's document byte for byte (CRL
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template
@@ -54,6 +54,10 @@ class RenderedMessage:
     recipient_id: str
     html: str
     text: str | None
+    # What the renderer signed for this recipient: each tracked link by tracked URL id, and the open
+    # pixel's URL (None when opens are not tracked). The tracking check follows these, nothing else.
+    click_urls: Mapping[str, str] = field(default_factory=dict)
+    pixel_url: str | None = None
 
 
 # Template variables the renderer owns; set after the recipient's fields, so a field cannot shadow them.
@@ -102,25 +106,30 @@ class MessageRenderer:
         self._text = None if text is None else _compile_rewritten(_TEXT, text, content.text or "")
 
     def render(self, recipient: Recipient, proof: bool = False) -> RenderedMessage:
+        click_urls = [self._click_url(link, recipient, proof) for link in self._links]
+        pixel_url = self._pixel_url(recipient, proof)
         context = {
             **_field_context(recipient.fields),
-            _LINKS: [self._click_url(link, recipient, proof) for link in self._links],
-            _PIXEL: self._pixel(recipient, proof),
+            _LINKS: click_urls,
+            _PIXEL: _PIXEL_HTML.format(src=pixel_url) if pixel_url else Markup(""),
         }
         html = self._html.render(context, recipient)
         text = self._text.render(context, recipient) if self._text is not None else None
-        return RenderedMessage(recipient.id, html, text)
+        by_url_id: dict[str, str] = {}
+        for link, url in zip(self._links, click_urls, strict=True):
+            by_url_id.setdefault(link.url_id, url)
+        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url)
 
     def _click_url(self, link: TrackedLink, recipient: Recipient, proof: bool) -> str:
         values = {name: recipient.fields.get(name, "") for name in link.fields}
         claims = LinkClaims("c", self._delivery_id, recipient.id, link.url_id, proof, values)
         return f"{self._base_url}/r/{self._signer.sign(claims)}"
 
-    def _pixel(self, recipient: Recipient, proof: bool) -> Markup:
+    def _pixel_url(self, recipient: Recipient, proof: bool) -> str | None:
         if not self._track_opens:
-            return Markup("")
+            return None
         token = self._signer.sign(LinkClaims("o", self._delivery_id, recipient.id, None, proof))
-        return _PIXEL_HTML.format(src=f"{self._base_url}/o/{token}")
+        return f"{self._base_url}/o/{token}"
 
 
 def validate_template(html: str, text: str | None) -> None:
