@@ -12,12 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template
+from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
-from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from functions.api.sandbox import MAX_RENDERED_LENGTH, PersonalizationSandbox, render_budget
 from functions.shared.errors import InvalidContent
 from functions.shared.links import (
     LinkSpec,
@@ -158,56 +157,15 @@ def annotate_hot_clicks(content: ParsedContent, percent_by_link: Callable[[LinkS
 # ---------------------------------------------------------------------------------------------------
 # The sandbox
 
-_MAX_REPEATED_LENGTH = 100_000  # "x" * n: personalization never needs more, a denial of service does
-_MAX_EXPONENT = 64
-_MAX_RENDERED_LENGTH = 2_000_000  # content is at most 350 KB; personalization may add, not multiply
-
-
-class _PersonalizationSandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, failing loudly on unsafe attributes and refusing huge products."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
-        # The default returns an Undefined that missing-field rendering would print as "": refuse instead.
-        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and _repeated_length(left, right) > _MAX_REPEATED_LENGTH:
-            raise SecurityError("the result of this multiplication would be too long")
-        if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponents above {_MAX_EXPONENT} are not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-def _repeated_length(left: Any, right: Any) -> int:
-    for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-            return len(sequence) * count
-    return 0
-
-
-def _environment(*, autoescape: bool) -> _PersonalizationSandbox:
-    return _PersonalizationSandbox(
-        autoescape=autoescape,
-        keep_trailing_newline=True,
-        undefined=ChainableUndefined,  # a field the recipient lacks renders as ""
-        # "{#" occurs in minified CSS (@media{#body{...}}); "{##" never does. {% %} blocks stay available.
-        comment_start_string="{##",
-        comment_end_string="##}",
-        cache_size=0,
-        auto_reload=False,
-    )
-
 
 @dataclass(frozen=True)
 class _Part:
     name: str
-    environment: _PersonalizationSandbox
+    environment: PersonalizationSandbox
 
 
-_HTML = _Part("html", _environment(autoescape=True))
-_TEXT = _Part("text", _environment(autoescape=False))
+_HTML = _Part("html", PersonalizationSandbox(autoescape=True))
+_TEXT = _Part("text", PersonalizationSandbox(autoescape=False))
 
 # Jinja turns every "\r\n" into "\n"; a private-use character absent from the source stands in for "\r".
 _CARRIAGE_RETURN_STAND_INS = tuple(chr(code) for code in range(0x10FFFD, 0x10FF00, -1))
@@ -230,14 +188,18 @@ class _CompiledPart:
 
 
 def _bounded_render(template: Template, context: Mapping[str, Any]) -> str:
-    """The rendered template, refused once it grows past what any message needs (a loop can multiply it)."""
+    """The rendered template, within a render budget (``sandbox.py``) and refused once it grows past
+    what any message needs."""
     pieces: list[str] = []
     length = 0
-    for piece in template.generate(context):
-        length += len(piece)
-        if length > _MAX_RENDERED_LENGTH:
-            raise SecurityError(f"the personalised message would exceed {_MAX_RENDERED_LENGTH:,} characters")
-        pieces.append(piece)
+    with render_budget():
+        for piece in template.generate(context):
+            length += len(piece)
+            if length > MAX_RENDERED_LENGTH:
+                raise SecurityError(
+                    f"the personalised message would exceed {MAX_RENDERED_LENGTH:,} characters"
+                )
+            pieces.append(piece)
     return "".join(pieces)
 
 
@@ -245,7 +207,7 @@ def _compile(part: _Part, source: str) -> _CompiledPart:
     carriage_return = _stand_in_for_carriage_return(source) if "\r" in source else None
     protected = source.replace("\r", carriage_return) if carriage_return else source
     try:
-        template = part.environment.from_string(protected)
+        template = part.environment.compile_template(protected)
     except TemplateSyntaxError as exc:
         raise InvalidContent(
             f"The {part.name} is not a valid template: line {exc.lineno}: {exc.message or exc}"
