@@ -237,3 +237,17 @@ def test_a_legitimate_newsletter_renders_within_the_budget() -> None:
     )
     messages = [rendered.render(Recipient(f"r{n}", None, {"first_name": "Ann"})) for n in range(100)]
     assert len({message.html for message in messages}) == 100
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ 50000|pprint }}", "50000"),
+        ("{{ name|truncate(1000000) }}", "n" * 20_000),
+        ("{{ name|urlize|length }}", "20000"),
+        ("{{ '%d points'|format(1500000) }}", "1500000 points"),
+    ],
+)
+def test_large_numbers_and_long_fields_are_not_mistaken_for_widths(template: str, expected: str) -> None:
+    message = renderer("<p>x</p>", template).render(Recipient("r1", None, {"name": "n" * 20_000}))
+    assert message.text == expected
