@@ -242,3 +242,43 @@ def test_look_alike_links_to_other_hosts_are_never_requested_nor_echoed(
         tries=1,
         outcome="internal host never contacted, nothing of it in the answer; own links pass",
     )
+
+
+def test_the_worst_test_tracking_call_we_could_build_stays_small(
+    listeners: tuple[Listener, Listener], reliability: Any
+) -> None:
+    import time
+    import tracemalloc
+
+    tracking, internal = listeners
+    # Given a delivery as large as allowed (about 340 KB), made of look-alike tracking links and link
+    # starts that a backtracking pattern would chew on, and template code as heavy as registration lets in
+    forged = "AAAA." + base64.urlsafe_b64encode(b'["c","d","r","1"]').decode().rstrip("=") + ".AAAA"
+    filler = f'<img src="{internal.url}/o/{forged}">http://http://{tracking.url}/r/x.y '
+    loop = "{% for a in range(30) %}{% for b in range(30) %}{{ b }}{% endfor %}{% endfor %}"
+    html = HTML + loop + filler * (330_000 // len(filler))
+    answer = call("POST", "/api/deliveries", {"label": "Heavy", "html": html})
+    assert answer["statusCode"] == 201, answer["body"]
+    delivery = json_body(answer)
+
+    # When its tracking is tested, timed, then again with its memory traced (which slows it down)
+    started = time.perf_counter()
+    answer = call("POST", f"/api/deliveries/{delivery['id']}/tracking/test")
+    seconds = time.perf_counter() - started
+    tracemalloc.start()
+    call("POST", f"/api/deliveries/{delivery['id']}/tracking/test")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    # Then it answers, contacting only the tracking endpoint, in seconds and tens of megabytes
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json_body(answer)["passed"] is True
+    assert internal.requests == []
+    assert seconds < 10.0 and peak < 200 * 1024 * 1024, (seconds, peak)
+    reliability.record(
+        area="Bad input",
+        case=f"test tracking of the heaviest delivery we built ({len(html) // 1000} KB of look-alike links, "
+        "a 900-step template loop), moto and the redirect on loopback",
+        tries=1,
+        outcome=f"answered in {seconds:.2f} s, peak memory {peak / 1e6:.0f} MB (traced), no foreign request",
+    )
