@@ -10,7 +10,7 @@ template is compiled so that it draws on it:
   operator is a step, and the clock is read at each step;
 - every value a filter, call, operator or ``~`` builds, and every piece of output (macro and block
   bodies included), is charged by its length, and no value may exceed ``MAX_VALUE_LENGTH`` characters
-  or ``MAX_ITEMS`` items;
+  (a list: as text) or ``MAX_ITEMS`` items;
 - what can multiply its input (``*``, ``**``, ``replace``, ``join``, ``center``, ``indent``,
   ``wordwrap``, ``batch``, ``slice``, widths in ``format`` and ``%``, ``str`` methods that pad) is
   refused *before* it runs when its result would be too large, and ``range`` stops at ``MAX_RANGE``.
@@ -84,7 +84,9 @@ class RenderBudget:
             self.chars -= len(value)
         elif isinstance(value, list | tuple | dict | set | frozenset):
             _check_items(len(value))
-            self.chars -= len(value)
+            length = _text_length(value)  # ["x" * 99999] * 10000 is short, its text is not
+            _check_length(length)
+            self.chars -= length
         if self.chars < 0:
             raise RenderBudgetExceeded(
                 f"the template builds more than {RENDER_CHARS:,} characters for one message"
@@ -120,6 +122,24 @@ def _check_length(length: int) -> None:
         )
 
 
+def _text_length(value: Any, limit: int = MAX_VALUE_LENGTH) -> int:
+    """About how many characters ``value`` makes as text (str, join, tojson), counted to just past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        items: Iterable[Any] = itertools.chain.from_iterable(value.items())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        return 8
+    total = 2
+    for item in items:
+        total += 2 + _text_length(item, limit - total)
+        if total > limit:
+            break
+    return total
+
+
 def _check_items(count: int) -> None:
     if count > MAX_ITEMS:
         raise RenderBudgetExceeded(f"a list of {count:,} items; the template may build at most {MAX_ITEMS:,}")
@@ -151,7 +171,7 @@ def _check_replace(text: str, old: str, new: str, count: int = -1) -> None:
 
 def _check_join(items: Any, separator: str) -> None:
     if isinstance(items, Sized):
-        _check_length(max(0, len(items) - 1) * len(separator))
+        _check_length(max(0, len(items) - 1) * len(separator) + _text_length(items))
 
 
 def _materialized(items: Any) -> Any:

@@ -80,6 +80,12 @@ HOSTILE = {
         "{% for i in range(10000) %}{% for j in range(100) %}{{ i }}{% endfor %}{% endfor %}"
     ),
     "lipsum(1e6)": "{{ lipsum(1000000) }}",
+    "a list of 10,000 long strings, printed": "{{ ['x' * 99999] * 10000 }}",
+    "a list of 10,000 long strings, joined": "{{ (['x' * 99999] * 10000)|join }}",
+    "a list of long strings grown by `+`": (
+        "{% set ns = namespace(l=['x' * 99999]) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l %}"
+        "{% endfor %}{{ ns.l|tojson }}"
+    ),
 }
 
 
