@@ -37,6 +37,15 @@ REDIRECT_TIMEOUT = Duration.seconds(10)
 API_MEMORY_MB = 1024
 API_TIMEOUT = Duration.seconds(29)  # an HTTP API integration gives up after 30 s
 WORKFLOW_MEMORY_MB = 1024
+# Concurrency, out of the account's regional limit (1,000 by default; Lambda keeps 100 unreserved).
+# The redirect is guaranteed its reservation, which nothing else in the account can take: at a few
+# tens of milliseconds a click, 200 executions serve several times the stage's 2,000-request burst.
+# The API is held to its reservation, so a flood of report calls (each bounded: render budget, 29 s)
+# queues behind itself and never takes an execution a click needs. The workflow (one run at a time)
+# uses the unreserved pool.
+REDIRECT_RESERVED_CONCURRENCY = 200
+API_RESERVED_CONCURRENCY = 20
+ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
 # Lambda's maximum; the workflow watches its remaining time and its lock outlives it
 # (MSGTRACK_RUN_LOCK_SECONDS, 1200 s), so a run cut short never overlaps the next one.
 WORKFLOW_TIMEOUT = Duration.minutes(15)

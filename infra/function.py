@@ -39,8 +39,10 @@ class MsgtrackFunction(Construct):
         retry_attempts: int | None = None,
         max_event_age: Duration | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
-        """``retry_attempts``, ``max_event_age`` and ``dead_letter_queue`` govern asynchronous invokes."""
+        """``retry_attempts``, ``max_event_age`` and ``dead_letter_queue`` govern asynchronous invokes;
+        ``reserved_concurrency`` is both what the function is guaranteed and its ceiling."""
         super().__init__(scope, construct_id)
         # An explicit role, not the default one with AWSLambdaBasicExecutionRole: it may write to its
         # own log group and nothing else until a grant says otherwise.
@@ -67,6 +69,7 @@ class MsgtrackFunction(Construct):
             retry_attempts=retry_attempts,
             max_event_age=max_event_age,
             dead_letter_queue=dead_letter_queue,
+            reserved_concurrent_executions=reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

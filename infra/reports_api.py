@@ -18,7 +18,7 @@ from constructs import Construct
 
 from functions.shared.models import AUDIT_PK, ERASURE_PENDING_PK, RUNS_PK
 from functions.shared.tables import DELIVERIES, INDICATORS, TRACKED_URLS, TRACKING_LOGS, WORKFLOW
-from infra.constants import API_MEMORY_MB, API_TIMEOUT
+from infra.constants import API_MEMORY_MB, API_RESERVED_CONCURRENCY, API_TIMEOUT
 from infra.function import MsgtrackFunction
 from infra.http_api import HttpEntryPoint
 from infra.secrets import Secrets
@@ -59,6 +59,8 @@ class ReportsApi(Construct):
             description="msgtrack report API and dashboard",
             memory_size=API_MEMORY_MB,
             timeout=API_TIMEOUT,
+            # A ceiling: report calls, however many, never take the executions clicks need.
+            reserved_concurrency=API_RESERVED_CONCURRENCY,
         )
         self.function = self.handler.function
         self._grant_data(storage)

@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
-from infra.constants import REDIRECT_MEMORY_MB, REDIRECT_TIMEOUT
+from infra.constants import REDIRECT_MEMORY_MB, REDIRECT_RESERVED_CONCURRENCY, REDIRECT_TIMEOUT
 from infra.function import MsgtrackFunction
 from infra.http_api import HttpEntryPoint
 from infra.secrets import Secrets
@@ -49,6 +49,8 @@ class TrackingEndpoint(Construct):
             description="msgtrack: verify a tracked link, pixel or web tag, record one raw event, 302/GIF/404",
             memory_size=REDIRECT_MEMORY_MB,
             timeout=REDIRECT_TIMEOUT,
+            # Guaranteed: no other function of the account (the API included) can starve clicks.
+            reserved_concurrency=REDIRECT_RESERVED_CONCURRENCY,
         )
         self.function = self.handler.function
         storage.grant(self.function, RAW_EVENTS, ("dynamodb:PutItem",))

@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--base-url", default="http://127.0.0.1:8080", help="the stack's API URL (default: %(default)s)"
     )
+    check.add_argument(
+        "--tracking-base-url",
+        default=None,
+        help="where the stack's /r and /o links live, if not on --base-url (e.g. a tracking domain); "
+        "only links there are followed",
+    )
     check.add_argument("--token", default=None, help="the API token (default: $MSGTRACK_API_TOKEN)")
     check.add_argument(
         "--timeout",
@@ -101,7 +107,9 @@ def test_tracking_command(args: argparse.Namespace) -> int:
         return 2
     try:
         result = check_tracking(
-            args.delivery_id, HttpStack(args.base_url, token), run_timeout_seconds=args.timeout
+            args.delivery_id,
+            HttpStack(args.base_url, token, tracking_base_url=args.tracking_base_url),
+            run_timeout_seconds=args.timeout,
         )
     except (ApiError, TrackingNotActivated) as exc:
         print(f"msgtrack: {exc}", file=sys.stderr)

@@ -25,6 +25,8 @@ Action = Literal[
     "settings_changed",
     "workflow_run_requested",
     "erasure_requested",
+    "failures_reported",
+    "tracking_test_requested",
     "site_created",
     "site_deleted",
 ]

@@ -247,13 +247,32 @@ def render_messages(
 
 
 def report_failures(
-    delivery_id: str, recipient_ids: Sequence[str], repo: DeliveryRepository | None = None
+    delivery_id: str,
+    recipient_ids: Sequence[str],
+    *,
+    actor: str = "system",
+    repo: DeliveryRepository | None = None,
+    trail: audit.AuditTrail | None = None,
+    now: datetime | None = None,
 ) -> FailureReport:
     """Count these recipients' messages as not delivered; repeating a report changes nothing."""
     _check_batch("recipient_ids", recipient_ids, allow_duplicates=True)
     repo = _or_default(repo)
     _existing(delivery_id, repo)
-    return repo.mark_failed(delivery_id, list(dict.fromkeys(recipient_ids)))
+    report = repo.mark_failed(delivery_id, list(dict.fromkeys(recipient_ids)))
+    audit.record(
+        "failures_reported",
+        f"delivery/{delivery_id}",
+        actor=actor,
+        after={
+            "failed": report.failed,
+            "already_failed": len(report.already_failed),
+            "unknown": len(report.unknown),
+        },
+        trail=trail,
+        now=now,
+    )
+    return report
 
 
 def email_domain(email: str | None) -> str | None:

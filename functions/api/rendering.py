@@ -9,15 +9,14 @@ attributes and the pixel, the output is the sender's document byte for byte (CRL
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template
+from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
-from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from functions.api.sandbox import MAX_RENDERED_LENGTH, PersonalizationSandbox, render_budget
 from functions.shared.errors import InvalidContent
 from functions.shared.links import (
     LinkSpec,
@@ -54,6 +53,10 @@ class RenderedMessage:
     recipient_id: str
     html: str
     text: str | None
+    # What the renderer signed for this recipient: each tracked link by tracked URL id, and the open
+    # pixel's URL (None when opens are not tracked). The tracking check follows these, nothing else.
+    click_urls: Mapping[str, str] = field(default_factory=dict)
+    pixel_url: str | None = None
 
 
 # Template variables the renderer owns; set after the recipient's fields, so a field cannot shadow them.
@@ -102,25 +105,30 @@ class MessageRenderer:
         self._text = None if text is None else _compile_rewritten(_TEXT, text, content.text or "")
 
     def render(self, recipient: Recipient, proof: bool = False) -> RenderedMessage:
+        click_urls = [self._click_url(link, recipient, proof) for link in self._links]
+        pixel_url = self._pixel_url(recipient, proof)
         context = {
             **_field_context(recipient.fields),
-            _LINKS: [self._click_url(link, recipient, proof) for link in self._links],
-            _PIXEL: self._pixel(recipient, proof),
+            _LINKS: click_urls,
+            _PIXEL: _PIXEL_HTML.format(src=pixel_url) if pixel_url else Markup(""),
         }
         html = self._html.render(context, recipient)
         text = self._text.render(context, recipient) if self._text is not None else None
-        return RenderedMessage(recipient.id, html, text)
+        by_url_id: dict[str, str] = {}
+        for link, url in zip(self._links, click_urls, strict=True):
+            by_url_id.setdefault(link.url_id, url)
+        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url)
 
     def _click_url(self, link: TrackedLink, recipient: Recipient, proof: bool) -> str:
         values = {name: recipient.fields.get(name, "") for name in link.fields}
         claims = LinkClaims("c", self._delivery_id, recipient.id, link.url_id, proof, values)
         return f"{self._base_url}/r/{self._signer.sign(claims)}"
 
-    def _pixel(self, recipient: Recipient, proof: bool) -> Markup:
+    def _pixel_url(self, recipient: Recipient, proof: bool) -> str | None:
         if not self._track_opens:
-            return Markup("")
+            return None
         token = self._signer.sign(LinkClaims("o", self._delivery_id, recipient.id, None, proof))
-        return _PIXEL_HTML.format(src=f"{self._base_url}/o/{token}")
+        return f"{self._base_url}/o/{token}"
 
 
 def validate_template(html: str, text: str | None) -> None:
@@ -149,56 +157,15 @@ def annotate_hot_clicks(content: ParsedContent, percent_by_link: Callable[[LinkS
 # ---------------------------------------------------------------------------------------------------
 # The sandbox
 
-_MAX_REPEATED_LENGTH = 100_000  # "x" * n: personalization never needs more, a denial of service does
-_MAX_EXPONENT = 64
-_MAX_RENDERED_LENGTH = 2_000_000  # content is at most 350 KB; personalization may add, not multiply
-
-
-class _PersonalizationSandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, failing loudly on unsafe attributes and refusing huge products."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
-        # The default returns an Undefined that missing-field rendering would print as "": refuse instead.
-        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and _repeated_length(left, right) > _MAX_REPEATED_LENGTH:
-            raise SecurityError("the result of this multiplication would be too long")
-        if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponents above {_MAX_EXPONENT} are not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-def _repeated_length(left: Any, right: Any) -> int:
-    for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-            return len(sequence) * count
-    return 0
-
-
-def _environment(*, autoescape: bool) -> _PersonalizationSandbox:
-    return _PersonalizationSandbox(
-        autoescape=autoescape,
-        keep_trailing_newline=True,
-        undefined=ChainableUndefined,  # a field the recipient lacks renders as ""
-        # "{#" occurs in minified CSS (@media{#body{...}}); "{##" never does. {% %} blocks stay available.
-        comment_start_string="{##",
-        comment_end_string="##}",
-        cache_size=0,
-        auto_reload=False,
-    )
-
 
 @dataclass(frozen=True)
 class _Part:
     name: str
-    environment: _PersonalizationSandbox
+    environment: PersonalizationSandbox
 
 
-_HTML = _Part("html", _environment(autoescape=True))
-_TEXT = _Part("text", _environment(autoescape=False))
+_HTML = _Part("html", PersonalizationSandbox(autoescape=True))
+_TEXT = _Part("text", PersonalizationSandbox(autoescape=False))
 
 # Jinja turns every "\r\n" into "\n"; a private-use character absent from the source stands in for "\r".
 _CARRIAGE_RETURN_STAND_INS = tuple(chr(code) for code in range(0x10FFFD, 0x10FF00, -1))
@@ -221,14 +188,18 @@ class _CompiledPart:
 
 
 def _bounded_render(template: Template, context: Mapping[str, Any]) -> str:
-    """The rendered template, refused once it grows past what any message needs (a loop can multiply it)."""
+    """The rendered template, within a render budget (``sandbox.py``) and refused once it grows past
+    what any message needs."""
     pieces: list[str] = []
     length = 0
-    for piece in template.generate(context):
-        length += len(piece)
-        if length > _MAX_RENDERED_LENGTH:
-            raise SecurityError(f"the personalised message would exceed {_MAX_RENDERED_LENGTH:,} characters")
-        pieces.append(piece)
+    with render_budget():
+        for piece in template.generate(context):
+            length += len(piece)
+            if length > MAX_RENDERED_LENGTH:
+                raise SecurityError(
+                    f"the personalised message would exceed {MAX_RENDERED_LENGTH:,} characters"
+                )
+            pieces.append(piece)
     return "".join(pieces)
 
 
@@ -236,7 +207,7 @@ def _compile(part: _Part, source: str) -> _CompiledPart:
     carriage_return = _stand_in_for_carriage_return(source) if "\r" in source else None
     protected = source.replace("\r", carriage_return) if carriage_return else source
     try:
-        template = part.environment.from_string(protected)
+        template = part.environment.compile_template(protected)
     except TemplateSyntaxError as exc:
         raise InvalidContent(
             f"The {part.name} is not a valid template: line {exc.lineno}: {exc.message or exc}"

@@ -427,7 +427,9 @@ def hot_clicks(delivery_id: str, repo: ReportRepository | None = None) -> HotCli
     repo = _repo(repo)
     delivery = _tracked_delivery(repo, delivery_id, with_content=True)
     assert delivery.content is not None  # asked for with_content
-    urls = repo.tracked_urls(delivery_id)
+    # A link whose tracking is off (data-track="none", a rule, or turned off later) is neither listed
+    # nor marked: its counts, if any, predate the change and no longer grow.
+    urls = [url for url in repo.tracked_urls(delivery_id) if url.tracked]
     stats = repo.url_stats(delivery_id)
     clicks = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)).clicks for url in urls}
     total = sum(clicks.values())

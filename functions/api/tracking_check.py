@@ -11,14 +11,16 @@ over HTTP (``local/tracking_check.py``); ``POST /api/deliveries/{id}/tracking/te
 logic in process (``InProcessStack``) and follows the links over HTTP to where the proof message points
 them (``MSGTRACK_TRACKING_BASE_URL``, else the host the API request came to), so the redirect function
 that answers recipients answers the check too.
+
+The check requests only tracking links on the stack's own tracking base URL, never whatever else the
+delivery's author wrote into the message: in process, exactly the links the renderer signed for the
+test recipient (found in the rendered message as a check, never read from it); over HTTP
+(``local/tracking_check.py``), the ``/r/`` and ``/o/`` links on the tracking base URL the user gave.
+Redirects are never followed, so only our redirect function's own answer is reported.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 import secrets
 import time
 import urllib.error
@@ -26,6 +28,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from markupsafe import escape
 
 from functions.api import deliveries, reports
 from functions.api.delivery_repository import DeliveryRepository
@@ -43,10 +47,6 @@ FINISHED = frozenset({"succeeded", "failed", "skipped"})
 RUN_ATTEMPTS = 3  # a run skipped because a scheduled run held the lock is started again
 HTTP_TIMEOUT_SECONDS = 10.0
 API_RUN_TIMEOUT_SECONDS = 20.0  # the HTTP API integration gives up after 30 s
-
-_TRACKING_LINK = re.compile(
-    r"https?://[^\s\"'<>]+?/([ro])/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)"
-)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,14 @@ class Hop:
 
 
 @dataclass(frozen=True)
+class Proof:
+    """A proof message's tracking links: the only URLs the check requests."""
+
+    clicks: Mapping[str, str]  # tracked URL id -> its click link in the message
+    pixel: str | None  # the open pixel in the message, if any
+
+
+@dataclass(frozen=True)
 class Logged:
     type: str
     url_id: str | None
@@ -98,8 +106,8 @@ class TrackingCheck:
 class TrackingStack(Protocol):
     def delivery(self, delivery_id: str) -> DeliveryToTest: ...
 
-    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> str:
-        """The proof message's HTML and text, joined."""
+    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> Proof:
+        """A proof message rendered for the test recipient: its links on the tracking base URL."""
         ...
 
     def follow(self, url: str) -> Hop: ...
@@ -131,7 +139,8 @@ def check_tracking(
     recipient_id = recipient_id or f"{TEST_RECIPIENT_PREFIX}{secrets.token_hex(6)}"
     urls = [url for url in delivery.urls if url.tracked] if delivery.track_clicks else []
     fields = {name: FIELD_VALUE for url in urls for name in PLACEHOLDER_RE.findall(url.url)}
-    clicks, pixels = _tracking_links(stack.render_proof(delivery_id, recipient_id, fields))
+    proof = stack.render_proof(delivery_id, recipient_id, fields)
+    clicks = proof.clicks
 
     failures: dict[str | None, str] = {}
     landed: dict[str | None, str] = {}
@@ -151,7 +160,7 @@ def check_tracking(
         else:
             landed[url.url_id] = f"302 to {expected}"
     if delivery.track_opens:
-        _follow_pixel(pixels, stack, landed, failures)
+        _follow_pixel(proof.pixel, stack, landed, failures)
 
     if landed:
         run_problem = _run_workflow(stack, run_timeout_seconds, sleep, clock)
@@ -173,15 +182,15 @@ def check_tracking(
 
 
 def _follow_pixel(
-    pixels: Sequence[str],
+    pixel: str | None,
     stack: TrackingStack,
     landed: dict[str | None, str],
     failures: dict[str | None, str],
 ) -> None:
-    if not pixels:
+    if pixel is None:
         failures[None] = "no open pixel in the rendered proof message"
         return
-    hop = stack.follow(pixels[0])
+    hop = stack.follow(pixel)
     media_type = (hop.content_type or "").split(";")[0].strip()
     if hop.problem is not None:
         failures[None] = f"no answer from the tracking endpoint: {hop.problem}"
@@ -191,32 +200,6 @@ def _follow_pixel(
         )
     else:
         landed[None] = "200 image/gif"
-
-
-def _tracking_links(message: str) -> tuple[dict[str, str], list[str]]:
-    """The proof's click links by tracked URL id, and its open pixels."""
-    clicks: dict[str, str] = {}
-    pixels: list[str] = []
-    for match in _TRACKING_LINK.finditer(message):
-        if match.group(1) == "o":
-            pixels.append(match.group(0))
-            continue
-        url_id = _url_id(match.group(2))
-        if url_id is not None:
-            clicks.setdefault(url_id, match.group(0))
-    return clicks, pixels
-
-
-def _url_id(token: str) -> str | None:
-    """The tracked URL a click token names. Read, not verified: the redirect verifies it when followed."""
-    payload = token.split(".")[1]
-    try:
-        body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if isinstance(body, list) and len(body) >= 4 and isinstance(body[3], str) and body[3]:
-        return body[3]
-    return None
 
 
 def _run_workflow(
@@ -264,12 +247,21 @@ def _check_logs(
             landed[key] = f"{hop}, logged, on the test recipient's Tracking tab"
 
 
+def on_tracking_base(url: str, base_url: str) -> bool:
+    """Whether ``url`` is a click or open link of the tracking endpoint at ``base_url``."""
+    base = base_url.rstrip("/")
+    return base.startswith(("http://", "https://")) and url.startswith((f"{base}/r/", f"{base}/o/"))
+
+
 def follow(url: str, timeout: float = HTTP_TIMEOUT_SECONDS) -> Hop:
-    """GET a tracking link without following its redirect."""
+    """GET a tracking link without following its redirect.
+
+    Callers hand it only links on their tracking base URL (``on_tracking_base``).
+    """
     opener = urllib.request.build_opener(_NoRedirect)
     if not url.startswith(("http://", "https://")):
-        return Hop(0, problem=f"not an http(s) link: {url}")
-    # Only http(s), checked above: the links come from the proof message this check rendered.
+        return Hop(0, problem="not an http(s) link")
+    # Only http(s), checked above, and only on the stack's own tracking base URL.
     request = urllib.request.Request(url, headers={"User-Agent": "msgtrack-test-tracking/1"})  # noqa: S310
     try:
         with opener.open(request, timeout=timeout) as answer:
@@ -315,7 +307,11 @@ class InProcessStack:
             urls=tuple(ExpectedUrl(u.url_id, u.url, u.category, u.tracked) for u in details.urls),
         )
 
-    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> str:
+    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> Proof:
+        """The links the renderer signed for the test recipient, those that made it into the message.
+
+        Nothing is read out of the rendered message: a look-alike the author wrote there is not ours.
+        """
         (message,) = deliveries.render_messages(
             delivery_id,
             [Recipient(id=recipient_id, email=None, fields=dict(fields))],
@@ -323,9 +319,18 @@ class InProcessStack:
             proof=True,
             repo=self._deliveries,
         )
-        return f"{message.html}\n{message.text or ''}"
+        parts = (message.html, message.text or "")
+
+        def in_message(url: str) -> bool:
+            return any(url in part or str(escape(url)) in part for part in parts)
+
+        clicks = {url_id: url for url_id, url in message.click_urls.items() if in_message(url)}
+        pixel = message.pixel_url if message.pixel_url and in_message(message.pixel_url) else None
+        return Proof(clicks, pixel)
 
     def follow(self, url: str) -> Hop:
+        if not on_tracking_base(url, self._base_url):
+            return Hop(0, problem="not a link of this stack's tracking endpoint")
         return self._follow(url)
 
     def start_run(self) -> str:

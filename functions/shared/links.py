@@ -322,8 +322,10 @@ def _label(element: _LinkElement, url: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Text links
 
-# A URL runs to whitespace, "<", ">" or '"'; a {{ placeholder }} inside it may contain spaces.
-_TEXT_URL = re.compile(r"""https?://(?:\{\{[^{}\n]*\}\}|\{%[^\n]*?%\}|[^\s<>"])+""", re.IGNORECASE)
+# A URL runs to whitespace, "<", ">" or '"'; a {{ placeholder }} inside it may contain spaces, and so may
+# a {% tag %} (refused later) of at most 200 characters: unbounded, each "{%" would look to the end of
+# its line for a "%}", quadratic on a line of "{%{%{%...".
+_TEXT_URL = re.compile(r"""https?://(?:\{\{[^{}\n]*\}\}|\{%[^\n]{0,200}?%\}|[^\s<>"])+""", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?)]"
 _BRACKETS = {")": "(", "]": "["}
 
@@ -341,13 +343,22 @@ def _text_links(text: str, exclude_url_patterns: Sequence[str]) -> list[_Found]:
 
 
 def _without_trailing_punctuation(url: str) -> str:
-    """Sentence punctuation after a URL is not part of it; a closing bracket that balances one inside is."""
-    while url and url[-1] in _TRAILING_PUNCTUATION:
-        opening = _BRACKETS.get(url[-1])
-        if opening is not None and url.count(opening) >= url.count(url[-1]):
-            break
-        url = url[:-1]
-    return url
+    """Sentence punctuation after a URL is not part of it; a closing bracket that balances one inside is.
+
+    Bracket counts are taken once and updated as characters are cut: counting again at each cut is
+    quadratic on a URL followed by a long run of ")".
+    """
+    counts = {char: url.count(char) for char in (*_BRACKETS, *_BRACKETS.values())}
+    end = len(url)
+    while end and url[end - 1] in _TRAILING_PUNCTUATION:
+        closing = url[end - 1]
+        opening = _BRACKETS.get(closing)
+        if opening is not None:
+            if counts[opening] >= counts[closing]:
+                break
+            counts[closing] -= 1
+        end -= 1
+    return url[:end]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -381,6 +392,7 @@ _ATTRIBUTE = re.compile(
 _COMMENT_CLOSE = re.compile(r"--!?>")
 _CONDITIONAL_COMMENT = re.compile(r"\s*\[if\b", re.IGNORECASE)
 _LINE_BREAK = re.compile("\n")
+_NOT_A_TAG = "\ufffd"  # stands in for "<" after the last ">" (see _MarkupScanner.scan)
 
 
 class _MarkupScanner(HTMLParser):
@@ -397,8 +409,14 @@ class _MarkupScanner(HTMLParser):
         super().__init__(convert_charrefs=True)
 
     def scan(self) -> None:
+        # No tag can end after the source's last ">", so what follows it is text, and is fed as text
+        # ("<" stood in for by a character of the same length): CPython's html.parser (3.11, fixed in
+        # later releases) rescans to the end of the input at every "<" that no ">" follows, which is
+        # quadratic on "<a<a<a...". Browsers drop a tag that the end of the input cuts short.
+        last_tag_end = self._source.rfind(">") + 1
+        fed = self._source[:last_tag_end] + self._source[last_tag_end:].replace("<", _NOT_A_TAG)
         try:
-            self.feed(self._source)
+            self.feed(fed)
             self.close()
         except AssertionError as exc:  # html.parser's way of giving up on a malformed declaration
             raise InvalidContent(f"The HTML could not be parsed: {exc}.") from exc
@@ -523,8 +541,10 @@ class _LinkScanner(_MarkupScanner):
     def handle_comment(self, data: str) -> None:
         # Outlook renders what MSO conditional comments hide from everyone else, VML buttons included.
         content_start = self._here() + 4
+        # One level: a comment ends at the first "-->", so what looks nested is an unclosed comment's text.
         if (
-            _CONDITIONAL_COMMENT.match(data)
+            not self._in_conditional_comment
+            and _CONDITIONAL_COMMENT.match(data)
             and self._source.startswith("<!--", content_start - 4)
             and self._source.startswith(data, content_start)
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -138,3 +140,63 @@ def test_the_api_runs_the_same_check(stack_url: str, delivery_id: str, api: requ
         ("2", True),
         (None, True),
     ]
+
+
+@pytest.fixture
+def internal_host() -> Iterator[tuple[str, list[str]]]:
+    """A loopback 'internal' host that records each request and would answer with a secret."""
+    requests_seen: list[str] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests_seen.append(self.path)
+            body = b"internal-secret-4711"
+            self.send_response(302)
+            self.send_header("Location", "http://internal-secret-4711/")
+            self.send_header("Content-Type", "text/internal-secret-4711")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", requests_seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_look_alike_links_to_another_host_are_never_followed(
+    stack_url: str, api: requests.Session, internal_host: tuple[str, list[str]], reliability: Any
+) -> None:
+    # Given a delivery whose HTML has look-alike /r/ and /o/ links to an internal host before its own
+    internal, seen = internal_host
+    forged = "AAAA." + base64.urlsafe_b64encode(b'["c","d","r","1"]').decode().rstrip("=") + ".AAAA"
+    html = (
+        f'<p><a href="{internal}/r/{forged}" data-track="none">Status</a>'
+        f'<img src="{internal}/o/{forged}" alt=""></p>{HTML}'
+    )
+    answer = api.post(f"{stack_url}/api/deliveries", json={"label": "Look-alikes", "html": html}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    delivery_id = answer.json()["id"]
+
+    # When `msgtrack test-tracking` and the API's test both check it
+    done = msgtrack("test-tracking", delivery_id, "--base-url", stack_url, "--token", API_TOKEN)
+    tested = api.post(f"{stack_url}/api/deliveries/{delivery_id}/tracking/test", timeout=60)
+
+    # Then the internal host got no request, nothing of it is reported, and the own links pass
+    assert seen == []
+    assert "internal-secret-4711" not in done.stdout + done.stderr + tested.text
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert tested.status_code == 200 and tested.json()["passed"] is True, tested.text
+    reliability.record(
+        area="Security",
+        case="msgtrack test-tracking and POST …/tracking/test on a delivery with look-alike links "
+        "to a loopback 'internal' host (local stack)",
+        tries=2,
+        outcome="the host was never contacted, nothing of its answer reported, own links passed",
+    )

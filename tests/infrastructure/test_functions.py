@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 
 from infra.constants import (
+    ACCOUNT_CONCURRENCY_LIMIT,
+    API_RESERVED_CONCURRENCY,
     HANDLERS,
     LOG_LEVEL,
     METRICS_NAMESPACE,
     PIP_PLATFORM,
     PYPROJECT,
     PYTHON_VERSION,
+    REDIRECT_RESERVED_CONCURRENCY,
     SERVICE_NAME,
 )
 from tests.infrastructure.synth import Synthesized, environment
@@ -138,3 +141,16 @@ def test_the_cloud_assembly_lists_the_asset_as_a_zip_of_that_directory(synthesiz
     asset = _asset_dir(synthesized)
     sources = [file["source"] for file in manifest["files"].values()]
     assert {"path": asset.name, "packaging": "zip"} in sources
+
+
+def test_the_redirect_keeps_its_concurrency_and_the_api_is_held_to_its_own(synthesized: Synthesized) -> None:
+    # Given the deployed functions' reserved concurrency
+    redirect = _properties(synthesized, "redirect").get("ReservedConcurrentExecutions")
+    api = _properties(synthesized, "api").get("ReservedConcurrentExecutions")
+    workflow = _properties(synthesized, "consolidate").get("ReservedConcurrentExecutions")
+
+    # Then the redirect is guaranteed 200 executions, the API can never use more than 20, the workflow
+    # uses the unreserved pool, and the default account limit leaves Lambda its 100 unreserved
+    assert (redirect, api, workflow) == (REDIRECT_RESERVED_CONCURRENCY, API_RESERVED_CONCURRENCY, None)
+    assert (redirect, api) == (200, 20)
+    assert redirect + api + 100 <= ACCOUNT_CONCURRENCY_LIMIT

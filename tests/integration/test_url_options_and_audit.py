@@ -104,10 +104,11 @@ def test_a_url_turned_off_keeps_redirecting_but_its_later_hits_are_not_counted()
     assert len(ok("GET", f"/api/deliveries/{delivery['id']}/tracking/logs")["items"]) == 2
     [first, *_] = ok("GET", f"/api/deliveries/{delivery['id']}/tracking/urls")["urls"]
     assert (first["id"], first["label"], first["tracked"], first["clicks"]) == ("1", "Shop (old)", False, 1)
-    # And hot clicks still find the relabelled link in the message
+    # And hot clicks, which list tracked click links only, leave it out of the list and unmarked
     hot = ok("GET", f"/api/deliveries/{delivery['id']}/tracking/hot-clicks")
-    assert (hot["links"][0]["url_id"], hot["links"][0]["label"]) == ("1", "Shop (old)")
-    assert hot["html"].count("msgtrack-hot") == 2
+    assert [(link["url_id"], link["label"]) for link in hot["links"]] == [("2", "Blog")]
+    assert hot["html"].count("msgtrack-hot") == 1
+    assert hot["html"].index("msgtrack-hot") > hot["html"].index("https://shop.example/a")
 
 
 def test_a_category_change_moves_later_hits_to_the_new_category() -> None:
@@ -223,3 +224,45 @@ def test_the_audit_trail_names_who_changed_what_and_pages_through_dynamodb() -> 
     assert window == [e for e in items if since <= e["at"] < until]
     assert "settings_changed" in {e["action"] for e in window}
     assert AuditModel.count("audit") == 5
+
+
+def test_reported_failures_and_tracking_tests_are_on_the_trail_in_dynamodb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.api import tracking_check
+
+    # Given a delivery sent to r1, whose tracking links are followed through the redirect handler
+    delivery = register()
+    links_for(delivery["id"], "r1")
+
+    def through_redirect(self: object, url: str) -> tracking_check.Hop:
+        answer = hit(url.removeprefix("https://tracking.example.com"))
+        headers = {k.lower(): v for k, v in answer.get("headers", {}).items()}
+        return tracking_check.Hop(answer["statusCode"], headers.get("location"), headers.get("content-type"))
+
+    monkeypatch.setattr(tracking_check.InProcessStack, "follow", through_redirect)
+
+    # When ci reports r1's message as failed and ann tests the delivery's tracking
+    failed = ok("POST", f"/api/deliveries/{delivery['id']}/failures", {"recipient_ids": ["r1"]}, token=CI)
+    tested = ok("POST", f"/api/deliveries/{delivery['id']}/tracking/test")
+
+    # Then both are on the trail with who asked, the counts changed and the test's verdict
+    assert failed["failed"] == 1 and tested["passed"] is True, tested
+    items = ok("GET", "/api/audit")["items"]
+    assert [(e["actor"], e["action"], e["target"], e["after"]) for e in items[:2]] == [
+        (
+            "ann",
+            "tracking_test_requested",
+            f"delivery/{delivery['id']}",
+            {"recipient_id": tested["recipient_id"], "passed": True},
+        ),
+        (
+            "ci",
+            "failures_reported",
+            f"delivery/{delivery['id']}",
+            {"failed": 1, "already_failed": 0, "unknown": 0},
+        ),
+    ]
+    assert [e["action"] for e in ok("GET", "/api/audit", query={"action": "failures_reported"})["items"]] == [
+        "failures_reported"
+    ]

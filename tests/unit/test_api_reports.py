@@ -456,6 +456,31 @@ def test_hot_clicks_of_a_delivery_nobody_clicked(fake: FakeReports, monkeypatch:
     ]
 
 
+def test_hot_clicks_leave_out_links_whose_tracking_is_off(fake: FakeReports) -> None:
+    # Given a message with two click links, one turned off in the message (data-track="none") and one
+    # turned off afterwards (or by an account rule), as registration numbers and stores them
+    html = (
+        '<p><a href="https://shop.example/a">Shop</a>'
+        ' <a href="https://elsewhere.example/" data-track="none">Elsewhere</a>'
+        ' <a href="https://rules.example/">Rules</a></p>'
+    )
+    fake.add_delivery("d1", "November news", html=html)
+    fake.urls["d1"] = [
+        TrackedUrl("1", "https://shop.example/a", "Shop", "click", True),
+        TrackedUrl("2", "https://elsewhere.example/", "Elsewhere", "click", False),
+        TrackedUrl("3", "https://rules.example/", "Rules", "click", False),
+    ]
+    fake.url_counts["d1"] = {"1": UrlStats("1", 4, 2, T.format(1), T.format(9))}
+
+    # When the hot clicks are read
+    answer = reports.hot_clicks("d1", repo=fake)
+
+    # Then only the tracked click link is listed, and only it is marked in the message
+    assert [(link.url_id, link.clicks, link.percent) for link in answer.links] == [("1", 4, 100.0)]
+    assert answer.html.count("msgtrack-hot") == 1
+    assert answer.html.index("100.00%") < answer.html.index("https://shop.example/a")
+
+
 # --- tracking logs: paging --------------------------------------------------------------------
 
 

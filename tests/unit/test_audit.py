@@ -195,3 +195,37 @@ def test_the_api_token_secret_holds_one_token_or_named_ones(
     )
     assert settings.api_tokens() == expected
     assert settings.api_token() == next(token for token, name in expected.items() if name == "default")
+
+
+def test_reported_failures_and_tracking_tests_are_audited(
+    api: FakeDeliveryRepository, audit_trail: FakeAuditTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.api import tracking_check
+
+    # Given a delivery sent to r1 and r2, whose tracking endpoint does not answer
+    created = json_body(
+        call("POST", "/api/deliveries", {"label": "N", "html": HTML}, token="token-of-ann-0123")
+    )
+    body = {"recipients": [{"id": "r1"}, {"id": "r2"}]}
+    assert call("POST", f"/api/deliveries/{created['id']}/messages", body)["statusCode"] == 200
+    monkeypatch.setattr(
+        tracking_check.InProcessStack, "follow", lambda self, url: tracking_check.Hop(0, problem="refused")
+    )
+
+    # When ci reports two failures (one unknown recipient) and ann tests the delivery's tracking
+    failures = {"recipient_ids": ["r1", "r9"]}
+    answer = call("POST", f"/api/deliveries/{created['id']}/failures", failures, token="token-of-ci-0123")
+    assert answer["statusCode"] == 200, answer["body"]
+    answer = call("POST", f"/api/deliveries/{created['id']}/tracking/test", token="token-of-ann-0123")
+    assert answer["statusCode"] == 200, answer["body"]
+    test = json_body(answer)
+
+    # Then both changes are on the trail, newest first, with who made them and what changed
+    items = json_body(call("GET", "/api/audit"))["items"]
+    assert [(e["actor"], e["action"], e["target"]) for e in items[:2]] == [
+        ("ann", "tracking_test_requested", f"delivery/{created['id']}"),
+        ("ci", "failures_reported", f"delivery/{created['id']}"),
+    ]
+    assert items[0]["after"] == {"recipient_id": test["recipient_id"], "passed": False}
+    assert items[1]["after"] == {"failed": 1, "already_failed": 0, "unknown": 1}
+    assert items[1]["before"] is None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -12,13 +15,14 @@ from functions.api.tracking_check import (
     ExpectedUrl,
     Hop,
     Logged,
+    Proof,
     TrackingCheck,
     check_tracking,
 )
 from functions.shared.errors import TrackingNotActivated
 from functions.shared.tokens import LinkClaims, Signer
 from functions.shared.urls import substitute_fields
-from local.tracking_check import table
+from local.tracking_check import HttpStack, table, tracking_links
 
 SIGNER = Signer("unit-test-signing-key-0123456789")
 BASE = "https://t.example"
@@ -41,15 +45,15 @@ class FakeStack:
     def delivery(self, delivery_id: str) -> DeliveryToTest:
         return DeliveryToTest(self.track_opens, self.track_clicks, tuple(self.urls))
 
-    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> str:
+    def render_proof(self, delivery_id: str, recipient_id: str, fields: Mapping[str, str]) -> Proof:
         self.fields = dict(fields)
-        links = "".join(
-            f'<a href="{BASE}/r/{SIGNER.sign(LinkClaims("c", delivery_id, recipient_id, u.url_id, True, dict(fields)))}">x</a>'
+        clicks = {
+            u.url_id: f"{BASE}/r/{SIGNER.sign(LinkClaims('c', delivery_id, recipient_id, u.url_id, True, dict(fields)))}"
             for u in self.urls
             if u.tracked and self.track_clicks
-        )
-        pixel = f'<img src="{BASE}/o/{SIGNER.sign(LinkClaims("o", delivery_id, recipient_id, None, True))}">'
-        return links + (pixel if self.track_opens else "")
+        }
+        pixel = f"{BASE}/o/{SIGNER.sign(LinkClaims('o', delivery_id, recipient_id, None, True))}"
+        return Proof(clicks, pixel if self.track_opens else None)
 
     def follow(self, url: str) -> Hop:
         claims = SIGNER.verify(url.rsplit("/", 1)[1])
@@ -195,3 +199,91 @@ def test_the_table_has_one_row_per_link_and_a_verdict() -> None:
     assert lines[2].split()[:2] == ["2", "FAIL"]
     assert lines[3].split()[:2] == ["pixel", "PASS"]
     assert lines[4] == "tracking test of delivery d1 FAILED (test recipient test-abc, 2/3 passed)"
+
+
+# --- only our own tracking links are ever requested ------------------------------------------
+
+FORGED = "AAAA." + base64.urlsafe_b64encode(b'["c","d1","test-abc","1"]').decode().rstrip("=") + ".AAAA"
+LOOK_ALIKES = (
+    f'<a href="http://169.254.169.254/latest/r/{FORGED}" data-track="none">metadata</a>'
+    f'<a href="http://127.0.0.1:9/r/{FORGED}" data-track="none">internal</a>'
+    f'<img src="http://127.0.0.1:9/o/{FORGED}">'
+    f'<img src="{BASE}.evil.example/o/{FORGED}"> https://t.example@evil.example/r/{FORGED}'
+)
+
+
+def test_the_api_follows_only_the_links_it_signed_for_the_test_recipient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.api import deliveries
+    from functions.api.tracking_check import InProcessStack
+    from tests.fakes_deliveries import FakeDeliveryRepository
+
+    # Given a delivery whose HTML carries look-alike tracking links to other hosts before its own links
+    repo = FakeDeliveryRepository()
+    html = f'<p>{LOOK_ALIKES}<a href="https://shop.example/sale?who={{{{ first_name }}}}">Sale</a></p>'
+    delivery = deliveries.register(label="L", html=html, repo=repo)
+    followed: list[str] = []
+
+    def follower(url: str) -> Hop:
+        followed.append(url)
+        return Hop(0, problem="refused")
+
+    stack = InProcessStack(BASE, deliveries_repo=repo, link_follower=follower)
+
+    # When the proof is rendered and its links are followed
+    proof = stack.render_proof(delivery.delivery.id, "test-abc", {"first_name": "msgtrack-test"})
+    result = check_tracking(delivery.delivery.id, stack, sleep=lambda s: None, recipient_id="test-abc")
+
+    # Then only the click link and pixel signed for the test recipient, on the base URL, are requested
+    assert set(proof.clicks) == {"3"}  # links 1 and 2 are the look-alikes, untracked
+    assert proof.clicks["3"].startswith(f"{BASE}/r/") and FORGED not in proof.clicks["3"]
+    assert proof.pixel is not None and proof.pixel.startswith(f"{BASE}/o/")
+    assert followed == [proof.clicks["3"], proof.pixel]
+    assert [link.url_id for link in result.links] == ["3", None]
+    # And a look-alike handed to the stack directly is refused without a request
+    assert stack.follow(f"http://127.0.0.1:9/o/{FORGED}").problem is not None
+    assert len(followed) == 2
+
+
+def test_the_cli_takes_only_links_on_the_tracking_base_url() -> None:
+    # Given a proof message with look-alikes to other hosts before the stack's own links
+    own_click = f"{BASE}/r/{SIGNER.sign(LinkClaims('c', 'd1', 'test-abc', '2', True))}"
+    own_pixel = f"{BASE}/o/{SIGNER.sign(LinkClaims('o', 'd1', 'test-abc', None, True))}"
+    message = f'{LOOK_ALIKES}<a href="{own_click}">x</a><img src="{own_pixel}">'
+
+    # When its tracking links are picked
+    proof = tracking_links(message, BASE + "/")
+
+    # Then only the links on the tracking base URL are, and the stack refuses anything else
+    assert proof == Proof({"2": own_click}, own_pixel)
+    assert HttpStack(BASE, "token", lambda url: Hop(200)).follow(f"http://127.0.0.1:9/o/{FORGED}").status == 0
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "http://" * 12_000,  # 84 KB of link starts that never reach "/r/"
+        (f"{BASE}/r/" + "a" * 60) * 1_100,  # the base URL again and again, tokens without dots
+        f"{BASE}/o/" + "a." * 42_000,  # one endless dotted run
+    ],
+    ids=["http-starts", "base-without-tokens", "dotted-run"],
+)
+def test_finding_the_tracking_links_is_linear_on_hostile_messages(hostile: str, reliability: Any) -> None:
+    # Given an 84 KB message built to make a backtracking pattern go quadratic
+    assert len(hostile) >= 84_000
+
+    # When its tracking links are picked
+    started = time.perf_counter()
+    proof = tracking_links(hostile, BASE)
+    elapsed = time.perf_counter() - started
+
+    # Then it takes well under a second (the regex it replaces took about 15 s on such input)
+    assert elapsed < 1.0
+    assert proof.clicks == {}
+    reliability.record(
+        area="Bad input",
+        case=f"test tracking: link scan of an 84 KB hostile proof message ({len(hostile):,} chars)",
+        tries=1,
+        outcome=f"linear scan, {elapsed * 1000:.1f} ms, no link taken",
+    )

@@ -11,6 +11,8 @@ const ACTIONS = [
   ["settings_changed", "Settings changed"],
   ["workflow_run_requested", "Workflow run requested"],
   ["erasure_requested", "Erasure requested"],
+  ["failures_reported", "Failed sends reported"],
+  ["tracking_test_requested", "Tracking tested"],
   ["site_created", "Web-tracking site created"],
   ["site_deleted", "Web-tracking site deleted"],
 ];

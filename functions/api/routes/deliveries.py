@@ -96,4 +96,7 @@ def render_messages(delivery_id: str, request: Annotated[RenderMessages, Body()]
 
 @router.post("/<delivery_id>/failures", summary="Count recipients' messages as not delivered")
 def report_failures(delivery_id: str, request: Annotated[ReportFailures, Body()]) -> FailuresOut:
-    return FailuresOut.of(deliveries.report_failures(delivery_id, request.recipient_ids, repo=repository()))
+    report = deliveries.report_failures(
+        delivery_id, request.recipient_ids, actor=current_actor(), repo=repository()
+    )
+    return FailuresOut.of(report)

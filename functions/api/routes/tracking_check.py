@@ -5,7 +5,8 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, Field
 
-from functions.api import deliveries, tracking_check
+from functions.api import audit, deliveries, tracking_check
+from functions.api.auth import current_actor
 
 router = Router()
 
@@ -30,6 +31,13 @@ def test_tracking(delivery_id: str) -> TrackingTestOut:
     stack = tracking_check.InProcessStack(deliveries.tracking_base_url(router.current_event.headers))
     result = tracking_check.check_tracking(
         delivery_id, stack, run_timeout_seconds=tracking_check.API_RUN_TIMEOUT_SECONDS
+    )
+    # A change: the proof's hits are recorded and a run of the tracking workflow may have started.
+    audit.record(
+        "tracking_test_requested",
+        f"delivery/{delivery_id}",
+        actor=current_actor(),
+        after={"recipient_id": result.recipient_id, "passed": result.passed},
     )
     return TrackingTestOut(
         passed=result.passed,
