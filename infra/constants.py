@@ -45,6 +45,10 @@ WORKFLOW_MEMORY_MB = 1024
 # uses the unreserved pool.
 REDIRECT_RESERVED_CONCURRENCY = 200
 API_RESERVED_CONCURRENCY = 20
+# Context values override them; 0 reserves nothing (an account whose limit is below their sum + 100,
+# new accounts often start at 10, cannot deploy the reservations until Service Quotas raises it).
+REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
+API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
 # Lambda's maximum; the workflow watches its remaining time and its lock outlives it
 # (MSGTRACK_RUN_LOCK_SECONDS, 1200 s), so a run cut short never overlaps the next one.

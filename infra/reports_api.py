@@ -49,6 +49,7 @@ class ReportsApi(Construct):
         secrets: Secrets,
         entry_point: HttpEntryPoint,
         workflow: TrackingWorkflow,
+        reserved_concurrency: int = API_RESERVED_CONCURRENCY,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = MsgtrackFunction(
@@ -60,7 +61,7 @@ class ReportsApi(Construct):
             memory_size=API_MEMORY_MB,
             timeout=API_TIMEOUT,
             # A ceiling: report calls, however many, never take the executions clicks need.
-            reserved_concurrency=API_RESERVED_CONCURRENCY,
+            reserved_concurrency=reserved_concurrency or None,
         )
         self.function = self.handler.function
         self._grant_data(storage)

@@ -14,8 +14,12 @@ from infra.constants import (
     API_BURST_LIMIT_CONTEXT,
     API_RATE_LIMIT,
     API_RATE_LIMIT_CONTEXT,
+    API_RESERVED_CONCURRENCY,
+    API_RESERVED_CONCURRENCY_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
     DEFAULT_SCHEDULE,
+    REDIRECT_RESERVED_CONCURRENCY,
+    REDIRECT_RESERVED_CONCURRENCY_CONTEXT,
     SCHEDULE_CONTEXT,
     TRACKING_BURST_LIMIT,
     TRACKING_BURST_LIMIT_CONTEXT,
@@ -51,6 +55,14 @@ def _int_context(scope: Construct, name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be a whole number, got {value!r}") from None
 
 
+def _concurrency_context(scope: Construct, name: str, default: int) -> int:
+    """A reserved concurrency: a whole number, 0 for none."""
+    value = _int_context(scope, name, default)
+    if value < 0:
+        raise ConfigurationError(f"{name} must be 0 (no reservation) or more, got {value}")
+    return value
+
+
 class TrackingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
@@ -81,6 +93,9 @@ class TrackingStack(Stack):
             storage=self.storage,
             secrets=self.secrets,
             entry_point=self.entry_point,
+            reserved_concurrency=_concurrency_context(
+                self, REDIRECT_RESERVED_CONCURRENCY_CONTEXT, REDIRECT_RESERVED_CONCURRENCY
+            ),
         )
         self.workflow = TrackingWorkflow(self, "Workflow", code=code, storage=self.storage, schedule=schedule)
         self.reports = ReportsApi(
@@ -91,6 +106,9 @@ class TrackingStack(Stack):
             secrets=self.secrets,
             entry_point=self.entry_point,
             workflow=self.workflow,
+            reserved_concurrency=_concurrency_context(
+                self, API_RESERVED_CONCURRENCY_CONTEXT, API_RESERVED_CONCURRENCY
+            ),
         )
         self.monitoring = Monitoring(
             self,

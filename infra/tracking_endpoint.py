@@ -39,6 +39,7 @@ class TrackingEndpoint(Construct):
         storage: Storage,
         secrets: Secrets,
         entry_point: HttpEntryPoint,
+        reserved_concurrency: int = REDIRECT_RESERVED_CONCURRENCY,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = MsgtrackFunction(
@@ -50,7 +51,7 @@ class TrackingEndpoint(Construct):
             memory_size=REDIRECT_MEMORY_MB,
             timeout=REDIRECT_TIMEOUT,
             # Guaranteed: no other function of the account (the API included) can starve clicks.
-            reserved_concurrency=REDIRECT_RESERVED_CONCURRENCY,
+            reserved_concurrency=reserved_concurrency or None,
         )
         self.function = self.handler.function
         storage.grant(self.function, RAW_EVENTS, ("dynamodb:PutItem",))

@@ -29,6 +29,7 @@ from functions.api.rendering import (
     TrackedLink,
     validate_template,
 )
+from functions.api.sandbox import call_render_budget
 from functions.shared import ids, timeutil
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest
 from functions.shared.limits import MAX_NAME_BYTES, utf8_prefix
@@ -235,7 +236,8 @@ def render_messages(
         track_opens=delivery.track_opens,
         track_clicks=delivery.track_clicks,
     )
-    messages = [renderer.render(recipient, proof=proof) for recipient in recipients]
+    with call_render_budget():
+        messages = [renderer.render(recipient, proof=proof) for recipient in recipients]
     if not proof:
         # Recorded only once every message rendered: a failing batch counts nothing.
         rendered_at = timeutil.iso(now or timeutil.now())

@@ -46,6 +46,9 @@ MAX_RENDERED_LENGTH = 2_000_000  # content is at most 350 KB; personalization ma
 RENDER_STEPS = 50_000  # loop iterations, calls, filters and operators in one render
 RENDER_CHARS = 8_000_000  # characters built or output in one render, intermediate values included
 RENDER_SECONDS = 0.25
+# All the renders of one API call (up to 1,000 recipients): well inside the function's 29 s timeout, so a
+# template that is heavy only with some recipients' fields is a 422, never a timed-out call.
+CALL_RENDER_SECONDS = 10.0
 # Filters whose cost grows fast with their input: their input is held to MAX_ITEMS characters or items.
 _COSTLY_FILTERS = frozenset({"wordwrap", "pprint", "sort", "dictsort", "unique", "groupby"})
 _LONG_NUMBER = re.compile(r"[0-9]{6}")  # a width or precision of 100,000 or more
@@ -60,6 +63,8 @@ class RenderBudget:
         self.steps = RENDER_STEPS
         self.chars = RENDER_CHARS
         self.deadline = time.monotonic() + RENDER_SECONDS
+        call_deadline = _call_deadline.get()
+        self.call_deadline = call_deadline if call_deadline is not None else self.deadline
 
     def step(self) -> None:
         self.steps -= 1
@@ -67,8 +72,14 @@ class RenderBudget:
             raise RenderBudgetExceeded(
                 f"the template does more than {RENDER_STEPS:,} loop iterations, calls and operations"
             )
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             raise RenderBudgetExceeded(f"personalizing one message took more than {RENDER_SECONDS} s")
+        if now > self.call_deadline:
+            raise RenderBudgetExceeded(
+                f"personalizing the messages of one request took more than {CALL_RENDER_SECONDS:g} s;"
+                " send fewer recipients per request"
+            )
 
     def charge(self, value: Any, *, capped: bool = True) -> Any:
         """Count what a value costs; refuse it if it is too large (``capped``). Returns the value."""
@@ -95,6 +106,17 @@ class RenderBudget:
 
 
 _current: ContextVar[RenderBudget | None] = ContextVar("msgtrack_render_budget", default=None)
+_call_deadline: ContextVar[float | None] = ContextVar("msgtrack_call_render_deadline", default=None)
+
+
+@contextmanager
+def call_render_budget() -> Iterator[None]:
+    """One deadline shared by every render inside this block (one API call's messages)."""
+    token = _call_deadline.set(time.monotonic() + CALL_RENDER_SECONDS)
+    try:
+        yield
+    finally:
+        _call_deadline.reset(token)
 
 
 @contextmanager

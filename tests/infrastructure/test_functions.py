@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from infra.constants import (
     REDIRECT_RESERVED_CONCURRENCY,
     SERVICE_NAME,
 )
-from tests.infrastructure.synth import Synthesized, environment
+from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment
 
 FUNCTION_NAMES = ("redirect", "consolidate", "api")
 
@@ -154,3 +155,25 @@ def test_the_redirect_keeps_its_concurrency_and_the_api_is_held_to_its_own(synth
     assert (redirect, api, workflow) == (REDIRECT_RESERVED_CONCURRENCY, API_RESERVED_CONCURRENCY, None)
     assert (redirect, api) == (200, 20)
     assert redirect + api + 100 <= ACCOUNT_CONCURRENCY_LIMIT
+
+
+def test_the_reservations_are_set_from_context_values_and_0_reserves_nothing(
+    synthesize_variant: Callable[..., Synthesized],
+) -> None:
+    # Given an account with a small concurrency limit: the redirect reserves 50, the API nothing
+    synthesized = synthesize_variant(redirect_reserved_concurrency="50", api_reserved_concurrency="0")
+
+    # Then the template reserves exactly that
+    assert _properties(synthesized, "redirect").get("ReservedConcurrentExecutions") == 50
+    assert "ReservedConcurrentExecutions" not in _properties(synthesized, "api")
+
+
+@pytest.mark.parametrize(
+    "context", [{"redirect_reserved_concurrency": "-1"}, {"api_reserved_concurrency": "x"}]
+)
+def test_a_reservation_that_is_no_whole_number_of_0_or_more_stops_the_synth(context: dict[str, str]) -> None:
+    from infra.app import build_app
+    from infra.http_api import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="reserved_concurrency"):
+        build_app({**cdk_json_context(), **NO_BUNDLING, **context})

@@ -257,3 +257,35 @@ def test_a_legitimate_newsletter_renders_within_the_budget() -> None:
 def test_large_numbers_and_long_fields_are_not_mistaken_for_widths(template: str, expected: str) -> None:
     message = renderer("<p>x</p>", template).render(Recipient("r1", None, {"name": "n" * 20_000}))
     assert message.text == expected
+
+
+def test_one_request_of_many_heavy_recipients_is_refused_before_the_function_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.api import deliveries, sandbox
+    from tests.fakes_deliveries import FakeDeliveryRepository
+
+    # Given a template that is heavy only with a long field (each message stays under its own budget)
+    # and a request budget of 0.3 s
+    monkeypatch.setattr(sandbox, "CALL_RENDER_SECONDS", 0.3)
+    repo = FakeDeliveryRepository()
+    html = "<p>{% for a in name %}{% for b in name[:40] %}{% endfor %}{% endfor %}</p>"
+    delivery_id = deliveries.register(label="heavy", html=html, repo=repo).delivery.id
+    one = renderer(html)
+    started = time.perf_counter()
+    one.render(Recipient("r0", None, {"name": "n" * 1_000}))
+    per_message = time.perf_counter() - started
+    assert per_message < sandbox.RENDER_SECONDS
+    count = int(1.0 / per_message) + 2  # together well past the request budget
+    recipients = [Recipient(f"r{i}", None, {"name": "n" * 1_000}) for i in range(count)]
+
+    # When they are rendered in one request
+    started = time.perf_counter()
+    with pytest.raises(InvalidContent) as refused:
+        deliveries.render_messages(delivery_id, recipients, base_url="https://t.example.net", repo=repo)
+    elapsed = time.perf_counter() - started
+
+    # Then the request is refused (a 422) soon after its budget, nothing is counted as sent
+    assert "one request took more than 0.3 s" in str(refused.value)
+    assert elapsed < 0.3 + 2 * sandbox.RENDER_SECONDS
+    assert repo.send_counts(delivery_id).sent == 0
