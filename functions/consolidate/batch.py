@@ -408,6 +408,9 @@ def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -
         expires_at=int(expires.timestamp()),
         amount=event.amount if transaction else None,
         currency=event.currency if transaction else None,
+        machine=event.machine,
+        machine_reason=event.machine_reason,
+        client_key=event.client_key,
     )
 
 

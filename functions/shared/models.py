@@ -195,6 +195,12 @@ class RawEventModel(_Model):
     page_url = UnicodeAttribute(null=True)  # the page the tag ran on (at most MAX_PAGE_URL_BYTES)
     amount = UnicodeAttribute(null=True)  # transactions: a decimal string, e.g. "12.50"
     currency = UnicodeAttribute(null=True)  # transactions: ISO 4217, upper case
+    # Machine traffic (``machine.py``): apple_mpp, scanner or bot, None for a person; the signal that
+    # decided; a per-message keyed hash of the client address (the honeypot burst); a honeypot-link hit.
+    machine = UnicodeAttribute(null=True)
+    machine_reason = UnicodeAttribute(null=True)
+    client_key = UnicodeAttribute(null=True)
+    honeypot = BooleanAttribute(default=False)
 
 
 # --- tracking logs table ----------------------------------------------------------------------
@@ -231,6 +237,9 @@ class TrackingLogModel(_Model):
     expires_at = NumberAttribute(null=True)
     amount = UnicodeAttribute(null=True)  # transactions only: a decimal string, e.g. "12.50"
     currency = UnicodeAttribute(null=True)  # transactions only: ISO 4217, upper case
+    machine = UnicodeAttribute(null=True)  # apple_mpp, scanner, bot; None for a person
+    machine_reason = UnicodeAttribute(null=True)  # the signal that decided; None for a person
+    client_key = UnicodeAttribute(null=True)  # see RawEventModel: what the honeypot burst compares
 
     by_recipient = ByRecipient()
 

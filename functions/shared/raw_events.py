@@ -20,11 +20,15 @@ class RawEvent(Record):
     __slots__ = (
         "amount",
         "at",
+        "client_key",
         "currency",
         "delivery_id",
         "event_id",
+        "honeypot",
         "ip",
         "kind",
+        "machine",
+        "machine_reason",
         "page_url",
         "person_id",
         "proof",
@@ -53,6 +57,12 @@ class RawEvent(Record):
         page_url: str | None = None,
         amount: str | None = None,
         currency: str | None = None,
+        # Machine traffic (functions/shared/machine.py): the redirect's verdict on the hit, a per-message
+        # keyed hash of the client address (never the address), and whether it hit the honeypot link.
+        machine: str | None = None,
+        machine_reason: str | None = None,
+        client_key: str | None = None,
+        honeypot: bool = False,
     ) -> None:
         self.event_id = event_id
         self.kind = kind
@@ -69,6 +79,10 @@ class RawEvent(Record):
         self.page_url = page_url
         self.amount = amount
         self.currency = currency
+        self.machine = machine
+        self.machine_reason = machine_reason
+        self.client_key = client_key
+        self.honeypot = honeypot
 
 
 def shard_of(event_id: str) -> str:
@@ -109,8 +123,13 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
         "page_url": utf8_prefix(event.page_url, MAX_PAGE_URL_BYTES) if event.page_url else None,
         "amount": event.amount,
         "currency": event.currency,
+        "machine": event.machine,
+        "machine_reason": event.machine_reason,
+        "client_key": event.client_key,
     }
     for name, value in optional.items():
         if value:
             item[name] = {"S": value}
+    if event.honeypot:
+        item["honeypot"] = {"BOOL": True}
     return item

@@ -81,3 +81,37 @@ def test_a_transaction_log_keeps_its_amount_and_currency() -> None:
     )  # fmt: skip
     read = models.TrackingLogModel.from_raw_data(log.serialize())
     assert (read.type, read.amount, read.currency, read.url_id) == ("transaction", "12.50", "EUR", None)
+
+
+def test_the_verdict_on_a_hit_reaches_its_tracking_log() -> None:
+    from functions.consolidate import batch
+
+    # Given raw events the redirect wrote: a scanner's honeypot hit and a person's open (written before
+    # machine detection: no verdict at all)
+    at = datetime(2026, 12, 6, 8, 0, 0, tzinfo=UTC)
+    scanner = RawEvent(
+        "e1", "click", "d1", "r1", None, at, "UA", "p1", "203.0.113.0", False,
+        machine="scanner", machine_reason="honeypot link", client_key="0123456789abcdef", honeypot=True,
+    )  # fmt: skip
+    person = RawEvent("e2", "open", "d1", "r1", None, at, "UA", None, "203.0.113.0", False)
+    read = [models.RawEventModel.from_raw_data(to_item(e, ttl_days=30)) for e in (scanner, person)]
+    assert set(to_item(scanner, 30)) <= set(models.RawEventModel.get_attributes())
+
+    # When the workflow turns them into tracking logs
+    logs = [
+        item
+        for item in batch.consolidate(read, {}, {}, {}, 365).items
+        if isinstance(item, models.TrackingLogModel)
+    ]
+
+    # Then each log says who made the hit, and a person's says nothing
+    by_event = {log.event_id: log for log in logs}
+    assert (by_event["e1"].machine, by_event["e1"].machine_reason, by_event["e1"].client_key) == (
+        "scanner", "honeypot link", "0123456789abcdef",
+    )  # fmt: skip
+    assert (read[0].honeypot, read[1].honeypot) == (True, False)
+    assert (by_event["e2"].machine, by_event["e2"].machine_reason, by_event["e2"].client_key) == (
+        None,
+        None,
+        None,
+    )
