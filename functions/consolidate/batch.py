@@ -56,6 +56,18 @@ from functions.shared.useragent import parse_user_agent
 # arithmetic that keeps the items below DynamoDB's 400 KB whatever the hits say.
 BREAKDOWN_MEASURES = ("opens", "clicks")
 WEB_KINDS = frozenset({"page", "transaction"})  # raw events of the web-tracking tag
+KINDS = frozenset({"open", "click", *WEB_KINDS})
+_NAMES = ("event_id", "kind", "delivery_id", "recipient_id", "at")  # strings every raw event holds
+_OPTIONAL_NAMES = (
+    "url_id",
+    "user_agent",
+    "person_id",
+    "site_id",
+    "via_url_id",
+    "page_url",
+    "amount",
+    "currency",
+)
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
 
@@ -106,6 +118,32 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
             keys.add(person_key(event.delivery_id, _person(event)))
             keys.add(streams_key(event.delivery_id))
     return keys
+
+
+def fault(event: RawEventModel, log_ttl_days: int) -> str | None:
+    """Why the workflow cannot consolidate this raw event (a field missing or garbled, a time that
+    does not parse, a kind it does not know), or None. ``consolidate`` runs only on events without.
+
+    It checks every field the workflow reads, and computes on the event alone what a batch computes
+    on each event (its indicator keys and its tracking log), so that a batch cannot fail halfway for
+    one event: it updates the run's items in place.
+    """
+    for name in _NAMES:
+        value = getattr(event, name)
+        if not isinstance(value, str) or not value:
+            return f"{name} is {'missing' if value is None else repr(value)[:100]}"
+    for name in _OPTIONAL_NAMES:
+        value = getattr(event, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {repr(value)[:100]}"
+    if event.kind not in KINDS:
+        return f"kind {str(event.kind)[:100]!r} is not one the workflow knows"
+    try:
+        state_keys([event])
+        _log(event, None, log_ttl_days)
+    except Exception as error:  # whatever it holds, the run goes on without it
+        return f"{type(error).__name__}: {error}"[:1_000]
+    return None
 
 
 def _person(event: RawEventModel) -> str:
