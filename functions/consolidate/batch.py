@@ -122,27 +122,33 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
 
 def fault(event: RawEventModel, log_ttl_days: int) -> str | None:
     """Why the workflow cannot consolidate this raw event (a field missing or garbled, a time that
-    does not parse, a kind it does not know), or None. ``consolidate`` runs only on events without.
+    does not parse, a kind it does not know), or None. The workflow runs ``consolidate`` only on
+    events without: a batch updates the run's items in place, so it must not fail halfway for one.
 
-    It checks every field the workflow reads, and computes on the event alone what a batch computes
-    on each event (its indicator keys and its tracking log), so that a batch cannot fail halfway for
-    one event: it updates the run's items in place.
+    With these checks passed, nothing a batch computes from the event can raise: the keys join
+    strings, the tracking log's expiry adds the TTL to a time that parses (and stays in range), an
+    amount is parsed with its errors caught (``_amount``).
     """
+    values = event.attribute_values  # a plain dict: reading the attributes one by one costs more
     for name in _NAMES:
-        value = getattr(event, name)
+        value = values.get(name)
         if not isinstance(value, str) or not value:
             return f"{name} is {'missing' if value is None else repr(value)[:100]}"
     for name in _OPTIONAL_NAMES:
-        value = getattr(event, name)
+        value = values.get(name)
         if value is not None and not isinstance(value, str):
             return f"{name} is {repr(value)[:100]}"
-    if event.kind not in KINDS:
-        return f"kind {str(event.kind)[:100]!r} is not one the workflow knows"
-    try:
-        state_keys([event])
-        _log(event, None, log_ttl_days)
-    except Exception as error:  # whatever it holds, the run goes on without it
-        return f"{type(error).__name__}: {error}"[:1_000]
+    if values["kind"] not in KINDS:
+        return f"kind {values['kind'][:100]!r} is not one the workflow knows"
+    checks = (
+        ("at", lambda: timeutil.parse(values["at"]) + timedelta(days=log_ttl_days)),
+        ("user_agent", lambda: parse_user_agent(values.get("user_agent"))),
+    )
+    for name, check in checks:
+        try:
+            check()
+        except Exception as error:  # whatever it holds, the run goes on without it
+            return f"{name} {str(values.get(name))[:100]!r}: {type(error).__name__}: {error}"[:1_000]
     return None
 
 

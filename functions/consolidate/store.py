@@ -86,6 +86,8 @@ def _key_text(item: Any, name: str) -> str:
     value = item.get(name) if isinstance(item, dict) else None
     if isinstance(value, dict) and isinstance(value.get("S"), str):
         return str(value["S"])
+    if isinstance(value, str):
+        return value[:200]
     return json.dumps(value, default=str)[:200] if value is not None else ""
 
 

@@ -479,7 +479,7 @@ class _Run:
         self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
         for item in quarantined:
             logger.error(
-                "quarantined a write DynamoDB refused",
+                "quarantined an item the workflow could not write or read",
                 extra={
                     "table": item.table,
                     "key": item.key,
