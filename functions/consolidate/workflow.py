@@ -29,6 +29,13 @@ How exactly-once holds (see README "The tracking workflow"):
   still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
   starts again from it), a refused fallback event is dropped from the queue. Everything else is
   written exactly once as before.
+* The same holds for a raw event the workflow cannot read or consolidate (the raw-events table and
+  the fallback queue may hold anything: a manual write, an older redirect's bug). Each item read is
+  parsed on its own and checked (``batch.fault``) before any batch counts it: a batch updates the
+  carried items in place, so it must not fail halfway. A poison event is quarantined with its item,
+  key and error, once (a run that reads it again finds it kept: after a crash, in the late-event
+  window, redelivered from the queue); it gets no tracking log and counts nowhere, and its shard's
+  checkpoint moves past it with the batch it came in.
 """
 
 from __future__ import annotations
