@@ -21,7 +21,7 @@ from functions.consolidate.store import (
     indicator_model,
     raw_event,
 )
-from functions.shared import raw_events
+from functions.shared import fallback, raw_events
 from functions.shared.fallback import FallbackMessage
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
@@ -70,7 +70,7 @@ class FakeWorkflowStore:
         self.calls: dict[str, int] = {}
         self.writes: dict[tuple[str, str], int] = {}  # puts of each item, tracking logs and indicators
         self.fault: Callable[[str, int], bool] = lambda operation, count: False
-        self.fallback: dict[str, dict[str, Any]] = {}
+        self.fallback: dict[str, dict[str, Any] | str] = {}  # an item, or a message body as SQS holds it
         self.erasures_pending: dict[str, ErasureModel] = {}
         self.erasures_done: dict[str, ErasureModel] = {}
         self._fallback_seq = 0
@@ -244,7 +244,10 @@ class FakeWorkflowStore:
     def receive_fallback(self, limit: int) -> list[FallbackMessage]:
         self._call("receive_fallback")
         # like SQS: nothing is hidden between receives here, so a crash redelivers everything
-        return [FallbackMessage(receipt, item) for receipt, item in list(self.fallback.items())[:limit]]
+        return [
+            FallbackMessage(receipt, item) if isinstance(item, dict) else fallback.decode(receipt, item)
+            for receipt, item in list(self.fallback.items())[:limit]
+        ]
 
     def put_raw(self, item: dict[str, Any]) -> None:
         self._call("put_raw")

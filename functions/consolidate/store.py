@@ -38,7 +38,6 @@ from functions.shared.models import (
     TrackedUrlModel,
     TrackingLogModel,
 )
-from functions.shared.observability import logger
 from functions.shared.tables import RAW_EVENTS, WORKFLOW
 
 _MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MODELS}
@@ -428,15 +427,10 @@ class DynamoWorkflowStore:
         answer = self._queue().receive_message(
             QueueUrl=self._queue_url, MaxNumberOfMessages=min(limit, 10), WaitTimeSeconds=0
         )
-        messages = []
-        for message in answer.get("Messages", []):
-            decoded = fallback.decode(message["ReceiptHandle"], message.get("Body", ""))
-            if decoded is None:
-                logger.error("dropping a fallback message that is not a raw event")
-                self.delete_fallback([message["ReceiptHandle"]])
-                continue
-            messages.append(decoded)
-        return messages
+        return [
+            fallback.decode(message["ReceiptHandle"], message.get("Body", ""))
+            for message in answer.get("Messages", [])
+        ]
 
     def put_raw(self, item: dict[str, Any]) -> None:
         try:

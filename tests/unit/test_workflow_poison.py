@@ -164,12 +164,19 @@ def malformed_messages(store: FakeWorkflowStore) -> dict[str, Item]:
     messages = {"behind": behind, "ahead": ahead, "keys_not_values": keys_not_values}
     for receipt, item in messages.items():
         store.fallback[receipt] = item
+    store.fallback["truncated"] = TRUNCATED_BODY  # bodies as SQS holds them
+    store.fallback["a list"] = LIST_BODY
     return messages
 
 
+TRUNCATED_BODY = '{"shard":{"S":"03"},"sk":{"S":"2026-11-23T09:00:00.000Z#y0000004"},"event_id":{"S":"y00'
+LIST_BODY = '[{"shard":{"S":"03"}}]'
+
+
 def test_malformed_fallback_messages_are_quarantined_and_leave_the_queue(reliability: Any) -> None:
-    # Given a first run, then three malformed messages in the fallback queue: one behind every checkpoint,
-    # one ahead of them, one whose attributes are not DynamoDB attribute values
+    # Given a first run, then five malformed messages in the fallback queue: one behind every checkpoint,
+    # one ahead of them, one whose attributes are not DynamoDB attribute values, a truncated body, and
+    # a body that is JSON but not an item
     store = seeded_store()
     campaign(store)
     clock = Clock(RUN_AT)
@@ -183,23 +190,28 @@ def test_malformed_fallback_messages_are_quarantined_and_leave_the_queue(reliabi
     # Then each is quarantined once, the queue is empty, and nothing else changed
     assert second.status == third.status == "succeeded"
     assert store.fallback == {}
-    assert int(second.quarantined) == 3 and int(third.quarantined or 0) == 0
-    assert sorted(store.quarantined) == sorted(
-        [
-            quarantine_key(messages["behind"]),
-            quarantine_key(messages["ahead"]),
-            "raw-events#03#2026-11-23T09:00:00.000Z#y0000003",
-        ]
-    )
-    assert (
-        "ParamValidationError" in store.quarantined["raw-events#03#2026-11-23T09:00:00.000Z#y0000003"].error
-    )
+    assert int(second.quarantined) == 5 and int(third.quarantined or 0) == 0
+    assert len(store.quarantined) == 5
+    assert {
+        quarantine_key(messages["behind"]),
+        quarantine_key(messages["ahead"]),
+        "raw-events#03#2026-11-23T09:00:00.000Z#y0000003",
+    } < set(store.quarantined)
+    kept = store.quarantined["raw-events#03#2026-11-23T09:00:00.000Z#y0000003"]
+    assert "ParamValidationError" in kept.error
+    bodies = {
+        json.loads(zlib.decompress(kept.item))["body"]["S"]: kept
+        for key, kept in store.quarantined.items()
+        if key.startswith("raw-events#fallback-queue#")
+    }
+    assert sorted(bodies) == sorted([TRUNCATED_BODY, LIST_BODY])
+    assert all("not a raw-event item" in kept.error for kept in bodies.values())
     assert store.snapshot() == before
     reliability.record(
         "Bad input",
         "malformed fallback-queue messages (a garbled event behind and ahead of the checkpoints, "
-        "attributes that are not DynamoDB attribute values)",
-        3,
+        "attributes that are not DynamoDB attribute values, a truncated body, JSON that is no item)",
+        5,
         "each quarantined once and deleted from the queue; the runs succeeded and counted nothing else",
         0,
         0,
@@ -245,13 +257,14 @@ POISON_FAULT_POINTS = [
 
 
 def poisoned_campaign() -> FakeWorkflowStore:
-    """The campaign with two poison events in the table (one in the first batch of its shard) and a
-    malformed fallback message ahead of every checkpoint."""
+    """The campaign with two poison events in the table (one in the first batch of its shard), a
+    garbled fallback event ahead of every checkpoint and a truncated fallback message."""
     store = seeded_store()
     campaign(store)
     store.add_raw_item(poison_item("an at that does not parse", "x0000001", seconds=1))
     store.add_raw_item(poison_item("no recipient id", "x0000002", seconds=2_000))
     store.fallback["m-poison"] = poison_item("a kind the workflow does not know", "y0000001", seconds=2_500)
+    store.fallback["m-truncated"] = TRUNCATED_BODY
     return store
 
 
@@ -262,7 +275,7 @@ def test_a_crash_at_any_call_while_quarantining_poison_events_then_a_rerun_gives
     expected = clean_snapshot(batch_size=2)
     clean = poisoned_campaign()
     workflow(clean, batch_size=2).run("clean", "schedule")
-    assert clean.snapshot() == expected and len(clean.quarantined) == 3
+    assert clean.snapshot() == expected and len(clean.quarantined) == 4
     crashes = 0
     for nth in range(1, 60):
         # Given a run that dies at the nth call of an operation (nothing after it runs)
