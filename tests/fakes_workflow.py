@@ -192,6 +192,9 @@ class FakeWorkflowStore:
 
     def in_quarantine(self, keys: Iterable[str]) -> set[str]:
         self._call("in_quarantine")
+        keys = list(keys)
+        if len(set(keys)) != len(keys):  # what DynamoDB answers to a BatchGetItem naming a key twice
+            raise ValueError("ValidationException: Provided list of item keys contains duplicates")
         return {key for key in keys if key in self.quarantined}
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -469,12 +469,14 @@ class _Run:
         if not poison:
             return
         table = quarantine.table_of(RawEventModel.__name__)
-        kept = self._store.in_quarantine(quarantine.key_of(table, (p.shard, p.sk)) for p in poison)
+        # The same message may come twice in one receive; DynamoDB refuses a read naming a key twice.
+        by_key = {quarantine.key_of(table, (p.shard, p.sk)): p for p in poison}
+        kept = self._store.in_quarantine(by_key)
         self._keep(
             [
                 self._quarantined(p.item, RawEventModel.__name__, (p.shard, p.sk, ""), p.error, None)
-                for p in poison
-                if quarantine.key_of(table, (p.shard, p.sk)) not in kept
+                for key, p in by_key.items()
+                if key not in kept
             ]
         )
 

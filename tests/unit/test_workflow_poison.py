@@ -218,6 +218,21 @@ def test_malformed_fallback_messages_are_quarantined_and_leave_the_queue(reliabi
     )
 
 
+def test_the_same_malformed_message_twice_in_one_receive_is_quarantined_once() -> None:
+    # Given the same truncated body twice in the fallback queue (sent twice), and the same garbled event
+    store = seeded_store()
+    campaign(store)
+    garbled = poison_item("no recipient id", "y0000001")
+    store.fallback.update({"m1": TRUNCATED_BODY, "m2": TRUNCATED_BODY, "m3": garbled, "m4": dict(garbled)})
+    # When the workflow runs
+    run = workflow(store).run("run-1", "schedule")
+    # Then each is kept once, the queue is empty, and the campaign counts as in a clean run
+    assert run.status == "succeeded"
+    assert int(run.quarantined) == len(store.quarantined) == 2
+    assert store.fallback == {}
+    assert store.snapshot() == clean_snapshot(batch_size=100)
+
+
 def test_a_quarantined_event_fixed_and_sent_back_through_the_fallback_queue_counts_once() -> None:
     # Given a click whose kind a buggy writer misspelled, quarantined by a run
     store = seeded_store()
