@@ -120,7 +120,7 @@ class Monitoring(Construct):
                 "WritesQuarantined",
                 custom_metric(MetricNames.WRITES_QUARANTINED, FAST_PERIOD),
                 "DynamoDB refused a write of the tracking workflow for what it held (too large, an invalid "
-                "value): the run went on without it and kept it in quarantine (workflow table, pk "
+                "value), or a raw event could not be read: the run went on without it and kept it in quarantine (workflow table, pk "
                 "'quarantine'); README Operations says how to re-drive or discard it.",
             ),
             self._alarm(

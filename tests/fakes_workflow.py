@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -14,11 +15,13 @@ from functions.consolidate.store import (
     LockLost,
     PendingBatch,
     Refused,
+    Unreadable,
     WorkflowState,
     WriteRefused,
     indicator_model,
+    raw_event,
 )
-from functions.shared import raw_events
+from functions.shared import fallback, raw_events
 from functions.shared.fallback import FallbackMessage
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
@@ -52,6 +55,7 @@ def _copy(item: Model) -> Any:
 class FakeWorkflowStore:
     def __init__(self) -> None:
         self.raw: dict[str, list[RawEventModel]] = {}
+        self.raw_items: dict[str, list[dict[str, Any]]] = {}  # items that are no raw event (no model)
         self.logs: dict[tuple[str, str], TrackingLogModel] = {}
         self.indicators: dict[StateKey, Model] = {}
         self.urls: dict[str, list[TrackedUrlModel]] = {}
@@ -66,7 +70,7 @@ class FakeWorkflowStore:
         self.calls: dict[str, int] = {}
         self.writes: dict[tuple[str, str], int] = {}  # puts of each item, tracking logs and indicators
         self.fault: Callable[[str, int], bool] = lambda operation, count: False
-        self.fallback: dict[str, dict[str, Any]] = {}
+        self.fallback: dict[str, dict[str, Any] | str] = {}  # an item, or a message body as SQS holds it
         self.erasures_pending: dict[str, ErasureModel] = {}
         self.erasures_done: dict[str, ErasureModel] = {}
         self._fallback_seq = 0
@@ -99,6 +103,23 @@ class FakeWorkflowStore:
         shard = self.raw.setdefault(str(model.shard), [])
         bisect.insort(shard, model, key=lambda m: str(m.sk))
         return model
+
+    def add_raw_item(self, item: dict[str, Any]) -> None:
+        """An item written to the raw-events table by anything (a manual write, an older redirect)."""
+        read = raw_event(item)
+        if isinstance(read, RawEventModel):
+            try:
+                read.serialize()  # a model that does not write back as it was read is kept as read
+            except ValueError:
+                read = Unreadable(str(read.shard), str(read.sk), item, "")
+        if isinstance(read, Unreadable):
+            shard_items = self.raw_items.setdefault(read.shard, [])
+            if all(existing["sk"] != item["sk"] for existing in shard_items):
+                bisect.insort(shard_items, item, key=lambda i: str(i["sk"]["S"]))
+            return
+        shard = self.raw.setdefault(str(read.shard), [])
+        if all(existing.sk != read.sk for existing in shard):
+            bisect.insort(shard, read, key=lambda m: str(m.sk))
 
     def add_url(self, url: TrackedUrlModel) -> None:
         self.urls.setdefault(str(url.delivery_id), []).append(url)
@@ -160,10 +181,21 @@ class FakeWorkflowStore:
         self._call("save_run")
         self.runs[str(run.sk)] = _copy(run)
 
-    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]:
+    def read_raw(
+        self, shard: str, after: str | None, upto: str, limit: int
+    ) -> list[RawEventModel | Unreadable]:
         self._call("read_raw")
-        events = [e for e in self.raw.get(shard, []) if (after is None or e.sk > after) and e.sk <= upto]
-        return [_copy(e) for e in events[:limit]]
+        read: list[RawEventModel | Unreadable] = [_copy(e) for e in self.raw.get(shard, [])]
+        read += [raw_event(copy.deepcopy(i)) for i in self.raw_items.get(shard, [])]
+        read.sort(key=lambda entry: str(entry.sk))
+        return [entry for entry in read if (after is None or entry.sk > after) and entry.sk <= upto][:limit]
+
+    def in_quarantine(self, keys: Iterable[str]) -> set[str]:
+        self._call("in_quarantine")
+        keys = list(keys)
+        if len(set(keys)) != len(keys):  # what DynamoDB answers to a BatchGetItem naming a key twice
+            raise ValueError("ValidationException: Provided list of item keys contains duplicates")
+        return {key for key in keys if key in self.quarantined}
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         self._call("logged")
@@ -215,17 +247,23 @@ class FakeWorkflowStore:
     def receive_fallback(self, limit: int) -> list[FallbackMessage]:
         self._call("receive_fallback")
         # like SQS: nothing is hidden between receives here, so a crash redelivers everything
-        return [FallbackMessage(receipt, item) for receipt, item in list(self.fallback.items())[:limit]]
+        return [
+            FallbackMessage(receipt, item) if isinstance(item, dict) else fallback.decode(receipt, item)
+            for receipt, item in list(self.fallback.items())[:limit]
+        ]
 
     def put_raw(self, item: dict[str, Any]) -> None:
         self._call("put_raw")
-        reason = self.refuse(item)
+        try:
+            reason = self.refuse(item)
+        except (AttributeError, TypeError, ValueError) as error:  # not attribute values: boto3 refuses it
+            reason = f"ParamValidationError: {error}"
+        keys = [item.get(name) for name in ("shard", "sk")]
+        if reason is None and not all(isinstance(k, dict) and k.get("S") and len(k) == 1 for k in keys):
+            reason = "ValidationException: One or more parameter values were invalid: key attributes"
         if reason is not None:
             raise WriteRefused(reason)
-        model = RawEventModel.from_raw_data(item)
-        shard = self.raw.setdefault(str(model.shard), [])
-        if all(existing.sk != model.sk for existing in shard):
-            bisect.insort(shard, model, key=lambda m: str(m.sk))
+        self.add_raw_item(item)
 
     def delete_fallback(self, receipts: list[str]) -> None:
         self._call("delete_fallback")

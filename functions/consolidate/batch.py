@@ -56,6 +56,18 @@ from functions.shared.useragent import parse_user_agent
 # arithmetic that keeps the items below DynamoDB's 400 KB whatever the hits say.
 BREAKDOWN_MEASURES = ("opens", "clicks")
 WEB_KINDS = frozenset({"page", "transaction"})  # raw events of the web-tracking tag
+KINDS = frozenset({"open", "click", *WEB_KINDS})
+_NAMES = ("event_id", "kind", "delivery_id", "recipient_id", "at")  # strings every raw event holds
+_OPTIONAL_NAMES = (
+    "url_id",
+    "user_agent",
+    "person_id",
+    "site_id",
+    "via_url_id",
+    "page_url",
+    "amount",
+    "currency",
+)
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
 
@@ -106,6 +118,38 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
             keys.add(person_key(event.delivery_id, _person(event)))
             keys.add(streams_key(event.delivery_id))
     return keys
+
+
+def fault(event: RawEventModel, log_ttl_days: int) -> str | None:
+    """Why the workflow cannot consolidate this raw event (a field missing or garbled, a time that
+    does not parse, a kind it does not know), or None. The workflow runs ``consolidate`` only on
+    events without: a batch updates the run's items in place, so it must not fail halfway for one.
+
+    With these checks passed, nothing a batch computes from the event can raise: the keys join
+    strings, the tracking log's expiry adds the TTL to a time that parses (and stays in range), an
+    amount is parsed with its errors caught (``_amount``).
+    """
+    values = event.attribute_values  # a plain dict: reading the attributes one by one costs more
+    for name in _NAMES:
+        value = values.get(name)
+        if not isinstance(value, str) or not value:
+            return f"{name} is {'missing' if value is None else repr(value)[:100]}"
+    for name in _OPTIONAL_NAMES:
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {repr(value)[:100]}"
+    if values["kind"] not in KINDS:
+        return f"kind {values['kind'][:100]!r} is not one the workflow knows"
+    checks = (
+        ("at", lambda: timeutil.parse(values["at"]) + timedelta(days=log_ttl_days)),
+        ("user_agent", lambda: parse_user_agent(values.get("user_agent"))),
+    )
+    for name, check in checks:
+        try:
+            check()
+        except Exception as error:  # whatever it holds, the run goes on without it
+            return f"{name} {str(values.get(name))[:100]!r}: {type(error).__name__}: {error}"[:1_000]
+    return None
 
 
 def _person(event: RawEventModel) -> str:

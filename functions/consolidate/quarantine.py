@@ -8,6 +8,7 @@ fix it and put it back (README, "Quarantined writes").
 
 from __future__ import annotations
 
+import base64
 import json
 import zlib
 from datetime import datetime
@@ -40,15 +41,15 @@ def kept(
     ``key`` is its key and a suffix making the quarantine key unique where the same item may be
     refused again with other contents (an indicator item at each flush); a replay rewrites the same.
     """
-    text = json.dumps(data, separators=(",", ":")).encode()
+    text = json.dumps(data, separators=(",", ":"), default=_jsonable).encode()
     blob = zlib.compress(text, level=6)
     complete = len(blob) <= MAX_QUARANTINED_BYTES
     if not complete:
         blob = zlib.compress(text[:MAX_QUARANTINED_BYTES], level=6)
-    table = _TABLES.get(model, "indicators")
+    table = table_of(model)
     first, second, suffix = key
     return QuarantineModel(
-        sk=f"{table}#{first}#{second}{suffix}",
+        sk=key_of(table, (first, second), suffix),
         at=timeutil.iso(at),
         run_id=run_id,
         table=table,
@@ -56,10 +57,34 @@ def kept(
         key=json.dumps([first, second]),
         error=error[:1_000],
         item=blob,
-        item_bytes=limits.item_size(data),
+        item_bytes=_size(data, len(text)),
         complete=complete,
         instead=instead,
     )
+
+
+def table_of(model: str) -> str:
+    return _TABLES.get(model, "indicators")
+
+
+def key_of(table: str, key: tuple[str, str], suffix: str = "") -> str:
+    """The quarantine item's sort key for an item of ``table``: a replay rewrites the same."""
+    return f"{table}#{key[0]}#{key[1]}{suffix}"
+
+
+def _jsonable(value: Any) -> str:
+    """A binary attribute value (boto3 reads it as bytes) as base64, as DynamoDB's JSON writes it."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return repr(value)
+
+
+def _size(data: dict[str, Any], fallback: int) -> int:
+    """The item's size as DynamoDB counts it; for one that is not attribute values, its JSON's."""
+    try:
+        return limits.item_size(data)
+    except Exception:  # an unreadable raw event may hold anything
+        return fallback
 
 
 def bare_log(log: TrackingLogModel) -> TrackingLogModel:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import boto3
+from botocore.exceptions import ParamValidationError
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
@@ -37,7 +38,6 @@ from functions.shared.models import (
     TrackedUrlModel,
     TrackingLogModel,
 )
-from functions.shared.observability import logger
 from functions.shared.tables import RAW_EVENTS, WORKFLOW
 
 _MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MODELS}
@@ -54,6 +54,40 @@ class Refused:
 
     item: Model
     error: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A raw-events item that is not a raw event the workflow can read (an attribute missing, of the
+    wrong DynamoDB type, or holding what no event holds): the workflow quarantines it and goes on."""
+
+    shard: str
+    sk: str
+    item: dict[str, Any]  # its attribute values, as stored
+    error: str
+
+
+def raw_event(item: dict[str, Any]) -> RawEventModel | Unreadable:
+    """The raw event a raw-events item holds, or why it holds none."""
+    try:
+        return RawEventModel.from_raw_data(item)
+    except Exception as error:  # whatever the item holds, the run goes on without it
+        return Unreadable(*raw_key(item), item, f"{type(error).__name__}: {error}"[:1_000])
+
+
+def raw_key(item: Any) -> tuple[str, str]:
+    """A raw-events item's shard and sort key, or as much of them as an item that is not one says."""
+    return (_key_text(item, "shard"), _key_text(item, "sk"))
+
+
+def _key_text(item: Any, name: str) -> str:
+    """A key attribute's string, or as much of it as an item that is not one says."""
+    value = item.get(name) if isinstance(item, dict) else None
+    if isinstance(value, dict) and isinstance(value.get("S"), str):
+        return str(value["S"])
+    if isinstance(value, str):
+        return value[:200]
+    return json.dumps(value, default=str)[:200] if value is not None else ""
 
 
 class WriteRefused(RuntimeError):
@@ -156,7 +190,10 @@ class WorkflowStore(ErasureStore, Protocol):
     def save_pending(self, owner: str, pending: PendingBatch) -> None: ...
     def complete_pending(self, owner: str, pending: PendingBatch) -> None: ...
     def save_run(self, run: RunModel) -> None: ...
-    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]: ...
+    def read_raw(
+        self, shard: str, after: str | None, upto: str, limit: int
+    ) -> list[RawEventModel | Unreadable]: ...
+    def in_quarantine(self, keys: Iterable[str]) -> set[str]: ...
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]: ...
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]: ...
@@ -286,10 +323,39 @@ class DynamoWorkflowStore:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def read_raw(self, shard: str, after: str | None, upto: str, limit: int) -> list[RawEventModel]:
-        lower = (after + "\x00") if after is not None else ""
-        condition = RawEventModel.sk.between(lower, upto) if lower else RawEventModel.sk <= upto
-        return list(RawEventModel.query(shard, condition, consistent_read=True, limit=limit))
+    def read_raw(
+        self, shard: str, after: str | None, upto: str, limit: int
+    ) -> list[RawEventModel | Unreadable]:
+        """The items of ``shard`` after ``after`` up to ``upto``, in order, each read on its own: one
+        that is not a raw event comes back as ``Unreadable`` and does not keep the others from being read."""
+        arguments: dict[str, Any] = {
+            "TableName": RAW_EVENTS.table_name,
+            "ConsistentRead": True,
+            "ExpressionAttributeNames": {"#shard": "shard", "#sk": "sk"},
+        }
+        if after is not None:
+            arguments["KeyConditionExpression"] = "#shard = :shard AND #sk BETWEEN :after AND :upto"
+            values = {":after": {"S": after + "\x00"}}
+        else:
+            arguments["KeyConditionExpression"] = "#shard = :shard AND #sk <= :upto"
+            values = {}
+        arguments["ExpressionAttributeValues"] = {":shard": {"S": shard}, ":upto": {"S": upto}, **values}
+        items: list[dict[str, Any]] = []
+        while len(items) < limit:
+            answer = self._client.query(**arguments, Limit=limit - len(items))
+            items += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return [raw_event(item) for item in items]
+
+    def in_quarantine(self, keys: Iterable[str]) -> set[str]:
+        found = models.QuarantineModel.batch_get(
+            [(models.QUARANTINE_PK, key) for key in keys],
+            consistent_read=True,
+            attributes_to_get=["pk", "sk"],
+        )
+        return {str(item.sk) for item in found}
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         found = TrackingLogModel.batch_get(
@@ -361,19 +427,16 @@ class DynamoWorkflowStore:
         answer = self._queue().receive_message(
             QueueUrl=self._queue_url, MaxNumberOfMessages=min(limit, 10), WaitTimeSeconds=0
         )
-        messages = []
-        for message in answer.get("Messages", []):
-            decoded = fallback.decode(message["ReceiptHandle"], message.get("Body", ""))
-            if decoded is None:
-                logger.error("dropping a fallback message that is not a raw event")
-                self.delete_fallback([message["ReceiptHandle"]])
-                continue
-            messages.append(decoded)
-        return messages
+        return [
+            fallback.decode(message["ReceiptHandle"], message.get("Body", ""))
+            for message in answer.get("Messages", [])
+        ]
 
     def put_raw(self, item: dict[str, Any]) -> None:
         try:
             self._client.put_item(TableName=RAW_EVENTS.table_name, Item=item)
+        except ParamValidationError as error:  # not attribute values at all: refused before it is sent
+            raise WriteRefused(f"ParamValidationError: {error}"[:1_000]) from error
         except self._client.exceptions.ClientError as error:
             reason = refusal(error)
             if reason is None:

@@ -29,10 +29,18 @@ How exactly-once holds (see README "The tracking workflow"):
   still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
   starts again from it), a refused fallback event is dropped from the queue. Everything else is
   written exactly once as before.
+* The same holds for a raw event the workflow cannot read or consolidate (the raw-events table and
+  the fallback queue may hold anything: a manual write, an older redirect's bug). Each item read is
+  parsed on its own and checked (``batch.fault``) before any batch counts it: a batch updates the
+  carried items in place, so it must not fail halfway. A poison event is quarantined with its item,
+  key and error, once (a run that reads it again finds it kept: after a crash, in the late-event
+  window, redelivered from the queue); it gets no tracking log and counts nowhere, and its shard's
+  checkpoint moves past it with the batch it came in.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,9 +53,12 @@ from functions.consolidate.store import (
     LockLost,
     PendingBatch,
     Refused,
+    Unreadable,
     WorkflowState,
     WorkflowStore,
     WriteRefused,
+    raw_event,
+    raw_key,
 )
 from functions.shared import raw_events, timeutil
 from functions.shared.models import (
@@ -286,13 +297,20 @@ class _Run:
             if not messages:
                 break
             behind: dict[tuple[str, str], RawEventModel] = {}
+            stored: list[RawEventModel | Unreadable] = []
+            refused: list[Unreadable] = []
             for message in messages:
+                if message.error is not None:
+                    refused.append(Unreadable(*_body_key(message.item), message.item, message.error))
+                    continue
                 try:
                     self._store.put_raw(message.item)
-                except WriteRefused as refused:
-                    self._quarantine_raw(message.item, str(refused))
+                except WriteRefused as error:
+                    refused.append(Unreadable(*raw_key(message.item), message.item, str(error)))
                     continue
-                event = RawEventModel.from_raw_data(message.item)
+                stored.append(raw_event(message.item))
+            self._quarantine_raw(refused)
+            for event in self._readable(stored):
                 checkpoint = self._state.checkpoints.get(str(event.shard))
                 if checkpoint is not None and event.sk <= checkpoint:
                     behind[(event.delivery_id, event.sk)] = event
@@ -319,13 +337,15 @@ class _Run:
             for shard, after in list(positions.items()):
                 if self._budget.exhausted():
                     return False
-                events = self._store.read_raw(shard, after, upto, self._config.batch_size)
-                if not events:
+                read = self._store.read_raw(shard, after, upto, self._config.batch_size)
+                if not read:
                     del positions[shard]
                     continue
-                positions[shard] = events[-1].sk
-                self._consolidate(events, logs_now=True)
-                self._carried.checkpoints[shard] = events[-1].sk
+                positions[shard] = read[-1].sk
+                events = self._readable(read)
+                if events:
+                    self._consolidate(events, logs_now=True)
+                self._carried.checkpoints[shard] = read[-1].sk  # past the quarantined events too
                 self._flush_if_full()
         return True
 
@@ -334,10 +354,13 @@ class _Run:
         at = timeutil.parse(checkpoint.split("#", 1)[0])
         after = timeutil.iso(at - timedelta(seconds=self._config.late_event_grace_seconds))
         while True:
-            events = self._store.read_raw(shard, after, checkpoint, self._config.batch_size)
-            if not events:
+            read = self._store.read_raw(shard, after, checkpoint, self._config.batch_size)
+            if not read:
                 return
-            after = events[-1].sk
+            after = read[-1].sk
+            events = self._readable(read)
+            if not events:
+                continue
             logged = self._store.logged((e.delivery_id, e.sk) for e in events)
             late = [e for e in events if (e.delivery_id, e.sk) not in logged]
             if late:
@@ -345,6 +368,25 @@ class _Run:
                 self._renew_lock()
                 self._consolidate(late, logs_now=False)
                 self._flush_if_full()
+
+    def _readable(self, read: list[RawEventModel | Unreadable]) -> list[RawEventModel]:
+        """The raw events the workflow can consolidate; it quarantines the others (once), so that one
+        poison event does not fail every run: its checkpoint moves past it like past any other."""
+        events: list[RawEventModel] = []
+        poison: list[Unreadable] = []
+        for entry in read:
+            if isinstance(entry, Unreadable):
+                poison.append(entry)
+                continue
+            error = batch.fault(entry, self._config.log_ttl_days)
+            if error is None:
+                events.append(entry)
+            else:
+                poison.append(
+                    Unreadable(str(entry.shard), str(entry.sk), entry.serialize(null_check=False), error)
+                )
+        self._quarantine_raw(poison)
+        return events
 
     def _consolidate(self, events: list[RawEventModel], *, logs_now: bool) -> None:
         """Count ``events`` in the carried items; put their tracking logs now or hold them for the flush."""
@@ -421,9 +463,22 @@ class _Run:
             )
         self._keep(kept)
 
-    def _quarantine_raw(self, item: dict[str, Any], error: str) -> None:
-        key = (str(item.get("shard", {}).get("S", "")), str(item.get("sk", {}).get("S", "")))
-        self._keep([self._quarantined(item, RawEventModel.__name__, (*key, ""), error, None)])
+    def _quarantine_raw(self, poison: list[Unreadable]) -> None:
+        """Keep raw events the workflow cannot consolidate or write, each once: a run that reads one
+        again (after a crash, in the late-event window, redelivered) finds it kept already."""
+        if not poison:
+            return
+        table = quarantine.table_of(RawEventModel.__name__)
+        # The same message may come twice in one receive; DynamoDB refuses a read naming a key twice.
+        by_key = {quarantine.key_of(table, (p.shard, p.sk)): p for p in poison}
+        kept = self._store.in_quarantine(by_key)
+        self._keep(
+            [
+                self._quarantined(p.item, RawEventModel.__name__, (p.shard, p.sk, ""), p.error, None)
+                for key, p in by_key.items()
+                if key not in kept
+            ]
+        )
 
     def _quarantined(
         self, data: dict[str, Any], model: str, key: tuple[str, str, str], error: str, instead: str | None
@@ -431,11 +486,13 @@ class _Run:
         return quarantine.kept(data, model, key, error, instead, run_id=self._owner, at=self._clock())
 
     def _keep(self, quarantined: list[QuarantineModel]) -> None:
+        if not quarantined:
+            return
         self._store.quarantine(quarantined)
         self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
         for item in quarantined:
             logger.error(
-                "quarantined a write DynamoDB refused",
+                "quarantined an item the workflow could not write or read",
                 extra={
                     "table": item.table,
                     "key": item.key,
@@ -471,6 +528,12 @@ class _Run:
             for recipient_id, domain in self._store.message_domains(delivery_id, recipient_ids).items():
                 domains[(delivery_id, recipient_id)] = domain
         return domains
+
+
+def _body_key(item: dict[str, Any]) -> tuple[str, str]:
+    """The quarantine key of a fallback message whose body is no raw event: the same body, the same key."""
+    body = str(item.get("body", {}).get("S", ""))
+    return ("fallback-queue", hashlib.sha256(body.encode()).hexdigest()[:32])
 
 
 def _key(item: Any) -> tuple[str, str]:

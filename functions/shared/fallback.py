@@ -22,19 +22,24 @@ def queue_url() -> str | None:
 @dataclass(frozen=True)
 class FallbackMessage:
     receipt: str
-    item: dict[str, Any]  # DynamoDB attribute values of the raw-event item
+    item: dict[str, Any]  # DynamoDB attribute values of the raw-event item; else {"body": {"S": body}}
+    error: str | None = None  # why the body holds no raw-event item (the workflow quarantines it)
 
 
 def encode(item: dict[str, Any]) -> str:
     return json.dumps(item, separators=(",", ":"))
 
 
-def decode(receipt: str, body: str) -> FallbackMessage | None:
-    """The message's raw-event item, or None for a body that is not one (logged and dropped)."""
+def decode(receipt: str, body: str) -> FallbackMessage:
+    """The message's raw-event item, or for a body that is not one (truncated, not JSON, naming no
+    key), the body itself and why."""
     try:
         item = json.loads(body)
     except ValueError:
-        return None
+        item = None
     if not isinstance(item, dict) or not {"shard", "sk", "event_id"} <= set(item):
-        return None
+        reason = (
+            "the message body is not a raw-event item (JSON attribute values naming shard, sk and event_id)"
+        )
+        return FallbackMessage(receipt, {"body": {"S": body}}, reason)
     return FallbackMessage(receipt, item)

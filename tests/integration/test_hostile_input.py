@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from functions.api.delivery_repository import DynamoDeliveryRepository
@@ -27,6 +28,7 @@ from functions.shared.models import (
     TrackingLogModel,
     WorkflowStateModel,
 )
+from functions.shared.tables import RAW_EVENTS
 from functions.shared.tokens import LinkClaims, signer
 from tests.integration.test_tracking_flow import Browser, click, run_workflow
 
@@ -237,3 +239,53 @@ def test_a_writer_that_missed_domains_named_meanwhile_counts_its_new_ones_apart(
     sends = repo.send_counts("drace")
     assert (sends.sent, sends.other_domains) == (5, 1)
     assert sends.domains == {"d0.example": 2, "d1.example": 1, "d2.example": 1}
+
+
+def test_a_raw_event_item_with_a_garbage_attribute_is_quarantined_and_the_others_count_exactly(
+    tables: None, reliability: Any
+) -> None:
+    # Given three ordinary clicks, and next to the first, in the same shard, an item written by something
+    # other than the redirect: its time is a number, its recipient a binary value
+    ordinary_urls()
+    Browser().get(click("r1", "1"))
+    Browser().get(click("r2", "1"))
+    Browser().get("/r/" + signer().sign(LinkClaims("c", "d2", "r9", "1")))
+    client = boto3.client("dynamodb")
+    [first, *_] = client.scan(TableName=RAW_EVENTS.table_name)["Items"]
+    poison = {
+        **first,
+        "sk": {"S": first["sk"]["S"].split("#")[0] + "#poison01"},
+        "event_id": {"S": "poison01"},
+        "at": {"N": "1764000000"},
+        "recipient_id": {"B": b"\x00\xff"},
+    }
+    client.put_item(TableName=RAW_EVENTS.table_name, Item=poison)
+    # When the workflow runs, twice
+    result = run_workflow("run-1")
+    again = run_workflow("run-2")
+    # Then the first run succeeded, counted the three clicks exactly and kept the poison in quarantine
+    assert result["status"] == "succeeded" and result["events_processed"] == 3
+    stats = DeliveryStatsModel.get("d1", "stats")
+    assert (int(stats.total_clicks), int(stats.clicks)) == (2, 2)
+    assert int(DeliveryStatsModel.get("d2", "stats").total_clicks) == 1
+    [kept] = quarantined()
+    assert (kept.table, json.loads(kept.key)) == ("raw-events", [poison["shard"]["S"], poison["sk"]["S"]])
+    assert "at" in kept.error or "recipient_id" in kept.error
+    assert json.loads(zlib.decompress(kept.item))["event_id"] == {"S": "poison01"}
+    run = RunModel.get("runs", "run-1")
+    assert int(run.quarantined) == 1 and any("quarantined raw-events item" in e for e in run.errors)
+    # And the checkpoint moved past it; the second run neither counts nor quarantines anything again
+    state = WorkflowStateModel.get("state", "tracking")
+    assert state.checkpoints.as_dict()[poison["shard"]["S"]] >= poison["sk"]["S"]
+    assert again["status"] == "succeeded" and again["events_processed"] == 0
+    assert int(RunModel.get("runs", "run-2").quarantined or 0) == 0 and len(quarantined()) == 1
+    assert int(DeliveryStatsModel.get("d1", "stats").total_clicks) == 2
+    reliability.record(
+        "Bad input",
+        "a raw-events item with garbage attributes written by something other than the redirect (on moto)",
+        1,
+        "quarantined once with its item and error, the checkpoint moved past it; both runs succeeded, "
+        "the three clicks counted exactly",
+        0,
+        0,
+    )

@@ -13,7 +13,13 @@ from botocore.exceptions import ClientError
 from functions.consolidate import handler as consolidate_handler
 from functions.redirect import handler as redirect_handler
 from functions.shared import fallback
-from functions.shared.models import DeliveryStatsModel, TrackedUrlModel, TrackingLogModel
+from functions.shared.models import (
+    QUARANTINE_PK,
+    DeliveryStatsModel,
+    QuarantineModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+)
 from functions.shared.tokens import LinkClaims, signer
 from local.aws import create_fallback_queue
 from tests.apigw import FakeContext, http_event
@@ -89,3 +95,61 @@ def test_throttled_hits_are_answered_queued_and_counted_exactly_once(queue: str,
     assert logs == 20
     stats = DeliveryStatsModel.get("d1", "stats")
     assert (stats.total_opens, stats.total_clicks, stats.opens) == (10, 10, 20)
+
+
+def test_malformed_fallback_messages_are_quarantined_and_the_good_ones_counted(
+    queue: str, reliability: Any
+) -> None:
+    # Given four hits in the fallback queue and, among them, a truncated body, JSON that names the keys
+    # but holds no attribute values (boto3 refuses to send it), and an item whose time is a number
+    throttle = ThrottleRawEvents()
+    redirect_handler._collaborators()
+    assert redirect_handler._sink is not None
+    redirect_handler._sink._client.meta.events.register("before-parameter-build.dynamodb.PutItem", throttle)  # type: ignore[attr-defined]
+    hits(4)
+    throttle.active = False
+    sqs = boto3.client("sqs")
+    garbled = {
+        "shard": {"S": "05"},
+        "sk": {"S": "2026-01-01T00:00:00.000Z#g1"},
+        "event_id": {"S": "g1"},
+        "kind": {"S": "open"},
+        "at": {"N": "1"},
+    }
+    bodies = [
+        '{"shard":{"S":"05"},"sk":{"S":"2026-',
+        '{"shard":"05","sk":"x","event_id":"y"}',
+        fallback.encode(garbled),
+    ]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    # When the tracking workflow runs, twice
+    first = consolidate_handler.lambda_handler({"run_id": "run-1"}, FakeContext())
+    second = consolidate_handler.lambda_handler({"run_id": "run-2"}, FakeContext())
+    # Then the four hits count once, the three malformed messages are kept once, and the queue is empty
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+    assert (first["events_processed"], second["events_processed"]) == (4, 0)
+    assert TrackingLogModel.count("d1") == 4
+    kept = list(QuarantineModel.query(QUARANTINE_PK))
+    assert len(kept) == 3
+    assert sorted(k.error.split(":")[0] for k in kept) == sorted(
+        [
+            "ParamValidationError",
+            "AttributeDeserializationError",
+            "the message body is not a raw-event item (JSON attribute values naming shard, sk and event_id)",
+        ]
+    )
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    reliability.record(
+        "Bad input",
+        "malformed fallback-queue messages on moto's SQS (a truncated body, keys without attribute values, "
+        "a garbled event)",
+        3,
+        "each quarantined once and deleted from the queue; both runs succeeded, the four good hits counted once",
+        0,
+        0,
+    )
