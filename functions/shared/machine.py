@@ -505,3 +505,9 @@ def honeypot_burst(hits: Sequence[BurstHit], burst_seconds: int) -> list[Verdict
                 continue
         verdicts.append(None)
     return verdicts
+
+
+def with_burst(verdicts: Sequence[Verdict], burst: Sequence[Verdict | None]) -> list[Verdict]:
+    """Each hit's final verdict: the honeypot rule's where it speaks (it sees the whole message), else
+    the hit's own from ``Detector.classify``."""
+    return [said if said is not None else own for own, said in zip(verdicts, burst, strict=True)]
