@@ -344,7 +344,9 @@ def validate_settings(document: Any) -> MachineSettings:
     """
     if not isinstance(document, Mapping):
         raise InvalidMachineSettings("the settings must be a JSON object")
-    problems: list[str] = [f"unknown field {name!r}" for name in sorted(set(document) - _SETTINGS_FIELDS)]
+    problems = [
+        f"unknown field {name!r}" for name in sorted(str(k) for k in set(document) - _SETTINGS_FIELDS)
+    ]
     ranges = _validate_ranges(document.get("ranges", []), problems)
     user_agents = _validate_user_agents(document.get("user_agents", []), problems)
     honeypot = document.get("honeypot", True)
@@ -391,7 +393,7 @@ def _validate_ranges(value: Any, problems: list[str]) -> list[RangeRule]:
         where = f"ranges[{index}]"
         extra = set(entry) - {"cidr", "kind"}
         if extra:
-            problems.append(f"{where}: unknown field {sorted(extra)[0]!r}")
+            problems.append(f"{where}: unknown field {sorted(str(k) for k in extra)[0]!r}")
         kind = _kind(entry, where, problems)
         cidr = entry.get("cidr")
         try:
@@ -419,7 +421,7 @@ def _validate_user_agents(value: Any, problems: list[str]) -> list[AgentRule]:
         where = f"user_agents[{index}]"
         extra = set(entry) - {"pattern", "kind"}
         if extra:
-            problems.append(f"{where}: unknown field {sorted(extra)[0]!r}")
+            problems.append(f"{where}: unknown field {sorted(str(k) for k in extra)[0]!r}")
         kind = _kind(entry, where, problems)
         pattern = entry.get("pattern")
         if not isinstance(pattern, str) or not pattern.strip():
