@@ -19,7 +19,6 @@ are built once (``Detector``): per address family, sorted disjoint integer inter
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import socket
@@ -462,14 +461,22 @@ def client_key(secret: bytes, message: str, address: str | None) -> str | None:
     Keyed, because an unkeyed hash of an IPv4 address is reversed by trying all 2³² of them; per
     message, so the key links the hits on one message (all the burst rule needs) and nothing across
     messages or recipients. 64 bits: two addresses on one message collide with odds of 1 in 2⁶⁴.
+    The packed form makes every spelling of one address (and an IPv4-mapped IPv6 one) one key.
     ``None`` when there is no valid address.
     """
-    found = address_key(address)
-    if found is None:
+    if not address:
         return None
-    family, value = found
-    packed = value.to_bytes(4 if family == 4 else 16, "big")
-    return hmac.digest(secret, message.encode() + b"\0" + packed, hashlib.sha256)[:8].hex()
+    try:
+        if ":" in address:
+            packed = socket.inet_pton(socket.AF_INET6, address)
+            if packed[:12] == _V4_MAPPED:
+                packed = packed[12:]
+        else:
+            packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, ValueError):
+        return None
+    # The digest's name, not hashlib.sha256: with a name, hmac.digest takes OpenSSL's one-shot path.
+    return hmac.digest(secret, message.encode() + b"\0" + packed, "sha256")[:8].hex()
 
 
 class BurstHit(Record):
