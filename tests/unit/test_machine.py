@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from functions.shared import machine
+from functions.shared import machine, machine_settings
 from functions.shared.machine import (
     APPLE_MPP_USER_AGENT,
     AgentRule,
@@ -365,12 +365,12 @@ def test_the_data_file_is_small_sourced_and_valid() -> None:
 
 
 def test_no_built_in_pattern_is_found_in_a_persons_user_agent() -> None:
-    for person in (*machine._PERSON_AGENTS, OUTLOOK, CHROME, IOS_SAFARI, GOOGLE_PROXY, YAHOO_PROXY):
+    for person in (*machine_settings._PERSON_AGENTS, OUTLOOK, CHROME, IOS_SAFARI, GOOGLE_PROXY, YAHOO_PROXY):
         assert default_detector().match_user_agent(person) == (None, None), person
 
 
 def test_the_built_in_view_has_the_contracts_shape() -> None:
-    view = machine.builtin_view()
+    view = machine_settings.builtin_view()
     assert set(view) == {"ranges", "user_agents", "updated"}
     assert set(view["ranges"][0]) == {"cidr", "kind", "source"}
     assert set(view["user_agents"][0]) == {"pattern", "kind"}

@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.shared.machine import (
+from functions.shared.machine import AgentRule, MachineSettings, RangeRule
+from functions.shared.machine_settings import (
     MAX_RANGES,
     MAX_USER_AGENTS,
-    AgentRule,
     InvalidMachineSettings,
-    MachineSettings,
-    RangeRule,
     settings_from_item,
     settings_view,
     validate_settings,
