@@ -40,7 +40,6 @@ APPLE_MPP = "apple_mpp"
 SCANNER = "scanner"
 BOT = "bot"
 MACHINE_KINDS = (APPLE_MPP, SCANNER, BOT)
-HIT_KINDS = ("open", "click", "opt_out", "mirror", "page", "transaction")
 APPLE_MPP_USER_AGENT = "Mozilla/5.0"  # all Apple's proxies send, and no person's mail client does
 
 DEFAULT_BURST_SECONDS = 30
