@@ -11,7 +11,9 @@ with the User-Agent cache warm (a container's usual state: a campaign's hits rep
 and cold (every User-Agent new), beside the parts (the address lookup, the pattern scan, the client
 key) and the alternative the module did not take for the patterns (one combined regular expression).
 Import and table building are timed in fresh interpreters, on top of what the redirect's click path
-already imports. With figure 2's JSON (``--inputs``), the cost is set against a warm click's CPU.
+already imports. With figure 2's JSON (``--inputs``, as ``make bench`` gives it), the cost is set
+against a warm click's CPU and the target is figure 2's: a click plus detection's worst cost per hit
+within 1.3× the bare handler; alone, an absolute 10 µs per hit.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bench.common import (
     median,
     ms,
     standalone,
+    times,
     us,
 )
 
@@ -43,6 +46,7 @@ PASSES_PER_ROUND = 200  # over the corpus's hits, so about 16,000 hits per round
 IMPORT_SAMPLES = 11
 TARGET_SHARE = 0.95
 TARGET_CPU_S = 10e-6
+WARM_CLICK_TARGET = 1.3  # figure 2's
 CORPUS = REPO / "tests" / "fixtures" / "machine_corpus.json"
 SECRET = b"bench-client-key-0123456789abcdef"
 
@@ -171,7 +175,18 @@ def measure(inputs: dict[str, Figure]) -> Figure:
     shares = {kind: counts["caught"][kind] / counts["hits"][kind] for kind in kinds}
     flagged = counts["any"]["person"]
     per_hit = timed["cold"] + timed["keys"]  # the worst a hit pays: a new User-Agent, and its client key
-    met = all(share >= TARGET_SHARE for share in shares.values()) and flagged == 0 and per_hit <= TARGET_CPU_S
+    click = inputs["2"].data.get("click_cpu_s") if "2" in inputs else None
+    bare = inputs["2"].data.get("bare_cpu_s") if "2" in inputs else None
+    if click and bare:
+        # What the issue asks: figure 2 stays within its target with detection on the click path.
+        cost_met = click + per_hit <= WARM_CLICK_TARGET * bare
+        cost_target = (
+            f"a click with detection ≤ {times(WARM_CLICK_TARGET)} the bare handler (figure 2's target)"
+        )
+    else:
+        cost_met = per_hit <= TARGET_CPU_S
+        cost_target = f"≤ {us(TARGET_CPU_S)} CPU per hit (without figure 2's JSON)"
+    met = all(share >= TARGET_SHARE for share in shares.values()) and flagged == 0 and cost_met
     quality_rows = [
         [
             kind,
@@ -182,7 +197,6 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         for kind in kinds
     ]
     quality_rows.append(["person", str(counts["hits"]["person"]), "—", f"{flagged} wrongly flagged"])
-    click = inputs["2"].data.get("click_cpu_s") if "2" in inputs else None
 
     def against_click(seconds: float) -> str:
         return f"{100 * seconds / click:.1f} %" if click else "(run with figure 2's JSON)"
@@ -205,6 +219,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         ", ".join(f"{kind} {100 * shares[kind]:.0f} %" for kind in kinds)
         + f" caught, {flagged} of {counts['hits']['person']} person hits flagged; "
         + f"{us(per_hit)} CPU per hit at most"
+        + (f", a click with it {times((click + per_hit) / bare)} the bare handler" if click and bare else "")
     )
     notes = [
         f"Corpus: {len(corpus['sequences'])} messages, {len(hits)} hits (`tests/fixtures/machine_corpus.json`, "
@@ -220,7 +235,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         title="Machine detection",
         target=(
             f"corpus: ≥ {100 * TARGET_SHARE:.0f} % of each machine kind caught as that kind and 0 person hits "
-            f"flagged; ≤ {us(TARGET_CPU_S)} CPU per hit (median)"
+            f"flagged; {cost_target}"
         ),
         status=Figure.verdict(met),
         headline=headline,
