@@ -4,7 +4,8 @@ The figures that time short things (import, CPU per click, the peer, the local s
 alone. The long ones measure CPU time per event, which sharing the machine does not change, so they
 run side by side to keep the whole bench within 15 minutes on two cores: the scaling figure in one
 lane (itself two lanes, moto and in memory), the request and report figures in another. The cost
-figure comes last: it is computed from figures 2, 3 and 4.
+figure comes last: it is computed from figures 2, 3 and 4; the machine-detection figure follows it,
+alone, and sets its CPU per hit against figure 2's click.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bench.report import render_document
 
 ALONE = ("fig1_cold_start", "fig2_warm_click", "fig7_peer", "fig8_local_stack")
 SIDE_BY_SIDE = (("fig4_workflow_scaling",), ("fig3_requests", "fig5_report_cost"))
-LAST = ("fig6_cost",)
+LAST = ("fig6_cost", "fig9_machine_detection")
 DOCUMENT = REPO / "BENCHMARKS.md"
 
 
