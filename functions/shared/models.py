@@ -201,6 +201,9 @@ class RawEventModel(_Model):
     machine_reason = UnicodeAttribute(null=True)
     client_key = UnicodeAttribute(null=True)
     honeypot = BooleanAttribute(default=False)
+    # A honeypot hit: the burst window (seconds) in force when it was recorded, so a settings change
+    # applies to hits recorded after it; None means machine.DEFAULT_BURST_SECONDS.
+    burst_seconds = NumberAttribute(null=True)
 
 
 # --- tracking logs table ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ class RawEvent(Record):
     __slots__ = (
         "amount",
         "at",
+        "burst_seconds",
         "client_key",
         "currency",
         "delivery_id",
@@ -63,6 +64,7 @@ class RawEvent(Record):
         machine_reason: str | None = None,
         client_key: str | None = None,
         honeypot: bool = False,
+        burst_seconds: int | None = None,  # honeypot hits: the burst window in force when recorded
     ) -> None:
         self.event_id = event_id
         self.kind = kind
@@ -83,6 +85,7 @@ class RawEvent(Record):
         self.machine_reason = machine_reason
         self.client_key = client_key
         self.honeypot = honeypot
+        self.burst_seconds = burst_seconds
 
 
 def shard_of(event_id: str) -> str:
@@ -132,4 +135,6 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
             item[name] = {"S": value}
     if event.honeypot:
         item["honeypot"] = {"BOOL": True}
+    if event.burst_seconds is not None:
+        item["burst_seconds"] = {"N": str(event.burst_seconds)}
     return item

@@ -91,7 +91,7 @@ def test_the_verdict_on_a_hit_reaches_its_tracking_log() -> None:
     at = datetime(2026, 12, 6, 8, 0, 0, tzinfo=UTC)
     scanner = RawEvent(
         "e1", "click", "d1", "r1", None, at, "UA", "p1", "203.0.113.0", False,
-        machine="scanner", machine_reason="honeypot link", client_key="0123456789abcdef", honeypot=True,
+        machine="scanner", machine_reason="honeypot link", client_key="0123456789abcdef", honeypot=True, burst_seconds=45,
     )  # fmt: skip
     person = RawEvent("e2", "open", "d1", "r1", None, at, "UA", None, "203.0.113.0", False)
     read = [models.RawEventModel.from_raw_data(to_item(e, ttl_days=30)) for e in (scanner, person)]
@@ -110,6 +110,7 @@ def test_the_verdict_on_a_hit_reaches_its_tracking_log() -> None:
         "scanner", "honeypot link", "0123456789abcdef",
     )  # fmt: skip
     assert (read[0].honeypot, read[1].honeypot) == (True, False)
+    assert (read[0].burst_seconds, read[1].burst_seconds) == (45, None)
     assert (by_event["e2"].machine, by_event["e2"].machine_reason, by_event["e2"].client_key) == (
         None,
         None,
