@@ -133,3 +133,37 @@ def test_claims_compare_by_value() -> None:
     assert LinkClaims("c", "d", "r", "1") == LinkClaims("c", "d", "r", "1", False, {})
     assert LinkClaims("c", "d", "r", "1") != LinkClaims("c", "d", "r", "2")
     assert "url_id='1'" in repr(LinkClaims("c", "d", "r", "1"))
+
+
+def _payload(body: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ["c", "d1", "r2", "1"],  # a click on someone else's behalf
+        ["w", "s1", "", ""],  # a web-tracking site token
+        ["l", "d1", "r2", "1", 0, {"t": "1795420800"}],  # a latest-click cookie
+        ["o", "d1", "r2", ""],
+    ],
+)
+def test_a_forged_payload_with_an_empty_or_short_signature_is_refused(body: list[object]) -> None:
+    # Given a forger who knows the key id (it is in every link) but not the key
+    signer = Signer(KEY)
+    kid, _, mac = signer.sign(LinkClaims("c", "d1", "r1", "1")).split(".")
+    forged = _payload(body)
+    # When they present their own claims with no signature, or the first characters of a real one
+    # Then every such token is refused: the signature is compared whole, never over what was presented
+    for presented in ("", mac[:1], mac[:4], mac[:-1], mac + "A", f"{mac}{mac}"):
+        with pytest.raises(InvalidToken):
+            signer.verify(f"{kid}.{forged}.{presented}")
+
+
+def test_a_genuine_token_with_its_signature_cut_short_is_refused() -> None:
+    signer = Signer(KEY)
+    kid, payload, mac = signer.sign(LinkClaims("c", "d1", "r1", "1")).split(".")
+    assert len(mac) == 22  # 16 bytes of HMAC-SHA256, base64url without padding
+    for length in range(len(mac)):
+        with pytest.raises(InvalidToken):
+            signer.verify(f"{kid}.{payload}.{mac[:length]}")
