@@ -82,3 +82,48 @@ def test_strings_that_are_not_cursors_are_refused(text: str) -> None:
 
 def test_no_next_page_has_no_cursor() -> None:
     assert cursors.encode(None) is None
+
+
+INVALID = "the cursor is invalid; use the next_cursor of a previous page"
+
+
+def _signed(payload: bytes) -> str:
+    """A cursor over any payload, signed as ``encode`` signs: what a leaked key could produce."""
+    text = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return f"{text}.{cursors._mac(text)}"
+
+
+def test_a_cursor_is_the_same_text_for_the_same_position_and_key() -> None:
+    # A cursor handed out before a deployment must still be read after it: its form is fixed
+    cursor = cursors.encode({"before": "2026-11-23T08:00:00.000Z#d1"})
+    assert cursor == "eyJiZWZvcmUiOiIyMDI2LTExLTIzVDA4OjAwOjAwLjAwMFojZDEifQ.m6IanDMHfHCmuNCA"
+    assert cursors.decode(cursor) == {"before": "2026-11-23T08:00:00.000Z#d1"}
+
+
+def test_a_cursor_of_up_to_4096_characters_is_read_and_a_longer_one_refused() -> None:
+    for size in range(2_900, 3_200):
+        cursor = cursors.encode({"before": "x" * size})
+        assert cursor is not None
+        if len(cursor) == 4096:
+            break
+    assert len(cursor) == 4096
+    assert cursors.decode(cursor) == {"before": "x" * size}
+    longer = cursors.encode({"before": "x" * (size + 1)})
+    assert longer is not None and len(longer) > 4096
+    with pytest.raises(InvalidCursor, match="invalid"):
+        cursors.decode(longer)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "eyJiZWZvcmUiOiJ4In0.AAAAAAAAAAAAAAAA",  # a signature that is not its own
+        _signed(b"{not json"),  # signed, but not JSON
+        _signed(b'["a", "list"]'),  # signed JSON that is not a position
+    ],
+    ids=["bad signature", "not json", "not an object"],
+)
+def test_each_refused_cursor_says_to_use_a_next_cursor(cursor: str) -> None:
+    with pytest.raises(InvalidCursor) as refused:
+        cursors.decode(cursor)
+    assert str(refused.value) == INVALID

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from functions.shared.errors import InvalidToken
-from functions.shared.tokens import LinkClaims, Signer
+from functions.shared.tokens import MAX_TOKEN_LENGTH, LinkClaims, Signer, key_id
 
 KEY = "k" * 32
 OLD_KEY = "o" * 32
@@ -167,3 +167,90 @@ def test_a_genuine_token_with_its_signature_cut_short_is_refused() -> None:
     for length in range(len(mac)):
         with pytest.raises(InvalidToken):
             signer.verify(f"{kid}.{payload}.{mac[:length]}")
+
+
+def _signed(body: object) -> str:
+    """A token over any claims, signed with KEY: what a leaked key (or a past bug) could produce."""
+    kid = key_id(KEY)
+    payload = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    mac = Signer._mac(KEY.encode(), f"{kid}.{payload}")
+    return f"{kid}.{payload}.{mac}"
+
+
+def test_the_key_id_is_four_characters_fixed_by_the_key() -> None:
+    # Links already sent carry the key id: if it changed, every one of them would stop working
+    assert (key_id(KEY), key_id(OLD_KEY)) == ("XjGP", "t7yn")
+    assert Signer(KEY).sign(LinkClaims("o", "d1", "r1")).startswith("XjGP.")
+
+
+def test_personalization_values_travel_as_utf8_not_escaped() -> None:
+    token = Signer(KEY).sign(LinkClaims("c", "d1", "José", "1", fields={"city": "Zürich"}))
+    payload = token.split(".")[1]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert "José".encode() in decoded and "Zürich".encode() in decoded  # \u00e9 would make links longer
+
+
+def test_a_genuine_token_of_exactly_the_maximum_length_verifies() -> None:
+    signer = Signer(KEY)
+    for size in range(1_400, 1_600):
+        claims = LinkClaims("c", "d1", "r1", "1", fields={"v": "x" * size})
+        token = signer.sign(claims)
+        if len(token) == MAX_TOKEN_LENGTH:
+            break
+    assert len(token) == MAX_TOKEN_LENGTH
+    assert signer.verify(token) == claims
+    with pytest.raises(InvalidToken, match="too long"):
+        signer.verify(signer.sign(LinkClaims("c", "d1", "r1", "1", fields={"v": "x" * (size + 3)})))
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "token too long or not ASCII"),
+        (b"XjGP.e30.AAAA", "token too long or not ASCII"),
+        ("x" * 5000, "token too long or not ASCII"),
+        ("XjGP.é.AAAA", "token too long or not ASCII"),
+        ("XjGP.e30", "malformed token"),
+        ("a.b.c.d", "malformed token"),
+        ("ZZZZ.e30.AAAA", "unknown signing key"),
+        ("XjGP.e30.AAAA", "bad signature"),
+        ("XjGP.e30.", "bad signature"),
+    ],
+)
+def test_each_refused_token_says_why(token: Any, reason: str) -> None:
+    with pytest.raises(InvalidToken) as refused:
+        Signer(KEY).verify(token)
+    assert str(refused.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"c": 1, "d": 2, "r": 3, "u": 4, "p": 5}, "malformed claims"),  # not a list
+        (["c", "d1", "r1"], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, {}, "extra"], "malformed claims"),
+        (["x", "d1", "r1", "1"], "malformed claims"),
+        (["c", 7, "r1", "1"], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, []], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, {"t": 1}], "malformed claims"),
+        (["c", "d1", "r1", "1", 2], "malformed claims"),
+        (["c", "d1", "r1", ""], "click token without a URL"),
+        ("not json at all", "malformed claims"),
+    ],
+)
+def test_signed_claims_of_the_wrong_shape_are_refused_saying_why(body: Any, reason: str) -> None:
+    token = _signed(body)
+    if body == "not json at all":  # a payload that is not JSON, under a valid signature
+        kid = key_id(KEY)
+        payload = base64.urlsafe_b64encode(b"{not json").decode().rstrip("=")
+        token = f"{kid}.{payload}.{Signer._mac(KEY.encode(), f'{kid}.{payload}')}"
+    with pytest.raises(InvalidToken) as refused:
+        Signer(KEY).verify(token)
+    assert str(refused.value) == reason
+
+
+def test_signed_claims_of_every_allowed_shape_verify() -> None:
+    assert Signer(KEY).verify(_signed(["o", "d1", "r1", ""])) == LinkClaims("o", "d1", "r1")
+    assert Signer(KEY).verify(_signed(["c", "d1", "r1", "1", 1, {"t": "5"}])) == LinkClaims(
+        "c", "d1", "r1", "1", True, {"t": "5"}
+    )
