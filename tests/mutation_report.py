@@ -8,7 +8,7 @@ mutant, explained there in one line, or a missing test). The section is written 
 ``tests/mutation_results.md``, which ``python -m tests.reliability`` appends to RELIABILITY.md, and
 replaces the section in RELIABILITY.md at once.
 
-    python -m tests.mutation_report [--seconds N] [--no-reliability]
+    python -m tests.mutation_report [--seconds N] [--no-reliability] [--partial]
 """
 
 from __future__ import annotations
@@ -69,11 +69,16 @@ def explanations() -> dict[str, str]:
         return {str(name): str(text) for name, text in tomllib.load(file).get("survivors", {}).items()}
 
 
-def render(verdicts: dict[str, str], explained: dict[str, str], seconds: int | None = None) -> str:
+def render(
+    verdicts: dict[str, str], explained: dict[str, str], seconds: int | None = None, partial: bool = False
+) -> str:
+    """The section; with ``partial``, a run cut short reports what it checked and says so."""
     not_run = sorted(name for name, status in verdicts.items() if status in NOT_RUN)
-    if not_run:
+    if not_run and not partial:
         raise SystemExit(f"{len(not_run)} mutants were not checked (an interrupted run?): {not_run[:3]} ...")
-    modules = sorted({module_of(name) for name in verdicts})
+    unchecked = Counter(module_of(name) for name in not_run)
+    verdicts = {name: status for name, status in verdicts.items() if status not in NOT_RUN}
+    modules = sorted({module_of(name) for name in verdicts} | set(unchecked))
     lines = [
         HEADING,
         "",
@@ -85,8 +90,17 @@ def render(verdicts: dict[str, str], explained: dict[str, str], seconds: int | N
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
         + (f"; the run took {seconds / 60:.0f} min on {os.cpu_count()} cores." if seconds else "."),
         "",
-        "| module | mutants | killed | survived | score |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            [
+                f"**Partial run: {len(not_run)} mutants not checked yet** (column *unchecked*); the scores are",
+                "over the mutants checked.",
+                "",
+            ]
+            if not_run
+            else []
+        ),
+        "| module | mutants | killed | survived | score |" + (" unchecked |" if not_run else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if not_run else ""),
     ]
     totals: Counter[str] = Counter()
     for module in modules:
@@ -95,10 +109,12 @@ def render(verdicts: dict[str, str], explained: dict[str, str], seconds: int | N
         totals.update(mutants=len(here), killed=killed)
         lines.append(
             f"| `{module}` | {len(here)} | {killed} | {len(here) - killed} | {_score(killed, len(here))} |"
+            + (f" {unchecked[module]} |" if not_run else "")
         )
     lines.append(
         f"| **all** | **{totals['mutants']}** | **{totals['killed']}** | "
         f"**{totals['mutants'] - totals['killed']}** | **{_score(totals['killed'], totals['mutants'])}** |"
+        + (f" **{len(not_run)}** |" if not_run else "")
     )
     survivors = sorted(name for name, status in verdicts.items() if status in SURVIVED)
     unexplained = [name for name in survivors if name not in explained]
@@ -132,11 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, help="how long `mutmut run` took")
     parser.add_argument("--no-reliability", action="store_true", help="write tests/mutation_results.md only")
+    parser.add_argument("--partial", action="store_true", help="report a run cut short (says so)")
     arguments = parser.parse_args()
     verdicts = mutmut_results()
     if not verdicts:
         raise SystemExit("no mutant results: run `mutmut run` first (make mutation)")
-    section = render(verdicts, explanations(), arguments.seconds)
+    section = render(verdicts, explanations(), arguments.seconds, arguments.partial)
     FRAGMENT.write_text(section, encoding="utf-8")
     if not arguments.no_reliability and RELIABILITY.exists():
         RELIABILITY.write_text(

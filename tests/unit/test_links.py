@@ -1219,3 +1219,17 @@ def test_parsed_content_links_are_linkspecs_and_occurrences_are_ordered() -> Non
     assert content.occurrences[-1].part == "text"
     assert all(isinstance(link, LinkSpec) for link in content.links())
     assert all(isinstance(o, Occurrence) for o in content.occurrences)
+
+
+def test_markup_the_parser_gives_up_on_is_shown_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a document html.parser refuses (it raises on some malformed declarations)
+    from functions.shared import links
+
+    def give_up(self: Any) -> None:
+        raise InvalidContent("The HTML could not be parsed: unexpected '[' char in declaration.")
+
+    monkeypatch.setattr(links._ActiveContentScanner, "scan", give_up)
+    # When made inert, Then all of it is escaped: nothing in it can run
+    assert strip_active_content('<b>x</b><script>alert("1")</script>') == (
+        "&lt;b&gt;x&lt;/b&gt;&lt;script&gt;alert(&quot;1&quot;)&lt;/script&gt;"
+    )
