@@ -1233,3 +1233,57 @@ def test_markup_the_parser_gives_up_on_is_shown_as_text(monkeypatch: pytest.Monk
     assert strip_active_content('<b>x</b><script>alert("1")</script>') == (
         "&lt;b&gt;x&lt;/b&gt;&lt;script&gt;alert(&quot;1&quot;)&lt;/script&gt;"
     )
+
+
+@pytest.mark.parametrize(
+    ("html", "text", "message"),
+    [
+        (
+            '<a href="{% if vip %}https://a.example{% endif %}">x</a>',
+            None,
+            'The link "{% if vip %}https://a.example{% endif %}" in the HTML starts with a personalization '
+            "placeholder; a link needs a written http:// or https:// address, with placeholders only in its "
+            "path, query or fragment.",
+        ),
+        (
+            "<p>x</p>",
+            "Shop at https://{{ host }}/sale now",
+            'The link "https://{{ host }}/sale" in the text part has a personalization placeholder in its scheme '
+            "or host; placeholders may only appear in a link's path, query or fragment.",
+        ),
+        (
+            '<a href="https://{{ host }}/path">x</a>',
+            None,
+            'The link "https://{{ host }}/path" in the HTML has a personalization placeholder in its scheme or '
+            "host; placeholders may only appear in a link's path, query or fragment.",
+        ),
+        (
+            '<a href="https://x.example/{% if a %}b{% endif %}">x</a>',
+            None,
+            'The link "https://x.example/{% if a %}b{% endif %}" in the HTML uses template syntax other than a '
+            "simple placeholder; only {{ field }} placeholders are allowed in tracked URLs.",
+        ),
+        (
+            '<a href=" https://x.example/a " data-track="opt-in">x</a>',
+            None,
+            'The link "https://x.example/a" has data-track="opt-in"; use optout, mirror, none or click '
+            "(or leave data-track out).",
+        ),
+    ],
+)
+def test_refused_content_says_which_link_where_and_what_to_write(
+    html: str, text: str | None, message: str
+) -> None:
+    # The API answers these messages with its 422: they are the author's only guide
+    with pytest.raises(InvalidContent) as refused:
+        parse_content(html, text)
+    assert str(refused.value) == message
+
+
+def test_a_text_address_that_is_no_link_does_not_hide_the_links_after_it() -> None:
+    # Given a text part with a broken address ("https:///", no host) before a real link
+    content = parse_content("<p>x</p>", "Broken: https:///nothing. Real: https://x.example/a")
+    # Then the real link is found, and its occurrence names it
+    [occurrence] = [o for o in content.occurrences if o.part == "text"]
+    assert occurrence.link.url == "https://x.example/a"
+    assert content.text[occurrence.start : occurrence.end] == "https://x.example/a"
