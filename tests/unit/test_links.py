@@ -1287,3 +1287,17 @@ def test_a_text_address_that_is_no_link_does_not_hide_the_links_after_it() -> No
     [occurrence] = [o for o in content.occurrences if o.part == "text"]
     assert occurrence.link.url == "https://x.example/a"
     assert content.text[occurrence.start : occurrence.end] == "https://x.example/a"
+
+
+def test_a_data_track_attribute_without_a_value_is_a_click_and_is_removed_exactly() -> None:
+    # Given links whose data-track and data-label are written without a value
+    html = '<p><a href="https://x.example/a" data-track class="b">A</a> <a data-label href="https://x.example/b">B</a></p>'
+    # When parsed and rewritten
+    content = parse_content(html)
+    rewritten = rewrite_html(content, lambda o: "T")
+    # Then each is a tracked click link, and only the attribute (with the space before it) is removed
+    assert [(link.url, link.category, link.tracked) for link in content.links()] == [
+        ("https://x.example/a", "click", True),
+        ("https://x.example/b", "click", True),
+    ]
+    assert rewritten == '<p><a href="T" class="b">A</a> <a href="T">B</a></p>'
