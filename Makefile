@@ -54,7 +54,7 @@ reliability: $(STAMP)
 # Mutation testing (mutmut, configured in pyproject.toml [tool.mutmut]) of the modules where a bug costs
 # most; not part of `make test`. From scratch every time: a verdict cached from older code or tests would
 # lie. Writes tests/mutation_results.md (which `make reliability` appends) and its section of
-# RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. About 2 h on 2 cores, most of
+# RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. About 3 h on 2 cores, most of
 # it the workflow's crash tests run against each workflow and batch mutant; MUTATION_CHILDREN sets the
 # parallel test processes.
 MUTATION_CHILDREN ?= 2
