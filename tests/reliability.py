@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 OUT_ENV = "MSGTRACK_RELIABILITY_OUT"
+# The mutation-testing section, as `make mutation` (tests/mutation_report.py) last wrote it.
+MUTATION_SECTION = Path(__file__).resolve().parent / "mutation_results.md"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,10 @@ def main() -> None:
     rows = [
         Row(**json.loads(line)) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
-    Path("RELIABILITY.md").write_text(render(rows), encoding="utf-8")
+    document = render(rows)
+    if MUTATION_SECTION.exists():
+        document += "\n" + MUTATION_SECTION.read_text(encoding="utf-8")
+    Path("RELIABILITY.md").write_text(document, encoding="utf-8")
     print(f"RELIABILITY.md: {len(rows)} records from {source}")
 
 

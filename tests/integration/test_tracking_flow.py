@@ -173,6 +173,52 @@ def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     assert WorkflowStateModel.get("state", "tracking").pending_batch is None
 
 
+@pytest.mark.parametrize("written", [0, 1, 3], ids=["before-any", "after-one", "after-three"])
+def test_a_run_killed_while_putting_its_flush_leaves_the_pending_batch_and_the_checkpoints_behind(
+    delivery: str, monkeypatch: pytest.MonkeyPatch, written: int, reliability: Any
+) -> None:
+    # Given a run that dies while putting the indicator items of its flush, after `written` of them
+    traffic()
+    original = DynamoWorkflowStore.put_items
+
+    def die_in_the_flush(self: DynamoWorkflowStore, items: Any) -> None:
+        items = list(items)
+        if all(isinstance(item, TrackingLogModel) for item in items):
+            original(self, items)  # a batch's tracking logs, put as soon as it is computed
+            return
+        original(self, [item for item in items if not isinstance(item, TrackingLogModel)][:written])
+        raise RuntimeError("killed while putting the flush's indicator items")
+
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", die_in_the_flush)
+    with pytest.raises(RuntimeError):
+        run_workflow("crashing")
+    # Then in the real store the pending batch is saved and no checkpoint has moved yet
+    state = DynamoWorkflowStore().load_state()
+    assert state.pending is not None
+    assert state.checkpoints == {}
+    # When the next run goes
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", original)
+    recovery = run_workflow("recovery")
+    # Then it replays the pending batch: the totals are exact, nothing is pending, every shard moved on
+    counted = stats()
+    reliability.record(
+        "Faults",
+        "tracking workflow killed while putting its flush's indicator items (moto)",
+        1,
+        "the pending batch was saved before any put and the checkpoints moved only after them: replayed",
+        sum(max(0, EXPECTED[k] - counted[k]) for k in EXPECTED),
+        sum(max(0, counted[k] - EXPECTED[k]) for k in EXPECTED),
+    )
+    assert recovery["status"] == "succeeded"
+    assert counted == EXPECTED
+    assert UrlStatsModel.get("d1", "url#1").clicks == 3
+    assert len(list(TrackingLogModel.query("d1"))) == 7
+    state = DynamoWorkflowStore().load_state()
+    assert state.pending is None
+    shards = {event.shard for shard in raw_events.shards() for event in RawEventModel.query(shard)}
+    assert set(state.checkpoints) == shards
+
+
 def test_events_recorded_while_a_run_works_wait_for_the_next_run(delivery: str) -> None:
     traffic()
     # an event stamped after the run's start is not part of that run

@@ -626,6 +626,61 @@ def test_a_cursor_only_continues_the_query_it_came_from(five_logs: FakeReports) 
         reports.delivery_logs("d2", LogRequest(limit=1, cursor=cursor), repo=five_logs)
 
 
+WINDOW = {
+    "since": datetime(2026, 11, 23, 8, 1, tzinfo=UTC),
+    "until": datetime(2026, 11, 23, 8, 6, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"order": "asc"},
+        {"since": datetime(2026, 11, 23, 8, 2, tzinfo=UTC)},
+        {"since": None},
+        {"until": datetime(2026, 11, 23, 8, 5, tzinfo=UTC)},
+        {"until": None},
+        {"type": "open"},
+        {"recipient_id": "r1"},
+        {"url_id": "u1"},
+    ],
+    ids=lambda changed: next(iter(changed)),
+)
+def test_a_cursor_reused_with_another_order_window_or_filter_is_refused(
+    five_logs: FakeReports, changed: dict[str, Any]
+) -> None:
+    # Given the first page of the newest logs of a window, one log a page
+    asked: dict[str, Any] = {"limit": 1, **WINDOW}
+    first = reports.delivery_logs("d1", LogRequest(**asked), repo=five_logs)
+    assert [item.event_id for item in first.items] == ["e5"]
+    # And its cursor, which continues that very query
+    same = reports.delivery_logs("d1", LogRequest(**asked, cursor=first.next_cursor), repo=five_logs)
+    assert [item.event_id for item in same.items] == ["e4"]
+    # When it is presented with another order, window or filter (it would answer a wrong page)
+    # Then it is refused
+    with pytest.raises(InvalidCursor, match="another query"):
+        reports.delivery_logs(
+            "d1", LogRequest(**{**asked, **changed}, cursor=first.next_cursor), repo=five_logs
+        )
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"order": "asc"}, {"since": None}, {"until": None}, {"type": "click"}, {"delivery_id": "d1"}],
+    ids=lambda changed: next(iter(changed)),
+)
+def test_a_recipient_cursor_reused_with_another_order_window_or_filter_is_refused(
+    five_logs: FakeReports, changed: dict[str, Any]
+) -> None:
+    asked: dict[str, Any] = {"limit": 1, **WINDOW}
+    first = reports.recipient_logs("r1", LogRequest(**asked), repo=five_logs)
+    assert first.next_cursor is not None
+    with pytest.raises(InvalidCursor, match="another query"):
+        reports.recipient_logs(
+            "r1", LogRequest(**{**asked, **changed}, cursor=first.next_cursor), repo=five_logs
+        )
+
+
 def test_a_tampered_cursor_is_refused(five_logs: FakeReports) -> None:
     cursor = reports.delivery_logs("d1", LogRequest(limit=1), repo=five_logs).next_cursor
     assert cursor is not None

@@ -215,3 +215,114 @@ def test_time_is_recorded_in_utc(fakes) -> None:
     call(f"/r/{click_token()}")
     assert sink.events[0].at.tzinfo is not None
     assert abs((datetime.now(UTC) - sink.events[0].at).total_seconds()) < 60
+
+
+# --- track() and its helpers, as the handler calls them -------------------------------------------
+
+AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+LONG_UA = "Mozilla/5.0 " + "x" * 600
+
+
+def _track(token: str, kind: str = "click", **hit: Any) -> tuple[tracking.Answer, FakeSink]:
+    sink = FakeSink()
+    targets = FakeTargets({("d1", "1"): "https://shop.example/"})
+    fields: dict[str, Any] = {
+        "user_agent": "UA/1",
+        "source_ip": "198.51.100.23",
+        "person_cookie": None,
+        **hit,
+    }
+    answer = tracking.track(tracking.Hit(token, kind, AT, **fields), signer(), targets, sink)
+    return answer, sink
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        ("not-a-token", "click"),  # not ours
+        (signer().sign(LinkClaims("o", "d1", "r1")), "click"),  # an open token on /r
+        (signer().sign(LinkClaims("c", "d1", "r1", "1")), "open"),  # a click token on /o
+        (signer().sign(LinkClaims("c", "d1", "r1", "9")), "click"),  # a URL the delivery does not have
+    ],
+)
+def test_track_answers_404_and_records_nothing_for_what_it_cannot_use(token: str, kind: str) -> None:
+    answer, sink = _track(token, kind)
+    assert (answer.status, answer.location, answer.person_cookie) == (404, None, None)
+    assert sink.events == []
+
+
+def test_track_records_a_click_with_the_hits_own_facts() -> None:
+    answer, sink = _track(signer().sign(LinkClaims("c", "d1", "r1", "1")), user_agent=LONG_UA)
+    [event] = sink.events
+    assert (answer.status, answer.location) == (302, "https://shop.example/")
+    assert event.event_id and event.kind == "click" and event.at == AT
+    assert event.user_agent == LONG_UA[: tracking.MAX_USER_AGENT] and len(event.user_agent) == 512
+    assert (event.ip, event.person_id) == ("198.51.100.0", answer.person_cookie.split(".")[0])
+
+
+def test_track_records_an_open_without_location_or_cookie_and_without_a_user_agent_if_none() -> None:
+    answer, sink = _track(signer().sign(LinkClaims("o", "d1", "r1")), "open", user_agent=None)
+    [event] = sink.events
+    assert (answer.status, answer.location, answer.person_cookie) == (200, None, None)
+    assert event.user_agent is None
+    _, again = _track(signer().sign(LinkClaims("o", "d1", "r1")), "open", user_agent="")
+    assert again.events[0].user_agent is None
+
+
+def test_every_recorded_hit_has_its_own_event_id() -> None:
+    token = signer().sign(LinkClaims("o", "d1", "r1"))
+    ids = {_track(token, "open")[1].events[0].event_id for _ in range(20)}
+    assert len(ids) == 20 and None not in ids
+
+
+@pytest.mark.parametrize(
+    ("person", "kept"),
+    [
+        ("abcdefg", False),  # 7 characters
+        ("abcdefgh", True),  # 8
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("abcd-efgh", False),  # not alphanumeric
+        ("", False),
+    ],
+)
+def test_a_person_id_from_the_cookie_is_kept_only_if_8_to_64_letters_or_digits(
+    person: str, kept: bool
+) -> None:
+    assert tracking.read_person_cookie(f"{person}.latest") == (person if kept else None, "latest")
+
+
+def test_the_target_cache_keeps_each_url_for_300_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000.0]
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: now[0])
+    source = FakeTargets({("d1", "1"): "https://a.example/", ("d1", "2"): "https://b.example/"})
+    cache = tracking.CachedTargets(source)
+    # Two URLs are two entries, each read once
+    assert cache.target("d1", "1").url == "https://a.example/"
+    assert cache.target("d1", "2").url == "https://b.example/"
+    assert cache.target("d1", "1").url == "https://a.example/"
+    assert source.reads == 2
+    # Until 300 s have passed (not at 300 s exactly), then read again
+    now[0] += 299.5
+    cache.target("d1", "1")
+    assert source.reads == 2
+    now[0] += 0.5
+    cache.target("d1", "1")
+    assert source.reads == 3
+
+
+def test_the_target_cache_starts_over_once_it_holds_10000_urls() -> None:
+    source = FakeTargets({})
+    cache = tracking.CachedTargets(source)
+    for n in range(10_000):
+        cache.target("d1", str(n))
+    cache.target("d1", "0")
+    assert source.reads == 10_000  # all 10,000 kept
+    cache.target("d1", "new")  # the 10,001st empties the cache first
+    cache.target("d1", "0")
+    assert source.reads == 10_002
+
+
+def test_a_hit_records_unless_told_otherwise() -> None:
+    assert tracking.Hit("t", "open", AT, "UA/1", None, None).record is True
+    assert tracking.Hit("t", "open", AT, "UA/1", None, None).user_agent == "UA/1"

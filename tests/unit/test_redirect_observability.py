@@ -46,6 +46,7 @@ def test_the_emf_document_is_the_one_powertools_writes(monkeypatch: pytest.Monke
     # Given the same metrics added to ours and to Powertools' (which the API and workflow use)
     ours = observability.Metrics(namespace="msgtrack", service="msgtrack-test")
     theirs = PowertoolsMetrics(namespace="msgtrack", service="msgtrack-test")
+    theirs.clear_metrics()  # Powertools shares its metric set between instances: start from none
     for metrics in (ours, theirs):
         metrics.add_metric(name="Clicks", unit="Count", value=1)
         metrics.add_metric(name="RawEventFallbacks", unit="Count", value=1)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from functions.shared.errors import InvalidToken
-from functions.shared.tokens import LinkClaims, Signer
+from functions.shared.tokens import MAX_TOKEN_LENGTH, LinkClaims, Signer, key_id
 
 KEY = "k" * 32
 OLD_KEY = "o" * 32
@@ -101,7 +101,7 @@ def test_previous_keys_work_during_their_configured_overlap_then_stop(monkeypatc
     # When links signed with each are followed
     # Then the one inside its overlap still verifies and the one past it does not
     assert tokens.signer().verify(old_token).recipient_id == "r1"
-    with pytest.raises(InvalidToken, match="retired"):
+    with pytest.raises(InvalidToken, match=r"^the signing key of this link was retired$"):
         tokens.signer().verify(oldest_token)
 
 
@@ -133,3 +133,125 @@ def test_claims_compare_by_value() -> None:
     assert LinkClaims("c", "d", "r", "1") == LinkClaims("c", "d", "r", "1", False, {})
     assert LinkClaims("c", "d", "r", "1") != LinkClaims("c", "d", "r", "2")
     assert "url_id='1'" in repr(LinkClaims("c", "d", "r", "1"))
+
+
+def _payload(body: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ["c", "d1", "r2", "1"],  # a click on someone else's behalf
+        ["w", "s1", "", ""],  # a web-tracking site token
+        ["l", "d1", "r2", "1", 0, {"t": "1795420800"}],  # a latest-click cookie
+        ["o", "d1", "r2", ""],
+    ],
+)
+def test_a_forged_payload_with_an_empty_or_short_signature_is_refused(body: list[object]) -> None:
+    # Given a forger who knows the key id (it is in every link) but not the key
+    signer = Signer(KEY)
+    kid, _, mac = signer.sign(LinkClaims("c", "d1", "r1", "1")).split(".")
+    forged = _payload(body)
+    # When they present their own claims with no signature, or the first characters of a real one
+    # Then every such token is refused: the signature is compared whole, never over what was presented
+    for presented in ("", mac[:1], mac[:4], mac[:-1], mac + "A", f"{mac}{mac}"):
+        with pytest.raises(InvalidToken):
+            signer.verify(f"{kid}.{forged}.{presented}")
+
+
+def test_a_genuine_token_with_its_signature_cut_short_is_refused() -> None:
+    signer = Signer(KEY)
+    kid, payload, mac = signer.sign(LinkClaims("c", "d1", "r1", "1")).split(".")
+    assert len(mac) == 22  # 16 bytes of HMAC-SHA256, base64url without padding
+    for length in range(len(mac)):
+        with pytest.raises(InvalidToken):
+            signer.verify(f"{kid}.{payload}.{mac[:length]}")
+
+
+def _signed(body: object) -> str:
+    """A token over any claims, signed with KEY: what a leaked key (or a past bug) could produce."""
+    kid = key_id(KEY)
+    payload = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    mac = Signer._mac(KEY.encode(), f"{kid}.{payload}")
+    return f"{kid}.{payload}.{mac}"
+
+
+def test_the_key_id_is_four_characters_fixed_by_the_key() -> None:
+    # Links already sent carry the key id: if it changed, every one of them would stop working
+    assert (key_id(KEY), key_id(OLD_KEY)) == ("XjGP", "t7yn")
+    assert key_id("rotation-key-0002" + "x" * 16) == "GdWX"  # any last character, "X" and "=" too
+    assert Signer(KEY).sign(LinkClaims("o", "d1", "r1")).startswith("XjGP.")
+
+
+def test_personalization_values_travel_as_utf8_not_escaped() -> None:
+    token = Signer(KEY).sign(LinkClaims("c", "d1", "José", "1", fields={"city": "Zürich"}))
+    payload = token.split(".")[1]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert "José".encode() in decoded and "Zürich".encode() in decoded  # \u00e9 would make links longer
+
+
+def test_a_genuine_token_of_exactly_the_maximum_length_verifies() -> None:
+    signer = Signer(KEY)
+    for size in range(1_400, 1_600):
+        claims = LinkClaims("c", "d1", "r1", "1", fields={"v": "x" * size})
+        token = signer.sign(claims)
+        if len(token) == MAX_TOKEN_LENGTH:
+            break
+    assert len(token) == MAX_TOKEN_LENGTH
+    assert signer.verify(token) == claims
+    with pytest.raises(InvalidToken, match="too long"):
+        signer.verify(signer.sign(LinkClaims("c", "d1", "r1", "1", fields={"v": "x" * (size + 3)})))
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "token too long or not ASCII"),
+        (b"XjGP.e30.AAAA", "token too long or not ASCII"),
+        ("x" * 5000, "token too long or not ASCII"),
+        ("XjGP.é.AAAA", "token too long or not ASCII"),
+        ("XjGP.e30", "malformed token"),
+        ("a.b.c.d", "malformed token"),
+        ("ZZZZ.e30.AAAA", "unknown signing key"),
+        ("XjGP.e30.AAAA", "bad signature"),
+        ("XjGP.e30.", "bad signature"),
+    ],
+)
+def test_each_refused_token_says_why(token: Any, reason: str) -> None:
+    with pytest.raises(InvalidToken) as refused:
+        Signer(KEY).verify(token)
+    assert str(refused.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"c": 1, "d": 2, "r": 3, "u": 4, "p": 5}, "malformed claims"),  # not a list
+        (["c", "d1", "r1"], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, {}, "extra"], "malformed claims"),
+        (["x", "d1", "r1", "1"], "malformed claims"),
+        (["c", 7, "r1", "1"], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, []], "malformed claims"),
+        (["c", "d1", "r1", "1", 0, {"t": 1}], "malformed claims"),
+        (["c", "d1", "r1", "1", 2], "malformed claims"),
+        (["c", "d1", "r1", ""], "click token without a URL"),
+        ("not json at all", "malformed claims"),
+    ],
+)
+def test_signed_claims_of_the_wrong_shape_are_refused_saying_why(body: Any, reason: str) -> None:
+    token = _signed(body)
+    if body == "not json at all":  # a payload that is not JSON, under a valid signature
+        kid = key_id(KEY)
+        payload = base64.urlsafe_b64encode(b"{not json").decode().rstrip("=")
+        token = f"{kid}.{payload}.{Signer._mac(KEY.encode(), f'{kid}.{payload}')}"
+    with pytest.raises(InvalidToken) as refused:
+        Signer(KEY).verify(token)
+    assert str(refused.value) == reason
+
+
+def test_signed_claims_of_every_allowed_shape_verify() -> None:
+    assert Signer(KEY).verify(_signed(["o", "d1", "r1", ""])) == LinkClaims("o", "d1", "r1")
+    assert Signer(KEY).verify(_signed(["c", "d1", "r1", "1", 1, {"t": "5"}])) == LinkClaims(
+        "c", "d1", "r1", "1", True, {"t": "5"}
+    )

@@ -242,7 +242,20 @@ def test_amounts_of_later_runs_add_to_the_stored_sum(store: FakeWorkflowStore) -
     assert counts(store)["transactions"] == 2
 
 
-@pytest.mark.parametrize(("amount", "currency"), [(None, "EUR"), ("ten", "EUR"), ("-1", "EUR"), ("5", "E")])
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [
+        (None, "EUR"),
+        ("ten", "EUR"),
+        ("-1", "EUR"),
+        ("NaN", "EUR"),
+        ("Infinity", "EUR"),
+        ("5", "E"),
+        ("5", None),
+        ("5", "E1R"),  # three characters, not letters
+        ("5", "ÉUR"),  # three letters, not ASCII
+    ],
+)
 def test_a_transaction_without_a_usable_amount_is_logged_not_counted(
     store: FakeWorkflowStore, amount: str | None, currency: str | None
 ) -> None:
@@ -252,6 +265,25 @@ def test_a_transaction_without_a_usable_amount_is_logged_not_counted(
     run(store)
     assert counts(store)["transactions"] == 1
     assert [log.counted for log in logs_of(store, "transaction")] == [True, False]
+
+
+def test_a_transaction_of_zero_counts_as_a_transaction(store: FakeWorkflowStore) -> None:
+    # Given a free order (a voucher paid it all)
+    Traffic(store).transaction("ann", "0", "eur")
+    run(store)
+    # Then it is a transaction, adding nothing to the EUR total
+    assert (counts(store)["transactions"], counts(store)["transaction_amount"]) == (1, {"EUR": "0"})
+
+
+def test_a_page_view_without_a_link_counts_on_the_delivery_but_not_after_a_link(
+    store: FakeWorkflowStore,
+) -> None:
+    # Given a page view the tag could not attribute to a link of the delivery
+    Traffic(store).page("ann", f"{SHOP}/shoes", via=None)
+    run(store)
+    # Then it is a page view, and no page after a link
+    assert counts(store)["page_views"] == 1
+    assert pages(store) == ({}, 0)
 
 
 # --- what is not counted ----------------------------------------------------------------------

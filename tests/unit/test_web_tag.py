@@ -224,6 +224,9 @@ def test_a_tampered_latest_click_is_not_recorded(sink: FakeSink) -> None:
     forged = f"{kid}.{forged_claims.split('.')[1]}.{mac}"  # someone else's click under this MAC
     assert is_pixel(tag({"url": SHOP}, f"{person}.{forged}"))
     assert is_pixel(tag({"url": SHOP}, f"{person}.{kid}.{payload}.{mac[:-2]}AA"))
+    # nor claims written by the visitor with no signature, or with a part of a real one
+    assert is_pixel(tag({"url": SHOP}, f"{person}.{kid}.{forged_claims.split('.')[1]}."))
+    assert is_pixel(tag({"url": SHOP}, f"{person}.{kid}.{forged_claims.split('.')[1]}.{mac[:2]}"))
     # nor a click token in place of a latest click (it has no time)
     assert is_pixel(tag({"url": SHOP}, f"{person}.{signer().sign(LinkClaims('c', 'd1', 'r1', '1'))}"))
     assert sink.events == []
@@ -360,11 +363,17 @@ def test_a_head_request_answers_without_recording(sink: FakeSink) -> None:
     assert sink.events == []
 
 
+def _claims_of(body: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
 def _bad_site_tokens() -> list[str]:
     good = site_token()
     kid, payload, mac = good.split(".")
     return [
         f"{kid}.{payload}.{mac[:-2]}AA",  # tampered
+        f"{kid}.{_claims_of(['w', 's1', '', ''])}.",  # forged, with no signature at all
+        f"{kid}.{payload}.{mac[:3]}",  # the first characters of the signature only
         "not-a-token",
         "",
         signer().sign(LinkClaims("c", "s1", "r1", "1")),  # a click token is not a site token
@@ -372,7 +381,7 @@ def _bad_site_tokens() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(7))
 def test_a_bad_or_unknown_site_token_is_a_404_and_records_nothing(sink: FakeSink, index: int) -> None:
     cookie = click_cookie()
     sink.events.clear()

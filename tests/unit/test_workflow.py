@@ -11,7 +11,7 @@ import pytest
 
 from functions.consolidate.store import PendingBatch
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
-from functions.shared import raw_events
+from functions.shared import raw_events, timeutil
 from functions.shared.models import MessageModel, TrackedUrlModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
@@ -683,3 +683,87 @@ def test_a_pending_batch_left_by_the_previous_version_is_replayed() -> None:
     assert (pending.seq, pending.events, pending.items[0].opens) == (7, 5, 4)
     late = PendingBatch.decode(zlib.compress(json.dumps({**document, "checkpoint": None}).encode()))
     assert late.checkpoints == {}
+
+
+CAMPAIGN_TOTALS = {  # test_indicators_count_each_fact_once's hand count
+    "opens": 5,
+    "total_opens": 3,
+    "clicks": 2,
+    "person_clicks": 3,
+    "total_clicks": 5,
+    "opt_outs": 1,
+    "mirror_page_views": 2,
+}
+
+
+def test_a_recipient_who_opts_out_again_is_one_opt_out() -> None:
+    # Given r4's opt-out (campaign) clicked twice more, once in the same run and once after it
+    store = seeded_store()
+    campaign(store)
+    hit(store, "r4", "3", person="p4", at=T0 + timedelta(minutes=30))
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    hit(store, "r4", "3", person="p4", at=RUN_AT + timedelta(minutes=5))
+    # And r6 opting out for the first time in the second run
+    hit(store, "r6", "3", person="p6", at=RUN_AT + timedelta(minutes=6))
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then opt-outs count recipients: r4 and r6, however often they clicked the link
+    assert store.stats("d1")["opt_outs"] == 2
+    assert store.indicators[("d1", "url#3")].clicks == 4
+    assert store.indicators[("d1", "url#3")].distinct_clicks == 2
+
+
+def _event_id_in_shard(shard: str, prefix: str) -> str:
+    """The first "<prefix>-<n>" event id that falls in ``shard`` (shards come from the id's hash)."""
+    return next(f"{prefix}-{n}" for n in range(10_000) if raw_events.shard_of(f"{prefix}-{n}") == shard)
+
+
+def _late_click(store: FakeWorkflowStore, event_id: str, recipient: str, person: str, at: datetime) -> str:
+    event = RawEvent(event_id, "click", "d1", recipient, "2", at, CHROME, person, None, False)
+    return str(store.add_raw(event).sk)
+
+
+def test_an_event_visible_late_but_within_the_grace_window_is_counted_by_the_next_run_once() -> None:
+    # Given a run that consolidated the campaign and moved a shard's checkpoint
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    config = WorkflowConfig(late_event_grace_seconds=300)
+    TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
+    shard, checkpoint = sorted(store.checkpoints.items())[0]
+    checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
+    # When a click timed 60 s before that checkpoint becomes visible only after the run (a slow write)
+    sk = _late_click(
+        store, _event_id_in_shard(shard, "late"), "r3", "p8", checkpoint_at - timedelta(seconds=60)
+    )
+    assert sk < checkpoint  # behind the checkpoint: the shard's normal read will never reach it
+    clock.now += timedelta(hours=1)
+    second = TrackingWorkflow(store, config, clock=clock).run("run-2", "schedule")
+    third = TrackingWorkflow(store, config, clock=clock).run("run-3", "schedule")
+    # Then the next run counts it (r3's first click, a new person, link 2's second click), once
+    assert (second.events_processed, third.events_processed) == (1, 0)
+    assert store.stats("d1") == {**CAMPAIGN_TOTALS, "clicks": 3, "person_clicks": 4, "total_clicks": 6}
+    assert store.indicators[("d1", "url#2")].clicks == 2
+    assert ("d1", sk) in store.logs
+
+
+def test_an_event_visible_later_than_the_grace_window_behind_a_checkpoint_is_not_counted() -> None:
+    # Given a run that consolidated the campaign and moved a shard's checkpoint
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    config = WorkflowConfig(late_event_grace_seconds=300)
+    TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
+    shard, checkpoint = sorted(store.checkpoints.items())[0]
+    checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
+    # When a click timed 301 s before that checkpoint becomes visible only afterwards
+    sk = _late_click(
+        store, _event_id_in_shard(shard, "stale"), "r3", "p8", checkpoint_at - timedelta(seconds=301)
+    )
+    clock.now += timedelta(hours=1)
+    second = TrackingWorkflow(store, config, clock=clock).run("run-2", "schedule")
+    # Then it is not counted nor logged (README "Limits"): the totals are the campaign's
+    assert second.events_processed == 0
+    assert store.stats("d1") == CAMPAIGN_TOTALS
+    assert ("d1", sk) not in store.logs
