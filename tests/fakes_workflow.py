@@ -185,10 +185,19 @@ class FakeWorkflowStore:
         self, shard: str, after: str | None, upto: str, limit: int
     ) -> list[RawEventModel | Unreadable]:
         self._call("read_raw")
-        read: list[RawEventModel | Unreadable] = [_copy(e) for e in self.raw.get(shard, [])]
-        read += [raw_event(copy.deepcopy(i)) for i in self.raw_items.get(shard, [])]
+
+        def wanted(sk: str) -> bool:
+            return (after is None or sk > after) and sk <= upto
+
+        # Copied after the key filter: a copy per stored event and read made the fake quadratic.
+        read: list[RawEventModel | Unreadable] = [
+            _copy(e) for e in self.raw.get(shard, []) if wanted(str(e.sk))
+        ]
+        read += [
+            raw_event(copy.deepcopy(i)) for i in self.raw_items.get(shard, []) if wanted(str(i["sk"]["S"]))
+        ]
         read.sort(key=lambda entry: str(entry.sk))
-        return [entry for entry in read if (after is None or entry.sk > after) and entry.sk <= upto][:limit]
+        return read[:limit]
 
     def in_quarantine(self, keys: Iterable[str]) -> set[str]:
         self._call("in_quarantine")
