@@ -9,15 +9,35 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
+from tests.apigw import API_TOKEN
+from tests.e2e.conftest import local_stack
 from tests.e2e.test_story import run_workflow
 
 pytestmark = pytest.mark.e2e
+
+
+# A stack of its own: every later run of the workflow re-reads the last few minutes before each
+# checkpoint (the late-event grace window), so thousands of fresh hits in a shared stack would slow
+# the other tests' runs for minutes.
+@pytest.fixture(scope="module")
+def stack_url() -> Iterator[str]:
+    with local_stack() as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def api(stack_url: str) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        yield session
+
 
 RUN = uuid.uuid4().hex[:6]
 HTML = '<p><a href="https://shop.example.com/sale">Sale</a></p>'
