@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from functions.redirect.observability import logger
@@ -69,15 +70,21 @@ class CachedDetection:
     """The detection in force, per container: the settings item is read at most once per ``ttl_seconds``
     and the detector rebuilt only when the document changed."""
 
-    def __init__(self, source: MachineSettingsSource, ttl_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        source: MachineSettingsSource,
+        ttl_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._source = source
+        self._clock = clock
         self._ttl = ttl_seconds
         self._expires = 0.0
         self._document: str | None = None
         self._detection = default_detection()
 
     def current(self) -> Detection:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._expires:
             return self._detection
         try:
