@@ -131,7 +131,7 @@ class UrlTrackingSettingsModel(_Model):
 
 class MachineDetectionSettingsModel(_Model):
     """The operator's machine-detection settings (one item): ``document`` is the validated settings
-    as JSON (``machine_settings.stored_document``), so the redirect reads them without PynamoDB."""
+    as JSON (``api/machine_detection.stored_document``), so the redirect reads them without PynamoDB."""
 
     spec = tables.DELIVERIES
     Meta = _meta(spec)
