@@ -469,7 +469,6 @@ class DynamoDeliveryRepository:
             updated_at=updated_at,
         ).save()
 
-
     def machine_settings_document(self) -> str | None:
         try:
             item = models.MachineDetectionSettingsModel.get(models.SETTINGS_PK, models.MACHINE_DETECTION_SK)

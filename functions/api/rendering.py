@@ -150,7 +150,6 @@ class MessageRenderer:
         token = self._signer.sign(LinkClaims("o", self._delivery_id, recipient.id, None, proof))
         return f"{self._base_url}/o/{token}"
 
-
     def _honeypot_url(self, recipient: Recipient, proof: bool) -> str | None:
         if not self._honeypot:
             return None

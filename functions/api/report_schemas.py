@@ -223,8 +223,8 @@ class LogItem(BaseModel):
     proof: bool
     amount: float | None = Field(description="transactions: the amount, rounded to 2 decimals; else null")
     currency: str | None = Field(description="transactions: ISO 4217, upper case; else null")
-    machine: Literal["apple_mpp", "scanner", "bot"] | None = Field(
-        description="null for a person; else which kind of machine made the hit"
+    machine: str | None = Field(
+        description="null for a person; else apple_mpp, scanner or bot: which kind of machine made the hit"
     )
     machine_reason: str | None = Field(description="the signal that marked a machine; null for a person")
 

@@ -127,7 +127,5 @@ def judge(
     one message gets another key, so only a burst spanning the rotation moment is not linked.
     """
     found, reason = detection.detector.classify(kind, address, user_agent)
-    key = machine.client_key(
-        signer.derived_key(CLIENT_KEY_PURPOSE), f"{delivery_id}#{recipient_id}", address
-    )
+    key = machine.client_key(signer.derived_key(CLIENT_KEY_PURPOSE), f"{delivery_id}#{recipient_id}", address)
     return Judgement(found, reason, key)

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from functions.redirect.detection import HONEYPOT_REASON, Detection, default_detection, judge
 from functions.shared import ids
-from functions.shared.machine import SCANNER
 from functions.shared.errors import InvalidToken
+from functions.shared.machine import SCANNER
 from functions.shared.raw_events import RawEvent
 from functions.shared.records import Record
 from functions.shared.tokens import LinkClaims, Signer

@@ -625,7 +625,12 @@ def test_a_log_says_which_machine_made_the_hit_and_why() -> None:
     fake = FakeReports()
     fake.add_delivery("d1")
     fake.add_log(
-        "d1", "e1", T.format(1), type="click", url_id="u1", machine="scanner",
+        "d1",
+        "e1",
+        T.format(1),
+        type="click",
+        url_id="u1",
+        machine="scanner",
         machine_reason="network 40.92.0.0/15 (Microsoft Exchange Online Protection)",
     )
     # When the Tracking tab lists it, as JSON and as CSV
@@ -637,7 +642,9 @@ def test_a_log_says_which_machine_made_the_hit_and_why() -> None:
         "network 40.92.0.0/15 (Microsoft Exchange Online Protection)",
     )
     assert text.splitlines()[0].endswith(",machine,machine_reason")
-    assert text.splitlines()[1].endswith(",scanner,network 40.92.0.0/15 (Microsoft Exchange Online Protection)")
+    assert text.splitlines()[1].endswith(
+        ",scanner,network 40.92.0.0/15 (Microsoft Exchange Online Protection)"
+    )
 
 
 def test_a_cursor_only_continues_the_query_it_came_from(five_logs: FakeReports) -> None:

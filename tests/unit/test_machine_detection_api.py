@@ -42,7 +42,12 @@ def call(method: str, body: Any = None) -> dict[str, Any]:
 
 def test_the_defaults_show_the_builtin_lists_and_no_operator_entries(api) -> None:
     body = json_body(call("GET"))
-    assert (body["ranges"], body["user_agents"], body["honeypot"], body["burst_seconds"]) == ([], [], True, 30)
+    assert (body["ranges"], body["user_agents"], body["honeypot"], body["burst_seconds"]) == (
+        [],
+        [],
+        True,
+        30,
+    )
     assert {"cidr": "17.0.0.0/8", "kind": "apple_mpp"}.items() <= body["builtin"]["ranges"][0].items()
     assert {"pattern": "python-requests", "kind": "bot"} in body["builtin"]["user_agents"]
     assert body["builtin"]["updated"]
@@ -90,11 +95,16 @@ def test_put_stores_validated_settings_that_the_redirect_reads_and_audits_the_ch
         ({"unknown": 1}, "unknown"),
     ],
 )
-def test_bad_settings_are_422_naming_the_problem_and_change_nothing(api, body, says, reliability: Any) -> None:
+def test_bad_settings_are_422_naming_the_problem_and_change_nothing(
+    api, body, says, reliability: Any
+) -> None:
     repo, trail = api
     response = call("PUT", body)
     reliability.record(
-        "Bad input", "PUT machine-detection settings: bad CIDR, unknown kind, absurd window, too many", 1, "422"
+        "Bad input",
+        "PUT machine-detection settings: bad CIDR, unknown kind, absurd window, too many",
+        1,
+        "422",
     )
     assert response["statusCode"] == 422, response["body"]
     assert says in json_body(response)["message"]

@@ -30,7 +30,9 @@ class FakeMachineSettings:
 @pytest.fixture
 def sink(monkeypatch: pytest.MonkeyPatch) -> FakeSink:
     found = FakeSink()
-    monkeypatch.setattr(handler, "_targets", tracking.CachedTargets(FakeTargets({("d1", "1"): "https://shop.example/"})))
+    monkeypatch.setattr(
+        handler, "_targets", tracking.CachedTargets(FakeTargets({("d1", "1"): "https://shop.example/"}))
+    )
     monkeypatch.setattr(handler, "_sink", found)
     monkeypatch.setattr(handler, "_detection", detection.CachedDetection(FakeMachineSettings()))
     return found
@@ -183,7 +185,9 @@ def test_operator_settings_apply_after_the_cache_and_the_window_travels_with_hon
     assert source.reads == 1
 
 
-def test_with_the_honeypot_off_its_link_records_nothing(sink: FakeSink, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_the_honeypot_off_its_link_records_nothing(
+    sink: FakeSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = FakeMachineSettings(json.dumps({"honeypot": False, "burst_seconds": 30}))
     monkeypatch.setattr(handler, "_detection", detection.CachedDetection(source))
     assert call(f"/r/{honeypot()}")["statusCode"] == 200
@@ -212,20 +216,30 @@ def test_the_cache_rereads_after_its_ttl_and_keeps_the_last_settings_when_a_read
 def test_an_unreadable_stored_document_falls_back_to_the_builtin_detection(reliability: Any) -> None:
     for document in ("{", '{"ranges": [{"cidr": "not a network", "kind": "bot"}]}', '{"ranges": 5}'):
         found = detection.detection_of(document)
-        reliability.record("Bad input", "an unreadable machine-detection settings item at the redirect", 1,
-                            "built-in detection, hit recorded")
+        reliability.record(
+            "Bad input",
+            "an unreadable machine-detection settings item at the redirect",
+            1,
+            "built-in detection, hit recorded",
+        )
         assert found.detector.classify("click", "198.51.100.1", "curl/8.0") == ("bot", "User-Agent curl/")
         assert found.honeypot is True
 
 
-def test_x_forwarded_for_is_ignored_unless_trusted(sink: FakeSink, monkeypatch: pytest.MonkeyPatch, reliability: Any) -> None:
+def test_x_forwarded_for_is_ignored_unless_trusted(
+    sink: FakeSink, monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
     # Given a hit whose X-Forwarded-For claims an Apple address, sent from elsewhere
     spoofed = {"x-forwarded-for": "17.58.1.2, 10.0.0.1"}
     # When the stack does not trust the header
     call(f"/o/{pixel()}", source_ip="198.51.100.23", user_agent="Mozilla/5.0", headers=spoofed)
     # Then the connection's address counts
-    reliability.record("Security", "X-Forwarded-For spoofing an Apple address without trust", 1,
-                       "ignored: the connection's address classifies")
+    reliability.record(
+        "Security",
+        "X-Forwarded-For spoofing an Apple address without trust",
+        1,
+        "ignored: the connection's address classifies",
+    )
     assert sink.events[0].machine is None and sink.events[0].ip == "198.51.100.0"
     # And when it is trusted (behind a CDN), the first entry counts
     monkeypatch.setattr(handler.settings(), "trust_forwarded_for", True)
@@ -239,8 +253,12 @@ def test_a_malformed_client_address_is_recorded_as_no_address(
 ) -> None:
     monkeypatch.setattr(handler.settings(), "trust_forwarded_for", True)
     response = call(f"/r/{click()}", source_ip="198.51.100.23", headers={"x-forwarded-for": forwarded})
-    reliability.record("Bad input", "a malformed client address (X-Forwarded-For, trusted)", 1,
-                       "hit recorded as a person without address or client key")
+    reliability.record(
+        "Bad input",
+        "a malformed client address (X-Forwarded-For, trusted)",
+        1,
+        "hit recorded as a person without address or client key",
+    )
     assert response["statusCode"] == 302
     [event] = sink.events
     if forwarded.strip(" ,") == "" or forwarded.startswith(" ,"):
