@@ -13,7 +13,7 @@ key) and the alternative the module did not take for the patterns (one combined 
 Import and table building are timed in fresh interpreters, on top of what the redirect's click path
 already imports. With figure 2's JSON (``--inputs``, as ``make bench`` gives it), the cost is set
 against a warm click's CPU and the target is figure 2's: a click plus detection's worst cost per hit
-within 1.3× the bare handler; alone, an absolute 10 µs per hit.
+within 1.3x the bare handler; alone, an absolute 10 µs per hit.
 """
 
 from __future__ import annotations

@@ -49,7 +49,11 @@ def local_stack(options: tuple[str, ...] = ()) -> Iterator[str]:
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
-            serve_command(port, demo=False, options=options), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
+            serve_command(port, demo=False, options=options),
+            cwd=REPO,
+            env=environment(),
+            stdout=stdout,
+            stderr=stderr,
         )
         try:
             problem = _wait_for_health(base_url, process)
