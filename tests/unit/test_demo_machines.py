@@ -78,3 +78,20 @@ def test_the_honeypot_anchor_is_told_apart_from_the_delivery_links() -> None:
     message = tracked_message("r1", written, rendered)
     assert [link.href for link in message.links] == ["http://t/r/AAA"]
     assert (message.honeypot, message.pixel) == ("http://t/r/HHH", "http://t/o/OOO")
+
+
+def test_serve_takes_trust_forwarded_for_into_the_functions_environment() -> None:
+    from local.cli import _parser
+    from local.stack import configure_environment
+
+    assert _parser().parse_args(["serve", "--trust-forwarded-for"]).trust_forwarded_for is True
+    assert _parser().parse_args(["serve"]).trust_forwarded_for is False
+    environ: dict[str, str] = {}
+    configure_environment(
+        environ,
+        aws_endpoint="http://127.0.0.1:1",
+        tracking_base_url="http://t",
+        schedule="rate(1 day)",
+        trust_forwarded_for=True,
+    )
+    assert environ["MSGTRACK_TRUST_FORWARDED_FOR"] == "true"

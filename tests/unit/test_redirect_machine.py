@@ -265,3 +265,24 @@ def test_a_malformed_client_address_is_recorded_as_no_address(
         assert event.ip == "198.51.100.0"  # an empty first entry falls back to the connection
     else:
         assert (event.ip, event.client_key, event.machine) == (None, None, None)
+
+
+def test_the_redirect_reads_the_settings_item_the_models_write() -> None:
+    from functions.redirect import store
+    from functions.shared import models
+
+    assert (store.SETTINGS_PK, store.MACHINE_DETECTION_SK) == (
+        models.SETTINGS_PK,
+        models.MACHINE_DETECTION_SK,
+    )
+    assert models.MachineDetectionSettingsModel.document.attr_name == "document"
+
+
+@pytest.mark.parametrize(("raw", "trusted"), [("true", True), ("1", True), ("false", False), ("", False)])
+def test_trust_in_x_forwarded_for_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, raw: str, trusted: bool
+) -> None:
+    from functions.shared.settings import Settings
+
+    monkeypatch.setenv("MSGTRACK_TRUST_FORWARDED_FOR", raw)
+    assert Settings.from_env().trust_forwarded_for is trusted
