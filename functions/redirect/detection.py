@@ -20,6 +20,9 @@ from functions.shared.tokens import Signer
 
 CLIENT_KEY_PURPOSE = "msgtrack client key"  # the label the client-key secret is derived under
 HONEYPOT_REASON = "honeypot link"
+# The User-Agent is classified on its first characters, as many as a raw event keeps: the detector caches
+# verdicts by User-Agent, and a client sending ever new 10 KB ones must not fill the cache with them.
+MAX_CLASSIFIED_USER_AGENT = 512  # tracking.MAX_USER_AGENT
 
 
 class Detection(Record):
@@ -126,6 +129,7 @@ def judge(
     The client key's secret is derived from the current signing key: after a rotation one address on
     one message gets another key, so only a burst spanning the rotation moment is not linked.
     """
-    found, reason = detection.detector.classify(kind, address, user_agent)
+    agent = user_agent[:MAX_CLASSIFIED_USER_AGENT] if user_agent else user_agent
+    found, reason = detection.detector.classify(kind, address, agent)
     key = machine.client_key(signer.derived_key(CLIENT_KEY_PURPOSE), f"{delivery_id}#{recipient_id}", address)
     return Judgement(found, reason, key)

@@ -27,7 +27,7 @@ from functions.shared.urls import substitute_fields
 
 PERSON_COOKIE = "mtpid"
 PERSON_COOKIE_MAX_AGE = 365 * 24 * 3600
-MAX_USER_AGENT = 512
+MAX_USER_AGENT = 512  # detection.MAX_CLASSIFIED_USER_AGENT
 _IPV6_HOST_BYTES = bytes(10)  # an IPv6 address keeps its first 48 bits
 
 

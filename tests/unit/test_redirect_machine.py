@@ -286,3 +286,21 @@ def test_trust_in_x_forwarded_for_is_a_setting(
 
     monkeypatch.setenv("MSGTRACK_TRUST_FORWARDED_FOR", raw)
     assert Settings.from_env().trust_forwarded_for is trusted
+
+
+def test_a_huge_user_agent_is_classified_on_what_a_raw_event_keeps(reliability: Any) -> None:
+    # Given a fresh detection and hits with ever new 10 KB User-Agents
+    found = detection.default_detection()
+    for n in range(50):
+        judged = detection.judge(
+            found, signer(), "click", "d1", "r1", "198.51.100.1", f"curl/8.{n} " + "x" * 10_000
+        )
+        assert judged.machine == "bot"
+    reliability.record(
+        "Bad input",
+        "10 KB User-Agents at the redirect's machine detection",
+        50,
+        "classified on the first 512 characters; the verdict cache keeps no more",
+    )
+    # Then the detector's cache keeps no User-Agent longer than a raw event does
+    assert max(len(agent) for agent in found.detector._agent_verdicts) == 512
