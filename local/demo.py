@@ -248,9 +248,10 @@ class Visit:
 
 
 def person_address(recipient_id: str, forwarded: bool = False) -> str:
-    """A reader's address (TEST-NET-3, RFC 5737), stable per reader and without drawing from the seed."""
+    """A reader's address (TEST-NET-2 or -3, RFC 5737), stable per reader and without drawing from the seed."""
     number = zlib.crc32(f"{recipient_id}{'#fwd' if forwarded else ''}".encode())
-    return f"203.0.{113 + number % 2}.{1 + number // 2 % 254}"
+    network = ("203.0.113", "198.51.100")[number % 2]
+    return f"{network}.{1 + number // 2 % 199}"  # .200 and above: the demo's bot
 
 
 def _link_weight(link: TrackedLink) -> int:
