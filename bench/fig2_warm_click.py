@@ -65,6 +65,10 @@ PARTS = {
         "already carries, or sign with a shorter payload",
     ),
     "target": ("`urls.substitute_fields` (the target URL)", ""),
+    "machine": (
+        "machine detection: `detection.judge` (the verdict on address and User-Agent, and the client key)",
+        "`functions/shared/machine.py` caches User-Agent verdicts; the client key is one HMAC-SHA256",
+    ),
     "item": ("`raw_events.to_item` (the raw-event item)", ""),
     "metrics": (
         "one EMF document per invocation (`functions/redirect/observability.py`: a cached template + write)",
@@ -97,7 +101,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
 
     from bench.events import LambdaContext, click_event, open_event
     from bench.stub_dynamodb import SAMPLE_ITEM, TARGET_URL, stub_dynamodb
-    from functions.redirect import tracking
+    from functions.redirect import detection, tracking
     from functions.redirect.observability import metrics
     from functions.shared import ids, raw_events, timeutil
     from functions.shared.tables import RAW_EVENTS
@@ -155,6 +159,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             metrics.flush()
 
         claims = signer().verify(click["rawPath"][3:])
+        in_force = detection.default_detection()
 
         functions: dict[str, Callable[[], Any]] = {
             "click": lambda: handler.lambda_handler(click, context),
@@ -168,6 +173,15 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             "target": lambda: substitute_fields(TARGET_URL, {}),
             "item": lambda: raw_events.to_item(event, 30),
             "latest_click": lambda: tracking.latest_click_token(signer(), claims, timeutil.now()),
+            "machine": lambda: detection.judge(
+                in_force,
+                signer(),
+                "click",
+                DELIVERY,
+                "cust-00000001",
+                click["requestContext"]["http"]["sourceIp"],
+                click["headers"].get("user-agent"),
+            ),
             "metrics": observed_noop,
         }
         samples: dict[str, list[float]] = {name: [] for name in functions}

@@ -1,7 +1,8 @@
 """The redirect function behind ``GET|HEAD /r/{token}`` (a click), ``GET|HEAD /o/{token}`` (an open)
 and ``GET|HEAD /w/{site_token}`` (+ ``/w/{site_token}/tag.js``, the web-tracking tag).
 
-It may read one tracked URL or web-tracking site (both in the tracked-urls table), write one raw event
+It may read one tracked URL or web-tracking site (both in the tracked-urls table) and the
+machine-detection settings (the deliveries table's settings partition only), write one raw event
 (or hand it to the fallback queue when DynamoDB refuses it) and read the signing key: nothing more.
 """
 
@@ -12,7 +13,8 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
+from functions.shared.models import SETTINGS_PK
+from functions.shared.tables import DELIVERIES, RAW_EVENTS, TRACKED_URLS
 from infra.constants import REDIRECT_MEMORY_MB, REDIRECT_RESERVED_CONCURRENCY, REDIRECT_TIMEOUT
 from infra.function import MsgtrackFunction
 from infra.http_api import HttpEntryPoint
@@ -56,6 +58,8 @@ class TrackingEndpoint(Construct):
         self.function = self.handler.function
         storage.grant(self.function, RAW_EVENTS, ("dynamodb:PutItem",))
         storage.grant(self.function, TRACKED_URLS, ("dynamodb:GetItem",))
+        # The machine-detection settings item only: the settings partition, nothing of any delivery.
+        storage.grant(self.function, DELIVERIES, ("dynamodb:GetItem",), leading_keys=(SETTINGS_PK,))
         storage.grant_fallback_send(self.function)
         secrets.grant_signing_key(self.function)
         self._build_routes(entry_point)

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         help='tracking workflow schedule, an EventBridge rate expression (default: "%(default)s")',
     )
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve.add_argument(
+        "--trust-forwarded-for",
+        action="store_true",
+        help="take the client address from the first X-Forwarded-For entry (behind a proxy or CDN; "
+        "sets MSGTRACK_TRUST_FORWARDED_FOR=true)",
+    )
     serve.set_defaults(run=serve_command)
     check = commands.add_parser(
         "test-tracking",
@@ -135,7 +141,13 @@ def serve_command(args: argparse.Namespace) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # the banner must show up even when piped
     _stop_on_signals()
-    stack = LocalStack(args.host, args.port, args.schedule, access_log=args.access_log)
+    stack = LocalStack(
+        args.host,
+        args.port,
+        args.schedule,
+        access_log=args.access_log,
+        trust_forwarded_for=args.trust_forwarded_for,
+    )
     try:
         try:
             stack.start()

@@ -15,12 +15,21 @@ arrives, so hits of the past cannot come over HTTP: given ``past`` (``msgtrack s
 own logic (token check, target lookup, raw-event sink, web-tracking attribution) with their moment of
 the past, before the workflow's first run, which reads every raw event recorded before it started.
 Hits of the last hour, and all of them without ``past``, are played over HTTP.
+
+Machines read too (``plan_machines``, drawn from their own seed so the people stay the same): Apple Mail
+Privacy Protection prefetches the pixel at delivery from Apple's network with the User-Agent
+``Mozilla/5.0``; a security gateway in front of a company's mailboxes follows every link of its
+messages, the honeypot and the opt-out included, within seconds of delivery from one Microsoft address;
+a script polls a link with ``python-requests``. Each visit has a client address (people get one from a
+documentation range): ``PastHits`` hands it to the redirect's logic directly; over HTTP it goes as
+``X-Forwarded-For``, which counts only on a stack started with ``--trust-forwarded-for``.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +66,13 @@ LIVE_MINUTES = 60  # hits of the last hour come over HTTP, at the moment they ar
 RUN_TIMEOUT_SECONDS = 60.0
 HTTP_TIMEOUT_SECONDS = 30.0
 WORKERS = 4  # people reading at the same time
+MPP_RATE = 0.15  # of delivered messages, those read in Apple Mail with Mail Privacy Protection on
+GATEWAY_RATE = 0.06  # of delivered messages, those that reach a company behind a security gateway
+BOT_HITS = 5  # a script polling one link
+MPP_USER_AGENT = "Mozilla/5.0"  # all Apple's prefetching proxies send
+GATEWAY_ADDRESS = "40.92.17.33"  # Microsoft Exchange Online Protection (40.92.0.0/15)
+BOT_ADDRESS = "198.51.100.200"
+BOT_USER_AGENT = "python-requests/2.31"
 
 NEWSLETTER = Path(__file__).with_name("demo_newsletter.html")
 LAST_CALL = Path(__file__).with_name("demo_last_call.html")
@@ -121,6 +137,7 @@ class TrackedMessage:
     recipient_id: str
     links: tuple[TrackedLink, ...]
     pixel: str | None
+    honeypot: str | None = None  # the hidden honeypot link: only machines follow it
 
     def of(self, category: str) -> list[TrackedLink]:
         return [link for link in self.links if link.category == category]
@@ -190,6 +207,8 @@ def tracked_message(recipient_id: str, written: list[WrittenLink], rendered: str
     data-label attributes go), so the n-th anchor of one is the n-th anchor of the other.
     """
     tags = _tags(rendered)
+    honeypot = next((a["href"] for a in tags.anchors if _is_honeypot(a)), None)
+    tags.anchors = [a for a in tags.anchors if not _is_honeypot(a)]
     if len(tags.anchors) != len(written):
         raise DemoError(
             f"rendered message for {recipient_id} has {len(tags.anchors)} anchors, the delivery {len(written)}"
@@ -200,7 +219,16 @@ def tracked_message(recipient_id: str, written: list[WrittenLink], rendered: str
         if "/r/" in anchor.get("href", "")
     )
     pixel = next((src for src in tags.images if "/o/" in src), None)
-    return TrackedMessage(recipient_id, links, pixel)
+    return TrackedMessage(recipient_id, links, pixel, honeypot)
+
+
+def _is_honeypot(anchor: dict[str, str]) -> bool:
+    """The anchor rendering adds (``rendering._HONEYPOT_HTML``): hidden, unfocusable, tracked."""
+    return (
+        anchor.get("aria-hidden") == "true"
+        and anchor.get("tabindex") == "-1"
+        and "/r/" in anchor.get("href", "")
+    )
 
 
 # --- the audience ----------------------------------------------------------------------------
@@ -215,6 +243,15 @@ class Visit:
     hits: tuple[tuple[str, str], ...]
     recipient_id: str = ""  # whose message it is
     forwarded: bool = False  # someone else reading a forwarded copy
+    address: str = ""  # the client address; "" for a person's own (person_address)
+    seconds_between_hits: float = 20.0  # a person reads between clicks; a machine does not
+
+
+def person_address(recipient_id: str, forwarded: bool = False) -> str:
+    """A reader's address (TEST-NET-2 or -3, RFC 5737), stable per reader and without drawing from the seed."""
+    number = zlib.crc32(f"{recipient_id}{'#fwd' if forwarded else ''}".encode())
+    network = ("203.0.113", "198.51.100")[number % 2]
+    return f"{network}.{1 + number // 2 % 199}"  # .200 and above: the demo's bot
 
 
 def _link_weight(link: TrackedLink) -> int:
@@ -314,13 +351,55 @@ def schedule(rng: random.Random, visits: list[Visit], sent_at: datetime, now: da
     return timed
 
 
+def plan_machines(
+    rng: random.Random, messages: list[TrackedMessage], sent_at: datetime, bot_hits: int = BOT_HITS
+) -> list[TimedVisit]:
+    """The machines among the readers, with their moments: MPP prefetches and gateway bursts within a
+    minute of delivery, a script polling a link over the first hours."""
+    timed: list[TimedVisit] = []
+    for message in messages:
+        draw = rng.random()
+        delivered = sent_at + timedelta(seconds=rng.uniform(5, 60))
+        if draw < MPP_RATE and message.pixel:
+            address = f"17.58.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+            visit = Visit(MPP_USER_AGENT, (("open", message.pixel),), message.recipient_id, address=address)
+            timed.append(TimedVisit(delivered, visit))
+        elif draw < MPP_RATE + GATEWAY_RATE:
+            hits: list[tuple[str, str]] = [("click", link.href) for link in message.links]
+            if message.honeypot:
+                hits.insert(len(hits) // 2, ("honeypot", message.honeypot))
+            if message.pixel:
+                hits.insert(0, ("open", message.pixel))
+            visit = Visit(
+                BROWSERS[0],
+                tuple(hits),
+                message.recipient_id,
+                address=GATEWAY_ADDRESS,
+                seconds_between_hits=0.4,
+            )
+            timed.append(TimedVisit(delivered, visit))
+    polled = messages[0].of("click")[0].href if messages and messages[0].of("click") else None
+    for hour in range(bot_hits if polled else 0):
+        visit = Visit(
+            BOT_USER_AGENT, (("click", polled or ""),), messages[0].recipient_id, address=BOT_ADDRESS
+        )
+        timed.append(TimedVisit(sent_at + timedelta(hours=hour + 1, minutes=rng.uniform(0, 5)), visit))
+    return timed
+
+
+def _expected_status(kind: str) -> int:
+    return 302 if kind == "click" else 200  # the pixel and the tag answer a GIF, the honeypot a page
+
+
 def play(visit: Visit) -> int:
     """Fetch one person's hits like their client would: no redirect followed, each answer checked."""
     with requests.Session() as person:
         person.headers["User-Agent"] = visit.user_agent
+        if visit.address:  # counts only on a stack that trusts X-Forwarded-For
+            person.headers["X-Forwarded-For"] = visit.address
         for kind, url in visit.hits:
             answer = person.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
-            expected = 302 if kind == "click" else 200  # the pixel and the tag answer a GIF
+            expected = _expected_status(kind)
             if answer.status_code != expected:
                 raise DemoError(
                     f"GET {url} answered {answer.status_code}, expected {expected}: {answer.text[:200]}"
@@ -336,15 +415,20 @@ class PastHits:
     latest click, web-tracking attribution) get a hit stamped with its moment of the past instead.
     """
 
-    SOURCE_IP = "127.0.0.1"  # what the local gateway reports for the demo's requests
-
     def __init__(self) -> None:
         from functions.redirect import tracking, web
-        from functions.redirect.store import DynamoEventSink, DynamoSites, DynamoTargets
+        from functions.redirect.detection import CachedDetection
+        from functions.redirect.store import (
+            DynamoEventSink,
+            DynamoMachineSettings,
+            DynamoSites,
+            DynamoTargets,
+        )
         from functions.shared.settings import settings
         from functions.shared.tokens import signer
 
         self._tracking, self._web, self._signer = tracking, web, signer
+        self._detection = CachedDetection(DynamoMachineSettings())
         self._targets = tracking.CachedTargets(DynamoTargets())
         self._sites = web.CachedSites(DynamoSites())
         self._sink = DynamoEventSink(ttl_days=settings().raw_event_ttl_days)
@@ -352,25 +436,32 @@ class PastHits:
 
     def play(self, timed: TimedVisit) -> int:
         cookie: str | None = None
-        for number, (kind, url) in enumerate(timed.visit.hits):
-            at = timed.at + timedelta(seconds=20 * number)  # one person's hits, in their order
+        visit = timed.visit
+        address = visit.address or person_address(visit.recipient_id, visit.forwarded)
+        detection = self._detection.current()
+        for number, (kind, url) in enumerate(visit.hits):
+            at = timed.at + timedelta(seconds=visit.seconds_between_hits * number)  # in their order
             parts = urlsplit(url)
             token = parts.path[3:]
             if kind == "tag":
                 params = dict(parse_qsl(parts.query))
-                tag_hit = self._web.TagHit(
-                    token, params, None, None, at, timed.visit.user_agent, self.SOURCE_IP, cookie
-                )
+                tag_hit = self._web.TagHit(token, params, None, None, at, visit.user_agent, address, cookie)
                 tagged = self._web.tag(
-                    tag_hit, self._signer(), self._sites, self._sink, self._attribution_days
+                    tag_hit,
+                    self._signer(),
+                    self._sites,
+                    self._sink,
+                    self._attribution_days,
+                    detection=detection,
                 )
                 status = tagged.status
             else:
-                link_hit = self._tracking.Hit(token, kind, at, timed.visit.user_agent, self.SOURCE_IP, cookie)
-                answer = self._tracking.track(link_hit, self._signer(), self._targets, self._sink)
+                hit_kind = "click" if kind == "honeypot" else kind
+                link_hit = self._tracking.Hit(token, hit_kind, at, visit.user_agent, address, cookie)
+                answer = self._tracking.track(link_hit, self._signer(), self._targets, self._sink, detection)
                 cookie = answer.person_cookie or cookie
-                status = answer.status
-            expected = 302 if kind == "click" else 200
+                status = 200 if answer.status == self._tracking.HONEYPOT else answer.status
+            expected = _expected_status(kind)
             if status != expected:
                 raise DemoError(
                     f"{kind} {url} of {timed.at:%Y-%m-%d %H:%M} answered {status}, expected {expected}"
@@ -515,8 +606,12 @@ def run_demo(
         follow_up_visits = plan_audience(rng, follow_up_messages[1:])
         midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         sent_at = midnight - timedelta(days=NEWSLETTER_SENT_DAYS_AGO) + timedelta(hours=NEWSLETTER_SENT_HOUR)
+        follow_up_sent_at = now - timedelta(hours=FOLLOW_UP_SENT_HOURS_AGO)
         timed = schedule(timing, visits, sent_at, now)
-        timed += schedule(timing, follow_up_visits, now - timedelta(hours=FOLLOW_UP_SENT_HOURS_AGO), now)
+        timed += schedule(timing, follow_up_visits, follow_up_sent_at, now)
+        machines = random.Random(seed + 2)  # their own draws: the people are the same with or without
+        timed += plan_machines(machines, delivered, sent_at)
+        timed += plan_machines(machines, follow_up_messages[1:], follow_up_sent_at, bot_hits=0)
         timed.append(
             TimedVisit(now, Visit(BROWSERS[0], (("click", follow_up_messages[0].of("click")[0].href),)))
         )

@@ -81,7 +81,9 @@ def to_event(
         else:
             header_pairs.append((lower, value))
     headers = _joined(header_pairs)
-    headers["x-forwarded-for"] = request.source_ip
+    # As API Gateway does: the connection's address appended to what the client (or a proxy) sent.
+    forwarded = headers.get("x-forwarded-for", "").strip()
+    headers["x-forwarded-for"] = f"{forwarded}, {request.source_ip}" if forwarded else request.source_ip
     headers["x-forwarded-proto"] = "http"
     host = headers.get("host", "localhost")
     headers.setdefault("x-forwarded-port", host.rpartition(":")[2] if ":" in host else "80")

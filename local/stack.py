@@ -47,6 +47,7 @@ def configure_environment(
     aws_endpoint: str,
     tracking_base_url: str,
     schedule: str,
+    trust_forwarded_for: bool = False,
 ) -> Secrets:
     """Set what the functions read from the environment; keep the user's token and key if given."""
     for name in ("AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL_DYNAMODB"):
@@ -63,6 +64,7 @@ def configure_environment(
             "MSGTRACK_TRACKING_BASE_URL": tracking_base_url,
             "MSGTRACK_COOKIE_SECURE": "false",
             "MSGTRACK_SCHEDULE": schedule,
+            "MSGTRACK_TRUST_FORWARDED_FOR": "true" if trust_forwarded_for else "false",
         }
     )
     environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -141,9 +143,11 @@ class LocalStack:
         schedule: str = DEFAULT_SCHEDULE,
         *,
         access_log: bool = False,
+        trust_forwarded_for: bool = False,  # the client address is X-Forwarded-For's first entry
     ) -> None:
         self.host = host
         self.access_log = access_log
+        self.trust_forwarded_for = trust_forwarded_for
         self.port = port
         self.schedule = schedule
         self.period = parse_rate(schedule)  # refuse a bad schedule before starting anything
@@ -194,6 +198,7 @@ class LocalStack:
                 aws_endpoint=self.aws_endpoint,
                 tracking_base_url=self.base_url,
                 schedule=self.schedule,
+                trust_forwarded_for=self.trust_forwarded_for,
             )
             from functions.api import launcher
             from functions.shared import models, settings, tokens

@@ -32,6 +32,7 @@ class FakeDeliveryRepository:
     deleted: dict[str, str] = field(default_factory=dict)  # delivery id -> deleted at
     gone_urls: set[tuple[str, str]] = field(default_factory=set)
     rules: UrlTrackingRules = field(default_factory=UrlTrackingRules)
+    machine_document: str | None = None
 
     def add(self, delivery: Delivery, urls: Sequence[TrackedUrl]) -> None:
         assert delivery.id not in self.deliveries, "delivery ids are unique"
@@ -103,3 +104,9 @@ class FakeDeliveryRepository:
 
     def save_url_tracking_rules(self, rules: UrlTrackingRules, updated_at: str) -> None:
         self.rules = rules
+
+    def machine_settings_document(self) -> str | None:
+        return self.machine_document
+
+    def save_machine_settings_document(self, document: str, updated_at: str) -> None:
+        self.machine_document = document

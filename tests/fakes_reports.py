@@ -69,6 +69,8 @@ class FakeReports:
         proof: bool = False,
         counted: bool = True,
         browser: str | None = "Chrome",
+        machine: str | None = None,
+        machine_reason: str | None = None,
     ) -> TrackingLog:
         log = TrackingLog(
             delivery_id=delivery_id,
@@ -85,6 +87,8 @@ class FakeReports:
             device="desktop",
             proof=proof,
             counted=counted,
+            machine=machine,
+            machine_reason=machine_reason,
         )
         self.logs.append(log)
         return log

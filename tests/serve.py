@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve_command(port: int, *, demo: bool) -> list[str]:
+def serve_command(port: int, *, demo: bool, options: tuple[str, ...] = ()) -> list[str]:
     script = REPO / ".venv" / "bin" / "msgtrack"
     entry = [str(script)] if script.exists() else [sys.executable, "-m", "local.cli"]
     return [
@@ -41,6 +41,7 @@ def serve_command(port: int, *, demo: bool) -> list[str]:
         str(port),
         "--schedule",
         "rate(1 day)",
+        *options,
     ]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from functions.api import audit, cursors, url_options
+from functions.api import audit, cursors, machine_detection, url_options
 from functions.api.delivery_repository import (
     Delivery,
     DeliveryRepository,
@@ -235,6 +235,7 @@ def render_messages(
         signer=link_signer or signer(),
         track_opens=delivery.track_opens,
         track_clicks=delivery.track_clicks,
+        honeypot=(delivery.track_clicks or delivery.track_opens) and machine_detection.current(repo).honeypot,
     )
     with call_render_budget():
         messages = [renderer.render(recipient, proof=proof) for recipient in recipients]

@@ -138,6 +138,11 @@ class DeliveryRepository(Protocol):
 
     def save_url_tracking_rules(self, rules: UrlTrackingRules, updated_at: str) -> None: ...
 
+    def machine_settings_document(self) -> str | None:
+        """The stored machine-detection settings (JSON, ``machine_detection.stored_document``), or None."""
+
+    def save_machine_settings_document(self, document: str, updated_at: str) -> None: ...
+
 
 def chunks_for_transactions(messages: Sequence[SentMessage]) -> list[list[SentMessage]]:
     """Split messages so each chunk fits one transaction: ≤ 99 messages and ≤ 50 distinct domains."""
@@ -463,6 +468,16 @@ class DynamoDeliveryRepository:
             always_track=list(rules.always_track),
             updated_at=updated_at,
         ).save()
+
+    def machine_settings_document(self) -> str | None:
+        try:
+            item = models.MachineDetectionSettingsModel.get(models.SETTINGS_PK, models.MACHINE_DETECTION_SK)
+        except models.MachineDetectionSettingsModel.DoesNotExist:
+            return None
+        return str(item.document)
+
+    def save_machine_settings_document(self, document: str, updated_at: str) -> None:
+        models.MachineDetectionSettingsModel(document=document, updated_at=updated_at).save()
 
 
 _RETRYABLE = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})

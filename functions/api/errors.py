@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from functions.shared import errors
+from functions.shared.machine_settings import InvalidMachineSettings
 from functions.shared.observability import logger
 
 _STATUS: dict[type[errors.MsgtrackError], HTTPStatus] = {
@@ -50,6 +51,7 @@ _STATUS[UnsupportedMediaType] = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 _STATUS[PayloadTooLarge] = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 _STATUS[SiteNotFound] = HTTPStatus.NOT_FOUND
 _STATUS[InvalidSite] = HTTPStatus.UNPROCESSABLE_ENTITY
+_STATUS[InvalidMachineSettings] = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

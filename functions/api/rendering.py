@@ -57,11 +57,21 @@ class RenderedMessage:
     # pixel's URL (None when opens are not tracked). The tracking check follows these, nothing else.
     click_urls: Mapping[str, str] = field(default_factory=dict)
     pixel_url: str | None = None
+    honeypot_url: str | None = None  # the message's honeypot link (None when the honeypot is off)
 
 
 # Template variables the renderer owns; set after the recipient's fields, so a field cannot shadow them.
 _LINKS = "_msgtrack_links"
 _PIXEL = "_msgtrack_pixel"
+_HONEYPOT = "_msgtrack_honeypot"
+# The honeypot link (machine.py): an empty anchor no person sees, reaches or hears. Hidden by CSS for
+# browsers and webmail (display:none), by mso-hide for Outlook's Word engine, zero-sized besides, out
+# of the tab order and the accessibility tree, with no text; placed before the pixel (or </body>), where
+# an empty inline element changes no layout. Scanners follow every href, seen or not.
+_HONEYPOT_HTML = Markup(
+    '<a href="{href}" aria-hidden="true" tabindex="-1" style="display:none;mso-hide:all;font-size:0;'
+    'line-height:0;max-height:0;max-width:0;overflow:hidden;opacity:0"></a>'
+)
 _PIXEL_HTML = Markup(
     '<img src="{src}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" />'
 )
@@ -84,9 +94,15 @@ class MessageRenderer:
         signer: Signer,
         track_opens: bool,
         track_clicks: bool,
+        honeypot: bool = False,
     ) -> None:
-        """Compile the delivery's templates once; raises InvalidContent for template syntax errors."""
+        """Compile the delivery's templates once; raises InvalidContent for template syntax errors.
+
+        With ``honeypot``, the HTML of each message also carries one hidden honeypot link (its own
+        token kind "h", not one of the delivery's URLs); the text part never does.
+        """
         self._delivery_id = delivery_id
+        self._honeypot = honeypot
         self._base_url = base_url.rstrip("/")
         self._signer = signer
         self._track_opens = track_opens
@@ -100,6 +116,8 @@ class MessageRenderer:
             return None if slot is None else f"{{{{ {_LINKS}[{slot}] }}}}"
 
         pixel = f"{{{{ {_PIXEL} }}}}" if track_opens else None
+        if honeypot:
+            pixel = f"{{{{ {_HONEYPOT} }}}}{pixel or ''}"
         self._html = _compile_rewritten(_HTML, rewrite_html(content, href_for, pixel), content.html)
         text = rewrite_text(content, href_for)
         self._text = None if text is None else _compile_rewritten(_TEXT, text, content.text or "")
@@ -107,17 +125,19 @@ class MessageRenderer:
     def render(self, recipient: Recipient, proof: bool = False) -> RenderedMessage:
         click_urls = [self._click_url(link, recipient, proof) for link in self._links]
         pixel_url = self._pixel_url(recipient, proof)
+        honeypot_url = self._honeypot_url(recipient, proof)
         context = {
             **_field_context(recipient.fields),
             _LINKS: click_urls,
             _PIXEL: _PIXEL_HTML.format(src=pixel_url) if pixel_url else Markup(""),
+            _HONEYPOT: _HONEYPOT_HTML.format(href=honeypot_url) if honeypot_url else Markup(""),
         }
         html = self._html.render(context, recipient)
         text = self._text.render(context, recipient) if self._text is not None else None
         by_url_id: dict[str, str] = {}
         for link, url in zip(self._links, click_urls, strict=True):
             by_url_id.setdefault(link.url_id, url)
-        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url)
+        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url, honeypot_url)
 
     def _click_url(self, link: TrackedLink, recipient: Recipient, proof: bool) -> str:
         values = {name: recipient.fields.get(name, "") for name in link.fields}
@@ -129,6 +149,12 @@ class MessageRenderer:
             return None
         token = self._signer.sign(LinkClaims("o", self._delivery_id, recipient.id, None, proof))
         return f"{self._base_url}/o/{token}"
+
+    def _honeypot_url(self, recipient: Recipient, proof: bool) -> str | None:
+        if not self._honeypot:
+            return None
+        token = self._signer.sign(LinkClaims("h", self._delivery_id, recipient.id, None, proof))
+        return f"{self._base_url}/r/{token}"
 
 
 def validate_template(html: str, text: str | None) -> None:

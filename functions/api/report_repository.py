@@ -135,6 +135,8 @@ class TrackingLog:
     counted: bool = True
     amount: str | None = None  # transactions: a decimal string
     currency: str | None = None
+    machine: str | None = None  # apple_mpp, scanner or bot; None for a person (machine.py)
+    machine_reason: str | None = None  # the signal that decided; None for a person
 
 
 @dataclass(frozen=True)
@@ -440,6 +442,8 @@ def _log(item: TrackingLogModel) -> TrackingLog:
         counted=item.counted is not False,
         amount=item.amount,
         currency=item.currency,
+        machine=item.machine,
+        machine_reason=item.machine_reason,
     )
 
 

@@ -203,6 +203,8 @@ LOG_COLUMNS: tuple[str, ...] = (
     "proof",
     "amount",
     "currency",
+    "machine",
+    "machine_reason",
 )
 
 
@@ -221,6 +223,10 @@ class LogItem(BaseModel):
     proof: bool
     amount: float | None = Field(description="transactions: the amount, rounded to 2 decimals; else null")
     currency: str | None = Field(description="transactions: ISO 4217, upper case; else null")
+    machine: str | None = Field(
+        description="null for a person; else apple_mpp, scanner or bot: which kind of machine made the hit"
+    )
+    machine_reason: str | None = Field(description="the signal that marked a machine; null for a person")
 
 
 class LogPage(BaseModel):

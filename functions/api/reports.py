@@ -619,6 +619,8 @@ def _log_item(log: TrackingLog) -> LogItem:
         proof=log.proof,
         amount=money(log.amount) if log.amount is not None else None,
         currency=log.currency,
+        machine=log.machine,
+        machine_reason=log.machine_reason,
     )
 
 

@@ -31,6 +31,8 @@ from functions.api.delivery_repository import (
 from functions.api.rendering import Recipient, RenderedMessage
 from functions.api.sites import IssuedSite
 from functions.api.url_options import MAX_PATTERNS, MAX_URL_PARAMETERS
+from functions.shared.machine import MachineSettings
+from functions.shared.machine_settings import settings_view
 
 MAX_EXCLUDE_PATTERNS = 100
 Category = Literal["click", "opt_out", "mirror"]
@@ -260,6 +262,61 @@ class UrlTrackingRulesOut(BaseModel):
     @classmethod
     def of(cls, rules: UrlTrackingRules) -> UrlTrackingRulesOut:
         return cls(never_track=list(rules.never_track), always_track=list(rules.always_track))
+
+
+class MachineRangeIn(_Request):
+    cidr: str = Field(description="an IPv4 or IPv6 network in CIDR notation, e.g. 203.0.113.0/24")
+    kind: str = Field(description="apple_mpp, scanner or bot")
+
+
+class MachineAgentIn(_Request):
+    pattern: str = Field(description="a case-insensitive substring of the User-Agent")
+    kind: str = Field(description="apple_mpp, scanner or bot")
+
+
+class MachineDetectionIn(_Request):
+    """The operator's machine-detection settings; checked by ``machine_settings.validate_settings``."""
+
+    builtin: dict[str, Any] | None = Field(default=None, description="read-only: ignored when sent back")
+    ranges: list[MachineRangeIn] = Field(default_factory=list)
+    user_agents: list[MachineAgentIn] = Field(default_factory=list)
+    honeypot: bool = True
+    burst_seconds: int = Field(default=30, description="the honeypot burst window, 1 to 300 seconds")
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"builtin"})
+
+
+class MachineRangeOut(BaseModel):
+    cidr: str
+    kind: str
+
+
+class BuiltinRangeOut(MachineRangeOut):
+    source: str
+
+
+class MachineAgentOut(BaseModel):
+    pattern: str
+    kind: str
+
+
+class BuiltinMachineListsOut(BaseModel):
+    ranges: list[BuiltinRangeOut]
+    user_agents: list[MachineAgentOut]
+    updated: str
+
+
+class MachineDetectionOut(BaseModel):
+    builtin: BuiltinMachineListsOut = Field(description="the shipped lists, read-only, with their sources")
+    ranges: list[MachineRangeOut]
+    user_agents: list[MachineAgentOut]
+    honeypot: bool
+    burst_seconds: int
+
+    @classmethod
+    def of(cls, settings: MachineSettings) -> MachineDetectionOut:
+        return cls.model_validate(settings_view(settings))
 
 
 class AuditEntryOut(BaseModel):

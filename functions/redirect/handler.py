@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from functions.redirect import tracking, web
+from functions.redirect.detection import CachedDetection
 from functions.redirect.observability import MetricNames, formatter, logger, metrics
-from functions.redirect.store import DynamoEventSink, DynamoSites, DynamoTargets
+from functions.redirect.store import DynamoEventSink, DynamoMachineSettings, DynamoSites, DynamoTargets
 from functions.shared import timeutil
 from functions.shared.settings import settings
 from functions.shared.tokens import signer
@@ -26,12 +27,17 @@ _GONE_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>Message no longer available</title></head>"
     "<body><p>This message is no longer available.</p></body></html>"
 )
+_HONEYPOT_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>Nothing here</title></head>"
+    "<body><p>There is nothing to see at this address.</p></body></html>"
+)
 _NO_STORE = "no-store, no-cache, must-revalidate, private"
 _SCRIPT_SUFFIX = "/tag.js"
 
 _targets: tracking.Targets | None = None
 _sink: tracking.EventSink | None = None
 _sites: web.Sites | None = None
+_detection: CachedDetection | None = None
 
 
 def _collaborators() -> tuple[tracking.Targets, tracking.EventSink]:
@@ -42,11 +48,33 @@ def _collaborators() -> tuple[tracking.Targets, tracking.EventSink]:
     return _targets, _sink
 
 
+def _detection_in_force() -> CachedDetection:
+    global _detection
+    if _detection is None:
+        _detection = CachedDetection(DynamoMachineSettings())
+    return _detection
+
+
 def _site_collaborators() -> tuple[web.Sites, tracking.EventSink]:
     global _sites
     if _sites is None:
         _sites = web.CachedSites(DynamoSites())
     return _sites, _collaborators()[1]
+
+
+def client_address(event: dict[str, Any], trust_forwarded_for: bool) -> str | None:
+    """The client's address: the connection's, or (trusted behind a CDN or proxy only) the first
+    ``X-Forwarded-For`` entry. Never logged nor stored whole: classification and the client key use it,
+    the raw event keeps its network (``tracking.truncate_ip``). Not validated here: a malformed address
+    classifies as no address."""
+    if trust_forwarded_for:
+        forwarded = (event.get("headers") or {}).get("x-forwarded-for")
+        if forwarded:
+            first = forwarded.split(",", 1)[0].strip()
+            if first:
+                return first
+    source: str | None = event.get("requestContext", {}).get("http", {}).get("sourceIp")
+    return source
 
 
 def _visitor(event: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +84,7 @@ def _visitor(event: dict[str, Any]) -> dict[str, Any]:
     return {
         "at": timeutil.now(),
         "user_agent": (event.get("headers") or {}).get("user-agent"),
-        "source_ip": http.get("sourceIp"),
+        "source_ip": client_address(event, settings().trust_forwarded_for),
         "person_cookie": cookies.get(tracking.PERSON_COOKIE),
         "record": http.get("method", "GET") != "HEAD",
     }
@@ -95,6 +123,8 @@ def _person_cookie(value: str) -> str:
 
 
 def _respond(answer: tracking.Answer) -> dict[str, Any]:
+    if answer.status == tracking.HONEYPOT:
+        return _page(200, _HONEYPOT_PAGE)
     if answer.status == 302:
         response: dict[str, Any] = {
             "statusCode": 302,
@@ -111,15 +141,19 @@ def _respond(answer: tracking.Answer) -> dict[str, Any]:
     if answer.status == 200:
         return _pixel()
     gone = answer.status == 410  # a deleted delivery's link: a neutral page, not an error
+    return _page(200 if gone else 404, _GONE_PAGE if gone else _NOT_FOUND_PAGE)
+
+
+def _page(status: int, body: str) -> dict[str, Any]:
     return {
-        "statusCode": 200 if gone else 404,
+        "statusCode": status,
         "headers": {
             "Content-Type": "text/html; charset=utf-8",
             "Cache-Control": _NO_STORE,
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
         },
-        "body": _GONE_PAGE if gone else _NOT_FOUND_PAGE,
+        "body": body,
     }
 
 
@@ -170,7 +204,13 @@ def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
         else:
             config = settings()
             answer = web.tag(
-                hit, signer(), sites, sink, config.web_attribution_days, config.max_transaction_amount
+                hit,
+                signer(),
+                sites,
+                sink,
+                config.web_attribution_days,
+                config.max_transaction_amount,
+                _detection_in_force().current(),
             )
     except Exception:
         # A visitor of the customer's site never sees our failure: the pixel (or the script) as usual.
@@ -195,7 +235,7 @@ def _serve(event: dict[str, Any]) -> dict[str, Any]:
         return _respond(tracking.Answer(404))
     try:
         targets, sink = _collaborators()
-        answer = tracking.track(hit, signer(), targets, sink)
+        answer = tracking.track(hit, signer(), targets, sink, _detection_in_force().current())
     except Exception:
         # Never a 5xx for a recipient: an open still gets its pixel, a click a neutral page.
         logger.exception("hit not served normally", extra={"kind": hit.kind})

@@ -22,7 +22,10 @@ from functions.redirect.tracking import Target
 from functions.redirect.web import SITES_PK, Site
 from functions.shared import raw_events
 from functions.shared.raw_events import RawEvent
-from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
+from functions.shared.tables import DELIVERIES, RAW_EVENTS, TRACKED_URLS
+
+SETTINGS_PK = "#settings"  # models.SETTINGS_PK (PynamoDB stays off the redirect's import path)
+MACHINE_DETECTION_SK = "machine-detection"  # models.MACHINE_DETECTION_SK
 
 # The fallback queue's URL, read once per container; its module is imported on the failure path only.
 FALLBACK_QUEUE_URL_ENV = "MSGTRACK_FALLBACK_QUEUE_URL"  # fallback.QUEUE_URL_ENV
@@ -69,6 +72,26 @@ class DynamoSites:
             return None
         domains = found.get("domains", {}).get("L", [])
         return Site(site_id, tuple(d["S"].lower() for d in domains if "S" in d))
+
+
+class DynamoMachineSettings:
+    """The operator's machine-detection settings item in the deliveries table (the only item of that
+    table the redirect may read)."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client or boto3.client("dynamodb", config=_TARGETS_CONFIG)
+        self._table = DELIVERIES.table_name
+
+    def machine_settings(self) -> str | None:
+        found = self._client.get_item(
+            TableName=self._table,
+            Key={"delivery_id": {"S": SETTINGS_PK}, "sk": {"S": MACHINE_DETECTION_SK}},
+            ProjectionExpression="#d",
+            ExpressionAttributeNames={"#d": "document"},
+        ).get("Item")
+        if not found or "document" not in found:
+            return None
+        return str(found["document"]["S"])
 
 
 class FallbackQueue:

@@ -16,8 +16,10 @@ import time
 from datetime import datetime
 from typing import Protocol
 
+from functions.redirect.detection import HONEYPOT_REASON, Detection, default_detection, judge
 from functions.shared import ids
 from functions.shared.errors import InvalidToken
+from functions.shared.machine import SCANNER
 from functions.shared.raw_events import RawEvent
 from functions.shared.records import Record
 from functions.shared.tokens import LinkClaims, Signer
@@ -25,7 +27,7 @@ from functions.shared.urls import substitute_fields
 
 PERSON_COOKIE = "mtpid"
 PERSON_COOKIE_MAX_AGE = 365 * 24 * 3600
-MAX_USER_AGENT = 512
+MAX_USER_AGENT = 512  # detection.MAX_CLASSIFIED_USER_AGENT
 _IPV6_HOST_BYTES = bytes(10)  # an IPv6 address keeps its first 48 bits
 
 
@@ -68,13 +70,17 @@ class Answer(Record):
 
     def __init__(
         self,
-        status: int,  # 302, 200 (pixel), 404, or 410 (a deleted delivery's link: a neutral page)
+        status: int,  # 302, 200 (pixel), 404, 410 (a deleted delivery's link: a neutral page), or
+        # HONEYPOT (the honeypot link: a neutral 200 page)
         location: str | None = None,
         person_cookie: str | None = None,  # the person cookie's new value: "<person_id>.<latest click>"
     ) -> None:
         self.status = status
         self.location = location
         self.person_cookie = person_cookie
+
+
+HONEYPOT = 299  # Answer.status of a honeypot hit; the handler answers 200 with a neutral page
 
 
 class Targets(Protocol):
@@ -150,12 +156,21 @@ def latest_click_token(signer: Signer, claims: LinkClaims, at: datetime) -> str:
     )
 
 
-def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer:
-    """Answer one hit on /r or /o; a token that is not ours, or names nothing, is a 404."""
+def track(
+    hit: Hit, signer: Signer, targets: Targets, sink: EventSink, detection: Detection | None = None
+) -> Answer:
+    """Answer one hit on /r or /o; a token that is not ours, or names nothing, is a 404.
+
+    Every recorded hit carries the verdict of ``detection`` (the built-in one when None) on its full
+    client address and User-Agent, and its client key; the address itself is kept truncated only.
+    """
     try:
         claims = signer.verify(hit.token)
     except InvalidToken:
         return Answer(404)
+    detection = detection or default_detection()
+    if hit.kind == "click" and claims.kind == "h":
+        return _honeypot(hit, claims, signer, sink, detection)
     expected_kind = "c" if hit.kind == "click" else "o"
     if claims.kind != expected_kind:
         return Answer(404)
@@ -175,6 +190,15 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
         if hit.record:  # a HEAD is no click: it must not become the latest one
             cookie = f"{person}.{latest_click_token(signer, claims, hit.at)}"
     if hit.record:
+        verdict = judge(
+            detection,
+            signer,
+            hit.kind,
+            claims.delivery_id,
+            claims.recipient_id,
+            hit.source_ip,
+            hit.user_agent,
+        )
         sink.record(
             RawEvent(
                 ids.event_id(),
@@ -187,6 +211,45 @@ def track(hit: Hit, signer: Signer, targets: Targets, sink: EventSink) -> Answer
                 person,
                 truncate_ip(hit.source_ip),
                 claims.proof,
+                machine=verdict.machine,
+                machine_reason=verdict.machine_reason,
+                client_key=verdict.client_key,
             )
         )
     return Answer(302 if location else 200, location=location, person_cookie=cookie)
+
+
+def _honeypot(hit: Hit, claims: LinkClaims, signer: Signer, sink: EventSink, detection: Detection) -> Answer:
+    """A hit on a message's honeypot link: a scanner's, recorded with the window in force so the
+    workflow marks that client's other hits on the message around it. No redirect, no cookie. With the
+    honeypot switched off, the link records nothing."""
+    if hit.record and detection.honeypot:
+        verdict = judge(
+            detection,
+            signer,
+            hit.kind,
+            claims.delivery_id,
+            claims.recipient_id,
+            hit.source_ip,
+            hit.user_agent,
+        )
+        sink.record(
+            RawEvent(
+                ids.event_id(),
+                "click",
+                claims.delivery_id,
+                claims.recipient_id,
+                None,
+                hit.at,
+                hit.user_agent[:MAX_USER_AGENT] if hit.user_agent else None,
+                None,
+                truncate_ip(hit.source_ip),
+                claims.proof,
+                machine=SCANNER,
+                machine_reason=HONEYPOT_REASON,
+                client_key=verdict.client_key,
+                honeypot=True,
+                burst_seconds=detection.burst_seconds,
+            )
+        )
+    return Answer(HONEYPOT)

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from functions.redirect import browser_url
+from functions.redirect.detection import Detection, default_detection, judge
 from functions.redirect.tracking import MAX_USER_AGENT, EventSink, read_person_cookie, truncate_ip
 from functions.shared import ids
 from functions.shared.currencies import ISO_4217
@@ -178,8 +179,10 @@ def tag(
     sink: EventSink,
     window_days: int,
     max_amount: int = DEFAULT_MAX_AMOUNT,
+    detection: Detection | None = None,
 ) -> TagAnswer:
-    """Answer one hit on the tag; record a page view or transaction when the visit is attributable."""
+    """Answer one hit on the tag; record a page view or transaction when the visit is attributable,
+    with the verdict of ``detection`` (the built-in one when None) on who made it."""
     site_id = _site_id(hit.token, signer)  # a token that is not ours is a 404 whatever else is wrong
     if site_id is None:
         return TagAnswer(404)
@@ -204,6 +207,15 @@ def tag(
     if attributed is None:
         return TagAnswer(200)
     person, click = attributed
+    verdict = judge(
+        detection or default_detection(),
+        signer,
+        kind,
+        click.delivery_id,
+        click.recipient_id,
+        hit.source_ip,
+        hit.user_agent,
+    )
     sink.record(
         RawEvent(
             ids.event_id(),
@@ -221,6 +233,9 @@ def tag(
             page_url=page[:MAX_PAGE_URL],
             amount=amount,
             currency=currency,
+            machine=verdict.machine,
+            machine_reason=verdict.machine_reason,
+            client_key=verdict.client_key,
         )
     )
     return TagAnswer(200, recorded=True)

@@ -113,6 +113,7 @@ class SendCountsModel(_Model):
 
 SETTINGS_PK = "#settings"  # no delivery id starts with "#"; the item has no ``kind``, so no listing shows it
 URL_TRACKING_SK = "url-tracking"
+MACHINE_DETECTION_SK = "machine-detection"  # the redirect reads this item with boto3 (redirect/store.py)
 
 
 class UrlTrackingSettingsModel(_Model):
@@ -125,6 +126,19 @@ class UrlTrackingSettingsModel(_Model):
     sk = UnicodeAttribute(range_key=True, default=URL_TRACKING_SK)
     never_track = ListAttribute[Any](of=UnicodeAttribute, default=list)
     always_track = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    updated_at = UnicodeAttribute(null=True)
+
+
+class MachineDetectionSettingsModel(_Model):
+    """The operator's machine-detection settings (one item): ``document`` is the validated settings
+    as JSON (``api/machine_detection.stored_document``), so the redirect reads them without PynamoDB."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True, default=SETTINGS_PK)
+    sk = UnicodeAttribute(range_key=True, default=MACHINE_DETECTION_SK)
+    document = UnicodeAttribute()
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -486,6 +500,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     WorkflowStateModel,
     ErasureModel,
     UrlTrackingSettingsModel,
+    MachineDetectionSettingsModel,
     AuditModel,
     QuarantineModel,
 )

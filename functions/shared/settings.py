@@ -54,6 +54,7 @@ class Settings(Record):
         "schedule",
         "tracking_base_url",
         "tracking_log_ttl_days",
+        "trust_forwarded_for",
         "web_attribution_days",
         "workflow_function_name",
     )
@@ -70,6 +71,7 @@ class Settings(Record):
         run_lock_seconds: int,
         web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
         max_transaction_amount: int = 10_000_000,  # the largest amount one tagged transaction may carry
+        trust_forwarded_for: bool = False,  # the client address is X-Forwarded-For's first entry (behind a CDN)
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -81,6 +83,7 @@ class Settings(Record):
         self.run_lock_seconds = run_lock_seconds
         self.web_attribution_days = web_attribution_days
         self.max_transaction_amount = max_transaction_amount
+        self.trust_forwarded_for = trust_forwarded_for
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,6 +101,7 @@ class Settings(Record):
             run_lock_seconds=_int("MSGTRACK_RUN_LOCK_SECONDS", 1200, minimum=10),
             web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
             max_transaction_amount=_int("MSGTRACK_MAX_TRANSACTION_AMOUNT", 10_000_000, minimum=1),
+            trust_forwarded_for=_bool("MSGTRACK_TRUST_FORWARDED_FOR", False),
         )
 
 

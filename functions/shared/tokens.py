@@ -38,7 +38,8 @@ def key_id(secret: str) -> str:
 class LinkClaims(Record):
     # "c" click, "o" open, "w" a web-tracking site (delivery_id holds the site id, recipient_id ""),
     # "l" a person's latest click, kept in the person cookie (fields {"t": epoch seconds}) so the
-    # web-tracking tag can attribute a visit without a read
+    # web-tracking tag can attribute a visit without a read, "h" a message's honeypot link (delivery and
+    # recipient, no URL: a link no person sees, see machine.py)
     __slots__ = ("delivery_id", "fields", "kind", "proof", "recipient_id", "url_id")
 
     def __init__(
@@ -76,6 +77,7 @@ class Signer:
             if until is not None:
                 self._until[key_id(key)] = until
         self._keys[self._current_kid] = current.encode()
+        self._derived: dict[str, bytes] = {}
 
     def sign(self, claims: LinkClaims) -> str:
         body: list[object] = [claims.kind, claims.delivery_id, claims.recipient_id, claims.url_id or ""]
@@ -109,6 +111,16 @@ class Signer:
             raise InvalidToken("malformed claims") from exc
         return _claims(body)
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A secret for ``purpose`` derived from the current signing key (HMAC-SHA256 of the purpose):
+        never the signing key itself, and it changes when the key rotates."""
+        derived = self._derived.get(purpose)
+        if derived is None:
+            derived = self._derived[purpose] = hmac.digest(
+                self._keys[self._current_kid], purpose.encode(), "sha256"
+            )
+        return derived
+
     @staticmethod
     def _mac(key: bytes, signed: str) -> str:
         return _b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()[:_MAC_BYTES])
@@ -121,7 +133,7 @@ def _claims(body: object) -> LinkClaims:
     proof = body[4] if len(body) > 4 else 0
     fields = body[5] if len(body) > 5 else {}
     if (
-        kind not in ("c", "o", "w", "l")
+        kind not in ("c", "o", "w", "l", "h")
         or not all(isinstance(v, str) for v in (delivery_id, recipient_id, url_id))
         or not isinstance(fields, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())

@@ -373,3 +373,34 @@ def test_a_label_that_looks_like_html_stays_text(
     # Then it is shown as the characters it is made of: no image element, no dialog, nothing refused
     assert page.locator("img[src='x']").count() == 0
     clean(watch)
+
+
+def test_the_log_tables_say_which_machine_made_a_hit_and_why(
+    signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path
+) -> None:
+    page, watch = signed_in
+    # Given the demo's first opens, among them Apple Mail Privacy Protection's prefetches at delivery
+    path = f"/api/deliveries/{stack.newsletter_id}/tracking/logs"
+    opens = stack.get(path, limit=25, type="open", order="asc")["items"]
+    assert any(item["machine"] == "apple_mpp" for item in opens)
+    # When the delivery's opens are listed
+    open_tab(page, stack, stack.newsletter_id, "logs")
+    page.locator("table.logs tbody tr[data-event-id]").first.wait_for()
+    page.select_option("select[name=type]", "open")
+    page.click("form[aria-label='Filter the tracking logs'] button[type=submit]")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('table.logs .badge')].every(b => b.textContent === 'open')"
+    )
+    page.click("th.sortable")
+    page.wait_for_selector("th.sortable .sort-mark:text('↑')")
+    page.wait_for_function(
+        f"() => document.querySelector('table.logs tbody tr[data-event-id]')?.dataset.eventId === '{opens[0]['event_id']}'"
+    )
+    # Then each row names the machine and its signal, or says person
+    kinds = page.locator("table.logs tbody tr[data-event-id] td.machine .machine-kind").all_inner_texts()
+    reasons = page.locator("table.logs tbody tr[data-event-id] td.machine").all_inner_texts()
+    assert kinds == [item["machine"] or "person" for item in opens]
+    for reason, item in zip(reasons, opens, strict=True):
+        assert (item["machine_reason"] or "person") in reason
+    screenshot(page, tmp_path, "logs-machines")
+    clean(watch)

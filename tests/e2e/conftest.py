@@ -43,13 +43,17 @@ def stack_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_stack() -> Iterator[str]:
-    """Start `msgtrack serve` on a free port; its base URL while it runs."""
+def local_stack(options: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start `msgtrack serve` (with ``options``) on a free port; its base URL while it runs."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
-            serve_command(port, demo=False), cwd=REPO, env=environment(), stdout=stdout, stderr=stderr
+            serve_command(port, demo=False, options=options),
+            cwd=REPO,
+            env=environment(),
+            stdout=stdout,
+            stderr=stderr,
         )
         try:
             problem = _wait_for_health(base_url, process)

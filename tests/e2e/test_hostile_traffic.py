@@ -42,7 +42,7 @@ def api(stack_url: str) -> Iterator[requests.Session]:
 RUN = uuid.uuid4().hex[:6]
 HTML = '<p><a href="https://shop.example.com/sale">Sale</a></p>'
 PIXEL = re.compile(r'src="(http://127\.0\.0\.1:\d+/o/[^"]+)"')
-LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"')
+LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"(?! aria-hidden)')  # not the honeypot
 CRAFTED_OPENS = 2_000
 CRAFTED_PAGES = 250
 CRAFTED_SUFFIX = "/1.0 CFNetwork/1 Darwin/1"

@@ -156,7 +156,8 @@ class Story:
 
 
 def anchors_of(html: str) -> list[str]:
-    return re.findall(r"<a\b[^>]*?\bhref=\"([^\"]*)\"", html)
+    """The hrefs of the message's anchors, without the hidden honeypot link rendering adds."""
+    return re.findall(r"<a\b[^>]*?\bhref=\"([^\"]*)\"(?! aria-hidden)", html)
 
 
 def message_of(html: str, anchors: tuple[tuple[str, str, str | None], ...]) -> Message:

@@ -27,7 +27,7 @@ HTML = (
     ' <a href="https://ads.example.net/banner">Ad</a>'
     ' <a href="https://example.com/unsubscribe" data-track="optout">Unsubscribe</a></p>'
 )
-LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"')
+LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"(?! aria-hidden)')  # not the honeypot
 PIXEL = re.compile(r'src="(http://127\.0\.0\.1:\d+/o/[^"]+)"')
 
 

@@ -19,7 +19,7 @@ RUN = uuid.uuid4().hex[:6]
 HTML = (
     '<p><a href="https://shop.example.com/sale">Sale</a> <a href="https://blog.example.com/post">Blog</a></p>'
 )
-LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"')
+LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"(?! aria-hidden)')  # not the honeypot
 
 
 def _delivery(api: requests.Session, base_url: str, recipient: str) -> tuple[str, list[str]]:

@@ -53,11 +53,16 @@ def test_the_redirect_function_writes_raw_events_and_reads_tracked_urls_and_noth
 ) -> None:
     # Given the redirect function's role
     role = synthesized.stack.redirect.handler.role
-    # Then its DynamoDB access is one PutItem and one GetItem, on two tables
+    # Then its DynamoDB access is one PutItem and GetItem, on three tables
     assert _dynamodb(synthesized, role) == {
         "raw-events": {"dynamodb:PutItem"},
         "tracked-urls": {"dynamodb:GetItem"},
+        "deliveries": {"dynamodb:GetItem"},
     }
+    # And on the deliveries table only the settings partition (the machine-detection settings item)
+    assert _workflow_statements(synthesized, role, DELIVERIES) == [
+        ({"dynamodb:GetItem"}, {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#settings"]}})
+    ]
     # And besides that it may only hand refused raw events to the fallback queue, write its logs and
     # read the signing key
     others = {
@@ -129,10 +134,12 @@ def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
     }
 
 
-def _workflow_statements(synthesized: Synthesized, role: Any) -> list[tuple[set[str], Any]]:
-    """(actions, condition) of each statement of ``role`` on the workflow table."""
+def _workflow_statements(
+    synthesized: Synthesized, role: Any, spec: TableSpec = WORKFLOW
+) -> list[tuple[set[str], Any]]:
+    """(actions, condition) of each statement of ``role`` on the workflow table (or ``spec``'s)."""
     role_id = synthesized.logical_id(role)
-    table = {"Fn::GetAtt": [_table_id(synthesized, WORKFLOW), "Arn"]}
+    table = {"Fn::GetAtt": [_table_id(synthesized, spec), "Arn"]}
     found = []
     for policy in synthesized.of_type("AWS::IAM::Policy").values():
         if {"Ref": role_id} not in policy["Properties"]["Roles"]:
@@ -230,7 +237,7 @@ def test_no_role_has_wildcards_deletes_scans_or_managed_policies(
 @pytest.mark.parametrize(
     ("function", "tables"),
     [
-        ("redirect", {RAW_EVENTS, TRACKED_URLS}),
+        ("redirect", {RAW_EVENTS, TRACKED_URLS, DELIVERIES}),
         ("consolidate", {RAW_EVENTS, TRACKED_URLS, DELIVERIES, TRACKING_LOGS, INDICATORS, WORKFLOW}),
         ("api", {DELIVERIES, TRACKED_URLS, TRACKING_LOGS, INDICATORS, WORKFLOW}),
     ],

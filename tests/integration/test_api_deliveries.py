@@ -165,9 +165,11 @@ def test_rendered_links_carry_tokens_that_verify_with_the_right_claims() -> None
     # Then each tracked link and the pixel point at the tracking host with a verifiable token
     found = LINK.findall(message["html"])
     claims = [(kind, signer().verify(token)) for kind, token in found]
-    clicks = sorted((c.url_id or "", c.fields) for kind, c in claims if kind == "r")
+    clicks = sorted((c.url_id or "", c.fields) for kind, c in claims if kind == "r" and c.kind == "c")
     opens = [c for kind, c in claims if kind == "o"]
     assert clicks == [("1", {"plan": "gold"}), ("2", {}), ("3", {})]  # the text's URL is in the text
+    # And one more /r/ link, the hidden honeypot: its own kind, no URL
+    assert [(c.kind, c.url_id) for kind, c in claims if kind == "r" and c.kind != "c"] == [("h", None)]
     assert len(opens) == 1 and opens[0].kind == "o"
     assert all(c.delivery_id == delivery_id and c.recipient_id == "r7" and not c.proof for _, c in claims)
     assert "mailto:help@example.com" in message["html"]

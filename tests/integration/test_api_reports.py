@@ -286,6 +286,8 @@ def test_logs_filtered_and_windowed(seeded: None) -> None:
         "proof": False,
         "amount": None,
         "currency": None,
+        "machine": None,
+        "machine_reason": None,
     }
     body = ok("/api/deliveries/d1/tracking/logs", {"recipient_id": "r1", "limit": "1"})
     assert [item["event_id"] for item in body["items"]] == ["e5"]

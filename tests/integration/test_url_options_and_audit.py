@@ -25,7 +25,7 @@ HTML = (
 )
 ANN = "token-of-ann-0123456"
 CI = "token-of-ci-01234567"
-LINK = re.compile(r'href="https://tracking\.example\.com(/[ro]/[^"]+)"')
+LINK = re.compile(r'href="https://tracking\.example\.com(/[ro]/[^"]+)"(?! aria-hidden)')  # not the honeypot
 PIXEL = re.compile(r'src="https://tracking\.example\.com(/o/[^"]+)"')
 
 

@@ -192,8 +192,10 @@ def test_rendered_links_carry_signed_tokens_for_the_recipient(repo: FakeDelivery
     )
 
     claims = [(kind, signer().verify(token)) for kind, token in TOKEN.findall(message.html)]
-    assert sorted(c.url_id or "" for kind, c in claims if kind == "r") == ["1", "2", "2", "3", "4"]
+    assert sorted(c.url_id or "" for kind, c in claims if c.kind == "c") == ["1", "2", "2", "3", "4"]
     assert [c.kind for kind, c in claims if kind == "o"] == ["o"]
+    # And one more /r/ link: the honeypot (its own kind, no URL), on by default
+    assert [(kind, c.url_id) for kind, c in claims if c.kind == "h"] == [("r", None)]
     assert all(c.delivery_id == delivery_id and c.recipient_id == "r9" and not c.proof for _, c in claims)
     # The untracked link, the mailto and the anchor are left exactly as written
     assert 'href="https://partner.example.org/x"' in message.html

@@ -614,8 +614,37 @@ def test_logs_carry_every_field_of_the_contract(five_logs: FakeReports) -> None:
             "proof": False,
             "amount": None,
             "currency": None,
+            "machine": None,
+            "machine_reason": None,
         }
     ]
+
+
+def test_a_log_says_which_machine_made_the_hit_and_why() -> None:
+    # Given a Safe Links burst's click logged as a scanner's
+    fake = FakeReports()
+    fake.add_delivery("d1")
+    fake.add_log(
+        "d1",
+        "e1",
+        T.format(1),
+        type="click",
+        url_id="u1",
+        machine="scanner",
+        machine_reason="network 40.92.0.0/15 (Microsoft Exchange Online Protection)",
+    )
+    # When the Tracking tab lists it, as JSON and as CSV
+    [item] = reports.delivery_logs("d1", LogRequest(), repo=fake).items
+    text = reports.logs_csv([item], LOG_COLUMNS)
+    # Then both carry the kind and the reason
+    assert (item.machine, item.machine_reason) == (
+        "scanner",
+        "network 40.92.0.0/15 (Microsoft Exchange Online Protection)",
+    )
+    assert text.splitlines()[0].endswith(",machine,machine_reason")
+    assert text.splitlines()[1].endswith(
+        ",scanner,network 40.92.0.0/15 (Microsoft Exchange Online Protection)"
+    )
 
 
 def test_a_cursor_only_continues_the_query_it_came_from(five_logs: FakeReports) -> None:
@@ -741,6 +770,8 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
         proof=True,
         amount=None,
         currency=None,
+        machine="bot",
+        machine_reason="User-Agent curl/",
     )
 
     # When
@@ -748,7 +779,8 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
 
     # Then lines end in CRLF, the header names the LOG fields, and formula cells start with '
     assert text.startswith(
-        "event_id,delivery_id,recipient_id,type,url_id,url,label,at,browser,os,device,proof,amount,currency\r\n"
+        "event_id,delivery_id,recipient_id,type,url_id,url,label,at,browser,os,device,proof,amount,currency,"
+        "machine,machine_reason\r\n"
     )
     assert '"https://a.example/?q=1,2&say=""hi"""' in text
     rows = list(csv.reader(io.StringIO(text)))
@@ -767,6 +799,8 @@ def test_csv_has_a_header_row_rfc_4180_quoting_and_no_formulas() -> None:
         "true",
         "",
         "",
+        "bot",
+        "User-Agent curl/",
     ]
 
 

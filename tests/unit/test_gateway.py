@@ -83,6 +83,16 @@ def test_headers_are_lower_cased_repeats_comma_joined_and_the_scheme_forwarded()
     assert all(name == name.lower() for name in headers)
 
 
+def test_a_client_x_forwarded_for_is_kept_with_the_connection_address_appended() -> None:
+    # Given a request that arrives through a proxy naming its client
+    http = HttpRequest("GET", "/o/tok", [("Host", "h"), ("X-Forwarded-For", "17.58.1.2, 10.0.0.9")])
+    # When it is translated
+    event = to_event(http, now=NOW, request_id="r")
+    # Then, as API Gateway does, the connection's address is appended and sourceIp stays the connection's
+    assert event["headers"]["x-forwarded-for"] == "17.58.1.2, 10.0.0.9, 127.0.0.1"
+    assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+
+
 def test_the_cookie_header_becomes_the_cookies_list() -> None:
     # Given a browser sending two Cookie headers
     http = HttpRequest(

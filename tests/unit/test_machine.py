@@ -177,6 +177,8 @@ def test_the_range_table_agrees_with_ipaddress(found: list[Any], data: st.DataOb
         verdict = table.classify("click", address, None)
         # Then the verdict is the narrowest containing network's, the earlier listed on a tie
         parsed = ipaddress.ip_address(address)
+        if parsed.version == 6 and parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped  # an IPv4-mapped IPv6 address counts as IPv4 (machine.address_key)
         containing = [
             (n.num_addresses, i) for i, n in enumerate(found) if parsed.version == n.version and parsed in n
         ]

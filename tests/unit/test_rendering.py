@@ -513,3 +513,60 @@ def test_hot_clicks_html_is_made_safe_to_display() -> None:
         'vertical-align:middle">33.33%</span><a href="https://x.example/a">A</a>'
         '<a href="#">B</a></body>'
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The honeypot link
+
+
+def test_the_honeypot_link_is_hidden_signed_for_the_message_and_not_a_delivery_url() -> None:
+    # Given the weekly digest rendered with the honeypot on
+    html = fixture("newsletter_harbour_weekly.html")
+    content = parse_content(html)
+    rendered = MessageRenderer(
+        content,
+        registered(content),
+        delivery_id=DELIVERY,
+        base_url=BASE,
+        signer=SIGNER,
+        track_opens=True,
+        track_clicks=True,
+        honeypot=True,
+    )
+    message = rendered.render(ANN)
+
+    # Then the message carries exactly one honeypot link: kind "h", this recipient, no URL
+    token = SIGNER.sign(LinkClaims("h", DELIVERY, ANN.id))
+    assert message.honeypot_url == f"{BASE}/r/{token}"
+    honeypots = [c for c in claims_in(message.html) if c.kind == "h"]
+    assert [(c.delivery_id, c.recipient_id, c.url_id) for c in honeypots] == [(DELIVERY, ANN.id, None)]
+    assert message.honeypot_url not in message.click_urls.values()
+    # And it is hidden from people, keyboards and screen readers: an empty anchor, no text
+    anchor = (
+        f'<a href="{BASE}/r/{token}" aria-hidden="true" tabindex="-1" style="display:none;mso-hide:all;'
+        'font-size:0;line-height:0;max-height:0;max-width:0;overflow:hidden;opacity:0"></a>'
+    )
+    assert message.html.count(anchor) == 1
+    # And it sits just before the pixel; everything else is the document as rendered without it
+    assert anchor + pixel(ANN) in message.html
+    without = renderer(content).render(ANN).html
+    assert message.html.replace(anchor, "", 1) == without
+    # And the text part never carries it
+    assert message.text is None or token not in message.text
+
+
+def test_a_proof_honeypot_carries_the_proof_flag() -> None:
+    content = parse_content('<p>Hi</p><a href="https://x.example/">X</a></body>')
+    message = MessageRenderer(
+        content,
+        registered(content),
+        delivery_id=DELIVERY,
+        base_url=BASE,
+        signer=SIGNER,
+        track_opens=False,
+        track_clicks=True,
+        honeypot=True,
+    ).render(ANN, proof=True)
+    [trap] = [c for c in claims_in(message.html) if c.kind == "h"]
+    assert trap.proof
+    assert message.html.endswith('opacity:0"></a></body>')

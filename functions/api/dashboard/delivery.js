@@ -19,7 +19,7 @@ import {
   table,
   when,
 } from "./dom.js";
-import { AMOUNT_COLUMN, LOG_TYPES, logBrowser } from "./logtable.js";
+import { AMOUNT_COLUMN, LOG_TYPES, MACHINE_COLUMN, logBrowser } from "./logtable.js";
 import { trackingTestPanel } from "./trackingtest.js";
 
 const TABS = [
@@ -453,6 +453,7 @@ async function logs(content, deliveryId, delivery) {
           { title: "OS", cell: (log) => log.os ?? "–" },
           { title: "Device", cell: (log) => log.device ?? "–" },
           { title: "Proof", cell: (log) => (log.proof ? "proof" : "") },
+          MACHINE_COLUMN,
         ],
         fetchPage: (params) => api.logs(deliveryId, params),
         fetchCsv: (params) => api.logsCsv(deliveryId, params),

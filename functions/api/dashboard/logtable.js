@@ -17,6 +17,15 @@ export const LOG_TYPES = [
 
 /** A transaction log's amount, "49.90 EUR"; empty for every other type. */
 export const AMOUNT_COLUMN = { title: "Amount", numeric: true, cell: (log) => amountWithCurrency(log.amount, log.currency) };
+// Who made the hit: "person", or the machine's kind with the signal that gave it away.
+export const MACHINE_COLUMN = {
+  title: "Machine",
+  class: "machine",
+  cell: (log) =>
+    log.machine
+      ? h("span", {}, h("span", { class: "machine-kind" }, log.machine), " ", h("span", { class: "machine-reason" }, log.machine_reason ?? ""))
+      : h("span", { class: "machine-kind person" }, "person"),
+};
 
 function control(filter) {
   const props = { name: filter.name, "aria-label": filter.label };

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { externalLink, h, when } from "./dom.js";
-import { AMOUNT_COLUMN, LOG_TYPES, logBrowser } from "./logtable.js";
+import { AMOUNT_COLUMN, LOG_TYPES, MACHINE_COLUMN, logBrowser } from "./logtable.js";
 
 export function recipientView(view, recipientId) {
   const input = h("input", { type: "search", name: "recipient", placeholder: "recipient id, e.g. r0001", value: recipientId ?? "", required: true, "aria-label": "Recipient id" });
@@ -48,6 +48,7 @@ export function recipientView(view, recipientId) {
       AMOUNT_COLUMN,
       { title: "Browser", cell: (log) => log.browser ?? "–" },
       { title: "Device", cell: (log) => log.device ?? "–" },
+      MACHINE_COLUMN,
     ],
     fetchPage: (params) => api.recipientLogs(recipientId, { ...params, delivery_id: deliveryFilter.value }),
     fetchCsv: (params) => api.recipientLogsCsv(recipientId, { ...params, delivery_id: deliveryFilter.value }),
