@@ -286,6 +286,13 @@ class DeliveryStatsModel(_Model):
     # Transactions in a currency beyond the first MAX_CURRENCIES: counted in ``transactions``, their
     # amounts (in currencies nobody can add up together) left out of ``transaction_amount``.
     other_currency_transactions = NumberAttribute(default=0)
+    # Human traffic (hits no machine made): the counters of the top level, {"opens": n, ...}, and the
+    # breakdowns likewise (bounded the same way). Machine traffic: {"total_opens": n, "total_clicks": n,
+    # "by_kind": {kind: logged hits}}. Honeypot hits count only in ``machine["by_kind"]``.
+    human = MapAttribute[str, Any](default=dict)
+    human_breakdowns = MapAttribute[str, Any](default=dict)
+    human_other_breakdowns = MapAttribute[str, Any](default=dict)
+    machine = MapAttribute[str, Any](default=dict)
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -300,6 +307,8 @@ class UrlStatsModel(_Model):
     distinct_clicks = NumberAttribute(default=0)
     first_click = UnicodeAttribute(null=True)
     last_click = UnicodeAttribute(null=True)
+    human_clicks = NumberAttribute(default=0)
+    human_distinct_clicks = NumberAttribute(default=0)
 
 
 class HourStatsModel(_Model):
@@ -311,6 +320,8 @@ class HourStatsModel(_Model):
     hour = UnicodeAttribute()  # "YYYY-MM-DDTHH:00:00Z"
     opens = NumberAttribute(default=0)  # open-pixel events
     clicks = NumberAttribute(default=0)  # events on click links
+    human_opens = NumberAttribute(default=0)
+    human_clicks = NumberAttribute(default=0)
 
 
 class RecipientStateModel(_Model):
@@ -328,6 +339,13 @@ class RecipientStateModel(_Model):
     urls = UnicodeSetAttribute(null=True)  # url ids of click links clicked
     path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # click stream: "<at>|<url_id>" in time order
     email_domain = UnicodeAttribute(null=True)
+    # Counts behind the human distinct counts, so that a hit found to be a machine's later (the
+    # honeypot burst) is taken off exactly: {"hits": n, "clicks": n, "opt_outs": n, "urls": {url_id: n}}.
+    human = MapAttribute[str, Any](default=dict)
+    # The honeypot burst (``functions/consolidate/burst.py``): the recipient's latest hits with a client
+    # key, [at, client_key, log sk], and its honeypot hits, [at, client_key, burst_seconds]; bounded.
+    recent_hits = ListAttribute[Any](null=True)
+    honeypot_hits = ListAttribute[Any](null=True)
 
 
 class PersonStateModel(_Model):
@@ -337,6 +355,7 @@ class PersonStateModel(_Model):
     delivery_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)  # "p#<person_id>"
     clicked = BooleanAttribute(default=True)
+    human_clicks = NumberAttribute(default=0)  # click events of this person no machine made
 
 
 class ClickStreamsModel(_Model):
