@@ -585,10 +585,9 @@ def _in_burst(recipient: RecipientStateModel, event: RawEventModel) -> bool:
 def _remember(recipient: RecipientStateModel, event: RawEventModel) -> None:
     """Keep the hit for a honeypot hit consolidated later (the latest ``MAX_RECENT_HITS``)."""
     hits = list(recipient.recent_hits or ())
-    hits.append([event.at, event.client_key, event.sk])
-    if len(hits) > MAX_RECENT_HITS:
-        hits = sorted(hits, key=lambda hit: str(hit[2]))[-MAX_RECENT_HITS:]
-    recipient.recent_hits = hits
+    # In log order, so the item is the same whatever order the shards' batches came in.
+    bisect.insort(hits, [event.at, event.client_key, event.sk], key=lambda hit: str(hit[2]))
+    recipient.recent_hits = hits[-MAX_RECENT_HITS:]
 
 
 def _burst_of(recipient: RecipientStateModel | None, at: str, client: str | None, window: float) -> list[str]:
