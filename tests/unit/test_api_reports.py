@@ -256,6 +256,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 60.0,
             "first_click": T.format(1),
             "last_click": T.format(50),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u2",
@@ -268,6 +270,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 30.0,
             "first_click": T.format(2),
             "last_click": T.format(40),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u3",
@@ -280,6 +284,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 10.0,
             "first_click": T.format(3),
             "last_click": T.format(3),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u4",
@@ -292,6 +298,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 0.0,
             "first_click": None,
             "last_click": None,
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
     ]
     assert report.groups is None
