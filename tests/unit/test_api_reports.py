@@ -87,7 +87,8 @@ def test_statistics_turn_the_stored_counts_into_every_indicator(fake: FakeReport
     indicators = {
         k: v
         for k, v in stats.items()
-        if k not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns", "human", "machine", "traffic")
+        if k
+        not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns", "human", "machine", "traffic")
     }
     assert indicators == {
         "sent": 10,
