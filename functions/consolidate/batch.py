@@ -585,8 +585,9 @@ def _in_burst(recipient: RecipientStateModel, event: RawEventModel) -> bool:
 def _remember(recipient: RecipientStateModel, event: RawEventModel) -> None:
     """Keep the hit for a honeypot hit consolidated later (the latest ``MAX_RECENT_HITS``)."""
     hits = list(recipient.recent_hits or ())
-    # In log order, so the item is the same whatever order the shards' batches came in.
-    bisect.insort(hits, [event.at, event.client_key, event.sk], key=lambda hit: str(hit[2]))
+    # "<log sk>|<client key>" in log order, so the item is the same whatever order the shards'
+    # batches came in; one string each: far cheaper to store and encode than a list.
+    bisect.insort(hits, f"{event.sk}|{event.client_key}")
     recipient.recent_hits = hits[-MAX_RECENT_HITS:]
 
 
@@ -595,11 +596,12 @@ def _burst_of(recipient: RecipientStateModel | None, at: str, client: str | None
     if recipient is None or client is None or not recipient.recent_hits:
         return []
     centre = _seconds(at)
-    return [
-        str(hit[2])
-        for hit in recipient.recent_hits
-        if hit[1] == client and abs(_seconds(str(hit[0])) - centre) <= window
-    ]
+    found = []
+    for hit in recipient.recent_hits:
+        sk, _, key = str(hit).rpartition("|")
+        if key == client and abs(_seconds(sk.split("#", 1)[0]) - centre) <= window:
+            found.append(sk)
+    return found
 
 
 def _honeypot(

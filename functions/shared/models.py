@@ -343,8 +343,8 @@ class RecipientStateModel(_Model):
     # honeypot burst) is taken off exactly: {"hits": n, "clicks": n, "opt_outs": n, "urls": {url_id: n}}.
     human = MapAttribute[str, Any](default=dict)
     # The honeypot burst (``functions/consolidate/burst.py``): the recipient's latest hits with a client
-    # key, [at, client_key, log sk], and its honeypot hits, [at, client_key, burst_seconds]; bounded.
-    recent_hits = ListAttribute[Any](null=True)
+    # key, "<log sk>|<client_key>", and its honeypot hits, [at, client_key, burst_seconds]; bounded.
+    recent_hits = ListAttribute[Any](of=UnicodeAttribute, null=True)
     honeypot_hits = ListAttribute[Any](null=True)
 
 
