@@ -428,7 +428,7 @@ def consolidate(
         if event.honeypot and not event.proof and event.delivery_id not in deleted:
             # Logged and counted only as a machine hit; every hit of its burst becomes a scanner's.
             tally = _tally(tallies, state, event.delivery_id)
-            _count_machine(tally.stats, log, SCANNER, 1)
+            _count_machine(tally, log, SCANNER, 1)
             _honeypot(event, state, tally, logs, earlier_logs or {}, outcome)
             continue
         if not log.counted:
@@ -439,11 +439,13 @@ def consolidate(
             recipient = state.recipient(event.delivery_id, event.recipient_id)
             if recipient.honeypot_hits and log.machine != SCANNER and _in_burst(recipient, event):
                 log.machine, log.machine_reason = SCANNER, BURST_REASON
-            _remember(recipient, event)
+            # Kept for a honeypot hit consolidated later: "<log sk>|<client key>", the latest
+            # MAX_RECENT_HITS (one string each: cheaper to store and encode than a list).
+            tally.remember(recipient, f"{event.sk}|{event.client_key}")
             logs[(event.delivery_id, event.sk)] = log
         _count(event, log, url, state, tally.stats, tally.breakdowns)
         if log.machine is not None:
-            _count_machine(tally.stats, log, str(log.machine), 1)
+            _count_machine(tally, log, str(log.machine), 1)
         elif event.kind not in WEB_KINDS:
             _count_human(log, state, tally, 1)
     for tally in tallies.values():
@@ -451,10 +453,7 @@ def consolidate(
         stats.breakdowns, stats.other_breakdowns = _bounded_breakdowns(
             tally.breakdowns, _plain(stats.other_breakdowns)
         )
-        if tally.human_touched:
-            stats.human_breakdowns, stats.human_other_breakdowns = _bounded_breakdowns(
-                tally.human_breakdowns, tally.human_other
-            )
+        tally.settle()
         stats.updated_at = timeutil.iso(timeutil.now())
     state.settle_pages()
     _update_click_streams(state, old_paths)
@@ -476,6 +475,13 @@ class _Tally:
     human_breakdowns: dict[str, Any] = field(default_factory=dict)
     human_other: dict[str, Any] = field(default_factory=dict)
     human_touched: bool = False
+    human_counts: dict[str, int] = field(default_factory=dict)
+    machine_counts: dict[str, Any] | None = None
+    # Each recipient's human counts (``RecipientStateModel.human``) and remembered hits, as plain
+    # values while the batch counts: set on the items once, in ``settle``.
+    recipients: dict[str, tuple[RecipientStateModel, dict[str, Any], list[str] | None]] = field(
+        default_factory=dict
+    )
 
     def human(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if not self.human_touched:
@@ -483,8 +489,60 @@ class _Tally:
             self.human_other = {
                 d: _plain_counts(c) for d, c in _plain(self.stats.human_other_breakdowns).items()
             }
+            found = _plain(self.stats.human)
+            self.human_counts = {name: int(found.get(name, 0)) for name in HUMAN_FIELDS}
             self.human_touched = True
         return self.human_breakdowns, self.human_other
+
+    def machine(self) -> dict[str, Any]:
+        if self.machine_counts is None:
+            found = _plain(self.stats.machine)
+            self.machine_counts = {
+                "total_opens": int(found.get("total_opens", 0)),
+                "total_clicks": int(found.get("total_clicks", 0)),
+                "by_kind": _plain_counts(found.get("by_kind")),
+            }
+        return self.machine_counts
+
+    def recipient(self, recipient: RecipientStateModel) -> dict[str, Any]:
+        entry = self.recipients.get(str(recipient.sk))
+        if entry is None or entry[0] is not recipient:
+            human = _plain(recipient.human)
+            human["urls"] = _plain_counts(human.get("urls"))
+            entry = self.recipients[str(recipient.sk)] = (recipient, human, None)
+        return entry[1]
+
+    def remember(self, recipient: RecipientStateModel, hit: str) -> None:
+        human = self.recipient(recipient)
+        hits = self.recipients[str(recipient.sk)][2]
+        if hits is None:
+            hits = list(recipient.recent_hits or ())
+            self.recipients[str(recipient.sk)] = (recipient, human, hits)
+        # In log order, so the item is the same whatever order the shards' batches came in.
+        bisect.insort(hits, hit)
+        if len(hits) > MAX_RECENT_HITS:
+            del hits[0]
+
+    def settle_hits(self, recipient: RecipientStateModel) -> None:
+        """The recipient's remembered hits on the item now (a honeypot hit reads them)."""
+        entry = self.recipients.get(str(recipient.sk))
+        if entry is not None and entry[0] is recipient and entry[2] is not None:
+            recipient.recent_hits = list(entry[2])
+
+    def settle(self) -> None:
+        stats = self.stats
+        if self.human_touched:
+            stats.human = {name: max(0, n) for name, n in self.human_counts.items()}
+            stats.human_breakdowns, stats.human_other_breakdowns = _bounded_breakdowns(
+                self.human_breakdowns, self.human_other
+            )
+        if self.machine_counts is not None:
+            stats.machine = self.machine_counts
+        for recipient, human, hits in self.recipients.values():
+            human["urls"] = {url_id: n for url_id, n in human["urls"].items() if n > 0}
+            recipient.human = {name: value for name, value in human.items() if value}
+            if hits is not None:
+                recipient.recent_hits = list(hits)
 
 
 def _tally(tallies: dict[str, _Tally], state: _State, delivery_id: str) -> _Tally:
@@ -495,27 +553,24 @@ def _tally(tallies: dict[str, _Tally], state: _State, delivery_id: str) -> _Tall
     return tally
 
 
-def _count_machine(stats: DeliveryStatsModel, log: TrackingLogModel, kind: str, delta: int) -> None:
+def _count_machine(tally: _Tally, log: TrackingLogModel, kind: str, delta: int) -> None:
     """A logged machine hit (``delta`` 1) or one no longer counted as ``kind`` (-1)."""
-    machine = _plain(stats.machine)
-    by_kind = _plain_counts(machine.get("by_kind"))
+    machine = tally.machine()
+    by_kind = machine["by_kind"]
     by_kind[kind] = max(0, by_kind.get(kind, 0) + delta)
-    machine["by_kind"] = by_kind
     if log.counted and log.type in ("open", "click"):
         measure = "total_opens" if log.type == "open" else "total_clicks"
-        machine[measure] = max(0, int(machine.get(measure, 0)) + delta)
-    stats.machine = machine
+        machine[measure] = max(0, int(machine[measure]) + delta)
 
 
 def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int) -> None:
     """Count a human open or URL hit (``delta`` 1), or take one off (-1) exactly: each distinct count
     moves only when the recipient's (or person's, or URL's) count of human hits leaves or reaches 0."""
     delivery_id = str(log.delivery_id)
-    stats = tally.stats
     breakdowns, other = tally.human()
-    human = {name: int(_plain(stats.human).get(name, 0)) for name in HUMAN_FIELDS}
+    human = tally.human_counts
     recipient = state.recipient(delivery_id, str(log.recipient_id))
-    mine = _plain(recipient.human)
+    mine = tally.recipient(recipient)
     edge = 1 if delta > 0 else 0  # the count a distinct count moves at, after the change
 
     def step(name: str) -> bool:
@@ -536,11 +591,10 @@ def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int
     elif log.url_id is not None:
         url_stats = state.url(delivery_id, str(log.url_id))
         url_stats.human_clicks = max(0, int(url_stats.human_clicks or 0) + delta)
-        clicked = _plain_counts(mine.get("urls"))
+        clicked = mine["urls"]
         clicked[str(log.url_id)] = max(0, clicked.get(str(log.url_id), 0) + delta)
         if clicked[str(log.url_id)] == edge:
             url_stats.human_distinct_clicks = max(0, int(url_stats.human_distinct_clicks or 0) + delta)
-        mine["urls"] = {url_id: n for url_id, n in clicked.items() if n > 0}
         if log.type == "click":
             human["total_clicks"] += delta
             hour.human_clicks = max(0, int(hour.human_clicks or 0) + delta)
@@ -558,8 +612,6 @@ def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int
                 human["opt_outs"] += delta
         elif log.type == "mirror":
             human["mirror_page_views"] += delta
-    recipient.human = mine
-    stats.human = {name: max(0, n) for name, n in human.items()}
 
 
 def _seconds(at: str) -> float:
@@ -582,22 +634,13 @@ def _in_burst(recipient: RecipientStateModel, event: RawEventModel) -> bool:
     return False
 
 
-def _remember(recipient: RecipientStateModel, event: RawEventModel) -> None:
-    """Keep the hit for a honeypot hit consolidated later (the latest ``MAX_RECENT_HITS``)."""
-    hits = list(recipient.recent_hits or ())
-    # "<log sk>|<client key>" in log order, so the item is the same whatever order the shards'
-    # batches came in; one string each: far cheaper to store and encode than a list.
-    bisect.insort(hits, f"{event.sk}|{event.client_key}")
-    recipient.recent_hits = hits[-MAX_RECENT_HITS:]
-
-
 def _burst_of(recipient: RecipientStateModel | None, at: str, client: str | None, window: float) -> list[str]:
     """Log sort keys of the recipient's remembered hits in the burst of a honeypot hit."""
     if recipient is None or client is None or not recipient.recent_hits:
         return []
     centre = _seconds(at)
     found = []
-    for hit in recipient.recent_hits:
+    for hit in list(recipient.recent_hits):
         sk, _, key = str(hit).rpartition("|")
         if key == client and abs(_seconds(sk.split("#", 1)[0]) - centre) <= window:
             found.append(sk)
@@ -622,16 +665,17 @@ def _honeypot(
     if entry not in known:
         known.append(entry)
         recipient.honeypot_hits = sorted(known, key=lambda hit: str(hit[0]))[-MAX_HONEYPOT_HITS:]
+    tally.settle_hits(recipient)
     for sk in _burst_of(recipient, event.at, event.client_key, window):
         log = logs.get((event.delivery_id, sk))
         if log is None or log.machine == SCANNER:
             continue  # already a scanner's, or its log is gone (expired, erased)
         if log.machine is not None:
-            _count_machine(tally.stats, log, str(log.machine), -1)
+            _count_machine(tally, log, str(log.machine), -1)
         elif log.type not in WEB_KINDS:
             _count_human(log, state, tally, -1)
         log.machine, log.machine_reason = SCANNER, BURST_REASON
-        _count_machine(tally.stats, log, SCANNER, 1)
+        _count_machine(tally, log, SCANNER, 1)
         if (event.delivery_id, sk) in earlier:
             outcome.rewritten.append(log)
 

@@ -219,7 +219,7 @@ def test_a_hit_outside_the_window_stays_human() -> None:
     # Then it stays a person's open
     figures = stats(store)
     assert figures["human"]["total_opens"] == 1
-    assert figures["machine"] == {"by_kind": {"scanner": 1}}
+    assert figures["machine"] == {"total_opens": 0, "total_clicks": 0, "by_kind": {"scanner": 1}}
 
 
 LATE_FAULT_POINTS = [
