@@ -507,8 +507,17 @@ class _Tally:
     def recipient(self, recipient: RecipientStateModel) -> dict[str, Any]:
         entry = self.recipients.get(str(recipient.sk))
         if entry is None or entry[0] is not recipient:
-            human = _plain(recipient.human)
-            human["urls"] = _plain_counts(human.get("urls"))
+            urls: dict[str, int] = {}
+            for pair in (recipient.human_urls or "").split(","):
+                if pair:
+                    url_id, _, n = pair.rpartition(":")
+                    urls[url_id] = int(n)
+            human = {
+                "hits": int(recipient.human_hits or 0),
+                "clicks": int(recipient.human_clicks or 0),
+                "opt_outs": int(recipient.human_opt_outs or 0),
+                "urls": urls,
+            }
             entry = self.recipients[str(recipient.sk)] = (recipient, human, None)
         return entry[1]
 
@@ -516,7 +525,7 @@ class _Tally:
         human = self.recipient(recipient)
         hits = self.recipients[str(recipient.sk)][2]
         if hits is None:
-            hits = list(recipient.recent_hits or ())
+            hits = _recent_hits(recipient)
             self.recipients[str(recipient.sk)] = (recipient, human, hits)
         # In log order, so the item is the same whatever order the shards' batches came in.
         bisect.insort(hits, hit)
@@ -527,7 +536,7 @@ class _Tally:
         """The recipient's remembered hits on the item now (a honeypot hit reads them)."""
         entry = self.recipients.get(str(recipient.sk))
         if entry is not None and entry[0] is recipient and entry[2] is not None:
-            recipient.recent_hits = list(entry[2])
+            recipient.recent_hits = " ".join(entry[2])
 
     def settle(self) -> None:
         stats = self.stats
@@ -539,10 +548,13 @@ class _Tally:
         if self.machine_counts is not None:
             stats.machine = self.machine_counts
         for recipient, human, hits in self.recipients.values():
-            human["urls"] = {url_id: n for url_id, n in human["urls"].items() if n > 0}
-            recipient.human = {name: value for name, value in human.items() if value}
+            recipient.human_hits = human["hits"] or None
+            recipient.human_clicks = human["clicks"] or None
+            recipient.human_opt_outs = human["opt_outs"] or None
+            urls = ",".join(f"{url_id}:{n}" for url_id, n in sorted(human["urls"].items()) if n > 0)
+            recipient.human_urls = urls or None
             if hits is not None:
-                recipient.recent_hits = list(hits)
+                recipient.recent_hits = " ".join(hits)
 
 
 def _tally(tallies: dict[str, _Tally], state: _State, delivery_id: str) -> _Tally:
@@ -634,13 +646,17 @@ def _in_burst(recipient: RecipientStateModel, event: RawEventModel) -> bool:
     return False
 
 
+def _recent_hits(recipient: RecipientStateModel) -> list[str]:
+    return (recipient.recent_hits or "").split()
+
+
 def _burst_of(recipient: RecipientStateModel | None, at: str, client: str | None, window: float) -> list[str]:
     """Log sort keys of the recipient's remembered hits in the burst of a honeypot hit."""
     if recipient is None or client is None or not recipient.recent_hits:
         return []
     centre = _seconds(at)
     found = []
-    for hit in list(recipient.recent_hits):
+    for hit in _recent_hits(recipient):
         sk, _, key = str(hit).rpartition("|")
         if key == client and abs(_seconds(sk.split("#", 1)[0]) - centre) <= window:
             found.append(sk)

@@ -340,11 +340,17 @@ class RecipientStateModel(_Model):
     path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # click stream: "<at>|<url_id>" in time order
     email_domain = UnicodeAttribute(null=True)
     # Counts behind the human distinct counts, so that a hit found to be a machine's later (the
-    # honeypot burst) is taken off exactly: {"hits": n, "clicks": n, "opt_outs": n, "urls": {url_id: n}}.
-    human = MapAttribute[str, Any](default=dict)
-    # The honeypot burst (``functions/consolidate/burst.py``): the recipient's latest hits with a client
-    # key, "<log sk>|<client_key>", and its honeypot hits, [at, client_key, burst_seconds]; bounded.
-    recent_hits = ListAttribute[Any](of=UnicodeAttribute, null=True)
+    # honeypot burst) is taken off exactly: human hits, human click-link events, human opt-out events,
+    # and human events per URL as "<url_id>:<n>,...". Plain numbers and strings: a run encodes every
+    # recipient state it changes into its pending batch, and maps and lists cost far more to encode.
+    human_hits = NumberAttribute(null=True)
+    human_clicks = NumberAttribute(null=True)
+    human_opt_outs = NumberAttribute(null=True)
+    human_urls = UnicodeAttribute(null=True)
+    # The honeypot burst (``batch._honeypot``): the recipient's latest hits with a client key,
+    # "<log sk>|<client_key>" separated by spaces in log order (at most batch.MAX_RECENT_HITS), and its
+    # honeypot hits, [at, client_key, burst_seconds] (at most batch.MAX_HONEYPOT_HITS).
+    recent_hits = UnicodeAttribute(null=True)
     honeypot_hits = ListAttribute[Any](null=True)
 
 

@@ -163,8 +163,11 @@ def test_the_worst_case_recipient_state_with_its_remembered_hits_stays_small() -
         opted_out=True,
         path=[f"{at}|{url_id}"] * limits.MAX_PATH,
         email_domain="x" * limits.MAX_NAME_BYTES,
-        human={"hits": BIGGEST_COUNT, "clicks": BIGGEST_COUNT, "opt_outs": BIGGEST_COUNT},
-        recent_hits=[f"{sk}|{'f' * 16}"] * batch.MAX_RECENT_HITS,
+        human_hits=BIGGEST_COUNT,
+        human_clicks=BIGGEST_COUNT,
+        human_opt_outs=BIGGEST_COUNT,
+        human_urls=",".join(f"{n:08d}:{BIGGEST_COUNT}" for n in range(50)),
+        recent_hits=" ".join([f"{sk}|{'f' * 16}"] * batch.MAX_RECENT_HITS),
         honeypot_hits=[[at, "f" * 16, 86_400]] * batch.MAX_HONEYPOT_HITS,
     )
     # When DynamoDB measures it
