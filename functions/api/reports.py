@@ -127,7 +127,10 @@ def delivery_statistics(
     )
     hours = repo.hours(delivery_id)
     if traffic == "human":
-        hours = [HourCount(h.hour, h.human_opens, h.human_clicks) for h in hours]
+        # Hours with human events only, as the all-traffic timeline lists hours with events only.
+        hours = [
+            HourCount(h.hour, h.human_opens, h.human_clicks) for h in hours if h.human_opens or h.human_clicks
+        ]
         counts, other = stats.human_breakdowns, stats.human_other_breakdowns
     else:
         counts, other = stats.breakdowns, stats.other_breakdowns
