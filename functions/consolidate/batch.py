@@ -570,6 +570,8 @@ def _count_machine(tally: _Tally, log: TrackingLogModel, kind: str, delta: int) 
     machine = tally.machine()
     by_kind = machine["by_kind"]
     by_kind[kind] = max(0, by_kind.get(kind, 0) + delta)
+    if not by_kind[kind]:
+        del by_kind[kind]  # a kind no hit is counted as any more is not listed
     if log.counted and log.type in ("open", "click"):
         measure = "total_opens" if log.type == "open" else "total_clicks"
         machine[measure] = max(0, int(machine[measure]) + delta)

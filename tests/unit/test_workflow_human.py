@@ -273,3 +273,21 @@ def test_a_crash_anywhere_while_a_late_honeypot_reclassifies_gives_the_clean_tot
         assert equal, f"crash at {operation} call {nth}"
         assert_burst_counted(store)
     assert crashes > 0
+
+
+def test_a_bot_hit_in_a_later_honeypot_burst_moves_from_bot_to_scanner() -> None:
+    # Given a bot's click consolidated by a first run, from the address that then hits the honeypot
+    store = seeded_store()
+    clock = Clock(H - timedelta(seconds=1))
+    add(store, "d1b", "r5", "1", H - timedelta(seconds=5), person="p5", machine="bot", client="k5")
+    workflow(store, clock).run("run-1", "schedule")
+    assert stats(store)["machine"]["by_kind"] == {"bot": 1}
+    # When the honeypot hit is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the click counts as the scanner's: still one machine click, no human figure moved
+    figures = stats(store)
+    assert figures["machine"] == {"total_opens": 0, "total_clicks": 1, "by_kind": {"scanner": 2}}
+    assert figures["human"] == {}
+    assert figures["all"]["total_clicks"] == 1
