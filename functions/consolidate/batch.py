@@ -34,6 +34,7 @@ from functions.shared.machine import DEFAULT_BURST_SECONDS, SCANNER
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
+    HUMAN_CLICK_STREAMS_SK,
     PAGE_SEPARATOR,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
@@ -109,6 +110,10 @@ def streams_key(delivery_id: str) -> StateKey:
     return (delivery_id, CLICK_STREAMS_SK)
 
 
+def human_streams_key(delivery_id: str) -> StateKey:
+    return (delivery_id, HUMAN_CLICK_STREAMS_SK)
+
+
 def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
     """Every indicator item a batch of events may read or write."""
     keys: set[StateKey] = set()
@@ -129,6 +134,7 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
             keys.add(url_key(event.delivery_id, event.url_id))
             keys.add(person_key(event.delivery_id, _person(event)))
             keys.add(streams_key(event.delivery_id))
+            keys.add(human_streams_key(event.delivery_id))
     return keys
 
 
@@ -221,6 +227,12 @@ class _State:
                 recipient_id=recipient_id,
                 email_domain=self._domains.get((delivery_id, recipient_id)),
             ),
+        )
+
+    def human_streams(self, delivery_id: str) -> ClickStreamsModel:
+        key = human_streams_key(delivery_id)
+        return self._get(
+            key, lambda: ClickStreamsModel(delivery_id=delivery_id, sk=key[1], paths={}, transitions={})
         )
 
     def streams(self, delivery_id: str) -> ClickStreamsModel:
@@ -370,18 +382,21 @@ class _StreamCounts:
             self.counts = {key: n for key, n in self.counts.items() if n > 0}
 
 
-def _update_click_streams(state: _State, old_paths: Mapping[StateKey, tuple[str, ...]]) -> None:
-    """Move each recipient whose path changed in this batch from their old path to their new one."""
+def _update_click_streams(
+    state: _State, old_paths: Mapping[StateKey, tuple[str, ...]], *, human: bool = False
+) -> None:
+    """Move each recipient whose path changed in this batch from their old path to their new one
+    (``human``: their path of human clicks, in the human click streams)."""
     changed: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     for key in sorted(state.touched):
         item = state.touched[key]
         if not isinstance(item, RecipientStateModel):
             continue
-        old, new = old_paths.get(key, ()), tuple(item.path or ())
+        old, new = old_paths.get(key, ()), tuple((item.human_path if human else item.path) or ())
         if old != new:
             changed.setdefault(key[0], []).append((old, new))
     for delivery_id, moves in changed.items():
-        streams = state.streams(delivery_id)
+        streams = state.human_streams(delivery_id) if human else state.streams(delivery_id)
         paths = _StreamCounts(streams.paths, streams.other_paths)
         transitions = _StreamCounts(streams.transitions, streams.other_transitions)
         for old, new in moves:
@@ -415,6 +430,11 @@ def consolidate(
     # The loaded items are updated in place: keep each recipient's path as it was before this batch.
     old_paths = {
         key: tuple(item.path or ()) for key, item in loaded.items() if isinstance(item, RecipientStateModel)
+    }
+    old_human_paths = {
+        key: tuple(item.human_path or ())
+        for key, item in loaded.items()
+        if isinstance(item, RecipientStateModel)
     }
     tallies: dict[str, _Tally] = {}
     logs: dict[LogKey, TrackingLogModel] = dict(earlier_logs or {})
@@ -457,6 +477,7 @@ def consolidate(
         stats.updated_at = timeutil.iso(timeutil.now())
     state.settle_pages()
     _update_click_streams(state, old_paths)
+    _update_click_streams(state, old_human_paths, human=True)
     outcome.items.extend(state.touched.values())
     return outcome
 
@@ -617,6 +638,13 @@ def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int
             if step("clicks"):
                 human["clicks"] += delta
                 _bump(breakdowns, "domain", domain, "clicks", delta, other)
+            clicked_at = f"{log.at}|{log.url_id}"
+            path = list(recipient.human_path or ())
+            if delta > 0:
+                recipient.human_path = _with_step(path, clicked_at)
+            elif clicked_at in path:
+                path.remove(clicked_at)
+                recipient.human_path = path or None
             person = state.person(delivery_id, log.person_id or f"recipient:{log.recipient_id}")
             person.human_clicks = max(0, int(person.human_clicks or 0) + delta)
             if person.human_clicks == edge:
@@ -721,6 +749,7 @@ def recheck_keys(logs: Iterable[TrackingLogModel]) -> set[StateKey]:
         if log.url_id:
             keys.add(url_key(delivery_id, str(log.url_id)))
             keys.add(person_key(delivery_id, log.person_id or f"recipient:{log.recipient_id}"))
+            keys.add(human_streams_key(delivery_id))
     return keys
 
 

@@ -211,7 +211,7 @@ def indicator_model(sk: str) -> type[Model]:
     """The model of an indicators-table item, from its sort key."""
     if sk == STATS_SK:
         return models.DeliveryStatsModel
-    if sk == models.CLICK_STREAMS_SK:
+    if sk in (models.CLICK_STREAMS_SK, models.HUMAN_CLICK_STREAMS_SK):
         return models.ClickStreamsModel
     for prefix, model in (
         (URL_STATS_PREFIX, models.UrlStatsModel),

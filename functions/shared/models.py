@@ -255,6 +255,7 @@ HOUR_PREFIX = "hour#"
 RECIPIENT_STATE_PREFIX = "r#"
 PERSON_STATE_PREFIX = "p#"
 CLICK_STREAMS_SK = "streams"
+HUMAN_CLICK_STREAMS_SK = "streams#human"  # the click streams of human clicks only (no pages)
 STREAM_SEPARATOR = ">"  # between the url ids of a click-streams path or transition key
 STREAM_CUT_SHORT = "…"  # the last step of a click-streams path key that was cut short
 # After the url id of a click-streams page key; no url id holds it, so a key splits at the first.
@@ -351,6 +352,7 @@ class RecipientStateModel(_Model):
     # "<log sk>|<client_key>" separated by spaces in log order (at most batch.MAX_RECENT_HITS), and its
     # honeypot hits, [at, client_key, burst_seconds] (at most batch.MAX_HONEYPOT_HITS).
     recent_hits = UnicodeAttribute(null=True)
+    human_path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # ``path`` of human clicks only
     honeypot_hits = ListAttribute[Any](null=True)
 
 

@@ -148,6 +148,9 @@ def assert_burst_counted(store: FakeWorkflowStore) -> None:
     url1, url2 = store.indicators[("d1", "url#1")], store.indicators[("d1", "url#2")]
     assert (url1.clicks, url1.human_clicks, url1.human_distinct_clicks) == (1, 0, 0)
     assert (url2.clicks, url2.human_clicks, url2.human_distinct_clicks) == (1, 1, 1)
+    # The human click streams follow r5's human click alone (b3 on link 2)
+    human_streams = store.indicators[("d1", "streams#human")]
+    assert {k: int(v) for k, v in human_streams.paths.as_dict().items()} == {"2": 1}
     machines = {sk.split("#")[-1]: (log.machine, log.machine_reason) for (_, sk), log in store.logs.items()}
     assert machines["b1"] == ("scanner", BURST_REASON)
     assert machines["b2"] == ("scanner", BURST_REASON)
