@@ -18,6 +18,7 @@ from functions.shared.models import (
     CLICK_STREAMS_SK,
     DELIVERY_SK,
     HOUR_PREFIX,
+    HUMAN_CLICK_STREAMS_SK,
     RUNS_PK,
     SENDS_SK,
     STATS_SK,
@@ -222,7 +223,9 @@ class ReportRepository(Protocol):
 
     def url_stats(self, delivery_id: str) -> dict[str, UrlStats]: ...
 
-    def click_streams(self, delivery_id: str) -> ClickStreamCounts: ...
+    def click_streams(self, delivery_id: str, *, human: bool = False) -> ClickStreamCounts:
+        """The click-streams item; ``human``: the one over human clicks only (no pages)."""
+        ...
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
@@ -370,9 +373,9 @@ class DynamoReportRepository:
             for item in items
         }
 
-    def click_streams(self, delivery_id: str) -> ClickStreamCounts:
+    def click_streams(self, delivery_id: str, *, human: bool = False) -> ClickStreamCounts:
         try:
-            item = ClickStreamsModel.get(delivery_id, CLICK_STREAMS_SK)
+            item = ClickStreamsModel.get(delivery_id, HUMAN_CLICK_STREAMS_SK if human else CLICK_STREAMS_SK)
         except DoesNotExist:
             return ClickStreamCounts()
         return ClickStreamCounts(

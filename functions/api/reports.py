@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from functions.api import cursors
 from functions.api import launcher as launchers
 from functions.api.report_repository import (
+    ClickStreamCounts,
     Delivery,
     HourCount,
     LogKey,
@@ -433,7 +434,9 @@ def _window_url_stats(
 # --- click streams ----------------------------------------------------------------------------
 
 
-def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | None = None) -> ClickStreams:
+def click_streams(
+    delivery_id: str, limit: int = 20, repo: ReportRepository | None = None, traffic: str = "all"
+) -> ClickStreams:
     """The ``limit`` most followed paths through the click links, every link-to-link move counted and
     every page the web-tracking tag saw after a click on each link.
 
@@ -443,6 +446,17 @@ def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | No
     repo = _repo(repo)
     _tracked_delivery(repo, delivery_id)
     counts = repo.click_streams(delivery_id)
+    if traffic == "human":
+        # Paths and moves of human clicks only; the pages after each link are the web-tracking tag's.
+        human = repo.click_streams(delivery_id, human=True)
+        counts = ClickStreamCounts(
+            human.paths,
+            human.other_paths,
+            human.transitions,
+            human.other_transitions,
+            counts.pages,
+            counts.other_pages,
+        )
     recipients = sum(counts.paths.values()) + counts.other_paths
     ranked = sorted(
         ((key, n) for key, n in counts.paths.items() if n > 0), key=lambda entry: (-entry[1], entry[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from functions.api.report_repository import DynamoReportRepository
 from functions.consolidate.batch import BURST_REASON
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.consolidate.workflow import TrackingWorkflow
@@ -84,6 +85,10 @@ def test_a_late_honeypot_hit_turns_consolidated_human_hits_into_scanner_hits(aws
     assert stats.machine.as_dict() == {"total_opens": 1, "total_clicks": 1, "by_kind": {"scanner": 3}}
     url = UrlStatsModel.get("d1", "url#1")
     assert (url.clicks, url.human_clicks, url.human_distinct_clicks) == (1, 0, 0)
+    # And the human click streams lost r1's only human click; every click's still has it
+    reports = DynamoReportRepository()
+    assert dict(reports.click_streams("d1", human=True).paths) == {}
+    assert dict(reports.click_streams("d1").paths) == {"1": 1}
     logs = {log.event_id: (log.machine, log.machine_reason) for log in TrackingLogModel.query("d1")}
     assert logs == {
         "e1": ("scanner", BURST_REASON),

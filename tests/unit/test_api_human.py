@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from functions.api import report_repository, reports
-from functions.api.report_repository import DeliveryStats, HourCount, SendCounts, TrackedUrl, UrlStats
+from functions.api.report_repository import (
+    ClickStreamCounts,
+    DeliveryStats,
+    HourCount,
+    SendCounts,
+    TrackedUrl,
+    UrlStats,
+)
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_reports import FakeReports
 
@@ -126,7 +133,7 @@ def test_hot_clicks_with_traffic_human_give_percents_of_human_hits(fake: FakeRep
     ]
 
 
-@pytest.mark.parametrize("route", ["statistics", "hot-clicks"])
+@pytest.mark.parametrize("route", ["statistics", "hot-clicks", "click-streams"])
 def test_an_unknown_traffic_value_is_a_422(fake: FakeReports, route: str, reliability: Any) -> None:
     response = call(f"/api/deliveries/d1/tracking/{route}", {"traffic": "robots"})
     reliability.record(
@@ -139,3 +146,33 @@ def test_an_unknown_traffic_value_is_a_422(fake: FakeReports, route: str, reliab
     )
     assert response["statusCode"] == 422
     assert "traffic" in response["body"]
+
+
+class StreamsFake(FakeReports):
+    """Two click-streams items: every click's paths, and the human clicks' only."""
+
+    def click_streams(self, delivery_id: str, *, human: bool = False) -> ClickStreamCounts:
+        if human:
+            return ClickStreamCounts(paths={"1>2": 2}, transitions={"1>2": 2})
+        return ClickStreamCounts(
+            paths={"1>2": 3, "2": 5}, transitions={"1>2": 3}, pages={"2\u241fhttps://shop.example/b": 4}
+        )
+
+
+def test_click_streams_with_traffic_human_follow_human_clicks_only(fake: FakeReports) -> None:
+    # Given click streams of all clicks (8 recipients) and of human clicks (2)
+    streams = StreamsFake()
+    streams.deliveries = fake.deliveries
+    report_repository.configure(streams)
+    # When the click streams are asked for, for all traffic and for human traffic
+    everyone = json_body(call("/api/deliveries/d1/tracking/click-streams"))
+    people = json_body(call("/api/deliveries/d1/tracking/click-streams", {"traffic": "human"}))
+    # Then each counts its own recipients; the pages after a link are the same
+    assert (everyone["recipients"], [p["url_ids"] for p in everyone["paths"]]) == (8, [["2"], ["1", "2"]])
+    assert (people["recipients"], [p["url_ids"] for p in people["paths"]]) == (2, [["1", "2"]])
+    assert people["transitions"] == [{"from_url_id": "1", "to_url_id": "2", "count": 2}]
+    assert (
+        people["pages"]
+        == everyone["pages"]
+        == [{"after_url_id": "2", "url": "https://shop.example/b", "views": 4}]
+    )

@@ -79,8 +79,12 @@ def urls(
 
 
 @router.get("/<delivery_id>/tracking/click-streams")
-def click_streams(delivery_id: str, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ClickStreams:
-    return reports.click_streams(delivery_id, limit)
+def click_streams(
+    delivery_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    traffic: Annotated[Traffic, Query(description="whose clicks the paths follow: " + TRAFFIC)] = "all",
+) -> ClickStreams:
+    return reports.click_streams(delivery_id, limit, traffic=traffic)
 
 
 @router.get(
