@@ -97,6 +97,12 @@ class ScalableWorkflowStore(FakeWorkflowStore):
         self._call("logged")
         return {key for key in keys if key in self.log_keys}
 
+    def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
+        self._call("load_logs")
+        wanted = set(keys)
+        kept = {(str(log.delivery_id), str(log.sk)): log for log in self.kept_logs or ()}
+        return {key: log for key, log in kept.items() if key in wanted}
+
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
         self._call("message_domains")
         found = ((rid, (delivery_id, rid)) for rid in recipient_ids)

@@ -210,6 +210,13 @@ class FakeWorkflowStore:
         self._call("logged")
         return {key for key in keys if key in self.logs}
 
+    def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
+        self._call("load_logs")
+        keys = list(keys)
+        if len(set(keys)) != len(keys):  # what DynamoDB answers to a BatchGetItem naming a key twice
+            raise ValueError("ValidationException: Provided list of item keys contains duplicates")
+        return {key: _copy(self.logs[key]) for key in keys if key in self.logs}
+
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
         self._call("tracked_urls")
         return [_copy(u) for u in self.urls.get(delivery_id, [])]

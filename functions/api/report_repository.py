@@ -18,6 +18,7 @@ from functions.shared.models import (
     CLICK_STREAMS_SK,
     DELIVERY_SK,
     HOUR_PREFIX,
+    HUMAN_CLICK_STREAMS_SK,
     RUNS_PK,
     SENDS_SK,
     STATS_SK,
@@ -78,6 +79,12 @@ class DeliveryStats:
     # What each breakdown counts beyond the names it keeps (limits.MAX_BREAKDOWN_NAMES):
     # {"browser"|"os"|"device"|"domain": {"opens": n, "clicks": n}}
     other_breakdowns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Human traffic: the counters above over hits no machine made, and the breakdowns likewise.
+    human: Mapping[str, int] = field(default_factory=dict)
+    human_breakdowns: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
+    human_other_breakdowns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # {"total_opens": n, "total_clicks": n, "by_kind": {kind: logged hits}}
+    machine: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,8 @@ class HourCount:
     hour: str
     opens: int
     clicks: int
+    human_opens: int = 0
+    human_clicks: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ class UrlStats:
     distinct_clicks: int = 0
     first_click: str | None = None
     last_click: str | None = None
+    human_clicks: int = 0
+    human_distinct_clicks: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,7 +225,9 @@ class ReportRepository(Protocol):
 
     def url_stats(self, delivery_id: str) -> dict[str, UrlStats]: ...
 
-    def click_streams(self, delivery_id: str) -> ClickStreamCounts: ...
+    def click_streams(self, delivery_id: str, *, human: bool = False) -> ClickStreamCounts:
+        """The click-streams item; ``human``: the one over human clicks only (no pages)."""
+        ...
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
@@ -258,6 +271,15 @@ def _plain(value: Any) -> dict[str, Any]:
 
 def _counts(rows: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return {name: {k: _int(v) for k, v in _plain(row).items()} for name, row in rows.items()}
+
+
+def _machine(machine: Mapping[str, Any]) -> dict[str, Any]:
+    by_kind = {kind: _int(n) for kind, n in _plain(machine.get("by_kind")).items()}
+    return {
+        "total_opens": _int(machine.get("total_opens")),
+        "total_clicks": _int(machine.get("total_clicks")),
+        "by_kind": by_kind,
+    }
 
 
 class DynamoReportRepository:
@@ -317,24 +339,45 @@ class DynamoReportRepository:
             },
             breakdowns=breakdowns,
             other_breakdowns=_counts(_plain(item.other_breakdowns)),
+            human={name: _int(n) for name, n in _plain(item.human).items()},
+            human_breakdowns={
+                dimension: _counts(_plain(rows)) for dimension, rows in _plain(item.human_breakdowns).items()
+            },
+            human_other_breakdowns=_counts(_plain(item.human_other_breakdowns)),
+            machine=_machine(_plain(item.machine)),
         )
 
     def hours(self, delivery_id: str) -> list[HourCount]:
         items = HourStatsModel.query(delivery_id, HourStatsModel.sk.startswith(HOUR_PREFIX))
-        return [HourCount(item.hour, _int(item.opens), _int(item.clicks)) for item in items]
+        return [
+            HourCount(
+                item.hour,
+                _int(item.opens),
+                _int(item.clicks),
+                _int(item.human_opens),
+                _int(item.human_clicks),
+            )
+            for item in items
+        ]
 
     def url_stats(self, delivery_id: str) -> dict[str, UrlStats]:
         items = UrlStatsModel.query(delivery_id, UrlStatsModel.sk.startswith(URL_STATS_PREFIX))
         return {
             item.url_id: UrlStats(
-                item.url_id, _int(item.clicks), _int(item.distinct_clicks), item.first_click, item.last_click
+                item.url_id,
+                _int(item.clicks),
+                _int(item.distinct_clicks),
+                item.first_click,
+                item.last_click,
+                _int(item.human_clicks),
+                _int(item.human_distinct_clicks),
             )
             for item in items
         }
 
-    def click_streams(self, delivery_id: str) -> ClickStreamCounts:
+    def click_streams(self, delivery_id: str, *, human: bool = False) -> ClickStreamCounts:
         try:
-            item = ClickStreamsModel.get(delivery_id, CLICK_STREAMS_SK)
+            item = ClickStreamsModel.get(delivery_id, HUMAN_CLICK_STREAMS_SK if human else CLICK_STREAMS_SK)
         except DoesNotExist:
             return ClickStreamCounts()
         return ClickStreamCounts(

@@ -18,6 +18,8 @@ Order = Literal["asc", "desc"]
 OutputFormat = Literal["json", "csv"]
 GroupBy = Literal["url", "label", "category"]
 HotClicksFormat = Literal["json", "html"]
+# Which hits a report counts: all traffic (the default, as before), or only hits no machine made.
+Traffic = Literal["all", "human"]
 
 
 def _parse_time(value: Any) -> datetime:
@@ -81,6 +83,28 @@ class Breakdowns(BaseModel):
     domain: list[DomainRow]  # distinct recipients
 
 
+class HumanStatistics(BaseModel):
+    opens: int
+    total_opens: int
+    clicks: int
+    person_clicks: int
+    total_clicks: int
+    opt_outs: int
+    mirror_page_views: int
+    estimated_forwards: int
+    open_rate: float
+    click_rate: float
+    reactivity: float
+
+
+class MachineStatistics(BaseModel):
+    total_opens: int = Field(description="open-pixel events machines made (all traffic includes them)")
+    total_clicks: int = Field(description="click-link events machines made (all traffic includes them)")
+    by_kind: dict[str, int] = Field(
+        description="logged machine hits per kind (apple_mpp, scanner, bot), honeypot hits included"
+    )
+
+
 class Statistics(BaseModel):
     sent: int
     delivered: int
@@ -106,6 +130,13 @@ class Statistics(BaseModel):
     )
     time_to_reach: TimeToReach = Field(description="hours taken to reach 50 % and 90 % of the events so far")
     breakdowns: Breakdowns
+    human: HumanStatistics = Field(
+        description="the same indicators over hits no machine made (a human click still makes a human open)"
+    )
+    machine: MachineStatistics = Field(description="hits machines made (Apple MPP, scanners, bots)")
+    traffic: Literal["all", "human"] = Field(
+        default="all", description="the traffic the timelines and breakdowns count (the traffic parameter)"
+    )
 
 
 # --- tracked URLs -----------------------------------------------------------------------------
@@ -122,6 +153,8 @@ class UrlIndicators(BaseModel):
     share: float  # of every event on the delivery's URLs, percent
     first_click: str | None
     last_click: str | None
+    human_clicks: int = Field(description="events no machine made")
+    human_distinct_clicks: int = Field(description="distinct recipients with an event no machine made")
 
 
 class UrlGroup(BaseModel):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from functions.api import cursors
 from functions.api import launcher as launchers
 from functions.api.report_repository import (
+    ClickStreamCounts,
     Delivery,
     HourCount,
     LogKey,
@@ -39,8 +40,10 @@ from functions.api.report_schemas import (
     DomainRow,
     HotClickLink,
     HotClicks,
+    HumanStatistics,
     LogItem,
     LogPage,
+    MachineStatistics,
     Milestones,
     PageAfterLink,
     RecipientLogItem,
@@ -93,8 +96,14 @@ def _tracked_delivery(repo: ReportRepository, delivery_id: str, *, with_content:
 # --- statistics -------------------------------------------------------------------------------
 
 
-def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) -> Statistics:
-    """Every indicator, the timelines and the breakdowns: two item reads and one small query."""
+def delivery_statistics(
+    delivery_id: str, repo: ReportRepository | None = None, traffic: str = "all"
+) -> Statistics:
+    """Every indicator, the timelines and the breakdowns: two item reads and one small query.
+
+    The top level counts all traffic, ``human`` the hits no machine made, ``machine`` the machines'.
+    ``traffic="human"`` makes the timelines and breakdowns count human hits only.
+    """
     repo = _repo(repo)
     _tracked_delivery(repo, delivery_id)
     sends = repo.send_counts(delivery_id)
@@ -112,17 +121,30 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         page_views=stats.page_views,
         transactions=stats.transactions,
     )
+    human = Indicators.from_counts(
+        sent=sends.sent,
+        failed=sends.failed,
+        **{name: int(stats.human.get(name, 0)) for name in HUMAN_COUNTERS},
+    )
     hours = repo.hours(delivery_id)
+    if traffic == "human":
+        # Hours with human events only, as the all-traffic timeline lists hours with events only.
+        hours = [
+            HourCount(h.hour, h.human_opens, h.human_clicks) for h in hours if h.human_opens or h.human_clicks
+        ]
+        counts, other = stats.human_breakdowns, stats.human_other_breakdowns
+    else:
+        counts, other = stats.breakdowns, stats.other_breakdowns
     timeline = [TimelinePoint(at=h.hour, opens=h.opens, clicks=h.clicks) for h in hours]
-    other = stats.other_breakdowns
     breakdowns = Breakdowns(
-        browser=_rows(stats.breakdowns.get("browser", {}), other.get("browser", {})),
-        os=_rows(stats.breakdowns.get("os", {}), other.get("os", {})),
-        device=_rows(stats.breakdowns.get("device", {}), other.get("device", {})),
+        browser=_rows(counts.get("browser", {}), other.get("browser", {})),
+        os=_rows(counts.get("os", {}), other.get("os", {})),
+        device=_rows(counts.get("device", {}), other.get("device", {})),
         domain=_domain_rows(
-            stats.breakdowns.get("domain", {}), sends.domains, other.get("domain", {}), sends.other_domains
+            counts.get("domain", {}), sends.domains, other.get("domain", {}), sends.other_domains
         ),
     )
+    machine = stats.machine
     return Statistics(
         sent=indicators.sent,
         delivered=indicators.delivered,
@@ -144,7 +166,37 @@ def delivery_statistics(delivery_id: str, repo: ReportRepository | None = None) 
         timeline_daily=_daily(hours),
         time_to_reach=_time_to_reach(hours),
         breakdowns=breakdowns,
+        human=HumanStatistics(
+            opens=human.opens,
+            total_opens=human.total_opens,
+            clicks=human.clicks,
+            person_clicks=human.person_clicks,
+            total_clicks=human.total_clicks,
+            opt_outs=human.opt_outs,
+            mirror_page_views=human.mirror_page_views,
+            estimated_forwards=human.estimated_forwards,
+            open_rate=human.open_rate,
+            click_rate=human.click_rate,
+            reactivity=human.reactivity,
+        ),
+        machine=MachineStatistics(
+            total_opens=int(machine.get("total_opens", 0)),
+            total_clicks=int(machine.get("total_clicks", 0)),
+            by_kind={kind: int(n) for kind, n in sorted(dict(machine.get("by_kind", {})).items())},
+        ),
+        traffic="human" if traffic == "human" else "all",
     )
+
+
+HUMAN_COUNTERS = (
+    "opens",
+    "total_opens",
+    "clicks",
+    "person_clicks",
+    "total_clicks",
+    "opt_outs",
+    "mirror_page_views",
+)
 
 
 def _daily(hours: Sequence[HourCount]) -> list[TimelinePoint]:
@@ -302,6 +354,8 @@ def _url_row(url: TrackedUrl, stats: UrlStats, total: int) -> UrlIndicators:
         share=rate(stats.clicks, total),
         first_click=stats.first_click,
         last_click=stats.last_click,
+        human_clicks=stats.human_clicks,
+        human_distinct_clicks=stats.human_distinct_clicks,
     )
 
 
@@ -336,6 +390,8 @@ def _window_url_stats(
     )
     clicks: dict[str, int] = {}
     recipients: dict[str, set[str]] = {}
+    human_clicks: dict[str, int] = {}
+    human_recipients: dict[str, set[str]] = {}
     first: dict[str, str] = {}
     last: dict[str, str] = {}
     read = 0
@@ -349,6 +405,9 @@ def _window_url_stats(
                 continue
             clicks[log.url_id] = clicks.get(log.url_id, 0) + 1
             recipients.setdefault(log.url_id, set()).add(log.recipient_id)
+            if getattr(log, "machine", None) is None:  # the LOG's machine verdict, when it carries one
+                human_clicks[log.url_id] = human_clicks.get(log.url_id, 0) + 1
+                human_recipients.setdefault(log.url_id, set()).add(log.recipient_id)
             first[log.url_id] = min(first.get(log.url_id, log.at), log.at)
             last[log.url_id] = max(last.get(log.url_id, log.at), log.at)
         if chunk.last_evaluated is None:
@@ -359,7 +418,15 @@ def _window_url_stats(
             )
         position = chunk.last_evaluated
     return {
-        url_id: UrlStats(url_id, count, len(recipients[url_id]), first[url_id], last[url_id])
+        url_id: UrlStats(
+            url_id,
+            count,
+            len(recipients[url_id]),
+            first[url_id],
+            last[url_id],
+            human_clicks.get(url_id, 0),
+            len(human_recipients.get(url_id, ())),
+        )
         for url_id, count in clicks.items()
     }
 
@@ -367,7 +434,9 @@ def _window_url_stats(
 # --- click streams ----------------------------------------------------------------------------
 
 
-def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | None = None) -> ClickStreams:
+def click_streams(
+    delivery_id: str, limit: int = 20, repo: ReportRepository | None = None, traffic: str = "all"
+) -> ClickStreams:
     """The ``limit`` most followed paths through the click links, every link-to-link move counted and
     every page the web-tracking tag saw after a click on each link.
 
@@ -377,6 +446,17 @@ def click_streams(delivery_id: str, limit: int = 20, repo: ReportRepository | No
     repo = _repo(repo)
     _tracked_delivery(repo, delivery_id)
     counts = repo.click_streams(delivery_id)
+    if traffic == "human":
+        # Paths and moves of human clicks only; the pages after each link are the web-tracking tag's.
+        human = repo.click_streams(delivery_id, human=True)
+        counts = ClickStreamCounts(
+            human.paths,
+            human.other_paths,
+            human.transitions,
+            human.other_transitions,
+            counts.pages,
+            counts.other_pages,
+        )
     recipients = sum(counts.paths.values()) + counts.other_paths
     ranked = sorted(
         ((key, n) for key, n in counts.paths.items() if n > 0), key=lambda entry: (-entry[1], entry[0])
@@ -419,8 +499,9 @@ def _path(key: str, recipients: int, total: int) -> ClickPath:
 # --- hot clicks -------------------------------------------------------------------------------
 
 
-def hot_clicks(delivery_id: str, repo: ReportRepository | None = None) -> HotClicks:
-    """Click links by their share of the delivery's URL events, and the message annotated with them."""
+def hot_clicks(delivery_id: str, repo: ReportRepository | None = None, traffic: str = "all") -> HotClicks:
+    """Click links by their share of the delivery's URL events (``traffic="human"``: of the events no
+    machine made), and the message annotated with them."""
     from functions.api.rendering import annotate_hot_clicks  # HTML parsing: this route only
     from functions.shared.links import parse_content
 
@@ -431,7 +512,11 @@ def hot_clicks(delivery_id: str, repo: ReportRepository | None = None) -> HotCli
     # nor marked: its counts, if any, predate the change and no longer grow.
     urls = [url for url in repo.tracked_urls(delivery_id) if url.tracked]
     stats = repo.url_stats(delivery_id)
-    clicks = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)).clicks for url in urls}
+    counted = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)) for url in urls}
+    clicks = {
+        url_id: (found.human_clicks if traffic == "human" else found.clicks)
+        for url_id, found in counted.items()
+    }
     total = sum(clicks.values())
     links = sorted(
         (

@@ -30,9 +30,11 @@ from functions.shared.limits import (
     MAX_STREAM_STEPS,
     utf8_prefix,
 )
+from functions.shared.machine import DEFAULT_BURST_SECONDS, SCANNER
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
+    HUMAN_CLICK_STREAMS_SK,
     PAGE_SEPARATOR,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
@@ -70,6 +72,18 @@ _OPTIONAL_NAMES = (
 )
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
+LogKey = tuple[str, str]  # (delivery_id, sk) in the tracking-logs table
+HUMAN_FIELDS = (
+    "opens",
+    "total_opens",
+    "clicks",
+    "person_clicks",
+    "total_clicks",
+    "opt_outs",
+    "mirror_page_views",
+)
+MAX_RECENT_HITS = 100  # hits with a client key a recipient's state keeps for a later honeypot hit
+MAX_HONEYPOT_HITS = 20  # honeypot hits a recipient's state keeps for later hits
 
 
 def stats_key(delivery_id: str) -> StateKey:
@@ -96,6 +110,10 @@ def streams_key(delivery_id: str) -> StateKey:
     return (delivery_id, CLICK_STREAMS_SK)
 
 
+def human_streams_key(delivery_id: str) -> StateKey:
+    return (delivery_id, HUMAN_CLICK_STREAMS_SK)
+
+
 def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
     """Every indicator item a batch of events may read or write."""
     keys: set[StateKey] = set()
@@ -108,15 +126,15 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
             if event.kind == "page" and event.via_url_id:
                 keys.add(streams_key(event.delivery_id))
             continue
-        keys |= {
-            stats_key(event.delivery_id),
-            hour_key(event.delivery_id, event.at),
-            recipient_key(event.delivery_id, event.recipient_id),
-        }
+        keys |= {stats_key(event.delivery_id), recipient_key(event.delivery_id, event.recipient_id)}
+        if event.honeypot:
+            continue
+        keys.add(hour_key(event.delivery_id, event.at))
         if event.url_id:
             keys.add(url_key(event.delivery_id, event.url_id))
             keys.add(person_key(event.delivery_id, _person(event)))
             keys.add(streams_key(event.delivery_id))
+            keys.add(human_streams_key(event.delivery_id))
     return keys
 
 
@@ -162,6 +180,9 @@ class Outcome:
     items: list[Model] = field(default_factory=list)
     events: int = 0  # raw events consolidated (logged)
     counted: int = 0  # of which counted in indicators
+    # Tracking logs of earlier batches found to be a scanner's (the honeypot burst): written again,
+    # with the indicator items, through the pending batch.
+    rewritten: list[TrackingLogModel] = field(default_factory=list)
 
 
 class _State:
@@ -208,6 +229,12 @@ class _State:
             ),
         )
 
+    def human_streams(self, delivery_id: str) -> ClickStreamsModel:
+        key = human_streams_key(delivery_id)
+        return self._get(
+            key, lambda: ClickStreamsModel(delivery_id=delivery_id, sk=key[1], paths={}, transitions={})
+        )
+
     def streams(self, delivery_id: str) -> ClickStreamsModel:
         key = streams_key(delivery_id)
         return self._get(
@@ -229,6 +256,10 @@ class _State:
             streams = self.streams(delivery_id)
             streams.pages, streams.other_pages = counts.settled(), counts.other
 
+    def person(self, delivery_id: str, person_id: str) -> PersonStateModel:
+        key = person_key(delivery_id, person_id)
+        return self._get(key, lambda: PersonStateModel(delivery_id=delivery_id, sk=key[1]))
+
     def person_is_new(self, delivery_id: str, person_id: str) -> bool:
         key = person_key(delivery_id, person_id)
         if key in self.items:
@@ -243,11 +274,23 @@ def _with_step(path: list[str], step: str) -> list[str]:
     return path[:MAX_PATH]
 
 
-def _bump(breakdowns: dict[str, Any], dimension: str, name: str, measure: str) -> None:
-    row = breakdowns.setdefault(dimension, {}).setdefault(
-        utf8_prefix(name, MAX_NAME_BYTES), {"opens": 0, "clicks": 0}
-    )
-    row[measure] = int(row.get(measure, 0)) + 1
+def _bump(
+    breakdowns: dict[str, Any],
+    dimension: str,
+    name: str,
+    measure: str,
+    delta: int = 1,
+    other: dict[str, Any] | None = None,
+) -> None:
+    name = utf8_prefix(name, MAX_NAME_BYTES)
+    rows = breakdowns.setdefault(dimension, {})
+    if delta < 0 and name not in rows and other is not None:
+        # Taken off a name folded into "other" since it was counted: its count is there now.
+        bucket = other.setdefault(dimension, {})
+        bucket[measure] = max(0, int(bucket.get(measure, 0)) + delta)
+        return
+    row = rows.setdefault(name, {"opens": 0, "clicks": 0})
+    row[measure] = max(0, int(row.get(measure, 0)) + delta)
 
 
 def _bounded_breakdowns(
@@ -339,18 +382,21 @@ class _StreamCounts:
             self.counts = {key: n for key, n in self.counts.items() if n > 0}
 
 
-def _update_click_streams(state: _State, old_paths: Mapping[StateKey, tuple[str, ...]]) -> None:
-    """Move each recipient whose path changed in this batch from their old path to their new one."""
+def _update_click_streams(
+    state: _State, old_paths: Mapping[StateKey, tuple[str, ...]], *, human: bool = False
+) -> None:
+    """Move each recipient whose path changed in this batch from their old path to their new one
+    (``human``: their path of human clicks, in the human click streams)."""
     changed: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     for key in sorted(state.touched):
         item = state.touched[key]
         if not isinstance(item, RecipientStateModel):
             continue
-        old, new = old_paths.get(key, ()), tuple(item.path or ())
+        old, new = old_paths.get(key, ()), tuple((item.human_path if human else item.path) or ())
         if old != new:
             changed.setdefault(key[0], []).append((old, new))
     for delivery_id, moves in changed.items():
-        streams = state.streams(delivery_id)
+        streams = state.human_streams(delivery_id) if human else state.streams(delivery_id)
         paths = _StreamCounts(streams.paths, streams.other_paths)
         transitions = _StreamCounts(streams.transitions, streams.other_transitions)
         for old, new in moves:
@@ -371,11 +417,13 @@ def consolidate(
     domains: Mapping[tuple[str, str], str | None],
     log_ttl_days: int,
     deleted: Collection[str] = frozenset(),
+    earlier_logs: Mapping[LogKey, TrackingLogModel] | None = None,
 ) -> Outcome:
     """Tracking logs for ``events`` and every indicator item they change (whole new items).
 
     None of the events of a ``deleted`` delivery (opens included) counts any more: they are logged
-    as not counted.
+    as not counted. ``earlier_logs`` are the logs a honeypot hit of this batch may reclassify
+    (``logs_to_recheck``), with their indicator items in ``loaded`` (``recheck_keys``).
     """
     state = _State(loaded, domains)
     outcome = Outcome()
@@ -383,7 +431,13 @@ def consolidate(
     old_paths = {
         key: tuple(item.path or ()) for key, item in loaded.items() if isinstance(item, RecipientStateModel)
     }
-    breakdowns: dict[str, dict[str, Any]] = {}
+    old_human_paths = {
+        key: tuple(item.human_path or ())
+        for key, item in loaded.items()
+        if isinstance(item, RecipientStateModel)
+    }
+    tallies: dict[str, _Tally] = {}
+    logs: dict[LogKey, TrackingLogModel] = dict(earlier_logs or {})
     for event in sorted(events, key=lambda e: e.sk):
         url = urls.get((event.delivery_id, event.url_id)) if event.url_id else None
         log = _log(event, url, log_ttl_days)
@@ -391,21 +445,312 @@ def consolidate(
             log.counted = False
         outcome.items.append(log)
         outcome.events += 1
+        if event.honeypot and not event.proof and event.delivery_id not in deleted:
+            # Logged and counted only as a machine hit; every hit of its burst becomes a scanner's.
+            tally = _tally(tallies, state, event.delivery_id)
+            _count_machine(tally, log, SCANNER, 1)
+            _honeypot(event, state, tally, logs, earlier_logs or {}, outcome)
+            continue
         if not log.counted:
             continue
         outcome.counted += 1
-        stats = state.stats(event.delivery_id)
-        if event.delivery_id not in breakdowns:
-            breakdowns[event.delivery_id] = _breakdowns(stats)
-        _count(event, log, url, state, stats, breakdowns[event.delivery_id])
-    for delivery_id, rows in breakdowns.items():
-        stats = state.stats(delivery_id)
-        stats.breakdowns, stats.other_breakdowns = _bounded_breakdowns(rows, _plain(stats.other_breakdowns))
+        tally = _tally(tallies, state, event.delivery_id)
+        if event.kind not in WEB_KINDS and event.client_key:
+            recipient = state.recipient(event.delivery_id, event.recipient_id)
+            if recipient.honeypot_hits and log.machine != SCANNER and _in_burst(recipient, event):
+                log.machine, log.machine_reason = SCANNER, BURST_REASON
+            # Kept for a honeypot hit consolidated later: "<log sk>|<client key>", the latest
+            # MAX_RECENT_HITS (one string each: cheaper to store and encode than a list).
+            tally.remember(recipient, f"{event.sk}|{event.client_key}")
+            logs[(event.delivery_id, event.sk)] = log
+        _count(event, log, url, state, tally.stats, tally.breakdowns)
+        if log.machine is not None:
+            _count_machine(tally, log, str(log.machine), 1)
+        elif event.kind not in WEB_KINDS:
+            _count_human(log, state, tally, 1)
+    for tally in tallies.values():
+        stats = tally.stats
+        stats.breakdowns, stats.other_breakdowns = _bounded_breakdowns(
+            tally.breakdowns, _plain(stats.other_breakdowns)
+        )
+        tally.settle()
         stats.updated_at = timeutil.iso(timeutil.now())
     state.settle_pages()
     _update_click_streams(state, old_paths)
+    _update_click_streams(state, old_human_paths, human=True)
     outcome.items.extend(state.touched.values())
     return outcome
+
+
+# --- human and machine traffic ----------------------------------------------------------------
+
+BURST_REASON = "honeypot burst: same address as a honeypot hit on this message"
+
+
+@dataclass
+class _Tally:
+    """A delivery's stats item and its breakdowns as plain dicts while a batch counts."""
+
+    stats: DeliveryStatsModel
+    breakdowns: dict[str, Any]
+    human_breakdowns: dict[str, Any] = field(default_factory=dict)
+    human_other: dict[str, Any] = field(default_factory=dict)
+    human_touched: bool = False
+    human_counts: dict[str, int] = field(default_factory=dict)
+    machine_counts: dict[str, Any] | None = None
+    # Each recipient's human counts (``RecipientStateModel.human``) and remembered hits, as plain
+    # values while the batch counts: set on the items once, in ``settle``.
+    recipients: dict[str, tuple[RecipientStateModel, dict[str, Any], list[str] | None]] = field(
+        default_factory=dict
+    )
+
+    def human(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not self.human_touched:
+            self.human_breakdowns = _plain(self.stats.human_breakdowns)
+            self.human_other = {
+                d: _plain_counts(c) for d, c in _plain(self.stats.human_other_breakdowns).items()
+            }
+            found = _plain(self.stats.human)
+            self.human_counts = {name: int(found.get(name, 0)) for name in HUMAN_FIELDS}
+            self.human_touched = True
+        return self.human_breakdowns, self.human_other
+
+    def machine(self) -> dict[str, Any]:
+        if self.machine_counts is None:
+            found = _plain(self.stats.machine)
+            self.machine_counts = {
+                "total_opens": int(found.get("total_opens", 0)),
+                "total_clicks": int(found.get("total_clicks", 0)),
+                "by_kind": _plain_counts(found.get("by_kind")),
+            }
+        return self.machine_counts
+
+    def recipient(self, recipient: RecipientStateModel) -> dict[str, Any]:
+        entry = self.recipients.get(str(recipient.sk))
+        if entry is None or entry[0] is not recipient:
+            urls: dict[str, int] = {}
+            for pair in (recipient.human_urls or "").split(","):
+                if pair:
+                    url_id, _, n = pair.rpartition(":")
+                    urls[url_id] = int(n)
+            human = {
+                "hits": int(recipient.human_hits or 0),
+                "clicks": int(recipient.human_clicks or 0),
+                "opt_outs": int(recipient.human_opt_outs or 0),
+                "urls": urls,
+            }
+            entry = self.recipients[str(recipient.sk)] = (recipient, human, None)
+        return entry[1]
+
+    def remember(self, recipient: RecipientStateModel, hit: str) -> None:
+        human = self.recipient(recipient)
+        hits = self.recipients[str(recipient.sk)][2]
+        if hits is None:
+            hits = _recent_hits(recipient)
+            self.recipients[str(recipient.sk)] = (recipient, human, hits)
+        # In log order, so the item is the same whatever order the shards' batches came in.
+        bisect.insort(hits, hit)
+        if len(hits) > MAX_RECENT_HITS:
+            del hits[0]
+
+    def settle_hits(self, recipient: RecipientStateModel) -> None:
+        """The recipient's remembered hits on the item now (a honeypot hit reads them)."""
+        entry = self.recipients.get(str(recipient.sk))
+        if entry is not None and entry[0] is recipient and entry[2] is not None:
+            recipient.recent_hits = " ".join(entry[2])
+
+    def settle(self) -> None:
+        stats = self.stats
+        if self.human_touched:
+            stats.human = {name: max(0, n) for name, n in self.human_counts.items()}
+            stats.human_breakdowns, stats.human_other_breakdowns = _bounded_breakdowns(
+                self.human_breakdowns, self.human_other
+            )
+        if self.machine_counts is not None:
+            stats.machine = self.machine_counts
+        for recipient, human, hits in self.recipients.values():
+            recipient.human_hits = human["hits"] or None
+            recipient.human_clicks = human["clicks"] or None
+            recipient.human_opt_outs = human["opt_outs"] or None
+            urls = ",".join(f"{url_id}:{n}" for url_id, n in sorted(human["urls"].items()) if n > 0)
+            recipient.human_urls = urls or None
+            if hits is not None:
+                recipient.recent_hits = " ".join(hits)
+
+
+def _tally(tallies: dict[str, _Tally], state: _State, delivery_id: str) -> _Tally:
+    tally = tallies.get(delivery_id)
+    if tally is None:
+        stats = state.stats(delivery_id)
+        tally = tallies[delivery_id] = _Tally(stats, _breakdowns(stats))
+    return tally
+
+
+def _count_machine(tally: _Tally, log: TrackingLogModel, kind: str, delta: int) -> None:
+    """A logged machine hit (``delta`` 1) or one no longer counted as ``kind`` (-1)."""
+    machine = tally.machine()
+    by_kind = machine["by_kind"]
+    by_kind[kind] = max(0, by_kind.get(kind, 0) + delta)
+    if not by_kind[kind]:
+        del by_kind[kind]  # a kind no hit is counted as any more is not listed
+    if log.counted and log.type in ("open", "click"):
+        measure = "total_opens" if log.type == "open" else "total_clicks"
+        machine[measure] = max(0, int(machine[measure]) + delta)
+
+
+def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int) -> None:
+    """Count a human open or URL hit (``delta`` 1), or take one off (-1) exactly: each distinct count
+    moves only when the recipient's (or person's, or URL's) count of human hits leaves or reaches 0."""
+    delivery_id = str(log.delivery_id)
+    breakdowns, other = tally.human()
+    human = tally.human_counts
+    recipient = state.recipient(delivery_id, str(log.recipient_id))
+    mine = tally.recipient(recipient)
+    edge = 1 if delta > 0 else 0  # the count a distinct count moves at, after the change
+
+    def step(name: str) -> bool:
+        mine[name] = max(0, int(mine.get(name, 0)) + delta)
+        return mine[name] == edge
+
+    domain = recipient.email_domain or "unknown"
+    client = (log.browser or "Unknown", log.os or "Unknown", log.device or "other")
+    if step("hits"):
+        human["opens"] += delta
+        _bump(breakdowns, "domain", domain, "opens", delta, other)
+    hour = state.hour(delivery_id, str(log.at))
+    if log.type == "open":
+        human["total_opens"] += delta
+        hour.human_opens = max(0, int(hour.human_opens or 0) + delta)
+        for dimension, name in zip(("browser", "os", "device"), client, strict=True):
+            _bump(breakdowns, dimension, name, "opens", delta, other)
+    elif log.url_id is not None:
+        url_stats = state.url(delivery_id, str(log.url_id))
+        url_stats.human_clicks = max(0, int(url_stats.human_clicks or 0) + delta)
+        clicked = mine["urls"]
+        clicked[str(log.url_id)] = max(0, clicked.get(str(log.url_id), 0) + delta)
+        if clicked[str(log.url_id)] == edge:
+            url_stats.human_distinct_clicks = max(0, int(url_stats.human_distinct_clicks or 0) + delta)
+        if log.type == "click":
+            human["total_clicks"] += delta
+            hour.human_clicks = max(0, int(hour.human_clicks or 0) + delta)
+            for dimension, name in zip(("browser", "os", "device"), client, strict=True):
+                _bump(breakdowns, dimension, name, "clicks", delta, other)
+            if step("clicks"):
+                human["clicks"] += delta
+                _bump(breakdowns, "domain", domain, "clicks", delta, other)
+            clicked_at = f"{log.at}|{log.url_id}"
+            path = list(recipient.human_path or ())
+            if delta > 0:
+                recipient.human_path = _with_step(path, clicked_at)
+            elif clicked_at in path:
+                path.remove(clicked_at)
+                recipient.human_path = path or None
+            person = state.person(delivery_id, log.person_id or f"recipient:{log.recipient_id}")
+            person.human_clicks = max(0, int(person.human_clicks or 0) + delta)
+            if person.human_clicks == edge:
+                human["person_clicks"] += delta
+        elif log.type == "opt_out":
+            if step("opt_outs"):
+                human["opt_outs"] += delta
+        elif log.type == "mirror":
+            human["mirror_page_views"] += delta
+
+
+def _seconds(at: str) -> float:
+    return timeutil.parse(at).timestamp()
+
+
+def _window(entry: Sequence[Any]) -> float:
+    return float(entry[2] if entry[2] is not None else DEFAULT_BURST_SECONDS)
+
+
+def _in_burst(recipient: RecipientStateModel, event: RawEventModel) -> bool:
+    """Whether a honeypot hit the recipient's state knows makes this hit part of its burst."""
+    at: float | None = None
+    for entry in recipient.honeypot_hits or ():
+        if entry[1] != event.client_key:
+            continue
+        at = _seconds(event.at) if at is None else at
+        if abs(at - _seconds(str(entry[0]))) <= _window(entry):
+            return True
+    return False
+
+
+def _recent_hits(recipient: RecipientStateModel) -> list[str]:
+    return (recipient.recent_hits or "").split()
+
+
+def _burst_of(recipient: RecipientStateModel | None, at: str, client: str | None, window: float) -> list[str]:
+    """Log sort keys of the recipient's remembered hits in the burst of a honeypot hit."""
+    if recipient is None or client is None or not recipient.recent_hits:
+        return []
+    centre = _seconds(at)
+    found = []
+    for hit in _recent_hits(recipient):
+        sk, _, key = str(hit).rpartition("|")
+        if key == client and abs(_seconds(sk.split("#", 1)[0]) - centre) <= window:
+            found.append(sk)
+    return found
+
+
+def _honeypot(
+    event: RawEventModel,
+    state: _State,
+    tally: _Tally,
+    logs: Mapping[LogKey, TrackingLogModel],
+    earlier: Mapping[LogKey, TrackingLogModel],
+    outcome: Outcome,
+) -> None:
+    """Remember a honeypot hit and make every remembered hit of its burst a scanner's, once."""
+    recipient = state.recipient(event.delivery_id, event.recipient_id)
+    if event.client_key is None:
+        return
+    window = float(event.burst_seconds if event.burst_seconds is not None else DEFAULT_BURST_SECONDS)
+    known = list(recipient.honeypot_hits or ())
+    entry = [event.at, event.client_key, int(window)]
+    if entry not in known:
+        known.append(entry)
+        recipient.honeypot_hits = sorted(known, key=lambda hit: str(hit[0]))[-MAX_HONEYPOT_HITS:]
+    tally.settle_hits(recipient)
+    for sk in _burst_of(recipient, event.at, event.client_key, window):
+        log = logs.get((event.delivery_id, sk))
+        if log is None or log.machine == SCANNER:
+            continue  # already a scanner's, or its log is gone (expired, erased)
+        if log.machine is not None:
+            _count_machine(tally, log, str(log.machine), -1)
+        elif log.type not in WEB_KINDS:
+            _count_human(log, state, tally, -1)
+        log.machine, log.machine_reason = SCANNER, BURST_REASON
+        _count_machine(tally, log, SCANNER, 1)
+        if (event.delivery_id, sk) in earlier:
+            outcome.rewritten.append(log)
+
+
+def logs_to_recheck(events: Iterable[RawEventModel], loaded: Mapping[StateKey, Model]) -> set[LogKey]:
+    """The logs of earlier batches a honeypot hit of this batch may reclassify (none without one)."""
+    wanted: set[LogKey] = set()
+    for event in events:
+        if not event.honeypot or event.proof or not event.client_key:
+            continue
+        recipient = loaded.get(recipient_key(event.delivery_id, event.recipient_id))
+        window = float(event.burst_seconds if event.burst_seconds is not None else DEFAULT_BURST_SECONDS)
+        for sk in _burst_of(recipient, event.at, event.client_key, window):  # type: ignore[arg-type]
+            wanted.add((event.delivery_id, sk))
+    return wanted
+
+
+def recheck_keys(logs: Iterable[TrackingLogModel]) -> set[StateKey]:
+    """The indicator items a reclassified log's counts live in."""
+    keys: set[StateKey] = set()
+    for log in logs:
+        delivery_id = str(log.delivery_id)
+        keys |= {stats_key(delivery_id), recipient_key(delivery_id, str(log.recipient_id))}
+        keys.add(hour_key(delivery_id, str(log.at)))
+        if log.url_id:
+            keys.add(url_key(delivery_id, str(log.url_id)))
+            keys.add(person_key(delivery_id, log.person_id or f"recipient:{log.recipient_id}"))
+            keys.add(human_streams_key(delivery_id))
+    return keys
 
 
 def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -> TrackingLogModel:

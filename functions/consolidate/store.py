@@ -195,6 +195,7 @@ class WorkflowStore(ErasureStore, Protocol):
     ) -> list[RawEventModel | Unreadable]: ...
     def in_quarantine(self, keys: Iterable[str]) -> set[str]: ...
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
+    def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]: ...
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]: ...
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]: ...
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
@@ -210,7 +211,7 @@ def indicator_model(sk: str) -> type[Model]:
     """The model of an indicators-table item, from its sort key."""
     if sk == STATS_SK:
         return models.DeliveryStatsModel
-    if sk == models.CLICK_STREAMS_SK:
+    if sk in (models.CLICK_STREAMS_SK, models.HUMAN_CLICK_STREAMS_SK):
         return models.ClickStreamsModel
     for prefix, model in (
         (URL_STATS_PREFIX, models.UrlStatsModel),
@@ -362,6 +363,11 @@ class DynamoWorkflowStore:
             list(keys), consistent_read=True, attributes_to_get=["delivery_id", "sk"]
         )
         return {(log.delivery_id, log.sk) for log in found}
+
+    def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
+        """Whole tracking logs (BatchGetItem, 100 keys a request), to rewrite them."""
+        found = TrackingLogModel.batch_get(list(keys), consistent_read=True)
+        return {(str(log.delivery_id), str(log.sk)): log for log in found}
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
         return list(TrackedUrlModel.query(delivery_id))

@@ -150,7 +150,8 @@ class _Carried:
         self.items: dict[batch.StateKey, Model] = {}
         self.absent: set[batch.StateKey] = set()
         self.changed: set[batch.StateKey] = set()
-        self.held_logs: list[TrackingLogModel] = []
+        # by key: a log rewritten by a later batch (the honeypot burst) is put once, as last computed
+        self.held_logs: dict[batch.LogKey, TrackingLogModel] = {}
         self.checkpoints: dict[str, str] = {}
         self.events = 0
         self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
@@ -188,14 +189,18 @@ class _Carried:
             self.absent.discard(key)
             self.changed.add(key)
         self.events += outcome.events
+        # Behind a checkpoint a tracking log means "counted as it says": a log rewritten with the
+        # counts it moved goes with them through the pending batch.
+        for log in outcome.rewritten:
+            self.held_logs[_key(log)] = log
         if hold_logs:
-            self.held_logs += logs
+            self.held_logs.update((_key(log), log) for log in logs)
             return []
         return logs
 
     def pending(self, seq: int) -> PendingBatch:
         items: list[Model] = [self.items[key] for key in sorted(self.changed)]
-        return PendingBatch(seq, dict(self.checkpoints), self.events, items + list(self.held_logs))
+        return PendingBatch(seq, dict(self.checkpoints), self.events, items + list(self.held_logs.values()))
 
     def too_big(self, seq: int, max_bytes: int) -> bool:
         """Whether the pending batch is encoded past ``max_bytes``.
@@ -392,13 +397,35 @@ class _Run:
         """Count ``events`` in the carried items; put their tracking logs now or hold them for the flush."""
         self._load_urls(events)
         loaded = self._carried.view(batch.state_keys(events), self._store.load_indicators)
+        earlier = self._earlier_logs(batch.logs_to_recheck(events, loaded))
+        if earlier:
+            more = batch.recheck_keys(earlier.values()) - loaded.keys()
+            loaded.update(self._carried.view(more, self._store.load_indicators))
         domains = self._domains(events, loaded)
         outcome = batch.consolidate(
-            events, self._urls, loaded, domains, self._config.log_ttl_days, self._deleted_deliveries
+            events,
+            self._urls,
+            loaded,
+            domains,
+            self._config.log_ttl_days,
+            self._deleted_deliveries,
+            earlier,
         )
         logs = self._carried.take(outcome, hold_logs=not logs_now)
         if logs:
             self._put(logs)
+
+    def _earlier_logs(self, keys: set[batch.LogKey]) -> dict[batch.LogKey, TrackingLogModel]:
+        """The tracking logs a honeypot hit may reclassify: those held since the last flush as held,
+        the others as stored (a log not found is gone: expired or erased)."""
+        if not keys:
+            return {}
+        held = self._carried.held_logs
+        found = {key: held[key] for key in keys if key in held}
+        stored = sorted(keys - found.keys())
+        if stored:
+            found.update(self._store.load_logs(stored))
+        return found
 
     def _flush_if_full(self) -> None:
         assert self._state is not None

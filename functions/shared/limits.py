@@ -14,7 +14,8 @@ The worst cases, every map full, every name at its byte maximum and every count 
 
 * delivery stats: 4 breakdowns x ``MAX_BREAKDOWN_NAMES`` (100) x (name 200 + 1 + 3 + "opens" 5 + 1
   + 20 + "clicks" 6 + 1 + 20 = 257 bytes) = 102,800 bytes, plus ``MAX_CURRENCIES`` (200) x (3 + 1 +
-  a 33-digit sum) = 7,400 bytes and the counters: 110,924 bytes measured.
+  a 33-digit sum) = 7,400 bytes and the counters: 110,924 bytes; the human traffic's breakdowns,
+  bounded the same way, add as much again: 214,449 bytes measured.
 * click streams: ``MAX_STREAM_ENTRIES`` (1,000) paths x (11 steps of ``MAX_URL_ID_BYTES`` and their
   separators, 100 bytes, + 1 + 20) = 121,000, as many transitions x (17 + 1 + 20) = 38,000, and
   ``MAX_STREAM_PAGES`` (200) pages x (8 + 3 + ``MAX_STREAM_PAGE_BYTES`` 512 + 1 + 20) = 108,800:

@@ -269,6 +269,7 @@ HOUR_PREFIX = "hour#"
 RECIPIENT_STATE_PREFIX = "r#"
 PERSON_STATE_PREFIX = "p#"
 CLICK_STREAMS_SK = "streams"
+HUMAN_CLICK_STREAMS_SK = "streams#human"  # the click streams of human clicks only (no pages)
 STREAM_SEPARATOR = ">"  # between the url ids of a click-streams path or transition key
 STREAM_CUT_SHORT = "…"  # the last step of a click-streams path key that was cut short
 # After the url id of a click-streams page key; no url id holds it, so a key splits at the first.
@@ -300,6 +301,13 @@ class DeliveryStatsModel(_Model):
     # Transactions in a currency beyond the first MAX_CURRENCIES: counted in ``transactions``, their
     # amounts (in currencies nobody can add up together) left out of ``transaction_amount``.
     other_currency_transactions = NumberAttribute(default=0)
+    # Human traffic (hits no machine made): the counters of the top level, {"opens": n, ...}, and the
+    # breakdowns likewise (bounded the same way). Machine traffic: {"total_opens": n, "total_clicks": n,
+    # "by_kind": {kind: logged hits}}. Honeypot hits count only in ``machine["by_kind"]``.
+    human = MapAttribute[str, Any](default=dict)
+    human_breakdowns = MapAttribute[str, Any](default=dict)
+    human_other_breakdowns = MapAttribute[str, Any](default=dict)
+    machine = MapAttribute[str, Any](default=dict)
     updated_at = UnicodeAttribute(null=True)
 
 
@@ -314,6 +322,8 @@ class UrlStatsModel(_Model):
     distinct_clicks = NumberAttribute(default=0)
     first_click = UnicodeAttribute(null=True)
     last_click = UnicodeAttribute(null=True)
+    human_clicks = NumberAttribute(default=0)
+    human_distinct_clicks = NumberAttribute(default=0)
 
 
 class HourStatsModel(_Model):
@@ -325,6 +335,8 @@ class HourStatsModel(_Model):
     hour = UnicodeAttribute()  # "YYYY-MM-DDTHH:00:00Z"
     opens = NumberAttribute(default=0)  # open-pixel events
     clicks = NumberAttribute(default=0)  # events on click links
+    human_opens = NumberAttribute(default=0)
+    human_clicks = NumberAttribute(default=0)
 
 
 class RecipientStateModel(_Model):
@@ -342,6 +354,20 @@ class RecipientStateModel(_Model):
     urls = UnicodeSetAttribute(null=True)  # url ids of click links clicked
     path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # click stream: "<at>|<url_id>" in time order
     email_domain = UnicodeAttribute(null=True)
+    # Counts behind the human distinct counts, so that a hit found to be a machine's later (the
+    # honeypot burst) is taken off exactly: human hits, human click-link events, human opt-out events,
+    # and human events per URL as "<url_id>:<n>,...". Plain numbers and strings: a run encodes every
+    # recipient state it changes into its pending batch, and maps and lists cost far more to encode.
+    human_hits = NumberAttribute(null=True)
+    human_clicks = NumberAttribute(null=True)
+    human_opt_outs = NumberAttribute(null=True)
+    human_urls = UnicodeAttribute(null=True)
+    # The honeypot burst (``batch._honeypot``): the recipient's latest hits with a client key,
+    # "<log sk>|<client_key>" separated by spaces in log order (at most batch.MAX_RECENT_HITS), and its
+    # honeypot hits, [at, client_key, burst_seconds] (at most batch.MAX_HONEYPOT_HITS).
+    recent_hits = UnicodeAttribute(null=True)
+    human_path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # ``path`` of human clicks only
+    honeypot_hits = ListAttribute[Any](null=True)
 
 
 class PersonStateModel(_Model):
@@ -351,6 +377,7 @@ class PersonStateModel(_Model):
     delivery_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)  # "p#<person_id>"
     clicked = BooleanAttribute(default=True)
+    human_clicks = NumberAttribute(default=0)  # click events of this person no machine made
 
 
 class ClickStreamsModel(_Model):

@@ -96,9 +96,25 @@ def seeded(aws_tables: None) -> Iterator[None]:
             "device": {"desktop": {"opens": 9, "clicks": 5}},
             "domain": {"gmail.com": {"opens": 3, "clicks": 2}, "example.org": {"opens": 1, "clicks": 0}},
         },
+        human={
+            "opens": 2,
+            "total_opens": 3,
+            "clicks": 1,
+            "person_clicks": 1,
+            "total_clicks": 2,
+            "opt_outs": 1,
+        },
+        human_breakdowns={"browser": {"Firefox": {"opens": 3, "clicks": 2}}},
+        machine={"total_opens": 6, "total_clicks": 3, "by_kind": {"apple_mpp": 6, "scanner": 4}},
     ).save()
     HourStatsModel(
-        delivery_id="d1", sk="hour#2026-11-23T09", hour="2026-11-23T09:00:00Z", opens=4, clicks=5
+        delivery_id="d1",
+        sk="hour#2026-11-23T09",
+        hour="2026-11-23T09:00:00Z",
+        opens=4,
+        clicks=5,
+        human_opens=3,
+        human_clicks=2,
     ).save()
     HourStatsModel(
         delivery_id="d1", sk="hour#2026-11-23T08", hour="2026-11-23T08:00:00Z", opens=5, clicks=0
@@ -117,6 +133,8 @@ def seeded(aws_tables: None) -> Iterator[None]:
         distinct_clicks=2,
         first_click="2026-11-23T09:01:00.000Z",
         last_click="2026-11-23T09:40:00.000Z",
+        human_clicks=3,
+        human_distinct_clicks=1,
     ).save()
     UrlStatsModel(delivery_id="d1", sk="url#u2", url_id="u2", clicks=1, distinct_clicks=1).save()
     UrlStatsModel(delivery_id="d1", sk="url#u3", url_id="u3", clicks=3, distinct_clicks=1).save()
@@ -137,7 +155,8 @@ def test_statistics(seeded: None) -> None:
     assert {
         k: v
         for k, v in body.items()
-        if k not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns")
+        if k
+        not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns", "human", "machine", "traffic")
     } == {
         "sent": 10,
         "delivered": 8,
@@ -172,6 +191,31 @@ def test_statistics(seeded: None) -> None:
     ]
 
 
+def test_statistics_give_human_and_machine_figures_and_switch_to_human_traffic(seeded: None) -> None:
+    # Given stored human and machine counts (8 delivered)
+    # When the statistics are asked for, then with traffic=human
+    body = ok("/api/deliveries/d1/tracking/statistics")
+    human = ok("/api/deliveries/d1/tracking/statistics", {"traffic": "human"})
+    # Then human has its own rates: 2/8 = 25 %, 1/8 = 12.5 %, 1/2 = 50 %
+    assert body["human"] == {
+        "opens": 2,
+        "total_opens": 3,
+        "clicks": 1,
+        "person_clicks": 1,
+        "total_clicks": 2,
+        "opt_outs": 1,
+        "mirror_page_views": 0,
+        "estimated_forwards": 0,
+        "open_rate": 25.0,
+        "click_rate": 12.5,
+        "reactivity": 50.0,
+    }
+    assert body["machine"] == {"total_opens": 6, "total_clicks": 3, "by_kind": {"apple_mpp": 6, "scanner": 4}}
+    # And traffic=human counts human hits in the timeline and breakdowns
+    assert human["timeline"] == [{"at": "2026-11-23T09:00:00Z", "opens": 3, "clicks": 2}]  # 08:00 had none
+    assert human["breakdowns"]["browser"] == [{"name": "Firefox", "opens": 3, "clicks": 2}]
+
+
 def test_statistics_before_the_workflow_counted_anything(seeded: None) -> None:
     body = ok("/api/deliveries/d2/tracking/statistics")
     assert (body["sent"], body["delivered"], body["opens"], body["open_rate"]) == (0, 0, 0, 0)
@@ -195,6 +239,8 @@ def test_urls(seeded: None) -> None:
             "share": 50.0,
             "first_click": "2026-11-23T09:01:00.000Z",
             "last_click": "2026-11-23T09:40:00.000Z",
+            "human_clicks": 3,
+            "human_distinct_clicks": 1,
         },
         {
             "id": "u2",
@@ -207,6 +253,8 @@ def test_urls(seeded: None) -> None:
             "share": 12.5,
             "first_click": None,
             "last_click": None,
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u3",
@@ -219,6 +267,8 @@ def test_urls(seeded: None) -> None:
             "share": 37.5,
             "first_click": None,
             "last_click": None,
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
     ]
 

@@ -87,7 +87,8 @@ def test_statistics_turn_the_stored_counts_into_every_indicator(fake: FakeReport
     indicators = {
         k: v
         for k, v in stats.items()
-        if k not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns")
+        if k
+        not in ("timeline", "timeline_daily", "time_to_reach", "breakdowns", "human", "machine", "traffic")
     }
     assert indicators == {
         "sent": 10,
@@ -256,6 +257,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 60.0,
             "first_click": T.format(1),
             "last_click": T.format(50),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u2",
@@ -268,6 +271,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 30.0,
             "first_click": T.format(2),
             "last_click": T.format(40),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u3",
@@ -280,6 +285,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 10.0,
             "first_click": T.format(3),
             "last_click": T.format(3),
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
         {
             "id": "u4",
@@ -292,6 +299,8 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "share": 0.0,
             "first_click": None,
             "last_click": None,
+            "human_clicks": 0,
+            "human_distinct_clicks": 0,
         },
     ]
     assert report.groups is None

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from functions.consolidate import batch
 from functions.shared import limits
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, ITEM_BUDGET, item_size, utf8_prefix
+from functions.shared.machine import MACHINE_KINDS
 from functions.shared.models import (
     PAGE_SEPARATOR,
     STREAM_CUT_SHORT,
     ClickStreamsModel,
     DeliveryStatsModel,
+    RecipientStateModel,
     SendCountsModel,
 )
 
@@ -95,6 +98,20 @@ def worst_stats_item() -> DeliveryStatsModel:
             for dimension in dimensions
         },
         other_breakdowns=dict.fromkeys(dimensions, row),
+        # The human traffic's breakdowns are bounded the same way (batch._bounded_breakdowns).
+        human=dict.fromkeys(batch.HUMAN_FIELDS, BIGGEST_COUNT),
+        human_breakdowns={
+            dimension: dict.fromkeys(
+                _names(limits.MAX_BREAKDOWN_NAMES, limits.MAX_NAME_BYTES, dimension), row
+            )
+            for dimension in dimensions
+        },
+        human_other_breakdowns=dict.fromkeys(dimensions, row),
+        machine={
+            "total_opens": BIGGEST_COUNT,
+            "total_clicks": BIGGEST_COUNT,
+            "by_kind": dict.fromkeys(MACHINE_KINDS, BIGGEST_COUNT),
+        },
         updated_at="2026-11-23T10:00:00.000Z",
     )
 
@@ -129,6 +146,34 @@ def worst_send_counts_item() -> SendCountsModel:
         ),
         other_domains=BIGGEST_COUNT,
     )
+
+
+def test_the_worst_case_recipient_state_with_its_remembered_hits_stays_small() -> None:
+    # Given a recipient state with every bounded list full: the click path, the hits remembered for a
+    # later honeypot hit and the honeypot hits, with the longest times, client keys and log keys
+    at = "2026-11-23T10:00:00.000000Z"
+    sk = at + "#" + "e" * 32
+    url_id = "9" * limits.MAX_URL_ID_BYTES
+    item = RecipientStateModel(
+        delivery_id="d" + "x" * 11,
+        sk="r#" + "r" * 64,
+        recipient_id="r" * 64,
+        opened=True,
+        clicked=True,
+        opted_out=True,
+        path=[f"{at}|{url_id}"] * limits.MAX_PATH,
+        email_domain="x" * limits.MAX_NAME_BYTES,
+        human_hits=BIGGEST_COUNT,
+        human_clicks=BIGGEST_COUNT,
+        human_opt_outs=BIGGEST_COUNT,
+        human_urls=",".join(f"{n:08d}:{BIGGEST_COUNT}" for n in range(50)),
+        recent_hits=" ".join([f"{sk}|{'f' * 16}"] * batch.MAX_RECENT_HITS),
+        honeypot_hits=[[at, "f" * 16, 86_400]] * batch.MAX_HONEYPOT_HITS,
+    )
+    # When DynamoDB measures it
+    size = item_size(item.serialize())
+    # Then it stays far within the budget (its url ids are the delivery's own, as before)
+    assert size <= 20_000 < ITEM_BUDGET
 
 
 @pytest.mark.parametrize("build", [worst_stats_item, worst_streams_item, worst_send_counts_item])

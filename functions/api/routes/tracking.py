@@ -22,6 +22,7 @@ from functions.api.report_schemas import (
     Order,
     OutputFormat,
     Statistics,
+    Traffic,
     UrlReport,
 )
 
@@ -51,9 +52,20 @@ def page_or_csv(model: type[BaseModel]) -> dict[int, Any]:
     }
 
 
+TRAFFIC = (
+    "all (the default): every hit; human: only hits no machine made (Apple MPP prefetches, link "
+    "scanners and the honeypot burst, bots are left out)"
+)
+
+
 @router.get("/<delivery_id>/tracking/statistics")
-def statistics(delivery_id: str) -> Statistics:
-    return reports.delivery_statistics(delivery_id)
+def statistics(
+    delivery_id: str,
+    traffic: Annotated[
+        Traffic, Query(description="what the timelines and breakdowns count: " + TRAFFIC)
+    ] = "all",
+) -> Statistics:
+    return reports.delivery_statistics(delivery_id, traffic=traffic)
 
 
 @router.get("/<delivery_id>/tracking/urls")
@@ -67,8 +79,12 @@ def urls(
 
 
 @router.get("/<delivery_id>/tracking/click-streams")
-def click_streams(delivery_id: str, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ClickStreams:
-    return reports.click_streams(delivery_id, limit)
+def click_streams(
+    delivery_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    traffic: Annotated[Traffic, Query(description="whose clicks the paths follow: " + TRAFFIC)] = "all",
+) -> ClickStreams:
+    return reports.click_streams(delivery_id, limit, traffic=traffic)
 
 
 @router.get(
@@ -85,9 +101,11 @@ def click_streams(delivery_id: str, limit: Annotated[int, Query(ge=1, le=100)] =
     },
 )
 def hot_clicks(
-    delivery_id: str, output: Annotated[HotClicksFormat, Query(alias="format")] = "json"
+    delivery_id: str,
+    output: Annotated[HotClicksFormat, Query(alias="format")] = "json",
+    traffic: Annotated[Traffic, Query(description="what the percents are of: " + TRAFFIC)] = "all",
 ) -> Response[HotClicks | str]:
-    report = reports.hot_clicks(delivery_id)
+    report = reports.hot_clicks(delivery_id, traffic=traffic)
     if output == "html":
         return Response(200, HTML, report.html, headers=dict(HOT_CLICKS_PAGE_HEADERS))
     return Response(200, content_types.APPLICATION_JSON, report)

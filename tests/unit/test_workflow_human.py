@@ -1,0 +1,296 @@
+"""Human and machine traffic in the tracking workflow: the human counters, and the honeypot burst
+reclassifying hits exactly once whatever the order, the shard, the run or the crash."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions.consolidate.batch import BURST_REASON
+from functions.shared.raw_events import RawEvent
+from tests.fakes_workflow import Crash, FakeWorkflowStore
+from tests.unit.test_workflow import CHROME, T0, Clock, seeded_store, workflow
+
+H = T0 + timedelta(minutes=10)  # the honeypot hit's time in the burst scenarios
+MPP = "Mozilla/5.0"
+
+
+def add(
+    store: FakeWorkflowStore,
+    event_id: str,
+    recipient: str,
+    url_id: str | None,
+    at: datetime,
+    *,
+    person: str | None = None,
+    machine: str | None = None,
+    client: str | None = None,
+    honeypot: bool = False,
+    ua: str = CHROME,
+) -> str:
+    """A raw event with the redirect's verdict; its shard."""
+    model = store.add_raw(
+        RawEvent(
+            event_id,
+            "click" if url_id or honeypot else "open",
+            "d1",
+            recipient,
+            url_id,
+            at,
+            ua,
+            person,
+            "203.0.113.0",
+            False,
+            machine=machine,
+            machine_reason=f"{machine} signal" if machine else None,
+            client_key=client,
+            honeypot=honeypot,
+            burst_seconds=30 if honeypot else None,
+        )
+    )
+    return str(model.shard)
+
+
+def stats(store: FakeWorkflowStore) -> dict[str, Any]:
+    item = store.indicators[("d1", "stats")]
+    return {
+        "all": {
+            n: int(getattr(item, n)) for n in ("opens", "total_opens", "clicks", "total_clicks", "opt_outs")
+        },
+        "human": {k: int(v) for k, v in item.human.as_dict().items()},
+        "machine": item.machine.as_dict(),
+    }
+
+
+def test_human_figures_leave_machine_hits_out_and_all_traffic_unchanged() -> None:
+    # Given a person who opens and clicks, an MPP prefetch, a bot's click and a person's opt-out
+    store = seeded_store()
+    add(store, "a1", "r1", None, T0, client="k1")
+    add(store, "a2", "r1", "1", T0 + timedelta(seconds=60), person="p1", client="k1")
+    add(store, "a3", "r2", None, T0, machine="apple_mpp", client="k2", ua=MPP)
+    add(store, "a4", "r3", "1", T0, person="p3", machine="bot", client="k3", ua="python-requests/2.31")
+    add(store, "a5", "r4", "3", T0, person="p4", client="k4")
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then every hit counts in all traffic, only the people's in human, the machines' in machine
+    figures = stats(store)
+    assert figures["all"] == {"opens": 4, "total_opens": 2, "clicks": 2, "total_clicks": 2, "opt_outs": 1}
+    assert figures["human"] == {
+        "opens": 2,
+        "total_opens": 1,
+        "clicks": 1,
+        "person_clicks": 1,
+        "total_clicks": 1,
+        "opt_outs": 1,
+        "mirror_page_views": 0,
+    }
+    assert figures["machine"] == {"total_opens": 1, "total_clicks": 1, "by_kind": {"apple_mpp": 1, "bot": 1}}
+    url = store.indicators[("d1", "url#1")]
+    assert (url.clicks, url.distinct_clicks, url.human_clicks, url.human_distinct_clicks) == (2, 2, 1, 1)
+    hour = store.indicators[("d1", "hour#2026-11-23T09")]
+    assert (hour.opens, hour.clicks, hour.human_opens, hour.human_clicks) == (2, 2, 1, 1)
+    assert store.indicators[("d1", "stats")].human_breakdowns.as_dict()["domain"] == {
+        "gmail.com": {"opens": 1, "clicks": 1},  # r1
+        "example.org": {"opens": 1, "clicks": 0},  # r4
+    }
+
+
+def test_a_human_click_without_an_open_makes_a_human_open_and_a_machine_click_does_not() -> None:
+    # Given one person's click and one scanner's click, neither with an open
+    store = seeded_store()
+    add(store, "b1", "r1", "1", T0, person="p1", client="k1")
+    add(store, "b2", "r2", "1", T0, person="p2", machine="scanner", client="k2")
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then both are opens in all traffic, only the person's a human open
+    figures = stats(store)
+    assert figures["all"]["opens"] == 2
+    assert figures["human"]["opens"] == 1
+    assert figures["human"]["clicks"] == 1
+
+
+BURST_HUMAN = {
+    "opens": 1,  # r5 still opened as a person (b4 outside the window, b3 from another address)
+    "total_opens": 1,  # b4
+    "clicks": 1,  # b3
+    "person_clicks": 1,
+    "total_clicks": 1,
+    "opt_outs": 0,
+    "mirror_page_views": 0,
+}
+BURST_ALL = {"opens": 1, "total_opens": 2, "clicks": 1, "total_clicks": 2, "opt_outs": 0}
+BURST_MACHINE = {"total_opens": 1, "total_clicks": 1, "by_kind": {"scanner": 3}}  # b1, b2, the honeypot hit
+
+
+def burst_hits(store: FakeWorkflowStore, offsets: tuple[int, int, int]) -> list[str]:
+    """r5's hits around a honeypot hit at H: b1 (open) and b2 (click) from the honeypot's address within
+    30 s, b3 (click) from another address, b4 (open) from the same address 90 s after."""
+    first, second, third = offsets
+    return [
+        add(store, "b1", "r5", None, H + timedelta(seconds=first), client="k5"),
+        add(store, "b2", "r5", "1", H + timedelta(seconds=second), person="p5", client="k5"),
+        add(store, "b3", "r5", "2", H + timedelta(seconds=third), person="p5", client="kx"),
+        add(store, "b4", "r5", None, H + timedelta(seconds=90), client="k5"),
+    ]
+
+
+def honeypot(store: FakeWorkflowStore, event_id: str = "hp", at: datetime = H) -> str:
+    return add(store, event_id, "r5", None, at, client="k5", honeypot=True, machine="scanner")
+
+
+def assert_burst_counted(store: FakeWorkflowStore) -> None:
+    figures = stats(store)
+    assert figures["all"] == BURST_ALL
+    assert figures["human"] == BURST_HUMAN
+    assert figures["machine"] == BURST_MACHINE
+    url1, url2 = store.indicators[("d1", "url#1")], store.indicators[("d1", "url#2")]
+    assert (url1.clicks, url1.human_clicks, url1.human_distinct_clicks) == (1, 0, 0)
+    assert (url2.clicks, url2.human_clicks, url2.human_distinct_clicks) == (1, 1, 1)
+    # The human click streams follow r5's human click alone (b3 on link 2)
+    human_streams = store.indicators[("d1", "streams#human")]
+    assert {k: int(v) for k, v in human_streams.paths.as_dict().items()} == {"2": 1}
+    machines = {sk.split("#")[-1]: (log.machine, log.machine_reason) for (_, sk), log in store.logs.items()}
+    assert machines["b1"] == ("scanner", BURST_REASON)
+    assert machines["b2"] == ("scanner", BURST_REASON)
+    assert machines["b3"] == (None, None)
+    assert machines["b4"] == (None, None)
+    honeypot_log = next(log for (_, sk), log in store.logs.items() if sk.endswith("#hp"))
+    assert (honeypot_log.type, honeypot_log.url_id, honeypot_log.machine) == ("click", None, "scanner")
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_honeypot_hit_in_the_same_run_makes_its_burst_scanner_hits_whatever_the_shard(
+    batch_size: int,
+) -> None:
+    # Given the burst's hits and the honeypot hit in one run, before and after it, over several shards
+    store = seeded_store()
+    shards = {*burst_hits(store, (-10, 5, -7)), honeypot(store)}
+    assert len(shards) > 2
+    # When the workflow runs (one event a batch: the shards' batches come in any order)
+    workflow(store, batch_size=batch_size).run("run-1", "schedule")
+    # Then the hits within 30 s from the honeypot's address are scanner hits, the others human
+    assert_burst_counted(store)
+
+
+def test_a_honeypot_hit_consolidated_before_the_burst_hits_makes_them_scanner_hits_from_the_start() -> None:
+    # Given a run that consolidated the honeypot hit alone
+    store = seeded_store()
+    honeypot(store)
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # When the burst's hits come after it and a later run consolidates them
+    burst_hits(store, (2, 5, 3))
+    workflow(store, Clock(H + timedelta(hours=1))).run("run-2", "schedule")
+    # Then they are counted as the scanner's from the start
+    assert_burst_counted(store)
+
+
+def late_honeypot_runs(store: FakeWorkflowStore) -> Clock:
+    """A first run that consolidated the burst's hits as a person's; the honeypot hit comes after."""
+    clock = Clock(H - timedelta(seconds=1))
+    burst_hits(store, (-10, -5, -7))
+    workflow(store, clock).run("run-1", "schedule")
+    assert stats(store)["human"]["total_clicks"] == 2  # b2 and b3, both a person's so far
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    return clock
+
+
+def test_a_honeypot_hit_in_a_later_run_reclassifies_the_consolidated_hits_once() -> None:
+    # Given hits consolidated as a person's by an earlier run, then a honeypot hit
+    store = seeded_store()
+    clock = late_honeypot_runs(store)
+    # When the next run consolidates the honeypot hit, and another runs after it
+    workflow(store, clock).run("run-2", "schedule")
+    assert_burst_counted(store)
+    once = store.snapshot()
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-3", "schedule")
+    # Then the earlier hits' logs and every indicator moved from human to scanner, and only once
+    assert_burst_counted(store)
+    assert store.snapshot() == once
+
+
+def test_a_hit_outside_the_window_stays_human() -> None:
+    # Given a hit from the honeypot's address 31 s before it (the window is 30 s)
+    store = seeded_store()
+    add(store, "c1", "r5", None, H - timedelta(seconds=31), client="k5")
+    honeypot(store)
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then it stays a person's open
+    figures = stats(store)
+    assert figures["human"]["total_opens"] == 1
+    assert figures["machine"] == {"total_opens": 0, "total_clicks": 0, "by_kind": {"scanner": 1}}
+
+
+LATE_FAULT_POINTS = [
+    "read_raw",
+    "load_indicators",
+    "load_logs",
+    "save_pending",
+    "put_item",
+    "complete_pending",
+]
+
+
+@pytest.mark.parametrize("operation", LATE_FAULT_POINTS)
+def test_a_crash_anywhere_while_a_late_honeypot_reclassifies_gives_the_clean_totals(
+    operation: str, reliability: Any
+) -> None:
+    clean = seeded_store()
+    workflow(clean, late_honeypot_runs(clean)).run("run-2", "schedule")
+    expected = clean.snapshot()
+    crashes = 0
+    for nth in range(1, 80):
+        # Given hits consolidated as a person's, and the run that reads the honeypot hit dying at the
+        # nth call of an operation
+        store = seeded_store()
+        clock = late_honeypot_runs(store)
+        store.restart()
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock, batch_size=1).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            break
+        # When a new process runs again once the lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        rerun = workflow(store, clock, batch_size=1).run("rerun", "schedule")
+        # Then the burst is reclassified exactly once: the clean run's logs and indicators
+        equal = store.snapshot() == expected
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call while a late honeypot hit reclassifies "
+            "consolidated hits (every call in turn), then run again",
+            1,
+            "rewritten logs and the indicator changes go through the pending batch together: the rerun "
+            "reclassified the burst once",
+            0 if equal else 1,
+            0,
+        )
+        assert rerun.status == "succeeded"
+        assert equal, f"crash at {operation} call {nth}"
+        assert_burst_counted(store)
+    assert crashes > 0
+
+
+def test_a_bot_hit_in_a_later_honeypot_burst_moves_from_bot_to_scanner() -> None:
+    # Given a bot's click consolidated by a first run, from the address that then hits the honeypot
+    store = seeded_store()
+    clock = Clock(H - timedelta(seconds=1))
+    add(store, "d1b", "r5", "1", H - timedelta(seconds=5), person="p5", machine="bot", client="k5")
+    workflow(store, clock).run("run-1", "schedule")
+    assert stats(store)["machine"]["by_kind"] == {"bot": 1}
+    # When the honeypot hit is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the click counts as the scanner's: still one machine click, no human figure moved
+    figures = stats(store)
+    assert figures["machine"] == {"total_opens": 0, "total_clicks": 1, "by_kind": {"scanner": 2}}
+    assert figures["human"] == {}
+    assert figures["all"]["total_clicks"] == 1
