@@ -29,6 +29,8 @@ Action = Literal[
     "tracking_test_requested",
     "site_created",
     "site_deleted",
+    "webhook_created",
+    "webhook_deleted",
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_PAGE_SIZE = 200

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from functions.shared import errors
+from functions.shared.egress import RefusedUrl
 from functions.shared.machine_settings import InvalidMachineSettings
 from functions.shared.observability import logger
 
@@ -52,6 +53,21 @@ _STATUS[PayloadTooLarge] = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 _STATUS[SiteNotFound] = HTTPStatus.NOT_FOUND
 _STATUS[InvalidSite] = HTTPStatus.UNPROCESSABLE_ENTITY
 _STATUS[InvalidMachineSettings] = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class WebhookNotFound(errors.MsgtrackError):
+    code = "not_found"
+
+
+class InvalidWebhook(errors.MsgtrackError):
+    """A webhook's events or description cannot be used (its URL: ``RefusedUrl``)."""
+
+    code = "validation_error"
+
+
+_STATUS[WebhookNotFound] = HTTPStatus.NOT_FOUND
+_STATUS[InvalidWebhook] = HTTPStatus.UNPROCESSABLE_ENTITY
+_STATUS[RefusedUrl] = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

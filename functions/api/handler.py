@@ -16,6 +16,7 @@ from functions.api.routes import (
     settings,
     tracking,
     web_tracking,
+    webhooks,
     workflow,
 )
 from functions.api.routes import tracking_check as tracking_checks
@@ -32,6 +33,7 @@ app.include_router(workflow.router, prefix="/api/workflows")
 app.include_router(settings.router, prefix="/api/settings")
 app.include_router(audit.router, prefix="/api/audit")
 app.include_router(web_tracking.router, prefix="/api/web-tracking")
+app.include_router(webhooks.router, prefix="/api/webhooks")
 errors.register(app)
 
 

@@ -23,3 +23,8 @@ class MetricNames:
     WORKFLOW_RUNS_SKIPPED = "WorkflowRunsSkipped"
     # Writes DynamoDB refused for what they held (too large, an invalid value), kept in quarantine
     WRITES_QUARANTINED = "WritesQuarantined"
+    EVENTS_PUBLISHED = "EventsPublished"  # raw events put on the msgtrack bus (events out)
+    WEBHOOK_DELIVERIES_QUEUED = "WebhookDeliveriesQueued"
+    WEBHOOK_DELIVERIES = "WebhookDeliveries"  # delivered (2xx)
+    WEBHOOK_DELIVERY_FAILURES = "WebhookDeliveryFailures"  # attempts that failed, retried later
+    WEBHOOK_DEAD_LETTERS = "WebhookDeadLetters"  # given up after 24 hours of failures

@@ -509,6 +509,32 @@ class AuditModel(_Model):
     after = UnicodeAttribute(null=True)  # JSON
 
 
+WEBHOOKS_PK = "webhooks"
+
+
+class WebhookModel(_Model):
+    """A registered webhook (``functions/shared/webhooks.py``): where events go and how it fares.
+
+    Its secret is not stored: it is derived from the webhook key and ``salt`` when needed."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=WEBHOOKS_PK)
+    sk = UnicodeAttribute(range_key=True)  # the webhook id
+    url = UnicodeAttribute()
+    events = ListAttribute[Any](of=UnicodeAttribute, default=list)
+    description = UnicodeAttribute(null=True)
+    salt = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute(null=True)
+    last_delivered_at = UnicodeAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    last_error_at = UnicodeAttribute(null=True)
+    failing_since = UnicodeAttribute(null=True)  # the first failure since the last success
+    dead_lettered = NumberAttribute(default=0)  # deliveries given up after 24 hours of failures
+
+
 ALL_MODELS: tuple[type[_Model], ...] = (
     DeliveryModel,
     MessageModel,
@@ -530,6 +556,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     MachineDetectionSettingsModel,
     AuditModel,
     QuarantineModel,
+    WebhookModel,
 )
 
 
