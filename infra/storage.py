@@ -62,6 +62,7 @@ class Storage(Construct):
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             time_to_live_attribute=spec.ttl_attribute,
+            stream=dynamodb.StreamViewType[spec.stream] if spec.stream else None,
             # Deliveries, tracking logs and indicators outlive the stack: deleting it keeps the tables.
             removal_policy=RemovalPolicy.RETAIN,
         )

@@ -23,6 +23,8 @@ def table_definition(spec: TableSpec) -> dict[str, Any]:
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if spec.stream:
+        definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
     if spec.indexes:
         definition["GlobalSecondaryIndexes"] = [
             {
@@ -78,3 +80,20 @@ def create_fallback_queue(client: Any = None) -> str:
     """The SQS queue the redirect falls back to when DynamoDB refuses a raw event; its URL."""
     client = client or boto3.client("sqs")
     return str(client.create_queue(QueueName=FALLBACK_QUEUE_NAME)["QueueUrl"])
+
+
+EVENT_BUS_NAME = "msgtrack"
+WEBHOOK_QUEUE_NAME = "msgtrack-webhook-deliveries"
+WEBHOOK_DEAD_LETTER_QUEUE_NAME = "msgtrack-webhook-dead-letters"
+
+
+def create_events_out(sqs: Any = None, events: Any = None) -> tuple[str, str, str]:
+    """The ``msgtrack`` event bus, the webhook delivery queue and its dead letters: (bus name, queue
+    URL, dead-letter queue URL)."""
+    sqs = sqs or boto3.client("sqs")
+    events = events or boto3.client("events")
+    if EVENT_BUS_NAME not in {bus["Name"] for bus in events.list_event_buses()["EventBuses"]}:
+        events.create_event_bus(Name=EVENT_BUS_NAME)
+    queue = str(sqs.create_queue(QueueName=WEBHOOK_QUEUE_NAME)["QueueUrl"])
+    dead_letters = str(sqs.create_queue(QueueName=WEBHOOK_DEAD_LETTER_QUEUE_NAME)["QueueUrl"])
+    return EVENT_BUS_NAME, queue, dead_letters

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from functions.shared.settings import SettingsError
+from functions.shared.webhooks import EVENT_TYPES
 from local.scheduler import ScheduleError, parse_rate
 from local.stack import DEFAULT_SCHEDULE, LocalStack
 
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         help="take the client address from the first X-Forwarded-For entry (behind a proxy or CDN; "
         "sets MSGTRACK_TRUST_FORWARDED_FOR=true)",
     )
+    serve.add_argument(
+        "--allow-http-webhooks",
+        action="store_true",
+        help="also accept http webhook URLs and loopback receivers, for local development only "
+        "(sets MSGTRACK_ALLOW_HTTP_WEBHOOKS=true)",
+    )
     serve.set_defaults(run=serve_command)
     check = commands.add_parser(
         "test-tracking",
@@ -99,7 +106,47 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for the workflow run (default: %(default)s)",
     )
     check.set_defaults(run=test_tracking_command)
+    hooks = commands.add_parser("webhooks", help="webhooks of a running stack")
+    hook_commands = hooks.add_subparsers(dest="webhooks_command", metavar="WEBHOOKS_COMMAND", required=True)
+    listen = hook_commands.add_parser(
+        "listen",
+        help="print the events a running stack sends, verified (needs serve --allow-http-webhooks)",
+        description=(
+            "Start a receiver on a loopback port, register it as a webhook of the stack at --base-url, print "
+            "every event whose Standard Webhooks signature verifies, and delete the webhook on Ctrl-C. The "
+            "stack must run with --allow-http-webhooks."
+        ),
+    )
+    listen.add_argument(
+        "--base-url", default="http://127.0.0.1:8080", help="the stack's API URL (default: %(default)s)"
+    )
+    listen.add_argument("--token", default=None, help="the API token (default: $MSGTRACK_API_TOKEN)")
+    listen.add_argument(
+        "--events",
+        default=",".join(EVENT_TYPES),
+        help="comma-separated event types (default: %(default)s)",
+    )
+    listen.set_defaults(run=webhooks_listen_command)
     return parser
+
+
+def webhooks_listen_command(args: argparse.Namespace) -> int:
+    from local.webhooks_listen import ApiRefused, listen
+
+    token = args.token or os.environ.get("MSGTRACK_API_TOKEN")
+    if not token:
+        print("msgtrack: give the API token with --token or MSGTRACK_API_TOKEN", file=sys.stderr)
+        return 2
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    _stop_on_signals()
+    events = [event.strip() for event in args.events.split(",") if event.strip()]
+    try:
+        listen(args.base_url, token, events)
+    except (ApiRefused, OSError) as exc:
+        print(f"msgtrack: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def test_tracking_command(args: argparse.Namespace) -> int:
@@ -147,6 +194,7 @@ def serve_command(args: argparse.Namespace) -> int:
         args.schedule,
         access_log=args.access_log,
         trust_forwarded_for=args.trust_forwarded_for,
+        allow_http_webhooks=args.allow_http_webhooks,
     )
     try:
         try:

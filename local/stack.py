@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.context import FunctionUnavailable, LocalFunction
+from local.events import DELIVERER_CONTAINERS
 from local.gateway import Gateway, LocalApiGateway
 from local.scheduler import Scheduler, parse_rate
 
@@ -26,6 +27,8 @@ DEFAULT_SCHEDULE = "rate(1 hour)"
 REDIRECT_TIMEOUT_SECONDS = 30
 API_TIMEOUT_SECONDS = 30
 WORKFLOW_TIMEOUT_SECONDS = 15 * 60
+EVENTS_OUT_TIMEOUT_SECONDS = 60
+DELIVERER_TIMEOUT_SECONDS = 60
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 
@@ -48,6 +51,7 @@ def configure_environment(
     tracking_base_url: str,
     schedule: str,
     trust_forwarded_for: bool = False,
+    allow_http_webhooks: bool = False,
 ) -> Secrets:
     """Set what the functions read from the environment; keep the user's token and key if given."""
     for name in ("AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ENDPOINT_URL_DYNAMODB"):
@@ -65,6 +69,7 @@ def configure_environment(
             "MSGTRACK_COOKIE_SECURE": "false",
             "MSGTRACK_SCHEDULE": schedule,
             "MSGTRACK_TRUST_FORWARDED_FOR": "true" if trust_forwarded_for else "false",
+            "MSGTRACK_ALLOW_HTTP_WEBHOOKS": "true" if allow_http_webhooks else "false",
         }
     )
     environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -72,6 +77,8 @@ def configure_environment(
     token_generated = not environ.get("MSGTRACK_API_TOKEN")
     if token_generated:
         environ["MSGTRACK_API_TOKEN"] = secrets.token_urlsafe(24)
+    if not environ.get("MSGTRACK_WEBHOOK_KEY"):  # webhook secrets are derived from it
+        environ["MSGTRACK_WEBHOOK_KEY"] = secrets.token_urlsafe(32)
     key_generated = not environ.get("MSGTRACK_SIGNING_KEY")
     if key_generated:
         environ["MSGTRACK_SIGNING_KEY"] = secrets.token_urlsafe(32)
@@ -144,6 +151,7 @@ class LocalStack:
         *,
         access_log: bool = False,
         trust_forwarded_for: bool = False,  # the client address is X-Forwarded-For's first entry
+        allow_http_webhooks: bool = False,  # webhooks may also be http and on loopback (development)
     ) -> None:
         self.host = host
         self.access_log = access_log
@@ -171,6 +179,23 @@ class LocalStack:
             after_invoke=drop_unpublished_metrics,
         )
         self.launcher = ThreadLauncher(self.workflow)
+        self.allow_http_webhooks = allow_http_webhooks
+        self.events_out = LocalFunction(
+            "msgtrack-events-out",
+            "functions.events.handler.publish_handler",
+            timeout_seconds=EVENTS_OUT_TIMEOUT_SECONDS,
+            after_invoke=drop_unpublished_metrics,
+        )
+        self.deliverers = [
+            LocalFunction(
+                "msgtrack-webhook-deliverer",
+                "functions.events.handler.deliver_handler",
+                timeout_seconds=DELIVERER_TIMEOUT_SECONDS,
+                after_invoke=drop_unpublished_metrics,
+            )
+            for _ in range(DELIVERER_CONTAINERS)
+        ]
+        self._event_loops: list[Any] = []
         self.secrets: Secrets | None = None
         self.aws_endpoint = ""
         self._moto: Any = None
@@ -199,6 +224,7 @@ class LocalStack:
                 tracking_base_url=self.base_url,
                 schedule=self.schedule,
                 trust_forwarded_for=self.trust_forwarded_for,
+                allow_http_webhooks=self.allow_http_webhooks,
             )
             from functions.api import launcher
             from functions.shared import models, settings, tokens
@@ -215,6 +241,7 @@ class LocalStack:
 
             os.environ[fallback.QUEUE_URL_ENV] = aws.create_fallback_queue()
             _check_endpoint(self.aws_endpoint)
+            self._start_events_out()
             launcher.configure(self.launcher)
             self._gateway.start()
             self._scheduler = Scheduler(self.period, lambda event: run_logged(self.workflow, event))
@@ -223,10 +250,41 @@ class LocalStack:
             self.stop()
             raise
 
+    def _start_events_out(self) -> None:
+        """The raw-events stream to the events-out function, the delivery queue to the deliverers."""
+        import boto3
+
+        from functions.events import clients
+        from functions.shared import tables, webhooks
+        from local import aws
+        from local.events import QueuePoller, StreamPoller
+
+        webhooks.webhook_key.cache_clear()
+        bus, queue, dead_letters = aws.create_events_out()
+        os.environ.update(
+            {
+                clients.BUS_ENV: bus,
+                clients.DELIVERY_QUEUE_ENV: queue,
+                clients.DEAD_LETTER_QUEUE_ENV: dead_letters,
+            }
+        )
+        sqs = boto3.client("sqs")
+        self._event_loops = [
+            StreamPoller(
+                self.events_out,
+                tables.RAW_EVENTS.table_name,
+                boto3.client("dynamodb"),
+                boto3.client("dynamodbstreams"),
+            ),
+            QueuePoller(self.deliverers, queue, sqs),
+        ]
+        for loop in self._event_loops:
+            loop.start()
+
     def unavailable_functions(self) -> dict[str, str]:
         """Load every handler now; name those that cannot be loaded (their requests will get a 502)."""
         problems: dict[str, str] = {}
-        for function in (self.api, self.redirect, self.workflow):
+        for function in (self.api, self.redirect, self.workflow, self.events_out, self.deliverers[0]):
             try:
                 function.load()
             except FunctionUnavailable as exc:
@@ -264,6 +322,9 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
+        for loop in self._event_loops:
+            loop.stop()
+        self._event_loops = []
         launcher.configure(None)
         self.launcher.wait(timeout=10)  # let a run in flight record its outcome before moto goes away
         if self._moto is not None:

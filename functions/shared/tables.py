@@ -33,6 +33,7 @@ class TableSpec:
     range_key: Key | None = None
     indexes: tuple[Index, ...] = field(default_factory=tuple)
     ttl_attribute: str | None = None
+    stream: str | None = None  # DynamoDB stream view type (NEW_IMAGE...), None: no stream
 
     @property
     def table_name(self) -> str:
@@ -84,6 +85,8 @@ RAW_EVENTS = TableSpec(
     hash_key=Key("shard"),
     range_key=Key("sk"),
     ttl_attribute="expires_at",
+    # Events out (functions/events): each new hit goes to the bus and its webhooks from this stream.
+    stream="NEW_IMAGE",
 )
 
 # Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order.

@@ -1,0 +1,200 @@
+"""Webhooks over HTTP on a stack started with ``--allow-http-webhooks``, with a real receiver on
+loopback: a click reaches it, signed so that the standardwebhooks package verifies it, within
+burst_seconds + 30 s and without a workflow run; a receiver answering 500 gets the event again; a
+deleted webhook gets nothing more; the listing shows a failing webhook's error."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from tests.apigw import API_TOKEN
+from tests.e2e.conftest import local_stack
+from tests.webhook_receiver import Receiver, receiver
+
+pytestmark = pytest.mark.e2e
+
+RUN = uuid.uuid4().hex[:6]
+HTML = (
+    '<html><body><p><a href="https://shop.example.com/sale" data-label="Sale">Sale</a>'
+    '<a href="https://shop.example.com/unsubscribe" data-track="optout">Unsubscribe</a></p></body></html>'
+)
+LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"(?! aria-hidden)')
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+BURST_SECONDS_BOUND = 30  # below the contract's burst_seconds + 30 s whatever burst_seconds is
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[str, requests.Session]]:
+    with local_stack(("--allow-http-webhooks",)) as base_url, requests.Session() as api:
+        api.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        yield base_url, api
+
+
+def register(base_url: str, api: requests.Session, hook: Receiver, events: list[str]) -> dict[str, Any]:
+    answer = api.post(f"{base_url}/api/webhooks", json={"url": hook.url, "events": events}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def links(base_url: str, api: requests.Session, recipient: str) -> tuple[str, list[str]]:
+    delivery = api.post(
+        f"{base_url}/api/deliveries", json={"label": f"Hooks {RUN}", "html": HTML}, timeout=30
+    )
+    assert delivery.status_code == 201, delivery.text
+    delivery_id = delivery.json()["id"]
+    answer = api.post(
+        f"{base_url}/api/deliveries/{delivery_id}/messages",
+        json={"recipients": [{"id": recipient}]},
+        timeout=30,
+    )
+    return delivery_id, LINK.findall(answer.json()["messages"][0]["html"])
+
+
+def click(link: str) -> float:
+    clicked = time.time()
+    assert (
+        requests.get(link, headers={"User-Agent": CHROME}, allow_redirects=False, timeout=30).status_code
+        == 302
+    )
+    return clicked
+
+
+def test_a_click_reaches_the_receiver_signed_and_in_time(stack: Any) -> None:
+    base_url, api = stack
+    with receiver() as hook:
+        # Given a webhook for clicks and opt-outs on a loopback receiver
+        created = register(base_url, api, hook, ["click", "opt_out"])
+        delivery_id, (sale, unsubscribe) = links(base_url, api, f"wh-{RUN}")
+        # When the recipient clicks the sale link, then the unsubscribe link (no workflow run)
+        clicked = click(sale)
+        click(unsubscribe)
+        # Then both arrive within the bound, each once
+        received = hook.wait_for(2, BURST_SECONDS_BOUND)
+        assert len(received) == 2, received
+        assert received[0].at - clicked < BURST_SECONDS_BOUND
+        # And each verifies with the standardwebhooks package and the secret shown at registration
+        logs = [StandardWebhook(created["secret"]).verify(r.body, r.headers) for r in received]
+        by_type = {log["type"]: log for log in logs}
+        assert set(by_type) == {"click", "opt_out"}
+        sale_log = by_type["click"]
+        assert sale_log["delivery_id"] == delivery_id and sale_log["recipient_id"] == f"wh-{RUN}"
+        assert (sale_log["url"], sale_log["label"], sale_log["machine"]) == (
+            "https://shop.example.com/sale",
+            "Sale",
+            None,
+        )
+        assert received[0].headers["webhook-id"] == logs[0]["event_id"]
+        # And what the Tracking tab logs after a run says the same
+        api.post(f"{base_url}/api/workflows/tracking/runs", timeout=30)
+        deadline = time.monotonic() + 60
+        items: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(items) < 2:
+            items = api.get(f"{base_url}/api/deliveries/{delivery_id}/tracking/logs", timeout=30).json()[
+                "items"
+            ]
+            time.sleep(0.3)
+        assert {item["event_id"]: item for item in items}[sale_log["event_id"]] == sale_log
+        api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
+
+
+def test_a_receiver_that_fails_gets_the_event_again_and_the_webhook_shows_it(
+    stack: Any, reliability: Any
+) -> None:
+    base_url, api = stack
+    with receiver(status=500) as hook:
+        created = register(base_url, api, hook, ["click"])
+        _, (sale, _) = links(base_url, api, f"wh500-{RUN}")
+        click(sale)
+        # Given the receiver answered 500 to the first attempt
+        assert len(hook.wait_for(1, BURST_SECONDS_BOUND)) == 1
+        listed = {
+            item["id"]: item for item in api.get(f"{base_url}/api/webhooks", timeout=30).json()["items"]
+        }
+        mine = listed[created["id"]]
+        assert mine["last_error"] == "answered 500" and mine["failing_since"] is not None
+        assert "secret" not in mine
+        # When it answers 204 again
+        hook.status = 204
+        # Then the same event comes again after the backoff (5 s), and the webhook is healthy again
+        second = hook.wait_for(2, 30)
+        assert len(second) >= 2
+        assert second[1].headers["webhook-id"] == second[0].headers["webhook-id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            listed = {
+                item["id"]: item for item in api.get(f"{base_url}/api/webhooks", timeout=30).json()["items"]
+            }
+            if listed[created["id"]]["failing_since"] is None:
+                break
+            time.sleep(0.2)
+        assert listed[created["id"]]["failing_since"] is None
+        api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
+    reliability.record(
+        "webhooks", "receiver answers 500 (local stack, over HTTP)", 2, "retried after 5 s, delivered"
+    )
+
+
+def test_a_deleted_webhook_gets_nothing_more(stack: Any) -> None:
+    base_url, api = stack
+    with receiver() as hook:
+        created = register(base_url, api, hook, ["click"])
+        assert api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30).status_code == 204
+        _, (sale, _) = links(base_url, api, f"whdel-{RUN}")
+        click(sale)
+        time.sleep(3)
+        assert hook.requests == []
+
+
+def test_a_private_or_http_url_is_refused_even_locally_unless_loopback(stack: Any) -> None:
+    base_url, api = stack
+    for url in (
+        "http://10.0.0.8/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+    ):
+        answer = api.post(f"{base_url}/api/webhooks", json={"url": url, "events": ["click"]}, timeout=30)
+        assert answer.status_code == 422, (url, answer.text)
+
+
+def test_msgtrack_webhooks_listen_prints_each_verified_event(stack: Any) -> None:
+    import json
+    import threading
+
+    from local.webhooks_listen import listen
+
+    base_url, api = stack
+    # Given `msgtrack webhooks listen` for clicks against the stack
+    printed: list[str] = []
+    stop = threading.Event()
+    listener = threading.Thread(target=listen, args=(base_url, API_TOKEN, ["click"], printed.append, stop))
+    listener.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not printed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert printed and printed[0].startswith("listening on http://127.0.0.1:")
+        # When a link is clicked
+        delivery_id, (sale, _) = links(base_url, api, f"whlisten-{RUN}")
+        click(sale)
+        # Then the event is printed, verified
+        deadline = time.monotonic() + BURST_SECONDS_BOUND
+        while len(printed) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        event = json.loads(printed[1])
+        assert (event["delivery_id"], event["type"]) == (delivery_id, "click")
+    finally:
+        stop.set()
+        listener.join(timeout=30)
+    # And the webhook it registered is deleted when it stops
+    assert all(
+        "127.0.0.1" not in item["url"] or "/events" not in item["url"]
+        for item in api.get(f"{base_url}/api/webhooks", timeout=30).json()["items"]
+    )

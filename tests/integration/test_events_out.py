@@ -1,0 +1,128 @@
+"""Events out against moto: a hit recorded by the redirect's sink appears on the raw-events stream; the
+events-out handler puts it on the ``msgtrack`` bus (seen through a rule to an SQS queue) and queues
+one delivery per subscribed webhook; the deliverer handler POSTs it to a real loopback receiver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from functions.events import clients
+from functions.events.handler import deliver_handler, publish_handler
+from functions.redirect.store import DynamoEventSink
+from functions.shared import tables, timeutil, webhooks
+from functions.shared.models import TrackedUrlModel
+from functions.shared.raw_events import RawEvent
+from local.aws import create_events_out
+from local.events import lambda_stream_record
+from tests.apigw import FakeContext
+from tests.webhook_receiver import receiver
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+
+
+@pytest.fixture
+def events_out(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    bus, queue, dead_letters = create_events_out()
+    monkeypatch.setenv(clients.BUS_ENV, bus)
+    monkeypatch.setenv(clients.DELIVERY_QUEUE_ENV, queue)
+    monkeypatch.setenv(clients.DEAD_LETTER_QUEUE_ENV, dead_letters)
+    monkeypatch.setenv(webhooks.WEBHOOK_KEY_ENV, "integration-webhook-key-0123456789")
+    monkeypatch.setenv(webhooks.ALLOW_HTTP_ENV, "true")
+    webhooks.webhook_key.cache_clear()
+    # What is put on the bus, seen through a rule sending every msgtrack event to a queue
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    seen = sqs.create_queue(QueueName="bus-seen")["QueueUrl"]
+    seen_arn = sqs.get_queue_attributes(QueueUrl=seen, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all", EventBusName=bus, EventPattern=json.dumps({"source": ["msgtrack"]}))
+    events.put_targets(Rule="all", EventBusName=bus, Targets=[{"Id": "seen", "Arn": seen_arn}])
+    yield {"queue": queue, "dead_letters": dead_letters, "seen": seen}
+    webhooks.webhook_key.cache_clear()
+
+
+def stream_records() -> list[dict[str, Any]]:
+    dynamodb, streams = boto3.client("dynamodb"), boto3.client("dynamodbstreams")
+    arn = dynamodb.describe_table(TableName=tables.RAW_EVENTS.table_name)["Table"]["LatestStreamArn"]
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += [
+            lambda_stream_record(r, arn) for r in streams.get_records(ShardIterator=iterator)["Records"]
+        ]
+    return records
+
+
+def receive(queue_url: str) -> list[dict[str, Any]]:
+    return boto3.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+
+
+def test_a_recorded_click_goes_on_the_bus_and_to_its_webhook_signed(events_out: dict[str, str]) -> None:
+    # Given a tracked URL and a webhook for clicks on a loopback receiver
+    TrackedUrlModel(
+        delivery_id="d1", url_id="u1", url="https://shop.example.com/", label="Shop", category="click"
+    ).save()
+    with receiver() as hook:
+        repo = webhooks.DynamoWebhookRepository()
+        hooked = webhooks.Webhook(
+            "whintegration1", hook.url, ("click",), "salt", timeutil.iso(timeutil.now())
+        )
+        repo.add(hooked)
+        # When the redirect's sink records a click, and the stream's batch goes to the events-out handler
+        at = datetime.now(UTC)
+        DynamoEventSink(30).record(
+            RawEvent("evt1", "click", "d1", "r1", "u1", at, CHROME, "p1", "203.0.113.0", False)
+        )
+        records = stream_records()
+        assert [r["eventName"] for r in records] == ["INSERT"]
+        json.dumps({"Records": records})  # what Lambda hands over is JSON
+        assert publish_handler({"Records": records}, FakeContext()) == {"events": 1, "deliveries": 1}
+        # Then the bus has it, detail-type click, the LOG as detail
+        [seen] = receive(events_out["seen"])
+        on_bus = json.loads(seen["Body"])
+        assert (on_bus["source"], on_bus["detail-type"]) == ("msgtrack", "click")
+        assert (
+            on_bus["detail"]["event_id"] == "evt1" and on_bus["detail"]["url"] == "https://shop.example.com/"
+        )
+        # And the deliverer POSTs the queued delivery, which the receiver verifies
+        messages = receive(events_out["queue"])
+        assert len(messages) == 1
+        sqs_event = {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+        assert deliver_handler(sqs_event, FakeContext()) == {"batchItemFailures": []}
+        [request] = hook.requests
+        secret = webhooks.secret_of(hooked.id, hooked.salt, webhooks.webhook_key())
+        assert StandardWebhook(secret).verify(request.body, request.headers) == on_bus["detail"]
+
+
+def test_a_failed_delivery_is_queued_again_and_recorded_on_the_webhook(events_out: dict[str, str]) -> None:
+    with receiver(status=503) as hook:
+        repo = webhooks.DynamoWebhookRepository()
+        repo.add(
+            webhooks.Webhook("whintegration2", hook.url, ("open",), "salt", timeutil.iso(timeutil.now()))
+        )
+        DynamoEventSink(30).record(
+            RawEvent("evt2", "open", "d1", "r1", None, datetime.now(UTC), CHROME, None, None, False)
+        )
+        publish_handler({"Records": stream_records()}, FakeContext())
+        messages = receive(events_out["queue"])
+        sqs_event = {"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+        assert deliver_handler(sqs_event, FakeContext()) == {"batchItemFailures": []}
+        stored = repo.get("whintegration2")
+        assert stored is not None
+        assert stored.last_error == "answered 503" and stored.failing_since is not None
+        # The retry is on the queue, delayed by the backoff; a deleted webhook is not brought back
+        repo.delete("whintegration2")
+        repo.record_failure("whintegration2", "late", "2026-12-06T00:00:00.000Z")
+        assert repo.get("whintegration2") is None
+
+
+def test_an_unreadable_delivery_message_is_dropped_not_retried(events_out: dict[str, str]) -> None:
+    answer = deliver_handler({"Records": [{"messageId": "m1", "body": "not json"}]}, FakeContext())
+    assert answer == {"batchItemFailures": []}
