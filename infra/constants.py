@@ -30,6 +30,8 @@ HANDLERS = {
     "redirect": "functions.redirect.handler.lambda_handler",
     "consolidate": "functions.consolidate.handler.lambda_handler",
     "api": "functions.api.handler.lambda_handler",
+    "events_out": "functions.events.handler.publish_handler",
+    "webhook_deliverer": "functions.events.handler.deliver_handler",
 }
 # A recipient waits on the redirect: more memory buys more CPU and a shorter cold start.
 REDIRECT_MEMORY_MB = 512
@@ -98,3 +100,19 @@ DEAD_LETTER_RETENTION = Duration.days(14)
 
 SIGNING_KEY_LENGTH = 48
 API_TOKEN_LENGTH = 48
+
+# --- events out (the msgtrack bus and webhooks) -----------------------------------------------
+
+EVENTS_OUT_MEMORY_MB = 512  # parses user agents, as the workflow does
+EVENTS_OUT_TIMEOUT = Duration.seconds(60)
+# A hit is out within seconds; a batch that keeps failing is bisected, retried, then given up (its
+# stream positions go to the failure queue) so that one poison item cannot hold the stream for a day.
+STREAM_BATCH_SIZE = 100
+STREAM_RETRY_ATTEMPTS = 10
+STREAM_MAX_RECORD_AGE = Duration.hours(6)
+WEBHOOK_DELIVERER_MEMORY_MB = 256
+# Ten deliveries of a batch run at once, each bounded by its 5 s timeout (functions/events/delivery.py).
+WEBHOOK_DELIVERER_TIMEOUT = Duration.seconds(60)
+WEBHOOK_MAX_RECEIVES = 5  # a message the deliverer could not even process goes to the dead letters
+WEBHOOK_KEY_LENGTH = 48
+WEBHOOK_STREAM_LAG_ALARM = Duration.minutes(1)  # the contract's bound is burst_seconds + 30 s

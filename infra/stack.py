@@ -27,6 +27,7 @@ from infra.constants import (
     TRACKING_RATE_LIMIT,
     TRACKING_RATE_LIMIT_CONTEXT,
 )
+from infra.events_out import EventsOut
 from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
 from infra.monitoring import Monitoring
 from infra.reports_api import ReportsApi
@@ -110,6 +111,8 @@ class TrackingStack(Stack):
                 self, API_RESERVED_CONCURRENCY_CONTEXT, API_RESERVED_CONCURRENCY
             ),
         )
+        self.events_out = EventsOut(self, "EventsOut", code=code, storage=self.storage)
+        self.events_out.grant_webhook_admin(self.reports.function, self.storage)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -119,6 +122,7 @@ class TrackingStack(Stack):
             reports=self.reports,
             alarm_email=_context(self, ALARM_EMAIL_CONTEXT),
         )
+        self.events_out.notify(self.monitoring.topic)
         self._build_outputs()
 
     def _build_outputs(self) -> None:
@@ -137,6 +141,11 @@ class TrackingStack(Stack):
             "ApiFunctionName": (
                 self.reports.function.function_name,
                 "Serves /api, /health and the dashboard",
+            ),
+            "EventBusName": (self.events_out.bus.event_bus_name, "Every recorded hit, detail-type per type"),
+            "WebhookDeadLetterQueueUrl": (
+                self.events_out.dead_letters.queue_url,
+                "Webhook deliveries given up after 24 hours of failures",
             ),
             "WorkflowDeadLetterQueueUrl": (
                 self.workflow.dead_letters.queue_url,

@@ -66,7 +66,7 @@ class SqsDeliveryQueue:
         import boto3
 
         self._url = queue_url or os.environ[DELIVERY_QUEUE_ENV]
-        self._dead_letters = dead_letter_url or os.environ[DEAD_LETTER_QUEUE_ENV]
+        self._dead_letters = dead_letter_url  # only the deliverer dead-letters: read when it does
         self._client = client or boto3.client("sqs")
 
     def send(self, deliveries: Sequence[tuple[Delivery, int]]) -> None:
@@ -83,7 +83,8 @@ class SqsDeliveryQueue:
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} webhook deliveries")
 
     def dead_letter(self, delivery: Delivery) -> None:
-        self._client.send_message(QueueUrl=self._dead_letters, MessageBody=delivery.to_json())
+        url = self._dead_letters or os.environ[DEAD_LETTER_QUEUE_ENV]
+        self._client.send_message(QueueUrl=url, MessageBody=delivery.to_json())
 
 
 class DynamoLinks:
