@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.common import REPO, Figure, bench_environment, command_for, load_average, machine
 from bench.report import render_document
 
-ALONE = ("fig1_cold_start", "fig2_warm_click", "fig7_peer", "fig8_local_stack")
+ALONE = ("fig1_cold_start", "fig2_warm_click", "fig7_peer", "fig8_local_stack", "fig10_events_out")
 SIDE_BY_SIDE = (("fig4_workflow_scaling",), ("fig3_requests", "fig5_report_cost"))
 LAST = ("fig6_cost", "fig9_machine_detection")
 DOCUMENT = REPO / "BENCHMARKS.md"
