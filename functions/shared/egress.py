@@ -30,6 +30,7 @@ MAX_URL = 2048
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 MAX_ANSWER_BYTES = 64 * 1024  # what is read of a receiver's answer (only its status matters)
 
 
@@ -91,7 +92,10 @@ def checked_url(url: object, policy: EgressPolicy) -> str:
 def refusal(address: Address, policy: EgressPolicy) -> str | None:
     """Why ``address`` may not be called, or None when it may."""
     if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (mapped, 6to4, NAT64) is judged as that IPv4 address.
         mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is None and address in _NAT64:
+            mapped = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if mapped is not None:
             return refusal(mapped, policy)
     if address in METADATA_ADDRESSES:
