@@ -15,6 +15,8 @@ const ACTIONS = [
   ["tracking_test_requested", "Tracking tested"],
   ["site_created", "Web-tracking site created"],
   ["site_deleted", "Web-tracking site deleted"],
+  ["webhook_created", "Webhook created"],
+  ["webhook_deleted", "Webhook deleted"],
 ];
 const ACTION_NAMES = new Map(ACTIONS);
 const PAGE_SIZE = 50;
