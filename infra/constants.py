@@ -51,8 +51,7 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Lambda's maximum; the workflow watches its remaining time and its lock outlives it
-# (MSGTRACK_RUN_LOCK_SECONDS, 1200 s), so a run cut short never overlaps the next one.
+# Lambda's maximum, for each step of a run; the workflow watches its remaining time.
 WORKFLOW_TIMEOUT = Duration.minutes(15)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -127,9 +126,13 @@ SERVICE_ERROR_RETRY_INTERVAL = Duration.seconds(2)
 WORKER_RETRY_ATTEMPTS = 1
 WORKER_RETRY_INTERVAL = Duration.seconds(30)
 RETRY_BACKOFF_RATE = 2
-# Plan, one worker tried twice (2 x WORKFLOW_TIMEOUT) and Finish fit, and an hourly run is over
-# before the next one starts. An execution that takes longer is stopped and raises the alarm.
+# Plan and Finish (seconds), a worker tried twice (2 x WORKFLOW_TIMEOUT) and the retries' waits fit, and
+# an hourly run is over before the next one starts. An execution that takes longer is stopped (without
+# Finish) and raises the alarm.
 STATE_MACHINE_TIMEOUT = Duration.minutes(50)
+# The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
+# never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function).
+RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(Duration.minutes(5))
 
 # --- secrets ----------------------------------------------------------------------------------
 

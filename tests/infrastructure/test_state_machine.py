@@ -196,6 +196,9 @@ def test_an_execution_ends_within_the_hour_and_leaves_room_for_a_retried_worker(
     assert properties["StateMachineType"] == "STANDARD"  # express workflows stop after 5 minutes
     timeout = _definition(synthesized)["TimeoutSeconds"]
     assert (1 + WORKER_RETRY_ATTEMPTS) * WORKFLOW_TIMEOUT.to_seconds() < timeout < 3600
+    # And the run's lock outlives it: a run cut short by the limit never overlaps the next one
+    variables = environment(synthesized, synthesized.stack.workflow.function)
+    assert timeout < int(variables["MSGTRACK_RUN_LOCK_SECONDS"]) < 3600
 
 
 def test_the_state_machine_may_invoke_the_consolidation_function_and_nothing_else(
