@@ -575,6 +575,7 @@ class LogRequest:
     order: str = "desc"
     limit: int = 50
     cursor: str | None = None
+    traffic: str = "all"  # "human": only the logs no machine made
 
 
 def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository | None = None) -> LogPage:
@@ -589,6 +590,7 @@ def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository 
         types=frozenset({request.type}) if request.type else None,
         recipient_id=request.recipient_id or None,
         url_id=request.url_id or None,
+        human_only=request.traffic == "human",
     )
     start_after = _start_after(query, request.cursor)
     _tracked_delivery(repo, delivery_id)
@@ -610,6 +612,7 @@ def recipient_logs(
         types=frozenset({request.type}) if request.type else None,
         delivery_id=request.delivery_id or None,
         url_id=request.url_id or None,
+        human_only=request.traffic == "human",
     )
     start_after = _start_after(query, request.cursor)
     logs, next_key = _read_page(repo, query, start_after, request.limit)
@@ -664,6 +667,7 @@ def _fingerprint(query: LogQuery) -> str:
         query.recipient_id,
         query.url_id,
         query.counted_only,
+        *(["human"] if query.human_only else []),  # cursors of all traffic stay as they were
     ]
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
