@@ -122,6 +122,23 @@ def test_url_rows_carry_human_clicks(fake: FakeReports) -> None:
     ]
 
 
+def test_url_rows_and_groups_carry_the_share_of_human_clicks(fake: FakeReports) -> None:
+    # Given URL 1 with 6 clicks (1 human) and URL 2 with 3 (3 human)
+    # When the URL report is asked for, grouped by category (both are click links)
+    answer = json_body(call("/api/deliveries/d1/tracking/urls", {"group_by": "category"}))
+    # Then each row's human share is of the 4 human clicks, beside its share of all 9
+    shares = [(r["id"], r["share"], r["human_share"]) for r in answer["urls"]]
+    assert shares == [("1", 66.67, 25.0), ("2", 33.33, 75.0)]
+    # And the group adds up the human clicks as it adds up the clicks
+    [group] = answer["groups"]
+    assert (group["clicks"], group["share"], group["human_clicks"], group["human_share"]) == (
+        9,
+        100.0,
+        4,
+        100.0,
+    )
+
+
 def test_hot_clicks_with_traffic_human_give_percents_of_human_hits(fake: FakeReports) -> None:
     everyone = reports.hot_clicks("d1", repo=fake)
     people = json_body(call("/api/deliveries/d1/tracking/hot-clicks", {"traffic": "human"}))
