@@ -21,6 +21,7 @@ import {
 } from "./dom.js";
 import { AMOUNT_COLUMN, LOG_TYPES, MACHINE_COLUMN, logBrowser } from "./logtable.js";
 import { trackingTestPanel } from "./trackingtest.js";
+import { currentTraffic, machinePanel, trafficBar } from "./traffic.js";
 
 const TABS = [
   ["overview", "Overview"],
@@ -61,12 +62,15 @@ function amounts(perCurrency) {
   return entries.map(([currency, amount]) => h("div", { class: "amount", dataset: { currency } }, money(amount, currency)));
 }
 
+// An indicator that has a human counterpart shows the people's figure, all traffic's beside it.
 function card([field, title, show, note], stats) {
+  const human = stats.human && field in stats.human;
   return h(
     "div",
-    { class: "card", dataset: { indicator: field } },
-    h("div", { class: "card-label" }, title),
-    h("div", { class: "card-value" }, show(stats[field])),
+    { class: "card", dataset: { indicator: field, traffic: human ? "human" : "all" } },
+    h("div", { class: "card-label" }, title, human ? h("span", { class: "card-tag" }, " people") : null),
+    h("div", { class: "card-value" }, show(human ? stats.human[field] : stats[field])),
+    human ? h("div", { class: "card-all" }, "All traffic ", h("span", { class: "card-all-value" }, show(stats[field]))) : null,
     note ? h("div", { class: "card-note" }, note) : null,
   );
 }
@@ -113,7 +117,35 @@ export function deliveryView(view, deliveryId, tabName) {
 // --- overview --------------------------------------------------------------------------------------
 
 async function overview(content, deliveryId) {
-  const stats = await api.statistics(deliveryId);
+  const stats = await api.statistics(deliveryId, { traffic: currentTraffic() });
+  const counted = h("div", { class: "counted" });
+  let generation = 0;
+  const recount = async (traffic) => {
+    const mine = ++generation;
+    counted.setAttribute("aria-busy", "true");
+    try {
+      const figures = await api.statistics(deliveryId, { traffic });
+      if (mine === generation) counted.replaceChildren(...overTime(figures));
+    } catch (error) {
+      if (mine === generation) counted.replaceChildren(failure(error));
+    }
+    if (mine === generation) counted.dataset.traffic = traffic;
+    counted.removeAttribute("aria-busy");
+  };
+  counted.replaceChildren(...overTime(stats));
+  counted.dataset.traffic = stats.traffic ?? "all";
+  content.replaceChildren(
+    h("div", { class: "cards headline" }, HEADLINE.map((field) => card(field, stats))),
+    h("div", { class: "cards" }, DETAILS.map((field) => card(field, stats))),
+    machinePanel(stats),
+    trackingTestPanel(deliveryId),
+    trafficBar("in the chart, the time to reach and the breakdowns", recount),
+    counted,
+  );
+}
+
+/** The sections that count the traffic the switch chose: the chart, the time to reach, the breakdowns. */
+function overTime(stats) {
   const chartHolder = h("div", { class: "chart-holder" });
   const spanHours = stats.timeline.length
     ? (Date.parse(stats.timeline.at(-1).at) - Date.parse(stats.timeline[0].at)) / 3_600_000 + 1
@@ -148,10 +180,7 @@ async function overview(content, deliveryId) {
   drawChart();
 
   const reach = stats.time_to_reach;
-  content.replaceChildren(
-    h("div", { class: "cards headline" }, HEADLINE.map((field) => card(field, stats))),
-    h("div", { class: "cards" }, DETAILS.map((field) => card(field, stats))),
-    trackingTestPanel(deliveryId),
+  return [
     h(
       "section",
       { class: "panel" },
@@ -201,7 +230,7 @@ async function overview(content, deliveryId) {
         stats.breakdowns.domain.map((row) => [row.name, count(row.sent), count(row.opens), percent(row.open_rate), count(row.clicks), percent(row.click_rate)]),
       ),
     ),
-  );
+  ];
 }
 
 function breakdown(title, rows, unit) {
@@ -244,21 +273,37 @@ async function urlsTab(content, deliveryId) {
   const report = h("div", {}, loading("Loading the URL report…"));
   const streams = h("div", {}, loading("Loading click streams…"));
   content.replaceChildren(
+    trafficBar("in the URL table and the click streams", () => Promise.all([showReport(), showStreams()])),
     h("section", { class: "panel" }, h("h2", {}, "Tracked URLs"), form, report),
     h("section", { class: "panel" }, h("h2", {}, "Click streams"), h("p", { class: "muted small" }, "The order in which recipients clicked the links: a link clicked again straight away counts once."), streams),
   );
 
   let labels = new Map();
+  let reports = 0;
   const showReport = async () => {
+    const mine = ++reports;
+    const traffic = currentTraffic();
     report.replaceChildren(loading("Loading the URL report…"));
     try {
       const answer = await api.urls(deliveryId, { group_by: groupBy.value, since: isoFromInput(since.value), until: isoFromInput(until.value) });
       labels = new Map(answer.urls.map((url) => [url.id, url.label]));
-      report.replaceChildren(urlTables(answer));
+      if (mine === reports) report.replaceChildren(urlTables(answer, traffic));
     } catch (error) {
-      report.replaceChildren(failure(error));
+      if (mine === reports) report.replaceChildren(failure(error));
     }
     return labels;
+  };
+  let streamReads = 0;
+  const showStreams = async () => {
+    const mine = ++streamReads;
+    const traffic = currentTraffic();
+    try {
+      const paths = await api.clickStreams(deliveryId, { limit: 20, traffic });
+      const known = labels.size ? labels : await showReport();
+      if (mine === streamReads) streams.replaceChildren(clickStreams(paths, known, traffic));
+    } catch (error) {
+      if (mine === streamReads) streams.replaceChildren(failure(error));
+    }
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -278,15 +323,25 @@ async function urlsTab(content, deliveryId) {
     showReport();
   });
 
-  const [urlLabels, paths] = await Promise.all([showReport(), api.clickStreams(deliveryId, { limit: 20 })]);
-  streams.replaceChildren(clickStreams(paths, urlLabels));
+  await showReport();
+  await showStreams();
 }
 
-function urlTables(answer) {
-  const rows = [...answer.urls].sort((a, b) => b.clicks - a.clicks || a.label.localeCompare(b.label));
+// What a URL row (or group) counts for the traffic chosen: people's clicks, or every click.
+const URL_FIGURES = {
+  human: { clicks: "human_clicks", distinct: "human_distinct_clicks", share: "human_share" },
+  all: { clicks: "clicks", distinct: "distinct_clicks", share: "share" },
+};
+
+function urlTables(answer, traffic) {
+  const figures = URL_FIGURES[traffic];
+  const rows = [...answer.urls].sort((a, b) => b[figures.clicks] - a[figures.clicks] || a.label.localeCompare(b.label));
   const parts = [];
   if (answer.since || answer.until) {
     parts.push(h("p", { class: "muted small" }, `Counted from ${when(answer.since)} until ${when(answer.until)}.`));
+  }
+  if (traffic === "human") {
+    parts.push(h("p", { class: "muted small" }, "People's clicks only; the first and last click are of all traffic."));
   }
   parts.push(
     table(
@@ -304,9 +359,9 @@ function urlTables(answer) {
         h("span", { class: "url-label" }, url.label, url.tracked ? null : h("span", { class: "badge" }, " not tracked")),
         externalLink(url.url),
         CATEGORY[url.category] ?? url.category,
-        count(url.clicks),
-        count(url.distinct_clicks),
-        shareCell(url.share),
+        count(url[figures.clicks]),
+        count(url[figures.distinct]),
+        shareCell(url[figures.share]),
         compactWhen(url.first_click),
         compactWhen(url.last_click),
       ]),
@@ -319,23 +374,23 @@ function urlTables(answer) {
       h("h3", {}, "Groups"),
       table(
         [{ title: "Group" }, { title: "Links" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
-        answer.groups.map((group) => [
+        [...answer.groups].sort((a, b) => b[figures.clicks] - a[figures.clicks] || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((group) => [
           CATEGORY[group.key] ?? group.key,
           group.url_ids.map((id) => names.get(id) ?? id).join(", "),
-          count(group.clicks),
-          shareCell(group.share),
+          count(group[figures.clicks]),
+          shareCell(group[figures.share]),
         ]),
       ),
     );
   }
-  return h("div", {}, parts);
+  return h("div", { class: "url-report", dataset: { traffic } }, parts);
 }
 
 function step(labels, urlId) {
   return h("span", { class: "step", title: `link ${urlId}` }, labels.get(urlId) ?? `link ${urlId}`);
 }
 
-function clickStreams(answer, labels) {
+function clickStreams(answer, labels, traffic) {
   const pathRows = answer.paths.map((path) => [
     h(
       "div",
@@ -351,7 +406,7 @@ function clickStreams(answer, labels) {
   const pageColumns = [{ title: "After a click on" }, { title: "Page", class: "page-url" }, { title: "Views", numeric: true }];
   return h(
     "div",
-    {},
+    { class: "click-streams", dataset: { traffic } },
     h(
       "div",
       { class: "grid-2" },
@@ -397,17 +452,32 @@ function topRows(columns, rows, top, noun, empty) {
 // --- hot clicks ------------------------------------------------------------------------------------
 
 async function hotClicks(content, deliveryId) {
-  const answer = await api.hotClicks(deliveryId);
-  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: "The message, each link marked with its share of clicks" });
+  const shown = h("div", {}, loading());
+  let generation = 0;
+  const show = async (traffic) => {
+    const mine = ++generation;
+    try {
+      const answer = await api.hotClicks(deliveryId, { traffic });
+      if (mine === generation) shown.replaceChildren(hotClicksOf(answer, traffic));
+    } catch (error) {
+      if (mine === generation) shown.replaceChildren(failure(error));
+    }
+  };
+  content.replaceChildren(trafficBar("in the shares of clicks", show), shown);
+  await show(currentTraffic());
+}
+
+function hotClicksOf(answer, traffic) {
+  const whose = traffic === "human" ? "people's clicks" : "all clicks";
+  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: `The message, each link marked with its share of ${whose}` });
   frame.srcdoc = answer.html; // sandbox="" first: the message runs no script and has no origin
-  content.replaceChildren(
-    h(
+  return h(
       "div",
-      { class: "hot" },
+      { class: "hot", dataset: { traffic } },
       h(
         "section",
         { class: "panel" },
-        h("h2", {}, "Share of clicks per link"),
+        h("h2", {}, traffic === "human" ? "Share of people's clicks per link" : "Share of clicks per link"),
         table(
           [{ title: "Link" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
           answer.links.map((link) => [
@@ -418,8 +488,7 @@ async function hotClicks(content, deliveryId) {
           { empty: "This delivery has no click links." },
         ),
       ),
-      h("section", { class: "panel" }, h("h2", {}, "The message"), h("p", { class: "muted small" }, "Each click link is preceded by its share of all clicks."), frame),
-    ),
+      h("section", { class: "panel" }, h("h2", {}, "The message"), h("p", { class: "muted small" }, `Each click link is preceded by its share of ${whose}.`), frame),
   );
 }
 
@@ -457,6 +526,7 @@ async function logs(content, deliveryId, delivery) {
         ],
         fetchPage: (params) => api.logs(deliveryId, params),
         fetchCsv: (params) => api.logsCsv(deliveryId, params),
+        traffic: true,
       }),
     ),
   );
