@@ -238,7 +238,9 @@ def test_logs_with_traffic_human_combine_with_the_other_filters_and_csv(fake: Fa
     assert [line.split(",")[0] for line in lines[1:]] == ["e2", "e4", "e7"]
 
 
-def test_the_recipient_tab_with_traffic_human_leaves_machine_hits_out(fake: FakeReports) -> None:
+def test_the_recipient_tab_with_traffic_human_leaves_machine_hits_out(
+    fake: FakeReports, reliability: Any
+) -> None:
     # Given r1's hits: MPP, a bot, two scanner hits (r2's are a person's)
     machine_and_person_logs(fake)
     fake.add_log("d1", "e8", "2026-11-23T09:00:00Z", type="click", url_id="1")
@@ -248,5 +250,14 @@ def test_the_recipient_tab_with_traffic_human_leaves_machine_hits_out(fake: Fake
     # Then the human list holds r1's one person hit only
     assert [item["event_id"] for item in people["items"]] == ["e8"]
     assert [item["event_id"] for item in everyone["items"]] == ["e1", "e3", "e5", "e6", "e8"]
+    # And an unknown traffic is a 422 naming the parameter
     bad = call("/api/recipients/r1/tracking", {"traffic": "robots"})
+    reliability.record(
+        "Bad input",
+        "recipients/{id}/tracking?traffic=robots (neither all nor human)",
+        1,
+        "422 naming the parameter",
+        0 if bad["statusCode"] == 422 else 1,
+        0,
+    )
     assert bad["statusCode"] == 422 and "traffic" in bad["body"]
