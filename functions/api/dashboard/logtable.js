@@ -2,6 +2,7 @@
 // recipient's Tracking tab both use it.
 
 import { amountWithCurrency, failure, h, isoFromInput, loading, tableRow } from "./dom.js";
+import { currentTraffic, trafficSwitch } from "./traffic.js";
 
 const MAX_EXPORT_PAGES = 50; // 50 pages of 200 logs: a bigger export belongs to the API, not a browser
 
@@ -46,9 +47,10 @@ function control(filter) {
 
 /**
  * columns: [{title, cell(item), numeric?, class?, sortsBy?}]; fetchPage(params) -> {items, next_cursor};
- * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}].
+ * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}];
+ * traffic: offer the People | All traffic switch (the API's traffic=human leaves machine hits out).
  */
-export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pageSize = 25 }) {
+export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pageSize = 25, traffic = false }) {
   const form = h("form", { class: "filters", "aria-label": "Filter the tracking logs" }, filters.map(control));
   const sizes = h(
     "select",
@@ -63,6 +65,7 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
   );
   const apply = h("button", { type: "submit" }, "Apply");
   const exportButton = h("button", { type: "button", class: "quiet", onclick: () => exportCsv() }, "Export CSV");
+  if (traffic) form.append(h("div", { class: "field" }, h("span", { "aria-hidden": "true" }, "Traffic"), trafficSwitch(() => restart())));
   form.append(h("label", {}, "Order", order), h("label", {}, "Page size", sizes), h("div", { class: "actions" }, apply, exportButton));
 
   const body = h("tbody");
@@ -100,6 +103,7 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
     }
     values.order = order.value;
     values.limit = sizes.value;
+    if (traffic) values.traffic = currentTraffic();
     return values;
   }
 
@@ -113,11 +117,13 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
     status.replaceChildren(loading("Loading tracking logs…"));
     previous.disabled = next.disabled = true;
     try {
-      const answer = await fetchPage({ ...params(), cursor: cursors[page] ?? "" });
+      const asked = params();
+      const answer = await fetchPage({ ...asked, cursor: cursors[page] ?? "" });
       if (mine !== generation) return;
       body.replaceChildren(
         ...answer.items.map((item) => tableRow(columns, columns.map((column) => column.cell(item)), { dataset: { eventId: item.event_id } })),
       );
+      root.dataset.traffic = asked.traffic ?? "all";
       if (!answer.items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No tracking logs match.")));
       nextCursor = answer.next_cursor;
       status.replaceChildren();
