@@ -198,3 +198,27 @@ def test_msgtrack_webhooks_listen_prints_each_verified_event(stack: Any) -> None
         "127.0.0.1" not in item["url"] or "/events" not in item["url"]
         for item in api.get(f"{base_url}/api/webhooks", timeout=30).json()["items"]
     )
+
+
+def test_a_slow_receiver_does_not_delay_another(stack: Any, reliability: Any) -> None:
+    base_url, api = stack
+    with receiver() as slow, receiver() as fast:
+        # Given two webhooks for clicks, one whose receiver takes 4 s to answer
+        slow.delay = 4.0
+        hooks = [register(base_url, api, hook, ["click"]) for hook in (slow, fast)]
+        _, (sale, _) = links(base_url, api, f"whslow-{RUN}")
+        # When a link is clicked
+        clicked = click(sale)
+        # Then the fast receiver has it well before the slow one answers
+        assert len(fast.wait_for(1, BURST_SECONDS_BOUND)) == 1
+        assert len(slow.wait_for(1, BURST_SECONDS_BOUND)) == 1
+        fast_delay = fast.requests[0].at - clicked
+        assert fast_delay < 3.0, fast_delay
+        for created in hooks:
+            api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
+    reliability.record(
+        "webhooks",
+        "one receiver slow (4 s) beside another (local stack, over HTTP)",
+        1,
+        "the other got it at once",
+    )
