@@ -25,6 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.events.clients import BUS_ENV, DEAD_LETTER_QUEUE_ENV, DELIVERY_QUEUE_ENV
+from functions.events.publish import BATCHING_WINDOW_SECONDS
 from functions.shared.metric_names import MetricNames
 from functions.shared.models import WEBHOOKS_PK
 from functions.shared.tables import RAW_EVENTS, TRACKED_URLS, WORKFLOW
@@ -136,6 +137,7 @@ class EventsOut(Construct):
                 storage.table(RAW_EVENTS),
                 starting_position=lambda_.StartingPosition.LATEST,
                 batch_size=STREAM_BATCH_SIZE,
+                max_batching_window=Duration.seconds(BATCHING_WINDOW_SECONDS),
                 bisect_batch_on_error=True,
                 retry_attempts=STREAM_RETRY_ATTEMPTS,
                 max_record_age=STREAM_MAX_RECORD_AGE,

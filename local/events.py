@@ -1,9 +1,10 @@
 """Events out, driven locally as AWS drives it: the raw-events table's stream (moto's) feeds the
 events-out function, and the webhook delivery queue (moto's SQS) feeds the webhook deliverer.
 
-``StreamPoller`` stands for Lambda's DynamoDB event source mapping: it reads the stream in order and
-hands each batch of records, shaped as Lambda hands them, to the function; a batch that fails is
-handed again (the stream position moves only past a batch that succeeded). ``QueuePoller`` stands for
+``StreamPoller`` stands for Lambda's DynamoDB event source mapping: it reads the stream in order,
+gathers records for the batching window (``BATCHING_WINDOW_SECONDS``) or up to the batch size, and
+hands each batch, shaped as Lambda hands it, to the function; a batch that fails is handed again (the
+stream position moves only past a batch that succeeded). ``QueuePoller`` stands for
 the SQS event source mapping: it receives up to 10 messages at a time and hands each batch to one of
 several deliverer containers, so a batch held by a slow receiver does not hold the next one; the
 messages a batch does not report as failed are deleted.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from functions.events.publish import BATCHING_WINDOW_SECONDS
 from local.context import LocalFunction
 
 STREAM_POLL_SECONDS = 0.2
@@ -90,7 +93,8 @@ class StreamPoller(_Loop):
         self._streams = streams
         self._arn = str(dynamodb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"])
         self._iterators: dict[str, str] = {}
-        self._pending: dict[str, tuple[list[dict[str, Any]], str | None]] = {}
+        self._pending: dict[str, list[dict[str, Any]]] = {}  # shard -> a batch the function failed
+        self._gathering: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # shard -> (since, records)
 
     def _step(self) -> bool:
         busy = False
@@ -99,25 +103,41 @@ class StreamPoller(_Loop):
         return busy
 
     def _read(self, shard_id: str) -> bool:
+        records: list[dict[str, Any]] | None
         if shard_id in self._pending:  # a batch the function failed: the same batch again
-            records, following = self._pending.pop(shard_id)
+            records = self._pending.pop(shard_id)
         else:
-            iterator = self._iterators.get(shard_id) or str(
-                self._streams.get_shard_iterator(
-                    StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-            )
-            answer = self._streams.get_records(ShardIterator=iterator, Limit=STREAM_BATCH_SIZE)
-            records, following = answer.get("Records") or [], answer.get("NextShardIterator")
+            records = self._gather(shard_id)
+            if records is None:
+                return False
         if records:
             try:
                 self._function.invoke({"Records": [lambda_stream_record(r, self._arn) for r in records]})
             except Exception:
-                self._pending[shard_id] = (records, following)
+                self._pending[shard_id] = records
                 raise
-        if following:
-            self._iterators[shard_id] = str(following)
         return bool(records)
+
+    def _gather(self, shard_id: str) -> list[dict[str, Any]] | None:
+        """A batch once the window has passed since its first record (or it is full); None meanwhile."""
+        iterator = self._iterators.get(shard_id) or str(
+            self._streams.get_shard_iterator(
+                StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+        )
+        since, gathered = self._gathering.get(shard_id, (time.monotonic(), []))
+        answer = self._streams.get_records(ShardIterator=iterator, Limit=STREAM_BATCH_SIZE - len(gathered))
+        if answer.get("NextShardIterator"):
+            self._iterators[shard_id] = str(answer["NextShardIterator"])
+        gathered = gathered + list(answer.get("Records") or [])
+        if not gathered:
+            self._gathering.pop(shard_id, None)
+            return []
+        if len(gathered) < STREAM_BATCH_SIZE and time.monotonic() - since < BATCHING_WINDOW_SECONDS:
+            self._gathering[shard_id] = (since, gathered)
+            return None
+        self._gathering.pop(shard_id, None)
+        return gathered
 
 
 class QueuePoller(_Loop):

@@ -30,11 +30,20 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def wait_for(self, count: int, timeout: float) -> list[Received]:
+    def wait_for(self, count: int, timeout: float, delivery_id: str | None = None) -> list[Received]:
+        """The requests received (about ``delivery_id`` only, if given) once there are ``count``, or
+        when ``timeout`` has passed."""
         deadline = time.monotonic() + timeout
-        while len(self.requests) < count and time.monotonic() < deadline:
+        while len(self.about(delivery_id)) < count and time.monotonic() < deadline:
             time.sleep(0.05)
-        return list(self.requests)
+        return self.about(delivery_id)
+
+    def about(self, delivery_id: str | None) -> list[Received]:
+        return [
+            r
+            for r in list(self.requests)
+            if delivery_id is None or f'"delivery_id":"{delivery_id}"' in r.body.decode()
+        ]
 
 
 @contextmanager

@@ -2,9 +2,8 @@
 
 The fields and their meaning are those of ``GET .../tracking/logs`` (``LogItem``; a unit test holds the
 two together), built from the raw event and its tracked URL the way the tracking workflow builds a
-tracking log. ``machine`` is the redirect's verdict at record time: a hit that a honeypot hit arriving
-later shows to be part of a scanner's burst is published as it was recorded (the Tracking tabs show
-it as ``scanner`` after the next run).
+tracking log. ``machine`` is the redirect's verdict at record time; ``publish`` applies the honeypot
+rule within the stream batch on top.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
+from functions.events.publish import BATCHING_WINDOW_SECONDS
 from functions.shared.models import WEBHOOKS_PK
 from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
 from infra.constants import STREAM_BATCH_SIZE, STREAM_RETRY_ATTEMPTS, WEBHOOK_MAX_RECEIVES
@@ -38,6 +39,8 @@ def test_the_stream_triggers_the_events_out_function_with_bisection_and_a_failur
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [raw_events, "StreamArn"]}
     assert mapping["StartingPosition"] == "LATEST"
     assert mapping["BatchSize"] == STREAM_BATCH_SIZE
+    # the batching window lets the honeypot rule see a scanner's burst whole
+    assert mapping["MaximumBatchingWindowInSeconds"] == BATCHING_WINDOW_SECONDS
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == STREAM_RETRY_ATTEMPTS
     failure = mapping["DestinationConfig"]["OnFailure"]["Destination"]

@@ -3,7 +3,7 @@ for every webhook subscribed to its type. In-memory bus, queue, webhooks and tra
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -125,3 +125,46 @@ def test_an_empty_batch_publishes_nothing() -> None:
     bus, queue = FakeBus(), FakeQueue()
     assert publish([], links=LINKS, bus=bus, queue=queue, webhooks=FakeWebhookRepository()).events == 0
     assert bus.logs == [] and queue.messages == []
+
+
+def burst_raw(
+    event_id: str, seconds: int, client: str, recipient: str = "r1", **extra: Any
+) -> dict[str, Any]:
+    event = RawEvent(
+        event_id,
+        "click",
+        "d1",
+        recipient,
+        extra.pop("url_id", "u1"),
+        AT + timedelta(seconds=seconds),
+        CHROME,
+        None,
+        None,
+        False,
+        client_key=client,
+        **extra,
+    )
+    return new_raw_events([stream_record(event)])[0]
+
+
+def test_a_honeypot_hit_in_the_batch_makes_its_clients_burst_scanner_hits() -> None:
+    # Given a batch: client A clicks, a person (client B) clicks, A hits the honeypot 2 s later, A clicked
+    # 40 s before (outside the 30 s window), and A's key on another recipient's message clicks
+    honeypot = {"url_id": None, "machine": "scanner", "machine_reason": "honeypot link", "honeypot": True}
+    batch = [
+        burst_raw("a-click", 0, "A"),
+        burst_raw("b-click", 1, "B"),
+        burst_raw("a-honeypot", 2, "A", burst_seconds=30, **honeypot),
+        burst_raw("a-early", -40, "A"),
+        burst_raw("other-message", 1, "A", recipient="r2"),
+    ]
+    bus = FakeBus()
+    # When the batch is published
+    publish(batch, links=LINKS, bus=bus, queue=FakeQueue(), webhooks=FakeWebhookRepository(), now=AT)
+    machine = {log["event_id"]: (log["machine"], log["machine_reason"]) for log in bus.logs}
+    # Then A's click within the window is a scanner hit, saying why; the others are as recorded
+    assert machine["a-click"][0] == "scanner" and "honeypot" in (machine["a-click"][1] or "")
+    assert machine["a-honeypot"] == ("scanner", "honeypot link")
+    assert machine["b-click"] == (None, None)
+    assert machine["a-early"] == (None, None)
+    assert machine["other-message"] == (None, None)
