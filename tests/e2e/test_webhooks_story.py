@@ -5,6 +5,7 @@ deleted webhook gets nothing more; the listing shows a failing webhook's error."
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -28,6 +29,7 @@ HTML = (
     '<a href="https://shop.example.com/unsubscribe" data-track="optout">Unsubscribe</a></p></body></html>'
 )
 LINK = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)"(?! aria-hidden)')
+HONEYPOT = re.compile(r'href="(http://127\.0\.0\.1:\d+/r/[^"]+)" aria-hidden="true"')
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 BURST_SECONDS_BOUND = 30  # below the contract's burst_seconds + 30 s whatever burst_seconds is
 
@@ -230,3 +232,29 @@ def test_a_slow_receiver_does_not_delay_another(stack: Any, reliability: Any) ->
         1,
         "the other got it at once",
     )
+
+
+def test_a_scanner_following_every_link_is_published_as_a_scanner(stack: Any) -> None:
+    base_url, api = stack
+    with receiver() as hook:
+        created = register(base_url, api, hook, ["click", "opt_out"])
+        # Given a message, and a gateway that follows its links and its honeypot within a second
+        delivery = api.post(
+            f"{base_url}/api/deliveries", json={"label": f"Scan {RUN}", "html": HTML}, timeout=30
+        )
+        delivery_id = delivery.json()["id"]
+        html = api.post(
+            f"{base_url}/api/deliveries/{delivery_id}/messages",
+            json={"recipients": [{"id": f"scan-{RUN}"}]},
+            timeout=30,
+        ).json()["messages"][0]["html"]
+        for link in [*LINK.findall(html), *HONEYPOT.findall(html)]:
+            requests.get(link, headers={"User-Agent": CHROME}, allow_redirects=False, timeout=30)
+        # Then every hit reaches the webhook as a scanner's, the links' hits for the honeypot's sake
+        received = hook.wait_for(3, BURST_SECONDS_BOUND, delivery_id)
+        logs = [json.loads(r.body) for r in received]
+        assert len(logs) == 3
+        assert {log["machine"] for log in logs} == {"scanner"}
+        reasons = sorted(str(log["machine_reason"]) for log in logs)
+        assert reasons[0] == "honeypot link" and all("honeypot hit" in reason for reason in reasons[1:])
+        api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
