@@ -273,8 +273,10 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             f"{EVENTS_OUT_MB} MB and {DELIVERER_MB} MB functions (one vCPU at {LAMBDA_FULL_VCPU_MB} MB).",
             "The stream's reads by Lambda are free; EventBridge bills each entry up to 64 KB as one event. At "
             "a trickle each hit is its own stream batch: the events-out invocations then cost $0.20 per million "
-            "instead of $0.002. The local delay is dominated by the stream poll (every 0.2 s) and the queue "
-            "poll (every 0.1 s); on AWS the event source mappings poll continuously.",
+            "instead of $0.002. The delay is mostly the stream's 3-second batching window (so that the honeypot "
+            "rule sees a scanner's burst whole: a batch goes out 3 s after its first record), then the local "
+            "stream poll (every 0.2 s) and queue poll (every 0.1 s); on AWS the event source mappings poll "
+            "continuously.",
         ],
         data={"delays_s": delays, "publish_cpu_s": publish_cpu, "deliver_cpu_s": deliver_cpu},
     )
