@@ -322,3 +322,26 @@ def test_the_route_needs_the_api_token(installed: FakeOptOutStore) -> None:
 
     response = lambda_handler(http_event("GET", "/api/opt-outs", token=None), FakeContext())
     assert response["statusCode"] == 401
+
+
+def test_a_one_click_on_a_deleted_delivery_counts_nowhere_but_is_still_in_the_feed() -> None:
+    # Given a delivery deleted after sending, and a recipient who then unsubscribes in one click
+    store = seeded_store()
+    store.delete_delivery("d1", "2026-11-23T08:00:00.000Z")
+    one_click(store, "u1", "r1", T0)
+    add(store, "l2", "r2", "3", T0, person="p2", client="k2")  # an opt-out link: no longer counted
+    workflow(store).run("run-1", "schedule")
+    # Then nothing is counted, but the person's explicit request is still for the sending system to honour
+    assert ("d1", "stats") not in store.indicators
+    assert feed_logs(store) == {"u1": "human", "l2": None}
+
+
+def test_a_refused_opt_out_log_replaced_by_its_bare_facts_stays_in_the_feed() -> None:
+    from functions.consolidate.quarantine import bare_log
+    from functions.shared.models import TrackingLogModel
+
+    log = TrackingLogModel(
+        delivery_id="d1", sk="2026-11-23T09:00:00.000Z#u1", event_id="u1", recipient_id="r1", type="opt_out",
+        at="2026-11-23T09:00:00.000Z", browser="x" * 10_000, opt_out_feed="human",
+    )  # fmt: skip
+    assert bare_log(log).opt_out_feed == "human"
