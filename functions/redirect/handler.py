@@ -8,7 +8,7 @@ import base64
 from typing import Any
 from urllib.parse import parse_qsl
 
-from functions.redirect import tracking, unsubscribe, web
+from functions.redirect import tracking, web
 from functions.redirect.detection import CachedDetection
 from functions.redirect.observability import MetricNames, formatter, logger, metrics
 from functions.redirect.store import DynamoEventSink, DynamoMachineSettings, DynamoSites, DynamoTargets
@@ -232,6 +232,8 @@ def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
 def _serve_unsubscribe(event: dict[str, Any], path: str) -> dict[str, Any]:
     """``POST /u/{token}`` opts the recipient out; ``GET`` (and ``HEAD``) only show the page whose
     button makes that POST. No redirect and no cookie either way (RFC 8058)."""
+    from functions.redirect import unsubscribe  # imported by the first unsubscribe: clicks never pay it
+
     method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
     if method in ("GET", "HEAD"):
         answer = unsubscribe.confirmation(path[3:], signer())

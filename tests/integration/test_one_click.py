@@ -142,3 +142,31 @@ def test_bad_feed_parameters_are_4xx(stack: None) -> None:
     assert api("GET", "/api/opt-outs", limit="500")["statusCode"] == 422
     assert api("GET", "/api/opt-outs", since="not a time")["statusCode"] == 422
     assert api("GET", "/api/opt-outs", cursor="x.y")["statusCode"] == 400
+
+
+def test_a_scanners_one_click_found_out_by_a_later_honeypot_hit_leaves_the_index(stack: None) -> None:
+    # Given a scanner's POST from the confirmation page, consolidated (and, with no settle delay, listed)
+    delivery_id, [message] = render([{"id": "r1", "email": "ann@example.com"}])
+    scanner = {"source_ip": "40.107.1.9", "token": None}
+    unsubscribe_path = "/" + unsubscribe_url(message).split("/", 3)[3]
+    posted = http_event(
+        "POST",
+        unsubscribe_path,
+        body="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        **scanner,  # type: ignore[arg-type]
+    )
+    assert redirect_handler.lambda_handler(posted, FakeContext())["statusCode"] == 200
+    run_workflow("run-1")
+    assert [i["recipient_id"] for i in json_body(api("GET", "/api/opt-outs"))["items"]] == ["r1"]
+    # When the same address follows the message's honeypot link within the burst, and a run consolidates it
+    [honeypot] = re.findall(r'href="https://[^"]+(/r/[^"]+)" aria-hidden', message["html"])
+    event = http_event("GET", honeypot, **scanner)  # type: ignore[arg-type]
+    assert redirect_handler.lambda_handler(event, FakeContext())["statusCode"] == 200
+    run_workflow("run-2")
+    # Then the opt-out is a scanner's: its rewritten log left the feed's index, the human count fell
+    assert json_body(api("GET", "/api/opt-outs"))["items"] == []
+    [log] = json_body(api("GET", f"/api/deliveries/{delivery_id}/tracking/logs", type="opt_out"))["items"]
+    assert log["machine"] == "scanner"
+    statistics = json_body(api("GET", f"/api/deliveries/{delivery_id}/tracking/statistics"))
+    assert (statistics["opt_outs"], statistics["human"]["opt_outs"]) == (1, 0)
