@@ -183,15 +183,7 @@ def _respond_tag(answer: web.TagAnswer, script: bool) -> dict[str, Any]:
     if answer.status == 200:
         return _pixel()
     if answer.status == 400:
-        return {
-            "statusCode": 400,
-            "headers": {
-                "Content-Type": "text/plain; charset=utf-8",
-                "Cache-Control": _NO_STORE,
-                "X-Content-Type-Options": "nosniff",
-            },
-            "body": f"{answer.message}\n",
-        }
+        return _plain(400, answer.message or "bad request")
     return _respond(tracking.Answer(404))
 
 
