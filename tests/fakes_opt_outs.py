@@ -4,10 +4,11 @@ DynamoDB one, whose index holds exactly the logs that carry ``opt_out_feed``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from functions.api.opt_outs import FeedEntry, RunSummary
+from functions.api.opt_outs import FeedEntry
+from functions.api.report_repository import RunRecord
 from functions.shared import opt_out_feed
 from tests.fakes_deliveries import FakeDeliveryRepository
 from tests.fakes_workflow import FakeWorkflowStore
@@ -34,10 +35,20 @@ class FakeOptOutStore:
     def emails(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return {key: self.deliveries.emails[key].email for key in keys if key in self.deliveries.emails}
 
-    def runs(self, limit: int) -> Iterator[RunSummary]:
+    def runs(self, limit: int) -> list[RunRecord]:
         newest = sorted(self.workflow.runs.values(), key=lambda run: str(run.sk), reverse=True)[:limit]
-        for run in newest:
-            yield RunSummary(str(run.status), str(run.started_at), tuple(run.errors or ()))
+        return [
+            RunRecord(
+                str(r.sk),
+                str(r.status),
+                r.trigger,
+                str(r.started_at),
+                r.finished_at,
+                0,
+                tuple(r.errors or ()),
+            )
+            for r in newest
+        ]
 
     def erase_emails(self, recipient_id: str) -> int:
         gone = [key for key in self.deliveries.emails if key[0] == recipient_id]

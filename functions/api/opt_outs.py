@@ -15,12 +15,13 @@ here only, erased with the recipient (``erase_emails``) and never logged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from functions.api import cursors
+from functions.api import cursors, report_repository
+from functions.api.report_repository import RunRecord
 from functions.shared import opt_out_feed, timeutil
 from functions.shared.errors import InvalidCursor, InvalidRequest
 from functions.shared.machine_settings import MAX_BURST_SECONDS
@@ -28,7 +29,9 @@ from functions.shared.settings import settings
 
 MAX_PAGE_SIZE = 200
 STOPPED_EARLY = "stopped early"  # how a run that did not reach its start time says so (workflow.py)
-MAX_RUNS_READ = 200  # how far back a complete run is looked for
+# How far back a complete run is looked for: with none among the newest 20 (the workflow failing for
+# that long), the feed waits for the next success rather than read further on every call.
+MAX_RUNS_READ = 20
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,6 @@ class OptOutPage:
     next_cursor: str | None
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    status: str
-    started_at: str
-    errors: tuple[str, ...]
-
-
 class OptOutStore(Protocol):
     def entries(self, lower: str, upper: str, limit: int) -> list[FeedEntry]:
         """Up to ``limit`` feed entries with ``lower <= sk < upper``, in sk order."""
@@ -74,8 +70,8 @@ class OptOutStore(Protocol):
         """The addresses of the (recipient, delivery) pairs that have one."""
         ...
 
-    def runs(self, limit: int) -> Iterable[RunSummary]:
-        """The newest ``limit`` runs of the tracking workflow, newest first (read as consumed)."""
+    def runs(self, limit: int) -> Sequence[RunRecord]:
+        """The newest ``limit`` runs of the tracking workflow, newest first."""
         ...
 
     def erase_emails(self, recipient_id: str) -> int:
@@ -92,7 +88,7 @@ def settle_seconds() -> int:
     return MAX_BURST_SECONDS + config.late_event_grace_seconds
 
 
-def settled_until(runs: Iterable[RunSummary], delay_seconds: int) -> str | None:
+def settled_until(runs: Iterable[RunRecord], delay_seconds: int) -> str | None:
     """The time before which every opt-out's verdict is final (ISO), None before any complete run."""
     for run in runs:
         if run.status == "succeeded" and not any(e.startswith(STOPPED_EARLY) for e in run.errors):
@@ -181,11 +177,8 @@ class DynamoOptOutStore:
             for item in RecipientEmailModel.batch_get(wanted)
         }
 
-    def runs(self, limit: int) -> Iterator[RunSummary]:
-        from functions.shared.models import RUNS_PK, RunModel
-
-        for run in RunModel.query(RUNS_PK, scan_index_forward=False, limit=limit, page_size=20):
-            yield RunSummary(str(run.status), str(run.started_at), tuple(run.errors or ()))
+    def runs(self, limit: int) -> Sequence[RunRecord]:
+        return report_repository.repository().runs(limit)
 
     def erase_emails(self, recipient_id: str) -> int:
         from functions.shared.models import EMAIL_PREFIX, RecipientEmailModel

@@ -10,7 +10,8 @@ import pytest
 
 from functions.api import opt_outs
 from functions.api.delivery_repository import RecipientEmail
-from functions.api.opt_outs import RunSummary, settled_until
+from functions.api.opt_outs import settled_until
+from functions.api.report_repository import RunRecord
 from functions.shared.errors import InvalidCursor, InvalidRequest
 from functions.shared.raw_events import ONE_CLICK, RawEvent
 from tests.fakes_opt_outs import FakeOptOutStore
@@ -153,10 +154,20 @@ def test_a_crash_anywhere_still_counts_the_one_click_once_and_settles_the_feed()
 
 def test_the_feed_ends_where_verdicts_are_final_the_newest_complete_run_less_the_burst_and_grace() -> None:
     runs = [
-        RunSummary("running", "2026-11-23T12:00:00.000Z", ()),
-        RunSummary("succeeded", "2026-11-23T11:00:00.000Z", ("stopped early to stay within the time limit",)),
-        RunSummary("failed", "2026-11-23T10:30:00.000Z", ()),
-        RunSummary("succeeded", "2026-11-23T10:00:00.000Z", ("a write quarantined",)),
+        RunRecord("run", "running", "schedule", "2026-11-23T12:00:00.000Z", None, 0, ()),
+        RunRecord(
+            "run",
+            "succeeded",
+            "schedule",
+            "2026-11-23T11:00:00.000Z",
+            None,
+            0,
+            ("stopped early to stay within the time limit",),
+        ),
+        RunRecord("run", "failed", "schedule", "2026-11-23T10:30:00.000Z", None, 0, ()),
+        RunRecord(
+            "run", "succeeded", "schedule", "2026-11-23T10:00:00.000Z", None, 0, ("a write quarantined",)
+        ),
     ]
     assert settled_until(runs, 600) == "2026-11-23T09:50:00.000Z"
     assert settled_until(runs[:3], 600) is None
@@ -345,3 +356,23 @@ def test_a_refused_opt_out_log_replaced_by_its_bare_facts_stays_in_the_feed() ->
         at="2026-11-23T09:00:00.000Z", browser="x" * 10_000, opt_out_feed="human",
     )  # fmt: skip
     assert bare_log(log).opt_out_feed == "human"
+
+
+def test_a_run_stopped_early_at_its_time_limit_does_not_move_the_feed_on() -> None:
+    # Given opt-outs, and a run that stops at a checkpoint before its time limit, having read only some
+    store = seeded_store()
+    for n in range(1, 7):
+        one_click(store, f"u{n}", f"r{n}", T0 + timedelta(seconds=n))
+    remaining = iter([120_000] * 12 + [1_000] * 100)  # runs out after a few shards
+    clock = Clock(T0 + timedelta(hours=1))
+    first = workflow(store, clock, batch_size=2).run(
+        "run-1", "schedule", remaining_ms=lambda: next(remaining)
+    )
+    assert first.status == "succeeded" and 0 < first.events_processed < 6
+    # Then the feed lists nothing yet: that run did not consolidate everything before its start
+    feed = feed_store(store)
+    assert opt_outs.page(store=feed).items == ()
+    # When the next run finishes the work, the feed lists them all
+    clock.now += timedelta(minutes=1)
+    workflow(store, clock, batch_size=2).run("run-2", "schedule")
+    assert [o.event_id for o in opt_outs.page(store=feed).items] == [f"u{n}" for n in range(1, 7)]
