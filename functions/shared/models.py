@@ -97,6 +97,22 @@ class MessageModel(_Model):
     rendered_at = UnicodeAttribute()
 
 
+EMAIL_PREFIX = "#email#"  # + recipient id: the partition of that recipient's rendered email addresses
+
+
+class RecipientEmailModel(_Model):
+    """The email address a non-proof message was rendered for, kept for the opt-out feed alone
+    (``GET /api/opt-outs``). One partition per recipient, so an erasure finds them all with one query."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)  # EMAIL_PREFIX + recipient id
+    sk = UnicodeAttribute(range_key=True)  # the delivery id
+    email = UnicodeAttribute()
+    rendered_at = UnicodeAttribute()
+
+
 class SendCountsModel(_Model):
     """Messages sent and failed per delivery, kept exact by conditional writes (API function)."""
 
@@ -218,6 +234,8 @@ class RawEventModel(_Model):
     # A honeypot hit: the burst window (seconds) in force when it was recorded, so a settings change
     # applies to hits recorded after it; None means machine.DEFAULT_BURST_SECONDS.
     burst_seconds = NumberAttribute(null=True)
+    # raw_events.ONE_CLICK for a one-click unsubscribe (a click without a URL, logged as an opt_out)
+    source = UnicodeAttribute(null=True)
 
 
 # --- tracking logs table ----------------------------------------------------------------------
@@ -229,6 +247,15 @@ class ByRecipient(GlobalSecondaryIndex["TrackingLogModel"]):
         projection = AllProjection()
 
     recipient_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class OptOutFeed(GlobalSecondaryIndex["TrackingLogModel"]):
+    class Meta:
+        index_name = tables.OPT_OUT_FEED_INDEX.name
+        projection = IncludeProjection(list(tables.OPT_OUT_FEED_INDEX.include or ()))
+
+    opt_out_feed = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
 
@@ -257,8 +284,11 @@ class TrackingLogModel(_Model):
     machine = UnicodeAttribute(null=True)  # apple_mpp, scanner, bot; None for a person
     machine_reason = UnicodeAttribute(null=True)  # the signal that decided; None for a person
     client_key = UnicodeAttribute(null=True)  # see RawEventModel: what the honeypot burst compares
+    # opt_out_feed.FEED_KEY on a person's opt-out (the opt-out feed's sparse index), else absent
+    opt_out_feed = UnicodeAttribute(null=True)
 
     by_recipient = ByRecipient()
+    opt_out_feed_index = OptOutFeed()
 
 
 # --- indicators table (written only by the tracking workflow) ---------------------------------
