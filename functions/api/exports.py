@@ -117,9 +117,12 @@ def status(
 def presigned_url(key: str, filename: str, content_type: str) -> str:
     """A GET link to the file, signed with the API function's role (which may only read exports/)."""
     import boto3
+    from botocore.config import Config
 
+    # Signature version 4: what S3 accepts in every region (version 2 is refused in newer ones).
+    client = boto3.client("s3", config=Config(signature_version="s3v4"))
     return str(
-        boto3.client("s3").generate_presigned_url(
+        client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": exports.bucket_name(),

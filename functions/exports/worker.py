@@ -56,7 +56,7 @@ def run(
     sink: ObjectSink,
     relaunch: ExportLauncher,
     remaining_ms: Callable[[], int],
-    part_size: int = PART_SIZE,
+    part_size: int | None = None,
 ) -> Export | None:
     """Carry the export on from where its record says; its record, as saved last (None: unknown id)."""
     export = store.get(export_id)
@@ -78,7 +78,7 @@ def run(
             sink=sink,
             relaunch=relaunch,
             remaining_ms=remaining_ms,
-            part_size=part_size,
+            part_size=part_size or PART_SIZE,
         )
     except Exception as exc:
         return _fail(store, sink, export, exc)
