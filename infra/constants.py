@@ -30,6 +30,7 @@ HANDLERS = {
     "redirect": "functions.redirect.handler.lambda_handler",
     "consolidate": "functions.consolidate.handler.lambda_handler",
     "api": "functions.api.handler.lambda_handler",
+    "exports": "functions.exports.handler.lambda_handler",
 }
 # A recipient waits on the redirect: more memory buys more CPU and a shorter cold start.
 REDIRECT_MEMORY_MB = 512
@@ -93,6 +94,15 @@ SCHEDULE_MAX_EVENT_AGE = Duration.hours(1)
 RUN_RETRY_ATTEMPTS = 1
 RUN_MAX_EVENT_AGE = Duration.hours(1)
 DEAD_LETTER_RETENTION = Duration.days(14)
+
+# --- exports --------------------------------------------------------------------------------------
+
+# One 8 MiB part in memory at a time (functions/exports/worker.py), whatever the number of logs.
+EXPORTS_MEMORY_MB = 512
+# Lambda's maximum: the worker stops at a part boundary before it and goes on in a new invocation.
+EXPORTS_TIMEOUT = Duration.minutes(15)
+EXPORTS_RETRY_ATTEMPTS = 1
+EXPORTS_ACCESS_LOG_RETENTION_DAYS = 90
 
 # --- secrets ----------------------------------------------------------------------------------
 

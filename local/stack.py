@@ -85,10 +85,11 @@ class ThreadLauncher:
         self._workflow = workflow
         self._threads: list[threading.Thread] = []
 
+    def event(self, run_id: str) -> dict[str, Any]:
+        return {"run_id": run_id, "trigger": "api"}
+
     def launch(self, run_id: str) -> None:
-        thread = threading.Thread(
-            target=run_logged, args=(self._workflow, {"run_id": run_id, "trigger": "api"}), daemon=True
-        )
+        thread = threading.Thread(target=run_logged, args=(self._workflow, self.event(run_id)), daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -98,24 +99,11 @@ class ThreadLauncher:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-class ExportThreadLauncher:
+class ExportThreadLauncher(ThreadLauncher):
     """Starts the exports worker on a background thread: the local stand-in for its async invoke."""
 
-    def __init__(self, worker: LocalFunction) -> None:
-        self._worker = worker
-        self._threads: list[threading.Thread] = []
-
-    def launch(self, export_id: str) -> None:
-        thread = threading.Thread(
-            target=run_logged, args=(self._worker, {"export_id": export_id}), daemon=True
-        )
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    def event(self, export_id: str) -> dict[str, Any]:
+        return {"export_id": export_id}
 
 
 def run_logged(function: LocalFunction, event: dict[str, Any]) -> None:
