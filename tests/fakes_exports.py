@@ -19,8 +19,10 @@ class FakeExportStore:
     def get(self, export_id: str) -> Export | None:
         return self.items.get(export_id)
 
-    def save(self, export: Export) -> bool:
-        if self.items[export.id].status != "running":
+    def save(self, export: Export, *, invocations: int | None = None) -> bool:
+        stored = self.items[export.id]
+        claimed = export.invocations if invocations is None else invocations
+        if stored.status != "running" or stored.invocations != claimed:
             return False
         self.items[export.id] = export
         self.saves += 1

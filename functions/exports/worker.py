@@ -59,18 +59,21 @@ def run(
     part_size: int | None = None,
 ) -> Export | None:
     """Carry the export on from where its record says; its record, as saved last (None: unknown id)."""
-    export = store.get(export_id)
-    if export is None or export.status != "running":
-        return export  # a repeated invocation of an export already over changes nothing
-    export = export.but(invocations=export.invocations + 1, updated_at=timeutil.iso(timeutil.now()))
+    stored = store.get(export_id)
+    if stored is None or stored.status != "running":
+        return stored  # a repeated invocation of an export already over changes nothing
+    # Claim it: an invocation that lost the claim to another (a duplicate event) leaves it alone.
+    export = stored.but(invocations=stored.invocations + 1, updated_at=timeutil.iso(timeutil.now()))
+    if not store.save(export, invocations=stored.invocations):
+        return _abandon(store, sink, stored)
     try:
         if export.invocations > MAX_INVOCATIONS:
             raise ExportFailed(f"the export did not finish within {MAX_INVOCATIONS} invocations")
         if export.upload_id is None:
             content_type = "text/csv; charset=utf-8" if export.format == "csv" else "application/x-ndjson"
             export = export.but(upload_id=sink.start(export.object_key, content_type))
-        if not store.save(export):
-            return _abandon(store, sink, export)
+            if not store.save(export):
+                return _abandon(store, sink, export)
         return _write(
             export,
             store=store,
@@ -184,9 +187,12 @@ def _fail(store: ExportStore, sink: ObjectSink, export: Export, error: Exception
 
 
 def _abandon(store: ExportStore, sink: ObjectSink, export: Export) -> Export | None:
-    """Its record is no longer running (the API declared it dead): drop the upload, keep the record."""
-    _abort(sink, export)
-    return store.get(export.id)
+    """This invocation may no longer write the export. If it is over (the API declared it dead), the
+    upload is dropped; if another invocation claimed it, that one carries on with the upload."""
+    current = store.get(export.id)
+    if current is None or current.status != "running":
+        _abort(sink, export)
+    return current
 
 
 def _abort(sink: ObjectSink, export: Export) -> None:

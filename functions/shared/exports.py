@@ -50,9 +50,11 @@ class ExportStore(Protocol):
 
     def get(self, export_id: str) -> Export | None: ...
 
-    def save(self, export: Export) -> bool:
-        """Write ``export`` over the stored one if that is still ``running``; False otherwise (an
-        export already marked failed, for instance, is never brought back)."""
+    def save(self, export: Export, *, invocations: int | None = None) -> bool:
+        """Write ``export`` over the stored one if that is still ``running`` and has been invoked
+        ``invocations`` times (default: as many as ``export`` says); False otherwise. So an export
+        already marked failed is never brought back, and of two invocations that raced to carry the
+        same export on (an asynchronous event delivered twice), only the first to claim it writes."""
         ...
 
 
@@ -106,13 +108,16 @@ class DynamoExportStore:
             invocations=int(item.invocations or 0),
         )
 
-    def save(self, export: Export) -> bool:
+    def save(self, export: Export, *, invocations: int | None = None) -> bool:
         from pynamodb.exceptions import PutError
 
         from functions.shared.models import ExportModel
 
+        claimed = export.invocations if invocations is None else invocations
         try:
-            _model(export).save(condition=ExportModel.status == "running")
+            _model(export).save(
+                condition=(ExportModel.status == "running") & (ExportModel.invocations == claimed)
+            )
         except PutError as exc:
             if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
                 return False

@@ -227,6 +227,53 @@ def test_given_time_runs_low_when_a_part_is_uploaded_then_it_continues_in_a_new_
     )
 
 
+def test_given_the_same_start_delivered_twice_then_only_the_first_invocation_to_claim_it_writes(
+    reliability: Any,
+) -> None:
+    stack = Stack(seeded(2_500), min_part=4096)
+    export_id = stack.start(format="csv")
+    before = stack.store.items[export_id]
+    # Given one invocation that has claimed the export and uploaded parts before its time ran low
+    first = stack.work(export_id, iter([10_000] * 1_000))
+    assert first.status == "running" and first.upload_id is not None
+
+    # When a duplicate of the first event runs, having read the record before that claim
+    class StaleOnce(FakeExportStore):
+        stale = True
+
+        def get(self, wanted: str) -> Any:
+            if self.stale:
+                self.stale = False
+                return before
+            return super().get(wanted)
+
+    duplicate_store = StaleOnce(items=stack.store.items)
+    answer = worker.run(
+        export_id,
+        store=duplicate_store,
+        logs=stack.fake,
+        sink=stack.sink,
+        relaunch=stack.launcher,
+        remaining_ms=lambda: 600_000,
+        part_size=4096,
+    )
+    # Then it wrote nothing and left the upload open for the invocation that owns it
+    assert answer == first and stack.store.items[export_id] == first
+    assert stack.sink.uploads[first.upload_id].state == "open"
+    # And the owner's next invocation finishes the file, every log once
+    done = stack.work(export_id)
+    assert done.status == "succeeded"
+    assert list(csv.reader(io.StringIO(stack.file(export_id)))) == route_csv(stack.fake)
+    reliability.record(
+        "Faults",
+        "export: the worker's start event delivered twice",
+        1,
+        "one invocation writes",
+        lost=0,
+        doubled=0,
+    )
+
+
 def test_given_time_runs_out_before_one_part_is_full_then_the_export_fails_instead_of_looping() -> None:
     stack = Stack(seeded(2_500))
     export_id = stack.start(format="csv")
