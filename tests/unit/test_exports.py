@@ -18,6 +18,7 @@ import pytest
 from functions.api import exports as api_exports
 from functions.api import report_repository, reports
 from functions.api.export_schemas import ExportRequest
+from functions.api.report_repository import LogChunk, LogKey, LogQuery, TrackingLog
 from functions.api.report_schemas import LOG_COLUMNS
 from functions.exports import worker
 from functions.shared import exports
@@ -452,3 +453,72 @@ def test_the_export_routes_are_in_the_openapi_document(api: Stack) -> None:
     paths = json_body(call("GET", "/api/openapi.json"))["paths"]
     assert "202" in paths["/api/deliveries/{delivery_id}/tracking/exports"]["post"]["responses"]
     assert "/api/exports/{export_id}" in paths
+
+
+# --- bounded memory -----------------------------------------------------------------------------
+
+
+class GeneratedLogs(FakeReports):
+    """``count`` logs of d1, oldest first, made when a query reaches them: nothing is held in memory."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.add_delivery("d1")
+        self.count = count
+
+    def log(self, n: int) -> TrackingLog:
+        at = f"2026-12-01T{n // 3_600_000:02d}:{n // 60_000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z"
+        return TrackingLog(
+            delivery_id="d1", sk=f"{at}#e{n:07d}", event_id=f"e{n:07d}", recipient_id=f"r{n % 997}",
+            type="click", url_id="u1", url="https://shop.example/sale?from=mail", label="Sale", at=at,
+            browser="Firefox", os="Linux", device="desktop",
+        )  # fmt: skip
+
+    def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+        assert query.forward
+        start = 0 if start_after is None else int(start_after.sk.rsplit("#e", 1)[1]) + 1
+        end = min(start + max_read, self.count)
+        items = [self.log(n) for n in range(start, end)]
+        return LogChunk(items, len(items), LogKey("d1", items[-1].sk) if end < self.count else None)
+
+
+class CountingSink(FakeSink):
+    """Keeps only the size and line count of each part, as S3 would keep the bytes."""
+
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        self.largest_part = max(self.largest_part, len(data))
+        self.uploads[upload_id].parts[number] = str(data.count(b"\n")).encode()
+        return f'"etag-{number}"'
+
+    def complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        upload = self.uploads[upload_id]
+        assert [n for n, _ in parts] == sorted(upload.parts)
+        upload.state = "completed"
+
+
+def test_given_many_logs_then_the_worker_holds_about_one_part_in_memory_whatever_the_file_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tracemalloc
+
+    # What it holds is one part and one query's logs (1,000 in production, about 1 MB): fewer here,
+    # so that the part is what is measured.
+    monkeypatch.setattr(worker, "LOGS_PER_QUERY", 100)
+    count = 20_000
+    stack = Stack(GeneratedLogs(count))
+    stack.sink = CountingSink()
+    export_id = stack.start(format="csv", order="asc")
+    part_size = 64 * 1024
+    tracemalloc.start()
+    try:
+        done = stack.work(export_id, part_size=part_size)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    upload = next(iter(stack.sink.uploads.values()))
+    lines = sum(int(part) for part in upload.parts.values())
+    assert done.status == "succeeded" and done.rows == count and lines == count + 1  # and the header
+    file_size = len(upload.parts) * part_size  # about: every part but the last is one part size
+    assert file_size > 30 * part_size  # a file of many parts
+    # the part being filled, its copy on its way to S3 and one query's logs: a few parts, not the file
+    assert peak < 6 * part_size, f"peak {peak:,} bytes for a {file_size:,}-byte file"
