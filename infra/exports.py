@@ -59,11 +59,12 @@ class Exports(Construct):
             description="msgtrack exports: a delivery's tracking logs to a file in S3",
             memory_size=EXPORTS_MEMORY_MB,
             timeout=EXPORTS_TIMEOUT,
-            # A crashed invocation is tried once more: it resumes from the last part it recorded.
-            retry_attempts=EXPORTS_RETRY_ATTEMPTS,
-            max_event_age=Duration.hours(1),
         )
         self.function = self.handler.function
+        # A crashed invocation is tried once more: it resumes from the last part it recorded.
+        self.function.configure_async_invoke(
+            retry_attempts=EXPORTS_RETRY_ATTEMPTS, max_event_age=Duration.hours(1)
+        )
         self._grant_worker(storage)
         self._grant_api(storage, api)
 

@@ -160,4 +160,5 @@ def _matches(query: LogQuery, log: TrackingLog) -> bool:
         and (query.recipient_id is None or log.recipient_id == query.recipient_id)
         and (query.url_id is None or log.url_id == query.url_id)
         and (not query.counted_only or log.counted)
+        and (not query.human_only or log.machine is None)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.api.report_schemas import IsoTime, LogType, Order
+from functions.api.report_schemas import IsoTime, LogType, Order, Traffic
 from functions.shared.exports import ExportFormat, ExportStatus
 
 
@@ -20,6 +20,9 @@ class ExportRequest(BaseModel):
     since: IsoTime | None = Field(default=None, description="inclusive")
     until: IsoTime | None = Field(default=None, description="exclusive")
     order: Order = "desc"
+    traffic: Traffic = Field(
+        default="all", description="human: only the hits no machine made, as the logs route"
+    )
 
 
 class ExportStarted(BaseModel):

@@ -176,10 +176,18 @@ class LogQuery:
     recipient_id: str | None = None  # only with the delivery scope
     url_id: str | None = None
     counted_only: bool = False
+    human_only: bool = False  # only the logs no machine made (``machine`` absent)
 
     @property
     def filtered(self) -> bool:
-        return bool(self.types or self.delivery_id or self.recipient_id or self.url_id or self.counted_only)
+        return bool(
+            self.types
+            or self.delivery_id
+            or self.recipient_id
+            or self.url_id
+            or self.counted_only
+            or self.human_only
+        )
 
 
 @dataclass(frozen=True)
@@ -461,6 +469,9 @@ def _filters(query: LogQuery) -> Condition | None:
         conditions.append(TrackingLogModel.url_id == query.url_id)
     if query.counted_only:
         conditions.append(TrackingLogModel.counted == True)  # noqa: E712 - a PynamoDB condition
+    if query.human_only:
+        # A person's log has no machine attribute: PynamoDB leaves a None attribute out of the item.
+        conditions.append(TrackingLogModel.machine.does_not_exist())
     combined: Condition | None = None
     for condition in conditions:
         combined = condition if combined is None else combined & condition

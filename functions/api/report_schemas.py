@@ -155,6 +155,7 @@ class UrlIndicators(BaseModel):
     last_click: str | None
     human_clicks: int = Field(description="events no machine made")
     human_distinct_clicks: int = Field(description="distinct recipients with an event no machine made")
+    human_share: float = Field(description="of every human event on the delivery's URLs, percent")
 
 
 class UrlGroup(BaseModel):
@@ -164,6 +165,8 @@ class UrlGroup(BaseModel):
     clicks: int
     share: float
     url_ids: list[str]
+    human_clicks: int = Field(description="events no machine made")
+    human_share: float = Field(description="of every human event on the delivery's URLs, percent")
 
 
 class UrlReport(BaseModel):

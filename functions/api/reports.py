@@ -336,9 +336,12 @@ def url_report(
     else:
         stats = repo.url_stats(delivery_id)
     counted = {url.url_id: stats.get(url.url_id, UrlStats(url.url_id)) for url in urls}
-    total = sum(s.clicks for s in counted.values())
-    rows = [_url_row(url, counted[url.url_id], total) for url in urls]
-    groups = _groups(urls, counted, total, group_by) if group_by else None
+    totals = _Totals(
+        clicks=sum(s.clicks for s in counted.values()),
+        human_clicks=sum(s.human_clicks for s in counted.values()),
+    )
+    rows = [_url_row(url, counted[url.url_id], totals) for url in urls]
+    groups = _groups(urls, counted, totals, group_by) if group_by else None
     return UrlReport(
         urls=rows,
         groups=groups,
@@ -347,7 +350,15 @@ def url_report(
     )
 
 
-def _url_row(url: TrackedUrl, stats: UrlStats, total: int) -> UrlIndicators:
+@dataclass(frozen=True)
+class _Totals:
+    """Every event on the delivery's URLs, and the human ones: what a URL's shares are of."""
+
+    clicks: int
+    human_clicks: int
+
+
+def _url_row(url: TrackedUrl, stats: UrlStats, totals: _Totals) -> UrlIndicators:
     return UrlIndicators(
         id=url.url_id,
         url=url.url,
@@ -356,25 +367,34 @@ def _url_row(url: TrackedUrl, stats: UrlStats, total: int) -> UrlIndicators:
         tracked=url.tracked,
         clicks=stats.clicks,
         distinct_clicks=stats.distinct_clicks,
-        share=rate(stats.clicks, total),
+        share=rate(stats.clicks, totals.clicks),
         first_click=stats.first_click,
         last_click=stats.last_click,
         human_clicks=stats.human_clicks,
         human_distinct_clicks=stats.human_distinct_clicks,
+        human_share=rate(stats.human_clicks, totals.human_clicks),
     )
 
 
 def _groups(
-    urls: Sequence[TrackedUrl], stats: Mapping[str, UrlStats], total: int, group_by: str
+    urls: Sequence[TrackedUrl], stats: Mapping[str, UrlStats], totals: _Totals, group_by: str
 ) -> list[UrlGroup]:
-    keyed: dict[str, tuple[int, list[str]]] = {}
+    keyed: dict[str, tuple[int, int, list[str]]] = {}
     for url in urls:
         key = {"url": url.url, "label": url.label, "category": url.category}[group_by]
-        clicks, url_ids = keyed.get(key, (0, []))
-        keyed[key] = (clicks + stats[url.url_id].clicks, [*url_ids, url.url_id])
+        clicks, human_clicks, url_ids = keyed.get(key, (0, 0, []))
+        counted = stats[url.url_id]
+        keyed[key] = (clicks + counted.clicks, human_clicks + counted.human_clicks, [*url_ids, url.url_id])
     groups = [
-        UrlGroup(key=key, clicks=clicks, share=rate(clicks, total), url_ids=url_ids)
-        for key, (clicks, url_ids) in keyed.items()
+        UrlGroup(
+            key=key,
+            clicks=clicks,
+            share=rate(clicks, totals.clicks),
+            url_ids=url_ids,
+            human_clicks=human_clicks,
+            human_share=rate(human_clicks, totals.human_clicks),
+        )
+        for key, (clicks, human_clicks, url_ids) in keyed.items()
     ]
     return sorted(groups, key=lambda group: (-group.clicks, group.key))
 
@@ -580,6 +600,7 @@ class LogRequest:
     order: str = "desc"
     limit: int = 50
     cursor: str | None = None
+    traffic: str = "all"  # "human": only the logs no machine made
 
 
 def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository | None = None) -> LogPage:
@@ -603,6 +624,7 @@ def delivery_log_query(delivery_id: str, request: LogRequest) -> LogQuery:
         types=frozenset({request.type}) if request.type else None,
         recipient_id=request.recipient_id or None,
         url_id=request.url_id or None,
+        human_only=request.traffic == "human",
     )
 
 
@@ -620,6 +642,7 @@ def recipient_logs(
         types=frozenset({request.type}) if request.type else None,
         delivery_id=request.delivery_id or None,
         url_id=request.url_id or None,
+        human_only=request.traffic == "human",
     )
     start_after = _start_after(query, request.cursor)
     logs, next_key = _read_page(repo, query, start_after, request.limit)
@@ -674,6 +697,7 @@ def _fingerprint(query: LogQuery) -> str:
         query.recipient_id,
         query.url_id,
         query.counted_only,
+        *(["human"] if query.human_only else []),  # cursors of all traffic stay as they were
     ]
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 

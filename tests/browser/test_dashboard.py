@@ -20,6 +20,7 @@ import requests
 from tests.browser.conftest import Stack, Watch
 
 XSS = "<img src=x onerror=alert(1)>"
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 CHART_HEIGHT = 280  # chart.js: the time labels sit 10 units above its bottom
 INDICATORS = (
     "sent",
@@ -104,10 +105,14 @@ def test_the_indicator_cards_match_the_api(
     # When its Tracking tab is opened
     open_tab(page, stack, stack.newsletter_id, "overview")
     page.wait_for_selector(".card[data-indicator='sent']")
-    # Then every card shows the API's figure
+    # Then every card shows the API's figure: the people's where there is one, all traffic's beside it
     for field in INDICATORS:
-        value = page.locator(f".card[data-indicator='{field}'] .card-value").inner_text()
-        assert value == shown(stats[field]), field
+        card = page.locator(f".card[data-indicator='{field}']")
+        if field in stats["human"]:
+            assert card.locator(".card-value").inner_text() == shown(stats["human"][field]), field
+            assert card.locator(".card-all-value").inner_text() == shown(stats[field]), field
+        else:
+            assert card.locator(".card-value").inner_text() == shown(stats[field]), field
     # And the title is the delivery's label
     label = stack.get(f"/api/deliveries/{stack.newsletter_id}")["label"]
     page.wait_for_function("label => document.querySelector('h1').textContent === label", arg=label)
@@ -119,7 +124,8 @@ def test_the_chart_draws_the_timeline_per_hour_and_per_day(
     signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path
 ) -> None:
     page, watch = signed_in
-    stats = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/statistics")
+    # (the chart counts people's hits until switched to all traffic)
+    stats = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/statistics", traffic="human")
     open_tab(page, stack, stack.newsletter_id, "overview")
     chart = page.locator("svg.chart")
     chart.wait_for()
@@ -156,16 +162,19 @@ def test_the_chart_draws_the_timeline_per_hour_and_per_day(
 
 def test_urls_and_click_streams(signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path) -> None:
     page, watch = signed_in
+    # (people's clicks until the switch says all traffic)
     report = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/urls")
-    streams = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/click-streams", limit=20)
+    streams = stack.get(
+        f"/api/deliveries/{stack.newsletter_id}/tracking/click-streams", limit=20, traffic="human"
+    )
     open_tab(page, stack, stack.newsletter_id, "urls")
     # Every tracked URL is listed, the most clicked first, with its share
     rows = page.locator("section:has(h2:text('Tracked URLs')) table tbody tr")
     rows.first.wait_for()
     assert rows.count() == len(report["urls"])
-    top = min(report["urls"], key=lambda url: (-url["clicks"], url["label"]))  # ties: by label, as shown
+    top = min(report["urls"], key=lambda url: (-url["human_clicks"], url["label"]))  # ties: by label
     assert rows.first.locator("td").nth(0).inner_text().startswith(top["label"])
-    assert rows.first.locator(".pct").inner_text() == shown(top["share"])
+    assert rows.first.locator(".pct").inner_text() == shown(top["human_share"])
     # The top paths and the link-to-link moves are the API's
     paths = page.locator(".paths tbody tr")
     paths.first.wait_for()
@@ -190,7 +199,7 @@ def test_hot_clicks_show_each_links_share_in_the_message(
     signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path
 ) -> None:
     page, watch = signed_in
-    hot = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/hot-clicks")
+    hot = stack.get(f"/api/deliveries/{stack.newsletter_id}/tracking/hot-clicks", traffic="human")
     open_tab(page, stack, stack.newsletter_id, "hot-clicks")
     # The links table shows the API's percentages, hottest first
     rows = page.locator(".hot table tbody tr")
@@ -234,8 +243,8 @@ def test_the_tracking_logs_page_forward_and_back(
 ) -> None:
     page, watch = signed_in
     path = f"/api/deliveries/{stack.newsletter_id}/tracking/logs"
-    first = stack.get(path, limit=10)
-    second = stack.get(path, limit=10, cursor=first["next_cursor"])
+    first = stack.get(path, limit=10, traffic="human")  # people's hits until switched to all traffic
+    second = stack.get(path, limit=10, traffic="human", cursor=first["next_cursor"])
     open_tab(page, stack, stack.newsletter_id, "logs")
     page.locator("table.logs tbody tr[data-event-id]").first.wait_for()
     # When 10 logs a page are asked for
@@ -258,7 +267,7 @@ def test_the_tracking_logs_page_forward_and_back(
     page.wait_for_function(
         "() => [...document.querySelectorAll('table.logs .badge')].every(b => b.textContent === 'click')"
     )
-    clicks = stack.get(path, limit=10, type="click")
+    clicks = stack.get(path, limit=10, type="click", traffic="human")
     assert event_ids(page) == [item["event_id"] for item in clicks["items"]]
     screenshot(page, tmp_path, "logs-clicks")
     clean(watch)
@@ -268,8 +277,9 @@ def test_the_recipient_tab_lists_a_recipients_clicks_across_deliveries(
     signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path
 ) -> None:
     page, watch = signed_in
-    # Given r0001, who clicked in the newsletter and in the follow-up
-    expected = stack.get("/api/recipients/r0001/tracking", type="click", limit=25)
+    # Given r0001, who clicked in the newsletter and in the follow-up (a bot polled one of the links too:
+    # people's hits are listed until the switch says all traffic)
+    expected = stack.get("/api/recipients/r0001/tracking", type="click", limit=25, traffic="human")
     labels = {stack.get(f"/api/deliveries/{d}")["label"] for d in (stack.newsletter_id, stack.follow_up_id)}
     assert {item["delivery_label"] for item in expected["items"]} == labels
     # When the recipient is looked up
@@ -292,7 +302,9 @@ def test_the_recipient_tab_lists_a_recipients_clicks_across_deliveries(
         "first => document.querySelector('table.logs tbody tr[data-event-id]').dataset.eventId !== first",
         arg=expected["items"][0]["event_id"],
     )
-    oldest_first = stack.get("/api/recipients/r0001/tracking", type="click", limit=25, order="asc")
+    oldest_first = stack.get(
+        "/api/recipients/r0001/tracking", type="click", limit=25, order="asc", traffic="human"
+    )
     assert event_ids(page) == [item["event_id"] for item in oldest_first["items"]]
     clean(watch)
 
@@ -351,7 +363,10 @@ def test_a_label_that_looks_like_html_stays_text(
     ).json()
     href = re.search(r'href="([^"]*/r/[^"]+)"', rendered["messages"][0]["html"])
     assert href is not None
-    assert requests.get(href[1].replace("&amp;", "&"), allow_redirects=False, timeout=30).status_code == 302
+    clicked = requests.get(  # in a browser: a script's User-Agent would make it a bot's hit
+        href[1].replace("&amp;", "&"), headers={"User-Agent": CHROME}, allow_redirects=False, timeout=30
+    )
+    assert clicked.status_code == 302
     start_and_wait_for_a_run(stack)
     page, watch = signed_in
 
@@ -383,9 +398,11 @@ def test_the_log_tables_say_which_machine_made_a_hit_and_why(
     path = f"/api/deliveries/{stack.newsletter_id}/tracking/logs"
     opens = stack.get(path, limit=25, type="open", order="asc")["items"]
     assert any(item["machine"] == "apple_mpp" for item in opens)
-    # When the delivery's opens are listed
+    # When the delivery's opens of all traffic are listed
     open_tab(page, stack, stack.newsletter_id, "logs")
     page.locator("table.logs tbody tr[data-event-id]").first.wait_for()
+    page.click(".log-browser button[data-traffic='all']")
+    page.wait_for_selector(".log-browser[data-traffic='all']")
     page.select_option("select[name=type]", "open")
     page.click("form[aria-label='Filter the tracking logs'] button[type=submit]")
     page.wait_for_function(

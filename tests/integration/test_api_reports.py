@@ -241,6 +241,7 @@ def test_urls(seeded: None) -> None:
             "last_click": "2026-11-23T09:40:00.000Z",
             "human_clicks": 3,
             "human_distinct_clicks": 1,
+            "human_share": 100.0,
         },
         {
             "id": "u2",
@@ -255,6 +256,7 @@ def test_urls(seeded: None) -> None:
             "last_click": None,
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
         {
             "id": "u3",
@@ -269,6 +271,7 @@ def test_urls(seeded: None) -> None:
             "last_click": None,
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
     ]
 
@@ -276,8 +279,22 @@ def test_urls(seeded: None) -> None:
 def test_urls_grouped_by_category(seeded: None) -> None:
     body = ok("/api/deliveries/d1/tracking/urls", {"group_by": "category"})
     assert body["groups"] == [
-        {"key": "click", "clicks": 5, "share": 62.5, "url_ids": ["u1", "u2"]},
-        {"key": "opt_out", "clicks": 3, "share": 37.5, "url_ids": ["u3"]},
+        {
+            "key": "click",
+            "clicks": 5,
+            "share": 62.5,
+            "url_ids": ["u1", "u2"],
+            "human_clicks": 3,
+            "human_share": 100.0,
+        },
+        {
+            "key": "opt_out",
+            "clicks": 3,
+            "share": 37.5,
+            "url_ids": ["u3"],
+            "human_clicks": 0,
+            "human_share": 0.0,
+        },
     ]
     assert len(body["urls"]) == 3
 

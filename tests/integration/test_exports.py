@@ -101,7 +101,11 @@ def test_the_stored_record_cannot_be_brought_back_once_failed(stack: FakeLaunche
     export_id = json_body(call("POST", "/api/deliveries/d1/tracking/exports", {"format": "jsonl"}))["id"]
     store = exports.DynamoExportStore()
     export = store.get(export_id)
-    assert export is not None and export.status == "running" and export.filters == {"order": "desc"}
+    assert (
+        export is not None
+        and export.status == "running"
+        and export.filters == {"order": "desc", "traffic": "all"}
+    )
     assert store.save(export.but(status="failed", error="stopped"))
     assert not store.save(export.but(rows=3))
     assert exports_handler({"export_id": export_id}, FakeContext())["status"] == "failed"

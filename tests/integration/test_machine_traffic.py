@@ -117,3 +117,9 @@ def test_every_hit_carries_its_verdict_to_the_raw_event_and_the_log() -> None:
         "open with User-Agent Mozilla/5.0 from 17.0.0.0/8 (Apple, AS714)",
     ) in verdicts
     assert ("click", "bot", "User-Agent python-requests") in verdicts
+    # And with traffic=human (a DynamoDB filter on the missing machine attribute) only the person's
+    # click is listed, on the delivery's and on the recipient's Tracking tab
+    for path in (f"/api/deliveries/{delivery}/tracking/logs", "/api/recipients/r1/tracking"):
+        answer = api(http_event("GET", path, query={"traffic": "human"}), FakeContext())
+        people = json_body(answer)["items"]
+        assert [(log["type"], log["machine"]) for log in people] == [("click", None)], path

@@ -122,6 +122,23 @@ def test_url_rows_carry_human_clicks(fake: FakeReports) -> None:
     ]
 
 
+def test_url_rows_and_groups_carry_the_share_of_human_clicks(fake: FakeReports) -> None:
+    # Given URL 1 with 6 clicks (1 human) and URL 2 with 3 (3 human)
+    # When the URL report is asked for, grouped by category (both are click links)
+    answer = json_body(call("/api/deliveries/d1/tracking/urls", {"group_by": "category"}))
+    # Then each row's human share is of the 4 human clicks, beside its share of all 9
+    shares = [(r["id"], r["share"], r["human_share"]) for r in answer["urls"]]
+    assert shares == [("1", 66.67, 25.0), ("2", 33.33, 75.0)]
+    # And the group adds up the human clicks as it adds up the clicks
+    [group] = answer["groups"]
+    assert (group["clicks"], group["share"], group["human_clicks"], group["human_share"]) == (
+        9,
+        100.0,
+        4,
+        100.0,
+    )
+
+
 def test_hot_clicks_with_traffic_human_give_percents_of_human_hits(fake: FakeReports) -> None:
     everyone = reports.hot_clicks("d1", repo=fake)
     people = json_body(call("/api/deliveries/d1/tracking/hot-clicks", {"traffic": "human"}))
@@ -133,7 +150,7 @@ def test_hot_clicks_with_traffic_human_give_percents_of_human_hits(fake: FakeRep
     ]
 
 
-@pytest.mark.parametrize("route", ["statistics", "hot-clicks", "click-streams"])
+@pytest.mark.parametrize("route", ["statistics", "hot-clicks", "click-streams", "logs"])
 def test_an_unknown_traffic_value_is_a_422(fake: FakeReports, route: str, reliability: Any) -> None:
     response = call(f"/api/deliveries/d1/tracking/{route}", {"traffic": "robots"})
     reliability.record(
@@ -176,3 +193,71 @@ def test_click_streams_with_traffic_human_follow_human_clicks_only(fake: FakeRep
         == everyone["pages"]
         == [{"after_url_id": "2", "url": "https://shop.example/b", "views": 4}]
     )
+
+
+def machine_and_person_logs(fake: FakeReports) -> None:
+    """Seven logs of d1, oldest first: a person's open and click between machines' hits."""
+    fake.add_log("d1", "e1", "2026-11-23T08:00:01Z", machine="apple_mpp", machine_reason="MPP")
+    fake.add_log("d1", "e2", "2026-11-23T08:00:02Z", recipient_id="r2", type="click", url_id="1")
+    fake.add_log("d1", "e3", "2026-11-23T08:00:03Z", type="click", url_id="1", machine="bot")
+    fake.add_log("d1", "e4", "2026-11-23T08:00:04Z", recipient_id="r2")
+    fake.add_log("d1", "e5", "2026-11-23T08:00:05Z", type="click", machine="scanner")
+    fake.add_log("d1", "e6", "2026-11-23T08:00:06Z", type="click", url_id="2", machine="scanner")
+    fake.add_log("d1", "e7", "2026-11-23T08:00:07Z", recipient_id="r2", type="click", url_id="2")
+
+
+def test_logs_with_traffic_human_leave_machine_hits_out_page_by_page(fake: FakeReports) -> None:
+    # Given a person's three hits among four machines' hits
+    machine_and_person_logs(fake)
+    path = "/api/deliveries/d1/tracking/logs"
+    # When the logs are asked for with traffic=human, two a page, oldest first
+    first = json_body(call(path, {"traffic": "human", "limit": "2", "order": "asc"}))
+    second = json_body(
+        call(path, {"traffic": "human", "limit": "2", "order": "asc", "cursor": first["next_cursor"]})
+    )
+    # Then only the person's hits are listed, in order, across pages
+    assert [item["event_id"] for item in first["items"] + second["items"]] == ["e2", "e4", "e7"]
+    assert second["next_cursor"] is None
+    assert all(item["machine"] is None for item in first["items"] + second["items"])
+    # And traffic=all (the default) lists every hit
+    everyone = json_body(call(path, {"traffic": "all", "order": "asc"}))
+    assert [item["event_id"] for item in everyone["items"]] == [f"e{n}" for n in range(1, 8)]
+    # And a cursor of the human pages is not one of all traffic's
+    mixed = call(path, {"traffic": "all", "limit": "2", "order": "asc", "cursor": first["next_cursor"]})
+    assert mixed["statusCode"] == 400
+
+
+def test_logs_with_traffic_human_combine_with_the_other_filters_and_csv(fake: FakeReports) -> None:
+    machine_and_person_logs(fake)
+    path = "/api/deliveries/d1/tracking/logs"
+    clicks = json_body(call(path, {"traffic": "human", "type": "click", "order": "asc"}))
+    assert [item["event_id"] for item in clicks["items"]] == ["e2", "e7"]
+    csv = call(path, {"traffic": "human", "format": "csv", "order": "asc"})
+    lines = csv["body"].strip().splitlines()
+    assert lines[0].startswith("event_id,")
+    assert [line.split(",")[0] for line in lines[1:]] == ["e2", "e4", "e7"]
+
+
+def test_the_recipient_tab_with_traffic_human_leaves_machine_hits_out(
+    fake: FakeReports, reliability: Any
+) -> None:
+    # Given r1's hits: MPP, a bot, two scanner hits (r2's are a person's)
+    machine_and_person_logs(fake)
+    fake.add_log("d1", "e8", "2026-11-23T09:00:00Z", type="click", url_id="1")
+    # When r1's Tracking tab is asked for human traffic, then all traffic
+    people = json_body(call("/api/recipients/r1/tracking", {"traffic": "human", "order": "asc"}))
+    everyone = json_body(call("/api/recipients/r1/tracking", {"order": "asc"}))
+    # Then the human list holds r1's one person hit only
+    assert [item["event_id"] for item in people["items"]] == ["e8"]
+    assert [item["event_id"] for item in everyone["items"]] == ["e1", "e3", "e5", "e6", "e8"]
+    # And an unknown traffic is a 422 naming the parameter
+    bad = call("/api/recipients/r1/tracking", {"traffic": "robots"})
+    reliability.record(
+        "Bad input",
+        "recipients/{id}/tracking?traffic=robots (neither all nor human)",
+        1,
+        "422 naming the parameter",
+        0 if bad["statusCode"] == 422 else 1,
+        0,
+    )
+    assert bad["statusCode"] == 422 and "traffic" in bad["body"]

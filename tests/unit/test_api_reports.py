@@ -259,6 +259,7 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "last_click": T.format(50),
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
         {
             "id": "u2",
@@ -273,6 +274,7 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "last_click": T.format(40),
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
         {
             "id": "u3",
@@ -287,6 +289,7 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "last_click": T.format(3),
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
         {
             "id": "u4",
@@ -301,6 +304,7 @@ def test_url_report_lists_every_tracked_url_with_its_share_of_url_events(fake: F
             "last_click": None,
             "human_clicks": 0,
             "human_distinct_clicks": 0,
+            "human_share": 0.0,
         },
     ]
     assert report.groups is None

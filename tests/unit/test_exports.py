@@ -147,6 +147,15 @@ def test_given_filters_when_exported_as_jsonl_then_each_line_is_the_routes_log_w
     assert lines[0]["machine"] is None and "machine_reason" in lines[0]
 
 
+def test_given_traffic_human_when_exported_then_machine_hits_are_left_out_as_the_route_leaves_them() -> None:
+    stack = Stack(seeded(400))
+    export_id = stack.start(format="jsonl", traffic="human")
+    done = stack.work(export_id)
+    lines = [json.loads(line) for line in stack.file(export_id).splitlines()]
+    assert lines == route_pages(stack.fake, traffic="human")
+    assert done.rows == 360 and all(line["machine"] is None for line in lines)  # every 10th is a bot
+
+
 def test_given_a_recipient_filter_when_exported_then_only_that_recipients_logs_are_in_it() -> None:
     stack = Stack(seeded(260))
     export_id = stack.start(format="csv", recipient_id="r5")
@@ -411,7 +420,12 @@ def test_handler_starts_an_export_with_202_audits_it_and_answers_its_status(
     export_id = json_body(response)["id"]
     assert api.launcher.launched == [export_id]
     assert audit_trail.actions() == ["export_requested"]
-    assert audit_trail.entries[0].after == {"format": "csv", "type": "open", "order": "desc"}
+    assert audit_trail.entries[0].after == {
+        "format": "csv",
+        "type": "open",
+        "order": "desc",
+        "traffic": "all",
+    }
     running = json_body(call("GET", f"/api/exports/{export_id}"))
     assert (running["status"], running["url"]) == ("running", None)
     api.work(export_id)

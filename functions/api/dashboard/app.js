@@ -5,6 +5,7 @@ import { auditView } from "./audit.js";
 import { deliveriesView } from "./deliveries.js";
 import { deliveryView } from "./delivery.js";
 import { h } from "./dom.js";
+import { machineDetectionView } from "./machinedetection.js";
 import { recipientView } from "./recipient.js";
 import { urlRulesView } from "./urlrules.js";
 import { webTrackingView } from "./webtracking.js";
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^#\/workflow\/?$/, "workflow", (view) => workflowView(view)],
   [/^#\/web-tracking\/?$/, "web-tracking", (view) => webTrackingView(view)],
   [/^#\/url-rules\/?$/, "url-rules", (view) => urlRulesView(view)],
+  [/^#\/machine-detection\/?$/, "machine-detection", (view) => machineDetectionView(view)],
   [/^#\/audit\/?$/, "audit", (view) => auditView(view)],
 ];
 

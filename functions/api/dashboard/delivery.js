@@ -1,26 +1,11 @@
-// A delivery's Tracking tab: indicators and charts, URLs and click streams, hot clicks, tracking logs.
+// A delivery's Tracking tab: its tabs (the Overview lives in overview.js), URLs and click streams, link
+// settings, hot clicks, tracking logs.
 
 import { api } from "./api.js";
-import { timelineChart } from "./chart.js";
-import {
-  compactWhen,
-  confirmedAction,
-  count,
-  externalLink,
-  failure,
-  h,
-  hours,
-  inputFromIso,
-  isoFromInput,
-  loading,
-  money,
-  percent,
-  shareCell,
-  table,
-  when,
-} from "./dom.js";
+import { compactWhen, confirmedAction, count, externalLink, failure, h, inputFromIso, isoFromInput, loading, shareCell, table, when } from "./dom.js";
 import { AMOUNT_COLUMN, LOG_TYPES, MACHINE_COLUMN, logBrowser } from "./logtable.js";
-import { trackingTestPanel } from "./trackingtest.js";
+import { overview } from "./overview.js";
+import { currentTraffic, trafficBar } from "./traffic.js";
 
 const TABS = [
   ["overview", "Overview"],
@@ -29,47 +14,9 @@ const TABS = [
   ["hot-clicks", "Hot clicks"],
   ["logs", "Tracking logs"],
 ];
-const HEADLINE = [
-  ["sent", "Sent", count],
-  ["delivered", "Delivered", count],
-  ["open_rate", "Open rate", percent],
-  ["click_rate", "Click rate", percent],
-  ["reactivity", "Reactivity", percent],
-];
-const DETAILS = [
-  ["opens", "Opens", count, "recipients who opened"],
-  ["total_opens", "Total opens", count, "open-pixel loads"],
-  ["clicks", "Clicks", count, "recipients who clicked"],
-  ["total_clicks", "Total clicks", count, "clicks on links"],
-  ["person_clicks", "Person clicks", count, "browsers that clicked"],
-  ["estimated_forwards", "Estimated forwards", count, "more persons than recipients"],
-  ["opt_outs", "Opt-outs", count, "recipients who opted out"],
-  ["mirror_page_views", "Mirror page views", count, "views in a browser"],
-  ["page_views", "Page views", count, "site pages seen after a click"],
-  ["transactions", "Transactions", count, "purchases after a click"],
-  ["transaction_amount", "Transaction amount", amounts, "per currency"],
-];
-const HOURLY_UP_TO = 72; // hours of activity shown per hour; longer ones per day
 const TOP_MOVES = 20;
 const TOP_PAGES = 20;
 const CATEGORY = { click: "Click", opt_out: "Opt-out", mirror: "Mirror page" };
-
-/** The transaction amount per currency, one line each in currency-code order: {"EUR": 62.4}. */
-function amounts(perCurrency) {
-  const entries = Object.entries(perCurrency ?? {}).sort(([a], [b]) => a.localeCompare(b));
-  if (!entries.length) return "–";
-  return entries.map(([currency, amount]) => h("div", { class: "amount", dataset: { currency } }, money(amount, currency)));
-}
-
-function card([field, title, show, note], stats) {
-  return h(
-    "div",
-    { class: "card", dataset: { indicator: field } },
-    h("div", { class: "card-label" }, title),
-    h("div", { class: "card-value" }, show(stats[field])),
-    note ? h("div", { class: "card-note" }, note) : null,
-  );
-}
 
 export function deliveryView(view, deliveryId, tabName) {
   const current = TABS.some(([name]) => name === tabName) ? tabName : "overview";
@@ -110,112 +57,6 @@ export function deliveryView(view, deliveryId, tabName) {
   render(content, deliveryId, delivery).catch((error) => content.replaceChildren(failure(error)));
 }
 
-// --- overview --------------------------------------------------------------------------------------
-
-async function overview(content, deliveryId) {
-  const stats = await api.statistics(deliveryId);
-  const chartHolder = h("div", { class: "chart-holder" });
-  const spanHours = stats.timeline.length
-    ? (Date.parse(stats.timeline.at(-1).at) - Date.parse(stats.timeline[0].at)) / 3_600_000 + 1
-    : 0;
-  let interval = spanHours > HOURLY_UP_TO ? "day" : "hour";
-  const toggle = h("div", { class: "toggle", role: "group", "aria-label": "Interval" });
-  const drawChart = () => {
-    const points = interval === "day" ? stats.timeline_daily : stats.timeline;
-    const chart = timelineChart(points, interval);
-    chartHolder.replaceChildren(chart ?? h("p", { class: "empty" }, "No opens or clicks yet."));
-    for (const button of toggle.children) button.classList.toggle("active", button.dataset.interval === interval);
-  };
-  for (const [value, label] of [
-    ["hour", "Per hour"],
-    ["day", "Per day"],
-  ]) {
-    toggle.append(
-      h(
-        "button",
-        {
-          type: "button",
-          dataset: { interval: value },
-          onclick: () => {
-            interval = value;
-            drawChart();
-          },
-        },
-        label,
-      ),
-    );
-  }
-  drawChart();
-
-  const reach = stats.time_to_reach;
-  content.replaceChildren(
-    h("div", { class: "cards headline" }, HEADLINE.map((field) => card(field, stats))),
-    h("div", { class: "cards" }, DETAILS.map((field) => card(field, stats))),
-    trackingTestPanel(deliveryId),
-    h(
-      "section",
-      { class: "panel" },
-      h(
-        "div",
-        { class: "panel-head" },
-        h("h2", {}, "Opens and clicks over time"),
-        h("div", { class: "legend" }, h("span", {}, h("span", { class: "swatch opens" }), "Opens (pixel loads)"), h("span", {}, h("span", { class: "swatch clicks" }), "Clicks")),
-        toggle,
-      ),
-      chartHolder,
-    ),
-    h(
-      "section",
-      { class: "panel" },
-      h("h2", {}, "How fast opens and clicks came in"),
-      h("p", { class: "muted small" }, reach.since ? `Counted in whole hours from ${when(reach.since)}, the first hour with an open or a click.` : "No opens or clicks yet."),
-      table(
-        [{ title: "" }, { title: "Half of them within", numeric: true }, { title: "90 % of them within", numeric: true }],
-        [
-          ["Opens", hours(reach.opens.hours_to_50_percent), hours(reach.opens.hours_to_90_percent)],
-          ["Clicks", hours(reach.clicks.hours_to_50_percent), hours(reach.clicks.hours_to_90_percent)],
-        ],
-      ),
-    ),
-    h(
-      "section",
-      { class: "panel" },
-      h("h2", {}, "Breakdowns"),
-      h(
-        "div",
-        { class: "grid-4" },
-        breakdown("Browser", stats.breakdowns.browser, "events"),
-        breakdown("Operating system", stats.breakdowns.os, "events"),
-        breakdown("Device", stats.breakdowns.device, "events"),
-      ),
-      h("h3", {}, "Email domain (recipients, rated against messages sent to the domain)"),
-      table(
-        [
-          { title: "Domain" },
-          { title: "Sent", numeric: true },
-          { title: "Opens", numeric: true },
-          { title: "Open rate", numeric: true },
-          { title: "Clicks", numeric: true },
-          { title: "Click rate", numeric: true },
-        ],
-        stats.breakdowns.domain.map((row) => [row.name, count(row.sent), count(row.opens), percent(row.open_rate), count(row.clicks), percent(row.click_rate)]),
-      ),
-    ),
-  );
-}
-
-function breakdown(title, rows, unit) {
-  return h(
-    "div",
-    { class: "breakdown" },
-    h("h3", {}, title),
-    table(
-      [{ title: "Name" }, { title: `Opens (${unit})`, numeric: true }, { title: `Clicks (${unit})`, numeric: true }],
-      rows.map((row) => [row.name, count(row.opens), count(row.clicks)]),
-    ),
-  );
-}
-
 // --- URLs and click streams ------------------------------------------------------------------------
 
 async function urlsTab(content, deliveryId) {
@@ -244,21 +85,37 @@ async function urlsTab(content, deliveryId) {
   const report = h("div", {}, loading("Loading the URL report…"));
   const streams = h("div", {}, loading("Loading click streams…"));
   content.replaceChildren(
+    trafficBar("in the URL table and the click streams", () => Promise.all([showReport(), showStreams()])),
     h("section", { class: "panel" }, h("h2", {}, "Tracked URLs"), form, report),
     h("section", { class: "panel" }, h("h2", {}, "Click streams"), h("p", { class: "muted small" }, "The order in which recipients clicked the links: a link clicked again straight away counts once."), streams),
   );
 
   let labels = new Map();
+  let reports = 0;
   const showReport = async () => {
+    const mine = ++reports;
+    const traffic = currentTraffic();
     report.replaceChildren(loading("Loading the URL report…"));
     try {
       const answer = await api.urls(deliveryId, { group_by: groupBy.value, since: isoFromInput(since.value), until: isoFromInput(until.value) });
       labels = new Map(answer.urls.map((url) => [url.id, url.label]));
-      report.replaceChildren(urlTables(answer));
+      if (mine === reports) report.replaceChildren(urlTables(answer, traffic));
     } catch (error) {
-      report.replaceChildren(failure(error));
+      if (mine === reports) report.replaceChildren(failure(error));
     }
     return labels;
+  };
+  let streamReads = 0;
+  const showStreams = async () => {
+    const mine = ++streamReads;
+    const traffic = currentTraffic();
+    try {
+      const paths = await api.clickStreams(deliveryId, { limit: 20, traffic });
+      const known = labels.size ? labels : await showReport();
+      if (mine === streamReads) streams.replaceChildren(clickStreams(paths, known, traffic));
+    } catch (error) {
+      if (mine === streamReads) streams.replaceChildren(failure(error));
+    }
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -278,15 +135,25 @@ async function urlsTab(content, deliveryId) {
     showReport();
   });
 
-  const [urlLabels, paths] = await Promise.all([showReport(), api.clickStreams(deliveryId, { limit: 20 })]);
-  streams.replaceChildren(clickStreams(paths, urlLabels));
+  await showReport();
+  await showStreams();
 }
 
-function urlTables(answer) {
-  const rows = [...answer.urls].sort((a, b) => b.clicks - a.clicks || a.label.localeCompare(b.label));
+// What a URL row (or group) counts for the traffic chosen: people's clicks, or every click.
+const URL_FIGURES = {
+  human: { clicks: "human_clicks", distinct: "human_distinct_clicks", share: "human_share" },
+  all: { clicks: "clicks", distinct: "distinct_clicks", share: "share" },
+};
+
+function urlTables(answer, traffic) {
+  const figures = URL_FIGURES[traffic];
+  const rows = [...answer.urls].sort((a, b) => b[figures.clicks] - a[figures.clicks] || a.label.localeCompare(b.label));
   const parts = [];
   if (answer.since || answer.until) {
     parts.push(h("p", { class: "muted small" }, `Counted from ${when(answer.since)} until ${when(answer.until)}.`));
+  }
+  if (traffic === "human") {
+    parts.push(h("p", { class: "muted small" }, "People's clicks only; the first and last click are of all traffic."));
   }
   parts.push(
     table(
@@ -304,9 +171,9 @@ function urlTables(answer) {
         h("span", { class: "url-label" }, url.label, url.tracked ? null : h("span", { class: "badge" }, " not tracked")),
         externalLink(url.url),
         CATEGORY[url.category] ?? url.category,
-        count(url.clicks),
-        count(url.distinct_clicks),
-        shareCell(url.share),
+        count(url[figures.clicks]),
+        count(url[figures.distinct]),
+        shareCell(url[figures.share]),
         compactWhen(url.first_click),
         compactWhen(url.last_click),
       ]),
@@ -319,23 +186,23 @@ function urlTables(answer) {
       h("h3", {}, "Groups"),
       table(
         [{ title: "Group" }, { title: "Links" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
-        answer.groups.map((group) => [
+        [...answer.groups].sort((a, b) => b[figures.clicks] - a[figures.clicks] || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((group) => [
           CATEGORY[group.key] ?? group.key,
           group.url_ids.map((id) => names.get(id) ?? id).join(", "),
-          count(group.clicks),
-          shareCell(group.share),
+          count(group[figures.clicks]),
+          shareCell(group[figures.share]),
         ]),
       ),
     );
   }
-  return h("div", {}, parts);
+  return h("div", { class: "url-report", dataset: { traffic } }, parts);
 }
 
 function step(labels, urlId) {
   return h("span", { class: "step", title: `link ${urlId}` }, labels.get(urlId) ?? `link ${urlId}`);
 }
 
-function clickStreams(answer, labels) {
+function clickStreams(answer, labels, traffic) {
   const pathRows = answer.paths.map((path) => [
     h(
       "div",
@@ -351,7 +218,7 @@ function clickStreams(answer, labels) {
   const pageColumns = [{ title: "After a click on" }, { title: "Page", class: "page-url" }, { title: "Views", numeric: true }];
   return h(
     "div",
-    {},
+    { class: "click-streams", dataset: { traffic } },
     h(
       "div",
       { class: "grid-2" },
@@ -397,29 +264,43 @@ function topRows(columns, rows, top, noun, empty) {
 // --- hot clicks ------------------------------------------------------------------------------------
 
 async function hotClicks(content, deliveryId) {
-  const answer = await api.hotClicks(deliveryId);
-  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: "The message, each link marked with its share of clicks" });
+  const shown = h("div", {}, loading());
+  let generation = 0;
+  const show = async (traffic) => {
+    const mine = ++generation;
+    try {
+      const answer = await api.hotClicks(deliveryId, { traffic });
+      if (mine === generation) shown.replaceChildren(hotClicksOf(answer, traffic));
+    } catch (error) {
+      if (mine === generation) shown.replaceChildren(failure(error));
+    }
+  };
+  content.replaceChildren(trafficBar("in the shares of clicks", show), shown);
+  await show(currentTraffic());
+}
+
+function hotClicksOf(answer, traffic) {
+  const whose = traffic === "human" ? "people's clicks" : "all clicks";
+  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: `The message, each link marked with its share of ${whose}` });
   frame.srcdoc = answer.html; // sandbox="" first: the message runs no script and has no origin
-  content.replaceChildren(
+  return h(
+    "div",
+    { class: "hot", dataset: { traffic } },
     h(
-      "div",
-      { class: "hot" },
-      h(
-        "section",
-        { class: "panel" },
-        h("h2", {}, "Share of clicks per link"),
-        table(
-          [{ title: "Link" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
-          answer.links.map((link) => [
-            h("div", {}, h("span", { class: "url-label" }, link.label), h("span", { class: "target", title: link.url }, link.url)),
-            count(link.clicks),
-            shareCell(link.percent),
-          ]),
-          { empty: "This delivery has no click links." },
-        ),
+      "section",
+      { class: "panel" },
+      h("h2", {}, traffic === "human" ? "Share of people's clicks per link" : "Share of clicks per link"),
+      table(
+        [{ title: "Link" }, { title: "Clicks", numeric: true }, { title: "Share", numeric: true }],
+        answer.links.map((link) => [
+          h("div", {}, h("span", { class: "url-label" }, link.label), h("span", { class: "target", title: link.url }, link.url)),
+          count(link.clicks),
+          shareCell(link.percent),
+        ]),
+        { empty: "This delivery has no click links." },
       ),
-      h("section", { class: "panel" }, h("h2", {}, "The message"), h("p", { class: "muted small" }, "Each click link is preceded by its share of all clicks."), frame),
     ),
+    h("section", { class: "panel" }, h("h2", {}, "The message"), h("p", { class: "muted small" }, `Each click link is preceded by its share of ${whose}.`), frame),
   );
 }
 
@@ -459,6 +340,7 @@ async function logs(content, deliveryId, delivery) {
         fetchCsv: (params) => api.logsCsv(deliveryId, params),
         startExport: (body) => api.startExport(deliveryId, body),
         exportStatus: (exportId) => api.exportStatus(exportId),
+        traffic: true,
       }),
     ),
   );

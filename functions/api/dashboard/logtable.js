@@ -2,6 +2,7 @@
 // recipient's Tracking tab both use it.
 
 import { amountWithCurrency, count, failure, h, isoFromInput, loading, tableRow } from "./dom.js";
+import { currentTraffic, trafficSwitch } from "./traffic.js";
 
 const MAX_EXPORT_PAGES = 50; // 50 pages of 200 logs: a bigger export belongs to the API, not a browser
 const EXPORT_FORMATS = ["csv", "jsonl"];
@@ -48,11 +49,12 @@ function control(filter) {
 
 /**
  * columns: [{title, cell(item), numeric?, class?, sortsBy?}]; fetchPage(params) -> {items, next_cursor};
- * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}].
+ * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}];
+ * traffic: offer the People | All traffic switch (the API's traffic=human leaves machine hits out).
  * With startExport(body) -> {id} and exportStatus(id) -> {status, rows, url, error}, the export buttons
  * (CSV, JSONL) have the export API write every matching log to a file, follow it and link to it.
  */
-export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportStatus, filters, fileName, pageSize = 25 }) {
+export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportStatus, filters, fileName, pageSize = 25, traffic = false }) {
   const form = h("form", { class: "filters", "aria-label": "Filter the tracking logs" }, filters.map(control));
   const sizes = h(
     "select",
@@ -73,6 +75,7 @@ export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportSt
       )
     : [exportButton];
   const exported = h("div", { class: "export-status", role: "status", "aria-live": "polite" });
+  if (traffic) form.append(h("div", { class: "field" }, h("span", { "aria-hidden": "true" }, "Traffic"), trafficSwitch(() => restart())));
   form.append(h("label", {}, "Order", order), h("label", {}, "Page size", sizes), h("div", { class: "actions" }, apply, ...exportButtons));
 
   const body = h("tbody");
@@ -110,6 +113,7 @@ export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportSt
     }
     values.order = order.value;
     values.limit = sizes.value;
+    if (traffic) values.traffic = currentTraffic();
     return values;
   }
 
@@ -123,11 +127,13 @@ export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportSt
     status.replaceChildren(loading("Loading tracking logs…"));
     previous.disabled = next.disabled = true;
     try {
-      const answer = await fetchPage({ ...params(), cursor: cursors[page] ?? "" });
+      const asked = params();
+      const answer = await fetchPage({ ...asked, cursor: cursors[page] ?? "" });
       if (mine !== generation) return;
       body.replaceChildren(
         ...answer.items.map((item) => tableRow(columns, columns.map((column) => column.cell(item)), { dataset: { eventId: item.event_id } })),
       );
+      root.dataset.traffic = asked.traffic ?? "all";
       if (!answer.items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No tracking logs match.")));
       nextCursor = answer.next_cursor;
       status.replaceChildren();

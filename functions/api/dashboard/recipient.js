@@ -52,6 +52,7 @@ export function recipientView(view, recipientId) {
     ],
     fetchPage: (params) => api.recipientLogs(recipientId, { ...params, delivery_id: deliveryFilter.value }),
     fetchCsv: (params) => api.recipientLogsCsv(recipientId, { ...params, delivery_id: deliveryFilter.value }),
+    traffic: true,
   });
   // The delivery filter joins the log browser's own filters, before its buttons.
   const filters = browser.querySelector("form");

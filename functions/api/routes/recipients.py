@@ -18,8 +18,9 @@ from functions.api.report_schemas import (
     Order,
     OutputFormat,
     RecipientLogPage,
+    Traffic,
 )
-from functions.api.routes.tracking import csv_page, page_or_csv
+from functions.api.routes.tracking import TRAFFIC, csv_page, page_or_csv
 
 router = Router()
 
@@ -38,6 +39,7 @@ def tracking(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
     output: Annotated[OutputFormat, Query(alias="format")] = "json",
+    traffic: Annotated[Traffic, Query(description="which hits are listed: " + TRAFFIC)] = "all",
 ) -> Response[RecipientLogPage | str]:
     request = reports.LogRequest(
         type=log_type,
@@ -48,6 +50,7 @@ def tracking(
         order=order,
         limit=limit,
         cursor=cursor,
+        traffic=traffic,
     )
     page = reports.recipient_logs(recipient_id, request)
     if output == "csv":

@@ -123,6 +123,7 @@ def logs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
     output: Annotated[OutputFormat, Query(alias="format")] = "json",
+    traffic: Annotated[Traffic, Query(description="which hits are listed: " + TRAFFIC)] = "all",
 ) -> Response[LogPage | str]:
     request = reports.LogRequest(
         type=log_type,
@@ -133,6 +134,7 @@ def logs(
         order=order,
         limit=limit,
         cursor=cursor,
+        traffic=traffic,
     )
     page = reports.delivery_logs(delivery_id, request)
     if output == "csv":
