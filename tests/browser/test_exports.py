@@ -31,12 +31,13 @@ def test_the_export_buttons_export_every_matching_log_and_link_to_the_file(
     signed_in: tuple[Any, Watch], stack: Stack, tmp_path: Path
 ) -> None:
     page, watch = signed_in
-    # Given the newsletter's clicks, more than one page of the logs route
-    clicks = every_log(stack, stack.newsletter_id, type="click")
+    # Given the newsletter's clicks, all traffic: more than one page of the logs route
+    clicks = every_log(stack, stack.newsletter_id, type="click", traffic="all")
     assert len(clicks) > 200
     open_tab(page, stack, stack.newsletter_id, "logs")
     page.locator("table.logs tbody tr[data-event-id]").first.wait_for()
     page.select_option("select[name=type]", "click")
+    page.click(".log-browser .traffic-switch button[data-traffic=all]")
     # When the CSV export button is pressed
     page.click("button[data-export-format=csv]")
     link = page.locator("a.export-download")
@@ -49,11 +50,14 @@ def test_the_export_buttons_export_every_matching_log_and_link_to_the_file(
     assert download.status_code == 200
     rows = list(csv.reader(io.StringIO(download.text)))
     assert [row[0] for row in rows[1:]] == [log["event_id"] for log in clicks]
-    # And the JSONL button does the same as JSON lines, oldest first when the table is
+    # And the JSONL button does the same as JSON lines, for people's clicks oldest first when the table is
+    people = every_log(stack, stack.newsletter_id, type="click", traffic="human", order="asc")
+    assert 0 < len(people) < len(clicks)
+    page.click(".log-browser .traffic-switch button[data-traffic=human]")
     page.select_option("select[name=order]", "asc")
     page.click("button[data-export-format=jsonl]")
-    page.wait_for_selector("a.export-download:text('Download JSONL')", timeout=60_000)
+    page.wait_for_selector(f"a.export-download:text('Download JSONL ({len(people):,} logs)')", timeout=60_000)
     href = page.locator("a.export-download").get_attribute("href") or ""
     lines = [json.loads(line) for line in requests.get(href, timeout=30).text.splitlines()]
-    assert lines == list(reversed(clicks))
+    assert lines == people
     clean(watch)
