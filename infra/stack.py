@@ -30,6 +30,7 @@ from infra.constants import (
     TRACKING_RATE_LIMIT_CONTEXT,
     WORKFLOW_WORKERS_CONTEXT,
 )
+from infra.exports import Exports
 from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
 from infra.monitoring import Monitoring
 from infra.reports_api import ReportsApi
@@ -131,6 +132,7 @@ class TrackingStack(Stack):
                 self, API_RESERVED_CONCURRENCY_CONTEXT, API_RESERVED_CONCURRENCY
             ),
         )
+        self.exports = Exports(self, "Exports", code=code, storage=self.storage, api=self.reports.function)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -165,6 +167,10 @@ class TrackingStack(Stack):
             "ApiFunctionName": (
                 self.reports.function.function_name,
                 "Serves /api, /health and the dashboard",
+            ),
+            "ExportsBucketName": (
+                self.exports.bucket.bucket_name,
+                "Complete exports of tracking logs (7 days)",
             ),
             "WorkflowDeadLetterQueueUrl": (
                 self.workflow.dead_letters.queue_url,

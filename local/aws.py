@@ -78,3 +78,13 @@ def create_fallback_queue(client: Any = None) -> str:
     """The SQS queue the redirect falls back to when DynamoDB refuses a raw event; its URL."""
     client = client or boto3.client("sqs")
     return str(client.create_queue(QueueName=FALLBACK_QUEUE_NAME)["QueueUrl"])
+
+
+EXPORTS_BUCKET_NAME = "msgtrack-exports"
+
+
+def create_exports_bucket(client: Any = None) -> str:
+    """The bucket complete exports of tracking logs are written to; its name."""
+    client = client or boto3.client("s3")
+    client.create_bucket(Bucket=EXPORTS_BUCKET_NAME)
+    return EXPORTS_BUCKET_NAME

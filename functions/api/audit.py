@@ -29,6 +29,7 @@ Action = Literal[
     "tracking_test_requested",
     "site_created",
     "site_deleted",
+    "export_requested",
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_PAGE_SIZE = 200

@@ -539,6 +539,35 @@ class AuditModel(_Model):
     after = UnicodeAttribute(null=True)  # JSON
 
 
+EXPORTS_PK = "exports"
+
+
+class ExportModel(_Model):
+    """A complete export of a delivery's tracking logs to S3: asked for by the API, written by the
+    exports function in parts (S3 multipart upload), resumable from ``position`` after a cut."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=EXPORTS_PK)
+    sk = UnicodeAttribute(range_key=True)  # the export id
+    delivery_id = UnicodeAttribute()
+    format = UnicodeAttribute()  # csv, jsonl
+    filters = UnicodeAttribute()  # JSON: the logs route's filters (functions/api/reports.LogRequest)
+    status = UnicodeAttribute()  # running, succeeded, failed
+    rows = NumberAttribute(default=0)  # logs written in the uploaded parts
+    error = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()  # every saved step: a running export not updated for long has died
+    finished_at = UnicodeAttribute(null=True)
+    object_key = UnicodeAttribute()
+    upload_id = UnicodeAttribute(null=True)  # the S3 multipart upload in progress
+    parts = UnicodeAttribute(default="[]")  # JSON [[part number, ETag], ...] uploaded so far
+    position = UnicodeAttribute(null=True)  # JSON [delivery_id, sk] of the last log in the uploaded parts
+    invocations = NumberAttribute(default=0)
+
+
 ALL_MODELS: tuple[type[_Model], ...] = (
     DeliveryModel,
     MessageModel,
@@ -560,6 +589,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     MachineDetectionSettingsModel,
     AuditModel,
     QuarantineModel,
+    ExportModel,
 )
 
 

@@ -15,6 +15,7 @@ const ACTIONS = [
   ["tracking_test_requested", "Tracking tested"],
   ["site_created", "Web-tracking site created"],
   ["site_deleted", "Web-tracking site deleted"],
+  ["export_requested", "Logs exported"],
 ];
 const ACTION_NAMES = new Map(ACTIONS);
 const PAGE_SIZE = 50;
