@@ -33,6 +33,7 @@ HANDLERS = {
     "api": "functions.api.handler.lambda_handler",
     "events_out": "functions.events.handler.publish_handler",
     "webhook_deliverer": "functions.events.handler.deliver_handler",
+    "exports": "functions.exports.handler.lambda_handler",
 }
 # A recipient waits on the redirect: more memory buys more CPU and a shorter cold start.
 REDIRECT_MEMORY_MB = 512
@@ -135,6 +136,15 @@ STATE_MACHINE_TIMEOUT = Duration.minutes(50)
 # The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
 # never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function).
 RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(Duration.minutes(5))
+
+# --- exports --------------------------------------------------------------------------------------
+
+# One 8 MiB part in memory at a time (functions/exports/worker.py), whatever the number of logs.
+EXPORTS_MEMORY_MB = 512
+# Lambda's maximum: the worker stops at a part boundary before it and goes on in a new invocation.
+EXPORTS_TIMEOUT = Duration.minutes(15)
+EXPORTS_RETRY_ATTEMPTS = 1
+EXPORTS_ACCESS_LOG_RETENTION_DAYS = 90
 
 # --- secrets ----------------------------------------------------------------------------------
 

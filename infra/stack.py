@@ -31,6 +31,7 @@ from infra.constants import (
     WORKFLOW_WORKERS_CONTEXT,
 )
 from infra.events_out import EventsOut
+from infra.exports import Exports
 from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
 from infra.monitoring import Monitoring
 from infra.reports_api import ReportsApi
@@ -132,6 +133,7 @@ class TrackingStack(Stack):
                 self, API_RESERVED_CONCURRENCY_CONTEXT, API_RESERVED_CONCURRENCY
             ),
         )
+        self.exports = Exports(self, "Exports", code=code, storage=self.storage, api=self.reports.function)
         self.events_out = EventsOut(self, "EventsOut", code=code, storage=self.storage)
         self.events_out.grant_webhook_admin(self.reports.function, self.storage)
         self.monitoring = Monitoring(
@@ -174,6 +176,10 @@ class TrackingStack(Stack):
             "WebhookDeadLetterQueueUrl": (
                 self.events_out.dead_letters.queue_url,
                 "Webhook deliveries given up after 24 hours of failures",
+            ),
+            "ExportsBucketName": (
+                self.exports.bucket.bucket_name,
+                "Complete exports of tracking logs (7 days)",
             ),
             "WorkflowDeadLetterQueueUrl": (
                 self.workflow.dead_letters.queue_url,

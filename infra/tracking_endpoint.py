@@ -1,5 +1,6 @@
-"""The redirect function behind ``GET|HEAD /r/{token}`` (a click), ``GET|HEAD /o/{token}`` (an open)
-and ``GET|HEAD /w/{site_token}`` (+ ``/w/{site_token}/tag.js``, the web-tracking tag).
+"""The redirect function behind ``GET|HEAD /r/{token}`` (a click), ``GET|HEAD /o/{token}`` (an open),
+``GET|HEAD /w/{site_token}`` (+ ``/w/{site_token}/tag.js``, the web-tracking tag) and
+``POST|GET|HEAD /u/{token}`` (one-click unsubscribe, RFC 8058, and its confirmation page).
 
 It may read one tracked URL or web-tracking site (both in the tracked-urls table) and the
 machine-detection settings (the deliveries table's settings partition only), write one raw event
@@ -23,11 +24,14 @@ from infra.storage import Storage
 
 # The tag's path holds the site token and, for the script variant, "/tag.js": a greedy path.
 TRACKING_PATHS = ("/r/{token}", "/o/{token}", "/w/{proxy+}")
+UNSUBSCRIBE_PATH = "/u/{token}"  # POST unsubscribes; GET and HEAD only show the confirmation page
 _PUBLIC_LINKS = (
     "Tracked links and the open pixel are opened by any recipient's mail client or browser, with no "
     "credentials; the signed token in the path is the authorization (verified by the function, "
     "a bad or tampered token gets a 404). The web-tracking tag is loaded by any visitor's browser "
-    "from the customer's own site, authorized by its signed site token in the same way."
+    "from the customer's own site, authorized by its signed site token in the same way. The one-click "
+    "unsubscribe URL is POSTed by any mailbox provider on its user's behalf, which RFC 8058 forbids to "
+    "carry credentials: its signed token is the authorization too."
 )
 
 
@@ -75,3 +79,10 @@ class TrackingEndpoint(Construct):
                 why_no_authorizer=_PUBLIC_LINKS,
                 tracking=True,
             )
+        entry_point.add_routes(
+            UNSUBSCRIBE_PATH,
+            [apigwv2.HttpMethod.POST, apigwv2.HttpMethod.GET, apigwv2.HttpMethod.HEAD],
+            integration,
+            why_no_authorizer=_PUBLIC_LINKS,
+            tracking=True,
+        )

@@ -82,6 +82,16 @@ def create_fallback_queue(client: Any = None) -> str:
     return str(client.create_queue(QueueName=FALLBACK_QUEUE_NAME)["QueueUrl"])
 
 
+EXPORTS_BUCKET_NAME = "msgtrack-exports"
+
+
+def create_exports_bucket(client: Any = None) -> str:
+    """The bucket complete exports of tracking logs are written to; its name."""
+    client = client or boto3.client("s3")
+    client.create_bucket(Bucket=EXPORTS_BUCKET_NAME)
+    return EXPORTS_BUCKET_NAME
+
+
 EVENT_BUS_NAME = "msgtrack"
 WEBHOOK_QUEUE_NAME = "msgtrack-webhook-deliveries"
 WEBHOOK_DEAD_LETTER_QUEUE_NAME = "msgtrack-webhook-dead-letters"

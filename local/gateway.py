@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from local.context import ACCOUNT_ID, FunctionUnavailable, LocalFunction
 
 API_ID = "local"
-REDIRECT_PREFIXES = ("/r/", "/o/", "/w/")  # the public tracking endpoints, served by the redirect function
+REDIRECT_PREFIXES = ("/r/", "/o/", "/w/", "/u/")  # the public tracking endpoints: the redirect function
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive"}
 
 
@@ -169,7 +169,7 @@ def bad_gateway(*, head: bool = False) -> HttpResponse:
 
 
 class Gateway:
-    """Routes each request to its function: ``/r/*`` and ``/o/*`` to redirect, the rest to the API."""
+    """Routes each request to its function: ``/r/*``, ``/o/*``, ``/w/*``, ``/u/*`` to redirect, the rest to the API."""
 
     def __init__(self, redirect: LocalFunction, api: LocalFunction) -> None:
         self.redirect = redirect

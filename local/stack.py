@@ -92,10 +92,11 @@ class ThreadLauncher:
         self._workflow = workflow
         self._threads: list[threading.Thread] = []
 
+    def event(self, run_id: str) -> dict[str, Any]:
+        return {"run_id": run_id, "trigger": "api"}
+
     def launch(self, run_id: str) -> None:
-        thread = threading.Thread(
-            target=run_logged, args=(self._workflow, {"run_id": run_id, "trigger": "api"}), daemon=True
-        )
+        thread = threading.Thread(target=run_logged, args=(self._workflow, self.event(run_id)), daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -103,6 +104,13 @@ class ThreadLauncher:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class ExportThreadLauncher(ThreadLauncher):
+    """Starts the exports worker on a background thread: the local stand-in for its async invoke."""
+
+    def event(self, export_id: str) -> dict[str, Any]:
+        return {"export_id": export_id}
 
 
 def run_logged(function: LocalFunction, event: dict[str, Any]) -> None:
@@ -179,6 +187,14 @@ class LocalStack:
             after_invoke=drop_unpublished_metrics,
         )
         self.launcher = ThreadLauncher(self.workflow)
+        self.exports_worker = LocalFunction(
+            "msgtrack-exports",
+            "functions.exports.handler.lambda_handler",
+            timeout_seconds=WORKFLOW_TIMEOUT_SECONDS,
+            memory_limit_in_mb=512,
+            after_invoke=drop_unpublished_metrics,
+        )
+        self.export_launcher = ExportThreadLauncher(self.exports_worker)
         self.allow_http_webhooks = allow_http_webhooks
         self.events_out = LocalFunction(
             "msgtrack-events-out",
@@ -240,6 +256,11 @@ class LocalStack:
             from functions.shared import fallback
 
             os.environ[fallback.QUEUE_URL_ENV] = aws.create_fallback_queue()
+            from functions.shared import exports
+
+            # Downloads come straight from moto's S3, presigned like S3's: the URL names its endpoint.
+            os.environ[exports.BUCKET_ENV] = aws.create_exports_bucket()
+            exports.configure(launcher=self.export_launcher)
             _check_endpoint(self.aws_endpoint)
             self._start_events_out()
             launcher.configure(self.launcher)
@@ -284,7 +305,14 @@ class LocalStack:
     def unavailable_functions(self) -> dict[str, str]:
         """Load every handler now; name those that cannot be loaded (their requests will get a 502)."""
         problems: dict[str, str] = {}
-        for function in (self.api, self.redirect, self.workflow, self.events_out, self.deliverers[0]):
+        for function in (
+            self.api,
+            self.redirect,
+            self.workflow,
+            self.exports_worker,
+            self.events_out,
+            self.deliverers[0],
+        ):
             try:
                 function.load()
             except FunctionUnavailable as exc:
@@ -326,7 +354,11 @@ class LocalStack:
             loop.stop()
         self._event_loops = []
         launcher.configure(None)
+        from functions.shared import exports
+
+        exports.configure(None)
         self.launcher.wait(timeout=10)  # let a run in flight record its outcome before moto goes away
+        self.export_launcher.wait(timeout=10)
         if self._moto is not None:
             self._moto.stop()
             self._moto = None

@@ -10,6 +10,7 @@ from functions.api.delivery_repository import (
     Delivery,
     DeliverySummary,
     FailureReport,
+    RecipientEmail,
     SendCounts,
     SentMessage,
     TrackedUrl,
@@ -33,6 +34,7 @@ class FakeDeliveryRepository:
     gone_urls: set[tuple[str, str]] = field(default_factory=set)
     rules: UrlTrackingRules = field(default_factory=UrlTrackingRules)
     machine_document: str | None = None
+    emails: dict[tuple[str, str], RecipientEmail] = field(default_factory=dict)  # (recipient, delivery)
 
     def add(self, delivery: Delivery, urls: Sequence[TrackedUrl]) -> None:
         assert delivery.id not in self.deliveries, "delivery ids are unique"
@@ -71,6 +73,10 @@ class FakeDeliveryRepository:
                 domains[message.email_domain] += 1
         self.counts[delivery_id] = (sent + len(new), failed, domains)
         return len(new)
+
+    def record_emails(self, delivery_id: str, emails: Sequence[RecipientEmail]) -> None:
+        for entry in emails:
+            self.emails[(entry.recipient_id, delivery_id)] = entry
 
     def mark_failed(self, delivery_id: str, recipient_ids: Sequence[str]) -> FailureReport:
         assert len(set(recipient_ids)) == len(recipient_ids), "recipients are distinct"

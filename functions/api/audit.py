@@ -31,6 +31,7 @@ Action = Literal[
     "site_deleted",
     "webhook_created",
     "webhook_deleted",
+    "export_requested",
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_PAGE_SIZE = 200

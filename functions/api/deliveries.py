@@ -17,6 +17,7 @@ from functions.api.delivery_repository import (
     DeliveryRepository,
     DeliverySummary,
     FailureReport,
+    RecipientEmail,
     SentMessage,
     TrackedUrl,
     repository,
@@ -236,6 +237,7 @@ def render_messages(
         track_opens=delivery.track_opens,
         track_clicks=delivery.track_clicks,
         honeypot=(delivery.track_clicks or delivery.track_opens) and machine_detection.current(repo).honeypot,
+        unsubscribe_mailto=settings().unsubscribe_mailto,
     )
     with call_render_budget():
         messages = [renderer.render(recipient, proof=proof) for recipient in recipients]
@@ -245,6 +247,10 @@ def render_messages(
         repo.record_messages(
             delivery_id,
             [SentMessage(r.id, email_domain(r.email), rendered_at) for r in recipients],
+        )
+        # For the opt-out feed only: the address each message went to (never logged).
+        repo.record_emails(
+            delivery_id, [RecipientEmail(r.id, r.email, rendered_at) for r in recipients if r.email]
         )
     return messages
 

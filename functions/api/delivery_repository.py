@@ -83,6 +83,15 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class RecipientEmail:
+    """The address a non-proof message was rendered for: kept for the opt-out feed alone."""
+
+    recipient_id: str
+    email: str
+    rendered_at: str
+
+
+@dataclass(frozen=True)
 class SendCounts:
     sent: int = 0
     failed: int = 0
@@ -122,6 +131,10 @@ class DeliveryRepository(Protocol):
 
         ``messages`` holds distinct recipients.
         """
+
+    def record_emails(self, delivery_id: str, emails: Sequence[RecipientEmail]) -> None:
+        """Keep each recipient's address for this delivery (the latest rendering's), for the opt-out
+        feed; idempotent."""
 
     def mark_failed(self, delivery_id: str, recipient_ids: Sequence[str]) -> FailureReport:
         """Count recorded messages as not delivered, each at most once. ``recipient_ids`` are distinct."""
@@ -281,6 +294,19 @@ class DynamoDeliveryRepository:
         return sum(
             self._record_chunk(delivery_id, chunk, named) for chunk in chunks_for_transactions(messages)
         )
+
+    def record_emails(self, delivery_id: str, emails: Sequence[RecipientEmail]) -> None:
+        # BatchWriteItem, 25 puts a request (pynamodb's batch_write): puts, so a retry changes nothing.
+        with models.RecipientEmailModel.batch_write() as batch:
+            for entry in emails:
+                batch.save(
+                    models.RecipientEmailModel(
+                        delivery_id=models.EMAIL_PREFIX + entry.recipient_id,
+                        sk=delivery_id,
+                        email=entry.email,
+                        rendered_at=entry.rendered_at,
+                    )
+                )
 
     def _named_domains(self, delivery_id: str) -> set[str]:
         """The email domains the delivery's send counts name (at most MAX_SENT_DOMAINS)."""

@@ -47,12 +47,24 @@ class InvalidSite(errors.MsgtrackError):
     code = "validation_error"
 
 
+class ExportNotFound(errors.MsgtrackError):
+    code = "not_found"
+
+
+class InvalidExport(errors.MsgtrackError):
+    """An export's filters cannot be read (the body's shape is checked by the route's model)."""
+
+    code = "validation_error"
+
+
 _STATUS[Unauthorized] = HTTPStatus.UNAUTHORIZED
 _STATUS[UnsupportedMediaType] = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 _STATUS[PayloadTooLarge] = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 _STATUS[SiteNotFound] = HTTPStatus.NOT_FOUND
 _STATUS[InvalidSite] = HTTPStatus.UNPROCESSABLE_ENTITY
 _STATUS[InvalidMachineSettings] = HTTPStatus.UNPROCESSABLE_ENTITY
+_STATUS[ExportNotFound] = HTTPStatus.NOT_FOUND
+_STATUS[InvalidExport] = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 class WebhookNotFound(errors.MsgtrackError):

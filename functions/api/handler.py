@@ -11,6 +11,8 @@ from functions.api import auth, errors
 from functions.api.routes import (
     audit,
     deliveries,
+    exports,
+    opt_outs,
     pages,
     recipients,
     settings,
@@ -34,6 +36,8 @@ app.include_router(settings.router, prefix="/api/settings")
 app.include_router(audit.router, prefix="/api/audit")
 app.include_router(web_tracking.router, prefix="/api/web-tracking")
 app.include_router(webhooks.router, prefix="/api/webhooks")
+app.include_router(opt_outs.router, prefix="/api/opt-outs")
+app.include_router(exports.router, prefix="/api")
 errors.register(app)
 
 

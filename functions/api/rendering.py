@@ -58,6 +58,8 @@ class RenderedMessage:
     click_urls: Mapping[str, str] = field(default_factory=dict)
     pixel_url: str | None = None
     honeypot_url: str | None = None  # the message's honeypot link (None when the honeypot is off)
+    # The mail headers the sender adds to the message: one-click unsubscribe (RFC 8058).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 # Template variables the renderer owns; set after the recipient's fields, so a field cannot shadow them.
@@ -95,14 +97,17 @@ class MessageRenderer:
         track_opens: bool,
         track_clicks: bool,
         honeypot: bool = False,
+        unsubscribe_mailto: str | None = None,
     ) -> None:
         """Compile the delivery's templates once; raises InvalidContent for template syntax errors.
 
         With ``honeypot``, the HTML of each message also carries one hidden honeypot link (its own
-        token kind "h", not one of the delivery's URLs); the text part never does.
+        token kind "h", not one of the delivery's URLs); the text part never does. Every message gets
+        ``List-Unsubscribe`` headers (``unsubscribe_headers``), with ``unsubscribe_mailto`` if given.
         """
         self._delivery_id = delivery_id
         self._honeypot = honeypot
+        self._unsubscribe_mailto = unsubscribe_mailto
         self._base_url = base_url.rstrip("/")
         self._signer = signer
         self._track_opens = track_opens
@@ -137,7 +142,12 @@ class MessageRenderer:
         by_url_id: dict[str, str] = {}
         for link, url in zip(self._links, click_urls, strict=True):
             by_url_id.setdefault(link.url_id, url)
-        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url, honeypot_url)
+        headers = self._unsubscribe_headers(recipient, proof)
+        return RenderedMessage(recipient.id, html, text, by_url_id, pixel_url, honeypot_url, headers)
+
+    def _unsubscribe_headers(self, recipient: Recipient, proof: bool) -> dict[str, str]:
+        token = self._signer.sign(LinkClaims("u", self._delivery_id, recipient.id, None, proof))
+        return unsubscribe_headers(f"{self._base_url}/u/{token}", token, self._unsubscribe_mailto)
 
     def _click_url(self, link: TrackedLink, recipient: Recipient, proof: bool) -> str:
         values = {name: recipient.fields.get(name, "") for name in link.fields}
@@ -155,6 +165,20 @@ class MessageRenderer:
             return None
         token = self._signer.sign(LinkClaims("h", self._delivery_id, recipient.id, None, proof))
         return f"{self._base_url}/r/{token}"
+
+
+def unsubscribe_headers(url: str, token: str, mailto: str | None = None) -> dict[str, str]:
+    """RFC 8058's two headers for a message whose one-click unsubscribe URL is ``url``.
+
+    ``List-Unsubscribe`` holds the URL (HTTPS wherever it is deployed: the provider POSTs to the first
+    HTTPS URI), after a ``mailto:`` URI when an address is configured, whose subject carries the same
+    signed token so whoever reads that mailbox can tell the recipient. ``List-Unsubscribe-Post`` says
+    the URL takes the one-click POST. Both must be signed by the sender's DKIM signature.
+    """
+    targets = [f"<{url}>"]
+    if mailto:
+        targets.insert(0, f"<mailto:{mailto}?subject=unsubscribe%20{token}>")
+    return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def validate_template(html: str, text: str | None) -> None:

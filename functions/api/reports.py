@@ -93,6 +93,11 @@ def _tracked_delivery(repo: ReportRepository, delivery_id: str, *, with_content:
     return delivery
 
 
+def require_tracked_delivery(delivery_id: str, repo: ReportRepository | None = None) -> None:
+    """404 when the delivery is unknown, 409 when it tracks nothing: the Tracking tab's own checks."""
+    _tracked_delivery(_repo(repo), delivery_id)
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 
@@ -601,7 +606,16 @@ class LogRequest:
 def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository | None = None) -> LogPage:
     """A page of the delivery's tracking logs, proofs included (flagged ``proof``)."""
     repo = _repo(repo)
-    query = LogQuery(
+    query = delivery_log_query(delivery_id, request)
+    start_after = _start_after(query, request.cursor)
+    _tracked_delivery(repo, delivery_id)
+    logs, next_key = _read_page(repo, query, start_after, request.limit)
+    return LogPage(items=[log_item(log) for log in logs], next_cursor=_cursor(query, next_key))
+
+
+def delivery_log_query(delivery_id: str, request: LogRequest) -> LogQuery:
+    """The query behind the delivery's log route: its pages and its complete exports read the same logs."""
+    return LogQuery(
         scope="delivery",
         scope_id=delivery_id,
         forward=request.order == "asc",
@@ -612,10 +626,6 @@ def delivery_logs(delivery_id: str, request: LogRequest, repo: ReportRepository 
         url_id=request.url_id or None,
         human_only=request.traffic == "human",
     )
-    start_after = _start_after(query, request.cursor)
-    _tracked_delivery(repo, delivery_id)
-    logs, next_key = _read_page(repo, query, start_after, request.limit)
-    return LogPage(items=[_log_item(log) for log in logs], next_cursor=_cursor(query, next_key))
 
 
 def recipient_logs(
@@ -638,7 +648,7 @@ def recipient_logs(
     logs, next_key = _read_page(repo, query, start_after, request.limit)
     labels = repo.delivery_labels({log.delivery_id for log in logs})
     items = [
-        RecipientLogItem(**_log_item(log).model_dump(), delivery_label=labels[log.delivery_id])
+        RecipientLogItem(**log_item(log).model_dump(), delivery_label=labels[log.delivery_id])
         for log in logs
         if log.delivery_id in labels
     ]
@@ -712,7 +722,8 @@ def _start_after(query: LogQuery, cursor: str | None) -> LogKey | None:
     return LogKey(delivery_id, sk)
 
 
-def _log_item(log: TrackingLog) -> LogItem:
+def log_item(log: TrackingLog) -> LogItem:
+    """A tracking log as every route and export answers it (the contract's LOG)."""
     return LogItem(
         event_id=log.event_id,
         delivery_id=log.delivery_id,
@@ -752,11 +763,12 @@ def _cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def logs_csv(items: Sequence[LogItem], columns: Sequence[str]) -> str:
+def logs_csv(items: Sequence[LogItem], columns: Sequence[str], *, header: bool = True) -> str:
     """RFC 4180 CSV: a header row, CRLF line ends, fields quoted when they hold ``,``, ``"`` or a line end."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
+    if header:
+        writer.writerow(columns)
     for item in items:
         values = item.model_dump()
         writer.writerow([_cell(values[column]) for column in columns])

@@ -28,6 +28,7 @@ from functions.api.delivery_repository import (
     TrackedUrl,
     UrlTrackingRules,
 )
+from functions.api.opt_outs import OptOut, OptOutPage
 from functions.api.rendering import Recipient, RenderedMessage
 from functions.api.sites import IssuedSite
 from functions.api.url_options import MAX_PATTERNS, MAX_URL_PARAMETERS
@@ -229,10 +230,19 @@ class MessageOut(BaseModel):
     recipient_id: str
     html: str
     text: str | None
+    headers: dict[str, str] = Field(
+        description="mail headers to add to the message: List-Unsubscribe and List-Unsubscribe-Post "
+        "(RFC 8058 one-click unsubscribe); sign them with DKIM"
+    )
 
     @classmethod
     def of(cls, message: RenderedMessage) -> MessageOut:
-        return cls(recipient_id=message.recipient_id, html=message.html, text=message.text)
+        return cls(
+            recipient_id=message.recipient_id,
+            html=message.html,
+            text=message.text,
+            headers=dict(message.headers),
+        )
 
 
 class MessagesOut(BaseModel):
@@ -377,3 +387,34 @@ class SiteOut(BaseModel):
 
 class SitesOut(BaseModel):
     items: list[SiteOut]
+
+
+class OptOutOut(BaseModel):
+    recipient_id: str
+    email: str | None = Field(description="the address the message was rendered for, if one was given")
+    delivery_id: str
+    at: str
+    source: Literal["one_click", "link"] = Field(
+        description="one_click: RFC 8058 unsubscribe (POST /u/{token}); link: an opt-out link followed"
+    )
+    event_id: str = Field(description="the opt-out's tracking event: the same opt-out has the same id")
+
+    @classmethod
+    def of(cls, opt_out: OptOut) -> OptOutOut:
+        return cls(
+            recipient_id=opt_out.recipient_id,
+            email=opt_out.email,
+            delivery_id=opt_out.delivery_id,
+            at=opt_out.at,
+            source=opt_out.source,
+            event_id=opt_out.event_id,
+        )
+
+
+class OptOutPageOut(BaseModel):
+    items: list[OptOutOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: OptOutPage) -> OptOutPageOut:
+        return cls(items=[OptOutOut.of(o) for o in page.items], next_cursor=page.next_cursor)

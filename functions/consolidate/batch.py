@@ -17,7 +17,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from functions.shared import timeutil
+from functions.shared import opt_out_feed, timeutil
 from functions.shared.limits import (
     MAX_BREAKDOWN_NAMES,
     MAX_CURRENCIES,
@@ -52,6 +52,7 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
+from functions.shared.raw_events import ONE_CLICK
 from functions.shared.useragent import parse_user_agent
 
 # Every bound on what a map of an indicator item names is in ``functions/shared/limits.py``, with the
@@ -69,6 +70,7 @@ _OPTIONAL_NAMES = (
     "page_url",
     "amount",
     "currency",
+    "source",
 )
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
@@ -478,6 +480,9 @@ def consolidate(
     state.settle_pages()
     _update_click_streams(state, old_paths)
     _update_click_streams(state, old_human_paths, human=True)
+    for written in (*outcome.items, *outcome.rewritten):
+        if isinstance(written, TrackingLogModel):  # the burst settled: a scanner's leaves the feed
+            opt_out_feed.mark(written)
     outcome.items.extend(state.touched.values())
     return outcome
 
@@ -654,6 +659,8 @@ def _count_human(log: TrackingLogModel, state: _State, tally: _Tally, delta: int
                 human["opt_outs"] += delta
         elif log.type == "mirror":
             human["mirror_page_views"] += delta
+    elif log.type == "opt_out" and step("opt_outs"):  # a one-click unsubscribe: no URL
+        human["opt_outs"] += delta
 
 
 def _seconds(at: str) -> float:
@@ -768,6 +775,9 @@ def _log(event: RawEventModel, url: TrackedUrlModel | None, log_ttl_days: int) -
         log_type = event.kind
         counted = not event.proof and (not transaction or _amount(event) is not None)
         shown = (None, utf8_prefix(event.page_url, MAX_PAGE_URL_BYTES) if event.page_url else None, None)
+    elif event.source == ONE_CLICK and event.kind == "click":
+        # A one-click unsubscribe (RFC 8058): an opt-out of the recipient, with no link.
+        log_type, counted, shown = "opt_out", not event.proof, (None, None, None)
     else:
         log_type = "open" if event.kind == "open" else (url.category if url else "click")
         counted = not event.proof and (event.kind == "open" or (url is not None and url.tracked))
@@ -864,6 +874,9 @@ def _count(
         for dimension, name in zip(("browser", "os", "device"), client, strict=True):
             _bump(breakdowns, dimension, name, "opens")
         return
+    if log.type == "opt_out" and event.url_id is None:  # a one-click unsubscribe: no URL to count
+        _opt_out(recipient, stats)
+        return
     assert url is not None and event.url_id is not None  # counted clicks name a known URL
     url_stats = state.url(delivery_id, event.url_id)
     url_stats.clicks += 1
@@ -888,8 +901,13 @@ def _count(
         if state.person_is_new(delivery_id, _person(event)):
             stats.person_clicks += 1
     elif log.type == "opt_out":
-        if not recipient.opted_out:
-            recipient.opted_out = True
-            stats.opt_outs += 1
+        _opt_out(recipient, stats)
     elif log.type == "mirror":
         stats.mirror_page_views += 1
+
+
+def _opt_out(recipient: RecipientStateModel, stats: DeliveryStatsModel) -> None:
+    """``opt_outs`` counts recipients, by link or one-click alike: a second opt-out adds nothing."""
+    if not recipient.opted_out:
+        recipient.opted_out = True
+        stats.opt_outs += 1

@@ -103,4 +103,5 @@ def bare_log(log: TrackingLogModel) -> TrackingLogModel:
         proof=log.proof,
         counted=log.counted,
         expires_at=log.expires_at,
+        opt_out_feed=log.opt_out_feed,  # a person's opt-out stays in the opt-out feed
     )

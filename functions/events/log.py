@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from functions.shared.indicators import money
 from functions.shared.limits import MAX_PAGE_URL_BYTES, utf8_prefix
+from functions.shared.raw_events import ONE_CLICK
 from functions.shared.useragent import parse_user_agent
 
 WEB_KINDS = ("page", "transaction")
@@ -43,6 +44,8 @@ def log_of(raw: Mapping[str, Any], link: LinkInfo | None) -> dict[str, Any]:
         log_type, shown = kind, (None, _page(raw.get("page_url")), None)
     elif kind == "open":
         log_type, shown = "open", (None, None, None)
+    elif raw.get("source") == ONE_CLICK:  # a one-click unsubscribe (RFC 8058): an opt-out, no link
+        log_type, shown = "opt_out", (None, None, None)
     else:
         log_type = link.category if link else "click"
         shown = (url_id, link.url if link else None, link.label if link else None)

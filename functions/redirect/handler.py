@@ -1,5 +1,6 @@
-"""The redirect function: ``GET /r/{token}`` (a click), ``GET /o/{token}`` (an open) and the
-web-tracking tag ``GET /w/{site_token}`` (a page view or transaction; ``/tag.js``: its script)."""
+"""The redirect function: ``GET /r/{token}`` (a click), ``GET /o/{token}`` (an open), the
+web-tracking tag ``GET /w/{site_token}`` (a page view or transaction; ``/tag.js``: its script) and
+one-click unsubscribe ``POST /u/{token}`` (``GET``: its confirmation page)."""
 
 from __future__ import annotations
 
@@ -144,14 +145,16 @@ def _respond(answer: tracking.Answer) -> dict[str, Any]:
     return _page(200 if gone else 404, _GONE_PAGE if gone else _NOT_FOUND_PAGE)
 
 
-def _page(status: int, body: str) -> dict[str, Any]:
+def _page(status: int, body: str, form_action: bool = False) -> dict[str, Any]:
+    # ``form-action`` does not fall back to ``default-src``: the unsubscribe page allows its own form.
+    policy = "default-src 'none'; frame-ancestors 'none'"
     return {
         "statusCode": status,
         "headers": {
             "Content-Type": "text/html; charset=utf-8",
             "Cache-Control": _NO_STORE,
             "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+            "Content-Security-Policy": f"{policy}; form-action 'self'" if form_action else policy,
         },
         "body": body,
     }
@@ -180,15 +183,7 @@ def _respond_tag(answer: web.TagAnswer, script: bool) -> dict[str, Any]:
     if answer.status == 200:
         return _pixel()
     if answer.status == 400:
-        return {
-            "statusCode": 400,
-            "headers": {
-                "Content-Type": "text/plain; charset=utf-8",
-                "Cache-Control": _NO_STORE,
-                "X-Content-Type-Options": "nosniff",
-            },
-            "body": f"{answer.message}\n",
-        }
+        return _plain(400, answer.message or "bad request")
     return _respond(tracking.Answer(404))
 
 
@@ -226,10 +221,66 @@ def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
     return _respond_tag(answer, script)
 
 
+def _serve_unsubscribe(event: dict[str, Any], path: str) -> dict[str, Any]:
+    """``POST /u/{token}`` opts the recipient out; ``GET`` (and ``HEAD``) only show the page whose
+    button makes that POST. No redirect and no cookie either way (RFC 8058)."""
+    from functions.redirect import unsubscribe  # imported by the first unsubscribe: clicks never pay it
+
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
+    if method in ("GET", "HEAD"):
+        answer = unsubscribe.confirmation(path[3:], signer())
+        if answer.status == 404:
+            metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
+            return _page(404, _NOT_FOUND_PAGE)
+        return _page(200, unsubscribe.CONFIRMATION_PAGE, form_action=True)
+    if method != "POST":
+        response = _plain(405, "use POST to unsubscribe, GET to see the confirmation page")
+        response["headers"]["Allow"] = "GET, HEAD, POST"
+        return response
+    headers = event.get("headers") or {}
+    hit = tracking.Hit(token=path[3:], kind="click", **_visitor(event))
+    try:
+        answer = unsubscribe.one_click(
+            hit,
+            event.get("body"),
+            bool(event.get("isBase64Encoded")),
+            headers.get("content-type"),
+            signer(),
+            _collaborators()[1],
+        )
+    except Exception:
+        # Never a 5xx on a public path: as a failed click, the neutral page (the sink itself never
+        # fails, it hands the event to the fallback queue; this is a bug, logged and alarmed on).
+        logger.exception("one-click unsubscribe not recorded")
+        metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
+        return _page(404, _NOT_FOUND_PAGE)
+    if answer.status == 404:
+        metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
+        return _page(404, _NOT_FOUND_PAGE)
+    if answer.status == 400:
+        return _plain(400, answer.message)
+    metrics.add_metric(name=MetricNames.ONE_CLICK_OPT_OUTS, unit="Count", value=1)
+    return _page(200, unsubscribe.DONE_PAGE)
+
+
+def _plain(status: int, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {
+            "Content-Type": "text/plain; charset=utf-8",
+            "Cache-Control": _NO_STORE,
+            "X-Content-Type-Options": "nosniff",
+        },
+        "body": f"{message}\n",
+    }
+
+
 def _serve(event: dict[str, Any]) -> dict[str, Any]:
     path = event.get("rawPath") or ""
     if path.startswith("/w/"):
         return _serve_tag(event, path)
+    if path.startswith("/u/"):
+        return _serve_unsubscribe(event, path)
     hit = _hit(event)
     if hit is None:
         return _respond(tracking.Answer(404))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from functions.redirect.detection import HONEYPOT_REASON, Detection, default_detection, judge
 from functions.shared import ids
@@ -234,22 +234,33 @@ def _honeypot(hit: Hit, claims: LinkClaims, signer: Signer, sink: EventSink, det
             hit.user_agent,
         )
         sink.record(
-            RawEvent(
-                ids.event_id(),
-                "click",
-                claims.delivery_id,
-                claims.recipient_id,
-                None,
-                hit.at,
-                hit.user_agent[:MAX_USER_AGENT] if hit.user_agent else None,
-                None,
-                truncate_ip(hit.source_ip),
-                claims.proof,
+            message_event(
+                hit,
+                claims,
+                verdict.client_key,
                 machine=SCANNER,
                 machine_reason=HONEYPOT_REASON,
-                client_key=verdict.client_key,
                 honeypot=True,
                 burst_seconds=detection.burst_seconds,
             )
         )
     return Answer(HONEYPOT)
+
+
+def message_event(hit: Hit, claims: LinkClaims, client_key: str | None, **details: Any) -> RawEvent:
+    """A click on one of the message's own links rather than a tracked URL (the honeypot, one-click
+    unsubscribe): no URL and no person (no cookie is read or set), the ``details`` of its kind."""
+    return RawEvent(
+        ids.event_id(),
+        "click",
+        claims.delivery_id,
+        claims.recipient_id,
+        None,
+        hit.at,
+        hit.user_agent[:MAX_USER_AGENT] if hit.user_agent else None,
+        None,
+        truncate_ip(hit.source_ip),
+        claims.proof,
+        client_key=client_key,
+        **details,
+    )

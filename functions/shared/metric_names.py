@@ -9,6 +9,7 @@ class MetricNames:
     CLICKS = "Clicks"
     OPENS = "Opens"
     WEB_EVENTS = "WebEvents"  # page views and transactions the web-tracking tag recorded
+    ONE_CLICK_OPT_OUTS = "OneClickOptOuts"  # RFC 8058 one-click unsubscribes recorded (POST /u/{token})
     INVALID_TOKENS = "InvalidTokens"
     REDIRECT_FAILURES = "RedirectFailures"
     RAW_EVENT_WRITE_FAILURES = (

@@ -97,6 +97,22 @@ class MessageModel(_Model):
     rendered_at = UnicodeAttribute()
 
 
+EMAIL_PREFIX = "#email#"  # + recipient id: the partition of that recipient's rendered email addresses
+
+
+class RecipientEmailModel(_Model):
+    """The email address a non-proof message was rendered for, kept for the opt-out feed alone
+    (``GET /api/opt-outs``). One partition per recipient, so an erasure finds them all with one query."""
+
+    spec = tables.DELIVERIES
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)  # EMAIL_PREFIX + recipient id
+    sk = UnicodeAttribute(range_key=True)  # the delivery id
+    email = UnicodeAttribute()
+    rendered_at = UnicodeAttribute()
+
+
 class SendCountsModel(_Model):
     """Messages sent and failed per delivery, kept exact by conditional writes (API function)."""
 
@@ -218,6 +234,8 @@ class RawEventModel(_Model):
     # A honeypot hit: the burst window (seconds) in force when it was recorded, so a settings change
     # applies to hits recorded after it; None means machine.DEFAULT_BURST_SECONDS.
     burst_seconds = NumberAttribute(null=True)
+    # raw_events.ONE_CLICK for a one-click unsubscribe (a click without a URL, logged as an opt_out)
+    source = UnicodeAttribute(null=True)
 
 
 # --- tracking logs table ----------------------------------------------------------------------
@@ -229,6 +247,15 @@ class ByRecipient(GlobalSecondaryIndex["TrackingLogModel"]):
         projection = AllProjection()
 
     recipient_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class OptOutFeed(GlobalSecondaryIndex["TrackingLogModel"]):
+    class Meta:
+        index_name = tables.OPT_OUT_FEED_INDEX.name
+        projection = IncludeProjection(list(tables.OPT_OUT_FEED_INDEX.include or ()))
+
+    opt_out_feed = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
 
@@ -257,8 +284,11 @@ class TrackingLogModel(_Model):
     machine = UnicodeAttribute(null=True)  # apple_mpp, scanner, bot; None for a person
     machine_reason = UnicodeAttribute(null=True)  # the signal that decided; None for a person
     client_key = UnicodeAttribute(null=True)  # see RawEventModel: what the honeypot burst compares
+    # opt_out_feed.FEED_KEY on a person's opt-out (the opt-out feed's sparse index), else absent
+    opt_out_feed = UnicodeAttribute(null=True)
 
     by_recipient = ByRecipient()
+    opt_out_feed_index = OptOutFeed()
 
 
 # --- indicators table (written only by the tracking workflow) ---------------------------------
@@ -509,6 +539,35 @@ class AuditModel(_Model):
     after = UnicodeAttribute(null=True)  # JSON
 
 
+EXPORTS_PK = "exports"
+
+
+class ExportModel(_Model):
+    """A complete export of a delivery's tracking logs to S3: asked for by the API, written by the
+    exports function in parts (S3 multipart upload), resumable from ``position`` after a cut."""
+
+    spec = tables.WORKFLOW
+    Meta = _meta(spec)
+
+    pk = UnicodeAttribute(hash_key=True, default=EXPORTS_PK)
+    sk = UnicodeAttribute(range_key=True)  # the export id
+    delivery_id = UnicodeAttribute()
+    format = UnicodeAttribute()  # csv, jsonl
+    filters = UnicodeAttribute()  # JSON: the logs route's filters (functions/api/reports.LogRequest)
+    status = UnicodeAttribute()  # running, succeeded, failed
+    rows = NumberAttribute(default=0)  # logs written in the uploaded parts
+    error = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()  # every saved step: a running export not updated for long has died
+    finished_at = UnicodeAttribute(null=True)
+    object_key = UnicodeAttribute()
+    upload_id = UnicodeAttribute(null=True)  # the S3 multipart upload in progress
+    parts = UnicodeAttribute(default="[]")  # JSON [[part number, ETag], ...] uploaded so far
+    position = UnicodeAttribute(null=True)  # JSON [delivery_id, sk] of the last log in the uploaded parts
+    invocations = NumberAttribute(default=0)
+
+
 WEBHOOKS_PK = "webhooks"
 
 
@@ -528,7 +587,6 @@ class WebhookModel(_Model):
     salt = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
-    last_delivered_at = UnicodeAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
     last_error_at = UnicodeAttribute(null=True)
     failing_since = UnicodeAttribute(null=True)  # the first failure since the last success
@@ -556,6 +614,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     MachineDetectionSettingsModel,
     AuditModel,
     QuarantineModel,
+    ExportModel,
     WebhookModel,
 )
 

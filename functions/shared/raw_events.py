@@ -15,6 +15,10 @@ from functions.shared.records import Record
 from functions.shared.tables import RAW_EVENT_SHARDS
 from functions.shared.timeutil import iso
 
+# ``RawEvent.source`` of a one-click unsubscribe (RFC 8058, ``redirect/unsubscribe.py``): a click without
+# a URL that the tracking workflow logs as an ``opt_out`` of the recipient.
+ONE_CLICK = "one_click"
+
 
 class RawEvent(Record):
     __slots__ = (
@@ -35,6 +39,7 @@ class RawEvent(Record):
         "proof",
         "recipient_id",
         "site_id",
+        "source",
         "url_id",
         "user_agent",
         "via_url_id",
@@ -65,6 +70,7 @@ class RawEvent(Record):
         client_key: str | None = None,
         honeypot: bool = False,
         burst_seconds: int | None = None,  # honeypot hits: the burst window in force when recorded
+        source: str | None = None,  # ONE_CLICK for a one-click unsubscribe; None for every other hit
     ) -> None:
         self.event_id = event_id
         self.kind = kind
@@ -86,6 +92,7 @@ class RawEvent(Record):
         self.client_key = client_key
         self.honeypot = honeypot
         self.burst_seconds = burst_seconds
+        self.source = source
 
 
 def shard_of(event_id: str) -> str:
@@ -129,6 +136,7 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
         "machine": event.machine,
         "machine_reason": event.machine_reason,
         "client_key": event.client_key,
+        "source": event.source,
     }
     for name, value in optional.items():
         if value:

@@ -44,17 +44,39 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _mailbox(name: str) -> str | None:
+    """A plain email address (``unsubscribe@example.com``), or None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    local, at, domain = raw.partition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or "@" in domain
+        or not raw.isascii()
+        or any(c in raw for c in ' <>,;?&"\\')
+    ):
+        raise SettingsError(
+            f"{name} must be a plain email address such as unsubscribe@example.com, got {raw!r}"
+        )
+    return raw
+
+
 class Settings(Record):
     __slots__ = (
         "cookie_secure",
         "late_event_grace_seconds",
         "max_transaction_amount",
+        "opt_out_feed_delay_seconds",
         "raw_event_ttl_days",
         "run_lock_seconds",
         "schedule",
         "tracking_base_url",
         "tracking_log_ttl_days",
         "trust_forwarded_for",
+        "unsubscribe_mailto",
         "web_attribution_days",
         "workflow_state_machine_arn",
     )
@@ -72,6 +94,10 @@ class Settings(Record):
         web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
         max_transaction_amount: int = 10_000_000,  # the largest amount one tagged transaction may carry
         trust_forwarded_for: bool = False,  # the client address is X-Forwarded-For's first entry (behind a CDN)
+        unsubscribe_mailto: str | None = None,  # an address List-Unsubscribe also offers (mailto:)
+        # How long before a complete run's start an opt-out must be for the feed to list it; None: the
+        # longest honeypot burst plus the late-event grace (api/opt_outs.py)
+        opt_out_feed_delay_seconds: int | None = None,
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -84,6 +110,8 @@ class Settings(Record):
         self.web_attribution_days = web_attribution_days
         self.max_transaction_amount = max_transaction_amount
         self.trust_forwarded_for = trust_forwarded_for
+        self.unsubscribe_mailto = unsubscribe_mailto
+        self.opt_out_feed_delay_seconds = opt_out_feed_delay_seconds
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,6 +130,12 @@ class Settings(Record):
             web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
             max_transaction_amount=_int("MSGTRACK_MAX_TRANSACTION_AMOUNT", 10_000_000, minimum=1),
             trust_forwarded_for=_bool("MSGTRACK_TRUST_FORWARDED_FOR", False),
+            unsubscribe_mailto=_mailbox("MSGTRACK_UNSUBSCRIBE_MAILTO"),
+            opt_out_feed_delay_seconds=(
+                _int("MSGTRACK_OPT_OUT_FEED_DELAY_SECONDS", 0)
+                if os.environ.get("MSGTRACK_OPT_OUT_FEED_DELAY_SECONDS")
+                else None
+            ),
         )
 
 

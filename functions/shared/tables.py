@@ -89,13 +89,17 @@ RAW_EVENTS = TableSpec(
     stream="NEW_IMAGE",
 )
 
-# Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order.
+# Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order; and
+# the opt-out feed (``opt_out_feed.py``): a sparse index of the people's opt-outs only, in time order.
+OPT_OUT_FEED_INDEX = Index(
+    "opt_out_feed", Key("opt_out_feed"), Key("sk"), include=("recipient_id", "url_id", "at")
+)
 TRACKING_LOGS = TableSpec(
     logical_name="tracking-logs",
     env_var="MSGTRACK_TRACKING_LOGS_TABLE",
     hash_key=Key("delivery_id"),
     range_key=Key("sk"),
-    indexes=(Index("by_recipient", Key("recipient_id"), Key("sk")),),
+    indexes=(Index("by_recipient", Key("recipient_id"), Key("sk")), OPT_OUT_FEED_INDEX),
     ttl_attribute="expires_at",
 )
 

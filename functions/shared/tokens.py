@@ -39,7 +39,8 @@ class LinkClaims(Record):
     # "c" click, "o" open, "w" a web-tracking site (delivery_id holds the site id, recipient_id ""),
     # "l" a person's latest click, kept in the person cookie (fields {"t": epoch seconds}) so the
     # web-tracking tag can attribute a visit without a read, "h" a message's honeypot link (delivery and
-    # recipient, no URL: a link no person sees, see machine.py)
+    # recipient, no URL: a link no person sees, see machine.py), "u" a message's one-click unsubscribe URL
+    # (delivery and recipient, no URL: RFC 8058, the List-Unsubscribe header; see redirect/unsubscribe.py)
     __slots__ = ("delivery_id", "fields", "kind", "proof", "recipient_id", "url_id")
 
     def __init__(
@@ -133,7 +134,7 @@ def _claims(body: object) -> LinkClaims:
     proof = body[4] if len(body) > 4 else 0
     fields = body[5] if len(body) > 5 else {}
     if (
-        kind not in ("c", "o", "w", "l", "h")
+        kind not in ("c", "o", "w", "l", "h", "u")
         or not all(isinstance(v, str) for v in (delivery_id, recipient_id, url_id))
         or not isinstance(fields, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())

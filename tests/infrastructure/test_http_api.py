@@ -40,8 +40,9 @@ def test_tracking_links_reach_the_redirect_function_and_everything_else_the_api_
     # Given the two functions behind the HTTP API
     redirect = synthesized.logical_id(synthesized.stack.redirect.function)
     api = synthesized.logical_id(synthesized.stack.reports.function)
-    # Then clicks, opens and the web-tracking tag (GET, and HEAD for link checkers) go to the redirect
-    # function; the report API, the health check and the dashboard to the API function; no other route
+    # Then clicks, opens and the web-tracking tag (GET, and HEAD for link checkers) and one-click
+    # unsubscribe (POST, and GET/HEAD for its confirmation page) go to the redirect function; the report
+    # API, the health check and the dashboard to the API function; no other route
     assert _routes(synthesized) == {
         "GET /r/{token}": redirect,
         "HEAD /r/{token}": redirect,
@@ -49,6 +50,9 @@ def test_tracking_links_reach_the_redirect_function_and_everything_else_the_api_
         "HEAD /o/{token}": redirect,
         "GET /w/{proxy+}": redirect,
         "HEAD /w/{proxy+}": redirect,
+        "POST /u/{token}": redirect,
+        "GET /u/{token}": redirect,
+        "HEAD /u/{token}": redirect,
         "ANY /api/{proxy+}": api,
         "GET /health": api,
         "GET /": api,
@@ -67,7 +71,7 @@ def test_api_gateway_may_invoke_each_function_only_for_its_own_routes(synthesize
         path = properties["SourceArn"]["Fn::Join"][1][-1]  # "/*/*/r/{token}"
         sources.setdefault(properties["FunctionName"]["Fn::GetAtt"][0], set()).add(path)
     assert sources == {
-        redirect: {"/*/*/r/{token}", "/*/*/o/{token}", "/*/*/w/{proxy+}"},
+        redirect: {"/*/*/r/{token}", "/*/*/o/{token}", "/*/*/w/{proxy+}", "/*/*/u/{token}"},
         api: {"/*/*/api/{proxy+}", "/*/*/health", "/*/*/", "/*/*/dashboard/{proxy+}"},
     }
 
@@ -79,6 +83,9 @@ TRACKING_ROUTES = [
     "HEAD /o/{token}",
     "GET /w/{proxy+}",
     "HEAD /w/{proxy+}",
+    "POST /u/{token}",
+    "GET /u/{token}",
+    "HEAD /u/{token}",
 ]
 
 

@@ -46,6 +46,7 @@ def _roles(synthesized: Synthesized) -> dict[str, Any]:
         "redirect": stack.redirect.handler.role,
         "consolidate": stack.workflow.handler.role,
         "api": stack.reports.handler.role,
+        "exports": stack.exports.handler.role,
     }
 
 
@@ -110,6 +111,8 @@ def test_the_consolidation_function_reads_events_urls_and_messages_and_keeps_its
         "deliveries": set(READ),
         "tracking-logs": set(READ + WRITE),
         "tracking-logs/index/by_recipient": {"dynamodb:Query"},  # what an erasure request deletes
+        # Not used by the workflow (Storage.grant grants a table's every index): logs it reads anyway
+        "tracking-logs/index/opt_out_feed": {"dynamodb:Query"},
         "indicators": set(READ + WRITE),
         "workflow": set(READ + WRITE),
     }
@@ -130,9 +133,10 @@ def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
         "tracked-urls": set(READ + WRITE),
         "tracking-logs": set(READ),
         "tracking-logs/index/by_recipient": {"dynamodb:Query"},
+        "tracking-logs/index/opt_out_feed": {"dynamodb:Query"},  # the opt-out feed
         "indicators": set(READ),
-        # runs, audit, erasure requests; webhooks (GetItem, and BatchWriteItem to delete one:
-        # tests/infrastructure/test_events_out.py)
+        # runs, audit, erasure requests; export records (GetItem, conditional PutItem); webhooks
+        # (BatchWriteItem to delete one: tests/infrastructure/test_events_out.py)
         "workflow": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchWriteItem"},
     }
 
@@ -180,9 +184,17 @@ def test_the_api_function_reaches_only_its_own_partitions_of_the_workflow_table(
     # audit entries and pending erasure requests; the lock, checkpoints and pending batch ("state"),
     # done erasures and runs themselves are out of its reach
     assert all(condition is not None for _, condition in statements)
-    assert set().union(*(actions for actions, _ in statements)) == {"dynamodb:Query", "dynamodb:PutItem"}
+    assert set().union(*(actions for actions, _ in statements)) == {
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+    }
     assert leading_keys("dynamodb:Query") == {"runs", "audit"}
-    assert leading_keys("dynamodb:PutItem") == {"audit", "erasures#pending"}
+    put = [condition for actions, condition in statements if "dynamodb:PutItem" in actions]
+    assert [set(c["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]) for c in put] == [
+        {"audit", "erasures#pending"},
+        {"exports"},  # export records, read and written (GetItem and PutItem) by key only
+    ]
 
 
 def test_the_partition_keys_the_api_function_is_granted_are_those_its_models_write() -> None:
@@ -214,7 +226,10 @@ def test_the_api_function_may_start_the_workflow_and_read_both_secrets(synthesiz
         "states:StartExecution"
     }
     assert {action for action, _ in allowed if action.startswith("states:")} == {"states:StartExecution"}
-    assert not {action for action, _ in allowed if action.startswith("lambda:")}
+    # and with Lambda only starts the exports function (complete exports)
+    assert {(a, t) for a, t in allowed if a.startswith("lambda:")} == {
+        ("lambda:InvokeFunction", synthesized.logical_id(stack.exports.function))
+    }
     for secret in (stack.secrets.signing_key, stack.secrets.api_token):
         assert actions_on(allowed, synthesized.logical_id(secret)) == {
             "secretsmanager:GetSecretValue",
@@ -233,14 +248,16 @@ def test_only_the_api_function_reads_the_api_token_and_the_consolidation_functio
     assert not actions_on(consolidate, token) | actions_on(consolidate, signing_key)
 
 
-@pytest.mark.parametrize("function", ["redirect", "consolidate", "api"])
+@pytest.mark.parametrize("function", ["redirect", "consolidate", "api", "exports"])
 def test_no_role_has_wildcards_deletes_scans_or_managed_policies(
     synthesized: Synthesized, function: str
 ) -> None:
     role = _roles(synthesized)[function]
     allowed = permissions(synthesized, role)
     assert not {action for action, _ in allowed} & FORBIDDEN_EVERYWHERE
-    assert not [target for _, target in allowed if "*" in target]
+    # The one pattern: objects under the exports bucket's exports/ prefix, whose keys are made at run time
+    exports_objects = synthesized.logical_id(synthesized.stack.exports.bucket) + "/exports/*"
+    assert not [target for _, target in allowed if "*" in target and target != exports_objects]
     role_resource = synthesized.resources[synthesized.logical_id(role)]["Properties"]
     assert "ManagedPolicyArns" not in role_resource
     assert "Policies" not in role_resource
@@ -285,6 +302,7 @@ def test_the_fallback_queue_is_fed_by_the_redirect_and_drained_by_the_workflow_o
         "redirect": {"sqs:SendMessage"},
         "consolidate": {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         "api": set(),
+        "exports": set(),
     }
     consolidate = permissions(synthesized, stack.workflow.handler.role)
     assert actions_on(consolidate, queue) == {"sqs:ReceiveMessage", "sqs:DeleteMessage"}

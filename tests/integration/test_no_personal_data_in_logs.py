@@ -27,13 +27,14 @@ from functions.consolidate import handler as consolidate_handler
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.redirect import handler as redirect_handler
 from functions.redirect import observability as redirect_observability
-from functions.shared import fallback
+from functions.shared import fallback, settings
 from functions.shared.observability import logger
 from local.aws import create_fallback_queue
 from tests.apigw import FakeContext, http_event, json_body
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 FULL_IP = "198.51.100.77"
+PROVIDER_IP = "198.51.100.213"  # a mailbox provider posting a one-click unsubscribe
 
 
 class NoLaunch:
@@ -145,6 +146,10 @@ def test_a_whole_story_logs_no_email_no_full_ip_and_no_token(
     tokens = re.findall(r"/[ro]/([\w.-]+)", html)
     paths = [("/r/" if "/r/" + token in html else "/o/") + token for token in tokens]
     assert sorted(path[:3] for path in paths) == ["/o/", "/r/", "/r/"]  # the pixel, the link, the honeypot
+    [unsubscribe] = re.findall(
+        r"/u/([\w.-]+)>", json_body(rendered)["messages"][0]["headers"]["List-Unsubscribe"]
+    )
+    tokens.append(unsubscribe)
 
     def hit(path: str) -> Any:
         return output.invoke(
@@ -157,6 +162,21 @@ def test_a_whole_story_logs_no_email_no_full_ip_and_no_token(
     for path in paths:
         hit(path)
     hit("/r/forged.token.x")
+    # the recipient's provider unsubscribes in one click (after a scanner's GET of the page; the
+    # provider's address is another than the scanner's, or the honeypot burst would take it),
+    hit(f"/u/{unsubscribe}")
+    output.invoke(
+        "redirect",
+        redirect_handler.lambda_handler,
+        http_event(
+            "POST",
+            f"/u/{unsubscribe}",
+            token=None,
+            body="List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            source_ip=PROVIDER_IP,
+        ),
+    )
     # DynamoDB throttles a click (the fallback queue takes it), then refuses an open and the queue too,
     redirect_handler._collaborators()
     sink = redirect_handler._sink
@@ -188,7 +208,11 @@ def test_a_whole_story_logs_no_email_no_full_ip_and_no_token(
     with contextlib.suppress(ClientError):  # the run fails (or sets the item aside); its logs say which
         output.invoke("workflow", consolidate_handler.lambda_handler, {"run_id": "run-refused"})
     finished = output.invoke("workflow", consolidate_handler.lambda_handler, {"run_id": "run-logs"})
-    # and the reports are read, one of them for a delivery that does not exist
+    # and the reports (the opt-out feed with its addresses too) are read, one for a delivery that does not exist
+    monkeypatch.setenv("MSGTRACK_OPT_OUT_FEED_DELAY_SECONDS", "0")
+    settings.reset_caches()
+    feed = output.invoke("api", api_handler.lambda_handler, http_event("GET", "/api/opt-outs"))
+    assert [i["email"] for i in json_body(feed)["items"]] == ["jane.doe@example.org"]
     output.invoke("api", api_handler.lambda_handler, http_event("GET", "/api/recipients/r1/tracking"))
     output.invoke(
         "api", api_handler.lambda_handler, http_event("GET", "/api/deliveries/nope/tracking/statistics")
@@ -206,6 +230,7 @@ def test_a_whole_story_logs_no_email_no_full_ip_and_no_token(
     assert {
         "Clicks",
         "Opens",
+        "OneClickOptOuts",
         "InvalidTokens",
         "RawEventFallbacks",
         "RawEventWriteFailures",
@@ -220,12 +245,12 @@ def test_a_whole_story_logs_no_email_no_full_ip_and_no_token(
     ), output.lines["workflow"]
     assert {"EventsProcessed", "WorkflowRunsSucceeded"} <= output.metrics("workflow")
     answered = [d for d in output.documents("api") if d.get("message") == "report API answered"]
-    assert [d["status"] for d in answered] == [201, 200, 200, 404]
+    assert [d["status"] for d in answered] == [201, 200, 200, 200, 404]
     # And none of it holds an email address, the visitor's full IP or a link token
     logs = output.text()
     found = {
         "emails": EMAIL.findall(logs),
-        "full ips": logs.count(FULL_IP),
+        "full ips": logs.count(FULL_IP) + logs.count(PROVIDER_IP),
         "tokens": sum(logs.count(token) for token in tokens),
     }
     reliability.record(

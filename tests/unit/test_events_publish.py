@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeSerializer
 from functions.api.report_schemas import LogItem
 from functions.events.log import LinkInfo, log_of
 from functions.events.publish import new_raw_events, publish
-from functions.shared.raw_events import RawEvent, to_item
+from functions.shared.raw_events import ONE_CLICK, RawEvent, to_item
 from functions.shared.webhooks import Webhook
 from tests.fakes_webhooks import FakeBus, FakeLinks, FakeQueue, FakeWebhookRepository
 
@@ -74,6 +74,13 @@ def test_a_click_takes_the_type_of_its_link_and_an_open_names_no_url() -> None:
     assert log_of(raw(url_id="u2"), LINKS.link("d1", "u2"))["type"] == "opt_out"
     opened = log_of(raw("open", None), None)
     assert (opened["type"], opened["url_id"], opened["url"], opened["label"]) == ("open", None, None, None)
+
+
+def test_a_one_click_unsubscribe_is_an_opt_out_without_a_link() -> None:
+    # Given the raw event a POST /u/{token} records (a click without URL, source one_click)
+    log = log_of(raw(url_id=None, source=ONE_CLICK), None)
+    # Then it is published as an opt-out, as the logs route shows it
+    assert (log["type"], log["url_id"], log["url"], log["label"]) == ("opt_out", None, None, None)
 
 
 def test_web_hits_and_machine_verdicts_are_carried() -> None:

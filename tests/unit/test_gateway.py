@@ -282,6 +282,8 @@ def _forget_calls() -> None:
         ("/o/abc.def.ghi", "redirect"),
         ("/w/abc.def.ghi", "redirect"),
         ("/w/abc.def.ghi/tag.js", "redirect"),
+        ("/u/abc.def.ghi", "redirect"),
+        ("/api/opt-outs", "api"),
         ("/api/web-tracking/sites", "api"),
         ("/", "api"),
         ("/health", "api"),
@@ -368,3 +370,21 @@ def test_head_is_served_like_get_without_a_body() -> None:
         ("api", "GET"),
         ("redirect", "HEAD"),
     ]
+
+
+def test_a_one_click_post_reaches_the_redirect_function_with_its_form_body() -> None:
+    # When a mailbox provider POSTs the one-click body to an unsubscribe URL
+    gateway().handle(
+        request(
+            "POST",
+            "/u/abc.def.ghi",
+            body=b"List-Unsubscribe=One-Click",
+            Content_Type="application/x-www-form-urlencoded",
+        )
+    )
+    # Then the redirect function gets the POST with its body as text, as API Gateway passes it
+    [(name, event, _)] = seen
+    assert name == "redirect"
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert (event["body"], event["isBase64Encoded"]) == ("List-Unsubscribe=One-Click", False)
+    assert event["headers"]["content-type"] == "application/x-www-form-urlencoded"

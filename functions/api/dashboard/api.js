@@ -73,6 +73,8 @@ export const api = {
   hotClicks: (deliveryId, params) => json(tab(deliveryId, "hot-clicks"), { params }),
   logs: (deliveryId, params) => json(tab(deliveryId, "logs"), { params }),
   logsCsv: (deliveryId, params) => send(tab(deliveryId, "logs"), { params: { ...params, format: "csv" } }),
+  startExport: (deliveryId, body) => json(tab(deliveryId, "exports"), { method: "POST", body }),
+  exportStatus: (exportId) => json(`/api/exports/${id(exportId)}`),
   recipientLogs: (recipientId, params) => json(`/api/recipients/${id(recipientId)}/tracking`, { params }),
   recipientLogsCsv: (recipientId, params) =>
     send(`/api/recipients/${id(recipientId)}/tracking`, { params: { ...params, format: "csv" } }),

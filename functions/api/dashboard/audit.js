@@ -17,6 +17,7 @@ const ACTIONS = [
   ["site_deleted", "Web-tracking site deleted"],
   ["webhook_created", "Webhook created"],
   ["webhook_deleted", "Webhook deleted"],
+  ["export_requested", "Logs exported"],
 ];
 const ACTION_NAMES = new Map(ACTIONS);
 const PAGE_SIZE = 50;

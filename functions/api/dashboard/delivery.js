@@ -338,6 +338,8 @@ async function logs(content, deliveryId, delivery) {
         ],
         fetchPage: (params) => api.logs(deliveryId, params),
         fetchCsv: (params) => api.logsCsv(deliveryId, params),
+        startExport: (body) => api.startExport(deliveryId, body),
+        exportStatus: (exportId) => api.exportStatus(exportId),
         traffic: true,
       }),
     ),

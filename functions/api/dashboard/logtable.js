@@ -1,10 +1,12 @@
 // A table of tracking logs with filters, cursor paging and CSV export: the delivery's logs and the
 // recipient's Tracking tab both use it.
 
-import { amountWithCurrency, failure, h, isoFromInput, loading, tableRow } from "./dom.js";
+import { amountWithCurrency, count, failure, h, isoFromInput, loading, tableRow } from "./dom.js";
 import { currentTraffic, trafficSwitch } from "./traffic.js";
 
 const MAX_EXPORT_PAGES = 50; // 50 pages of 200 logs: a bigger export belongs to the API, not a browser
+const EXPORT_FORMATS = ["csv", "jsonl"];
+const EXPORT_POLL_MS = 1000;
 
 export const LOG_TYPES = [
   ["", "Any type"],
@@ -49,8 +51,10 @@ function control(filter) {
  * columns: [{title, cell(item), numeric?, class?, sortsBy?}]; fetchPage(params) -> {items, next_cursor};
  * fetchCsv(params) -> Response; filters: [{name, label, kind: "select"|"text"|"datetime", options?, value?}];
  * traffic: offer the People | All traffic switch (the API's traffic=human leaves machine hits out).
+ * With startExport(body) -> {id} and exportStatus(id) -> {status, rows, url, error}, the export buttons
+ * (CSV, JSONL) have the export API write every matching log to a file, follow it and link to it.
  */
-export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pageSize = 25, traffic = false }) {
+export function logBrowser({ columns, fetchPage, fetchCsv, startExport, exportStatus, filters, fileName, pageSize = 25, traffic = false }) {
   const form = h("form", { class: "filters", "aria-label": "Filter the tracking logs" }, filters.map(control));
   const sizes = h(
     "select",
@@ -65,8 +69,14 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
   );
   const apply = h("button", { type: "submit" }, "Apply");
   const exportButton = h("button", { type: "button", class: "quiet", onclick: () => exportCsv() }, "Export CSV");
+  const exportButtons = startExport
+    ? EXPORT_FORMATS.map((format) =>
+        h("button", { type: "button", class: "quiet", dataset: { exportFormat: format }, onclick: () => exportFile(format) }, `Export ${format.toUpperCase()}`),
+      )
+    : [exportButton];
+  const exported = h("div", { class: "export-status", role: "status", "aria-live": "polite" });
   if (traffic) form.append(h("div", { class: "field" }, h("span", { "aria-hidden": "true" }, "Traffic"), trafficSwitch(() => restart())));
-  form.append(h("label", {}, "Order", order), h("label", {}, "Page size", sizes), h("div", { class: "actions" }, apply, exportButton));
+  form.append(h("label", {}, "Order", order), h("label", {}, "Page size", sizes), h("div", { class: "actions" }, apply, ...exportButtons));
 
   const body = h("tbody");
   const head = h(
@@ -88,7 +98,7 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
   const next = h("button", { type: "button", class: "quiet", onclick: () => go(1) }, "Next →");
   const position = h("span", { class: "muted small page-number" });
   const pager = h("div", { class: "pager" }, previous, position, next);
-  const root = h("div", { class: "log-browser" }, form, status, h("div", { class: "table-wrap" }, h("table", { class: "logs" }, h("thead", {}, head), body)), pager);
+  const root = h("div", { class: "log-browser" }, form, exported, status, h("div", { class: "table-wrap" }, h("table", { class: "logs" }, h("thead", {}, head), body)), pager);
 
   let cursors = [null]; // cursors[n]: the cursor of page n (page 0 has none)
   let page = 0;
@@ -177,6 +187,35 @@ export function logBrowser({ columns, fetchPage, fetchCsv, filters, fileName, pa
     } finally {
       exportButton.disabled = false;
       exportButton.textContent = original;
+    }
+  }
+
+  // Every matching log, however many: the export API writes the file in the background; this follows
+  // it and links to the download (a presigned link, valid for an hour; the file is kept 7 days).
+  async function exportFile(format) {
+    for (const button of exportButtons) button.disabled = true;
+    const kind = format.toUpperCase();
+    exported.replaceChildren(loading(`Exporting every matching log as ${kind}…`));
+    try {
+      const body = { format };
+      for (const [name, value] of Object.entries(params())) if (name !== "limit" && value) body[name] = value;
+      const { id } = await startExport(body);
+      let answer = await exportStatus(id);
+      while (answer.status === "running") {
+        exported.replaceChildren(loading(`Exporting as ${kind}… ${count(answer.rows)} logs so far`));
+        await new Promise((resolve) => setTimeout(resolve, EXPORT_POLL_MS));
+        answer = await exportStatus(id);
+      }
+      if (answer.status !== "succeeded") throw new Error(answer.error ?? "The export failed.");
+      exported.replaceChildren(
+        h("a", { href: answer.url, class: "export-download", dataset: { rows: answer.rows } }, `Download ${kind} (${count(answer.rows)} logs)`),
+        " ",
+        h("span", { class: "muted small" }, "The link works for an hour; the file is kept for 7 days."),
+      );
+    } catch (error) {
+      exported.replaceChildren(failure(error));
+    } finally {
+      for (const button of exportButtons) button.disabled = false;
     }
   }
 
