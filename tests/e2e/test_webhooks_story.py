@@ -258,3 +258,33 @@ def test_a_scanner_following_every_link_is_published_as_a_scanner(stack: Any) ->
         reasons = sorted(str(log["machine_reason"]) for log in logs)
         assert reasons[0] == "honeypot link" and all("honeypot hit" in reason for reason in reasons[1:])
         api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
+
+
+def test_a_one_click_unsubscribe_reaches_the_webhook_as_an_opt_out(stack: Any) -> None:
+    base_url, api = stack
+    with receiver() as hook:
+        created = register(base_url, api, hook, ["opt_out"])
+        delivery = api.post(
+            f"{base_url}/api/deliveries", json={"label": f"Unsub {RUN}", "html": HTML}, timeout=30
+        )
+        delivery_id = delivery.json()["id"]
+        message = api.post(
+            f"{base_url}/api/deliveries/{delivery_id}/messages",
+            json={"recipients": [{"id": f"unsub-{RUN}"}]},
+            timeout=30,
+        ).json()["messages"][0]
+        # Given the message's List-Unsubscribe URL, when the mailbox provider POSTs the one-click body
+        unsubscribe = re.search(r"<(http[^>]+/u/[^>]+)>", message["headers"]["List-Unsubscribe"])
+        assert unsubscribe is not None
+        answer = requests.post(
+            unsubscribe[1],
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": CHROME},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+        # Then the webhook gets an opt-out of that recipient, without a link
+        [received] = hook.wait_for(1, BURST_SECONDS_BOUND, delivery_id)
+        log = json.loads(received.body)
+        assert (log["type"], log["recipient_id"], log["url_id"]) == ("opt_out", f"unsub-{RUN}", None)
+        api.delete(f"{base_url}/api/webhooks/{created['id']}", timeout=30)
