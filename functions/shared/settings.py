@@ -49,6 +49,7 @@ class Settings(Record):
         "cookie_secure",
         "late_event_grace_seconds",
         "max_transaction_amount",
+        "raw_event_shards",
         "raw_event_ttl_days",
         "run_lock_seconds",
         "schedule",
@@ -57,6 +58,7 @@ class Settings(Record):
         "trust_forwarded_for",
         "web_attribution_days",
         "workflow_function_name",
+        "workflow_workers",
     )
 
     def __init__(
@@ -72,6 +74,8 @@ class Settings(Record):
         web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
         max_transaction_amount: int = 10_000_000,  # the largest amount one tagged transaction may carry
         trust_forwarded_for: bool = False,  # the client address is X-Forwarded-For's first entry (behind a CDN)
+        workflow_workers: int = 1,  # workers a run of the tracking workflow consolidates with, in parallel
+        raw_event_shards: int = 64,  # partition keys of the raw-events table (deploy-time: 1,000 writes/s each)
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -84,6 +88,8 @@ class Settings(Record):
         self.web_attribution_days = web_attribution_days
         self.max_transaction_amount = max_transaction_amount
         self.trust_forwarded_for = trust_forwarded_for
+        self.workflow_workers = workflow_workers
+        self.raw_event_shards = raw_event_shards
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,6 +108,8 @@ class Settings(Record):
             web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
             max_transaction_amount=_int("MSGTRACK_MAX_TRANSACTION_AMOUNT", 10_000_000, minimum=1),
             trust_forwarded_for=_bool("MSGTRACK_TRUST_FORWARDED_FOR", False),
+            workflow_workers=_int("MSGTRACK_WORKFLOW_WORKERS", 1, minimum=1),
+            raw_event_shards=_int("MSGTRACK_RAW_EVENT_SHARDS", 64, minimum=1),
         )
 
 
