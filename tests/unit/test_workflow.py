@@ -747,7 +747,7 @@ def test_an_event_visible_late_but_within_the_grace_window_is_counted_by_the_nex
     clock = Clock(RUN_AT)
     config = WorkflowConfig(late_event_grace_seconds=300)
     TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
-    shard, checkpoint = _r3_checkpoint(store)
+    _, checkpoint = _r3_checkpoint(store)
     checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
     # When a click timed 60 s before that checkpoint becomes visible only after the run (a slow write)
     sk = _late_click(store, "late-1", "r3", "p8", checkpoint_at - timedelta(seconds=60))
@@ -769,7 +769,7 @@ def test_an_event_visible_later_than_the_grace_window_behind_a_checkpoint_is_not
     clock = Clock(RUN_AT)
     config = WorkflowConfig(late_event_grace_seconds=300)
     TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
-    shard, checkpoint = _r3_checkpoint(store)
+    _, checkpoint = _r3_checkpoint(store)
     checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
     # When a click timed 301 s before that checkpoint becomes visible only afterwards
     sk = _late_click(store, "stale-1", "r3", "p8", checkpoint_at - timedelta(seconds=301))
