@@ -235,7 +235,7 @@ class TrackingWorkflow:
         if state.run_id is not None and state.run_id != run_id and state.phase not in (None, MERGED):
             # A run whose finisher never ran: its workers' work is merged before anything else.
             logger.warning("finishing an interrupted run", extra={"interrupted_run": state.run_id})
-            self._close(state.run_id, run_id, state)
+            self._finish_interrupted(state.run_id, run_id, state)
             state = self._store.load_state()
         self._store.save_run(run)
         planner = _Run(self._store, self._config, self._clock, run, _Budget(remaining_ms))
@@ -402,6 +402,21 @@ class TrackingWorkflow:
             slot = self._store.load_worker(worker)
             counts.append((slot.events if slot.run_id == run_id else 0) + _at(state.drained, worker))
         return counts
+
+    def _finish_interrupted(self, run_id: str, owner: str, state: WorkflowState) -> None:
+        counts = self._close(run_id, owner, state)
+        run = self._store.load_run(run_id)
+        if run is None or run.status != "running":
+            return
+        run.status = "failed"
+        run.errors = [*(run.errors or []), f"interrupted; what its workers flushed was merged by run {owner}"]
+        run.events_processed = sum(counts)
+        run.workers = [
+            {"shards": group, "events_processed": counts[n], "status": "failed"}
+            for n, group in enumerate(state.groups)
+        ]
+        run.finished_at = timeutil.iso(self._clock())
+        self._store.save_run(run)
 
     def _store_run_of(self, plan: Plan) -> RunModel:
         run = self._store.load_run(plan.run_id)
