@@ -21,6 +21,7 @@ from typing import Any
 from local.context import FunctionUnavailable, LocalFunction
 from local.gateway import Gateway, LocalApiGateway
 from local.scheduler import Scheduler, parse_rate
+from local.state_machine import LocalStateMachine
 
 DEFAULT_SCHEDULE = "rate(1 hour)"
 REDIRECT_TIMEOUT_SECONDS = 30
@@ -81,7 +82,7 @@ def configure_environment(
 class ThreadLauncher:
     """Starts the tracking workflow now, on a background thread: the local stand-in for an async invoke."""
 
-    def __init__(self, workflow: LocalFunction) -> None:
+    def __init__(self, workflow: LocalFunction | LocalStateMachine) -> None:
         self._workflow = workflow
         self._threads: list[threading.Thread] = []
 
@@ -98,7 +99,7 @@ class ThreadLauncher:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_logged(function: LocalFunction, event: dict[str, Any]) -> None:
+def run_logged(function: LocalFunction | LocalStateMachine, event: dict[str, Any]) -> None:
     """Invoke an asynchronously triggered function; like Lambda, log its failure instead of raising."""
     try:
         function.invoke(event)
@@ -170,7 +171,9 @@ class LocalStack:
             memory_limit_in_mb=1024,
             after_invoke=drop_unpublished_metrics,
         )
-        self.launcher = ThreadLauncher(self.workflow)
+        # The state machine runs the workflow's steps: MSGTRACK_WORKFLOW_WORKERS containers (``start``).
+        self.state_machine = LocalStateMachine([self.workflow])
+        self.launcher = ThreadLauncher(self.state_machine)
         self.secrets: Secrets | None = None
         self.aws_endpoint = ""
         self._moto: Any = None
@@ -206,7 +209,7 @@ class LocalStack:
             settings.reset_caches()
             tokens.reset_signer()
             # Refuse a bad setting (a short signing key, say) now, not as a 502 on every request.
-            settings.settings()
+            self.state_machine.containers = self._workflow_containers(settings.settings().workflow_workers)
             settings.signing_secrets()
             settings.api_token()
             models.refresh_table_names()
@@ -217,11 +220,25 @@ class LocalStack:
             _check_endpoint(self.aws_endpoint)
             launcher.configure(self.launcher)
             self._gateway.start()
-            self._scheduler = Scheduler(self.period, lambda event: run_logged(self.workflow, event))
+            self._scheduler = Scheduler(self.period, lambda event: run_logged(self.state_machine, event))
             self._scheduler.start()
         except BaseException:
             self.stop()
             raise
+
+    def _workflow_containers(self, workers: int) -> list[LocalFunction]:
+        """One container of the consolidation function per worker (the first is ``workflow``)."""
+        more = [
+            LocalFunction(
+                f"msgtrack-tracking-workflow-{n}",
+                "functions.consolidate.handler.lambda_handler",
+                timeout_seconds=WORKFLOW_TIMEOUT_SECONDS,
+                memory_limit_in_mb=1024,
+                after_invoke=drop_unpublished_metrics,
+            )
+            for n in range(1, workers)
+        ]
+        return [self.workflow, *more]
 
     def unavailable_functions(self) -> dict[str, str]:
         """Load every handler now; name those that cannot be loaded (their requests will get a 502)."""

@@ -430,11 +430,17 @@ class DynamoWorkflowStore:
 
     def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None:
         """Only while the run is open: a worker still writing after the finisher closed it must stop."""
-        check: Any = {"TableName": self._table, "Key": self._key, **self._state_condition(owner, True)}
+        # An update that changes nothing but checks the run is open (UpdateItem: no other permission)
+        check: Any = {
+            "TableName": self._table,
+            "Key": self._key,
+            "UpdateExpression": "SET phase = :work",
+            **self._state_condition(owner, True),
+        }
         try:
             self._client.transact_write_items(
                 TransactItems=[
-                    {"ConditionCheck": check},
+                    {"Update": check},
                     {
                         "Update": {
                             "TableName": self._table,
@@ -471,9 +477,9 @@ class DynamoWorkflowStore:
         if assignments:
             state["UpdateExpression"] = "SET " + ", ".join(assignments)
             state["ExpressionAttributeNames"] = names
-            state_action = {"Update": state}
-        else:
-            state_action = {"ConditionCheck": state}
+        else:  # nothing moves; checks the lock all the same (UpdateItem: no other permission)
+            state["UpdateExpression"] = "SET lock_owner = :owner"
+        state_action = {"Update": state}
         worker_action = {
             "Update": {
                 "TableName": self._table,
@@ -749,7 +755,7 @@ class DynamoWorkflowStore:
         """Reads every shard through a filter: erasure is rare, and a recipient index on raw
         events would cost a write unit on every hit."""
         keys = []
-        for shard in raw_events.shards():
+        for shard in [*raw_events.shards(), *raw_events.legacy_shards()]:
             found = RawEventModel.query(
                 shard,
                 filter_condition=RawEventModel.recipient_id == recipient_id,
