@@ -232,9 +232,9 @@ class TrackingWorkflow:
             return Plan(run_id, trigger, True, [])
         if state.run_id == run_id and state.phase == WORK:
             return Plan(run_id, trigger, False, state.groups)  # planned already: a retried plan step
-        if state.run_id is not None and state.run_id != run_id and state.phase not in (None, MERGED):
-            # A run whose finisher never ran: its workers' work is merged before anything else.
-            logger.warning("finishing an interrupted run", extra={"interrupted_run": state.run_id})
+        if state.run_id is not None and state.run_id != run_id and state.phase is not None:
+            # A run whose finisher never ran or never finished: its workers' work is merged (once)
+            # before anything else, and its record says it failed.
             self._finish_interrupted(state.run_id, run_id, state)
             state = self._store.load_state()
         self._store.save_run(run)
@@ -404,8 +404,11 @@ class TrackingWorkflow:
         return counts
 
     def _finish_interrupted(self, run_id: str, owner: str, state: WorkflowState) -> None:
-        counts = self._close(run_id, owner, state)
         run = self._store.load_run(run_id)
+        if state.phase == MERGED and (run is None or run.status != "running"):
+            return  # finished
+        logger.warning("finishing an interrupted run", extra={"interrupted_run": run_id})
+        counts = self._close(run_id, owner, state)
         if run is None or run.status != "running":
             return
         run.status = "failed"

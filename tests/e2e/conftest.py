@@ -43,15 +43,16 @@ def stack_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_stack(options: tuple[str, ...] = ()) -> Iterator[str]:
-    """Start `msgtrack serve` (with ``options``) on a free port; its base URL while it runs."""
+def local_stack(options: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start `msgtrack serve` (with ``options``, and ``env`` on top of the tests' environment) on a
+    free port; its base URL while it runs."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             serve_command(port, demo=False, options=options),
             cwd=REPO,
-            env=environment(),
+            env={**environment(), **(env or {})},
             stdout=stdout,
             stderr=stderr,
         )
