@@ -285,6 +285,15 @@ def indicator_model(sk: str) -> type[Model]:
     raise ValueError(f"no indicator model for sort key {sk!r}")
 
 
+# A worker's partial items spread over this many partition keys: a flush of thousands of them (persons)
+# stays under one key's 1,000 write units a second.
+PARTIAL_SPREAD = 16
+
+
+def _partial_pk(run_id: str, worker: int, key: str) -> str:
+    return f"partial#{run_id}#{worker}#{zlib.crc32(key.encode()) % PARTIAL_SPREAD}"
+
+
 def _state_key(item: Model) -> StateKey:
     return (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
 
@@ -539,11 +548,18 @@ class DynamoWorkflowStore:
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
-        entries = [(partial_key(_state_key(item)), encode_items([item])) for item in items]
-        self._partition_put(f"partial#{run_id}#{worker}", entries)
+        by_partition: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        for item in items:
+            key = partial_key(_state_key(item))
+            by_partition[_partial_pk(run_id, worker, key)].append((key, encode_items([item])))
+        for pk, entries in by_partition.items():
+            self._partition_put(pk, entries)
 
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
-        wanted = [{"pk": {"S": f"partial#{run_id}#{worker}"}, "sk": {"S": partial_key(key)}} for key in keys]
+        wanted = [
+            {"pk": {"S": _partial_pk(run_id, worker, partial_key(key))}, "sk": {"S": partial_key(key)}}
+            for key in keys
+        ]
         found: dict[StateKey, Model] = {}
         for start in range(0, len(wanted), 100):
             request: Any = {self._table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
@@ -557,13 +573,15 @@ class DynamoWorkflowStore:
 
     def run_partials(self, run_id: str, worker: int) -> list[Model]:
         return [
-            m
-            for item in self._partition(f"partial#{run_id}#{worker}")
-            for m in decode_items(item["data"]["B"])
+            model
+            for spread in range(PARTIAL_SPREAD)
+            for item in self._partition(f"partial#{run_id}#{worker}#{spread}")
+            for model in decode_items(item["data"]["B"])
         ]
 
     def delete_partials(self, run_id: str, worker: int) -> None:
-        self._delete_partition(f"partial#{run_id}#{worker}")
+        for spread in range(PARTIAL_SPREAD):
+            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(f"merge#{run_id}")  # a page left by an interrupted finisher

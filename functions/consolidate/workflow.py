@@ -367,6 +367,7 @@ class TrackingWorkflow:
         """Close the run ``run_id`` for its workers, apply their pending batches, merge their partial
         items (once); the events each worker consolidated. ``owner`` holds the lock."""
         run = run or RunModel(sk=run_id, status="failed", started_at=str(state.run_started), errors=[])
+        self._store.renew_lock(owner, self._clock().timestamp(), self._config.lock_seconds)
         if state.phase == WORK:
             self._store.set_phase(owner, FINISH)
         groups = state.groups

@@ -224,7 +224,7 @@ def test_events_recorded_while_a_run_works_wait_for_the_next_run(delivery: str) 
     # an event stamped after the run's start is not part of that run
     future = timeutil.now() + timedelta(minutes=5)
     RawEventModel(
-        shard=raw_events.shard_of("late1"),
+        shard=raw_events.shard_of("d1", "r5"),
         sk=raw_events.sort_key(timeutil.iso(future), "late1"),
         event_id="late1",
         kind="click",
