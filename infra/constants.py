@@ -19,6 +19,7 @@ SCHEDULE_CONTEXT = "schedule"
 TRACKING_DOMAIN_CONTEXT = "tracking_domain"
 CERTIFICATE_ARN_CONTEXT = "certificate_arn"
 ALARM_EMAIL_CONTEXT = "alarm_email"
+WORKFLOW_WORKERS_CONTEXT = "workflow_workers"
 DEFAULT_SCHEDULE = "rate(1 hour)"
 
 # --- Lambda -----------------------------------------------------------------------------------
@@ -50,8 +51,7 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Lambda's maximum; the workflow watches its remaining time and its lock outlives it
-# (MSGTRACK_RUN_LOCK_SECONDS, 1200 s), so a run cut short never overlaps the next one.
+# Lambda's maximum, for each step of a run; the workflow watches its remaining time.
 WORKFLOW_TIMEOUT = Duration.minutes(15)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -86,13 +86,53 @@ FALLBACK_VISIBILITY_TIMEOUT = Duration.minutes(2)
 
 # --- tracking workflow ------------------------------------------------------------------------
 
-# EventBridge delivering the scheduled event to the function (throttling, service errors).
+# EventBridge delivering the scheduled start to the state machine (throttling, service errors); what
+# it still cannot deliver waits in the dead-letter queue.
 SCHEDULE_RETRY_ATTEMPTS = 4
 SCHEDULE_MAX_EVENT_AGE = Duration.hours(1)
-# Lambda retrying a run that raised: the workflow is idempotent, one more try is safe.
-RUN_RETRY_ATTEMPTS = 1
-RUN_MAX_EVENT_AGE = Duration.hours(1)
 DEAD_LETTER_RETENTION = Duration.days(14)
+
+# The state machine (Step Functions, standard workflow): Plan -> a Map of workers -> Finish, each
+# step one synchronous invoke of the consolidation function (functions.consolidate.handler).
+STATE_MACHINE_COMMENT = "msgtrack tracking workflow: plan the run, consolidate each group of shards, finish"
+PLAN_STATE = "Plan"
+SKIP_CHOICE = "Anything to do?"
+NOTHING_TO_DO_STATE = "Nothing to do"
+WORKERS_STATE = "Workers"
+WORK_STATE = "Work"
+WORKER_FAILED_STATE = "Worker failed"
+FINISH_STATE = "Finish"
+OUTCOME_CHOICE = "Run succeeded?"
+SUCCEEDED_STATE = "Run succeeded"
+FAILED_STATE = "Run failed"
+RUN_FAILED_ERROR = "RunFailed"
+# The workers of one run (MSGTRACK_WORKFLOW_WORKERS on the function, the Map's MaxConcurrency).
+# An inline Map runs at most 40 iterations at once, so more would only queue.
+DEFAULT_WORKFLOW_WORKERS = 1
+MAX_WORKFLOW_WORKERS = 40
+# Errors of the Lambda service itself (not of the function's code): every step retries them with
+# jittered backoff, about two minutes in all. TooManyRequests: N workers may meet a throttle.
+LAMBDA_SERVICE_ERRORS = (
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+SERVICE_ERROR_RETRY_ATTEMPTS = 6
+SERVICE_ERROR_RETRY_INTERVAL = Duration.seconds(2)
+# A worker that raised or ran out of time (States.TaskFailed) is tried once more: a group's work is
+# idempotent, so a second try counts nothing twice. A worker still failing fails the run.
+WORKER_RETRY_ATTEMPTS = 1
+WORKER_RETRY_INTERVAL = Duration.seconds(30)
+RETRY_BACKOFF_RATE = 2
+# Plan and Finish (seconds), a worker tried twice (2 x WORKFLOW_TIMEOUT) and the retries' waits fit, and
+# an hourly run is over before the next one starts. An execution that takes longer is stopped (without
+# Finish) and raises the alarm.
+STATE_MACHINE_TIMEOUT = Duration.minutes(50)
+# The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
+# never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function).
+RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(Duration.minutes(5))
 
 # --- secrets ----------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constants import (
@@ -36,13 +35,9 @@ class MsgtrackFunction(Construct):
         description: str,
         memory_size: int,
         timeout: Duration,
-        retry_attempts: int | None = None,
-        max_event_age: Duration | None = None,
-        dead_letter_queue: sqs.IQueue | None = None,
         reserved_concurrency: int | None = None,
     ) -> None:
-        """``retry_attempts``, ``max_event_age`` and ``dead_letter_queue`` govern asynchronous invokes;
-        ``reserved_concurrency`` is both what the function is guaranteed and its ceiling."""
+        """``reserved_concurrency`` is both what the function is guaranteed and its ceiling."""
         super().__init__(scope, construct_id)
         # An explicit role, not the default one with AWSLambdaBasicExecutionRole: it may write to its
         # own log group and nothing else until a grant says otherwise.
@@ -66,9 +61,6 @@ class MsgtrackFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             description=description,
-            retry_attempts=retry_attempts,
-            max_event_age=max_event_age,
-            dead_letter_queue=dead_letter_queue,
             reserved_concurrent_executions=reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,

@@ -73,7 +73,7 @@ class Monitoring(Construct):
     def _alarm(
         self,
         construct_id: str,
-        metric: cloudwatch.Metric,
+        metric: cloudwatch.IMetric,
         description: str,
         *,
         below: bool = False,
@@ -81,9 +81,10 @@ class Monitoring(Construct):
         missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> cloudwatch.Alarm:
         """An alarm at 1: ``metric >= 1`` (or ``< 1`` when ``below``) in every evaluated period."""
-        return metric.create_alarm(
+        return cloudwatch.Alarm(
             self,
             construct_id,
+            metric=metric,
             alarm_name=f"{Stack.of(self).stack_name}-{construct_id}",
             alarm_description=description,
             threshold=1,
@@ -124,12 +125,20 @@ class Monitoring(Construct):
                 "'quarantine'); README Operations says how to re-drive or discard it.",
             ),
             self._alarm(
+                "WorkflowExecutionFailed",
+                self._failed_executions(),
+                "An execution of the tracking workflow's state machine failed or timed out: a run failed "
+                "(a worker still failing after its retries, Plan or Finish failing) or ran past the "
+                "state machine's time limit. Its execution history in the Step Functions console names the "
+                "failed state and its error; the next run replays what it left pending.",
+            ),
+            self._alarm(
                 "WorkflowDeadLetters",
                 workflow.dead_letters.metric_approximate_number_of_messages_visible(
                     period=FAST_PERIOD, statistic="Maximum"
                 ),
-                "A scheduled start of the tracking workflow could not be delivered, or a started run kept "
-                "failing: its event waits in the workflow's dead-letter queue.",
+                "A scheduled start of the tracking workflow could not be delivered to its state machine: "
+                "the event waits in the workflow's dead-letter queue.",
             ),
             self._alarm(
                 "RedirectErrors",
@@ -152,6 +161,19 @@ class Monitoring(Construct):
         ]
         return {alarm.node.id: alarm for alarm in alarms}
 
+    def _failed_executions(self) -> cloudwatch.IMetric:
+        """Executions that failed or timed out in five minutes, as one number (no data: none)."""
+        state_machine = self._workflow.state_machine
+        return cloudwatch.MathExpression(
+            expression="FILL(failed, 0) + FILL(timed_out, 0)",
+            using_metrics={
+                "failed": state_machine.metric_failed(period=FAST_PERIOD, statistic="Sum"),
+                "timed_out": state_machine.metric_timed_out(period=FAST_PERIOD, statistic="Sum"),
+            },
+            label="failed or timed-out executions",
+            period=FAST_PERIOD,
+        )
+
     # --- dashboard --------------------------------------------------------------------------
 
     def _build_dashboard(self) -> cloudwatch.Dashboard:
@@ -167,6 +189,7 @@ class Monitoring(Construct):
             )
         )
         dashboard.add_widgets(*self._workflow_widgets())
+        dashboard.add_widgets(self._executions_widget())
         dashboard.add_widgets(self._last_runs_widget())
         dashboard.add_widgets(*self._traffic_widgets())
         dashboard.add_widgets(self._fallback_widget(), self._report_api_widget())
@@ -198,6 +221,25 @@ class Monitoring(Construct):
                 width=8,
             ),
         ]
+
+    def _executions_widget(self) -> cloudwatch.IWidget:
+        # The state machine's own view of the runs: each scheduled or on-demand start is an execution.
+        state_machine = self._workflow.state_machine
+        period = self._workflow.period
+        return cloudwatch.GraphWidget(
+            title="Tracking workflow executions (Step Functions)",
+            left=[
+                state_machine.metric_started(period=period, statistic="Sum", label="started"),
+                state_machine.metric_succeeded(period=period, statistic="Sum", label="succeeded"),
+                state_machine.metric_failed(period=period, statistic="Sum", label="failed"),
+                state_machine.metric_timed_out(period=period, statistic="Sum", label="timed out"),
+                state_machine.metric_aborted(period=period, statistic="Sum", label="aborted"),
+            ],
+            right=[
+                state_machine.metric_time(period=period, statistic="Maximum", label="longest execution (ms)")
+            ],
+            width=24,
+        )
 
     def _last_runs_widget(self) -> cloudwatch.IWidget:
         # The last execution of the tracking workflow, with its outcome, straight from its JSON logs.

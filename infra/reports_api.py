@@ -3,7 +3,7 @@
 
 It writes deliveries (with their messages and send counts, in transactions) and tracked URLs, reads
 tracking logs (and their by-recipient index), indicators and workflow runs, and starts a run of the
-tracking workflow by invoking the consolidation function asynchronously. It never writes raw events,
+tracking workflow (an execution of its state machine). It never writes raw events,
 tracking logs or indicators. In the workflow table it reaches only the partitions it uses (runs,
 the audit trail, pending erasure requests), never the workflow's lock, checkpoints or pending batch.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -86,11 +85,10 @@ class ReportsApi(Construct):
         )
 
     def _grant_workflow_start(self, workflow: TrackingWorkflow) -> None:
-        # The unqualified function only: lambda_.Function.grant_invoke would add every version too.
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[workflow.function.function_arn])
+        workflow.grant_start(self.function)
+        self.function.add_environment(
+            "MSGTRACK_WORKFLOW_STATE_MACHINE", workflow.state_machine.state_machine_arn
         )
-        self.function.add_environment("MSGTRACK_WORKFLOW_FUNCTION", workflow.function.function_name)
 
     def _build_routes(self, entry_point: HttpEntryPoint) -> None:
         integration = integrations.HttpLambdaIntegration("ApiIntegration", self.function)

@@ -18,6 +18,8 @@ from infra.constants import (
     API_RESERVED_CONCURRENCY_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
     DEFAULT_SCHEDULE,
+    DEFAULT_WORKFLOW_WORKERS,
+    MAX_WORKFLOW_WORKERS,
     REDIRECT_RESERVED_CONCURRENCY,
     REDIRECT_RESERVED_CONCURRENCY_CONTEXT,
     SCHEDULE_CONTEXT,
@@ -26,6 +28,7 @@ from infra.constants import (
     TRACKING_DOMAIN_CONTEXT,
     TRACKING_RATE_LIMIT,
     TRACKING_RATE_LIMIT_CONTEXT,
+    WORKFLOW_WORKERS_CONTEXT,
 )
 from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
 from infra.monitoring import Monitoring
@@ -63,6 +66,17 @@ def _concurrency_context(scope: Construct, name: str, default: int) -> int:
     return value
 
 
+def _workers_context(scope: Construct) -> int:
+    """How many workers a run of the tracking workflow has: 1 to the inline Map's 40."""
+    value = _int_context(scope, WORKFLOW_WORKERS_CONTEXT, DEFAULT_WORKFLOW_WORKERS)
+    if not 1 <= value <= MAX_WORKFLOW_WORKERS:
+        raise ConfigurationError(
+            f"{WORKFLOW_WORKERS_CONTEXT} must be 1 to {MAX_WORKFLOW_WORKERS} (a Map state runs at most "
+            f"{MAX_WORKFLOW_WORKERS} iterations at once), got {value}"
+        )
+    return value
+
+
 class TrackingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
@@ -97,7 +111,14 @@ class TrackingStack(Stack):
                 self, REDIRECT_RESERVED_CONCURRENCY_CONTEXT, REDIRECT_RESERVED_CONCURRENCY
             ),
         )
-        self.workflow = TrackingWorkflow(self, "Workflow", code=code, storage=self.storage, schedule=schedule)
+        self.workflow = TrackingWorkflow(
+            self,
+            "Workflow",
+            code=code,
+            storage=self.storage,
+            schedule=schedule,
+            workers=_workers_context(self),
+        )
         self.reports = ReportsApi(
             self,
             "Reports",
@@ -132,7 +153,14 @@ class TrackingStack(Stack):
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "Subscribe here to receive the alarms"),
             "ApiTokenSecretArn": (self.secrets.api_token.secret_arn, "The report API's bearer token"),
             "SigningKeySecretArn": (self.secrets.signing_key.secret_arn, "The link-signing key (rotation)"),
-            "WorkflowFunctionName": (self.workflow.function.function_name, "Runs the tracking workflow"),
+            "WorkflowStateMachineArn": (
+                self.workflow.state_machine.state_machine_arn,
+                "Runs the tracking workflow: its executions are the runs",
+            ),
+            "WorkflowFunctionName": (
+                self.workflow.function.function_name,
+                "Plans, consolidates and finishes each run of the tracking workflow",
+            ),
             "RedirectFunctionName": (self.redirect.function.function_name, "Serves /r and /o"),
             "ApiFunctionName": (
                 self.reports.function.function_name,
@@ -140,7 +168,7 @@ class TrackingStack(Stack):
             ),
             "WorkflowDeadLetterQueueUrl": (
                 self.workflow.dead_letters.queue_url,
-                "Undelivered workflow starts",
+                "Scheduled starts of the tracking workflow that could not be delivered",
             ),
         }
         if self.entry_point.domain is not None:

@@ -1,30 +1,37 @@
-"""How ``POST /api/workflows/tracking/runs`` starts the tracking workflow.
+"""How ``POST /api/workflows/tracking/runs`` (and an erasure request) starts the tracking workflow.
 
-In AWS the consolidation function is invoked asynchronously; the local stack installs a launcher that
-runs the same handler in a thread (``local/``). The payload is what the consolidation handler reads.
+In AWS a run is an execution of the workflow's state machine (``infra/workflow_state_machine.py``),
+named after the run so that the run listed by the API and its execution history are found by one id.
+The local stack installs a launcher that runs the consolidation handler in a thread (``local/``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class WorkflowLauncher(Protocol):
     def launch(self, run_id: str) -> None: ...
 
 
-class LambdaLauncher:
-    def __init__(self, function_name: str) -> None:
-        self._function_name = function_name
+class StateMachineLauncher:
+    """Starts an execution of the state machine with the input its Plan step reads."""
+
+    def __init__(self, state_machine_arn: str, client: Any = None) -> None:
+        """``client``: a Step Functions client (boto3's by default, made on first use)."""
+        self._state_machine_arn = state_machine_arn
+        self._client = client
 
     def launch(self, run_id: str) -> None:
-        import boto3
+        if self._client is None:
+            import boto3
 
-        boto3.client("lambda").invoke(
-            FunctionName=self._function_name,
-            InvocationType="Event",
-            Payload=json.dumps({"run_id": run_id, "trigger": "api"}).encode(),
+            self._client = boto3.client("stepfunctions")
+        self._client.start_execution(
+            stateMachineArn=self._state_machine_arn,
+            name=run_id,
+            input=json.dumps({"run_id": run_id, "trigger": "api"}),
         )
 
 
@@ -41,7 +48,7 @@ def launcher() -> WorkflowLauncher:
         return _launcher
     from functions.shared.settings import SettingsError, settings
 
-    name = settings().workflow_function_name
-    if not name:
-        raise SettingsError("MSGTRACK_WORKFLOW_FUNCTION is not set and no local launcher is configured")
-    return LambdaLauncher(name)
+    arn = settings().workflow_state_machine_arn
+    if not arn:
+        raise SettingsError("MSGTRACK_WORKFLOW_STATE_MACHINE is not set and no local launcher is configured")
+    return StateMachineLauncher(arn)

@@ -57,7 +57,7 @@ class Settings(Record):
         "tracking_log_ttl_days",
         "trust_forwarded_for",
         "web_attribution_days",
-        "workflow_function_name",
+        "workflow_state_machine_arn",
         "workflow_workers",
     )
 
@@ -69,7 +69,7 @@ class Settings(Record):
         tracking_log_ttl_days: int,
         schedule: str,  # the tracking workflow's schedule expression, as EventBridge reads it
         late_event_grace_seconds: int,  # how late a raw event may become visible and still be consolidated
-        workflow_function_name: str | None,  # consolidation function to invoke asynchronously (AWS)
+        workflow_state_machine_arn: str | None,  # the tracking workflow's state machine to start (AWS)
         run_lock_seconds: int,
         web_attribution_days: int = 7,  # how long after a click the web-tracking tag attributes visits
         max_transaction_amount: int = 10_000_000,  # the largest amount one tagged transaction may carry
@@ -83,7 +83,7 @@ class Settings(Record):
         self.tracking_log_ttl_days = tracking_log_ttl_days
         self.schedule = schedule
         self.late_event_grace_seconds = late_event_grace_seconds
-        self.workflow_function_name = workflow_function_name
+        self.workflow_state_machine_arn = workflow_state_machine_arn
         self.run_lock_seconds = run_lock_seconds
         self.web_attribution_days = web_attribution_days
         self.max_transaction_amount = max_transaction_amount
@@ -103,7 +103,7 @@ class Settings(Record):
             tracking_log_ttl_days=_int("MSGTRACK_TRACKING_LOG_TTL_DAYS", 365, minimum=1),
             schedule=os.environ.get("MSGTRACK_SCHEDULE", "rate(1 hour)"),
             late_event_grace_seconds=_int("MSGTRACK_LATE_EVENT_GRACE_SECONDS", 300),
-            workflow_function_name=os.environ.get("MSGTRACK_WORKFLOW_FUNCTION") or None,
+            workflow_state_machine_arn=os.environ.get("MSGTRACK_WORKFLOW_STATE_MACHINE") or None,
             run_lock_seconds=_int("MSGTRACK_RUN_LOCK_SECONDS", 1200, minimum=10),
             web_attribution_days=_int("MSGTRACK_WEB_ATTRIBUTION_DAYS", 7, minimum=1),
             max_transaction_amount=_int("MSGTRACK_MAX_TRANSACTION_AMOUNT", 10_000_000, minimum=1),

@@ -50,6 +50,31 @@ def test_a_failed_workflow_run_raises_an_alarm(synthesized: Synthesized) -> None
     )
 
 
+def test_a_failed_or_timed_out_execution_of_the_state_machine_raises_an_alarm(
+    synthesized: Synthesized,
+) -> None:
+    # Given the alarm on the tracking workflow's executions
+    alarm = _alarm(synthesized, "WorkflowExecutionFailed")
+    state_machine = {"Ref": synthesized.logical_id(synthesized.stack.workflow.state_machine)}
+    # Then it adds up the state machine's failed and timed-out executions in five minutes
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+    (expression,) = [query for query in queries.values() if "Expression" in query]
+    assert expression["Expression"] == "FILL(failed, 0) + FILL(timed_out, 0)"
+    assert expression["ReturnData"] is True
+    for name, metric_name in (("failed", "ExecutionsFailed"), ("timed_out", "ExecutionsTimedOut")):
+        stat = queries[name]["MetricStat"]
+        assert stat["Metric"] == {
+            "Namespace": "AWS/States",
+            "MetricName": metric_name,
+            "Dimensions": [{"Name": "StateMachineArn", "Value": state_machine}],
+        }
+        assert (stat["Stat"], stat["Period"], queries[name]["ReturnData"]) == ("Sum", 300, False)
+    # And alarms from the first one, like the other alarms; no execution is no failure
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert (alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (1, "notBreaching")
+    assert alarm["AlarmName"] == "msgtrack-WorkflowExecutionFailed"
+
+
 def test_a_write_the_workflow_quarantined_raises_an_alarm(synthesized: Synthesized) -> None:
     alarm = _alarm(synthesized, "WritesQuarantined")
     assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, "WritesQuarantined")
@@ -102,7 +127,7 @@ def test_lost_raw_events_raise_an_alarm(synthesized: Synthesized) -> None:
 def test_every_alarm_notifies_the_alarm_topic_and_explains_itself(synthesized: Synthesized) -> None:
     topic = synthesized.logical_id(synthesized.stack.monitoring.topic)
     alarms = synthesized.of_type("AWS::CloudWatch::Alarm")
-    assert len(alarms) == len(synthesized.stack.monitoring.alarms) == 7
+    assert len(alarms) == len(synthesized.stack.monitoring.alarms) == 8
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
         assert len(alarm["Properties"]["AlarmDescription"]) > 40
@@ -123,6 +148,19 @@ def test_the_dashboard_shows_workflow_runs_traffic_and_redirect_health(synthesiz
     }
     assert MetricNames.EVENTS_PROCESSED in metric_names("Raw events processed by the tracking workflow")
     assert MetricNames.WORKFLOW_RUN_DURATION in metric_names("Tracking workflow run duration (seconds)")
+    # the state machine's executions, per schedule period, and the longest one
+    executions = graphed["Tracking workflow executions (Step Functions)"]
+    state_machine = f"<{synthesized.logical_id(synthesized.stack.workflow.state_machine)}>"
+    assert all(row[:4] == ["AWS/States", row[1], "StateMachineArn", state_machine] for row in executions)
+    assert {row[1] for row in executions} == {
+        "ExecutionsStarted",
+        "ExecutionsSucceeded",
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "ExecutionsAborted",
+        "ExecutionTime",
+    }
+    assert all(row[-1]["period"] == 3600 for row in executions)
     # clicks and opens, per hour
     hourly = graphed["Clicks and opens per hour"]
     assert {row[1] for row in hourly} == {MetricNames.CLICKS, MetricNames.OPENS}
@@ -155,4 +193,7 @@ def test_the_outputs_give_the_urls_the_dashboard_and_what_operators_need(synthes
     assert outputs["ApiTokenSecretArn"]["Value"] == {"Ref": synthesized.logical_id(stack.secrets.api_token)}
     assert outputs["WorkflowFunctionName"]["Value"] == {
         "Ref": synthesized.logical_id(stack.workflow.function)
+    }
+    assert outputs["WorkflowStateMachineArn"]["Value"] == {
+        "Ref": synthesized.logical_id(stack.workflow.state_machine)
     }

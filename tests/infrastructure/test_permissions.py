@@ -201,13 +201,17 @@ def test_the_workflow_function_keeps_the_whole_workflow_table(synthesized: Synth
 def test_the_api_function_may_start_the_workflow_and_read_both_secrets(synthesized: Synthesized) -> None:
     stack = synthesized.stack
     allowed = permissions(synthesized, stack.reports.handler.role)
-    assert actions_on(allowed, synthesized.logical_id(stack.workflow.function)) == {"lambda:InvokeFunction"}
+    # It starts executions of the workflow's state machine, and does nothing else with it or with Lambda
+    assert actions_on(allowed, synthesized.logical_id(stack.workflow.state_machine)) == {
+        "states:StartExecution"
+    }
+    assert {action for action, _ in allowed if action.startswith("states:")} == {"states:StartExecution"}
+    assert not {action for action, _ in allowed if action.startswith("lambda:")}
     for secret in (stack.secrets.signing_key, stack.secrets.api_token):
         assert actions_on(allowed, synthesized.logical_id(secret)) == {
             "secretsmanager:GetSecretValue",
             "secretsmanager:DescribeSecret",
         }
-    assert {action for action, _ in allowed if action.startswith("lambda:")} == {"lambda:InvokeFunction"}
 
 
 def test_only_the_api_function_reads_the_api_token_and_the_consolidation_function_no_secret(
@@ -271,13 +275,11 @@ def test_the_fallback_queue_is_fed_by_the_redirect_and_drained_by_the_workflow_o
     }
     assert sqs_actions == {
         "redirect": {"sqs:SendMessage"},
-        "consolidate": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"},
+        "consolidate": {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
         "api": set(),
     }
-    # (the consolidation function's SendMessage is Lambda's own, to its dead-letter queue)
     consolidate = permissions(synthesized, stack.workflow.handler.role)
     assert actions_on(consolidate, queue) == {"sqs:ReceiveMessage", "sqs:DeleteMessage"}
-    assert actions_on(consolidate, synthesized.logical_id(stack.workflow.dead_letters)) == {"sqs:SendMessage"}
     # And both know where the queue is
     for function in (stack.redirect.function, stack.workflow.function):
         assert environment(synthesized, function)["MSGTRACK_FALLBACK_QUEUE_URL"] == {"Ref": queue}

@@ -1,21 +1,18 @@
-"""The tracking workflow: its schedule (hourly unless told otherwise), retries and dead letters, and the
-on-demand start from the API."""
+"""The tracking workflow: its schedule (hourly unless told otherwise) starting the state machine, the
+dead letters, and the on-demand start from the API. The state machine itself: test_state_machine.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from infra.constants import (
-    RUN_RETRY_ATTEMPTS,
-    SCHEDULE_RETRY_ATTEMPTS,
-    WORKFLOW_TIMEOUT,
-)
+from infra.constants import SCHEDULE_RETRY_ATTEMPTS, WORKFLOW_TIMEOUT
 from infra.tracking_workflow import schedule_period
 from local.scheduler import ScheduleError
-from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment
+from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment, permissions
 
 
 def _rule(synthesized: Synthesized) -> dict[str, Any]:
@@ -23,17 +20,28 @@ def _rule(synthesized: Synthesized) -> dict[str, Any]:
     return dict(rule["Properties"])
 
 
-def test_an_hourly_rule_starts_the_consolidation_function(synthesized: Synthesized) -> None:
+def test_an_hourly_rule_starts_the_state_machine_as_a_scheduled_run(synthesized: Synthesized) -> None:
     # Given the default deployment
     rule = _rule(synthesized)
     # Then the tracking workflow runs every hour
     assert rule["ScheduleExpression"] == "rate(1 hour)"
     assert rule["State"] == "ENABLED"
-    # And its only target is the consolidation function
+    # And its only target is the state machine, not the function, started as a scheduled run
     (target,) = rule["Targets"]
-    assert target["Arn"] == {
-        "Fn::GetAtt": [synthesized.logical_id(synthesized.stack.workflow.function), "Arn"]
-    }
+    state_machine = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    assert target["Arn"] == {"Ref": state_machine}
+    assert json.loads(target["Input"]) == {"trigger": "schedule"}
+
+
+def test_the_schedule_may_start_executions_of_the_state_machine_and_nothing_else(
+    synthesized: Synthesized,
+) -> None:
+    (target,) = _rule(synthesized)["Targets"]
+    # (EventBridge's role for the target, which CDK keeps under the state machine)
+    role = synthesized.stack.workflow.state_machine.node.find_child("EventsRole")
+    assert target["RoleArn"] == {"Fn::GetAtt": [synthesized.logical_id(role), "Arn"]}
+    state_machine = synthesized.logical_id(synthesized.stack.workflow.state_machine)
+    assert permissions(synthesized, role) == {("states:StartExecution", state_machine)}
 
 
 def test_an_undeliverable_start_is_retried_then_kept_in_the_dead_letter_queue(
@@ -48,16 +56,24 @@ def test_an_undeliverable_start_is_retried_then_kept_in_the_dead_letter_queue(
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
 
 
-def test_a_run_that_raises_is_retried_once_then_dead_lettered(synthesized: Synthesized) -> None:
-    workflow = synthesized.stack.workflow
-    function_id = synthesized.logical_id(workflow.function)
-    properties = synthesized.resources[function_id]["Properties"]
-    queue = synthesized.logical_id(workflow.dead_letters)
-    assert properties["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue, "Arn"]}}
+def test_the_function_is_invoked_by_the_state_machine_only_which_retries_it(synthesized: Synthesized) -> None:
+    # Given the consolidation function
+    properties = synthesized.resources[synthesized.logical_id(synthesized.stack.workflow.function)][
+        "Properties"
+    ]
+    # Then it keeps Lambda's longest timeout
     assert properties["Timeout"] == WORKFLOW_TIMEOUT.to_seconds()
-    (config,) = synthesized.of_type("AWS::Lambda::EventInvokeConfig").values()
-    assert config["Properties"]["FunctionName"] == {"Ref": function_id}
-    assert config["Properties"]["MaximumRetryAttempts"] == RUN_RETRY_ATTEMPTS
+    # And nothing invokes it asynchronously any more: no retry or dead letter of Lambda's own (the state
+    # machine's retries and catch handle its failures)
+    assert "DeadLetterConfig" not in properties
+    assert synthesized.of_type("AWS::Lambda::EventInvokeConfig") == {}
+    # And no service is granted its invocation by a resource policy (EventBridge starts the state machine)
+    function = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.workflow.function), "Arn"]}
+    assert not [
+        permission
+        for permission in synthesized.of_type("AWS::Lambda::Permission").values()
+        if permission["Properties"]["FunctionName"] == function
+    ]
 
 
 def test_the_dead_letter_queue_is_encrypted_and_refuses_plain_http(synthesized: Synthesized) -> None:
@@ -83,10 +99,11 @@ def test_the_dead_letter_queue_is_encrypted_and_refuses_plain_http(synthesized: 
     assert allow["Action"] == "sqs:SendMessage"
 
 
-def test_the_api_starts_runs_asynchronously_and_reports_the_schedule(synthesized: Synthesized) -> None:
-    workflow_id = synthesized.logical_id(synthesized.stack.workflow.function)
+def test_the_api_starts_runs_on_the_state_machine_and_reports_the_schedule(synthesized: Synthesized) -> None:
+    state_machine = synthesized.logical_id(synthesized.stack.workflow.state_machine)
     variables = environment(synthesized, synthesized.stack.reports.function)
-    assert variables["MSGTRACK_WORKFLOW_FUNCTION"] == {"Ref": workflow_id}
+    assert variables["MSGTRACK_WORKFLOW_STATE_MACHINE"] == {"Ref": state_machine}
+    assert "MSGTRACK_WORKFLOW_FUNCTION" not in variables
     assert variables["MSGTRACK_SCHEDULE"] == _rule(synthesized)["ScheduleExpression"]
 
 

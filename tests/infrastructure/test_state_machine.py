@@ -1,0 +1,241 @@
+"""The tracking workflow's state machine: Plan, a Map of workers, Finish; retries, the way a failed
+worker reaches Finish, its role (the consolidation function and nothing else), logs and time limit."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from infra.constants import (
+    FAILED_STATE,
+    FINISH_STATE,
+    LAMBDA_SERVICE_ERRORS,
+    MAX_WORKFLOW_WORKERS,
+    NOTHING_TO_DO_STATE,
+    OUTCOME_CHOICE,
+    PLAN_STATE,
+    RUN_FAILED_ERROR,
+    SKIP_CHOICE,
+    SUCCEEDED_STATE,
+    WORK_STATE,
+    WORKER_FAILED_STATE,
+    WORKER_RETRY_ATTEMPTS,
+    WORKERS_STATE,
+    WORKFLOW_TIMEOUT,
+)
+from infra.http_api import ConfigurationError
+from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context, environment, permissions
+
+# What Step Functions needs to deliver execution logs to CloudWatch Logs (its developer guide): setting
+# up the log delivery and the log group's resource policy; none of it reads or writes a log event.
+LOG_DELIVERY = re.compile(r"logs:(\w+LogDeliver(y|ies)|\w+ResourcePolic(y|ies)|DescribeLogGroups)")
+
+
+def _state_machine(synthesized: Synthesized) -> dict[str, Any]:
+    return dict(
+        synthesized.resources[synthesized.logical_id(synthesized.stack.workflow.state_machine)]["Properties"]
+    )
+
+
+def _definition(synthesized: Synthesized) -> dict[str, Any]:
+    """The state machine's definition, every CloudFormation reference written as <LogicalId>."""
+    body = _state_machine(synthesized)["DefinitionString"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    text = "".join(
+        part if isinstance(part, str) else f"<{(part.get('Ref') or part.get('Fn::GetAtt', ['?'])[0])}>"
+        for part in parts
+    )
+    return dict(json.loads(text))
+
+
+def _function(synthesized: Synthesized) -> str:
+    return f"<{synthesized.logical_id(synthesized.stack.workflow.function)}>"
+
+
+def test_a_run_plans_then_works_in_a_map_then_finishes(synthesized: Synthesized) -> None:
+    definition = _definition(synthesized)
+    states = definition["States"]
+    # Given the definition, in JSONata
+    assert definition["QueryLanguage"] == "JSONata"
+    # Then a run starts with Plan, an invoke of the consolidation function
+    assert definition["StartAt"] == PLAN_STATE
+    plan = states[PLAN_STATE]
+    assert (plan["Type"], plan["Resource"]) == ("Task", _function(synthesized))
+    # And goes on to the Map of workers unless the plan says skip, which ends it successfully
+    skip = states[plan["Next"]]
+    assert plan["Next"] == SKIP_CHOICE and skip["Type"] == "Choice"
+    ((choice,),) = [skip["Choices"]]
+    assert choice["Condition"] == "{% $states.input.skip = true %}"
+    assert choice["Next"] == NOTHING_TO_DO_STATE and states[NOTHING_TO_DO_STATE]["Type"] == "Succeed"
+    assert skip["Default"] == WORKERS_STATE
+    workers = states[WORKERS_STATE]
+    assert workers["Type"] == "Map"
+    # And each worker is one invoke of the consolidation function
+    processor = workers["ItemProcessor"]
+    assert processor["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert processor["StartAt"] == WORK_STATE
+    work = processor["States"][WORK_STATE]
+    assert (work["Type"], work["Resource"], work["End"]) == ("Task", _function(synthesized), True)
+    # And after the workers, Finish invokes it once more
+    assert workers["Next"] == FINISH_STATE
+    finish = states[FINISH_STATE]
+    assert (finish["Type"], finish["Resource"]) == ("Task", _function(synthesized))
+    # And the execution ends as the run did: failed runs fail it (the alarm watches), others succeed
+    outcome = states[finish["Next"]]
+    assert finish["Next"] == OUTCOME_CHOICE
+    ((failed,),) = [outcome["Choices"]]
+    assert failed["Condition"] == "{% $states.input.status = 'failed' %}"
+    assert states[failed["Next"]]["Type"] == "Fail" and failed["Next"] == FAILED_STATE
+    assert states[FAILED_STATE]["Error"] == RUN_FAILED_ERROR
+    assert states[outcome["Default"]] == {"Type": "Succeed"} and outcome["Default"] == SUCCEEDED_STATE
+
+
+def test_each_step_sends_the_event_the_function_reads(synthesized: Synthesized) -> None:
+    states = _definition(synthesized)["States"]
+    # Plan: the run id and trigger of the start (each left out when the start has none: a schedule's)
+    assert states[PLAN_STATE]["Arguments"] == (
+        '{% {"step": "plan", "run_id": $states.input.run_id, "trigger": $states.input.trigger} %}'
+    )
+    # Work: the run and one group of the plan, per item of the plan's groups
+    workers = states[WORKERS_STATE]
+    assert workers["Items"] == "{% $states.input.groups %}"
+    assert workers["ItemSelector"] == {
+        "step": "work",
+        "run_id": "{% $states.input.run_id %}",
+        "worker": "{% $states.context.Map.Item.Value.worker %}",
+        "shards": "{% $states.context.Map.Item.Value.shards %}",
+    }
+    assert workers["ItemProcessor"]["States"][WORK_STATE]["Arguments"] == "{% $states.input %}"
+    # Finish: the run, the workers' results and the error if any
+    assert states[FINISH_STATE]["Arguments"] == (
+        '{% {"step": "finish", "run_id": $states.input.run_id, "workers": $states.input.workers, '
+        '"error": $states.input.error} %}'
+    )
+    # The function's answer is each task's output as it is (payload only, not Lambda's envelope)
+    for task in (states[PLAN_STATE], states[FINISH_STATE], workers["ItemProcessor"]["States"][WORK_STATE]):
+        assert "Output" not in task and "Payload" not in json.dumps(task)
+
+
+def _retriers(task: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+    return {tuple(retrier["ErrorEquals"]): retrier for retrier in task["Retry"]}
+
+
+def test_every_step_retries_the_lambda_service_errors(synthesized: Synthesized) -> None:
+    states = _definition(synthesized)["States"]
+    work = states[WORKERS_STATE]["ItemProcessor"]["States"][WORK_STATE]
+    for task in (states[PLAN_STATE], work, states[FINISH_STATE]):
+        retrier = _retriers(task)[LAMBDA_SERVICE_ERRORS]
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= set(LAMBDA_SERVICE_ERRORS)
+        assert retrier["MaxAttempts"] >= 3 and retrier["BackoffRate"] > 1
+        assert retrier["JitterStrategy"] == "FULL"
+        # the first retrier that matches applies: service errors before the worker's task-failure one
+        assert task["Retry"][0] == retrier
+
+
+def test_a_worker_that_fails_is_retried_then_its_error_goes_to_finish(synthesized: Synthesized) -> None:
+    states = _definition(synthesized)["States"]
+    workers = states[WORKERS_STATE]
+    iteration = workers["ItemProcessor"]["States"]
+    work = iteration[WORK_STATE]
+    # Given a worker whose function raised or timed out: it is tried again
+    retrier = _retriers(work)[("States.TaskFailed",)]
+    assert retrier["MaxAttempts"] == WORKER_RETRY_ATTEMPTS >= 1
+    # When it still fails, its iteration catches the error and returns it in place of a result, so the
+    # Map waits for every other worker before Finish releases the lock
+    (catch,) = work["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"]
+    assert catch["Output"] == '{% {"failure": $states.errorOutput} %}'
+    assert iteration[catch["Next"]]["Type"] == "Pass" and iteration[catch["Next"]]["End"] is True
+    assert catch["Next"] == WORKER_FAILED_STATE
+    # Then the Map hands Finish the results of the workers that returned, and the first error
+    output = workers["Output"]
+    assert '"workers": $append([], $states.result[$not($exists(failure))])' in output
+    assert '"error": $failures[0].failure' in output
+    assert "$failures := $states.result[$exists(failure)]" in output
+    # And whatever else fails the Map goes to Finish too, with its error and no worker results
+    (map_catch,) = workers["Catch"]
+    assert map_catch["ErrorEquals"] == ["States.ALL"] and map_catch["Next"] == FINISH_STATE
+    assert map_catch["Output"] == (
+        '{% {"run_id": $states.input.run_id, "workers": [], "error": $states.errorOutput} %}'
+    )
+    # And Plan and Finish are not retried on a failure of the function itself: a failed plan or
+    # finish fails the execution, which raises the alarm
+    assert ("States.TaskFailed",) not in _retriers(states[PLAN_STATE])
+    assert ("States.TaskFailed",) not in _retriers(states[FINISH_STATE])
+
+
+def test_one_worker_per_group_all_at_once_by_default_one(synthesized: Synthesized) -> None:
+    assert _definition(synthesized)["States"][WORKERS_STATE]["MaxConcurrency"] == 1
+    assert environment(synthesized, synthesized.stack.workflow.function)["MSGTRACK_WORKFLOW_WORKERS"] == "1"
+
+
+def test_the_number_of_workers_is_a_context_value(synthesize_variant: Callable[..., Synthesized]) -> None:
+    # Given a deployment with four workers
+    synthesized = synthesize_variant(workflow_workers="4")
+    # Then the function splits the shards into four groups and the Map runs them all at once
+    assert environment(synthesized, synthesized.stack.workflow.function)["MSGTRACK_WORKFLOW_WORKERS"] == "4"
+    assert _definition(synthesized)["States"][WORKERS_STATE]["MaxConcurrency"] == 4
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", str(MAX_WORKFLOW_WORKERS + 1), "four"])
+def test_a_number_of_workers_the_map_cannot_run_is_refused_at_synth(workers: str) -> None:
+    from infra.app import build_app
+
+    with pytest.raises(ConfigurationError, match="workflow_workers"):
+        build_app(context={**cdk_json_context(), **NO_BUNDLING, "workflow_workers": workers})
+
+
+def test_an_execution_ends_within_the_hour_and_leaves_room_for_a_retried_worker(
+    synthesized: Synthesized,
+) -> None:
+    properties = _state_machine(synthesized)
+    assert properties["StateMachineType"] == "STANDARD"  # express workflows stop after 5 minutes
+    timeout = _definition(synthesized)["TimeoutSeconds"]
+    assert (1 + WORKER_RETRY_ATTEMPTS) * WORKFLOW_TIMEOUT.to_seconds() < timeout < 3600
+    # And the run's lock outlives it: a run cut short by the limit never overlaps the next one
+    variables = environment(synthesized, synthesized.stack.workflow.function)
+    assert timeout < int(variables["MSGTRACK_RUN_LOCK_SECONDS"]) < 3600
+
+
+def test_the_state_machine_may_invoke_the_consolidation_function_and_nothing_else(
+    synthesized: Synthesized,
+) -> None:
+    machine = synthesized.stack.workflow.machine
+    role_id = synthesized.logical_id(machine.role)
+    assert _state_machine(synthesized)["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    role = synthesized.resources[role_id]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role and "Policies" not in role
+    # The unqualified function (no version or alias), and the log delivery, which names no resource
+    allowed = permissions(synthesized, machine.role)
+    function = synthesized.logical_id(synthesized.stack.workflow.function)
+    assert {(action, target) for action, target in allowed if target != "*"} == {
+        ("lambda:InvokeFunction", function)
+    }
+    on_anything = {action for action, target in allowed if target == "*"}
+    assert {"logs:CreateLogDelivery", "logs:PutResourcePolicy"} <= on_anything
+    assert all(LOG_DELIVERY.fullmatch(action) for action in on_anything), on_anything
+
+
+def test_every_execution_is_logged_to_its_own_log_group(synthesized: Synthesized) -> None:
+    machine = synthesized.stack.workflow.machine
+    log_group = synthesized.logical_id(machine.log_group)
+    logging = _state_machine(synthesized)["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is True
+    assert logging["Destinations"] == [
+        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [log_group, "Arn"]}}}
+    ]
+    assert synthesized.resources[log_group]["Properties"]["RetentionInDays"] == 30
+
+
+def test_the_state_machine_traces_like_the_functions_not_at_all(synthesized: Synthesized) -> None:
+    tracing = _state_machine(synthesized).get("TracingConfiguration", {"Enabled": False})
+    assert tracing == {"Enabled": False}
+    for function in synthesized.of_type("AWS::Lambda::Function").values():
+        assert function["Properties"].get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}
