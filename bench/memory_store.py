@@ -64,7 +64,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def seed_events(self, events: Iterable[RawEvent]) -> int:
         seeded = 0
         for event in events:
-            shard = raw_events.shard_of(event.event_id)
+            shard = raw_events.shard_of(event.delivery_id, event.recipient_id)
             sort_key = raw_events.sort_key(iso(event.at), event.event_id)
             self._events.setdefault(shard, []).append((sort_key, event))
             seeded += 1

@@ -22,6 +22,7 @@ from local.context import FunctionUnavailable, LocalFunction
 from local.events import DELIVERER_CONTAINERS
 from local.gateway import Gateway, LocalApiGateway
 from local.scheduler import Scheduler, parse_rate
+from local.state_machine import LocalStateMachine
 
 DEFAULT_SCHEDULE = "rate(1 hour)"
 REDIRECT_TIMEOUT_SECONDS = 30
@@ -29,6 +30,7 @@ API_TIMEOUT_SECONDS = 30
 WORKFLOW_TIMEOUT_SECONDS = 15 * 60
 EVENTS_OUT_TIMEOUT_SECONDS = 60
 DELIVERER_TIMEOUT_SECONDS = 60
+LOCAL_RAW_EVENT_SHARDS = 16
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 
@@ -72,6 +74,10 @@ def configure_environment(
             "MSGTRACK_ALLOW_HTTP_WEBHOOKS": "true" if allow_http_webhooks else "false",
         }
     )
+    # moto answers a Query by going over the whole table, so every raw-event shard costs the tracking
+    # workflow a pass over every raw event locally: 16 shards keep local runs as quick as before the
+    # 64 of AWS (what the shard count is for, 1,000 writes a second each, is no concern of moto).
+    environ.setdefault("MSGTRACK_RAW_EVENT_SHARDS", str(LOCAL_RAW_EVENT_SHARDS))
     environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     token_generated = not environ.get("MSGTRACK_API_TOKEN")
@@ -88,7 +94,7 @@ def configure_environment(
 class ThreadLauncher:
     """Starts the tracking workflow now, on a background thread: the local stand-in for an async invoke."""
 
-    def __init__(self, workflow: LocalFunction) -> None:
+    def __init__(self, workflow: LocalFunction | LocalStateMachine) -> None:
         self._workflow = workflow
         self._threads: list[threading.Thread] = []
 
@@ -113,7 +119,7 @@ class ExportThreadLauncher(ThreadLauncher):
         return {"export_id": export_id}
 
 
-def run_logged(function: LocalFunction, event: dict[str, Any]) -> None:
+def run_logged(function: LocalFunction | LocalStateMachine, event: dict[str, Any]) -> None:
     """Invoke an asynchronously triggered function; like Lambda, log its failure instead of raising."""
     try:
         function.invoke(event)
@@ -186,7 +192,9 @@ class LocalStack:
             memory_limit_in_mb=1024,
             after_invoke=drop_unpublished_metrics,
         )
-        self.launcher = ThreadLauncher(self.workflow)
+        # The state machine runs the workflow's steps: MSGTRACK_WORKFLOW_WORKERS containers (``start``).
+        self.state_machine = LocalStateMachine([self.workflow])
+        self.launcher = ThreadLauncher(self.state_machine)
         self.exports_worker = LocalFunction(
             "msgtrack-exports",
             "functions.exports.handler.lambda_handler",
@@ -248,7 +256,7 @@ class LocalStack:
             settings.reset_caches()
             tokens.reset_signer()
             # Refuse a bad setting (a short signing key, say) now, not as a 502 on every request.
-            settings.settings()
+            self.state_machine.containers = self._workflow_containers(settings.settings().workflow_workers)
             settings.signing_secrets()
             settings.api_token()
             models.refresh_table_names()
@@ -265,7 +273,7 @@ class LocalStack:
             self._start_events_out()
             launcher.configure(self.launcher)
             self._gateway.start()
-            self._scheduler = Scheduler(self.period, lambda event: run_logged(self.workflow, event))
+            self._scheduler = Scheduler(self.period, lambda event: run_logged(self.state_machine, event))
             self._scheduler.start()
         except BaseException:
             self.stop()
@@ -301,6 +309,20 @@ class LocalStack:
         ]
         for loop in self._event_loops:
             loop.start()
+
+    def _workflow_containers(self, workers: int) -> list[LocalFunction]:
+        """One container of the consolidation function per worker (the first is ``workflow``)."""
+        more = [
+            LocalFunction(
+                f"msgtrack-tracking-workflow-{n}",
+                "functions.consolidate.handler.lambda_handler",
+                timeout_seconds=WORKFLOW_TIMEOUT_SECONDS,
+                memory_limit_in_mb=1024,
+                after_invoke=drop_unpublished_metrics,
+            )
+            for n in range(1, workers)
+        ]
+        return [self.workflow, *more]
 
     def unavailable_functions(self) -> dict[str, str]:
         """Load every handler now; name those that cannot be loaded (their requests will get a 502)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import copy
 import json
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,13 +13,19 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
+    MERGING,
+    WORK,
     LockLost,
     PendingBatch,
     Refused,
     Unreadable,
+    WorkerState,
     WorkflowState,
     WriteRefused,
+    decode_items,
+    encode_items,
     indicator_model,
+    partial_key,
     raw_event,
 )
 from functions.shared import fallback, raw_events
@@ -65,7 +72,7 @@ class FakeWorkflowStore:
         self.lock_expires = 0.0
         self.checkpoints: dict[str, str] = {}
         self.batch_seq = 0
-        self.pending: bytes | None = None
+        self.state_pending: bytes | None = None
         self.pending_sizes: list[int] = []  # encoded size of every pending batch saved
         self.calls: dict[str, int] = {}
         self.writes: dict[tuple[str, str], int] = {}  # puts of each item, tracking logs and indicators
@@ -80,14 +87,37 @@ class FakeWorkflowStore:
         self.refuse: Callable[[dict[str, Any]], str | None] = refused_by_dynamodb
         self.quarantined: dict[str, QuarantineModel] = {}
         self.deleted_deliveries_at: dict[str, str] = {}
+        # the open run and its workers (workflow.py, "Scale-out")
+        self.run_id: str | None = None
+        self.run_trigger: str | None = None
+        self.run_started: str | None = None
+        self.groups: list[list[str]] = []
+        self.phase: str | None = None
+        self.drained: list[int] = []
+        self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (bytes)
+        self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
+        self.merges: dict[str, list[bytes]] = {}
+        self._guard = threading.RLock()  # workers call from threads; a call is atomic, as in DynamoDB
+
+    @property
+    def pending(self) -> bytes | None:
+        """Any pending batch left: the shared one or a worker's."""
+        return self.state_pending or next(
+            (slot["pending"] for slot in self.workers.values() if slot.get("pending")), None
+        )
+
+    @pending.setter
+    def pending(self, value: bytes | None) -> None:
+        self.state_pending = value
 
     def _call(self, operation: str) -> None:
-        if self.dead:
-            raise Crash("the process is dead")
-        self.calls[operation] = self.calls.get(operation, 0) + 1
-        if self.fault(operation, self.calls[operation]):
-            self.dead = self.die_on_fault
-            raise Crash(f"injected fault in {operation} (call {self.calls[operation]})")
+        with self._guard:
+            if self.dead:
+                raise Crash("the process is dead")
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            if self.fault(operation, self.calls[operation]):
+                self.dead = self.die_on_fault
+                raise Crash(f"injected fault in {operation} (call {self.calls[operation]})")
 
     def restart(self) -> None:
         """A new process: the injected fault is gone, the data stays."""
@@ -158,8 +188,121 @@ class FakeWorkflowStore:
 
     def load_state(self) -> WorkflowState:
         self._call("load_state")
-        pending = PendingBatch.decode(self.pending) if self.pending else None
-        return WorkflowState(dict(self.checkpoints), self.batch_seq, pending)
+        pending = PendingBatch.decode(self.state_pending) if self.state_pending else None
+        return WorkflowState(
+            dict(self.checkpoints),
+            self.batch_seq,
+            pending,
+            lock_owner=self.lock_owner,
+            run_id=self.run_id,
+            run_started=self.run_started,
+            trigger=self.run_trigger,
+            groups=[list(group) for group in self.groups],
+            phase=self.phase,
+            drained=list(self.drained),
+        )
+
+    def open_run(
+        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+    ) -> None:
+        self._call("open_run")
+        self._require(owner)
+        self.run_id, self.run_trigger, self.run_started = owner, trigger, started
+        self.groups, self.phase, self.drained = [list(g) for g in groups], WORK, list(drained)
+
+    def set_phase(self, owner: str, phase: str) -> None:
+        self._call("set_phase")
+        self._require(owner)
+        self.phase = phase
+
+    def start_worker(self, owner: str, worker: int) -> WorkerState:
+        self._call("start_worker")
+        with self._guard:
+            slot = self.workers.setdefault(worker, {"run_id": None, "seq": 0, "events": 0, "pending": None})
+            if slot["run_id"] != owner:
+                slot.update(run_id=owner, events=0)
+        return self._worker_state(worker)
+
+    def _worker_state(self, worker: int) -> WorkerState:
+        slot = self.workers.get(worker, {})
+        pending = slot.get("pending")
+        return WorkerState(
+            slot.get("run_id"),
+            int(slot.get("seq", 0)),
+            int(slot.get("events", 0)),
+            PendingBatch.decode(pending) if pending else None,
+        )
+
+    def load_worker(self, worker: int) -> WorkerState:
+        self._call("load_worker")
+        return self._worker_state(worker)
+
+    def _require_open(self, owner: str, open_only: bool) -> None:
+        self._require(owner)
+        if open_only and (self.run_id != owner or self.phase != WORK):
+            raise LockLost(f"run {owner} is closed")
+
+    def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None:
+        self._call("save_worker_pending")
+        with self._guard:
+            self._require_open(owner, True)
+            blob = pending.encode()
+            if len(blob) > DYNAMODB_ITEM_LIMIT:
+                raise ValueError(f"Item size has exceeded the maximum allowed size ({len(blob):,} bytes)")
+            self.pending_sizes.append(len(blob))
+            self.workers[worker].update(pending=blob, pending_seq=pending.seq)
+
+    def complete_worker_pending(
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+    ) -> None:
+        self._call("complete_worker_pending")
+        with self._guard:
+            slot = self.workers[worker]
+            if slot.get("pending") is None or slot.get("pending_seq") != pending.seq:
+                return  # completed already
+            self._require_open(owner, open_only)
+            self.checkpoints.update(pending.checkpoints)
+            slot.update(
+                seq=pending.seq, events=slot["events"] + pending.events, pending=None, pending_seq=None
+            )
+
+    def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
+        with self._guard:
+            for item in items:
+                self._call("put_partial")
+                key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+                self.partials.setdefault((run_id, worker), {})[partial_key(key)] = encode_items([item])
+
+    def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        self._call("load_partials")
+        stored = self.partials.get((run_id, worker), {})
+        found: dict[StateKey, Model] = {}
+        for key in keys:
+            if partial_key(key) in stored:
+                found[key] = decode_items(stored[partial_key(key)])[0]
+        return found
+
+    def run_partials(self, run_id: str, worker: int) -> list[Model]:
+        self._call("run_partials")
+        return [decode_items(blob)[0] for _, blob in sorted(self.partials.get((run_id, worker), {}).items())]
+
+    def delete_partials(self, run_id: str, worker: int) -> None:
+        self._call("delete_partials")
+        self.partials.pop((run_id, worker), None)
+
+    def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
+        self._call("save_merge")
+        self._require(owner)
+        self.merges[run_id] = list(pages)
+        self.phase = MERGING
+
+    def load_merge(self, run_id: str) -> list[bytes]:
+        self._call("load_merge")
+        return list(self.merges.get(run_id, []))
+
+    def delete_merge(self, run_id: str) -> None:
+        self._call("delete_merge")
+        self.merges.pop(run_id, None)
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
         self._call("save_pending")
@@ -180,6 +323,11 @@ class FakeWorkflowStore:
     def save_run(self, run: RunModel) -> None:
         self._call("save_run")
         self.runs[str(run.sk)] = _copy(run)
+
+    def load_run(self, run_id: str) -> RunModel | None:
+        self._call("load_run")
+        found = self.runs.get(run_id)
+        return _copy(found) if found is not None else None
 
     def read_raw(
         self, shard: str, after: str | None, upto: str, limit: int

@@ -211,6 +211,7 @@ class RunRecord:
     finished_at: str | None
     events_processed: int
     errors: tuple[str, ...] = ()
+    workers: tuple[dict[str, Any], ...] = ()  # {"shards", "events_processed", "status"}
 
 
 # --- the interface ----------------------------------------------------------------------------
@@ -510,7 +511,17 @@ def _run(item: RunModel) -> RunRecord:
         finished_at=item.finished_at,
         events_processed=_int(item.events_processed),
         errors=tuple(str(e) for e in item.errors or ()),
+        workers=tuple(_run_worker(worker) for worker in item.workers or ()),
     )
+
+
+def _run_worker(worker: Any) -> dict[str, Any]:
+    values = worker.as_dict() if hasattr(worker, "as_dict") else dict(worker)
+    return {
+        "shards": [str(shard) for shard in values.get("shards") or ()],
+        "events_processed": _int(values.get("events_processed")),
+        "status": str(values.get("status") or "failed"),
+    }
 
 
 _configured: ReportRepository | None = None

@@ -282,6 +282,12 @@ class RecipientLogPage(BaseModel):
 # --- the tracking workflow --------------------------------------------------------------------
 
 
+class RunWorker(BaseModel):
+    shards: list[str]  # the raw-event shards the worker consolidated
+    events_processed: int
+    status: str  # succeeded, failed
+
+
 class Run(BaseModel):
     id: str
     status: str  # running, succeeded, failed (skipped: another run held the lock)
@@ -290,6 +296,7 @@ class Run(BaseModel):
     finished_at: str | None
     events_processed: int
     errors: list[str]
+    workers: list[RunWorker] = []  # one per worker, their events_processed adding up to the run's
 
 
 class WorkflowStatus(BaseModel):

@@ -50,6 +50,7 @@ from functions.api.report_schemas import (
     RecipientLogPage,
     Run,
     RunStarted,
+    RunWorker,
     Statistics,
     TimelinePoint,
     TimeToReach,
@@ -805,6 +806,7 @@ def _run(run: RunRecord) -> Run:
         finished_at=run.finished_at,
         events_processed=run.events_processed,
         errors=list(run.errors),
+        workers=[RunWorker(**worker) for worker in run.workers],
     )
 
 

@@ -1,7 +1,21 @@
-"""The consolidation function: runs the tracking workflow on its schedule or on demand."""
+"""The consolidation function: the tracking workflow's steps, for the Step Functions state machine,
+or a whole run in one invocation (the local scheduler, an event without ``step``).
+
+The steps (README "Scale-out"):
+
+- ``{"step": "plan", "run_id"?, "trigger"?}`` → ``{"run_id", "trigger", "skip", "groups": [{"worker",
+  "shards"}]}``: takes the lock and splits the shards into MSGTRACK_WORKFLOW_WORKERS groups (``skip``
+  with no groups when another run holds the lock).
+- ``{"step": "work", "run_id", "worker", "shards"}`` → ``{"worker", "shards", "events_processed",
+  "status", "error"?}``: consolidates one group; raises on a fault, for the state machine to retry
+  (a retried worker goes on from its checkpoints and counts nothing twice).
+- ``{"step": "finish", "run_id", "workers": [work results], "error"?: {"Error", "Cause"}}`` →
+  ``{"run_id", "status", "events_processed"}``: merges, records the run, releases the lock.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -9,8 +23,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import ids, timeutil
+from functions.shared.models import RunModel
 from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.settings import settings
+
+
+class BadStep(ValueError):
+    """The event names a step without what it needs: a fault of the caller, not retried into success."""
 
 
 def _workflow() -> TrackingWorkflow:
@@ -21,6 +40,8 @@ def _workflow() -> TrackingWorkflow:
             log_ttl_days=config.tracking_log_ttl_days,
             late_event_grace_seconds=config.late_event_grace_seconds,
             lock_seconds=config.run_lock_seconds,
+            workers=config.workflow_workers,
+            raw_event_shards=config.raw_event_shards,
         ),
     )
 
@@ -33,18 +54,69 @@ def _run_request(event: dict[str, Any]) -> tuple[str, str]:
     return ids.run_id(timeutil.now()), "schedule"
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _named_run(event: dict[str, Any]) -> str:
+    run_id = event.get("run_id")
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 64:
+        raise BadStep(f"step {event.get('step')!r} needs a run_id")
+    return run_id
+
+
+def _plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    run_id, trigger = _run_request(event)
+    logger.append_keys(run_id=run_id, trigger=trigger)
+    plan = _workflow().plan(run_id, trigger, remaining_ms=context.get_remaining_time_in_millis)
+    if plan.skip:
+        metrics.add_metric(name=MetricNames.WORKFLOW_RUNS_SKIPPED, unit=MetricUnit.Count, value=1)
+    return plan.as_dict()
+
+
+def _work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    run_id = _named_run(event)
+    worker, shards = event.get("worker"), event.get("shards")
+    if (
+        not isinstance(worker, int)
+        or not isinstance(shards, list)
+        or not all(isinstance(s, str) for s in shards)
+    ):
+        raise BadStep("step 'work' needs a worker number and its list of shards")
+    logger.append_keys(run_id=run_id, worker=worker)
+    result = _workflow().work(run_id, worker, shards, remaining_ms=context.get_remaining_time_in_millis)
+    logger.info("tracking workflow worker finished", extra=result.as_dict())
+    return result.as_dict()
+
+
+def _finish(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    run_id = _named_run(event)
+    logger.append_keys(run_id=run_id)
+    workers = [w for w in event.get("workers") or [] if isinstance(w, dict)]
+    error = event.get("error")
+    described = None
+    if isinstance(error, dict):
+        described = f"{error.get('Error') or 'Error'}: {error.get('Cause') or ''}".strip()
+    elif error:
+        described = str(error)
+    started = timeutil.now()
+    run = _workflow().finish(run_id, workers, described)
+    _record(run, (timeutil.now() - started).total_seconds())
+    return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
+
+
+def _whole_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     run_id, trigger = _run_request(event)
     logger.append_keys(run_id=run_id, trigger=trigger)
     started = timeutil.now()
     try:
-        run = _workflow().run(run_id, trigger, remaining_ms=context.get_remaining_time_in_millis)
+        run = _workflow().run(
+            run_id, trigger, remaining_ms=context.get_remaining_time_in_millis, parallel=True
+        )
     except Exception:
         metrics.add_metric(name=MetricNames.WORKFLOW_RUNS_FAILED, unit=MetricUnit.Count, value=1)
         raise
-    duration = (timeutil.now() - started).total_seconds()
+    _record(run, (timeutil.now() - started).total_seconds())
+    return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
+
+
+def _record(run: RunModel, duration: float) -> None:
     metrics.add_metric(
         name=MetricNames.EVENTS_PROCESSED, unit=MetricUnit.Count, value=int(run.events_processed)
     )
@@ -62,4 +134,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "tracking workflow run finished",
         extra={"status": run.status, "events_processed": int(run.events_processed), "duration_s": duration},
     )
-    return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
+
+
+STEPS: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
+    "plan": _plan,
+    "work": _work,
+    "finish": _finish,
+}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    step = event.get("step") if isinstance(event, dict) else None
+    if step is None:
+        return _whole_run(event if isinstance(event, dict) else {}, context)
+    if step not in STEPS:
+        raise BadStep(f"unknown step {step!r}; expected one of {sorted(STEPS)}")
+    return STEPS[step](event, context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -180,6 +181,48 @@ class WorkflowState:
     checkpoints: dict[str, str]
     batch_seq: int
     pending: PendingBatch | None
+    # The open run (see workflow.py, "Scale-out"): who holds the lock, when it started, its groups of
+    # shards (one per worker), where it stands, and the fallback events the planner counted per group.
+    lock_owner: str | None = None
+    run_id: str | None = None
+    run_started: str | None = None
+    trigger: str | None = None
+    groups: list[list[str]] = field(default_factory=list)
+    phase: str | None = None  # work, finish, merging, merged
+    drained: list[int] = field(default_factory=list)
+
+
+@dataclass
+class WorkerState:
+    """One worker's slot: its pending batch and what it consolidated in the run named."""
+
+    run_id: str | None
+    seq: int
+    events: int
+    pending: PendingBatch | None
+
+
+# The phases of a run: workers write only while it is open; the finisher closes it before it replays
+# their pending batches, merges their partial items (``merging`` once the merged items are saved) and
+# marks it ``merged``.
+WORK, FINISH, MERGING, MERGED = "work", "finish", "merging", "merged"
+
+
+def partial_key(key: StateKey) -> str:
+    return f"{key[0]}\x1f{key[1]}"
+
+
+def encode_items(items: list[Model]) -> bytes:
+    """Indicator items as one compressed document (a partial item, a page of merged items)."""
+    return zlib.compress(
+        json.dumps(
+            [[type(item).__name__, item.serialize()] for item in items], separators=(",", ":")
+        ).encode()
+    )
+
+
+def decode_items(blob: bytes) -> list[Model]:
+    return [_MODELS_BY_NAME[name].from_raw_data(data) for name, data in json.loads(zlib.decompress(blob))]
 
 
 class WorkflowStore(ErasureStore, Protocol):
@@ -190,6 +233,24 @@ class WorkflowStore(ErasureStore, Protocol):
     def save_pending(self, owner: str, pending: PendingBatch) -> None: ...
     def complete_pending(self, owner: str, pending: PendingBatch) -> None: ...
     def save_run(self, run: RunModel) -> None: ...
+    def load_run(self, run_id: str) -> RunModel | None: ...
+    def open_run(
+        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+    ) -> None: ...
+    def set_phase(self, owner: str, phase: str) -> None: ...
+    def start_worker(self, owner: str, worker: int) -> WorkerState: ...
+    def load_worker(self, worker: int) -> WorkerState: ...
+    def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None: ...
+    def complete_worker_pending(
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+    ) -> None: ...
+    def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None: ...
+    def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
+    def run_partials(self, run_id: str, worker: int) -> list[Model]: ...
+    def delete_partials(self, run_id: str, worker: int) -> None: ...
+    def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None: ...
+    def load_merge(self, run_id: str) -> list[bytes]: ...
+    def delete_merge(self, run_id: str) -> None: ...
     def read_raw(
         self, shard: str, after: str | None, upto: str, limit: int
     ) -> list[RawEventModel | Unreadable]: ...
@@ -222,6 +283,19 @@ def indicator_model(sk: str) -> type[Model]:
         if sk.startswith(prefix):
             return model
     raise ValueError(f"no indicator model for sort key {sk!r}")
+
+
+# A worker's partial items spread over this many partition keys: a flush of thousands of them (persons)
+# stays under one key's 1,000 write units a second.
+PARTIAL_SPREAD = 16
+
+
+def _partial_pk(run_id: str, worker: int, key: str) -> str:
+    return f"partial#{run_id}#{worker}#{zlib.crc32(key.encode()) % PARTIAL_SPREAD}"
+
+
+def _state_key(item: Model) -> StateKey:
+    return (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
 
 
 class DynamoWorkflowStore:
@@ -292,7 +366,233 @@ class DynamoWorkflowStore:
             checkpoints=checkpoints,
             batch_seq=int(item.get("batch_seq", {}).get("N", "0")),
             pending=PendingBatch.decode(pending) if pending else None,
+            lock_owner=item.get("lock_owner", {}).get("S"),
+            run_id=item.get("run_id", {}).get("S"),
+            run_started=item.get("run_started", {}).get("S"),
+            trigger=item.get("run_trigger", {}).get("S"),
+            groups=[[s["S"] for s in g["L"]] for g in item.get("groups", {}).get("L", [])],
+            phase=item.get("phase", {}).get("S"),
+            drained=[int(n["N"]) for n in item.get("drained", {}).get("L", [])],
         )
+
+    # --- the open run and its workers (workflow.py, "Scale-out") --------------------------------
+
+    def open_run(
+        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+    ) -> None:
+        self._update_state(
+            owner,
+            UpdateExpression="SET run_id = :owner, run_trigger = :trigger, run_started = :started, "
+            "groups = :groups, phase = :phase, drained = :drained",
+            ConditionExpression="lock_owner = :owner",
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":trigger": {"S": trigger},
+                ":started": {"S": started},
+                ":groups": {"L": [{"L": [{"S": shard} for shard in group]} for group in groups]},
+                ":phase": {"S": WORK},
+                ":drained": {"L": [{"N": str(n)} for n in drained]},
+            },
+        )
+
+    def set_phase(self, owner: str, phase: str) -> None:
+        self._update_state(
+            owner,
+            UpdateExpression="SET phase = :phase",
+            ConditionExpression="lock_owner = :owner",
+            ExpressionAttributeValues={":owner": {"S": owner}, ":phase": {"S": phase}},
+        )
+
+    def _worker_key(self, worker: int) -> dict[str, Any]:
+        return {"pk": {"S": STATE_PK}, "sk": {"S": f"worker#{worker}"}}
+
+    def start_worker(self, owner: str, worker: int) -> WorkerState:
+        """The worker's slot, reset when it last served another run (the finisher emptied it)."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._worker_key(worker),
+                UpdateExpression="SET run_id = :owner, events = :zero, seq = if_not_exists(seq, :zero)",
+                ConditionExpression="attribute_not_exists(run_id) OR run_id <> :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}, ":zero": {"N": "0"}},
+            )
+        return self.load_worker(worker)
+
+    def load_worker(self, worker: int) -> WorkerState:
+        item = self._client.get_item(
+            TableName=self._table, Key=self._worker_key(worker), ConsistentRead=True
+        ).get("Item", {})
+        pending = item.get("pending", {}).get("B")
+        return WorkerState(
+            run_id=item.get("run_id", {}).get("S"),
+            seq=int(item.get("seq", {}).get("N", "0")),
+            events=int(item.get("events", {}).get("N", "0")),
+            pending=PendingBatch.decode(pending) if pending else None,
+        )
+
+    def _state_condition(self, owner: str, open_only: bool) -> dict[str, Any]:
+        condition = "lock_owner = :owner" + (" AND run_id = :owner AND phase = :work" if open_only else "")
+        values: dict[str, Any] = {":owner": {"S": owner}}
+        if open_only:
+            values[":work"] = {"S": WORK}
+        return {"ConditionExpression": condition, "ExpressionAttributeValues": values}
+
+    def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None:
+        """Only while the run is open: a worker still writing after the finisher closed it must stop."""
+        # An update that changes nothing but checks the run is open (UpdateItem: no other permission)
+        check: Any = {
+            "TableName": self._table,
+            "Key": self._key,
+            "UpdateExpression": "SET phase = :work",
+            **self._state_condition(owner, True),
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Update": check},
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": self._worker_key(worker),
+                            "UpdateExpression": "SET pending = :batch, pending_seq = :seq",
+                            "ConditionExpression": "run_id = :owner",
+                            "ExpressionAttributeValues": {
+                                ":owner": {"S": owner},
+                                ":batch": {"B": pending.encode()},
+                                ":seq": {"N": str(pending.seq)},
+                            },
+                        }
+                    },
+                ]
+            )
+        except self._client.exceptions.TransactionCanceledException as error:
+            raise LockLost(f"run {owner} is closed or lost the lock (worker {worker})") from error
+
+    def complete_worker_pending(
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+    ) -> None:
+        """Move the checkpoints of a worker's pending batch, count its events and remove it, in one
+        transaction; nothing when it is completed already (the finisher replayed it, or the worker)."""
+        assignments: list[str] = []
+        names: dict[str, str] = {}
+        condition = self._state_condition(owner, open_only)
+        values: dict[str, Any] = dict(condition["ExpressionAttributeValues"])
+        for n, (shard, checkpoint) in enumerate(sorted(pending.checkpoints.items())):
+            assignments.append(f"checkpoints.#shard{n} = :checkpoint{n}")
+            names[f"#shard{n}"] = shard
+            values[f":checkpoint{n}"] = {"S": checkpoint}
+        state: dict[str, Any] = {"TableName": self._table, "Key": self._key, **condition}
+        state["ExpressionAttributeValues"] = values
+        if assignments:
+            state["UpdateExpression"] = "SET " + ", ".join(assignments)
+            state["ExpressionAttributeNames"] = names
+        else:  # nothing moves; checks the lock all the same (UpdateItem: no other permission)
+            state["UpdateExpression"] = "SET lock_owner = :owner"
+        state_action = {"Update": state}
+        worker_action = {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._worker_key(worker),
+                "UpdateExpression": "SET seq = :seq, events = events + :events REMOVE pending, pending_seq",
+                "ConditionExpression": "pending_seq = :seq",
+                "ExpressionAttributeValues": {
+                    ":seq": {"N": str(pending.seq)},
+                    ":events": {"N": str(pending.events)},
+                },
+            }
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[state_action, worker_action])  # type: ignore[list-item]
+        except self._client.exceptions.TransactionCanceledException as error:
+            found = self.load_worker(worker)
+            if found.pending is None or found.pending.seq != pending.seq:
+                return  # completed already
+            raise LockLost(f"run {owner} is closed or lost the lock (worker {worker})") from error
+
+    def _partition_put(self, pk: str, entries: list[tuple[str, bytes]]) -> None:
+        requests = [
+            {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}, "data": {"B": blob}}}}
+            for sk, blob in entries
+        ]
+        self._batch_write(requests)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), BATCH_WRITE_ITEMS):
+            pending: Any = {self._table: requests[start : start + BATCH_WRITE_ITEMS]}
+            for attempt in range(20):
+                answer = self._client.batch_write_item(RequestItems=pending)
+                pending = answer.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            if pending:
+                raise RuntimeError("DynamoDB left writes unprocessed after 20 attempts")
+
+    def _partition(self, pk: str) -> list[dict[str, Any]]:
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            answer = self._client.query(**arguments)
+            items += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _delete_partition(self, pk: str) -> None:
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._partition(pk)]
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
+        by_partition: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        for item in items:
+            key = partial_key(_state_key(item))
+            by_partition[_partial_pk(run_id, worker, key)].append((key, encode_items([item])))
+        for pk, entries in by_partition.items():
+            self._partition_put(pk, entries)
+
+    def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        wanted = [
+            {"pk": {"S": _partial_pk(run_id, worker, partial_key(key))}, "sk": {"S": partial_key(key)}}
+            for key in keys
+        ]
+        found: dict[StateKey, Model] = {}
+        for start in range(0, len(wanted), 100):
+            request: Any = {self._table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    for model in decode_items(item["data"]["B"]):
+                        found[_state_key(model)] = model
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def run_partials(self, run_id: str, worker: int) -> list[Model]:
+        return [
+            model
+            for spread in range(PARTIAL_SPREAD)
+            for item in self._partition(f"partial#{run_id}#{worker}#{spread}")
+            for model in decode_items(item["data"]["B"])
+        ]
+
+    def delete_partials(self, run_id: str, worker: int) -> None:
+        for spread in range(PARTIAL_SPREAD):
+            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
+
+    def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
+        self._delete_partition(f"merge#{run_id}")  # a page left by an interrupted finisher
+        self._partition_put(f"merge#{run_id}", [(f"{n:06d}", page) for n, page in enumerate(pages)])
+        self.set_phase(owner, MERGING)
+
+    def load_merge(self, run_id: str) -> list[bytes]:
+        return [item["data"]["B"] for item in self._partition(f"merge#{run_id}")]
+
+    def delete_merge(self, run_id: str) -> None:
+        self._delete_partition(f"merge#{run_id}")
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
         self._update_state(
@@ -321,6 +621,12 @@ class DynamoWorkflowStore:
 
     def save_run(self, run: RunModel) -> None:
         run.save()
+
+    def load_run(self, run_id: str) -> RunModel | None:
+        try:
+            return RunModel.get(models.RUNS_PK, run_id, consistent_read=True)
+        except RunModel.DoesNotExist:
+            return None
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -467,7 +773,7 @@ class DynamoWorkflowStore:
         """Reads every shard through a filter: erasure is rare, and a recipient index on raw
         events would cost a write unit on every hit."""
         keys = []
-        for shard in raw_events.shards():
+        for shard in [*raw_events.shards(), *raw_events.legacy_shards()]:
             found = RawEventModel.query(
                 shard,
                 filter_condition=RawEventModel.recipient_id == recipient_id,

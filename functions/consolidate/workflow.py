@@ -42,14 +42,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.models import Model
 
-from functions.consolidate import batch, erasure, quarantine
+from functions.consolidate import batch, erasure, merge, quarantine
 from functions.consolidate.store import (
+    FINISH,
+    MERGED,
+    MERGING,
+    WORK,
     LockLost,
     PendingBatch,
     Refused,
@@ -57,11 +62,14 @@ from functions.consolidate.store import (
     WorkflowState,
     WorkflowStore,
     WriteRefused,
+    decode_items,
+    encode_items,
     raw_event,
     raw_key,
 )
 from functions.shared import raw_events, timeutil
 from functions.shared.models import (
+    RECIPIENT_STATE_PREFIX,
     QuarantineModel,
     RawEventModel,
     RunModel,
@@ -89,6 +97,8 @@ class WorkflowConfig:
     batch_size: int = BATCH_SIZE
     max_carried_items: int = MAX_CARRIED_ITEMS
     max_pending_bytes: int = MAX_PENDING_BYTES
+    workers: int = 1  # groups of shards a run is split into, consolidated in parallel
+    raw_event_shards: int | None = None  # None: the deploy-time setting (MSGTRACK_RAW_EVENT_SHARDS)
 
 
 class _Budget:
@@ -99,7 +109,69 @@ class _Budget:
         return self._remaining_ms is not None and self._remaining_ms() < SAFETY_MARGIN_MS
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the planner decided: the run's groups of shards, one per worker (none when skipped)."""
+
+    run_id: str
+    trigger: str
+    skip: bool
+    groups: list[list[str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "trigger": self.trigger,
+            "skip": self.skip,
+            "groups": [{"worker": n, "shards": shards} for n, shards in enumerate(self.groups)],
+        }
+
+
+@dataclass
+class WorkResult:
+    """What one worker did in the run. ``errors`` and ``quarantined`` carry its notes to the finisher."""
+
+    worker: int
+    shards: list[str]
+    events_processed: int
+    status: str  # succeeded, failed
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+    quarantined: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "worker": self.worker,
+            "shards": self.shards,
+            "events_processed": self.events_processed,
+            "status": self.status,
+        }
+        if self.error is not None:
+            answer["error"] = self.error
+        if self.errors:
+            answer["errors"] = self.errors
+        if self.quarantined:
+            answer["quarantined"] = self.quarantined
+        return answer
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkResult:
+        return cls(
+            worker=int(data.get("worker", 0)),
+            shards=[str(shard) for shard in data.get("shards") or []],
+            events_processed=int(data.get("events_processed") or 0),
+            status=str(data.get("status") or "failed"),
+            error=data.get("error"),
+            errors=[str(note) for note in data.get("errors") or []],
+            quarantined=int(data.get("quarantined") or 0),
+        )
+
+
 class TrackingWorkflow:
+    """A run in three steps (README "Scale-out"): ``plan`` takes the lock and splits the shards into
+    groups, ``work`` consolidates one group (N of them in parallel), ``finish`` merges what the workers
+    share, records the run and releases the lock. ``run`` does all three in one process."""
+
     def __init__(
         self,
         store: WorkflowStore,
@@ -110,33 +182,277 @@ class TrackingWorkflow:
         self._config = config or WorkflowConfig()
         self._clock = clock
 
-    def run(self, run_id: str, trigger: str, remaining_ms: Callable[[], int] | None = None) -> RunModel:
+    def run(
+        self,
+        run_id: str,
+        trigger: str,
+        remaining_ms: Callable[[], int] | None = None,
+        *,
+        parallel: bool = False,
+    ) -> RunModel:
         """Consolidate every raw event recorded before this run started; record the run."""
+        plan = self.plan(run_id, trigger, remaining_ms)
+        if plan.skip:
+            return self._store_run_of(plan)
+        failures: list[BaseException] = []
+
+        def work(worker: int) -> WorkResult:
+            try:
+                return self.work(run_id, worker, plan.groups[worker], remaining_ms)
+            except Exception as error:
+                failures.append(error)
+                return WorkResult(worker, plan.groups[worker], 0, "failed", _described(error))
+
+        if parallel and len(plan.groups) > 1:
+            with ThreadPoolExecutor(max_workers=len(plan.groups)) as pool:
+                results = list(pool.map(work, range(len(plan.groups))))
+        else:
+            results = [work(worker) for worker in range(len(plan.groups))]
+        error = _described(failures[0]) if failures else None
+        run = self.finish(run_id, results, error)
+        if failures:
+            raise failures[0]
+        return run
+
+    # --- plan -------------------------------------------------------------------------------
+
+    def plan(self, run_id: str, trigger: str, remaining_ms: Callable[[], int] | None = None) -> Plan:
         started = self._clock()
         run = RunModel(
             sk=run_id, status="running", trigger=trigger, started_at=timeutil.iso(started), errors=[]
         )
-        if not self._store.acquire_lock(run_id, started.timestamp(), self._config.lock_seconds):
+        acquired = self._store.acquire_lock(run_id, started.timestamp(), self._config.lock_seconds)
+        state = self._store.load_state()
+        if not acquired and state.lock_owner != run_id:
             run.status = "skipped"
             run.finished_at = timeutil.iso(self._clock())
             run.errors = ["another run of the tracking workflow holds the lock"]
             self._store.save_run(run)
             logger.warning("tracking workflow run skipped: another run is active", extra={"run_id": run_id})
-            return run
+            return Plan(run_id, trigger, True, [])
+        if state.run_id == run_id and state.phase == WORK:
+            return Plan(run_id, trigger, False, state.groups)  # planned already: a retried plan step
+        if state.run_id is not None and state.run_id != run_id and state.phase is not None:
+            # A run whose finisher never ran or never finished: its workers' work is merged (once)
+            # before anything else, and its record says it failed.
+            self._finish_interrupted(state.run_id, run_id, state)
+            state = self._store.load_state()
         self._store.save_run(run)
+        planner = _Run(self._store, self._config, self._clock, run, _Budget(remaining_ms))
+        planner.replay()
+        groups = self._groups(state, started)
+        planner.drain_fallback()
+        drained = [sum(planner.drained.get(shard, 0) for shard in group) for group in groups]
+        self._store.save_run(run)  # with what the planner quarantined, for the finisher to go on from
+        self._store.open_run(run_id, trigger, timeutil.iso(started), groups, drained)
+        logger.info("tracking workflow run planned", extra={"run_id": run_id, "workers": len(groups)})
+        return Plan(run_id, trigger, False, groups)
+
+    def _groups(self, state: WorkflowState, started: datetime) -> list[list[str]]:
+        """The shards split into groups, one per worker; all in one group while a shard of an older
+        sharding still holds events (its events of one recipient may be in any shard)."""
+        current = raw_events.shards(self._config.raw_event_shards)
+        older = sorted(({*state.checkpoints} | set(raw_events.legacy_shards())) - set(current))
+        undrained = [shard for shard in older if not self._drained(shard, state, started)]
+        if undrained:
+            return [current + undrained]
+        count = max(1, min(self._config.workers, len(current)))
+        return [current[n::count] for n in range(count)]
+
+    def _drained(self, shard: str, state: WorkflowState, started: datetime) -> bool:
+        checkpoint = state.checkpoints.get(shard)
+        if self._store.read_raw(shard, checkpoint, timeutil.iso(started) + "#~", 1):
+            return False
+        if checkpoint is None:
+            return True
+        grace = timedelta(seconds=self._config.late_event_grace_seconds)
+        return timeutil.parse(checkpoint.split("#", 1)[0]) < started - grace
+
+    # --- work -------------------------------------------------------------------------------
+
+    def work(
+        self, run_id: str, worker: int, shards: list[str], remaining_ms: Callable[[], int] | None = None
+    ) -> WorkResult:
+        """Consolidate one group of shards up to the run's start. A retried worker goes on from its
+        pending batch and checkpoints, so it counts nothing twice; a fault is raised (to be retried)."""
+        state = self._store.load_state()
+        if state.lock_owner != run_id or state.run_id != run_id or state.phase != WORK:
+            return WorkResult(worker, shards, 0, "failed", f"run {run_id} is not open for work")
+        known = next((group for group in state.groups if group == shards), None)
+        if known is None or worker >= len(state.groups) or state.groups[worker] != shards:
+            return WorkResult(
+                worker, shards, 0, "failed", f"worker {worker} is not planned with these shards"
+            )
+        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
+        runner = _Run(
+            self._store,
+            self._config,
+            self._clock,
+            run,
+            _Budget(remaining_ms),
+            worker=worker,
+            partial=len(state.groups) > 1,
+        )
         try:
-            _Run(self._store, self._config, self._clock, run, _Budget(remaining_ms)).execute(started)
-            run.status = "succeeded"
-        except Exception as error:
+            finished = runner.work(shards, str(state.run_started) + "#~")
+        except LockLost as error:
+            return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors))
+        events = self._store.load_worker(worker).events + _at(state.drained, worker)
+        return WorkResult(
+            worker,
+            shards,
+            events,
+            "succeeded",
+            None if finished else STOPPED_EARLY,
+            list(run.errors),
+            int(run.quarantined or 0),
+        )
+
+    # --- finish -----------------------------------------------------------------------------
+
+    def finish(
+        self, run_id: str, results: list[WorkResult] | list[dict[str, Any]], error: str | None = None
+    ) -> RunModel:
+        """Merge the workers' shared items, record the run (failed with ``error`` or a failed worker),
+        release the lock. Whatever failed, what the workers flushed is kept and counted once."""
+        work = [r if isinstance(r, WorkResult) else WorkResult.from_dict(r) for r in results]
+        state = self._store.load_state()
+        run = self._store.load_run(run_id) or RunModel(
+            sk=run_id, trigger=state.trigger, started_at=timeutil.iso(self._clock())
+        )
+        run.status, run.errors = "running", list(run.errors or [])
+        if state.lock_owner != run_id or state.run_id != run_id:
             run.status = "failed"
-            run.errors = [*run.errors, f"{type(error).__name__}: {error}"][:MAX_RUN_ERRORS]
-            logger.exception("tracking workflow run failed", extra={"run_id": run_id})
-            raise
-        finally:
+            run.errors = [f"run {run_id} no longer holds the tracking workflow lock"]
+            run.finished_at = timeutil.iso(self._clock())
+            self._store.save_run(run)
+            return run
+        try:
+            counts = self._close(run_id, run_id, state, run)
+        except Exception as fault:
+            run.status = "failed"
+            run.errors = [*run.errors, _described(fault)][:MAX_RUN_ERRORS]
             run.finished_at = timeutil.iso(self._clock())
             self._store.save_run(run)
             self._store.release_lock(run_id)
+            raise
+        by_worker = {result.worker: result for result in work}
+        failed = [by_worker[n].error or "failed" for n in by_worker if by_worker[n].status != "succeeded"]
+        missing = [n for n in range(len(state.groups)) if n not in by_worker]
+        notes = [note for result in work for note in result.errors]
+        stopped = [result.error for result in work if result.status == "succeeded" and result.error]
+        run.workers = [
+            {
+                "shards": group,
+                "events_processed": counts[n],
+                "status": by_worker[n].status if n in by_worker else "failed",
+            }
+            for n, group in enumerate(state.groups)
+        ]
+        run.events_processed = sum(counts)
+        run.quarantined = int(run.quarantined or 0) + sum(result.quarantined for result in work)
+        errors = ([error] if error else []) + failed + [f"worker {n} did not report" for n in missing]
+        run.errors = [*errors, *run.errors, *notes, *sorted(set(stopped))][:MAX_RUN_ERRORS]
+        run.status = "failed" if errors else "succeeded"
+        if run.status == "succeeded" and not stopped:
+            erasure.erase_requested(self._store)
+        run.finished_at = timeutil.iso(self._clock())
+        self._store.save_run(run)
+        self._store.release_lock(run_id)
+        if run.status == "failed":
+            logger.error("tracking workflow run failed", extra={"run_id": run_id, "errors": run.errors})
         return run
+
+    def _close(self, run_id: str, owner: str, state: WorkflowState, run: RunModel | None = None) -> list[int]:
+        """Close the run ``run_id`` for its workers, apply their pending batches, merge their partial
+        items (once); the events each worker consolidated. ``owner`` holds the lock."""
+        run = run or RunModel(sk=run_id, status="failed", started_at=str(state.run_started), errors=[])
+        self._store.renew_lock(owner, self._clock().timestamp(), self._config.lock_seconds)
+        if state.phase == WORK:
+            self._store.set_phase(owner, FINISH)
+        groups = state.groups
+        partial = len(groups) > 1
+        finisher = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=owner)
+        for worker in range(len(groups)):
+            _Run(
+                self._store,
+                self._config,
+                self._clock,
+                run,
+                _Budget(None),
+                worker=worker,
+                partial=partial,
+                owner=owner,
+                replaying_for=run_id,
+            ).replay()
+        if partial and state.phase != MERGED:
+            if state.phase != MERGING:
+                parts = [self._store.run_partials(run_id, worker) for worker in range(len(groups))]
+                merged = merge.merge_run(parts, self._store.load_indicators)
+                self._store.save_merge(owner, run_id, _pages(merged))
+            for page in self._store.load_merge(run_id):
+                finisher.put_merged(decode_items(page))
+        if state.phase != MERGED:
+            self._store.set_phase(owner, MERGED)
+        if partial:
+            for worker in range(len(groups)):
+                self._store.delete_partials(run_id, worker)
+            self._store.delete_merge(run_id)
+        counts = []
+        for worker in range(len(groups)):
+            slot = self._store.load_worker(worker)
+            counts.append((slot.events if slot.run_id == run_id else 0) + _at(state.drained, worker))
+        return counts
+
+    def _finish_interrupted(self, run_id: str, owner: str, state: WorkflowState) -> None:
+        run = self._store.load_run(run_id)
+        if state.phase == MERGED and (run is None or run.status != "running"):
+            return  # finished
+        logger.warning("finishing an interrupted run", extra={"interrupted_run": run_id})
+        counts = self._close(run_id, owner, state)
+        if run is None or run.status != "running":
+            return
+        run.status = "failed"
+        run.errors = [*(run.errors or []), f"interrupted; what its workers flushed was merged by run {owner}"]
+        run.events_processed = sum(counts)
+        run.workers = [
+            {"shards": group, "events_processed": counts[n], "status": "failed"}
+            for n, group in enumerate(state.groups)
+        ]
+        run.finished_at = timeutil.iso(self._clock())
+        self._store.save_run(run)
+
+    def _store_run_of(self, plan: Plan) -> RunModel:
+        run = self._store.load_run(plan.run_id)
+        assert run is not None  # the planner recorded the skipped run
+        return run
+
+
+STOPPED_EARLY = "stopped early to stay within the time limit"
+MAX_PAGE_BYTES = 300_000  # a page of merged items, an item of the workflow table (400 KB at most)
+
+
+def _pages(items: list[Model]) -> list[bytes]:
+    """The merged items in pages under DynamoDB's item size."""
+    pages: list[bytes] = []
+    chunk = 200
+    start = 0
+    while start < len(items):
+        page = encode_items(items[start : start + chunk])
+        if len(page) > MAX_PAGE_BYTES and chunk > 1:
+            chunk = max(1, chunk // 2)
+            continue
+        pages.append(page)
+        start += chunk
+    return pages
+
+
+def _at(values: list[int], index: int) -> int:
+    return values[index] if index < len(values) else 0
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 class _Carried:
@@ -243,7 +559,15 @@ class _Carried:
 
 
 class _Run:
-    """One run's work, holding the lock."""
+    """One step's work, holding the lock: the planner's (the fallback queue, the shared pending
+    batch an older version left), a worker's (its group of shards, with its own pending batch) or the
+    finisher's (a worker's pending batch again, the merged items).
+
+    A worker of a run with several (``partial``) writes the items every recipient of a delivery adds
+    to (statistics, URL rows, hours, click streams, persons) as its partial items of the run, which
+    the finisher merges (``merge.py``); the state of its own recipients and their tracking logs it
+    writes as they are.
+    """
 
     def __init__(
         self,
@@ -252,40 +576,68 @@ class _Run:
         clock: Callable[[], datetime],
         run: RunModel,
         budget: _Budget,
+        *,
+        worker: int | None = None,
+        partial: bool = False,
+        owner: str | None = None,
+        replaying_for: str | None = None,
     ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
         self._run = run
         self._budget = budget
+        self._worker = worker
+        self._partial = partial
+        self._lock_owner = owner or str(run.sk)
+        self._run_id = replaying_for or str(run.sk)
+        self._open_only = replaying_for is None  # a worker writes only while its run is open
         self._urls: dict[tuple[str, str], TrackedUrlModel | None] = {}
         self._loaded_deliveries: set[str] = set()
         self._deleted_deliveries: set[str] = set()
         self._state: WorkflowState | None = None
         self._carried = _Carried()
+        self.drained: dict[str, int] = {}  # events consolidated from the fallback queue, by shard
 
     @property
     def _owner(self) -> str:
-        return str(self._run.sk)
+        return self._lock_owner
 
-    def execute(self, started: datetime) -> None:
+    def replay(self) -> None:
+        """Apply the pending batch an interrupted step left (again, if need be)."""
         self._state = self._store.load_state()
-        if self._state.pending is not None:
-            logger.info(
-                "replaying the pending batch of an interrupted run", extra={"seq": self._state.pending.seq}
-            )
-            self._finish(self._state.pending)
-        self._drain_fallback()
+        if self._worker is None:
+            pending = self._state.pending
+        else:
+            slot = self._store.load_worker(self._worker)
+            pending = slot.pending if slot.run_id == self._run_id else None
+        if pending is not None:
+            logger.info("replaying the pending batch of an interrupted step", extra={"seq": pending.seq})
+            self._finish(pending)
+
+    def work(self, shards: list[str], upto: str) -> bool:
+        """Consolidate ``shards`` up to ``upto``; False when the time budget ran out first."""
+        assert self._worker is not None
+        self._store.start_worker(self._run_id, self._worker)
+        self.replay()
+        assert self._state is not None
+        mine = set(shards)
         for shard, checkpoint in sorted(self._state.checkpoints.items()):
-            self._consolidate_late_events(shard, checkpoint)
-        upto = timeutil.iso(started) + "#~"  # every event whose time is not after the start
-        finished = self._consolidate_shards(upto)
+            if shard in mine:
+                self._consolidate_late_events(shard, checkpoint)
+        finished = self._consolidate_shards(upto, shards)
         self._flush()  # on an error, nothing: what the run carries is consolidated again next time
         if not finished:
-            self._run.errors = [*self._run.errors, "stopped early to stay within the time limit"]
+            self._run.errors = [*self._run.errors, STOPPED_EARLY]
             logger.warning("tracking workflow stopped at a checkpoint before the time limit")
-            return
-        erasure.erase_requested(self._store)
+        return finished
+
+    def put_merged(self, items: list[Model]) -> None:
+        self._put(items)
+
+    def drain_fallback(self) -> None:
+        self._state = self._store.load_state()
+        self._drain_fallback()
 
     def _drain_fallback(self) -> None:
         """Raw events the redirect handed to the fallback queue go back into the raw-events table.
@@ -326,17 +678,17 @@ class _Run:
                     self._renew_lock()
                     self._consolidate(fresh, logs_now=False)
                     self._flush()
+                    for event in fresh:
+                        self.drained[str(event.shard)] = self.drained.get(str(event.shard), 0) + 1
             self._store.delete_fallback([m.receipt for m in messages])
             drained += len(messages)
         if drained:
             logger.info("drained raw events from the fallback queue", extra={"count": drained})
 
-    def _consolidate_shards(self, upto: str) -> bool:
-        """Read every shard up to ``upto`` in rounds; False when the time budget ran out first."""
+    def _consolidate_shards(self, upto: str, shards: list[str]) -> bool:
+        """Read ``shards`` up to ``upto`` in rounds; False when the time budget ran out first."""
         assert self._state is not None
-        positions: dict[str, str | None] = {
-            shard: self._state.checkpoints.get(shard) for shard in raw_events.shards()
-        }
+        positions: dict[str, str | None] = {shard: self._state.checkpoints.get(shard) for shard in shards}
         while positions:
             self._renew_lock()
             for shard, after in list(positions.items()):
@@ -396,11 +748,11 @@ class _Run:
     def _consolidate(self, events: list[RawEventModel], *, logs_now: bool) -> None:
         """Count ``events`` in the carried items; put their tracking logs now or hold them for the flush."""
         self._load_urls(events)
-        loaded = self._carried.view(batch.state_keys(events), self._store.load_indicators)
+        loaded = self._carried.view(batch.state_keys(events), self._load_indicators)
         earlier = self._earlier_logs(batch.logs_to_recheck(events, loaded))
         if earlier:
             more = batch.recheck_keys(earlier.values()) - loaded.keys()
-            loaded.update(self._carried.view(more, self._store.load_indicators))
+            loaded.update(self._carried.view(more, self._load_indicators))
         domains = self._domains(events, loaded)
         outcome = batch.consolidate(
             events,
@@ -434,24 +786,48 @@ class _Run:
         ):
             self._flush()
 
+    def _load_indicators(self, keys: list[batch.StateKey]) -> dict[batch.StateKey, Model]:
+        """Indicator items as this step knows them: a worker's partial items first (a retried worker
+        goes on from what it flushed), the stored ones otherwise."""
+        if not self._partial:
+            return dict(self._store.load_indicators(keys))
+        shared = [key for key in keys if not _owned(key)]
+        found = self._store.load_partials(self._run_id, self._worker or 0, shared) if shared else {}
+        rest = [key for key in keys if key not in found]
+        if rest:
+            found.update(self._store.load_indicators(rest))
+        return found
+
     def _flush(self) -> None:
         """Write what the run carries, through a pending batch that also moves the checkpoints."""
         assert self._state is not None
         if self._carried.is_empty():
             return
-        pending = self._carried.pending(self._state.batch_seq + 1)
+        pending = self._carried.pending(self._next_seq())
         encoded = len(pending.encode())  # kept by the batch: saving it does not encode it again
-        self._store.save_pending(self._owner, pending)
+        if self._worker is None:
+            self._store.save_pending(self._owner, pending)
+        else:
+            self._store.save_worker_pending(self._owner, self._worker, pending)
         self._finish(pending)
         self._carried.flushed(encoded)
+
+    def _next_seq(self) -> int:
+        assert self._state is not None
+        if self._worker is None:
+            return self._state.batch_seq + 1
+        return self._store.load_worker(self._worker).seq + 1
 
     def _finish(self, pending: PendingBatch) -> None:
         """Apply a pending batch's writes (again, if need be) and move its checkpoints."""
         assert self._state is not None
         self._put(pending.items, seq=pending.seq)
-        self._store.complete_pending(self._owner, pending)
-        self._state.batch_seq = pending.seq
-        self._state.pending = None
+        if self._worker is None:
+            self._store.complete_pending(self._owner, pending)
+            self._state.batch_seq = pending.seq
+            self._state.pending = None
+        else:
+            self._store.complete_worker_pending(self._owner, self._worker, pending, open_only=self._open_only)
         self._state.checkpoints.update(pending.checkpoints)
         self._run.events_processed = int(self._run.events_processed) + pending.events
 
@@ -460,6 +836,13 @@ class _Run:
 
     def _put(self, items: list[Any], seq: int | None = None) -> None:
         """Put items; quarantine those DynamoDB refuses for what they hold, and go on."""
+        if self._partial:
+            shared = [
+                item for item in items if not isinstance(item, TrackingLogModel) and not _owned(_key(item))
+            ]
+            if shared:
+                self._store.put_partials(self._run_id, self._worker or 0, shared)
+                items = [item for item in items if isinstance(item, TrackingLogModel) or _owned(_key(item))]
         refused = self._store.put_items(items)
         if refused:
             self._quarantine(refused, seq)
@@ -565,6 +948,11 @@ def _body_key(item: dict[str, Any]) -> tuple[str, str]:
 
 def _key(item: Any) -> tuple[str, str]:
     return (str(item.delivery_id), str(item.sk))
+
+
+def _owned(key: batch.StateKey) -> bool:
+    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard)."""
+    return key[1].startswith(RECIPIENT_STATE_PREFIX)
 
 
 __all__ = ["LockLost", "TrackingWorkflow", "WorkflowConfig"]

@@ -458,6 +458,8 @@ class RunModel(_Model):
     events_processed = NumberAttribute(default=0)
     errors = ListAttribute[Any](of=UnicodeAttribute, default=list)
     quarantined = NumberAttribute(default=0)  # writes DynamoDB refused for what they held (QuarantineModel)
+    # One entry per worker of the run: {"shards": [...], "events_processed": n, "status": ...}
+    workers = ListAttribute[Any](null=True)
 
 
 class WorkflowStateModel(_Model):

@@ -12,7 +12,8 @@ from typing import Any
 
 from functions.shared.limits import MAX_PAGE_URL_BYTES, MAX_USER_AGENT_BYTES, utf8_prefix
 from functions.shared.records import Record
-from functions.shared.tables import RAW_EVENT_SHARDS
+from functions.shared.settings import settings
+from functions.shared.tables import LEGACY_RAW_EVENT_SHARDS
 from functions.shared.timeutil import iso
 
 # ``RawEvent.source`` of a one-click unsubscribe (RFC 8058, ``redirect/unsubscribe.py``): a click without
@@ -95,13 +96,30 @@ class RawEvent(Record):
         self.source = source
 
 
-def shard_of(event_id: str) -> str:
-    """Spread events over RAW_EVENT_SHARDS partition keys so a campaign burst has no hot partition."""
-    return f"{zlib.crc32(event_id.encode()) % RAW_EVENT_SHARDS:02d}"
+def shard_of(delivery_id: str, recipient_id: str, count: int | None = None) -> str:
+    """The shard of a recipient's hits: one of ``count`` partition keys (the deploy-time setting).
+
+    By recipient (the message), so that every hit a recipient's state or a honeypot burst (same
+    message, same client address) ties together is read by one worker of the tracking workflow; a
+    campaign's recipients spread evenly over the keys, each taking 1,000 writes a second.
+    """
+    count = count or settings().raw_event_shards
+    return shard_name(zlib.crc32(f"{delivery_id}\x1f{recipient_id}".encode()) % count, count)
 
 
-def shards() -> list[str]:
-    return [f"{n:02d}" for n in range(RAW_EVENT_SHARDS)]
+def shard_name(n: int, count: int) -> str:
+    # The count is part of the name: after it changes, the old names are legacy shards, drained alone.
+    return f"r{n:03d}of{count}"
+
+
+def shards(count: int | None = None) -> list[str]:
+    count = count or settings().raw_event_shards
+    return [shard_name(n, count) for n in range(count)]
+
+
+def legacy_shards() -> list[str]:
+    """The shards of the event-id sharding this version replaced: read until they are drained."""
+    return [f"{n:02d}" for n in range(LEGACY_RAW_EVENT_SHARDS)]
 
 
 def sort_key(at_iso: str, event_id: str) -> str:
@@ -112,7 +130,7 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
     """DynamoDB attribute values for PutItem."""
     at_iso = iso(event.at)
     item: dict[str, dict[str, Any]] = {
-        "shard": {"S": shard_of(event.event_id)},
+        "shard": {"S": shard_of(event.delivery_id, event.recipient_id)},
         "sk": {"S": sort_key(at_iso, event.event_id)},
         "event_id": {"S": event.event_id},
         "kind": {"S": event.kind},

@@ -70,6 +70,7 @@ class Settings(Record):
         "late_event_grace_seconds",
         "max_transaction_amount",
         "opt_out_feed_delay_seconds",
+        "raw_event_shards",
         "raw_event_ttl_days",
         "run_lock_seconds",
         "schedule",
@@ -79,6 +80,7 @@ class Settings(Record):
         "unsubscribe_mailto",
         "web_attribution_days",
         "workflow_state_machine_arn",
+        "workflow_workers",
     )
 
     def __init__(
@@ -98,6 +100,8 @@ class Settings(Record):
         # How long before a complete run's start an opt-out must be for the feed to list it; None: the
         # longest honeypot burst plus the late-event grace (api/opt_outs.py)
         opt_out_feed_delay_seconds: int | None = None,
+        workflow_workers: int = 1,  # workers a run of the tracking workflow consolidates with, in parallel
+        raw_event_shards: int = 64,  # partition keys of the raw-events table (deploy-time: 1,000 writes/s each)
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -112,6 +116,8 @@ class Settings(Record):
         self.trust_forwarded_for = trust_forwarded_for
         self.unsubscribe_mailto = unsubscribe_mailto
         self.opt_out_feed_delay_seconds = opt_out_feed_delay_seconds
+        self.workflow_workers = workflow_workers
+        self.raw_event_shards = raw_event_shards
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -136,6 +142,8 @@ class Settings(Record):
                 if os.environ.get("MSGTRACK_OPT_OUT_FEED_DELAY_SECONDS")
                 else None
             ),
+            workflow_workers=_int("MSGTRACK_WORKFLOW_WORKERS", 1, minimum=1),
+            raw_event_shards=_int("MSGTRACK_RAW_EVENT_SHARDS", 64, minimum=1),
         )
 
 

@@ -76,8 +76,8 @@ TRACKED_URLS = TableSpec(
     range_key=Key("url_id"),
 )
 
-# One item per hit. The hash key is a shard number so that a campaign burst spreads over
-# RAW_EVENT_SHARDS partitions; the sort key starts with the time so the tracking workflow reads
+# One item per hit. The hash key is a shard of the recipient (``raw_events.shard_of``) so that a
+# campaign burst spreads over many partitions and each recipient's hits stay in one; the sort key starts with the time so the tracking workflow reads
 # each shard from its checkpoint onwards, never scanning.
 RAW_EVENTS = TableSpec(
     logical_name="raw-events",
@@ -129,4 +129,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     WORKFLOW,
 )
 
-RAW_EVENT_SHARDS = 16
+# Raw events were once sharded by event id over 16 keys "00".."15"; those keys are only drained now
+# (``raw_events.legacy_shards``). Today's shards are by recipient, their count a deploy-time setting.
+LEGACY_RAW_EVENT_SHARDS = 16

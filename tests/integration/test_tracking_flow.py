@@ -133,7 +133,7 @@ def test_a_second_run_adds_nothing_and_late_events_count_once(delivery: str) -> 
     [
         ("put_items", 1, "after a batch's tracking logs, before the flush"),
         ("put_items", 3, "after three batches' tracking logs, before the flush"),
-        ("complete_pending", 1, "after the flush's writes, before its checkpoints"),
+        ("complete_worker_pending", 1, "after the flush's writes, before its checkpoints"),
     ],
 )
 def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
@@ -144,10 +144,10 @@ def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     calls = {"n": 0}
     original = getattr(DynamoWorkflowStore, operation)
 
-    def die(self: DynamoWorkflowStore, *arguments: Any) -> None:
+    def die(self: DynamoWorkflowStore, *arguments: Any, **keywords: Any) -> None:
         calls["n"] += 1
         if operation == "put_items":
-            original(self, *arguments)
+            original(self, *arguments, **keywords)
         if calls["n"] == nth:
             raise RuntimeError(f"killed {where}")
 
@@ -171,6 +171,7 @@ def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     assert counted == EXPECTED
     assert len(list(TrackingLogModel.query("d1"))) == 7
     assert WorkflowStateModel.get("state", "tracking").pending_batch is None
+    assert DynamoWorkflowStore().load_worker(0).pending is None  # the (lone) worker's slot
 
 
 @pytest.mark.parametrize("written", [0, 1, 3], ids=["before-any", "after-one", "after-three"])
@@ -192,9 +193,9 @@ def test_a_run_killed_while_putting_its_flush_leaves_the_pending_batch_and_the_c
     monkeypatch.setattr(DynamoWorkflowStore, "put_items", die_in_the_flush)
     with pytest.raises(RuntimeError):
         run_workflow("crashing")
-    # Then in the real store the pending batch is saved and no checkpoint has moved yet
+    # Then in the real store the (lone) worker's pending batch is saved and no checkpoint has moved yet
     state = DynamoWorkflowStore().load_state()
-    assert state.pending is not None
+    assert DynamoWorkflowStore().load_worker(0).pending is not None
     assert state.checkpoints == {}
     # When the next run goes
     monkeypatch.setattr(DynamoWorkflowStore, "put_items", original)
@@ -224,7 +225,7 @@ def test_events_recorded_while_a_run_works_wait_for_the_next_run(delivery: str) 
     # an event stamped after the run's start is not part of that run
     future = timeutil.now() + timedelta(minutes=5)
     RawEventModel(
-        shard=raw_events.shard_of("late1"),
+        shard=raw_events.shard_of("d1", "r5"),
         sk=raw_events.sort_key(timeutil.iso(future), "late1"),
         event_id="late1",
         kind="click",

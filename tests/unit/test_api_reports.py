@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -850,7 +851,22 @@ def test_workflow_status_lists_runs_newest_first(fake: FakeReports) -> None:
         "finished_at": "2026-11-23T07:00:30.000Z",
         "events_processed": 0,
         "errors": ["boom"],
+        "workers": [],
     }
+
+
+def test_a_run_names_its_workers_and_their_events(fake: FakeReports) -> None:
+    # Given a run of two workers (README "Scale-out")
+    workers = (
+        {"shards": ["r000of64", "r002of64"], "events_processed": 7, "status": "succeeded"},
+        {"shards": ["r001of64", "r003of64"], "events_processed": 5, "status": "succeeded"},
+    )
+    fake.run_records = [replace(run("06", "succeeded", "2026-11-23T06:01:00.000Z", 12), workers=workers)]
+    # When the workflow's status is read
+    status = reports.workflow_status(repo=fake)
+    # Then RUN.workers lists them, their events adding up to the run's
+    assert status.runs[0].model_dump()["workers"] == list(workers)
+    assert sum(w.events_processed for w in status.runs[0].workers) == status.runs[0].events_processed
 
 
 def test_workflow_status_finds_a_success_older_than_the_listed_runs(fake: FakeReports) -> None:

@@ -252,7 +252,9 @@ def scenario(store: FakeWorkflowStore) -> Audience:
     return audience
 
 
-@pytest.mark.parametrize("operation", ["load_indicators", "save_pending", "put_item", "complete_pending"])
+@pytest.mark.parametrize(
+    "operation", ["load_indicators", "save_worker_pending", "put_item", "complete_worker_pending"]
+)
 def test_a_crash_anywhere_then_a_rerun_gives_the_clean_click_streams(operation: str) -> None:
     clean = seeded_store()
     scenario(clean)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from functions.shared import models, tables
-from functions.shared.raw_events import RawEvent, shard_of, shards, to_item
+from functions.shared import models, settings, tables
+from functions.shared.raw_events import RawEvent, legacy_shards, shard_of, shards, to_item
 
 
 def test_every_model_uses_the_keys_of_its_table_spec() -> None:
@@ -30,17 +31,35 @@ def test_the_redirect_writes_raw_events_the_model_reads() -> None:
     at = datetime(2026, 11, 23, 8, 0, 1, 234000, tzinfo=UTC)
     event = RawEvent("e1", "click", "d1", "r1", "3", at, "UA", "p1", "203.0.113.0", True)
     model = models.RawEventModel.from_raw_data(to_item(event, ttl_days=30))
-    assert (model.shard, model.sk) == (shard_of("e1"), "2026-11-23T08:00:01.234Z#e1")
+    assert (model.shard, model.sk) == (shard_of("d1", "r1"), "2026-11-23T08:00:01.234Z#e1")
     assert (model.kind, model.delivery_id, model.recipient_id, model.url_id) == ("click", "d1", "r1", "3")
     assert model.proof is True and model.person_id == "p1" and model.ip == "203.0.113.0"
     assert model.expires_at == int(at.timestamp()) + 30 * 86400
     assert set(to_item(event, 30)) <= set(models.RawEventModel.get_attributes())
 
 
-def test_raw_events_spread_over_every_shard() -> None:
-    seen = {shard_of(f"event-{n}") for n in range(2000)}
-    assert seen == set(shards())
-    assert len(shards()) == tables.RAW_EVENT_SHARDS
+def test_raw_events_spread_over_every_shard_by_recipient() -> None:
+    # Given a campaign's recipients, When their hits are sharded
+    seen = [shard_of("d1", f"r{n}") for n in range(6400)]
+    # Then every shard takes its share (within 30 % of the mean) and a recipient always the same one
+    assert set(seen) == set(shards())
+    assert len(shards()) == 64  # the default: 64 x 1,000 writes a second, above 50,000 hits a second
+    assert max(seen.count(shard) for shard in shards()) < 1.3 * 100
+    assert {shard_of("d1", "r7") for _ in range(3)} == {shard_of("d1", "r7")}
+
+
+def test_the_shard_count_is_a_setting_and_old_shard_names_stay_apart(monkeypatch: Any) -> None:
+    # Given a deployment with 128 shards
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", "128")
+    settings.reset_caches()
+    try:
+        # Then recipients spread over 128 keys, none named like a shard of another count or of the
+        # event-id sharding before it ("00".."15")
+        assert len(shards()) == 128 and len({shard_of("d1", f"r{n}") for n in range(5000)}) == 128
+        assert not set(shards()) & set(shards(64)) and not set(shards()) & set(legacy_shards())
+    finally:
+        monkeypatch.delenv("MSGTRACK_RAW_EVENT_SHARDS")
+        settings.reset_caches()
 
 
 def test_table_names_follow_the_environment(monkeypatch) -> None:

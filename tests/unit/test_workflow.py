@@ -188,7 +188,18 @@ def clean_snapshot(batch_size: int) -> dict[str, Any]:
     return store.snapshot()
 
 
-FAULT_POINTS = ["read_raw", "load_indicators", "save_pending", "put_item", "complete_pending", "renew_lock"]
+FAULT_POINTS = [
+    "read_raw",
+    "load_indicators",
+    "save_worker_pending",
+    "put_item",
+    "complete_worker_pending",
+    "renew_lock",
+    "open_run",
+    "start_worker",
+    "load_worker",
+    "set_phase",
+]
 
 
 @pytest.mark.parametrize("operation", FAULT_POINTS)
@@ -294,8 +305,10 @@ def test_a_run_that_finds_the_lock_taken_is_skipped_and_changes_nothing() -> Non
 def test_a_run_near_its_time_limit_stops_at_a_checkpoint_and_the_next_one_finishes(reliability: Any) -> None:
     store = seeded_store()
     campaign(store)
-    remaining = iter([120_000, 120_000, 1_000] + [1_000] * 100)
-    first = workflow(store, batch_size=2).run("run-1", "schedule", remaining_ms=lambda: next(remaining))
+    # the time runs low once the first batch is consolidated
+    first = workflow(store, batch_size=2).run(
+        "run-1", "schedule", remaining_ms=lambda: 1_000 if store.logs else 120_000
+    )
     assert first.status == "succeeded" and 0 < first.events_processed < 13
     assert "time limit" in first.errors[0]
     workflow(store, batch_size=2).run("run-2", "schedule")
@@ -450,7 +463,7 @@ def test_every_indicator_item_is_written_once_per_run_however_many_batches() -> 
     run = workflow(store, batch_size=1).run("run-1", "schedule")
     # Then the run took one flush, and each indicator item was put once, each tracking log once
     assert run.events_processed == 13 + 20 * 4
-    assert store.batch_seq == 1
+    assert store.workers[0]["seq"] == 1
     assert store.writes[("d1", "stats")] == 1
     indicator_writes = [n for key, n in store.writes.items() if key in store.indicators]
     assert len(indicator_writes) == len(store.indicators) > 40 and set(indicator_writes) == {1}
@@ -471,7 +484,7 @@ def test_a_crash_after_the_logs_are_written_but_before_the_flush_loses_and_doubl
     store = seeded_store()
     campaign(store)
     clock = Clock(RUN_AT)
-    store.fault = lambda op, count: op == "save_pending"
+    store.fault = lambda op, count: op == "save_worker_pending"
     with pytest.raises(Crash):
         workflow(store, clock, batch_size=2).run("crashing", "schedule")
     assert len(store.logs) == 13  # every log is there already
@@ -549,7 +562,7 @@ def test_a_run_flushes_when_it_carries_too_many_items() -> None:
     crowd(store, 200)
     config = WorkflowConfig(batch_size=10, max_carried_items=100)
     TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
-    assert store.batch_seq >= 4
+    assert store.workers[0]["seq"] >= 4
     clean = seeded_store()
     campaign(clean)
     crowd(clean, 200)
@@ -572,7 +585,9 @@ def late_event_runs(store: FakeWorkflowStore, clock: Clock) -> None:
     clock.now += timedelta(hours=1)
 
 
-@pytest.mark.parametrize("operation", ["logged", "read_raw", "save_pending", "put_item", "complete_pending"])
+@pytest.mark.parametrize(
+    "operation", ["logged", "read_raw", "save_worker_pending", "put_item", "complete_worker_pending"]
+)
 def test_late_events_are_counted_once_whatever_the_crash_after_they_are_read(
     operation: str, reliability: Any
 ) -> None:
@@ -621,7 +636,7 @@ def test_a_crash_after_consolidating_fallback_events_behind_the_checkpoint_loses
         campaign(store)
         workflow(store, clock).run("run-1", "schedule")
         for event in (fallback_event(2, T0 - timedelta(hours=2)), fallback_event(3, T0, url_id=None)):
-            shard = raw_events.shard_of(event.event_id)
+            shard = raw_events.shard_of(event.delivery_id, event.recipient_id)
             assert shard in store.checkpoints  # behind its shard's checkpoint (the first, far behind)
             store.send_fallback(event)
         clock.now += timedelta(hours=1)
@@ -714,9 +729,10 @@ def test_a_recipient_who_opts_out_again_is_one_opt_out() -> None:
     assert store.indicators[("d1", "url#3")].distinct_clicks == 2
 
 
-def _event_id_in_shard(shard: str, prefix: str) -> str:
-    """The first "<prefix>-<n>" event id that falls in ``shard`` (shards come from the id's hash)."""
-    return next(f"{prefix}-{n}" for n in range(10_000) if raw_events.shard_of(f"{prefix}-{n}") == shard)
+def _r3_checkpoint(store: FakeWorkflowStore) -> tuple[str, str]:
+    """The shard of r3's hits (shards are by recipient) and its checkpoint."""
+    shard = raw_events.shard_of("d1", "r3")
+    return shard, store.checkpoints[shard]
 
 
 def _late_click(store: FakeWorkflowStore, event_id: str, recipient: str, person: str, at: datetime) -> str:
@@ -731,12 +747,10 @@ def test_an_event_visible_late_but_within_the_grace_window_is_counted_by_the_nex
     clock = Clock(RUN_AT)
     config = WorkflowConfig(late_event_grace_seconds=300)
     TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
-    shard, checkpoint = sorted(store.checkpoints.items())[0]
+    _, checkpoint = _r3_checkpoint(store)
     checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
     # When a click timed 60 s before that checkpoint becomes visible only after the run (a slow write)
-    sk = _late_click(
-        store, _event_id_in_shard(shard, "late"), "r3", "p8", checkpoint_at - timedelta(seconds=60)
-    )
+    sk = _late_click(store, "late-1", "r3", "p8", checkpoint_at - timedelta(seconds=60))
     assert sk < checkpoint  # behind the checkpoint: the shard's normal read will never reach it
     clock.now += timedelta(hours=1)
     second = TrackingWorkflow(store, config, clock=clock).run("run-2", "schedule")
@@ -755,12 +769,10 @@ def test_an_event_visible_later_than_the_grace_window_behind_a_checkpoint_is_not
     clock = Clock(RUN_AT)
     config = WorkflowConfig(late_event_grace_seconds=300)
     TrackingWorkflow(store, config, clock=clock).run("run-1", "schedule")
-    shard, checkpoint = sorted(store.checkpoints.items())[0]
+    _, checkpoint = _r3_checkpoint(store)
     checkpoint_at = timeutil.parse(checkpoint.split("#", 1)[0])
     # When a click timed 301 s before that checkpoint becomes visible only afterwards
-    sk = _late_click(
-        store, _event_id_in_shard(shard, "stale"), "r3", "p8", checkpoint_at - timedelta(seconds=301)
-    )
+    sk = _late_click(store, "stale-1", "r3", "p8", checkpoint_at - timedelta(seconds=301))
     clock.now += timedelta(hours=1)
     second = TrackingWorkflow(store, config, clock=clock).run("run-2", "schedule")
     # Then it is not counted nor logged (README "Limits"): the totals are the campaign's

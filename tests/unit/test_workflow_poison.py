@@ -264,9 +264,9 @@ POISON_FAULT_POINTS = [
     "read_raw",
     "in_quarantine",
     "quarantine",
-    "save_pending",
+    "save_worker_pending",
     "put_item",
-    "complete_pending",
+    "complete_worker_pending",
     "delete_fallback",
 ]
 

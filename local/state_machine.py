@@ -1,0 +1,64 @@
+"""The local stand-in for the tracking workflow's Step Functions state machine.
+
+It calls the consolidation function's steps exactly as the state machine in AWS does (README
+"Scale-out"): ``plan``, then one ``work`` step per group of shards in parallel (a Map state: each
+worker in a container of its own, a failed attempt retried), then ``finish`` with the workers'
+results, and with the error when a worker failed for good.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from local.context import LocalFunction
+
+WORK_ATTEMPTS = 3  # like the Map state's Retry: the first attempt and two more
+
+
+class LocalStateMachine:
+    """``invoke(event)`` runs a whole execution; ``containers`` run the work steps side by side."""
+
+    name = "msgtrack-tracking-workflow-state-machine"
+
+    def __init__(self, containers: list[LocalFunction], attempts: int = WORK_ATTEMPTS) -> None:
+        if not containers:
+            raise ValueError("the state machine needs at least one container of the consolidation function")
+        self.containers = containers
+        self._attempts = attempts
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        started: dict[str, Any] = {"step": "plan"}
+        for name in ("run_id", "trigger"):
+            if isinstance(event.get(name), str):
+                started[name] = event[name]
+        plan = self.containers[0].invoke(started)
+        if plan["skip"]:
+            return {"run_id": plan["run_id"], "status": "skipped", "events_processed": 0}
+        groups = plan["groups"]
+        failures: list[dict[str, str]] = []
+
+        def work(group: dict[str, Any]) -> dict[str, Any] | None:
+            container = self.containers[group["worker"] % len(self.containers)]
+            step = {"step": "work", "run_id": plan["run_id"], **group}
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    return dict(container.invoke(step))
+                except Exception as error:
+                    print(
+                        f"[{self.name}] worker {group['worker']} attempt {attempt} failed:\n"
+                        f"{traceback.format_exc()}",
+                        file=sys.stderr,
+                    )
+                    last = {"Error": type(error).__name__, "Cause": str(error)}
+            failures.append(last)
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(groups), len(self.containers)))) as pool:
+            results = [result for result in pool.map(work, groups) if result is not None]
+        finish: dict[str, Any] = {"step": "finish", "run_id": plan["run_id"], "workers": results}
+        if failures:
+            finish["error"] = failures[0]
+        return dict(self.containers[0].invoke(finish))

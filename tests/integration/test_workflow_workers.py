@@ -1,0 +1,132 @@
+"""The tracking workflow with N workers on moto's DynamoDB, through the consolidation function's steps
+as the state machine calls them: every item equals that of one worker (README "Scale-out")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.consolidate import handler
+from functions.consolidate.store import DynamoWorkflowStore
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared import models, settings, tables
+from functions.shared.models import RawEventModel, RunModel
+from local.aws import create_tables
+from tests.apigw import FakeContext
+from tests.fakes_workflow import FakeWorkflowStore
+from tests.unit.test_workflow import RUN_AT, seeded_store
+from tests.unit.test_workflow_workers import first_run_events, second_run_events
+
+
+@pytest.fixture(autouse=True)
+def _eight_shards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", "8")
+    settings.reset_caches()
+    yield
+    settings.reset_caches()
+
+
+def _copy_into_dynamodb(seeded: FakeWorkflowStore) -> None:
+    for events in seeded.raw.values():
+        for event in events:
+            RawEventModel.from_raw_data(event.serialize()).save()
+    for urls in seeded.urls.values():
+        for url in urls:
+            url.save()
+    for message in seeded.messages.values():
+        message.save()
+
+
+def _scan(spec: tables.TableSpec) -> list[str]:
+    client = boto3.client("dynamodb")
+    items: list[str] = []
+    for page in client.get_paginator("scan").paginate(TableName=spec.table_name):
+        for item in page["Items"]:
+            item.pop("updated_at", None)
+            if "urls" in item:
+                item["urls"] = {"SS": sorted(item["urls"]["SS"])}
+            items.append(json.dumps(item, sort_keys=True))
+    return sorted(items)
+
+
+def _step(event: dict[str, Any]) -> dict[str, Any]:
+    return dict(handler.lambda_handler(event, FakeContext()))
+
+
+def _through_the_steps(run_id: str) -> dict[str, Any]:
+    """One execution of the state machine: plan, each worker (one after another here), finish."""
+    plan = _step({"step": "plan", "run_id": run_id, "trigger": "schedule"})
+    assert plan["skip"] is False
+    results = [_step({"step": "work", "run_id": run_id, **group}) for group in plan["groups"]]
+    return _step({"step": "finish", "run_id": run_id, "workers": results})
+
+
+def _story(monkeypatch: pytest.MonkeyPatch, workers: int) -> tuple[list[str], list[str], list[RunModel]]:
+    """Two runs over the unit tests' events on a fresh moto: the logs, the indicators, the run records."""
+    monkeypatch.setenv("MSGTRACK_WORKFLOW_WORKERS", str(workers))
+    settings.reset_caches()
+    clock = {"now": RUN_AT}
+    with mock_aws():
+        models.refresh_table_names()
+        create_tables()
+        seeded = seeded_store()
+        first_run_events(seeded)
+        _copy_into_dynamodb(seeded)
+        if workers == 1:
+            TrackingWorkflow(DynamoWorkflowStore(), clock=lambda: clock["now"]).run("run-1", "schedule")
+        else:
+            assert _through_the_steps("run-1")["status"] == "succeeded"
+        later = FakeWorkflowStore()
+        second_run_events(later)
+        _copy_into_dynamodb(later)
+        clock["now"] = RUN_AT + timedelta(hours=1)
+        if workers == 1:
+            TrackingWorkflow(DynamoWorkflowStore(), clock=lambda: clock["now"]).run("run-2", "schedule")
+        else:
+            assert _through_the_steps("run-2")["status"] == "succeeded"
+        runs = [RunModel.get(models.RUNS_PK, run_id) for run_id in ("run-1", "run-2")]
+        partials = [i for i in _scan(tables.WORKFLOW) if '"partial#' in i or '"merge#' in i]
+        assert partials == []  # the finisher leaves no partial item or merge page behind
+        return _scan(tables.TRACKING_LOGS), _scan(tables.INDICATORS), runs
+
+
+def test_four_workers_through_the_steps_write_what_one_worker_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the same events, When one worker and then four (through plan / work / finish) consolidate
+    logs_alone, indicators_alone, _ = _story(monkeypatch, 1)
+    logs_four, indicators_four, runs = _story(monkeypatch, 4)
+    # Then every tracking log and indicator item is the same
+    assert logs_four == logs_alone
+    assert indicators_four == indicators_alone
+    # And each run record names four workers whose events add up to the run's
+    for run in runs:
+        workers = [worker.as_dict() if hasattr(worker, "as_dict") else worker for worker in run.workers]
+        assert len(workers) == 4 and {w["status"] for w in workers} == {"succeeded"}
+        assert sum(int(w["events_processed"]) for w in workers) == int(run.events_processed) > 0
+
+
+def test_a_retried_worker_and_a_late_one_on_dynamodb(aws_tables: None) -> None:
+    # Given a planned run of four workers on DynamoDB
+    seeded = seeded_store()
+    first_run_events(seeded)
+    _copy_into_dynamodb(seeded)
+    flow = TrackingWorkflow(
+        DynamoWorkflowStore(), WorkflowConfig(workers=4, batch_size=2), clock=lambda: RUN_AT
+    )
+    plan = flow.plan("run-1", "schedule")
+    # When worker 1 runs twice (a retry of an attempt that had finished) and the others once
+    results = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    again = flow.work("run-1", 1, plan.groups[1])
+    run = flow.finish("run-1", [r.as_dict() for r in results])
+    # Then nothing counts twice: the run's events are the tracking logs written
+    assert again.events_processed == results[1].events_processed
+    logs = boto3.client("dynamodb").scan(TableName=tables.TRACKING_LOGS.table_name, Select="COUNT")["Count"]
+    assert run.status == "succeeded" and run.events_processed == logs
+    # And a worker that starts after the finisher closed the run writes nothing (its run is not open)
+    late = flow.work("run-1", 0, plan.groups[0])
+    assert late.status == "failed" and late.events_processed == 0

@@ -1,0 +1,97 @@
+"""The consolidation function's events, exactly as the state machine sends them (README "Scale-out")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from functions.consolidate import handler
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared import settings
+from tests.apigw import FakeContext
+from tests.fakes_workflow import FakeWorkflowStore
+from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
+from tests.unit.test_workflow_workers import first_run_events
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorkflowStore]:
+    """The handler's workflow on an in-memory store, with MSGTRACK_WORKFLOW_WORKERS=3 and 8 shards."""
+    monkeypatch.setenv("MSGTRACK_WORKFLOW_WORKERS", "3")
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", "8")
+    settings.reset_caches()
+    fake = seeded_store()
+    first_run_events(fake, recipients=12)
+    workers = settings.settings().workflow_workers
+    monkeypatch.setattr(
+        handler,
+        "_workflow",
+        lambda: TrackingWorkflow(
+            fake, WorkflowConfig(workers=workers), clock=Clock(RUN_AT + timedelta(hours=1))
+        ),
+    )
+    yield fake
+    settings.reset_caches()
+
+
+def step(event: dict[str, object]) -> dict[str, object]:
+    return dict(handler.lambda_handler(event, FakeContext()))
+
+
+def test_plan_work_and_finish_answer_exactly_what_the_state_machine_reads(store: FakeWorkflowStore) -> None:
+    # When the state machine plans a scheduled run (no run id), works each group and finishes
+    plan = step({"step": "plan", "trigger": "schedule"})
+    assert set(plan) == {"run_id", "trigger", "skip", "groups"}
+    assert plan["trigger"] == "schedule" and plan["skip"] is False
+    groups = plan["groups"]
+    assert isinstance(groups, list) and [g["worker"] for g in groups] == [0, 1, 2]
+    results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in groups]
+    for group, result in zip(groups, results, strict=True):
+        assert set(result) == {"worker", "shards", "events_processed", "status"}
+        assert (result["worker"], result["shards"], result["status"]) == (
+            group["worker"],
+            group["shards"],
+            "succeeded",
+        )
+    finished = step({"step": "finish", "run_id": plan["run_id"], "workers": results})
+    # Then the run is recorded with its workers, their events adding up to the run's
+    assert finished == {
+        "run_id": plan["run_id"],
+        "status": "succeeded",
+        "events_processed": sum(int(r["events_processed"]) for r in results),  # type: ignore[call-overload]
+    }
+    assert finished["events_processed"] == len(store.logs)
+    assert len(store.runs[str(plan["run_id"])].workers) == 3
+    # And a plan while another run holds the lock is skipped, with no groups
+    store.acquire_lock("other", (RUN_AT + timedelta(hours=1)).timestamp(), 600)
+    assert step({"step": "plan", "run_id": "run-x", "trigger": "api"}) == {
+        "run_id": "run-x",
+        "trigger": "api",
+        "skip": True,
+        "groups": [],
+    }
+
+
+def test_finish_with_the_state_machines_error_records_a_failed_run(store: FakeWorkflowStore) -> None:
+    plan = step({"step": "plan", "run_id": "run-1", "trigger": "api"})
+    results = [step({"step": "work", "run_id": "run-1", **group}) for group in plan["groups"][:2]]  # type: ignore[index]
+    error = {"Error": "States.Timeout", "Cause": "worker 2 timed out"}
+    finished = step({"step": "finish", "run_id": "run-1", "workers": results, "error": error})
+    assert finished["status"] == "failed"
+    run = store.runs["run-1"]
+    assert run.errors[0] == "States.Timeout: worker 2 timed out"
+    assert [w["status"] for w in run.workers] == ["succeeded", "succeeded", "failed"]
+    assert store.lock_owner is None
+
+
+def test_an_event_without_a_step_is_a_whole_run_and_an_unknown_step_is_refused(
+    store: FakeWorkflowStore,
+) -> None:
+    answer = step({"run_id": "run-1", "trigger": "api"})
+    assert answer["status"] == "succeeded" and answer["events_processed"] == len(store.logs) > 0
+    with pytest.raises(handler.BadStep, match="unknown step"):
+        step({"step": "merge", "run_id": "run-2"})
+    with pytest.raises(handler.BadStep, match="needs a run_id"):
+        step({"step": "work", "worker": 0, "shards": []})

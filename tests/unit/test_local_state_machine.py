@@ -1,0 +1,87 @@
+"""The local state machine calls the consolidation function's steps as Step Functions does: plan, the
+work steps side by side (retried), finish with the results and the error of a worker that failed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from local.context import LocalFunction
+from local.state_machine import LocalStateMachine
+
+CALLS: list[dict[str, Any]] = []
+FAILURES: dict[int, int] = {}  # worker -> attempts that fail before one succeeds
+RUNNING = {"now": 0, "most": 0}
+_lock = threading.Lock()
+
+
+def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    """A consolidation function that answers each step as the real one does."""
+    with _lock:
+        CALLS.append(event)
+    if event["step"] == "plan":
+        groups = [{"worker": n, "shards": [f"r{n:03d}of3"]} for n in range(3)]
+        return {
+            "run_id": event.get("run_id", "run-x"),
+            "trigger": "schedule",
+            "skip": False,
+            "groups": groups,
+        }
+    if event["step"] == "work":
+        with _lock:
+            RUNNING["now"] += 1
+            RUNNING["most"] = max(RUNNING["most"], RUNNING["now"])
+        time.sleep(0.05)
+        with _lock:
+            RUNNING["now"] -= 1
+            left = FAILURES.get(event["worker"], 0)
+            FAILURES[event["worker"]] = left - 1
+        if left > 0:
+            raise RuntimeError(f"worker {event['worker']} fault")
+        return {
+            "worker": event["worker"],
+            "shards": event["shards"],
+            "events_processed": 10 + event["worker"],
+            "status": "succeeded",
+        }
+    return {"run_id": event["run_id"], "status": "failed" if "error" in event else "succeeded"}
+
+
+def machine(containers: int) -> LocalStateMachine:
+    CALLS.clear()
+    FAILURES.clear()
+    RUNNING.update(now=0, most=0)
+    return LocalStateMachine(
+        [
+            LocalFunction(f"c{n}", "tests.unit.test_local_state_machine.handler", timeout_seconds=5)
+            for n in range(containers)
+        ]
+    )
+
+
+def test_the_workers_run_side_by_side_and_the_finisher_gets_their_results() -> None:
+    # Given three containers, When an API-started execution runs
+    answer = machine(3).invoke({"run_id": "run-1", "trigger": "api"})
+    # Then plan, three work steps at once, and finish with the three results, in that order
+    assert CALLS[0] == {"step": "plan", "run_id": "run-1", "trigger": "api"}
+    assert sorted(c["worker"] for c in CALLS[1:4]) == [0, 1, 2] and RUNNING["most"] == 3
+    finish = CALLS[-1]
+    assert finish["step"] == "finish" and "error" not in finish
+    assert [w["events_processed"] for w in finish["workers"]] == [10, 11, 12]
+    assert answer["status"] == "succeeded"
+
+
+def test_a_failed_attempt_is_retried_and_a_worker_failing_for_good_fails_the_run() -> None:
+    # Given worker 1 failing once and worker 2 on every attempt
+    sm = machine(3)
+    FAILURES.update({1: 1, 2: 99})
+    # When an execution runs
+    answer = sm.invoke({})
+    # Then worker 1's retry succeeded, worker 2 was tried three times, the finisher got its error
+    workers = [c["worker"] for c in CALLS if c["step"] == "work"]
+    assert workers.count(1) == 2 and workers.count(2) == 3
+    finish = CALLS[-1]
+    assert [w["worker"] for w in finish["workers"]] == [0, 1]
+    assert finish["error"] == {"Error": "RuntimeError", "Cause": "worker 2 fault"}
+    assert answer["status"] == "failed"

@@ -1,0 +1,408 @@
+"""The tracking workflow with N workers (README "Scale-out"): every report equals that of one worker,
+whatever crashes, whichever worker is retried; the plan / work / finish steps as the state machine
+calls them."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared import raw_events, settings
+from functions.shared.models import MessageModel
+from functions.shared.raw_events import RawEvent
+from tests.fakes_workflow import Crash, FakeWorkflowStore
+from tests.unit.test_workflow import CHROME, IPHONE, RUN_AT, T0, Clock, seeded_store
+
+SHARDS = 8  # few shards, so that a crash can be tried at every call
+MPP = "Mozilla/5.0"
+H = RUN_AT - timedelta(seconds=10)  # r10's and r3's bursts, just before the first run
+
+
+@pytest.fixture(autouse=True)
+def _eight_shards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", str(SHARDS))
+    settings.reset_caches()
+    yield
+    monkeypatch.delenv("MSGTRACK_RAW_EVENT_SHARDS")
+    settings.reset_caches()
+
+
+def workflow(
+    store: FakeWorkflowStore, workers: int, clock: Clock, batch_size: int = 3, max_carried_items: int = 10_000
+) -> TrackingWorkflow:
+    config = WorkflowConfig(batch_size=batch_size, workers=workers, max_carried_items=max_carried_items)
+    return TrackingWorkflow(store, config, clock=clock)
+
+
+def add(
+    store: FakeWorkflowStore,
+    event_id: str,
+    recipient: str,
+    url_id: str | None,
+    at: datetime,
+    *,
+    person: str | None = None,
+    machine: str | None = None,
+    client: str | None = None,
+    honeypot: bool = False,
+    ua: str = CHROME,
+) -> None:
+    store.add_raw(
+        RawEvent(
+            event_id,
+            "click" if url_id or honeypot else "open",
+            "d1",
+            recipient,
+            url_id,
+            at,
+            ua,
+            person,
+            "203.0.113.0",
+            False,
+            machine=machine,
+            machine_reason=f"{machine} signal" if machine else None,
+            client_key=client,
+            honeypot=honeypot,
+            burst_seconds=30 if honeypot else None,
+        )
+    )
+
+
+def transaction(store: FakeWorkflowStore, event_id: str, recipient: str, amount: str, at: datetime) -> None:
+    store.add_raw(
+        RawEvent(
+            event_id, "transaction", "d1", recipient, None, at, CHROME, None, None, False,
+            site_id="s1", via_url_id="1", page_url="https://shop.example/checkout", amount=amount, currency="EUR",
+        )
+    )  # fmt: skip
+
+
+def first_run_events(store: FakeWorkflowStore, seed: int = 7, recipients: int = 40) -> None:
+    """Forty recipients' opens and clicks: people, Apple's prefetches, bots, a person (browser) who
+    clicks for many recipients, opt-outs, mirror views, transactions, and a burst of r10's hits from
+    one address, with a human click of the browser "pf" among them."""
+    rng = random.Random(seed)
+    for n in range(8, 40):
+        store.add_message(
+            MessageModel(delivery_id="d1", sk=f"msg#r{n}", recipient_id=f"r{n}", email_domain=f"d{n % 3}.example", rendered_at="x")
+        )  # fmt: skip
+    for n in range(recipients):
+        recipient = f"r{n}"
+        at = T0 + timedelta(seconds=rng.randrange(3600))
+        add(store, f"o{n}", recipient, None, at, client=f"k{n}", ua=rng.choice((CHROME, IPHONE)))
+        if n % 4 == 0:
+            add(store, f"m{n}", recipient, None, at, machine="apple_mpp", client=f"a{n}", ua=MPP)
+        for c in range(rng.randrange(4)):
+            url_id = rng.choice("11223345")
+            person = "pshared" if n % 5 == 0 else f"p{n}"
+            add(
+                store,
+                f"c{n}-{c}",
+                recipient,
+                url_id,
+                at + timedelta(seconds=c + 1),
+                person=person,
+                client=f"k{n}",
+            )
+        if n % 7 == 0:
+            add(
+                store,
+                f"b{n}",
+                recipient,
+                "1",
+                at,
+                person=f"bot{n}",
+                machine="bot",
+                client=f"x{n}",
+                ua="curl/8",
+            )
+        if n % 9 == 0:
+            transaction(store, f"t{n}", recipient, f"{n}.5", at)
+    # r10's burst: b1 (open) and b2 (a click by "pf") from k10 within 30 s of the honeypot hit to come
+    add(store, "burst1", "r10", None, H - timedelta(seconds=10), client="k10-burst")
+    add(store, "burst2", "r10", "1", H + timedelta(seconds=5), person="pf", client="k10-burst")
+    # "pf" also clicks r1's message as a person: still a human person when r10's click is a scanner's
+    add(store, "pf-1", "r1", "2", H, person="pf", client="k1")
+    # "pg" clicks only in r3's burst: no human person left once the honeypot gives it away
+    add(store, "pg-3", "r3", "2", H, person="pg", client="k3-burst")
+
+
+def second_run_events(store: FakeWorkflowStore) -> None:
+    """The honeypot hits of r10's and r3's messages (their bursts consolidated by the first run), and
+    more clicks, of "pshared" too."""
+    add(
+        store,
+        "hp10",
+        "r10",
+        None,
+        RUN_AT + timedelta(seconds=5),
+        client="k10-burst",
+        honeypot=True,
+        machine="scanner",
+    )
+    add(
+        store,
+        "hp3",
+        "r3",
+        None,
+        RUN_AT + timedelta(seconds=15),
+        client="k3-burst",
+        honeypot=True,
+        machine="scanner",
+    )
+    for n in range(0, 40, 3):
+        add(store, f"late{n}", f"r{n}", "2", RUN_AT + timedelta(minutes=5), person="pshared", client=f"k{n}")
+
+
+def story(workers: int, *, parallel: bool = False) -> tuple[FakeWorkflowStore, list[Any]]:
+    """Two runs over the same events with ``workers`` workers: the store and the run records."""
+    store = seeded_store()
+    clock = Clock(RUN_AT)
+    first_run_events(store)
+    first = workflow(store, workers, clock).run("run-1", "schedule", parallel=parallel)
+    second_run_events(store)
+    clock.now += timedelta(hours=1)
+    second = workflow(store, workers, clock).run("run-2", "schedule", parallel=parallel)
+    return store, [first, second]
+
+
+def test_four_workers_leave_every_report_exactly_as_one_worker_does() -> None:
+    # Given the same events, When two runs consolidate them with one worker and with four in parallel
+    alone, _ = story(1)
+    four, runs = story(4, parallel=True)
+    # Then every tracking log and every indicator item is the same (so is every report)
+    assert four.snapshot() == alone.snapshot()
+    # And the human / machine split and the honeypot bursts across runs are in it
+    stats = four.indicators[("d1", "stats")]
+    human = stats.human.as_dict()
+    assert stats.machine.as_dict()["by_kind"]["scanner"] == 5  # two honeypot hits, three burst hits
+    assert int(stats.person_clicks) == len(
+        {log.person_id for log in four.logs.values() if log.type == "click" and log.counted and log.person_id}
+    )
+    assert human["person_clicks"] == len(
+        {log.person_id for log in four.logs.values() if log.type == "click" and log.counted and log.machine is None}
+    )  # fmt: skip
+    assert "pf" in {log.person_id for log in four.logs.values() if log.machine is None} and "pg" not in {
+        log.person_id for log in four.logs.values() if log.machine is None
+    }
+    # And each run names its four workers, whose events add up to the run's
+    for run in runs:
+        assert run.status == "succeeded"
+        assert [w["status"] for w in run.workers] == ["succeeded"] * 4
+        assert sum(w["events_processed"] for w in run.workers) == run.events_processed > 0
+        assert sorted(s for w in run.workers for s in w["shards"]) == raw_events.shards()
+    assert sum(run.events_processed for run in runs) == len(four.logs)
+    # And no partial item or merge page is left behind
+    assert four.partials == {} and four.merges == {}
+
+
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_any_number_of_workers_gives_the_reports_of_one(workers: int) -> None:
+    alone, _ = story(1)
+    many, runs = story(workers)
+    assert many.snapshot() == alone.snapshot()
+    assert [len(run.workers) for run in runs] == [workers, workers]
+
+
+def test_a_lone_worker_writes_no_partial_items() -> None:
+    store, runs = story(1)
+    assert store.calls.get("put_partial", 0) == 0 and runs[0].workers[0]["shards"] == raw_events.shards()
+
+
+MULTI_FAULT_POINTS = [
+    "read_raw",
+    "load_indicators",
+    "load_partials",
+    "save_worker_pending",
+    "put_item",
+    "put_partial",
+    "complete_worker_pending",
+    "open_run",
+    "start_worker",
+    "set_phase",
+    "run_partials",
+    "save_merge",
+    "load_merge",
+    "delete_partials",
+    "save_run",
+    "release_lock",
+]
+
+
+def clean(workers: int, recipients: int = 40) -> dict[str, Any]:
+    store = seeded_store()
+    first_run_events(store, recipients=recipients)
+    workflow(store, workers, Clock(RUN_AT)).run("clean", "schedule")
+    return store.snapshot()
+
+
+CRASH_RECIPIENTS = 12  # fewer hits, so that every call of every operation can be crashed in turn
+
+
+@pytest.mark.parametrize("operation", MULTI_FAULT_POINTS)
+def test_a_crash_at_any_call_of_any_worker_then_a_rerun_gives_the_clean_totals(
+    operation: str, reliability: Any
+) -> None:
+    expected = clean(1, CRASH_RECIPIENTS)
+    crashes = 0
+    for nth in range(1, 1000):
+        # Given a run of four workers that dies at the nth call of an operation (nothing runs after it)
+        store = seeded_store()
+        first_run_events(store, recipients=CRASH_RECIPIENTS)
+        clock = Clock(RUN_AT)
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, 4, clock).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            break  # fewer calls than nth: every call has been tried
+        # When a new process runs again once the dead run's lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        rerun = workflow(store, 4, clock).run("rerun", "schedule")
+        # Then the totals are exactly those of one clean run with one worker
+        assert rerun.status == "succeeded"
+        assert store.snapshot() == expected, f"crash at {operation} call {nth}"
+        assert store.pending is None and store.lock_owner is None
+    assert crashes > 0
+    reliability.record(
+        "Faults",
+        f"tracking workflow with 4 workers killed at a {operation} call (every call in turn), then run again",
+        crashes,
+        "the next run finished the interrupted one (replayed its workers' pending batches, merged their "
+        "partial items once) and gave the totals of one worker",
+        0,
+        0,
+    )
+
+
+def test_a_retried_worker_counts_nothing_twice(reliability: Any) -> None:
+    # Given a planned run of four workers
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock, batch_size=2, max_carried_items=4)
+    plan = flow.plan("run-1", "schedule")
+    # When worker 1 fails after two flushes (a transient DynamoDB error) and Step Functions retries it
+    store.restart()
+    store.die_on_fault = False
+    store.fault = lambda op, count: op == "complete_worker_pending" and count == 3
+    with pytest.raises(Crash):
+        flow.work("run-1", 1, plan.groups[1])
+    store.restart()
+    results = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    # And once more after it succeeded (a retry of an attempt that timed out but finished)
+    again = flow.work("run-1", 1, plan.groups[1])
+    run = flow.finish("run-1", [r.as_dict() for r in results])
+    # Then the reports are those of one worker, and the worker's count is the same both times
+    assert store.snapshot() == clean(1)
+    assert again.events_processed == results[1].events_processed
+    assert run.events_processed == sum(r.events_processed for r in results) == len(store.logs)
+    reliability.record(
+        "Faults",
+        "a worker of the tracking workflow failing mid-way, retried by the state machine (and once more)",
+        1,
+        "the retry replayed the worker's pending batch and went on from its checkpoints; counted once",
+        0,
+        0,
+    )
+
+
+def test_a_failed_worker_fails_the_run_and_loses_nothing() -> None:
+    # Given a run whose worker 2 fails for good (the state machine gives up on it)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock, batch_size=2)
+    plan = flow.plan("run-1", "schedule")
+    store.restart()
+    store.die_on_fault = False
+    store.fault = lambda op, count: op == "read_raw" and count == 5
+    results = []
+    for n, group in enumerate(plan.groups):
+        with contextlib.suppress(Crash):  # the state machine gave up on that worker
+            results.append(flow.work("run-1", n, group).as_dict())
+    store.restart()
+    # When the finisher is called with the state machine's error
+    run = flow.finish("run-1", results, "States.TaskFailed: injected fault in read_raw")
+    # Then the run is failed with that error, names the failed worker, and the lock is released
+    assert run.status == "failed" and "injected fault" in run.errors[0]
+    assert "failed" in [w["status"] for w in run.workers]
+    assert store.lock_owner is None
+    # And the next run finishes the work: the totals are those of one clean run
+    clock.now += timedelta(hours=1)
+    workflow(store, 4, clock).run("run-2", "schedule")
+    assert store.snapshot() == clean(1)
+
+
+def test_a_run_whose_finisher_never_ran_is_merged_and_recorded_failed_by_the_next_run() -> None:
+    # Given a run of four workers that all finished, and a state machine that died before the finisher
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    assert store.partials  # their shared counts wait in partial items
+    # When the next run starts once the lock has expired
+    clock.now += timedelta(hours=1)
+    run = workflow(store, 4, clock).run("run-2", "schedule")
+    # Then the first run's work is merged once, and its record says it was interrupted
+    assert run.status == "succeeded" and run.events_processed == 0
+    assert store.snapshot() == clean(1)
+    interrupted = store.runs["run-1"]
+    assert interrupted.status == "failed" and "interrupted" in interrupted.errors[-1]
+    assert interrupted.events_processed == sum(result.events_processed for result in done)
+
+
+def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> None:
+    # Given a run whose finisher ran (the state machine failed the run) while worker 0 had not started
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    flow.finish("run-1", [], "States.Timeout")
+    # When worker 0 starts late
+    late = flow.work("run-1", 0, plan.groups[0])
+    # Then it writes nothing
+    assert late.status == "failed" and late.events_processed == 0
+    assert store.logs == {}
+
+
+def test_a_plan_names_each_shard_once_and_is_skipped_while_another_run_holds_the_lock() -> None:
+    store = seeded_store()
+    flow = workflow(store, 3, Clock(RUN_AT))
+    plan = flow.plan("run-1", "api").as_dict()
+    assert plan["skip"] is False and [g["worker"] for g in plan["groups"]] == [0, 1, 2]
+    assert sorted(s for g in plan["groups"] for s in g["shards"]) == raw_events.shards()
+    assert flow.plan("run-1", "api").as_dict() == plan  # a retried plan step: the same plan
+    other = flow.plan("run-2", "schedule").as_dict()
+    assert other == {"run_id": "run-2", "trigger": "schedule", "skip": True, "groups": []}
+
+
+def test_old_shards_of_the_event_id_sharding_are_drained_by_one_worker_first() -> None:
+    # Given events still under the shard names of the sharding by event id ("00".."15")
+    store = seeded_store()
+    for n in range(6):
+        event = RawEvent(f"old{n}", "open", "d1", f"r{n}", None, T0, CHROME, None, None, False)
+        item = raw_events.to_item(event, 30)
+        item["shard"] = {"S": f"{n % 3:02d}"}
+        store.add_raw_item(item)
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    # When a run with four workers plans
+    first = workflow(store, 4, clock).run("run-1", "schedule")
+    # Then it runs as one worker over every shard, old ones too (a recipient's hits may be in both)
+    assert len(first.workers) == 1 and {"00", "01", "02"} <= set(first.workers[0]["shards"])
+    assert store.stats("d1")["opens"] == 40
+    # And once they are drained (past the late-event window), runs split again
+    clock.now += timedelta(hours=1)
+    second = workflow(store, 4, clock).run("run-2", "schedule")
+    assert len(second.workers) == 4
