@@ -352,7 +352,10 @@ class TrackingWorkflow:
         run.events_processed = sum(counts)
         run.quarantined = int(run.quarantined or 0) + sum(result.quarantined for result in work)
         errors = ([error] if error else []) + failed + [f"worker {n} did not report" for n in missing]
-        run.errors = [*errors, *run.errors, *notes, *sorted(set(stopped))][:MAX_RUN_ERRORS]
+        # a worker's own notes already name its early stop: each text once
+        run.errors = list(dict.fromkeys([*errors, *run.errors, *notes, *sorted(set(stopped))]))[
+            :MAX_RUN_ERRORS
+        ]
         run.status = "failed" if errors else "succeeded"
         if run.status == "succeeded" and not stopped:
             erasure.erase_requested(self._store)

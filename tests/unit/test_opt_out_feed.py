@@ -368,7 +368,9 @@ def test_a_run_stopped_early_at_its_time_limit_does_not_move_the_feed_on() -> No
     first = workflow(store, clock, batch_size=2).run(
         "run-1", "schedule", remaining_ms=lambda: next(remaining)
     )
-    assert first.status == "succeeded" and 0 < first.events_processed < 6
+    # (which shards it reached depends on how the recipients hash over the shards: maybe none of these)
+    assert first.status == "succeeded" and first.events_processed < 6
+    assert first.errors.count("stopped early to stay within the time limit") == 1
     # Then the feed lists nothing yet: that run did not consolidate everything before its start
     feed = feed_store(store)
     assert opt_outs.page(store=feed).items == ()
