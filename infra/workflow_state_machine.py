@@ -59,7 +59,14 @@ from infra.constants import (
 
 # The events each step sends, and what the states pass on (JSONata; an object constructor leaves out
 # a key whose value is missing).
-PLAN_EVENT = '{% {"step": "plan", "run_id": $states.input.run_id, "trigger": $states.input.trigger} %}'
+# A scheduled start names no run: its id comes from the execution (its start time, sortable like the
+# API's ids, and the execution's name), so a Plan retried after a Lambda service error asks for the same
+# run and gets the same plan instead of finding the first attempt's lock and skipping.
+PLAN_EVENT = (
+    '{% {"step": "plan", "run_id": $exists($states.input.run_id) ? $states.input.run_id : '
+    '$replace($states.context.Execution.StartTime, /[-:.]/, "") & "-" & '
+    '$substring($states.context.Execution.Name, 0, 6), "trigger": $states.input.trigger} %}'
+)
 WORK_EVENT = {
     "step": "work",
     "run_id": "{% $states.input.run_id %}",

@@ -96,9 +96,13 @@ def test_a_run_plans_then_works_in_a_map_then_finishes(synthesized: Synthesized)
 
 def test_each_step_sends_the_event_the_function_reads(synthesized: Synthesized) -> None:
     states = _definition(synthesized)["States"]
-    # Plan: the run id and trigger of the start (each left out when the start has none: a schedule's)
+    # Plan: the run id and trigger of the start; a schedule's start names no run, so its id is made from
+    # the execution's start time and name: a retried Plan asks for the same run (checked with jsonata
+    # 2.0.6: StartTime 2026-12-06T08:00:00.123Z, name 3f2a9c1e-… -> 20261206T080000123Z-3f2a9c)
     assert states[PLAN_STATE]["Arguments"] == (
-        '{% {"step": "plan", "run_id": $states.input.run_id, "trigger": $states.input.trigger} %}'
+        '{% {"step": "plan", "run_id": $exists($states.input.run_id) ? $states.input.run_id : '
+        '$replace($states.context.Execution.StartTime, /[-:.]/, "") & "-" & '
+        '$substring($states.context.Execution.Name, 0, 6), "trigger": $states.input.trigger} %}'
     )
     # Work: the run and one group of the plan, per item of the plan's groups
     workers = states[WORKERS_STATE]
