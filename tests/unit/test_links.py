@@ -889,6 +889,7 @@ def test_the_pixel_goes_before_the_last_body_end_tag(html: str, pixel_at: int) -
         ("(see https://x.example/a), or", ["https://x.example/a"]),
         ("https://en.wiki.example/wiki/Foo_(bar)", ["https://en.wiki.example/wiki/Foo_(bar)"]),
         ("(https://en.wiki.example/wiki/Foo_(bar))", ["https://en.wiki.example/wiki/Foo_(bar)"]),
+        ("((https://en.wiki.example/wiki/Foo_(bar))))", ["https://en.wiki.example/wiki/Foo_(bar)"]),
         ("[https://x.example/a]", ["https://x.example/a"]),
         ("<https://x.example/a>", ["https://x.example/a"]),
         ('"https://x.example/a"', ["https://x.example/a"]),
