@@ -548,13 +548,13 @@ def test_after_its_first_flush_a_run_estimates_the_pending_size_instead_of_encod
 def test_a_run_flushes_when_it_carries_too_many_items() -> None:
     store = seeded_store()
     campaign(store)
-    crowd(store, 200)
-    config = WorkflowConfig(batch_size=10, max_carried_items=100)
+    crowd(store, 50)
+    config = WorkflowConfig(batch_size=10, max_carried_items=25)
     TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
     assert store.batch_seq >= 4
     clean = seeded_store()
     campaign(clean)
-    crowd(clean, 200)
+    crowd(clean, 50)
     workflow(clean).run("clean", "schedule")
     assert store.snapshot() == clean.snapshot()
 
