@@ -294,3 +294,89 @@ def test_a_bot_hit_in_a_later_honeypot_burst_moves_from_bot_to_scanner() -> None
     assert figures["machine"] == {"total_opens": 0, "total_clicks": 1, "by_kind": {"scanner": 2}}
     assert figures["human"] == {}
     assert figures["all"]["total_clicks"] == 1
+
+
+def test_a_later_honeypot_hit_reclassifies_hits_on_two_links_across_an_hour_boundary() -> None:
+    # Given a run that consolidated, as a person's, clicks on links 1 and 2 from one address: at 09:59:50
+    # and 10:00:00, on either side of an hour boundary
+    store = seeded_store()
+    hour = T0 + timedelta(hours=1)  # 10:00
+    add(store, "d1-first", "r5", "1", hour - timedelta(seconds=10), person="p5", client="k5")
+    add(store, "d1-second", "r5", "2", hour, person="p5", client="k5")
+    add(store, "d1-other", "r6", "1", hour - timedelta(seconds=20), person="p6", client="k6")  # a person
+    clock = Clock(hour + timedelta(seconds=2))
+    workflow(store, clock).run("run-1", "schedule")
+    assert stats(store)["human"]["total_clicks"] == 3
+    # When a honeypot hit from that address at 10:00:05 is consolidated by the next run
+    honeypot(store, at=hour + timedelta(seconds=5))
+    clock.now = hour + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then both of r5's clicks are the scanner's: every item they counted in, the 09:00 hour's and link
+    # 1's too, lost their human count and kept its all-traffic count; r6's click stays a person's
+    counts = {
+        url_id: (url.clicks, url.human_clicks, url.human_distinct_clicks)
+        for url_id in ("1", "2")
+        for url in [store.indicators[("d1", f"url#{url_id}")]]
+    }
+    assert counts == {"1": (2, 1, 1), "2": (1, 0, 0)}
+    hours = {
+        sk: (item.clicks, item.human_clicks)
+        for sk in ("hour#2026-11-23T09", "hour#2026-11-23T10")
+        for item in [store.indicators[("d1", sk)]]
+    }
+    assert hours == {"hour#2026-11-23T09": (2, 1), "hour#2026-11-23T10": (1, 0)}
+    figures = stats(store)
+    assert (figures["all"]["total_clicks"], figures["human"]["total_clicks"]) == (3, 1)
+    assert figures["machine"]["by_kind"] == {"scanner": 3}
+    human_streams = store.indicators[("d1", "streams#human")]
+    assert {k: int(v) for k, v in human_streams.paths.as_dict().items()} == {"1": 1}
+
+
+def test_a_honeypot_hit_consolidated_first_marks_the_hits_within_its_own_window_from_its_client() -> None:
+    # Given honeypot hits consolidated in a first run: one from another address, then one from k5 with a
+    # 10 s window (the operator's setting when it was recorded)
+    store = seeded_store()
+    for event_id, client, at, window in (
+        ("hp-other", "k9", H - timedelta(seconds=1), 30),
+        ("hp-k5", "k5", H, 10),
+    ):
+        store.add_raw(
+            RawEvent(
+                event_id, "click", "d1", "r5", None, at, CHROME, None, "203.0.113.0", False,
+                machine="scanner", machine_reason="honeypot", client_key=client, honeypot=True,
+                burst_seconds=window,
+            )
+        )  # fmt: skip
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # When k5's hits 10 s and 20 s after it are consolidated by the next run
+    add(store, "at-10s", "r5", "1", H + timedelta(seconds=10), person="p5", client="k5")
+    add(store, "at-20s", "r5", "2", H + timedelta(seconds=20), person="p5", client="k5")
+    workflow(store, Clock(H + timedelta(hours=1))).run("run-2", "schedule")
+    # Then the one at the edge of its window is the scanner's, the one past it a person's
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["at-10s"], machines["at-20s"]) == ("scanner", None)
+    assert stats(store)["human"]["total_clicks"] == 1
+
+
+def test_a_hit_just_before_a_honeypot_hit_in_the_same_batch_is_the_scanners() -> None:
+    # Given a hit and, 5 s later, a honeypot hit from the same address, in one shard: read in one batch
+    from tests.unit.test_workflow import _event_id_in_shard
+
+    store = seeded_store()
+    shard = add(store, "probe", "r5", None, H - timedelta(hours=2), client="elsewhere")
+    add(
+        store,
+        _event_id_in_shard(shard, "first"),
+        "r5",
+        "1",
+        H - timedelta(seconds=5),
+        person="p5",
+        client="k5",
+    )
+    honeypot(store, _event_id_in_shard(shard, "trap"), at=H)
+    # When one run consolidates them
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # Then the click is the scanner's
+    url = store.indicators[("d1", "url#1")]
+    assert (url.clicks, url.human_clicks) == (1, 0)
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
