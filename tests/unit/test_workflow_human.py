@@ -380,3 +380,59 @@ def test_a_hit_just_before_a_honeypot_hit_in_the_same_batch_is_the_scanners() ->
     url = store.indicators[("d1", "url#1")]
     assert (url.clicks, url.human_clicks) == (1, 0)
     assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_of_two_bot_hits_only_the_one_in_a_later_honeypot_burst_moves_to_scanner() -> None:
+    # Given two bot clicks consolidated by a first run: one from the honeypot's address, one from another
+    store = seeded_store()
+    clock = Clock(H - timedelta(seconds=1))
+    add(store, "bot-k5", "r5", "1", H - timedelta(seconds=5), person="p5", machine="bot", client="k5")
+    add(store, "bot-k9", "r5", "1", H - timedelta(seconds=4), person="p5", machine="bot", client="k9")
+    workflow(store, clock).run("run-1", "schedule")
+    # When the honeypot hit is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then one bot hit is left
+    assert stats(store)["machine"]["by_kind"] == {"bot": 1, "scanner": 2}
+
+
+def test_a_honeypot_hit_recorded_without_a_window_uses_the_default_30_seconds() -> None:
+    # Given a honeypot hit recorded without a window (by a redirect older than the setting), and a
+    # click from its address 25 s before it
+    store = seeded_store()
+    add(store, "before", "r5", "1", H - timedelta(seconds=25), person="p5", client="k5")
+    store.add_raw(
+        RawEvent(
+            "hp-old", "click", "d1", "r5", None, H, CHROME, None, "203.0.113.0", False,
+            machine="scanner", machine_reason="honeypot", client_key="k5", honeypot=True,
+        )
+    )  # fmt: skip
+    # When one run consolidates them
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # Then the click is the scanner's
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_a_later_honeypot_hit_reclassifies_the_last_100_hits_of_its_client() -> None:
+    # Given 101 opens from one address within 30 s, consolidated as a person's by a first run
+    store = seeded_store()
+    for n in range(101):
+        add(
+            store,
+            f"o{n:03d}",
+            "r5",
+            None,
+            H - timedelta(seconds=20) + timedelta(milliseconds=100 * n),
+            client="k5",
+        )
+    clock = Clock(H + timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When a honeypot hit from that address is consolidated by the next run
+    honeypot(store, at=H + timedelta(seconds=2))
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the 100 the recipient remembers (all but the oldest) became the scanner's
+    figures = stats(store)
+    assert figures["machine"]["by_kind"] == {"scanner": 101}
+    assert figures["human"]["total_opens"] == 1
