@@ -436,3 +436,63 @@ def test_a_later_honeypot_hit_reclassifies_the_last_100_hits_of_its_client() -> 
     figures = stats(store)
     assert figures["machine"]["by_kind"] == {"scanner": 101}
     assert figures["human"]["total_opens"] == 1
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["o000"], machines["o001"], machines["o100"]) == (None, "scanner", "scanner")
+
+
+def test_a_later_honeypot_hit_reclassifies_a_hit_at_the_edge_of_its_window() -> None:
+    # Given a click consolidated as a person's by a first run, 30 s before a honeypot hit from its address
+    store = seeded_store()
+    add(store, "edge", "r5", "1", H - timedelta(seconds=30), person="p5", client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When the next run consolidates the honeypot hit (a 30 s window)
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the click is the scanner's: the window includes its edge
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_a_later_honeypot_hit_skips_a_burst_hit_whose_log_has_expired_and_reclassifies_the_others() -> None:
+    # Given two clicks from one address consolidated as a person's, the older one since gone (its raw
+    # event and its log expired or erased)
+    store = seeded_store()
+    shard = add(store, "expired", "r5", "1", H - timedelta(seconds=20), person="p5", client="k5")
+    add(store, "kept", "r5", "2", H - timedelta(seconds=10), person="p5", client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    [expired] = [key for key in store.logs if key[1].endswith("#expired")]
+    del store.logs[expired]
+    store.raw[shard] = [event for event in store.raw[shard] if not str(event.sk).endswith("#expired")]
+    # When a honeypot hit from that address is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    run = workflow(store, clock).run("run-2", "schedule")
+    # Then the run succeeds and the click whose log is there became the scanner's
+    assert run.status == "succeeded"
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert machines["kept"] == "scanner"
+    url2 = store.indicators[("d1", "url#2")]
+    assert (url2.clicks, url2.human_clicks) == (1, 0)
+
+
+def test_a_recipient_remembers_its_latest_20_honeypot_hits_whatever_order_they_come_in() -> None:
+    # Given 20 honeypot hits from 20 addresses consolidated by a first run, then an older one from
+    # another address by a second run
+    store = seeded_store()
+    clock = Clock(H + timedelta(minutes=5))
+    for n in range(20):
+        add(store, f"hp{n:02d}", "r5", None, H + timedelta(seconds=60 + n), client=f"c{n:02d}", honeypot=True)
+    workflow(store, clock).run("run-1", "schedule")
+    add(store, "hp-old", "r5", None, H, client="old", honeypot=True)
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # When clicks from the oldest address and from the latest come after them, 5 s after each
+    add(store, "from-old", "r5", "1", H + timedelta(seconds=5), person="p5", client="old")
+    add(store, "from-c19", "r5", "2", H + timedelta(seconds=84), person="p5", client="c19")
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-3", "schedule")
+    # Then the oldest honeypot hit is forgotten (a person's click), the latest one still marks its burst
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["from-old"], machines["from-c19"]) == (None, "scanner")
