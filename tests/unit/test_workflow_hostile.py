@@ -321,6 +321,21 @@ def test_a_poison_indicator_item_refused_at_each_flush_is_kept_each_time_with_th
     assert {k.instead for k in kept} == {None}
 
 
+def test_a_long_refusal_is_cut_to_200_characters_in_the_runs_errors() -> None:
+    # Given DynamoDB refusing d2's stats item with a 300-character message
+    store = poisoned_store()
+    long_error = "ValidationException: " + "x" * 279
+    store.refuse = lambda data: long_error if refuse_stats_of("d2")(data) else None
+    # When the workflow runs
+    run = workflow(store).run("run-1", "schedule")
+    # Then the run's errors name the item with the message's first 200 characters; the quarantine keeps more
+    assert [error for error in run.errors if "quarantined" in error] == [
+        f'quarantined indicators item ["d2", "stats"]: {long_error[:200]}'
+    ]
+    [kept] = store.quarantined.values()
+    assert kept.error == long_error
+
+
 def test_a_fallback_event_dynamodb_refuses_is_quarantined_and_leaves_the_queue() -> None:
     # Given a fallback message holding a raw event too large for DynamoDB (as an older redirect made)
     store = seeded_store()
