@@ -496,3 +496,28 @@ def test_a_recipient_remembers_its_latest_20_honeypot_hits_whatever_order_they_c
     # Then the oldest honeypot hit is forgotten (a person's click), the latest one still marks its burst
     machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
     assert (machines["from-old"], machines["from-c19"]) == (None, "scanner")
+
+
+def test_the_human_other_breakdown_row_keeps_its_counts_across_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.consolidate import batch
+    from tests.unit.test_workflow import IPHONE
+
+    # Given room for one browser name, and a first run counting a person's open in Chrome, then two in
+    # Safari (Chrome's open goes to "other")
+    monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
+    store = seeded_store()
+    add(store, "chrome", "r1", None, H, client="k1")
+    add(store, "safari-1", "r2", None, H + timedelta(seconds=1), client="k2", ua=IPHONE)
+    add(store, "safari-2", "r3", None, H + timedelta(seconds=2), client="k3", ua=IPHONE)
+    clock = Clock(H + timedelta(minutes=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When a second run counts a third Safari open
+    add(store, "safari-3", "r4", None, H + timedelta(minutes=2), client="k4", ua=IPHONE)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the human "other" row still holds Chrome's open
+    item = store.indicators[("d1", "stats")]
+    other = {
+        d: {m: int(n) for m, n in row.items()} for d, row in item.human_other_breakdowns.as_dict().items()
+    }
+    assert other["browser"]["opens"] == 1
