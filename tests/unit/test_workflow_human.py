@@ -327,6 +327,7 @@ def test_a_later_honeypot_hit_reclassifies_hits_on_two_links_across_an_hour_boun
     assert hours == {"hour#2026-11-23T09": (2, 1), "hour#2026-11-23T10": (1, 0)}
     figures = stats(store)
     assert (figures["all"]["total_clicks"], figures["human"]["total_clicks"]) == (3, 1)
+    assert (figures["human"]["opens"], figures["human"]["clicks"]) == (1, 1)  # r6 alone
     assert figures["machine"]["by_kind"] == {"scanner": 3}
     human_streams = store.indicators[("d1", "streams#human")]
     assert {k: int(v) for k, v in human_streams.paths.as_dict().items()} == {"1": 1}
