@@ -522,3 +522,24 @@ def test_the_human_other_breakdown_row_keeps_its_counts_across_runs(monkeypatch:
         d: {m: int(n) for m, n in row.items()} for d, row in item.human_other_breakdowns.as_dict().items()
     }
     assert other["browser"]["opens"] == 1
+
+
+def test_a_persons_open_without_a_user_agent_or_an_email_domain_counts_under_unknown_names() -> None:
+    # Given a person's open without a User-Agent, from a recipient whose email domain is unknown
+    store = seeded_store()
+    add(store, "bare", "r-nowhere", None, H, client="k1", ua=None)  # type: ignore[arg-type]
+    # When it is consolidated
+    workflow(store, Clock(H + timedelta(minutes=1))).run("run-1", "schedule")
+    # Then the human breakdowns name it as the all-traffic ones do
+    item = store.indicators[("d1", "stats")]
+    human = {
+        d: {name: {m: int(n) for m, n in row.items()} for name, row in rows.items()}
+        for d, rows in item.human_breakdowns.as_dict().items()
+    }
+    assert {d: sorted(rows) for d, rows in human.items()} == {
+        "browser": ["Unknown"],
+        "os": ["Unknown"],
+        "device": ["other"],
+        "domain": ["unknown"],
+    }
+    assert human["browser"]["Unknown"]["opens"] == human["domain"]["unknown"]["opens"] == 1
