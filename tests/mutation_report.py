@@ -2,7 +2,8 @@
 
 ``mutmut run`` (configured in pyproject.toml) leaves a verdict for every mutant in ``mutants/``;
 ``mutmut results --all true`` lists them. This turns them into a Markdown section: per module the
-mutants, how many the unit tests killed, how many survived and the score; then every survivor with
+mutants, how many the unit tests killed, how many survived, how many of those are explained as
+equivalent, and the score (killed / (mutants - equivalent)); then every survivor with
 its explanation from ``tests/mutation_survivors.toml`` (a surviving mutant is either an equivalent
 mutant, explained there in one line, or a missing test). The section is written to
 ``tests/mutation_results.md``, which ``python -m tests.reliability`` appends to RELIABILITY.md, and
@@ -84,8 +85,9 @@ def render(
         "",
         "`make mutation` changes the code of the modules where a bug costs most, one small change (a",
         "*mutant*) at a time, with mutmut, and runs the unit tests that reach it: a mutant the tests do not",
-        f"notice *survives*. The target is {TARGET_SCORE:.0f} % killed. Every survivor is listed with why no test",
-        "can tell it from the real code (an equivalent mutant), or as a test still missing.",
+        "notice *survives*. Every survivor is listed with why no test can tell it from the real code (an",
+        "*equivalent* mutant), or as a test still missing. The score is killed / (mutants - equivalent);",
+        f"the target is {TARGET_SCORE:.0f} % per module.",
         "",
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
         + (f"; the run took {seconds / 60:.0f} min on {os.cpu_count()} cores." if seconds else "."),
@@ -99,21 +101,23 @@ def render(
             if not_run
             else []
         ),
-        "| module | mutants | killed | survived | score |" + (" unchecked |" if not_run else ""),
-        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if not_run else ""),
+        "| module | mutants | killed | survived | equivalent | score |" + (" unchecked |" if not_run else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if not_run else ""),
     ]
     totals: Counter[str] = Counter()
     for module in modules:
-        here = [status for name, status in verdicts.items() if module_of(name) == module]
-        killed = sum(status in KILLED for status in here)
-        totals.update(mutants=len(here), killed=killed)
+        here = {name: status for name, status in verdicts.items() if module_of(name) == module}
+        killed = sum(status in KILLED for status in here.values())
+        equivalent = sum(status in SURVIVED and name in explained for name, status in here.items())
+        totals.update(mutants=len(here), killed=killed, equivalent=equivalent)
         lines.append(
-            f"| `{module}` | {len(here)} | {killed} | {len(here) - killed} | {_score(killed, len(here))} |"
-            + (f" {unchecked[module]} |" if not_run else "")
+            f"| `{module}` | {len(here)} | {killed} | {len(here) - killed} | {equivalent} | "
+            f"{_score(killed, len(here) - equivalent)} |" + (f" {unchecked[module]} |" if not_run else "")
         )
     lines.append(
         f"| **all** | **{totals['mutants']}** | **{totals['killed']}** | "
-        f"**{totals['mutants'] - totals['killed']}** | **{_score(totals['killed'], totals['mutants'])}** |"
+        f"**{totals['mutants'] - totals['killed']}** | **{totals['equivalent']}** | "
+        f"**{_score(totals['killed'], totals['mutants'] - totals['equivalent'])}** |"
         + (f" **{len(not_run)}** |" if not_run else "")
     )
     survivors = sorted(name for name, status in verdicts.items() if status in SURVIVED)

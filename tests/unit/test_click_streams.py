@@ -350,3 +350,22 @@ def test_stream_of_a_path() -> None:
     path = ["2026-11-23T09:00:01.000Z|4", "2026-11-23T09:00:02.000Z|4", "2026-11-23T09:00:03.000Z|7"]
     assert batch.stream_of(path) == ("4>7", ["4>7"])
     assert batch.stream_of([]) == (None, [])
+
+
+def test_a_path_of_exactly_ten_links_is_not_cut_short_and_one_of_eleven_is() -> None:
+    # Given a recipient's path over ten distinct links, and one over eleven
+    ten = [f"2026-11-23T09:00:{n:02d}Z|{n}" for n in range(1, 11)]
+    eleven = [*ten, "2026-11-23T09:00:11Z|11"]
+    # When their click-streams keys are made
+    # Then ten links are a whole path, eleven the first ten and the cut-short mark
+    assert batch.stream_of(ten)[0] == "1>2>3>4>5>6>7>8>9>10"
+    assert batch.stream_of(eleven)[0] == "1>2>3>4>5>6>7>8>9>10>…"
+
+
+def test_a_full_count_map_makes_room_for_a_new_key_when_nobody_is_in_other() -> None:
+    # Given a count map capped at two keys, one of them back at zero, and nobody counted as "other"
+    counts = batch._StreamCounts({"1>2": 1, "2>3": 0}, 0, cap=2)
+    # When a new key comes
+    counts.add("3>4", 1)
+    # Then the key at zero made room for it
+    assert (counts.settled(), counts.other) == ({"1>2": 1, "3>4": 1}, 0)

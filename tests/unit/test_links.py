@@ -365,6 +365,23 @@ def test_vml_button_and_its_fallback_anchor_share_one_link() -> None:
     assert (vml_tag, anchor_tag) == ("<v:roundrect", "<a")
 
 
+def test_a_vml_button_without_an_anchor_to_its_url_is_a_link_of_its_own() -> None:
+    # Given two VML buttons to the same URL and no <a> to it: the second one an opt-out
+    html = (
+        '<!--[if mso]><v:roundrect href="https://x.example/b"></v:roundrect>'
+        '<v:roundrect href="https://x.example/b" data-track="optout"></v:roundrect><![endif]-->'
+    )
+
+    # When parsed
+    content = parse_content(html)
+
+    # Then the first button does not stand for the second (only an anchor is a fallback): it stays a click
+    assert [(o.link.url, o.link.category) for o in content.occurrences] == [
+        ("https://x.example/b", "click"),
+        ("https://x.example/b", "opt_out"),
+    ]
+
+
 def test_vml_outside_a_conditional_comment_is_not_a_link() -> None:
     # Given a VML shape in plain markup (Outlook only renders VML inside conditional comments)
     html = '<v:roundrect href="https://x.example/vml">Go</v:roundrect>'
@@ -431,6 +448,17 @@ def test_one_untracked_occurrence_makes_the_shared_link_untracked() -> None:
     assert described(content) == [("https://x.example/a", "Shop", "click", False)]
 
 
+def test_an_untracked_occurrence_makes_the_shared_link_untracked_whichever_comes_first() -> None:
+    # Given the same link twice, the one with data-track="none" first
+    html = '<a href="https://x.example/a" data-track="none">Shop</a> <a href="https://x.example/a">Shop</a>'
+
+    # When parsed
+    content = parse_content(html)
+
+    # Then the one tracked URL they share is still untracked
+    assert described(content) == [("https://x.example/a", "Shop", "click", False)]
+
+
 def test_occurrence_spans_point_at_the_raw_href_value() -> None:
     # Given hrefs quoted three ways, with entities and surrounding whitespace
     html = (
@@ -490,6 +518,9 @@ def test_href_entities_are_decoded_and_unicode_kept(href: str, url: str) -> None
         ('<a href="https://x.example/"><span>Read</span><br><span>more</span></a>', "Read more"),
         ('<a href="https://x.example/"><img src="i.png" alt="Our logo"></a>', "Our logo"),
         ('<a href="https://x.example/"><img src="i.png" alt=""><img alt="Second"></a>', "Second"),
+        ('<a href="https://x.example/"><img alt="First"><img alt="Second"></a>', "First"),
+        ('<a href="https://x.example/">Buy <!-->now</a>', "Buy now"),
+        ('<p>x</p><a href="https://x.example/">Sale <>', "Sale <>"),
         ('<a href="https://x.example/"><img src="i.png"></a>', "https://x.example/"),
         ('<a href="https://x.example/" data-label="">Text wins</a>', "Text wins"),
         ('<map><area href="https://x.example/" alt="Map area"></map>', "Map area"),
@@ -708,6 +739,10 @@ def test_placeholders_outside_tracked_urls_are_accepted(html: str) -> None:
         ('<!---><a href="https://x.example/1">x</a>', ["https://x.example/1"]),
         ('<!-- x --!><a href="https://x.example/1">x</a>', ["https://x.example/1"]),
         ('<!-- never closed <a href="https://x.example/1">x</a>', []),
+        ('<p>x</p><!-- never closed, a > b <a href="https://x.example/1">x</a>', []),
+        ('<p>x</p><!--><a href="https://x.example/1">after an empty comment</a>', ["https://x.example/1"]),
+        ('<p>x</p><!----><a href="https://x.example/1">x</a>', ["https://x.example/1"]),
+        ("<p>x</p><![CDATA[ > <a href='https://x.example/1'>x</a> ]]>", ["https://x.example/1"]),
         ("<script>document.write('<a href=\"https://x.example/s\">')</script>", []),
         (
             '<style>a[href="https://x.example/s"]{}</style ><a href="https://x.example/1">x</a>',
@@ -739,6 +774,17 @@ def test_malformed_markup_is_read_as_a_browser_would(html: str, urls: list[str])
     # Then it never raises, and finds exactly the links a browser would follow
     assert [o.link.url for o in content.occurrences] == urls
     assert rewrite_html(content, lambda o: None) == without_removals(content)
+
+
+def test_an_href_after_raw_text_ending_in_a_greater_than_sign_is_rewritten_in_place() -> None:
+    # Given a style element whose content ends with ">" and a character, then a link
+    html = '<style>p>a</style><a href="https://x.example/1">x</a>'
+
+    # When its href is rewritten
+    rewritten = rewrite_html(parse_content(html), lambda o: "T")
+
+    # Then exactly the href value changed
+    assert rewritten == '<style>p>a</style><a href="T">x</a>'
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -843,6 +889,7 @@ def test_the_pixel_goes_before_the_last_body_end_tag(html: str, pixel_at: int) -
         ("(see https://x.example/a), or", ["https://x.example/a"]),
         ("https://en.wiki.example/wiki/Foo_(bar)", ["https://en.wiki.example/wiki/Foo_(bar)"]),
         ("(https://en.wiki.example/wiki/Foo_(bar))", ["https://en.wiki.example/wiki/Foo_(bar)"]),
+        ("((https://en.wiki.example/wiki/Foo_(bar))))", ["https://en.wiki.example/wiki/Foo_(bar)"]),
         ("[https://x.example/a]", ["https://x.example/a"]),
         ("<https://x.example/a>", ["https://x.example/a"]),
         ('"https://x.example/a"', ["https://x.example/a"]),
@@ -976,6 +1023,8 @@ def test_placeholder_pattern(text: str, names: list[str]) -> None:
         ("<p>a</p><SCRIPT src=x.js></SCRIPT >b", "<p>a</p>b"),
         ("<script>unterminated", ""),
         ("<script/>x", "x"),
+        ("<p>a</p><script src=x.js /><p>b</p>", "<p>a</p><p>b</p>"),
+        ('<p>a</p><script src=x.js onerror="alert(1)"></script>b', "<p>a</p>b"),
         ('<img src=x onerror="alert(1)" ONLOAD=go()>', "<img src=x>"),
         ('<a href="javascript:alert(1)">x</a>', '<a href="#">x</a>'),
         ("<a href='  JaVaScRiPt:alert(1)'>x</a>", "<a href='#'>x</a>"),

@@ -251,6 +251,36 @@ def test_track_answers_404_and_records_nothing_for_what_it_cannot_use(token: str
     assert sink.events == []
 
 
+def test_track_records_a_honeypot_hit_with_the_hits_own_facts_and_the_clients_key() -> None:
+    # Given a client that clicks a proof message's link, then follows its honeypot link, with a long
+    # User-Agent
+    _, clicked_sink = _track(signer().sign(LinkClaims("c", "d1", "r1", "1", proof=True)), user_agent=LONG_UA)
+    _, sink = _track(signer().sign(LinkClaims("h", "d1", "r1", proof=True)), user_agent=LONG_UA)
+    [clicked], [trap] = clicked_sink.events, sink.events
+    # Then the honeypot hit is an event of its own naming the message, its time and the User-Agent cut as
+    # a click's is
+    assert trap.event_id and trap.event_id != clicked.event_id
+    assert (trap.kind, trap.delivery_id, trap.recipient_id, trap.url_id, trap.at, trap.proof) == (
+        "click",
+        "d1",
+        "r1",
+        None,
+        AT,
+        True,
+    )
+    assert trap.user_agent == LONG_UA[: tracking.MAX_USER_AGENT]
+    # And it carries the client's key on that message, the one the burst rule matches the click by
+    assert trap.client_key == clicked.client_key
+
+
+def test_track_records_a_honeypot_hit_without_a_user_agent() -> None:
+    # When a client that sends no User-Agent follows a honeypot link
+    answer, sink = _track(signer().sign(LinkClaims("h", "d1", "r1")), user_agent=None)
+    # Then the hit is recorded, without a User-Agent
+    [trap] = sink.events
+    assert (answer.status, trap.honeypot, trap.user_agent) == (tracking.HONEYPOT, True, None)
+
+
 def test_track_records_a_click_with_the_hits_own_facts() -> None:
     answer, sink = _track(signer().sign(LinkClaims("c", "d1", "r1", "1")), user_agent=LONG_UA)
     [event] = sink.events

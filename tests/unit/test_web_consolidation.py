@@ -275,6 +275,28 @@ def test_a_transaction_of_zero_counts_as_a_transaction(store: FakeWorkflowStore)
     assert (counts(store)["transactions"], counts(store)["transaction_amount"]) == (1, {"EUR": "0"})
 
 
+def test_beyond_the_currency_cap_new_currencies_count_as_other_and_known_ones_keep_adding(
+    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given room for two currencies, and transactions in four, the first one's coming again last
+    monkeypatch.setattr(batch, "MAX_CURRENCIES", 2)
+    traffic = Traffic(store)
+    traffic.transaction("ann", "10", "EUR")
+    traffic.transaction("bob", "5", "USD")
+    traffic.transaction("cy", "7", "GBP")  # no room
+    traffic.transaction("dee", "900", "JPY")  # no room
+    traffic.transaction("eve", "2.5", "EUR")
+
+    # When they are consolidated
+    run(store)
+
+    # Then every one is a transaction; the two named currencies add up, the other two are counted apart
+    item = stats(store)
+    assert int(item.transactions) == 5
+    assert dict(item.transaction_amount.as_dict()) == {"EUR": "12.5", "USD": "5"}
+    assert int(item.other_currency_transactions) == 2
+
+
 def test_a_page_view_without_a_link_counts_on_the_delivery_but_not_after_a_link(
     store: FakeWorkflowStore,
 ) -> None:

@@ -508,22 +508,24 @@ def test_a_crash_after_the_logs_are_written_but_before_the_flush_loses_and_doubl
 
 
 def test_a_pending_batch_stays_under_its_size_bound_with_many_recipients() -> None:
-    # Given thousands of recipients, more than one pending batch of 30 KB can hold
-    bound = 30_000
+    # Given hundreds of recipients, more than one pending batch of 6 KB can hold (scaled down from the
+    # real 200 KB bound and batches of 100 events, to keep the test, run against every mutant, quick)
+    bound = 6_000
     store = seeded_store()
     campaign(store)
-    crowd(store, 1_500)
-    # When one run consolidates them under that bound
-    config = WorkflowConfig(batch_size=50, max_pending_bytes=bound)
+    crowd(store, 300)
+    # When one run consolidates them under that bound, 10 events at a time
+    config = WorkflowConfig(batch_size=10, max_pending_bytes=bound)
     run = TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
     # Then it flushed several times, never past the bound by more than the batch that crossed it
-    assert run.events_processed == 13 + 6_000
+    # (a batch of 10 events adds well under 2 KB encoded)
+    assert run.events_processed == 13 + 1_200
     assert len(store.pending_sizes) > 3
-    assert max(store.pending_sizes) < bound + 10_000
+    assert max(store.pending_sizes) < bound + 2_000
     # And the totals are those of one unbounded flush
     clean = seeded_store()
     campaign(clean)
-    crowd(clean, 1_500)
+    crowd(clean, 300)
     workflow(clean, batch_size=1000).run("clean", "schedule")
     assert len(clean.pending_sizes) == 1 and clean.pending_sizes[0] > 3 * bound
     assert store.snapshot() == clean.snapshot()
@@ -543,8 +545,8 @@ def test_after_its_first_flush_a_run_estimates_the_pending_size_instead_of_encod
     monkeypatch.setattr(PendingBatch, "_encode", counted)
     store = seeded_store()
     campaign(store)
-    crowd(store, 1_500)
-    config = WorkflowConfig(batch_size=50, max_pending_bytes=30_000)
+    crowd(store, 300)
+    config = WorkflowConfig(batch_size=10, max_pending_bytes=8_000)
     # When it runs
     TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
     # Then each flush encodes its pending batch once (saving reuses it); only the first flush's batch
@@ -553,19 +555,19 @@ def test_after_its_first_flush_a_run_estimates_the_pending_size_instead_of_encod
     assert flushes > 3
     assert flushes <= len(encodings) <= flushes + 5, repr((flushes, encodings))
     # and the bound still holds
-    assert max(store.pending_sizes) < 30_000 + 10_000
+    assert max(store.pending_sizes) < 8_000 + 2_000
 
 
 def test_a_run_flushes_when_it_carries_too_many_items() -> None:
     store = seeded_store()
     campaign(store)
-    crowd(store, 200)
-    config = WorkflowConfig(batch_size=10, max_carried_items=100)
+    crowd(store, 50)
+    config = WorkflowConfig(batch_size=10, max_carried_items=25)
     TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
     assert store.workers[0]["seq"] >= 4
     clean = seeded_store()
     campaign(clean)
-    crowd(clean, 200)
+    crowd(clean, 50)
     workflow(clean).run("clean", "schedule")
     assert store.snapshot() == clean.snapshot()
 
@@ -779,3 +781,31 @@ def test_an_event_visible_later_than_the_grace_window_behind_a_checkpoint_is_not
     assert second.events_processed == 0
     assert store.stats("d1") == CAMPAIGN_TOTALS
     assert ("d1", sk) not in store.logs
+
+
+def test_many_late_events_are_read_in_batches_so_the_pending_batch_stays_under_its_bound() -> None:
+    # Given a run that moved a shard's checkpoint, then 200 clicks by distinct recipients, timed 60 s
+    # before that checkpoint in its shard, that become visible only afterwards (slow writes)
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    shard, checkpoint = sorted(store.checkpoints.items())[0]
+    at = timeutil.parse(checkpoint.split("#", 1)[0]) - timedelta(seconds=60)
+    late_ids = [f"late-{n}" for n in range(10_000) if raw_events.shard_of(f"late-{n}") == shard][:200]
+    for event_id in late_ids:
+        person = hashlib.sha256(event_id.encode()).hexdigest()
+        assert _late_click(store, event_id, person[:24], person, at) < checkpoint
+    flushed_before = len(store.pending_sizes)
+    # When the next run consolidates them, 10 events at a time, under a 3 KB pending batch
+    clock.now += timedelta(hours=1)
+    bound = 3_000
+    config = WorkflowConfig(batch_size=10, max_pending_bytes=bound)
+    run = TrackingWorkflow(store, config, clock=clock).run("run-2", "schedule")
+    # Then each is counted once, through several pending batches none past the bound by more than the
+    # 10 events that crossed it
+    assert run.events_processed == 200
+    assert store.indicators[("d1", "url#2")].clicks == 1 + 200
+    sizes = store.pending_sizes[flushed_before:]
+    assert len(sizes) > 1
+    assert max(sizes) < bound + 2_000

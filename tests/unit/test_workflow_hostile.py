@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import limits
 from functions.shared.limits import item_size
 from functions.shared.models import DeliveryStatsModel, MessageModel, TrackingLogModel
@@ -275,9 +276,64 @@ def test_a_tracking_log_dynamodb_refuses_is_quarantined_its_bare_log_put_and_cou
     bare = store.logs[last]
     assert (bare.type, bare.counted, bare.browser, bare.recipient_id) == ("open", True, None, "r3")
     [kept] = store.quarantined.values()
-    assert kept.table == "tracking-logs" and kept.instead is not None
+    assert (kept.table, kept.instead) == (
+        "tracking-logs",
+        "its bare tracking log (no url, label, client, amount)",
+    )
     assert TrackingLogModel.from_raw_data(json.loads(zlib.decompress(kept.item))).browser == "Apple Mail"
     assert store.stats("d1")["total_opens"] == 3 + 1
+
+
+def test_a_tracking_log_whose_bare_log_is_refused_too_is_quarantined_with_nothing_in_its_place() -> None:
+    # Given DynamoDB refusing the tracking log of the last open, full or bare
+    store = seeded_store()
+    campaign(store)
+    Hits(store).open("d1", "r3", APPLE_MAIL, at_offset=3_500)
+    last = max(key for key in ((e.delivery_id, e.sk) for shard in store.raw.values() for e in shard))
+
+    def refuse(data: dict[str, Any]) -> str | None:
+        return REFUSED if (data["delivery_id"]["S"], data["sk"]["S"]) == last else None
+
+    store.refuse = refuse
+    # When the workflow runs
+    run = workflow(store).run("run-1", "schedule")
+    # Then the run succeeds, the log is quarantined once, and says nothing stands in for it
+    assert run.status == "succeeded" and int(run.quarantined) == 1
+    assert last not in store.logs
+    [kept] = store.quarantined.values()
+    assert (kept.table, json.loads(kept.key), kept.instead) == ("tracking-logs", list(last), None)
+
+
+def test_a_poison_indicator_item_refused_at_each_flush_is_kept_each_time_with_that_flushs_counts() -> None:
+    # Given DynamoDB refusing d2's stats item, and a run that flushes after every batch
+    store = poisoned_store()
+    config = WorkflowConfig(batch_size=2, max_carried_items=1)
+    # When it runs
+    run = TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
+    # Then each refused flush of the item is quarantined apart, holding the opens of its own flush only
+    # (the item is read again after a refusal, not carried on as written), nothing in place of it
+    assert run.status == "succeeded"
+    kept = [item for item in store.quarantined.values() if json.loads(item.key) == ["d2", "stats"]]
+    opens = sorted(
+        int(DeliveryStatsModel.from_raw_data(json.loads(zlib.decompress(k.item))).total_opens) for k in kept
+    )
+    assert len(kept) > 1 and sum(opens) == 3 and opens == [1] * len(kept)
+    assert {k.instead for k in kept} == {None}
+
+
+def test_a_long_refusal_is_cut_to_200_characters_in_the_runs_errors() -> None:
+    # Given DynamoDB refusing d2's stats item with a 300-character message
+    store = poisoned_store()
+    long_error = "ValidationException: " + "x" * 279
+    store.refuse = lambda data: long_error if refuse_stats_of("d2")(data) else None
+    # When the workflow runs
+    run = workflow(store).run("run-1", "schedule")
+    # Then the run's errors name the item with the message's first 200 characters; the quarantine keeps more
+    assert [error for error in run.errors if "quarantined" in error] == [
+        f'quarantined indicators item ["d2", "stats"]: {long_error[:200]}'
+    ]
+    [kept] = store.quarantined.values()
+    assert kept.error == long_error
 
 
 def test_a_fallback_event_dynamodb_refuses_is_quarantined_and_leaves_the_queue() -> None:

@@ -295,3 +295,252 @@ def test_a_bot_hit_in_a_later_honeypot_burst_moves_from_bot_to_scanner() -> None
     assert figures["machine"] == {"total_opens": 0, "total_clicks": 1, "by_kind": {"scanner": 2}}
     assert figures["human"] == {}
     assert figures["all"]["total_clicks"] == 1
+
+
+def test_a_later_honeypot_hit_reclassifies_hits_on_two_links_across_an_hour_boundary() -> None:
+    # Given a run that consolidated, as a person's, clicks on links 1 and 2 from one address: at 09:59:50
+    # and 10:00:00, on either side of an hour boundary
+    store = seeded_store()
+    hour = T0 + timedelta(hours=1)  # 10:00
+    add(store, "d1-first", "r5", "1", hour - timedelta(seconds=10), person="p5", client="k5")
+    add(store, "d1-second", "r5", "2", hour, person="p5", client="k5")
+    add(store, "d1-other", "r6", "1", hour - timedelta(seconds=20), person="p6", client="k6")  # a person
+    clock = Clock(hour + timedelta(seconds=2))
+    workflow(store, clock).run("run-1", "schedule")
+    assert stats(store)["human"]["total_clicks"] == 3
+    # When a honeypot hit from that address at 10:00:05 is consolidated by the next run
+    honeypot(store, at=hour + timedelta(seconds=5))
+    clock.now = hour + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then both of r5's clicks are the scanner's: every item they counted in, the 09:00 hour's and link
+    # 1's too, lost their human count and kept its all-traffic count; r6's click stays a person's
+    counts = {
+        url_id: (url.clicks, url.human_clicks, url.human_distinct_clicks)
+        for url_id in ("1", "2")
+        for url in [store.indicators[("d1", f"url#{url_id}")]]
+    }
+    assert counts == {"1": (2, 1, 1), "2": (1, 0, 0)}
+    hours = {
+        sk: (item.clicks, item.human_clicks)
+        for sk in ("hour#2026-11-23T09", "hour#2026-11-23T10")
+        for item in [store.indicators[("d1", sk)]]
+    }
+    assert hours == {"hour#2026-11-23T09": (2, 1), "hour#2026-11-23T10": (1, 0)}
+    figures = stats(store)
+    assert (figures["all"]["total_clicks"], figures["human"]["total_clicks"]) == (3, 1)
+    assert (figures["human"]["opens"], figures["human"]["clicks"]) == (1, 1)  # r6 alone
+    assert figures["machine"]["by_kind"] == {"scanner": 3}
+    human_streams = store.indicators[("d1", "streams#human")]
+    assert {k: int(v) for k, v in human_streams.paths.as_dict().items()} == {"1": 1}
+
+
+def test_a_honeypot_hit_consolidated_first_marks_the_hits_within_its_own_window_from_its_client() -> None:
+    # Given honeypot hits consolidated in a first run: one from another address, then one from k5 with a
+    # 10 s window (the operator's setting when it was recorded)
+    store = seeded_store()
+    for event_id, client, at, window in (
+        ("hp-other", "k9", H - timedelta(seconds=1), 30),
+        ("hp-k5", "k5", H, 10),
+    ):
+        store.add_raw(
+            RawEvent(
+                event_id, "click", "d1", "r5", None, at, CHROME, None, "203.0.113.0", False,
+                machine="scanner", machine_reason="honeypot", client_key=client, honeypot=True,
+                burst_seconds=window,
+            )
+        )  # fmt: skip
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # When k5's hits 10 s and 20 s after it are consolidated by the next run
+    add(store, "at-10s", "r5", "1", H + timedelta(seconds=10), person="p5", client="k5")
+    add(store, "at-20s", "r5", "2", H + timedelta(seconds=20), person="p5", client="k5")
+    workflow(store, Clock(H + timedelta(hours=1))).run("run-2", "schedule")
+    # Then the one at the edge of its window is the scanner's, the one past it a person's
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["at-10s"], machines["at-20s"]) == ("scanner", None)
+    assert stats(store)["human"]["total_clicks"] == 1
+
+
+def test_a_hit_just_before_a_honeypot_hit_in_the_same_batch_is_the_scanners() -> None:
+    # Given a hit and, 5 s later, a honeypot hit from the same address, in one shard: read in one batch
+    from tests.unit.test_workflow import _event_id_in_shard
+
+    store = seeded_store()
+    shard = add(store, "probe", "r5", None, H - timedelta(hours=2), client="elsewhere")
+    add(
+        store,
+        _event_id_in_shard(shard, "first"),
+        "r5",
+        "1",
+        H - timedelta(seconds=5),
+        person="p5",
+        client="k5",
+    )
+    honeypot(store, _event_id_in_shard(shard, "trap"), at=H)
+    # When one run consolidates them
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # Then the click is the scanner's
+    url = store.indicators[("d1", "url#1")]
+    assert (url.clicks, url.human_clicks) == (1, 0)
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_of_two_bot_hits_only_the_one_in_a_later_honeypot_burst_moves_to_scanner() -> None:
+    # Given two bot clicks consolidated by a first run: one from the honeypot's address, one from another
+    store = seeded_store()
+    clock = Clock(H - timedelta(seconds=1))
+    add(store, "bot-k5", "r5", "1", H - timedelta(seconds=5), person="p5", machine="bot", client="k5")
+    add(store, "bot-k9", "r5", "1", H - timedelta(seconds=4), person="p5", machine="bot", client="k9")
+    workflow(store, clock).run("run-1", "schedule")
+    # When the honeypot hit is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then one bot hit is left
+    assert stats(store)["machine"]["by_kind"] == {"bot": 1, "scanner": 2}
+
+
+def test_a_honeypot_hit_recorded_without_a_window_uses_the_default_30_seconds() -> None:
+    # Given a honeypot hit recorded without a window (by a redirect older than the setting), and a
+    # click from its address 25 s before it
+    store = seeded_store()
+    add(store, "before", "r5", "1", H - timedelta(seconds=25), person="p5", client="k5")
+    store.add_raw(
+        RawEvent(
+            "hp-old", "click", "d1", "r5", None, H, CHROME, None, "203.0.113.0", False,
+            machine="scanner", machine_reason="honeypot", client_key="k5", honeypot=True,
+        )
+    )  # fmt: skip
+    # When one run consolidates them
+    workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
+    # Then the click is the scanner's
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_a_later_honeypot_hit_reclassifies_the_last_100_hits_of_its_client() -> None:
+    # Given 101 opens from one address within 30 s, consolidated as a person's by a first run
+    store = seeded_store()
+    for n in range(101):
+        add(
+            store,
+            f"o{n:03d}",
+            "r5",
+            None,
+            H - timedelta(seconds=20) + timedelta(milliseconds=100 * n),
+            client="k5",
+        )
+    clock = Clock(H + timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When a honeypot hit from that address is consolidated by the next run
+    honeypot(store, at=H + timedelta(seconds=2))
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the 100 the recipient remembers (all but the oldest) became the scanner's
+    figures = stats(store)
+    assert figures["machine"]["by_kind"] == {"scanner": 101}
+    assert figures["human"]["total_opens"] == 1
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["o000"], machines["o001"], machines["o100"]) == (None, "scanner", "scanner")
+
+
+def test_a_later_honeypot_hit_reclassifies_a_hit_at_the_edge_of_its_window() -> None:
+    # Given a click consolidated as a person's by a first run, 30 s before a honeypot hit from its address
+    store = seeded_store()
+    add(store, "edge", "r5", "1", H - timedelta(seconds=30), person="p5", client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When the next run consolidates the honeypot hit (a 30 s window)
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the click is the scanner's: the window includes its edge
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+
+
+def test_a_later_honeypot_hit_skips_a_burst_hit_whose_log_has_expired_and_reclassifies_the_others() -> None:
+    # Given two clicks from one address consolidated as a person's, the older one since gone (its raw
+    # event and its log expired or erased)
+    store = seeded_store()
+    shard = add(store, "expired", "r5", "1", H - timedelta(seconds=20), person="p5", client="k5")
+    add(store, "kept", "r5", "2", H - timedelta(seconds=10), person="p5", client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    [expired] = [key for key in store.logs if key[1].endswith("#expired")]
+    del store.logs[expired]
+    store.raw[shard] = [event for event in store.raw[shard] if not str(event.sk).endswith("#expired")]
+    # When a honeypot hit from that address is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    run = workflow(store, clock).run("run-2", "schedule")
+    # Then the run succeeds and the click whose log is there became the scanner's
+    assert run.status == "succeeded"
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert machines["kept"] == "scanner"
+    url2 = store.indicators[("d1", "url#2")]
+    assert (url2.clicks, url2.human_clicks) == (1, 0)
+
+
+def test_a_recipient_remembers_its_latest_20_honeypot_hits_whatever_order_they_come_in() -> None:
+    # Given 20 honeypot hits from 20 addresses consolidated by a first run, then an older one from
+    # another address by a second run
+    store = seeded_store()
+    clock = Clock(H + timedelta(minutes=5))
+    for n in range(20):
+        add(store, f"hp{n:02d}", "r5", None, H + timedelta(seconds=60 + n), client=f"c{n:02d}", honeypot=True)
+    workflow(store, clock).run("run-1", "schedule")
+    add(store, "hp-old", "r5", None, H, client="old", honeypot=True)
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # When clicks from the oldest address and from the latest come after them, 5 s after each
+    add(store, "from-old", "r5", "1", H + timedelta(seconds=5), person="p5", client="old")
+    add(store, "from-c19", "r5", "2", H + timedelta(seconds=84), person="p5", client="c19")
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-3", "schedule")
+    # Then the oldest honeypot hit is forgotten (a person's click), the latest one still marks its burst
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["from-old"], machines["from-c19"]) == (None, "scanner")
+
+
+def test_the_human_other_breakdown_row_keeps_its_counts_across_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.consolidate import batch
+    from tests.unit.test_workflow import IPHONE
+
+    # Given room for one browser name, and a first run counting a person's open in Chrome, then two in
+    # Safari (Chrome's open goes to "other")
+    monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
+    store = seeded_store()
+    add(store, "chrome", "r1", None, H, client="k1")
+    add(store, "safari-1", "r2", None, H + timedelta(seconds=1), client="k2", ua=IPHONE)
+    add(store, "safari-2", "r3", None, H + timedelta(seconds=2), client="k3", ua=IPHONE)
+    clock = Clock(H + timedelta(minutes=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When a second run counts a third Safari open
+    add(store, "safari-3", "r4", None, H + timedelta(minutes=2), client="k4", ua=IPHONE)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the human "other" row still holds Chrome's open
+    item = store.indicators[("d1", "stats")]
+    other = {
+        d: {m: int(n) for m, n in row.items()} for d, row in item.human_other_breakdowns.as_dict().items()
+    }
+    assert other["browser"]["opens"] == 1
+
+
+def test_a_persons_open_without_a_user_agent_or_an_email_domain_counts_under_unknown_names() -> None:
+    # Given a person's open without a User-Agent, from a recipient whose email domain is unknown
+    store = seeded_store()
+    add(store, "bare", "r-nowhere", None, H, client="k1", ua=None)  # type: ignore[arg-type]
+    # When it is consolidated
+    workflow(store, Clock(H + timedelta(minutes=1))).run("run-1", "schedule")
+    # Then the human breakdowns name it as the all-traffic ones do
+    item = store.indicators[("d1", "stats")]
+    human = {
+        d: {name: {m: int(n) for m, n in row.items()} for name, row in rows.items()}
+        for d, rows in item.human_breakdowns.as_dict().items()
+    }
+    assert {d: sorted(rows) for d, rows in human.items()} == {
+        "browser": ["Unknown"],
+        "os": ["Unknown"],
+        "device": ["other"],
+        "domain": ["unknown"],
+    }
+    assert human["browser"]["Unknown"]["opens"] == human["domain"]["unknown"]["opens"] == 1

@@ -324,3 +324,29 @@ def test_a_crash_at_any_call_while_quarantining_poison_events_then_a_rerun_gives
         doubled,
     )
     assert (lost, doubled) == (0, 0)
+
+
+def test_late_events_behind_a_batch_of_poison_are_still_counted() -> None:
+    # Given a run that moved a shard's checkpoint, then, visible only afterwards and timed before that
+    # checkpoint, two poison events and a good one behind them in that shard
+    store = seeded_store()
+    store.add_raw_item(good_item("x0000001", 1_500))
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    names = sorted(POISONS)[:2]
+    for n, name in enumerate(names):
+        item = good_item("x0000001", 1_400 + n)
+        item["sk"] = {"S": raw_events.sort_key(item["sk"]["S"].split("#")[0], f"x{n + 2:07d}")}
+        POISONS[name](item)
+        store.add_raw_item(item)
+    late_good = good_item("x0000001", 1_402)
+    late_good["sk"] = {"S": raw_events.sort_key(late_good["sk"]["S"].split("#")[0], "x0000009")}
+    store.add_raw_item(late_good)
+    # When the next run reads the late events two at a time
+    clock.now += timedelta(hours=1)
+    run = workflow(store, clock, batch_size=2).run("run-2", "schedule")
+    # Then the poison is quarantined and the good late event counts
+    assert run.status == "succeeded"
+    assert int(run.quarantined) == 2
+    assert int(run.events_processed) == 1
+    assert ("d1", late_good["sk"]["S"]) in store.logs
