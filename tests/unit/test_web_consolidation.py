@@ -278,14 +278,15 @@ def test_a_transaction_of_zero_counts_as_a_transaction(store: FakeWorkflowStore)
 def test_beyond_the_currency_cap_new_currencies_count_as_other_and_known_ones_keep_adding(
     store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given room for two currencies, and transactions in four, the first one's coming again last
+    # Given room for two currencies, and transactions in four, the first one's coming again last (one
+    # buyer's, so one raw-event shard holds them in the order they came: shards are read one by one)
     monkeypatch.setattr(batch, "MAX_CURRENCIES", 2)
     traffic = Traffic(store)
     traffic.transaction("ann", "10", "EUR")
-    traffic.transaction("bob", "5", "USD")
-    traffic.transaction("cy", "7", "GBP")  # no room
-    traffic.transaction("dee", "900", "JPY")  # no room
-    traffic.transaction("eve", "2.5", "EUR")
+    traffic.transaction("ann", "5", "USD")
+    traffic.transaction("ann", "7", "GBP")  # no room
+    traffic.transaction("ann", "900", "JPY")  # no room
+    traffic.transaction("ann", "2.5", "EUR")
 
     # When they are consolidated
     run(store)

@@ -792,10 +792,10 @@ def test_many_late_events_are_read_in_batches_so_the_pending_batch_stays_under_i
     workflow(store, clock).run("run-1", "schedule")
     shard, checkpoint = sorted(store.checkpoints.items())[0]
     at = timeutil.parse(checkpoint.split("#", 1)[0]) - timedelta(seconds=60)
-    late_ids = [f"late-{n}" for n in range(10_000) if raw_events.shard_of(f"late-{n}") == shard][:200]
-    for event_id in late_ids:
-        person = hashlib.sha256(event_id.encode()).hexdigest()
-        assert _late_click(store, event_id, person[:24], person, at) < checkpoint
+    people = (hashlib.sha256(f"late-{n}".encode()).hexdigest() for n in range(100_000))
+    late = [person for person in people if raw_events.shard_of("d1", person[:24]) == shard][:200]
+    for n, person in enumerate(late):
+        assert _late_click(store, f"late-{n}", person[:24], person, at) < checkpoint
     flushed_before = len(store.pending_sizes)
     # When the next run consolidates them, 10 events at a time, under a 3 KB pending batch
     clock.now += timedelta(hours=1)

@@ -361,21 +361,13 @@ def test_a_honeypot_hit_consolidated_first_marks_the_hits_within_its_own_window_
 
 
 def test_a_hit_just_before_a_honeypot_hit_in_the_same_batch_is_the_scanners() -> None:
-    # Given a hit and, 5 s later, a honeypot hit from the same address, in one shard: read in one batch
-    from tests.unit.test_workflow import _event_id_in_shard
-
+    # Given a hit and, 5 s later, a honeypot hit from the same address: one recipient's, so in one shard,
+    # read in one batch
     store = seeded_store()
-    shard = add(store, "probe", "r5", None, H - timedelta(hours=2), client="elsewhere")
-    add(
-        store,
-        _event_id_in_shard(shard, "first"),
-        "r5",
-        "1",
-        H - timedelta(seconds=5),
-        person="p5",
-        client="k5",
+    add(store, "probe", "r5", None, H - timedelta(hours=2), client="elsewhere")
+    assert add(store, "first", "r5", "1", H - timedelta(seconds=5), person="p5", client="k5") == honeypot(
+        store, "trap", at=H
     )
-    honeypot(store, _event_id_in_shard(shard, "trap"), at=H)
     # When one run consolidates them
     workflow(store, Clock(H + timedelta(seconds=1))).run("run-1", "schedule")
     # Then the click is the scanner's
@@ -500,6 +492,14 @@ def test_a_recipient_remembers_its_latest_20_honeypot_hits_whatever_order_they_c
     assert (machines["from-old"], machines["from-c19"]) == (None, "scanner")
 
 
+def _recipients_in_shard_order(count: int) -> list[str]:
+    """``count`` recipients of d1 in distinct raw-event shards, the lowest shard first."""
+    from functions.shared import raw_events
+
+    by_shard = {raw_events.shard_of("d1", f"r{n}"): f"r{n}" for n in range(100, 9, -1)}  # not r1-r9
+    return [by_shard[shard] for shard in sorted(by_shard)[:count]]
+
+
 def test_the_human_other_breakdown_row_keeps_its_counts_across_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.consolidate import batch
     from tests.unit.test_workflow import IPHONE
@@ -508,9 +508,12 @@ def test_the_human_other_breakdown_row_keeps_its_counts_across_runs(monkeypatch:
     # Safari (Chrome's open goes to "other")
     monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
     store = seeded_store()
-    add(store, "chrome", "r1", None, H, client="k1")
-    add(store, "safari-1", "r2", None, H + timedelta(seconds=1), client="k2", ua=IPHONE)
-    add(store, "safari-2", "r3", None, H + timedelta(seconds=2), client="k3", ua=IPHONE)
+    # (recipients in ascending shards: a run reads its shards in order, so Safari's opens come first and
+    # keep the one name; Chrome's, read last, goes to "other")
+    r2, r3, r1 = _recipients_in_shard_order(3)
+    add(store, "chrome", r1, None, H, client="k1")
+    add(store, "safari-1", r2, None, H + timedelta(seconds=1), client="k2", ua=IPHONE)
+    add(store, "safari-2", r3, None, H + timedelta(seconds=2), client="k3", ua=IPHONE)
     clock = Clock(H + timedelta(minutes=1))
     workflow(store, clock).run("run-1", "schedule")
     # When a second run counts a third Safari open
