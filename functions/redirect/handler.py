@@ -91,9 +91,12 @@ def _visitor(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_HIT_KINDS = {"/r/": "click", "/o/": "open"}
+
+
 def _hit(event: dict[str, Any]) -> tracking.Hit | None:
     path = event.get("rawPath") or ""
-    kind = {"/r/": "click", "/o/": "open"}.get(path[:3])
+    kind = _HIT_KINDS.get(path[:3])
     if kind is None:
         return None
     return tracking.Hit(token=path[3:], kind=kind, **_visitor(event))

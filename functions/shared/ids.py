@@ -6,13 +6,16 @@ import secrets
 from datetime import datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case: no i, l, o, u
+# Each random byte onto the letter of its low 5 bits: 256 is a multiple of 32, so every letter is
+# equally likely, and ``bytes.translate`` maps them all in one C call.
+_LETTER_OF_BYTE = bytes(_ALPHABET.encode()[byte & 31] for byte in range(256))
 
 
 def random_id(length: int = 12) -> str:
     """``length`` characters of the 32-letter alphabet, 5 random bits each, from one urandom call
-    (one ``secrets.choice`` per character cost a system call each: most of a click's overhead)."""
-    number = int.from_bytes(secrets.token_bytes((5 * length + 7) // 8), "big")
-    return "".join(_ALPHABET[(number >> (5 * i)) & 31] for i in range(length))
+    (one ``secrets.choice`` per character cost a system call each; a Python loop over the bits of one
+    draw still cost 2.5 µs per id, twice per click)."""
+    return secrets.token_bytes(length).translate(_LETTER_OF_BYTE).decode("ascii")
 
 
 def delivery_id() -> str:

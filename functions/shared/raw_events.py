@@ -7,7 +7,7 @@ two agree, so the attribute names still exist once in practice.
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from functions.shared.limits import MAX_PAGE_URL_BYTES, MAX_USER_AGENT_BYTES, utf8_prefix
@@ -138,7 +138,8 @@ def to_item(event: RawEvent, ttl_days: int) -> dict[str, dict[str, Any]]:
         "recipient_id": {"S": event.recipient_id},
         "at": {"S": at_iso},
         "proof": {"BOOL": event.proof},
-        "expires_at": {"N": str(int((event.at + timedelta(days=ttl_days)).timestamp()))},
+        # Whole days in seconds: the same second as ``(at + timedelta(days=ttl_days)).timestamp()``.
+        "expires_at": {"N": str(int(event.at.timestamp()) + ttl_days * 86_400)},
     }
     optional = {
         "url_id": event.url_id,

@@ -21,6 +21,8 @@ from functions.shared.records import Record
 
 MAX_TOKEN_LENGTH = 2048
 _MAC_BYTES = 16
+# One encoder for every token: ``json.dumps`` with options builds a new one per call.
+_CLAIMS_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _b64encode(raw: bytes) -> str:
@@ -86,7 +88,7 @@ class Signer:
             body.append(1 if claims.proof else 0)
         if claims.fields:
             body.append(claims.fields)
-        payload = _b64encode(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+        payload = _b64encode(_CLAIMS_ENCODER.encode(body).encode())
         signed = f"{self._current_kid}.{payload}"
         return f"{signed}.{self._mac(self._keys[self._current_kid], signed)}"
 
@@ -107,7 +109,7 @@ class Signer:
         if not hmac.compare_digest(self._mac(key, f"{kid}.{payload}"), mac):
             raise InvalidToken("bad signature")
         try:
-            body = json.loads(_b64decode(payload))
+            body = json.loads(_b64decode(payload).decode("utf-8"))  # we sign UTF-8 JSON only
         except (ValueError, binascii.Error) as exc:  # signed by us, so only a key leak gets here
             raise InvalidToken("malformed claims") from exc
         return _claims(body)
@@ -135,9 +137,10 @@ def _claims(body: object) -> LinkClaims:
     fields = body[5] if len(body) > 5 else {}
     if (
         kind not in ("c", "o", "w", "l", "h", "u")
-        or not all(isinstance(v, str) for v in (delivery_id, recipient_id, url_id))
+        # Spelt out rather than all() over a generator: every click verifies a token.
+        or not (isinstance(delivery_id, str) and isinstance(recipient_id, str) and isinstance(url_id, str))
         or not isinstance(fields, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        or (fields and not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()))
         or proof not in (0, 1)
     ):
         raise InvalidToken("malformed claims")
