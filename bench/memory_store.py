@@ -90,7 +90,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
         stop = min(bisect.bisect_right(keys, upto), start + limit)
         return [
             RawEventModel.from_raw_data(raw_events.to_item(event, RAW_EVENT_TTL_DAYS))
-            for _, event in self._events[shard][start:stop]
+            for _, event in self._events.get(shard, [])[start:stop]
         ]
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
