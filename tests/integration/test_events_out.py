@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from functions.events import clients, handler
 from functions.events.handler import deliver_handler, publish_handler, publish_held_handler
-from functions.events.publish import HOLD_MARGIN_SECONDS
+from functions.events.publish import HOLD_MARGIN_SECONDS, Held
 from functions.redirect.store import DynamoEventSink
 from functions.shared import tables, timeutil, webhooks
 from functions.shared.machine import BURST_REASON
@@ -199,3 +199,48 @@ def test_a_honeypot_hit_recorded_after_a_click_makes_the_published_click_a_scann
             detail = json.loads(message["Body"])["detail"]
             on_bus[detail["event_id"]] = (detail["machine"], detail["machine_reason"])
     assert on_bus == {"evt3": ("scanner", BURST_REASON), "evt4": ("scanner", "honeypot link")}
+
+
+def test_an_unreadable_held_message_is_dropped_and_a_failing_one_retried_alone(
+    events_out: dict[str, str], monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
+    # Given a held-events batch: one unreadable message, one the bus refuses, one it takes
+    good = Held(
+        BURST_SECONDS,
+        [
+            {
+                "event_id": "e1",
+                "kind": "open",
+                "delivery_id": "d1",
+                "recipient_id": "r1",
+                "at": timeutil.iso(datetime.now(UTC)),
+                "proof": False,
+            }
+        ],
+    )
+    refused = Held(BURST_SECONDS, [{**good.events[0], "event_id": "e2", "recipient_id": "r2"}])
+    put = clients.EventBridgeBus.put
+
+    def refuse_e2(self: Any, logs: Any) -> None:
+        if any(log["event_id"] == "e2" for log in logs):
+            raise clients.BusRefused("refused")
+        put(self, logs)
+
+    monkeypatch.setattr(clients.EventBridgeBus, "put", refuse_e2)
+    event = {
+        "Records": [
+            {"messageId": "m1", "body": "not json"},
+            {"messageId": "m2", "body": refused.to_json()},
+            {"messageId": "m3", "body": good.to_json()},
+        ]
+    }
+    # Then only the refused message comes back; the readable good one is published
+    assert publish_held_handler(event, FakeContext()) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    [seen] = receive(events_out["seen"])
+    assert json.loads(seen["Body"])["detail"]["event_id"] == "e1"
+    reliability.record(
+        "webhooks",
+        "held-events batch: unreadable and bus-refused messages",
+        3,
+        "unreadable dropped, refused retried alone, the rest published",
+    )

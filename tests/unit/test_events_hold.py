@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from functions.events.publish import HOLD_MARGIN_SECONDS, Held, hold, new_raw_events, publish_held
 from functions.shared.machine import BURST_REASON
 from functions.shared.raw_events import RawEvent
@@ -137,3 +139,25 @@ def test_a_proof_honeypot_hit_and_one_without_client_reclassify_nothing() -> Non
     )
     # Then both clicks stay a person's, as the tracking workflow logs them
     assert machines["c1"] == (None, None) and machines["c2"] == (None, None)
+
+
+def test_a_held_message_the_bus_refuses_is_retried_whole_and_loses_nothing(reliability: Any) -> None:
+    # Given a held message of two clicks and a webhook for clicks, and a bus refusing everything
+    webhooks = FakeWebhookRepository()
+    webhooks.add(hook("a", "click"))
+    batch = [hit("c1", 0, "A"), hit("c2", 1, "B")]
+    recorded, held = FakeRawEvents(), FakeHoldQueue()
+    recorded.add(batch)
+    hold(batch, queue=held, burst_seconds=BURST)
+    [(message, _delay)] = held.take()
+    bus, queue = FakeBus(fail=True), FakeQueue()
+    # When it is published: it fails, so the queue hands it out again; nothing went to the webhook
+    with pytest.raises(RuntimeError):
+        publish_held(message, honeypots=recorded, links=LINKS, bus=bus, queue=queue, webhooks=webhooks)
+    assert queue.messages == []
+    # Then the retry, with the bus back, publishes each event once
+    bus.fail = False
+    publish_held(message, honeypots=recorded, links=LINKS, bus=bus, queue=queue, webhooks=webhooks)
+    assert sorted(log["event_id"] for log in bus.logs) == ["c1", "c2"]
+    assert sorted(d.event_id for d, _ in queue.messages) == ["c1", "c2"]
+    reliability.record("webhooks", "bus refuses a held message once", 2, "retried whole, each event out once")
