@@ -4,7 +4,8 @@ and webhooks add per million events in AWS.
 Delay: the local stack starts in this process (``local.stack.LocalStack`` with
 ``allow_http_webhooks``), a webhook is registered for clicks on a receiver on loopback, and clicks are
 sent one after the other; each delay runs from sending the click to the receiver holding its POST
-(stream poll, events-out handler, queue poll, deliverer, signature). Cost: the CPU the events-out
+(stream poll, events-out handler, the hold for the burst window on the held-events queue, the held-events
+handler, queue poll, deliverer, signature). Cost: the CPU the events-out
 handler spends per event (the LOG: user agent, tracked URL, JSON) and the deliverer per delivery
 (signing), measured with in-memory stand-ins for the bus, queue and tables, scaled to each function's
 memory, with the requests each event causes at AWS list prices.
@@ -220,8 +221,14 @@ def measure(inputs: dict[str, Figure]) -> Figure:
     publishing = {
         "EventBridge PutEvents (custom events)": EVENTBRIDGE_CUSTOM_EVENTS_PER_MILLION,
         "events-out invocations (one per 100-record batch)": LAMBDA_REQUESTS_PER_MILLION / STREAM_BATCH,
+        # Held: one message per message (delivery + recipient) and batch, at most one per event.
+        "held-events SQS send, receive, delete (batches of 10)": SQS_REQUESTS_PER_MILLION
+        * 3
+        / DELIVERY_BATCH,
+        "held-events invocations (one per 10 messages)": LAMBDA_REQUESTS_PER_MILLION / DELIVERY_BATCH,
+        "honeypot hits (one Query of the shard per message)": READ_UNITS_PER_MILLION * 0.5,
         "events-out compute": million * _gb_seconds(publish_cpu, EVENTS_OUT_MB) * LAMBDA_GB_SECOND,
-        "webhook list (one Query per batch)": READ_UNITS_PER_MILLION * 0.5 / STREAM_BATCH,
+        "webhook list (one Query per held batch)": READ_UNITS_PER_MILLION * 0.5 / DELIVERY_BATCH,
     }
     per_webhook = {
         "SQS send, receive, delete (batches of 10)": SQS_REQUESTS_PER_MILLION * 3 / DELIVERY_BATCH,
@@ -273,10 +280,13 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             f"{EVENTS_OUT_MB} MB and {DELIVERER_MB} MB functions (one vCPU at {LAMBDA_FULL_VCPU_MB} MB).",
             "The stream's reads by Lambda are free; EventBridge bills each entry up to 64 KB as one event. At "
             "a trickle each hit is its own stream batch: the events-out invocations then cost $0.20 per million "
-            "instead of $0.002. The delay is mostly the stream's 3-second batching window (so that the honeypot "
-            "rule sees a scanner's burst whole: a batch goes out 3 s after its first record), then the local "
-            "stream poll (every 0.2 s) and queue poll (every 0.1 s); on AWS the event source mappings poll "
-            "continuously.",
+            "instead of $0.002. The delay is mostly the hold: each hit waits on the held-events queue for the "
+            "burst window (burst_seconds, 30 s by default) plus 5 s, so that every honeypot hit of its message "
+            "from the same client within the window is recorded when it is judged; before that the stream's "
+            "3-second batching window, then the local stream poll (every 0.2 s) and queue polls (every 0.1 s); "
+            "on AWS the event source mappings poll continuously. The Query per held message reads the "
+            "message's raw-events shard over ±burst_seconds; its cost grows with the shard's traffic in that "
+            "window (about 0.5 read unit per 4 KB read).",
         ],
         data={"delays_s": delays, "publish_cpu_s": publish_cpu, "deliver_cpu_s": deliver_cpu},
     )

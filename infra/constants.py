@@ -32,6 +32,7 @@ HANDLERS = {
     "consolidate": "functions.consolidate.handler.lambda_handler",
     "api": "functions.api.handler.lambda_handler",
     "events_out": "functions.events.handler.publish_handler",
+    "events_held": "functions.events.handler.publish_held_handler",
     "webhook_deliverer": "functions.events.handler.deliver_handler",
     "exports": "functions.exports.handler.lambda_handler",
 }

@@ -2,12 +2,15 @@
 
 Built from engines, not a polling loop: the raw-events table's DynamoDB stream triggers the events-out
 function (an event source mapping; a batch that keeps failing is bisected, then its position goes to
-a failure queue), which puts each hit's LOG on the bus and one message per subscribed webhook on the
-delivery queue; that queue triggers the webhook deliverer, which signs and POSTs each message and
+a failure queue), which holds each message's hits on the held-events queue, delayed by the burst
+window; that queue triggers the held-events publisher, which judges the hits against their message's
+honeypot hits (one Query of the raw-events table), puts each hit's LOG on the bus and one message per
+subscribed webhook on the delivery queue (a held message failed five times goes to its dead letters);
+that queue triggers the webhook deliverer, which signs and POSTs each message and
 puts a failed one back on the queue with the backoff as its delay. After 24 hours of failures a
 delivery goes to the webhook dead-letter queue (as does a message the deliverer could not process five
-times). Alarms: anything dead-lettered, the dead-letter metric, a stream batch given up, and the
-stream falling behind.
+times). Alarms: anything dead-lettered, the dead-letter metric, a stream batch or held message given up,
+and the stream falling behind.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.events.clients import BUS_ENV, DEAD_LETTER_QUEUE_ENV, DELIVERY_QUEUE_ENV
+from functions.events.clients import BUS_ENV, DEAD_LETTER_QUEUE_ENV, DELIVERY_QUEUE_ENV, HELD_QUEUE_ENV
 from functions.events.publish import BATCHING_WINDOW_SECONDS
 from functions.shared.metric_names import MetricNames
-from functions.shared.models import WEBHOOKS_PK
-from functions.shared.tables import RAW_EVENTS, TRACKED_URLS, WORKFLOW
+from functions.shared.models import SETTINGS_PK, WEBHOOKS_PK
+from functions.shared.tables import DELIVERIES, RAW_EVENTS, TRACKED_URLS, WORKFLOW
 from functions.shared.webhooks import WEBHOOK_KEY_SECRET_ENV
 from infra.constants import (
     DEAD_LETTER_RETENTION,
@@ -55,14 +58,8 @@ class EventsOut(Construct):
         super().__init__(scope, construct_id)
         self.bus = events.EventBus(self, "Bus", event_bus_name=Stack.of(self).stack_name)
         self.webhook_key = self._build_webhook_key()
-        self.dead_letters = self._queue("WebhookDeadLetters", retention=DEAD_LETTER_RETENTION)
-        self.deliveries = self._queue(
-            "WebhookDeliveries",
-            # Lambda's advice for a queue it consumes: six times the function's timeout.
-            visibility_timeout=Duration.seconds(WEBHOOK_DELIVERER_TIMEOUT.to_seconds() * 6),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=WEBHOOK_MAX_RECEIVES, queue=self.dead_letters
-            ),
+        self.deliveries, self.dead_letters = self._consumed_queue(
+            "WebhookDeliveries", "WebhookDeadLetters", WEBHOOK_DELIVERER_TIMEOUT
         )
         self.stream_failures = self._queue("StreamFailures", retention=DEAD_LETTER_RETENTION)
         Validations.of(self.stream_failures).acknowledge(
@@ -72,7 +69,12 @@ class EventsOut(Construct):
                 "events out gave up on; an alarm watches its depth and nothing consumes it automatically.",
             )
         )
+        # Each stream batch's hits wait here for their burst window (the message's delay), then are judged.
+        self.held, self.held_dead_letters = self._consumed_queue(
+            "HeldEvents", "HeldEventsDeadLetters", EVENTS_OUT_TIMEOUT
+        )
         self.publisher = self._build_publisher(code, storage)
+        self.held_publisher = self._build_held_publisher(code, storage)
         self.deliverer = self._build_deliverer(code, storage)
         self.alarms = self._build_alarms()
 
@@ -95,6 +97,19 @@ class EventsOut(Construct):
             )
         )
         return secret
+
+    def _consumed_queue(
+        self, construct_id: str, dead_letters_id: str, consumer_timeout: Duration
+    ) -> tuple[sqs.Queue, sqs.Queue]:
+        """A queue a function consumes, and the dead letters of a message it failed five times."""
+        dead_letters = self._queue(dead_letters_id, retention=DEAD_LETTER_RETENTION)
+        queue = self._queue(
+            construct_id,
+            # Lambda's advice for a queue it consumes: six times the function's timeout.
+            visibility_timeout=Duration.seconds(consumer_timeout.to_seconds() * 6),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=WEBHOOK_MAX_RECEIVES, queue=dead_letters),
+        )
+        return queue, dead_letters
 
     def _queue(
         self,
@@ -121,17 +136,15 @@ class EventsOut(Construct):
             "Publisher",
             code=code,
             name="events_out",
-            description="msgtrack events out: each new raw event to the bus and to its webhooks' queue",
+            description="msgtrack events out: each new raw event held for its honeypot burst window",
             memory_size=EVENTS_OUT_MEMORY_MB,
             timeout=EVENTS_OUT_TIMEOUT,
         )
         function = handler.function
-        storage.grant(function, TRACKED_URLS, ("dynamodb:GetItem",))
-        storage.grant(function, WORKFLOW, ("dynamodb:Query",), leading_keys=(WEBHOOKS_PK,))
-        self.bus.grant_put_events_to(function)
-        function.add_environment(BUS_ENV, self.bus.event_bus_name)
-        self._grant_send(function, self.deliveries)
-        function.add_environment(DELIVERY_QUEUE_ENV, self.deliveries.queue_url)
+        # The burst window in force: the machine-detection settings item only.
+        storage.grant(function, DELIVERIES, ("dynamodb:GetItem",), leading_keys=(SETTINGS_PK,))
+        self._grant_send(function, self.held)
+        function.add_environment(HELD_QUEUE_ENV, self.held.queue_url)
         function.add_event_source(
             sources.DynamoEventSource(
                 storage.table(RAW_EVENTS),
@@ -153,6 +166,30 @@ class EventsOut(Construct):
                 "resource-level permission (AWS's own AWSLambdaDynamoDBExecutionRole grants it on *); every "
                 "other stream action is granted on the raw-events table's stream alone.",
             )
+        )
+        return handler
+
+    def _build_held_publisher(self, code: lambda_.Code, storage: Storage) -> MsgtrackFunction:
+        handler = MsgtrackFunction(
+            self,
+            "HeldPublisher",
+            code=code,
+            name="events_held",
+            description="msgtrack events out: held raw events, judged by the honeypot rule, to the bus and "
+            "to their webhooks' queue",
+            memory_size=EVENTS_OUT_MEMORY_MB,
+            timeout=EVENTS_OUT_TIMEOUT,
+        )
+        function = handler.function
+        storage.grant(function, RAW_EVENTS, ("dynamodb:Query",))  # a message's honeypot hits
+        storage.grant(function, TRACKED_URLS, ("dynamodb:GetItem",))
+        storage.grant(function, WORKFLOW, ("dynamodb:Query",), leading_keys=(WEBHOOKS_PK,))
+        self.bus.grant_put_events_to(function)
+        function.add_environment(BUS_ENV, self.bus.event_bus_name)
+        self._grant_send(function, self.deliveries)
+        function.add_environment(DELIVERY_QUEUE_ENV, self.deliveries.queue_url)
+        function.add_event_source(
+            sources.SqsEventSource(self.held, batch_size=10, report_batch_item_failures=True)
         )
         return handler
 
@@ -237,6 +274,15 @@ class EventsOut(Construct):
                 1,
                 "The events-out function gave up on a batch of the raw-events stream: those hits are in "
                 "the reports but were not published; the failure queue names the stream positions.",
+            ),
+            "EventsOutHeldGivenUp": self._alarm(
+                "EventsOutHeldGivenUp",
+                self.held_dead_letters.metric_approximate_number_of_messages_visible(
+                    period=FAST_PERIOD, statistic="Maximum"
+                ),
+                1,
+                "The held-events publisher failed a message five times: those hits are in the reports but "
+                "were not published; the message is in the held-events dead-letter queue, to replay.",
             ),
             "EventsOutFallingBehind": self._alarm(
                 "EventsOutFallingBehind",

@@ -95,6 +95,7 @@ def create_exports_bucket(client: Any = None) -> str:
 EVENT_BUS_NAME = "msgtrack"
 WEBHOOK_QUEUE_NAME = "msgtrack-webhook-deliveries"
 WEBHOOK_DEAD_LETTER_QUEUE_NAME = "msgtrack-webhook-dead-letters"
+HELD_EVENTS_QUEUE_NAME = "msgtrack-held-events"
 
 
 def create_events_out(sqs: Any = None, events: Any = None) -> tuple[str, str, str]:
@@ -107,3 +108,9 @@ def create_events_out(sqs: Any = None, events: Any = None) -> tuple[str, str, st
     queue = str(sqs.create_queue(QueueName=WEBHOOK_QUEUE_NAME)["QueueUrl"])
     dead_letters = str(sqs.create_queue(QueueName=WEBHOOK_DEAD_LETTER_QUEUE_NAME)["QueueUrl"])
     return EVENT_BUS_NAME, queue, dead_letters
+
+
+def create_held_events_queue(sqs: Any = None) -> str:
+    """The queue events out holds each hit on for its burst window (its URL)."""
+    sqs = sqs or boto3.client("sqs")
+    return str(sqs.create_queue(QueueName=HELD_EVENTS_QUEUE_NAME)["QueueUrl"])

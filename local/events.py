@@ -1,11 +1,13 @@
 """Events out, driven locally as AWS drives it: the raw-events table's stream (moto's) feeds the
-events-out function, and the webhook delivery queue (moto's SQS) feeds the webhook deliverer.
+events-out function, the held-events queue (moto's SQS, each message delayed by the burst window) feeds
+the held-events function, and the webhook delivery queue feeds the webhook deliverer.
 
 ``StreamPoller`` stands for Lambda's DynamoDB event source mapping: it reads the stream in order,
 gathers records for the batching window (``BATCHING_WINDOW_SECONDS``) or up to the batch size, and
 hands each batch, shaped as Lambda hands it, to the function; a batch that fails is handed again (the
-stream position moves only past a batch that succeeded). ``QueuePoller`` stands for
-the SQS event source mapping: it receives up to 10 messages at a time and hands each batch to one of
+stream position moves only past a batch that succeeded); the function holds the hits on the held-events
+queue for their burst window. ``QueuePoller`` stands for the SQS event source mappings of the
+held-events queue and of the webhook delivery queue: it receives up to 10 messages at a time and hands each batch to one of
 several deliverer containers, so a batch held by a slow receiver does not hold the next one; the
 messages a batch does not report as failed are deleted.
 """
@@ -144,7 +146,10 @@ class QueuePoller(_Loop):
     name = "webhook-deliveries"
     idle_seconds = QUEUE_POLL_SECONDS
 
-    def __init__(self, containers: Sequence[LocalFunction], queue_url: str, sqs: Any) -> None:
+    def __init__(
+        self, containers: Sequence[LocalFunction], queue_url: str, sqs: Any, name: str = "webhook-deliveries"
+    ) -> None:
+        self.name = name
         super().__init__()
         self._free: list[LocalFunction] = list(containers)
         self._lock = threading.Condition()

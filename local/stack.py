@@ -210,6 +210,12 @@ class LocalStack:
             timeout_seconds=EVENTS_OUT_TIMEOUT_SECONDS,
             after_invoke=drop_unpublished_metrics,
         )
+        self.events_held = LocalFunction(
+            "msgtrack-events-held",
+            "functions.events.handler.publish_held_handler",
+            timeout_seconds=EVENTS_OUT_TIMEOUT_SECONDS,
+            after_invoke=drop_unpublished_metrics,
+        )
         self.deliverers = [
             LocalFunction(
                 "msgtrack-webhook-deliverer",
@@ -280,7 +286,8 @@ class LocalStack:
             raise
 
     def _start_events_out(self) -> None:
-        """The raw-events stream to the events-out function, the delivery queue to the deliverers."""
+        """The raw-events stream to the events-out function, the held-events queue (after each hit's burst
+        window) to the held-events function, the delivery queue to the deliverers."""
         import boto3
 
         from functions.events import clients
@@ -290,11 +297,13 @@ class LocalStack:
 
         webhooks.webhook_key.cache_clear()
         bus, queue, dead_letters = aws.create_events_out()
+        held = aws.create_held_events_queue()
         os.environ.update(
             {
                 clients.BUS_ENV: bus,
                 clients.DELIVERY_QUEUE_ENV: queue,
                 clients.DEAD_LETTER_QUEUE_ENV: dead_letters,
+                clients.HELD_QUEUE_ENV: held,
             }
         )
         sqs = boto3.client("sqs")
@@ -305,6 +314,7 @@ class LocalStack:
                 boto3.client("dynamodb"),
                 boto3.client("dynamodbstreams"),
             ),
+            QueuePoller([self.events_held], held, sqs, name="events-held"),
             QueuePoller(self.deliverers, queue, sqs),
         ]
         for loop in self._event_loops:
@@ -333,6 +343,7 @@ class LocalStack:
             self.workflow,
             self.exports_worker,
             self.events_out,
+            self.events_held,
             self.deliverers[0],
         ):
             try:

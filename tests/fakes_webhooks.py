@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from functions.events.log import LinkInfo
 from functions.events.messages import Delivery
+from functions.events.publish import Held
+from functions.shared.timeutil import parse
 from functions.shared.webhooks import Webhook
 
 
@@ -90,3 +93,41 @@ class FakeLinks:
 
     def link(self, delivery_id: str, url_id: str) -> LinkInfo | None:
         return self.links.get((delivery_id, url_id))
+
+
+@dataclass
+class FakeHoldQueue:
+    """Held messages with their delay."""
+
+    messages: list[tuple[Held, int]] = field(default_factory=list)
+
+    def hold(self, held: Sequence[Held], delay_seconds: int) -> None:
+        assert 0 <= delay_seconds <= 900, delay_seconds  # SQS's bounds
+        self.messages.extend((message, delay_seconds) for message in held)
+
+    def take(self) -> list[tuple[Held, int]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+@dataclass
+class FakeRawEvents:
+    """Recorded raw events (plain values, as the stream carries them); ``reads`` counts window reads."""
+
+    events: list[Mapping[str, Any]] = field(default_factory=list)
+    reads: int = 0
+
+    def add(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.events.extend(events)
+
+    def honeypot_hits(
+        self, delivery_id: str, recipient_id: str, start: datetime, end: datetime
+    ) -> list[Mapping[str, Any]]:
+        self.reads += 1
+        return [
+            event
+            for event in self.events
+            if event.get("honeypot")
+            and (event["delivery_id"], event["recipient_id"]) == (delivery_id, recipient_id)
+            and start <= parse(str(event["at"])) <= end
+        ]

@@ -30,7 +30,7 @@ from functions.shared.limits import (
     MAX_STREAM_STEPS,
     utf8_prefix,
 )
-from functions.shared.machine import DEFAULT_BURST_SECONDS, SCANNER
+from functions.shared.machine import BURST_REASON, DEFAULT_BURST_SECONDS, SCANNER
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
@@ -488,8 +488,6 @@ def consolidate(
 
 
 # --- human and machine traffic ----------------------------------------------------------------
-
-BURST_REASON = "honeypot burst: same address as a honeypot hit on this message"
 
 
 @dataclass

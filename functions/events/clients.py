@@ -1,5 +1,6 @@
-"""The AWS side of events out: the EventBridge bus, the SQS delivery queue and its dead letters, and
-the tracked URLs a LOG names (read from DynamoDB, cached per container)."""
+"""The AWS side of events out: the EventBridge bus, the held-events queue, the SQS delivery queue and its
+dead letters, the honeypot hits of a message (one Query of its raw-events shard), and the tracked URLs a
+LOG names (read from DynamoDB, cached per container)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from functions.events.log import LinkInfo
 from functions.events.messages import Delivery
-from functions.shared.timeutil import parse
+from functions.events.publish import Held
+from functions.shared.raw_events import shard_of
+from functions.shared.tables import RAW_EVENTS
+from functions.shared.timeutil import iso, parse
 
 BUS_ENV = "MSGTRACK_EVENT_BUS"
 DELIVERY_QUEUE_ENV = "MSGTRACK_WEBHOOK_QUEUE_URL"
 DEAD_LETTER_QUEUE_ENV = "MSGTRACK_WEBHOOK_DEAD_LETTER_QUEUE_URL"
+HELD_QUEUE_ENV = "MSGTRACK_HELD_EVENTS_QUEUE_URL"
 SOURCE = "msgtrack"
 _PUT_TRIES = 3
 
@@ -85,6 +91,73 @@ class SqsDeliveryQueue:
     def dead_letter(self, delivery: Delivery) -> None:
         url = self._dead_letters or os.environ[DEAD_LETTER_QUEUE_ENV]
         self._client.send_message(QueueUrl=url, MessageBody=delivery.to_json())
+
+
+class SqsHoldQueue:
+    def __init__(self, queue_url: str | None = None, client: Any = None) -> None:
+        import boto3
+
+        self._url = queue_url or os.environ[HELD_QUEUE_ENV]
+        self._client = client or boto3.client("sqs")
+
+    def hold(self, held: Sequence[Held], delay_seconds: int) -> None:
+        for start in range(0, len(held), 10):  # SendMessageBatch takes 10 messages
+            answer = self._client.send_message_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {"Id": str(n), "MessageBody": message.to_json(), "DelaySeconds": delay_seconds}
+                    for n, message in enumerate(held[start : start + 10])
+                ],
+            )
+            if answer.get("Failed"):
+                raise RuntimeError(f"SQS refused {len(answer['Failed'])} held events")
+
+
+class DynamoHoneypotHits:
+    """A message's honeypot hits in a time range: one Query of the raw-events shard of its recipient
+    (every hit of one message is in it), filtered to the message's honeypot hits."""
+
+    def __init__(self, client: Any = None) -> None:
+        import boto3
+
+        self._client = client or boto3.client("dynamodb")
+
+    def honeypot_hits(
+        self, delivery_id: str, recipient_id: str, start: datetime, end: datetime
+    ) -> list[Mapping[str, Any]]:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        deserializer = TypeDeserializer()
+        query: dict[str, Any] = {
+            "TableName": RAW_EVENTS.table_name,
+            "KeyConditionExpression": "#shard = :shard AND #sk BETWEEN :start AND :end",
+            "FilterExpression": "#d = :d AND #r = :r AND #h = :yes",
+            "ExpressionAttributeNames": {
+                "#shard": "shard",
+                "#sk": "sk",
+                "#d": "delivery_id",
+                "#r": "recipient_id",
+                "#h": "honeypot",
+            },
+            "ExpressionAttributeValues": {
+                ":shard": {"S": shard_of(delivery_id, recipient_id)},
+                ":start": {"S": iso(start)},
+                ":end": {"S": iso(end) + "#\uffff"},  # sort keys are "<at>#<event id>"
+                ":d": {"S": delivery_id},
+                ":r": {"S": recipient_id},
+                ":yes": {"BOOL": True},
+            },
+        }
+        found: list[Mapping[str, Any]] = []
+        while True:
+            answer = self._client.query(**query)
+            found.extend(
+                {name: deserializer.deserialize(value) for name, value in item.items()}
+                for item in answer.get("Items", ())
+            )
+            if not answer.get("LastEvaluatedKey"):
+                return found
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 class DynamoLinks:

@@ -43,6 +43,8 @@ MACHINE_KINDS = (APPLE_MPP, SCANNER, BOT)
 APPLE_MPP_USER_AGENT = "Mozilla/5.0"  # all Apple's proxies send, and no person's mail client does
 
 DEFAULT_BURST_SECONDS = 30
+# The reason a hit of a honeypot burst is logged and published with (the tracking workflow, events out).
+BURST_REASON = "honeypot burst: same address as a honeypot hit on this message"
 AGENT_CACHE_SIZE = 4096  # User-Agent verdicts kept per container; emptied when full
 
 DATA_FILE = Path(__file__).with_name("machine_data.json")

@@ -1,5 +1,6 @@
-"""Events out in the template: the raw-events stream into the events-out function, the msgtrack bus,
-the webhook delivery queue into the deliverer, the dead letters, least privilege and the alarms."""
+"""Events out in the template: the raw-events stream into the events-out function, the held-events queue
+into the held-events publisher, the msgtrack bus, the webhook delivery queue into the deliverer, the dead
+letters, least privilege and the alarms."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from functions.events.publish import BATCHING_WINDOW_SECONDS
-from functions.shared.models import WEBHOOKS_PK
-from functions.shared.tables import RAW_EVENTS, TRACKED_URLS
+from functions.shared.models import SETTINGS_PK, WEBHOOKS_PK
+from functions.shared.tables import DELIVERIES, RAW_EVENTS, TRACKED_URLS
 from infra.constants import STREAM_BATCH_SIZE, STREAM_RETRY_ATTEMPTS, WEBHOOK_MAX_RECEIVES
 from tests.infrastructure.synth import Synthesized, actions_on, environment, permissions
 from tests.infrastructure.test_permissions import _workflow_statements
@@ -50,11 +51,33 @@ def test_the_stream_triggers_the_events_out_function_with_bisection_and_a_failur
 def test_a_custom_msgtrack_bus_receives_the_events(synthesized: Synthesized) -> None:
     synthesized.template.has_resource_properties("AWS::Events::EventBus", {"Name": "msgtrack"})
     events_out = synthesized.stack.events_out
-    allowed = permissions(synthesized, events_out.publisher.role)
+    allowed = permissions(synthesized, events_out.held_publisher.role)
     assert actions_on(allowed, synthesized.logical_id(events_out.bus)) == {"events:PutEvents"}
-    assert environment(synthesized, events_out.publisher.function)["MSGTRACK_EVENT_BUS"] == {
+    assert environment(synthesized, events_out.held_publisher.function)["MSGTRACK_EVENT_BUS"] == {
         "Ref": synthesized.logical_id(events_out.bus)
     }
+
+
+def test_the_held_events_queue_feeds_the_held_publisher_and_dead_letters_after_repeated_failures(
+    synthesized: Synthesized,
+) -> None:
+    # Given the held-events queue the stream function holds each hit on for its burst window
+    events_out = synthesized.stack.events_out
+    queue = synthesized.resources[synthesized.logical_id(events_out.held)]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [synthesized.logical_id(events_out.held_dead_letters), "Arn"]},
+        "maxReceiveCount": WEBHOOK_MAX_RECEIVES,
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+    assert environment(synthesized, events_out.publisher.function)["MSGTRACK_HELD_EVENTS_QUEUE_URL"] == {
+        "Ref": synthesized.logical_id(events_out.held)
+    }
+    # Then it triggers the held publisher, which reports the messages it failed one by one
+    mapping = _mapping(synthesized, events_out.held_publisher.function)
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [synthesized.logical_id(events_out.held), "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    function = synthesized.resources[synthesized.logical_id(events_out.held_publisher.function)]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
 
 
 def test_the_delivery_queue_feeds_the_deliverer_and_dead_letters_after_repeated_failures(
@@ -84,14 +107,28 @@ def test_each_function_may_do_only_what_its_code_does(synthesized: Synthesized) 
     dead_letters = synthesized.logical_id(events_out.dead_letters)
     key = synthesized.logical_id(events_out.webhook_key)
     raw_events_id = synthesized.logical_id(stack.storage.table(RAW_EVENTS))
-    # The publisher: reads tracked URLs, lists webhooks, puts on the bus, sends deliveries; no secret
+    held = synthesized.logical_id(events_out.held)
+    # The stream function: reads the stream and the machine-detection settings, holds hits; nothing else
     publisher = permissions(synthesized, events_out.publisher.role)
-    assert actions_on(publisher, tracked_urls) == {"dynamodb:GetItem"}
-    assert _workflow_statements(synthesized, events_out.publisher.role) == [
+    assert actions_on(publisher, held) == {"sqs:SendMessage"}
+    assert _workflow_statements(synthesized, events_out.publisher.role, DELIVERIES) == [
+        ({"dynamodb:GetItem"}, {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [SETTINGS_PK]}})
+    ]
+    assert not actions_on(publisher, tracked_urls) and not actions_on(publisher, deliveries)
+    assert not _workflow_statements(synthesized, events_out.publisher.role)
+    assert not {action for action, _ in publisher if action.startswith("events:")}
+    assert not actions_on(publisher, key) and not actions_on(publisher, dead_letters)
+    assert "dynamodb:Query" not in actions_on(publisher, raw_events_id)
+    # The held publisher: queries the raw-events table (a message's honeypot hits), reads tracked URLs,
+    # lists webhooks, puts on the bus, sends deliveries; no secret
+    held_publisher = permissions(synthesized, events_out.held_publisher.role)
+    assert actions_on(held_publisher, raw_events_id) == {"dynamodb:Query"}
+    assert actions_on(held_publisher, tracked_urls) == {"dynamodb:GetItem"}
+    assert _workflow_statements(synthesized, events_out.held_publisher.role) == [
         ({"dynamodb:Query"}, {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [WEBHOOKS_PK]}})
     ]
-    assert actions_on(publisher, deliveries) == {"sqs:SendMessage"}
-    assert not actions_on(publisher, key) and not actions_on(publisher, dead_letters)
+    assert actions_on(held_publisher, deliveries) == {"sqs:SendMessage"}
+    assert not actions_on(held_publisher, key) and not actions_on(held_publisher, dead_letters)
     # The deliverer: reads and updates webhooks, reads the key, re-queues and dead-letters
     deliverer = permissions(synthesized, events_out.deliverer.role)
     assert _workflow_statements(synthesized, events_out.deliverer.role) == [
@@ -105,7 +142,8 @@ def test_each_function_may_do_only_what_its_code_does(synthesized: Synthesized) 
     assert actions_on(deliverer, dead_letters) == {"sqs:SendMessage"}
     assert not {action for action, _ in deliverer if action.startswith("events:")}
     # Neither scans, deletes or uses wildcards
-    for allowed in (publisher, deliverer):
+    assert "dynamodb:Query" not in actions_on(deliverer, raw_events_id)
+    for allowed in (publisher, held_publisher, deliverer):
         assert not {action for action, _ in allowed} & {"dynamodb:Scan", "dynamodb:DeleteItem", "*"}
         wildcards = {action for action, target in allowed if "*" in target}
         assert wildcards <= {"dynamodb:ListStreams"}  # which has no resource-level permission
@@ -150,6 +188,7 @@ def test_dead_letters_and_a_lagging_stream_raise_alarms_to_the_operators(synthes
         "WebhookDeliveriesDeadLettered",
         "WebhookDeadLetterQueueNotEmpty",
         "EventsOutBatchGivenUp",
+        "EventsOutHeldGivenUp",
         "EventsOutFallingBehind",
     ):
         synthesized.template.has_resource_properties(
