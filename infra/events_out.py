@@ -48,6 +48,7 @@ from infra.constants import (
 )
 from infra.function import MsgtrackFunction
 from infra.monitoring import custom_metric
+from infra.secrets import hand_rotated_secret
 from infra.storage import Storage
 
 FAST_PERIOD = Duration.minutes(5)
@@ -81,22 +82,14 @@ class EventsOut(Construct):
     # --- resources ------------------------------------------------------------------------------
 
     def _build_webhook_key(self) -> secretsmanager.Secret:
-        secret = secretsmanager.Secret(
+        return hand_rotated_secret(
             self,
             "WebhookKey",
             description="msgtrack webhook key: every webhook's signing secret is derived from it",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=WEBHOOK_KEY_LENGTH, exclude_punctuation=True
-            ),
+            length=WEBHOOK_KEY_LENGTH,
+            why_by_hand="Rotated by hand on purpose: every webhook's secret is derived from this key, so a "
+            "new key changes every receiver's secret at once; the README says how to re-register them.",
         )
-        Validations.of(secret).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="Rotated by hand on purpose: every webhook's secret is derived from this key, so a "
-                "new key changes every receiver's secret at once; the README says how to re-register them.",
-            )
-        )
-        return secret
 
     def _consumed_queue(
         self, construct_id: str, dead_letters_id: str, consumer_timeout: Duration
