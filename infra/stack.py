@@ -17,9 +17,12 @@ from infra.constants import (
     API_RESERVED_CONCURRENCY,
     API_RESERVED_CONCURRENCY_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
+    DEFAULT_RAW_EVENT_SHARDS,
     DEFAULT_SCHEDULE,
     DEFAULT_WORKFLOW_WORKERS,
+    MAX_RAW_EVENT_SHARDS,
     MAX_WORKFLOW_WORKERS,
+    RAW_EVENT_SHARDS_CONTEXT,
     REDIRECT_RESERVED_CONCURRENCY,
     REDIRECT_RESERVED_CONCURRENCY_CONTEXT,
     SCHEDULE_CONTEXT,
@@ -79,12 +82,23 @@ def _workers_context(scope: Construct) -> int:
     return value
 
 
+def _raw_event_shards_context(scope: Construct) -> int:
+    """How many partition keys the raw-events table has: 1 to MAX_RAW_EVENT_SHARDS."""
+    value = _int_context(scope, RAW_EVENT_SHARDS_CONTEXT, DEFAULT_RAW_EVENT_SHARDS)
+    if not 1 <= value <= MAX_RAW_EVENT_SHARDS:
+        raise ConfigurationError(
+            f"{RAW_EVENT_SHARDS_CONTEXT} must be 1 to {MAX_RAW_EVENT_SHARDS} (each shard takes about 1,000 "
+            f"hits a second), got {value}"
+        )
+    return value
+
+
 class TrackingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
         schedule = _context(self, SCHEDULE_CONTEXT) or DEFAULT_SCHEDULE
         code = function_code()  # one asset for the three functions
-        self.storage = Storage(self, "Storage")
+        self.storage = Storage(self, "Storage", raw_event_shards=_raw_event_shards_context(self))
         self.secrets = Secrets(self, "Secrets")
         self.entry_point = HttpEntryPoint(
             self,
