@@ -139,9 +139,8 @@ def read_page(
                 if not filtered:
                     size = min(size, limit + 1 - len(page))  # never more than the page can still take
                 if size < 1 or source.queries >= MAX_QUERIES_PER_SOURCE:
-                    return page, _positions(
-                        reading, positions.done
-                    )  # the budget ran out before the next log was known
+                    # The budget ran out before the next log was known: a short page, and a cursor.
+                    return page, _positions(reading, positions.done)
                 chunk = repo.query_logs(source.query, source.frontier, size)
                 source.queries += 1
                 source.size *= 2
