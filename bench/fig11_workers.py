@@ -226,6 +226,7 @@ def paper_figure(runs: list[dict[str, Any]], memory_mb: int, margin_s: float) ->
         rows.append(
             {
                 "workers": n,
+                "key_writes_per_s": hot_per_event * n / per_event,  # every worker at its pace
                 "caps": caps,
                 "events_per_hour": min(caps.values()),
                 "workers_s": workers_s,
@@ -247,6 +248,16 @@ def paper_figure(runs: list[dict[str, Any]], memory_mb: int, margin_s: float) ->
         "widest": widest["workers"],
         "rows": rows,
     }
+
+
+def _bound(paper: dict[str, Any], row: dict[str, Any]) -> str:
+    """What holds a run back first, in words."""
+    first = min(row["caps"], key=lambda name: row["caps"][name])
+    return {
+        "workers": "the workers' 15-minute invocations",
+        "key": f"the partition key `{paper['hot_key']}`",
+        "finisher": "the finisher's one invocation",
+    }[first]
 
 
 def _workers(n: int) -> str:
@@ -347,13 +358,17 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             lambda r: f"{r['caps']['finisher']:,.0f}",
         ),
         row(
+            f"writes a second the workers send that key at their pace (DynamoDB takes {KEY_WRITES_PER_S:,})",
+            lambda r: f"{r['key_writes_per_s']:,.0f}",
+        ),
+        row(
             "**events per hour** (one run an hour: the least of the three)",
             lambda r: f"**{r['events_per_hour']:,.0f}**",
         ),
         row(
             f"{CAMPAIGN_EVENTS:,} events in one run: plan + workers + finisher",
             lambda r: (
-                f"{paper['plan_s']:,.0f} + {r['workers_s']:,.0f} + {r['finisher_s']:,.0f} s: "
+                f"{paper['plan_s']:,.1f} + {r['workers_s']:,.0f} + {r['finisher_s']:,.0f} s: "
                 + ("**fits in one hour**" if r["fits"] else "**does not fit**")
             ),
         ),
@@ -390,7 +405,11 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         "started back to back would do more. The finisher's time is taken as measured per event of the run, "
         f"growing with the workers along the line through the runs with 2 and 8 workers "
         f"({us(paper['finisher_slope'])} per event per worker), and must itself fit in one invocation. "
-        "Raw-event shards cap the workers at 64.",
+        "A partition key takes about 1,000 writes a second: the workers' writes to the key they write most "
+        "(in the proportion measured with the most workers) cap the events of a run's invocations, as the "
+        "finisher's writes to its own hottest key cap what it merges. Raw-event shards cap the workers at "
+        "64, and the deploy at 40 (`workflow_workers`: an inline Map state runs at most 40 iterations at "
+        "once), so 64 workers would need a distributed Map.",
     ]
     return Figure(
         number=11,
@@ -411,7 +430,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             )
             + f"; {CAMPAIGN_EVENTS:,} events "
             + ("fit" if fits[PAPER_WORKERS[-1]] else "do not fit")
-            + f" in one hour with {PAPER_WORKERS[-1]}"
+            + f" in one hour with {PAPER_WORKERS[-1]} (first bound: {_bound(paper, paper['rows'][-1])})"
         ),
         command=command_for("fig11_workers"),
         tables=[
