@@ -353,13 +353,13 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             lambda r: f"{r['caps']['key']:,.0f}",
         ),
         row(
+            f"writes a second the workers send that key at their pace (DynamoDB takes {KEY_WRITES_PER_S:,})",
+            lambda r: f"{r['key_writes_per_s']:,.0f}",
+        ),
+        row(
             f"events the finisher merges in one invocation (`{paper['finisher_key']}`: "
             f"{paper['finisher_hot_per_event']:.2f} writes per event)",
             lambda r: f"{r['caps']['finisher']:,.0f}",
-        ),
-        row(
-            f"writes a second the workers send that key at their pace (DynamoDB takes {KEY_WRITES_PER_S:,})",
-            lambda r: f"{r['key_writes_per_s']:,.0f}",
         ),
         row(
             "**events per hour** (one run an hour: the least of the three)",
