@@ -16,6 +16,9 @@ out of the garbage collector's sight (``gc.freeze``), as the seeded events are. 
 collection would walk a million stored objects, a cost that grows with the run and that a function
 writing to DynamoDB never pays. (The indicator items the workflow still holds are the same objects, so
 their collection cost, bounded by the run's flush and memory bounds, is left out too.)
+
+``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
+make for each call, by operation, so that a figure can add DynamoDB's latency on a virtual clock.
 """
 
 from __future__ import annotations
