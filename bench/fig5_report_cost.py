@@ -42,7 +42,7 @@ def _consolidated_delivery(events: int) -> str:
     """Register a delivery, consolidate a campaign of ``events`` for it, load the result into moto."""
     from bench.campaign import Campaign, Link
     from bench.memory_store import ScalableWorkflowStore
-    from bench.moto_backend import put_models, tracked_url_models
+    from bench.moto_backend import put_models
     from functions.api import deliveries
     from functions.api.delivery_repository import repository
     from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
@@ -56,11 +56,7 @@ def _consolidated_delivery(events: int) -> str:
     campaign = Campaign(delivery_id, events, links=links)
 
     store = ScalableWorkflowStore(keep_logs=True)
-    store.seed_events(campaign.raw_events())
-    store.seed_urls(tracked_url_models(delivery_id, links))
-    store.seed_domains(
-        delivery_id, {campaign.recipient_id(n): campaign.email_domain(n) for n in range(campaign.recipients)}
-    )
+    store.seed_campaign(campaign)
     run = TrackingWorkflow(store, WorkflowConfig(), clock=lambda: campaign.end + timedelta(hours=1)).run(
         f"bench-{events}", "bench"
     )
