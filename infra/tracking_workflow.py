@@ -91,10 +91,10 @@ class TrackingWorkflow(Construct):
         # BatchWriteItem deletes a recipient's raw events when they ask to be erased.
         storage.grant(self.function, RAW_EVENTS, (*READ, "dynamodb:PutItem", "dynamodb:BatchWriteItem"))
         storage.grant_fallback_drain(self.function)
-        # The recipient index finds what to erase.
-        storage.grant(self.function, TRACKING_LOGS, READ + WRITE, index_query=True)
-        for spec in (INDICATORS, WORKFLOW):
-            storage.grant(self.function, spec, READ + WRITE)
+        storage.grant(self.function, TRACKING_LOGS, READ + WRITE)
+        # The indicators' recipient index finds the recipient states, which list the logs to erase.
+        storage.grant(self.function, INDICATORS, READ + WRITE, index_query=True)
+        storage.grant(self.function, WORKFLOW, READ + WRITE)
         self.machine = WorkflowStateMachine(self, "Run", function=self.function, workers=workers)
         self.state_machine = self.machine.state_machine
         self.rule = self._build_rule()

@@ -32,9 +32,11 @@ def table_definition(spec: TableSpec) -> dict[str, Any]:
                 "KeySchema": [{"AttributeName": index.hash_key.name, "KeyType": "HASH"}]
                 + ([{"AttributeName": index.range_key.name, "KeyType": "RANGE"}] if index.range_key else []),
                 "Projection": (
-                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.include)}
-                    if index.include is not None
-                    else {"ProjectionType": "ALL"}
+                    {"ProjectionType": "ALL"}
+                    if index.include is None
+                    else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.include)}
+                    if index.include
+                    else {"ProjectionType": "KEYS_ONLY"}
                 ),
             }
             for index in spec.indexes

@@ -22,7 +22,7 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.erasure import ErasureStore
-from functions.shared import fallback, models, raw_events
+from functions.shared import fallback, models, raw_events, recipient_logs
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
@@ -765,9 +765,11 @@ class DynamoWorkflowStore:
     def pending_erasures(self) -> list[models.ErasureModel]:
         return list(models.ErasureModel.query(models.ERASURE_PENDING_PK, consistent_read=True))
 
+    def recipient_state_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        return [(share.delivery_id, share.state_sk) for share in recipient_logs.log_keys(recipient_id)]
+
     def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
-        found = TrackingLogModel.by_recipient.query(recipient_id, attributes_to_get=["delivery_id", "sk"])
-        return [(str(log.delivery_id), str(log.sk)) for log in found]
+        return [(share.partition, sk) for share in recipient_logs.log_keys(recipient_id) for sk in share.sks]
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         """Reads every shard through a filter: erasure is rare, and a recipient index on raw

@@ -18,7 +18,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from functions.shared import tables
@@ -241,15 +241,6 @@ class RawEventModel(_Model):
 # --- tracking logs table ----------------------------------------------------------------------
 
 
-class ByRecipient(GlobalSecondaryIndex["TrackingLogModel"]):
-    class Meta:
-        index_name = tables.TRACKING_LOGS.indexes[0].name
-        projection = AllProjection()
-
-    recipient_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-
-
 class OptOutFeed(GlobalSecondaryIndex["TrackingLogModel"]):
     class Meta:
         index_name = tables.OPT_OUT_FEED_INDEX.name
@@ -287,7 +278,6 @@ class TrackingLogModel(_Model):
     # opt_out_feed.FEED_KEY on a person's opt-out (the opt-out feed's sparse index), else absent
     opt_out_feed = UnicodeAttribute(null=True)
 
-    by_recipient = ByRecipient()
     opt_out_feed_index = OptOutFeed()
 
 
@@ -369,8 +359,23 @@ class HourStatsModel(_Model):
     human_clicks = NumberAttribute(default=0)
 
 
+class RecipientStates(GlobalSecondaryIndex["RecipientStateModel"]):
+    """A recipient's state items across deliveries (``tables.RECIPIENT_STATES_INDEX``), keys only."""
+
+    class Meta:
+        index_name = tables.RECIPIENT_STATES_INDEX.name
+        projection = KeysOnlyProjection()
+
+    recipient_id = UnicodeAttribute(hash_key=True)
+    delivery_id = UnicodeAttribute(range_key=True)
+
+
+LOG_KEY_SEPARATOR = " "  # between the sort keys of ``RecipientStateModel.logs``
+
+
 class RecipientStateModel(_Model):
-    """What one recipient has done with one delivery: the memory behind every distinct count."""
+    """What one recipient has done with one delivery: the memory behind every distinct count, and
+    where the recipient's tracking logs of the delivery are (the recipient Tracking tab, erasure)."""
 
     spec = tables.INDICATORS
     Meta = _meta(spec)
@@ -398,6 +403,14 @@ class RecipientStateModel(_Model):
     recent_hits = UnicodeAttribute(null=True)
     human_path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # ``path`` of human clicks only
     honeypot_hits = ListAttribute[Any](null=True)
+    # The sort keys of every tracking log of this recipient and delivery (proofs, machine hits and web
+    # visits included), in order, separated by LOG_KEY_SEPARATOR; each log's partition key is
+    # ``tables.tracking_log_partition(delivery_id, recipient_id)``. At most limits.MAX_RECIPIENT_LOGS:
+    # with more, ``logs_overflow`` is set and readers query the logs' partition for the recipient instead.
+    logs = UnicodeAttribute(null=True)
+    logs_overflow = BooleanAttribute(null=True)
+
+    by_recipient = RecipientStates()
 
 
 class PersonStateModel(_Model):

@@ -21,7 +21,8 @@ class Index:
     name: str
     hash_key: Key
     range_key: Key | None = None
-    # None projects every attribute; a tuple projects the keys and those attributes only.
+    # None projects every attribute; a tuple projects the keys and those attributes only (keys only
+    # when empty).
     include: tuple[str, ...] | None = None
 
 
@@ -89,8 +90,10 @@ RAW_EVENTS = TableSpec(
     stream="NEW_IMAGE",
 )
 
-# Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order; and
-# the opt-out feed (``opt_out_feed.py``): a sparse index of the people's opt-outs only, in time order.
+# Consolidated tracking logs, by delivery in time order; and the opt-out feed (``opt_out_feed.py``): a
+# sparse index of the people's opt-outs only, in time order. A recipient's logs are found through the
+# recipient's state items in the indicators table (``RecipientStateModel.logs``), not an index here:
+# an index entry would cost a write unit on every log.
 OPT_OUT_FEED_INDEX = Index(
     "opt_out_feed", Key("opt_out_feed"), Key("sk"), include=("recipient_id", "url_id", "at")
 )
@@ -99,9 +102,20 @@ TRACKING_LOGS = TableSpec(
     env_var="MSGTRACK_TRACKING_LOGS_TABLE",
     hash_key=Key("delivery_id"),
     range_key=Key("sk"),
-    indexes=(Index("by_recipient", Key("recipient_id"), Key("sk")), OPT_OUT_FEED_INDEX),
+    indexes=(OPT_OUT_FEED_INDEX,),
     ttl_attribute="expires_at",
 )
+
+
+def tracking_log_partition(delivery_id: str, recipient_id: str) -> str:
+    """The partition key of a tracking log of this delivery and recipient (``TrackingLogModel.delivery_id``)."""
+    return delivery_id
+
+
+# The recipient Tracking tab and erasure: a recipient's state items, one per delivery they acted on.
+# Sparse (only ``r#`` items carry ``recipient_id``) and keys only, so DynamoDB writes an entry once,
+# when the item is created: rewriting the item changes none of the keys.
+RECIPIENT_STATES_INDEX = Index("by_recipient", Key("recipient_id"), Key("delivery_id"), include=())
 
 # Pre-aggregated indicators and the per-recipient / per-person state that distinct counts need.
 # Written only by the tracking workflow.
@@ -110,6 +124,7 @@ INDICATORS = TableSpec(
     env_var="MSGTRACK_INDICATORS_TABLE",
     hash_key=Key("delivery_id"),
     range_key=Key("sk"),
+    indexes=(RECIPIENT_STATES_INDEX,),
 )
 
 # The tracking workflow's state (checkpoints, lock, pending batch) and its run records.
