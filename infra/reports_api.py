@@ -75,7 +75,7 @@ class ReportsApi(Construct):
         storage.grant(self.function, DELIVERIES, READ + WRITE + CONDITION_CHECK, index_query=True)
         storage.grant(self.function, TRACKED_URLS, READ + WRITE)
         storage.grant(self.function, TRACKING_LOGS, READ, index_query=True)
-        storage.grant(self.function, INDICATORS, READ, index_query=True)  # the recipient Tracking tab
+        storage.grant(self.function, INDICATORS, READ)
         # The workflow table, by partition key (every key of the table is a fixed partition): it lists
         # runs and the audit trail, and adds audit entries and erasure requests (the workflow carries
         # them out). The lock, checkpoints and pending batch ("state") and done erasures stay out of reach.

@@ -79,10 +79,8 @@ class Storage(Construct):
             # None projects every attribute; a tuple projects the keys and those attributes only.
             projection_type=dynamodb.ProjectionType.ALL
             if index.include is None
-            else dynamodb.ProjectionType.INCLUDE
-            if index.include
-            else dynamodb.ProjectionType.KEYS_ONLY,
-            non_key_attributes=list(index.include) if index.include else None,
+            else dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(index.include) if index.include is not None else None,
         )
 
     def _build_fallback_queue(self) -> sqs.Queue:

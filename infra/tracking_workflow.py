@@ -91,10 +91,9 @@ class TrackingWorkflow(Construct):
         # BatchWriteItem deletes a recipient's raw events when they ask to be erased.
         storage.grant(self.function, RAW_EVENTS, (*READ, "dynamodb:PutItem", "dynamodb:BatchWriteItem"))
         storage.grant_fallback_drain(self.function)
-        storage.grant(self.function, TRACKING_LOGS, READ + WRITE)
-        # The indicators' recipient index finds the recipient states, which list the logs to erase.
-        storage.grant(self.function, INDICATORS, READ + WRITE, index_query=True)
-        storage.grant(self.function, WORKFLOW, READ + WRITE)
+        # An erasure finds the recipient's logs through their states (indicators), with no index.
+        for spec in (TRACKING_LOGS, INDICATORS, WORKFLOW):
+            storage.grant(self.function, spec, READ + WRITE)
         self.machine = WorkflowStateMachine(self, "Run", function=self.function, workers=workers)
         self.state_machine = self.machine.state_machine
         self.rule = self._build_rule()

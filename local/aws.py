@@ -32,11 +32,9 @@ def table_definition(spec: TableSpec) -> dict[str, Any]:
                 "KeySchema": [{"AttributeName": index.hash_key.name, "KeyType": "HASH"}]
                 + ([{"AttributeName": index.range_key.name, "KeyType": "RANGE"}] if index.range_key else []),
                 "Projection": (
-                    {"ProjectionType": "ALL"}
-                    if index.include is None
-                    else {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.include)}
-                    if index.include
-                    else {"ProjectionType": "KEYS_ONLY"}
+                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.include)}
+                    if index.include is not None
+                    else {"ProjectionType": "ALL"}
                 ),
             }
             for index in spec.indexes

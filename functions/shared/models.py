@@ -18,7 +18,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from functions.shared import tables
@@ -359,23 +359,28 @@ class HourStatsModel(_Model):
     human_clicks = NumberAttribute(default=0)
 
 
-class RecipientStates(GlobalSecondaryIndex["RecipientStateModel"]):
-    """A recipient's state items across deliveries (``tables.RECIPIENT_STATES_INDEX``), keys only."""
-
-    class Meta:
-        index_name = tables.RECIPIENT_STATES_INDEX.name
-        projection = KeysOnlyProjection()
-
-    recipient_id = UnicodeAttribute(hash_key=True)
-    delivery_id = UnicodeAttribute(range_key=True)
-
-
 LOG_KEY_SEPARATOR = " "  # between the sort keys of ``RecipientStateModel.logs``
+
+
+# Where a recipient's states are stored: in the recipient's own partition, one item per delivery
+# (``stored_recipient_key``), so the recipient Tracking tab and erasure find them with one Query and
+# no index (an index entry would cost a write unit more per item), and a campaign's states spread over
+# as many partitions as it has recipients. No delivery id starts with "#".
+RECIPIENT_PARTITION_PREFIX = "#r#"
+
+
+def stored_recipient_key(delivery_id: str, recipient_id: str) -> tuple[str, str]:
+    """The stored key of a recipient's state in a delivery: (recipient's partition, "r#<delivery>")."""
+    return (RECIPIENT_PARTITION_PREFIX + recipient_id, RECIPIENT_STATE_PREFIX + delivery_id)
 
 
 class RecipientStateModel(_Model):
     """What one recipient has done with one delivery: the memory behind every distinct count, and
-    where the recipient's tracking logs of the delivery are (the recipient Tracking tab, erasure)."""
+    where the recipient's tracking logs of the delivery are (the recipient Tracking tab, erasure).
+
+    In memory its key is the delivery's, (delivery id, "r#<recipient>"), like every indicator item;
+    stored, it is ``stored_recipient_key`` (``as_stored`` and ``as_read`` turn one into the other).
+    """
 
     spec = tables.INDICATORS
     Meta = _meta(spec)
@@ -410,7 +415,23 @@ class RecipientStateModel(_Model):
     logs = UnicodeAttribute(null=True)
     logs_overflow = BooleanAttribute(null=True)
 
-    by_recipient = RecipientStates()
+    def as_stored(self) -> RecipientStateModel:
+        """This state as stored: the same attributes under ``stored_recipient_key``."""
+        partition, sk = stored_recipient_key(str(self.delivery_id), str(self.recipient_id))
+        return RecipientStateModel.from_raw_data(
+            {**self.serialize(), "delivery_id": {"S": partition}, "sk": {"S": sk}}
+        )
+
+    def as_read(self) -> RecipientStateModel:
+        """A stored state with its key in memory: (delivery id, "r#<recipient>")."""
+        delivery_id = str(self.sk).removeprefix(RECIPIENT_STATE_PREFIX)
+        return RecipientStateModel.from_raw_data(
+            {
+                **self.serialize(),
+                "delivery_id": {"S": delivery_id},
+                "sk": {"S": RECIPIENT_STATE_PREFIX + str(self.recipient_id)},
+            }
+        )
 
 
 class PersonStateModel(_Model):

@@ -1,10 +1,10 @@
 """Where a recipient's tracking logs are, across deliveries: read from the recipient's state items.
 
 The tracking-logs table is keyed by delivery; rather than a recipient index on it (a write unit on
-every log), each recipient state item (``RecipientStateModel``, one per delivery the recipient acted
-on) lists the sort keys of that recipient's logs in that delivery, and the indicators table's sparse,
-keys-only ``by_recipient`` index finds those items. Used by the recipient Tracking tab (API) and by
-erasure (tracking workflow).
+every log), each recipient state (``RecipientStateModel``, one per delivery the recipient acted on)
+lists the sort keys of that recipient's logs in that delivery, and the states are stored in the
+recipient's own partition (``models.stored_recipient_key``), so one Query finds them all. Used by the
+recipient Tracking tab (API) and by erasure (tracking workflow).
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from functions.shared.models import LOG_KEY_SEPARATOR, RecipientStateModel, RecipientStates, TrackingLogModel
+from functions.shared.models import (
+    LOG_KEY_SEPARATOR,
+    RecipientStateModel,
+    TrackingLogModel,
+    stored_recipient_key,
+)
 from functions.shared.tables import tracking_log_partition
 
 
@@ -27,15 +32,13 @@ class RecipientLogKeys:
 
 
 def _states(recipient_id: str, delivery_id: str | None) -> Iterator[RecipientStateModel]:
-    condition = RecipientStates.delivery_id == delivery_id if delivery_id else None
-    keys = [
-        (str(entry.delivery_id), str(entry.sk))
-        for entry in RecipientStateModel.by_recipient.query(recipient_id, range_key_condition=condition)
-    ]
-    if keys:
-        yield from RecipientStateModel.batch_get(
-            keys, attributes_to_get=["delivery_id", "sk", "recipient_id", "logs", "logs_overflow"]
-        )
+    partition, sk = stored_recipient_key(delivery_id or "", recipient_id)
+    stored = RecipientStateModel.query(
+        partition,
+        range_key_condition=RecipientStateModel.sk == sk if delivery_id else None,
+        attributes_to_get=["delivery_id", "sk", "recipient_id", "logs", "logs_overflow"],
+    )
+    return (state.as_read() for state in stored)
 
 
 def _overflowed(partition: str, recipient_id: str) -> tuple[str, ...]:

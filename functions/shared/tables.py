@@ -21,8 +21,7 @@ class Index:
     name: str
     hash_key: Key
     range_key: Key | None = None
-    # None projects every attribute; a tuple projects the keys and those attributes only (keys only
-    # when empty).
+    # None projects every attribute; a tuple projects the keys and those attributes only.
     include: tuple[str, ...] | None = None
 
 
@@ -92,8 +91,8 @@ RAW_EVENTS = TableSpec(
 
 # Consolidated tracking logs, by delivery in time order; and the opt-out feed (``opt_out_feed.py``): a
 # sparse index of the people's opt-outs only, in time order. A recipient's logs are found through the
-# recipient's state items in the indicators table (``RecipientStateModel.logs``), not an index here:
-# an index entry would cost a write unit on every log.
+# recipient's states in the indicators table (``RecipientStateModel.logs``), not an index here: an
+# index entry would cost a write unit on every log.
 OPT_OUT_FEED_INDEX = Index(
     "opt_out_feed", Key("opt_out_feed"), Key("sk"), include=("recipient_id", "url_id", "at")
 )
@@ -112,19 +111,14 @@ def tracking_log_partition(delivery_id: str, recipient_id: str) -> str:
     return delivery_id
 
 
-# The recipient Tracking tab and erasure: a recipient's state items, one per delivery they acted on.
-# Sparse (only ``r#`` items carry ``recipient_id``) and keys only, so DynamoDB writes an entry once,
-# when the item is created: rewriting the item changes none of the keys.
-RECIPIENT_STATES_INDEX = Index("by_recipient", Key("recipient_id"), Key("delivery_id"), include=())
-
 # Pre-aggregated indicators and the per-recipient / per-person state that distinct counts need.
-# Written only by the tracking workflow.
+# Written only by the tracking workflow. A recipient's states sit in the recipient's own partition
+# (``models.stored_recipient_key``), which is how the recipient Tracking tab finds their logs.
 INDICATORS = TableSpec(
     logical_name="indicators",
     env_var="MSGTRACK_INDICATORS_TABLE",
     hash_key=Key("delivery_id"),
     range_key=Key("sk"),
-    indexes=(RECIPIENT_STATES_INDEX,),
 )
 
 # The tracking workflow's state (checkpoints, lock, pending batch) and its run records.

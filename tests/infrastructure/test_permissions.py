@@ -111,7 +111,6 @@ def test_the_consolidation_function_reads_events_urls_and_messages_and_keeps_its
         "deliveries": set(READ),
         "tracking-logs": set(READ + WRITE),
         "indicators": set(READ + WRITE),
-        "indicators/index/by_recipient": {"dynamodb:Query"},  # where an erasure request finds the logs
         "workflow": set(READ + WRITE),
     }
 
@@ -132,7 +131,6 @@ def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
         "tracking-logs": set(READ),
         "tracking-logs/index/opt_out_feed": {"dynamodb:Query"},  # the opt-out feed
         "indicators": set(READ),
-        "indicators/index/by_recipient": {"dynamodb:Query"},  # the recipient Tracking tab
         # runs, audit, erasure requests; export records (GetItem, conditional PutItem); webhooks
         # (BatchWriteItem to delete one: tests/infrastructure/test_events_out.py)
         "workflow": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchWriteItem"},

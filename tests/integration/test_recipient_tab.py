@@ -164,7 +164,10 @@ def test_a_recipient_with_more_logs_than_their_state_lists_is_still_listed_whole
     # Given a recipient with more logs in d1 than the state lists (it overflowed), and one in d2
     keys = [log("d1", "rbusy", n, f"busy{n:04d}", "open", True) for n in range(MAX_RECIPIENT_LOGS + 7)]
     keys.append(log("d2", "rbusy", 30, "other", "click", False))
-    assert RecipientStateModel.get("d1", "r#rbusy").logs_overflow
+    state = DynamoWorkflowStore().load_indicators([recipient_key("d1", "rbusy")])[
+        recipient_key("d1", "rbusy")
+    ]
+    assert isinstance(state, RecipientStateModel) and state.logs_overflow
     # When the tab is paged through, oldest first
     found = pages("rbusy", {"limit": "40", "order": "asc"})
     # Then every log is there, in time order
