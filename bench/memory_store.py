@@ -100,7 +100,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
         self._call("load_logs")
         wanted = set(keys)
-        kept = {(str(log.delivery_id), str(log.sk)): log for log in self.kept_logs or ()}
+        kept = {(str(log.partition), str(log.sk)): log for log in self.kept_logs or ()}
         return {key: log for key, log in kept.items() if key in wanted}
 
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
@@ -115,13 +115,12 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def put_items(self, items: Iterable[Model]) -> list[Refused]:
         self._call("put_items")
         for item in items:
-            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
             if isinstance(item, TrackingLogModel):
-                self.log_keys.add(key)
+                self.log_keys.add((str(item.partition), str(item.sk)))
                 if self.kept_logs is not None:
                     self.kept_logs.append(item)
             else:
-                self._stored[key] = item
+                self._stored[(str(item.delivery_id), str(item.sk))] = item  # type: ignore[attr-defined]
             self.items_written += 1
         gc.freeze()  # the stored items are the database's now (see the module's docstring)
         return []  # nothing here is refused: the figures measure the workflow, not bad input

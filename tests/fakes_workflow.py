@@ -43,6 +43,7 @@ from functions.shared.models import (
     TrackingLogModel,
 )
 from functions.shared.raw_events import RawEvent
+from functions.shared.tables import tracking_log_partition
 
 
 class Crash(RuntimeError):
@@ -359,6 +360,12 @@ class FakeWorkflowStore:
         self._call("logged")
         return {key for key in keys if key in self.logs}
 
+    def log(self, delivery_id: str, sk: str) -> TrackingLogModel | None:
+        """The tracking log of ``delivery_id`` with sort key ``sk``, in whichever partition it is."""
+        return next(
+            (log for log in self.logs.values() if (log.delivery_id, log.sk) == (delivery_id, sk)), None
+        )
+
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
         self._call("load_logs")
         keys = list(keys)
@@ -387,7 +394,7 @@ class FakeWorkflowStore:
         refused = []
         for item in items:
             self._call("put_item")
-            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            key = _table_key(item)
             reason = self.refuse(item.serialize())
             if reason is not None:
                 refused.append(Refused(item, reason))
@@ -471,10 +478,11 @@ class FakeWorkflowStore:
                 keys += [
                     key
                     for key, log in self.logs.items()
-                    if log.recipient_id == recipient_id and key[0] == delivery_id
+                    if log.recipient_id == recipient_id and log.delivery_id == delivery_id
                 ]
             else:
-                keys += [(delivery_id, log_sk) for log_sk in (getattr(state, "logs", None) or "").split()]
+                partition = tracking_log_partition(delivery_id, recipient_id)
+                keys += [(partition, log_sk) for log_sk in (getattr(state, "logs", None) or "").split()]
         return keys
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
@@ -537,3 +545,10 @@ def _stable(data: dict[str, Any]) -> dict[str, Any]:
     if "urls" in data:
         data["urls"] = {"SS": sorted(data["urls"]["SS"])}
     return data
+
+
+def _table_key(item: Model) -> tuple[str, str]:
+    """Its key in its table: a tracking log's hash key is its partition, an indicator's its delivery."""
+    if isinstance(item, TrackingLogModel):
+        return (str(item.partition), str(item.sk))
+    return (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]

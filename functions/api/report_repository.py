@@ -34,6 +34,7 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
+from functions.shared.tables import delivery_of_partition
 
 # --- records ----------------------------------------------------------------------------------
 
@@ -163,7 +164,9 @@ class LogQuery:
     """One window of tracking logs: by delivery (the table) or by recipient (``recipient_logs``).
 
     ``since`` is inclusive and ``until`` exclusive, both ISO times compared with the sort key. The other
-    fields are filters: they narrow what is returned, not what is read.
+    fields are filters: they narrow what is returned, not what is read. A delivery's logs are spread
+    over partition keys (``tables.tracking_log_partition``): one ``query_logs`` call reads the one named
+    by ``partition``, and ``log_pages`` merges them.
     """
 
     scope: Literal["delivery", "recipient"]
@@ -177,6 +180,7 @@ class LogQuery:
     url_id: str | None = None
     counted_only: bool = False
     human_only: bool = False  # only the logs no machine made (``machine`` absent)
+    partition: str | None = None  # the delivery scope: the partition key this query reads
 
     @property
     def filtered(self) -> bool:
@@ -241,7 +245,9 @@ class ReportRepository(Protocol):
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
-        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order."""
+        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order
+        (of one partition, ``query.partition``, in the delivery scope). ``start_after`` need not be a
+        log of that partition: reading starts after its place in the order."""
         ...
 
     def runs(self, limit: int) -> list[RunRecord]:
@@ -407,11 +413,13 @@ class DynamoReportRepository:
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
         if query.scope == "recipient":
             return _recipient_chunk(query, start_after, max_read)
+        if query.partition is None:
+            raise ValueError("a delivery's tracking logs are read one partition at a time")
         start_key: dict[str, dict[str, Any]] | None = None
         if start_after is not None:
-            start_key = {"delivery_id": {"S": start_after.delivery_id}, "sk": {"S": start_after.sk}}
+            start_key = {"partition": {"S": query.partition}, "sk": {"S": start_after.sk}}
         results = TrackingLogModel.query(
-            query.scope_id,
+            query.partition,
             range_key_condition=_window(query),
             filter_condition=_filters(query),
             scan_index_forward=query.forward,
@@ -421,7 +429,7 @@ class DynamoReportRepository:
         page = next(results.page_iter)  # exactly one Query call: the caller bounds the reading
         items = [_log(TrackingLogModel.from_raw_data(raw)) for raw in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        last_key = LogKey(last["delivery_id"]["S"], last["sk"]["S"]) if last else None
+        last_key = LogKey(delivery_of_partition(last["partition"]["S"]), last["sk"]["S"]) if last else None
         return LogChunk(items, int(page.get("ScannedCount", len(items))), last_key)
 
     def runs(self, limit: int) -> list[RunRecord]:
@@ -445,11 +453,11 @@ def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int)
     """Up to ``max_read`` of the recipient's logs after ``start_after``, across deliveries in time order.
 
     The keys come from the recipient's state items (``recipient_logs``), merged in (sort key,
-    partition) order; only the logs of this chunk are read, with BatchGetItem.
+    delivery) order; only the logs of this chunk are read, with BatchGetItem.
     """
     keys = sorted(
         (
-            (sk, share.partition)
+            (sk, share.delivery_id, share.partition)
             for share in recipient_logs.log_keys(query.scope_id, query.delivery_id)
             for sk in share.sks
             if (query.since is None or sk >= query.since) and (query.until is None or sk < query.until)
@@ -458,10 +466,10 @@ def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int)
     )
     if start_after is not None:
         position = (start_after.sk, start_after.delivery_id)
-        keys = [key for key in keys if (key > position if query.forward else key < position)]
+        keys = [key for key in keys if (key[:2] > position if query.forward else key[:2] < position)]
     evaluated = keys[:max_read]
-    found = recipient_logs.load((partition, sk) for sk, partition in evaluated)
-    logs = [_log(found[(partition, sk)]) for sk, partition in evaluated if (partition, sk) in found]
+    found = recipient_logs.load((partition, sk) for sk, _, partition in evaluated)
+    logs = [_log(found[(partition, sk)]) for sk, _, partition in evaluated if (partition, sk) in found]
     last = LogKey(evaluated[-1][1], evaluated[-1][0]) if len(keys) > max_read else None
     return LogChunk([log for log in logs if _matches(query, log)], len(evaluated), last)
 

@@ -92,6 +92,7 @@ def bare_log(log: TrackingLogModel) -> TrackingLogModel:
     could have made too large: it stands in for a refused one, which behind a checkpoint means
     "counted"."""
     return TrackingLogModel(
+        partition=log.partition,
         delivery_id=log.delivery_id,
         sk=log.sk,
         event_id=log.event_id,

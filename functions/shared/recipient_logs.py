@@ -46,7 +46,7 @@ def _overflowed(partition: str, recipient_id: str) -> tuple[str, ...]:
     found = TrackingLogModel.query(
         partition,
         filter_condition=TrackingLogModel.recipient_id == recipient_id,
-        attributes_to_get=["delivery_id", "sk"],
+        attributes_to_get=["partition", "sk"],
     )
     return tuple(sorted(str(log.sk) for log in found))
 
@@ -67,4 +67,4 @@ def log_keys(recipient_id: str, delivery_id: str | None = None) -> list[Recipien
 
 def load(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
     """The tracking logs at these (partition, sort key) keys that still exist (BatchGetItem)."""
-    return {(str(log.delivery_id), str(log.sk)): log for log in TrackingLogModel.batch_get(list(keys))}
+    return {(str(log.partition), str(log.sk)): log for log in TrackingLogModel.batch_get(list(keys))}

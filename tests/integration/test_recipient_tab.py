@@ -50,7 +50,8 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
     at = f"2026-11-23T08:{second // 60:02d}:{second % 60:02d}.000Z"
     sk = f"{at}#{event_id}"
     TrackingLogModel(
-        delivery_id=tracking_log_partition(delivery_id, recipient_id),
+        partition=tracking_log_partition(delivery_id, recipient_id),
+        delivery_id=delivery_id,
         sk=sk,
         event_id=event_id,
         recipient_id=recipient_id,

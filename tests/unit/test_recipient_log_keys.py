@@ -23,8 +23,8 @@ from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, campaign, hit, s
 
 def logs_by_recipient(store: FakeWorkflowStore) -> dict[tuple[str, str], list[str]]:
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for (delivery_id, sk), log in store.logs.items():
-        found[(delivery_id, str(log.recipient_id))].append(sk)
+    for (_, sk), log in store.logs.items():
+        found[(str(log.delivery_id), str(log.recipient_id))].append(sk)
     return {key: sorted(sks) for key, sks in found.items()}
 
 
