@@ -91,9 +91,8 @@ class TrackingWorkflow(Construct):
         # BatchWriteItem deletes a recipient's raw events when they ask to be erased.
         storage.grant(self.function, RAW_EVENTS, (*READ, "dynamodb:PutItem", "dynamodb:BatchWriteItem"))
         storage.grant_fallback_drain(self.function)
-        # The recipient index finds what to erase.
-        storage.grant(self.function, TRACKING_LOGS, READ + WRITE, index_query=True)
-        for spec in (INDICATORS, WORKFLOW):
+        # An erasure finds the recipient's logs through their states (indicators), with no index.
+        for spec in (TRACKING_LOGS, INDICATORS, WORKFLOW):
             storage.grant(self.function, spec, READ + WRITE)
         self.machine = WorkflowStateMachine(self, "Run", function=self.function, workers=workers)
         self.state_machine = self.machine.state_machine

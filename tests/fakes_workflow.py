@@ -33,6 +33,7 @@ from functions.shared.fallback import FallbackMessage
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
     MESSAGE_PREFIX,
+    RECIPIENT_STATE_PREFIX,
     ErasureModel,
     MessageModel,
     QuarantineModel,
@@ -42,6 +43,7 @@ from functions.shared.models import (
     TrackingLogModel,
 )
 from functions.shared.raw_events import RawEvent
+from functions.shared.tables import tracking_log_partition
 
 
 class Crash(RuntimeError):
@@ -454,9 +456,34 @@ class FakeWorkflowStore:
         self._call("pending_erasures")
         return [_copy(e) for e in self.erasures_pending.values()]
 
+    def recipient_state_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        self._call("recipient_state_keys")
+        return self._state_keys_of(recipient_id)
+
+    def _state_keys_of(self, recipient_id: str) -> list[tuple[str, str]]:
+        return sorted(
+            key
+            for key, item in self.indicators.items()
+            if key[1].startswith(RECIPIENT_STATE_PREFIX)
+            and getattr(item, "recipient_id", None) == recipient_id
+        )
+
     def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        """From the recipient's state items, as the DynamoDB store reads them."""
         self._call("recipient_log_keys")
-        return [key for key, log in self.logs.items() if log.recipient_id == recipient_id]
+        keys = []
+        for delivery_id, sk in self._state_keys_of(recipient_id):
+            state = self.indicators[(delivery_id, sk)]
+            if getattr(state, "logs_overflow", None):
+                keys += [
+                    key
+                    for key, log in self.logs.items()
+                    if log.recipient_id == recipient_id and log.delivery_id == delivery_id
+                ]
+            else:
+                partition = tracking_log_partition(delivery_id, recipient_id)
+                keys += [(partition, log_sk) for log_sk in (getattr(state, "logs", None) or "").split()]
+        return keys
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         self._call("recipient_raw_keys")

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
+from functions.shared import recipient_logs
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     DELIVERY_SK,
@@ -23,7 +24,6 @@ from functions.shared.models import (
     SENDS_SK,
     STATS_SK,
     URL_STATS_PREFIX,
-    ByRecipient,
     ClickStreamsModel,
     DeliveryModel,
     DeliveryStatsModel,
@@ -34,7 +34,7 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
-from functions.shared.tables import delivery_of_partition, tracking_log_partition
+from functions.shared.tables import delivery_of_partition
 
 # --- records ----------------------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class LogKey:
 
 @dataclass(frozen=True)
 class LogQuery:
-    """One window of tracking logs: by delivery (the table) or by recipient (the index).
+    """One window of tracking logs: by delivery (the table) or by recipient (``recipient_logs``).
 
     ``since`` is inclusive and ``until`` exclusive, both ISO times compared with the sort key. The other
     fields are filters: they narrow what is returned, not what is read. A delivery's logs are spread
@@ -411,30 +411,21 @@ class DynamoReportRepository:
         ]
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
-        by_recipient = query.scope == "recipient"
-        if not by_recipient and query.partition is None:
+        if query.scope == "recipient":
+            return _recipient_chunk(query, start_after, max_read)
+        if query.partition is None:
             raise ValueError("a delivery's tracking logs are read one partition at a time")
         start_key: dict[str, dict[str, Any]] | None = None
         if start_after is not None:
-            partition = (
-                tracking_log_partition(start_after.delivery_id, query.scope_id)
-                if by_recipient
-                else query.partition
-            )
-            start_key = {"partition": {"S": partition}, "sk": {"S": start_after.sk}}
-            if by_recipient:
-                start_key["recipient_id"] = {"S": query.scope_id}
-        arguments: dict[str, Any] = {
-            "range_key_condition": _window(query),
-            "filter_condition": _filters(query),
-            "scan_index_forward": query.forward,
-            "page_size": max_read,
-            "last_evaluated_key": start_key,
-        }
-        if by_recipient:
-            results = TrackingLogModel.by_recipient.query(query.scope_id, **arguments)
-        else:
-            results = TrackingLogModel.query(query.partition, **arguments)
+            start_key = {"partition": {"S": query.partition}, "sk": {"S": start_after.sk}}
+        results = TrackingLogModel.query(
+            query.partition,
+            range_key_condition=_window(query),
+            filter_condition=_filters(query),
+            scan_index_forward=query.forward,
+            page_size=max_read,
+            last_evaluated_key=start_key,
+        )
         page = next(results.page_iter)  # exactly one Query call: the caller bounds the reading
         items = [_log(TrackingLogModel.from_raw_data(raw)) for raw in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
@@ -458,8 +449,43 @@ class DynamoReportRepository:
         return None
 
 
+def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+    """Up to ``max_read`` of the recipient's logs after ``start_after``, across deliveries in time order.
+
+    The keys come from the recipient's state items (``recipient_logs``), merged in (sort key,
+    delivery) order; only the logs of this chunk are read, with BatchGetItem.
+    """
+    keys = sorted(
+        (
+            (sk, share.delivery_id, share.partition)
+            for share in recipient_logs.log_keys(query.scope_id, query.delivery_id)
+            for sk in share.sks
+            if (query.since is None or sk >= query.since) and (query.until is None or sk < query.until)
+        ),
+        reverse=not query.forward,
+    )
+    if start_after is not None:
+        position = (start_after.sk, start_after.delivery_id)
+        keys = [key for key in keys if (key[:2] > position if query.forward else key[:2] < position)]
+    evaluated = keys[:max_read]
+    found = recipient_logs.load((partition, sk) for sk, _, partition in evaluated)
+    logs = [_log(found[(partition, sk)]) for sk, _, partition in evaluated if (partition, sk) in found]
+    last = LogKey(evaluated[-1][1], evaluated[-1][0]) if len(keys) > max_read else None
+    return LogChunk([log for log in logs if _matches(query, log)], len(evaluated), last)
+
+
+def _matches(query: LogQuery, log: TrackingLog) -> bool:
+    """``_filters`` applied to a log read by key."""
+    return (
+        (not query.types or log.type in query.types)
+        and (not query.url_id or log.url_id == query.url_id)
+        and (not query.counted_only or log.counted)
+        and (not query.human_only or log.machine is None)
+    )
+
+
 def _window(query: LogQuery) -> Condition | None:
-    sk = ByRecipient.sk if query.scope == "recipient" else TrackingLogModel.sk
+    sk = TrackingLogModel.sk
     # A sort key is "<at>#<event_id>", so "sk < until" and "sk BETWEEN since AND until" both exclude
     # an event at exactly ``until`` and include one at exactly ``since``.
     if query.since and query.until:

@@ -24,6 +24,7 @@ from functions.shared.limits import (
     MAX_NAME_BYTES,
     MAX_PAGE_URL_BYTES,
     MAX_PATH,
+    MAX_RECIPIENT_LOGS,
     MAX_STREAM_ENTRIES,
     MAX_STREAM_PAGE_BYTES,
     MAX_STREAM_PAGES,
@@ -35,6 +36,7 @@ from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
     HUMAN_CLICK_STREAMS_SK,
+    LOG_KEY_SEPARATOR,
     PAGE_SEPARATOR,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
@@ -121,6 +123,8 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
     """Every indicator item a batch of events may read or write."""
     keys: set[StateKey] = set()
     for event in events:
+        # Every log, proofs and visits included, is listed in its recipient's state (``keep_log``).
+        keys.add(recipient_key(event.delivery_id, event.recipient_id))
         if event.proof:
             continue
         if event.kind in WEB_KINDS:
@@ -171,6 +175,22 @@ def fault(event: RawEventModel, log_ttl_days: int) -> str | None:
         except Exception as error:  # whatever it holds, the run goes on without it
             return f"{name} {str(values.get(name))[:100]!r}: {type(error).__name__}: {error}"[:1_000]
     return None
+
+
+def keep_log(recipient: RecipientStateModel, sk: str) -> None:
+    """List a tracking log's sort key in its recipient's state, in order, once; past
+    ``MAX_RECIPIENT_LOGS`` the list gives way to ``logs_overflow`` (readers query the partition)."""
+    if recipient.logs_overflow:
+        return
+    keys = recipient.logs.split(LOG_KEY_SEPARATOR) if recipient.logs else []
+    at = bisect.bisect_left(keys, sk)
+    if at < len(keys) and keys[at] == sk:
+        return  # consolidated again after a cut: already listed
+    if len(keys) >= MAX_RECIPIENT_LOGS:
+        recipient.logs, recipient.logs_overflow = None, True
+        return
+    keys.insert(at, sk)
+    recipient.logs = LOG_KEY_SEPARATOR.join(keys)
 
 
 def _person(event: RawEventModel) -> str:
@@ -448,6 +468,7 @@ def consolidate(
             log.counted = False
         outcome.items.append(log)
         outcome.events += 1
+        keep_log(state.recipient(event.delivery_id, event.recipient_id), event.sk)
         if event.honeypot and not event.proof and event.delivery_id not in deleted:
             # Logged and counted only as a machine hit; every hit of its burst becomes a scanner's.
             tally = _tally(tallies, state, event.delivery_id)

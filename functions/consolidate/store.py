@@ -22,7 +22,7 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.erasure import ErasureStore
-from functions.shared import fallback, models, raw_events
+from functions.shared import fallback, models, raw_events, recipient_logs
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
@@ -292,6 +292,11 @@ PARTIAL_SPREAD = 16
 
 def _partial_pk(run_id: str, worker: int, key: str) -> str:
     return f"partial#{run_id}#{worker}#{zlib.crc32(key.encode()) % PARTIAL_SPREAD}"
+
+
+def _stored_key(key: StateKey) -> StateKey:
+    """Where a recipient state (key in memory: delivery id, "r#<recipient>") is stored."""
+    return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
 
 
 def _state_key(item: Model) -> StateKey:
@@ -685,10 +690,13 @@ class DynamoWorkflowStore:
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
         by_model: dict[type[Model], list[StateKey]] = defaultdict(list)
         for key in keys:
-            by_model[indicator_model(key[1])].append(key)
+            model = indicator_model(key[1])
+            by_model[model].append(_stored_key(key) if model is models.RecipientStateModel else key)
         found: dict[StateKey, Model] = {}
         for model, model_keys in by_model.items():
             for item in model.batch_get(model_keys, consistent_read=True):
+                if isinstance(item, models.RecipientStateModel):
+                    item = item.as_read()
                 found[(str(getattr(item, "delivery_id")), str(getattr(item, "sk")))] = item  # noqa: B009
         return found
 
@@ -703,17 +711,26 @@ class DynamoWorkflowStore:
         """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
         for item in items:
-            by_model[type(item)].append(item)
+            by_model[type(item)].append(
+                item.as_stored() if isinstance(item, models.RecipientStateModel) else item
+            )
         requests = [
             (model, model_items[start : start + BATCH_WRITE_ITEMS])
             for model, model_items in by_model.items()
             for start in range(0, len(model_items), BATCH_WRITE_ITEMS)
         ]
         if len(requests) <= 1:
-            return [refused for model, chunk in requests for refused in _batch_put(model, chunk)]
-        with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
-            written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
-            return [refused for request in written for refused in request.result()]
+            refused = [refused for model, chunk in requests for refused in _batch_put(model, chunk)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
+                written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
+                refused = [refused for request in written for refused in request.result()]
+        return [
+            Refused(found.item.as_read(), found.error)
+            if isinstance(found.item, models.RecipientStateModel)
+            else found
+            for found in refused
+        ]
 
     def quarantine(self, items: Iterable[models.QuarantineModel]) -> None:
         for item in items:
@@ -765,9 +782,11 @@ class DynamoWorkflowStore:
     def pending_erasures(self) -> list[models.ErasureModel]:
         return list(models.ErasureModel.query(models.ERASURE_PENDING_PK, consistent_read=True))
 
+    def recipient_state_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        return [(share.delivery_id, share.state_sk) for share in recipient_logs.log_keys(recipient_id)]
+
     def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
-        found = TrackingLogModel.by_recipient.query(recipient_id, attributes_to_get=["partition", "sk"])
-        return [(str(log.partition), str(log.sk)) for log in found]
+        return [(share.partition, sk) for share in recipient_logs.log_keys(recipient_id) for sk in share.sks]
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         """Reads every shard through a filter: erasure is rare, and a recipient index on raw
@@ -795,7 +814,7 @@ class DynamoWorkflowStore:
         self._delete(RawEventModel, keys)
 
     def delete_indicators(self, keys: Iterable[tuple[str, str]]) -> None:
-        self._delete(models.RecipientStateModel, keys)
+        self._delete(models.RecipientStateModel, [_stored_key(key) for key in keys])
 
     def complete_erasure(self, pending: models.ErasureModel, done: models.ErasureModel) -> None:
         done.save()

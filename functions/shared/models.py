@@ -18,7 +18,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from functions.shared import tables
@@ -241,15 +241,6 @@ class RawEventModel(_Model):
 # --- tracking logs table ----------------------------------------------------------------------
 
 
-class ByRecipient(GlobalSecondaryIndex["TrackingLogModel"]):
-    class Meta:
-        index_name = tables.TRACKING_LOGS.indexes[0].name
-        projection = AllProjection()
-
-    recipient_id = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-
-
 class OptOutFeed(GlobalSecondaryIndex["TrackingLogModel"]):
     class Meta:
         index_name = tables.OPT_OUT_FEED_INDEX.name
@@ -289,7 +280,6 @@ class TrackingLogModel(_Model):
     # opt_out_feed.FEED_KEY on a person's opt-out (the opt-out feed's sparse index), else absent
     opt_out_feed = UnicodeAttribute(null=True)
 
-    by_recipient = ByRecipient()
     opt_out_feed_index = OptOutFeed()
 
     def __init__(
@@ -381,8 +371,28 @@ class HourStatsModel(_Model):
     human_clicks = NumberAttribute(default=0)
 
 
+LOG_KEY_SEPARATOR = " "  # between the sort keys of ``RecipientStateModel.logs``
+
+
+# Where a recipient's states are stored: in the recipient's own partition, one item per delivery
+# (``stored_recipient_key``), so the recipient Tracking tab and erasure find them with one Query and
+# no index (an index entry would cost a write unit more per item), and a campaign's states spread over
+# as many partitions as it has recipients. No delivery id starts with "#".
+RECIPIENT_PARTITION_PREFIX = "#r#"
+
+
+def stored_recipient_key(delivery_id: str, recipient_id: str) -> tuple[str, str]:
+    """The stored key of a recipient's state in a delivery: (recipient's partition, "r#<delivery>")."""
+    return (RECIPIENT_PARTITION_PREFIX + recipient_id, RECIPIENT_STATE_PREFIX + delivery_id)
+
+
 class RecipientStateModel(_Model):
-    """What one recipient has done with one delivery: the memory behind every distinct count."""
+    """What one recipient has done with one delivery: the memory behind every distinct count, and
+    where the recipient's tracking logs of the delivery are (the recipient Tracking tab, erasure).
+
+    In memory its key is the delivery's, (delivery id, "r#<recipient>"), like every indicator item;
+    stored, it is ``stored_recipient_key`` (``as_stored`` and ``as_read`` turn one into the other).
+    """
 
     spec = tables.INDICATORS
     Meta = _meta(spec)
@@ -410,6 +420,30 @@ class RecipientStateModel(_Model):
     recent_hits = UnicodeAttribute(null=True)
     human_path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # ``path`` of human clicks only
     honeypot_hits = ListAttribute[Any](null=True)
+    # The sort keys of every tracking log of this recipient and delivery (proofs, machine hits and web
+    # visits included), in order, separated by LOG_KEY_SEPARATOR; each log's partition key is
+    # ``tables.tracking_log_partition(delivery_id, recipient_id)``. At most limits.MAX_RECIPIENT_LOGS:
+    # with more, ``logs_overflow`` is set and readers query the logs' partition for the recipient instead.
+    logs = UnicodeAttribute(null=True)
+    logs_overflow = BooleanAttribute(null=True)
+
+    def as_stored(self) -> RecipientStateModel:
+        """This state as stored: the same attributes under ``stored_recipient_key``."""
+        partition, sk = stored_recipient_key(str(self.delivery_id), str(self.recipient_id))
+        return RecipientStateModel.from_raw_data(
+            {**self.serialize(), "delivery_id": {"S": partition}, "sk": {"S": sk}}
+        )
+
+    def as_read(self) -> RecipientStateModel:
+        """A stored state with its key in memory: (delivery id, "r#<recipient>")."""
+        delivery_id = str(self.sk).removeprefix(RECIPIENT_STATE_PREFIX)
+        return RecipientStateModel.from_raw_data(
+            {
+                **self.serialize(),
+                "delivery_id": {"S": delivery_id},
+                "sk": {"S": RECIPIENT_STATE_PREFIX + str(self.recipient_id)},
+            }
+        )
 
 
 class PersonStateModel(_Model):

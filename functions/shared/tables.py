@@ -90,11 +90,13 @@ RAW_EVENTS = TableSpec(
     stream="NEW_IMAGE",
 )
 
-# Consolidated tracking logs, by delivery (table) and by recipient (index), both in time order; and
-# the opt-out feed (``opt_out_feed.py``): a sparse index of the people's opt-outs only, in time order.
-# A delivery's logs are spread over TRACKING_LOG_PARTITIONS hash keys (``tracking_log_partition``), so
-# that consolidating one campaign is not capped by one key's 1,000 writes a second; ``delivery_id`` is
-# an ordinary attribute (projected into the feed, which lists it).
+# Consolidated tracking logs, by delivery in time order; and the opt-out feed (``opt_out_feed.py``): a
+# sparse index of the people's opt-outs only, in time order. A delivery's logs are spread over
+# TRACKING_LOG_PARTITIONS hash keys (``tracking_log_partition``), so that consolidating one campaign is
+# not capped by one key's 1,000 writes a second; ``delivery_id`` is an ordinary attribute (projected
+# into the feed, which lists it). A recipient's logs are found through the recipient's states in the
+# indicators table (``RecipientStateModel.logs``), not an index here: an index entry would cost a
+# write unit on every log.
 OPT_OUT_FEED_INDEX = Index(
     "opt_out_feed",
     Key("opt_out_feed"),
@@ -106,12 +108,14 @@ TRACKING_LOGS = TableSpec(
     env_var="MSGTRACK_TRACKING_LOGS_TABLE",
     hash_key=Key("partition"),
     range_key=Key("sk"),
-    indexes=(Index("by_recipient", Key("recipient_id"), Key("sk")), OPT_OUT_FEED_INDEX),
+    indexes=(OPT_OUT_FEED_INDEX,),
     ttl_attribute="expires_at",
 )
 
+
 # Pre-aggregated indicators and the per-recipient / per-person state that distinct counts need.
-# Written only by the tracking workflow.
+# Written only by the tracking workflow. A recipient's states sit in the recipient's own partition
+# (``models.stored_recipient_key``), which is how the recipient Tracking tab finds their logs.
 INDICATORS = TableSpec(
     logical_name="indicators",
     env_var="MSGTRACK_INDICATORS_TABLE",

@@ -110,9 +110,6 @@ def test_the_consolidation_function_reads_events_urls_and_messages_and_keeps_its
         "tracked-urls": set(READ),
         "deliveries": set(READ),
         "tracking-logs": set(READ + WRITE),
-        "tracking-logs/index/by_recipient": {"dynamodb:Query"},  # what an erasure request deletes
-        # Not used by the workflow (Storage.grant grants a table's every index): logs it reads anyway
-        "tracking-logs/index/opt_out_feed": {"dynamodb:Query"},
         "indicators": set(READ + WRITE),
         "workflow": set(READ + WRITE),
     }
@@ -132,7 +129,6 @@ def test_the_api_function_writes_deliveries_in_transactions_and_reads_reports(
         "deliveries/index/by_created": {"dynamodb:Query"},
         "tracked-urls": set(READ + WRITE),
         "tracking-logs": set(READ),
-        "tracking-logs/index/by_recipient": {"dynamodb:Query"},
         "tracking-logs/index/opt_out_feed": {"dynamodb:Query"},  # the opt-out feed
         "indicators": set(READ),
         # runs, audit, erasure requests; export records (GetItem, conditional PutItem); webhooks

@@ -27,6 +27,7 @@ from functions.shared.models import (
 )
 from functions.shared.tables import tracking_log_partition
 from tests.apigw import FakeContext, http_event, json_body
+from tests.integration.test_recipient_tab import list_in_state
 
 HTML = (
     '<p><a href="https://shop.example/a">Shop</a> <a href="https://shop.example/b">Sale</a>'
@@ -73,6 +74,7 @@ def log(
         person_id="p-" + recipient_id,
         **extra,
     ).save()
+    list_in_state(delivery_id, recipient_id, f"{at}#{event_id}")  # the recipient Tracking tab reads it
 
 
 @pytest.fixture

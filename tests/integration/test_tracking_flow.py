@@ -11,7 +11,7 @@ import pytest
 from functions.consolidate import handler as consolidate_handler
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.redirect import handler as redirect_handler
-from functions.shared import raw_events, timeutil
+from functions.shared import raw_events, recipient_logs, timeutil
 from functions.shared.models import (
     DeliveryStatsModel,
     MessageModel,
@@ -112,7 +112,11 @@ def test_hits_become_logs_and_indicators(delivery: str) -> None:
     logs = delivery_logs("d1")
     assert len(logs) == 7
     assert [log.proof for log in logs].count(True) == 1
-    by_recipient = list(TrackingLogModel.by_recipient.query("r1"))
+    by_recipient = [
+        log
+        for share in recipient_logs.log_keys("r1")
+        for log in recipient_logs.load((share.partition, sk) for sk in share.sks).values()
+    ]
     assert {log.type for log in by_recipient} == {"open", "click"}
     [run] = list(RunModel.query("runs"))
     assert run.status == "succeeded" and run.events_processed == 7 and run.finished_at

@@ -43,7 +43,8 @@ def test_an_erasure_removes_everything_that_names_the_recipient_and_keeps_the_ag
 
 
 @pytest.mark.parametrize(
-    "operation", ["recipient_log_keys", "recipient_raw_keys", "delete_item", "complete_erasure"]
+    "operation",
+    ["recipient_state_keys", "recipient_log_keys", "recipient_raw_keys", "delete_item", "complete_erasure"],
 )
 def test_an_erasure_interrupted_anywhere_is_finished_by_the_next_run(
     operation: str, reliability: Any

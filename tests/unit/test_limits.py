@@ -150,7 +150,8 @@ def worst_send_counts_item() -> SendCountsModel:
 
 def test_the_worst_case_recipient_state_with_its_remembered_hits_stays_small() -> None:
     # Given a recipient state with every bounded list full: the click path, the hits remembered for a
-    # later honeypot hit and the honeypot hits, with the longest times, client keys and log keys
+    # later honeypot hit, the honeypot hits and its logs' sort keys, with the longest times, client
+    # keys and log keys
     at = "2026-11-23T10:00:00.000000Z"
     sk = at + "#" + "e" * 32
     url_id = "9" * limits.MAX_URL_ID_BYTES
@@ -169,6 +170,7 @@ def test_the_worst_case_recipient_state_with_its_remembered_hits_stays_small() -
         human_urls=",".join(f"{n:08d}:{BIGGEST_COUNT}" for n in range(50)),
         recent_hits=" ".join([f"{sk}|{'f' * 16}"] * batch.MAX_RECENT_HITS),
         honeypot_hits=[[at, "f" * 16, 86_400]] * batch.MAX_HONEYPOT_HITS,
+        logs=" ".join([sk] * limits.MAX_RECIPIENT_LOGS),
     )
     # When DynamoDB measures it
     size = item_size(item.serialize())

@@ -184,8 +184,14 @@ def test_web_events_touch_neither_the_recipient_state_nor_the_timeline(store: Fa
     # When
     run(store)
 
-    # Then only the delivery's stats and click streams exist: no r#, p#, hour# or url# item
-    assert sorted(sk for _, sk in store.indicators) == ["stats", "streams"]
+    # Then only the delivery's stats and click streams count them: no p#, hour# or url# item, and the
+    # recipient's state (there to list the recipient's logs, for their Tracking tab) counts nothing
+    assert sorted(sk for _, sk in store.indicators) == ["r#ann", "stats", "streams"]
+    state = store.indicators[("d1", "r#ann")]
+    assert not (state.opened or state.clicked or state.opted_out or state.path or state.human_hits)
+    assert str(state.logs).split() == sorted(
+        sk for (_, sk), log in store.logs.items() if log.recipient_id == "ann"
+    )
     assert counts(store)["opens"] == 0 and counts(store)["clicks"] == 0
 
 
@@ -199,12 +205,14 @@ def test_state_keys_name_the_items_web_events_touch() -> None:
     assert batch.state_keys([event("page", via_url_id="1", page_url="p")]) == {
         ("d1", "stats"),
         ("d1", "streams"),
+        ("d1", "r#ann"),  # it lists the recipient's logs
     }
-    assert batch.state_keys([event("page", page_url="p")]) == {("d1", "stats")}
+    assert batch.state_keys([event("page", page_url="p")]) == {("d1", "stats"), ("d1", "r#ann")}
     assert batch.state_keys([event("transaction", via_url_id="1", amount="1", currency="EUR")]) == {
-        ("d1", "stats")
+        ("d1", "stats"),
+        ("d1", "r#ann"),
     }
-    assert batch.state_keys([event("page", via_url_id="1", proof=True)]) == set()
+    assert batch.state_keys([event("page", via_url_id="1", proof=True)]) == {("d1", "r#ann")}
 
 
 # --- transactions -----------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Each recipient's state lists the sort keys of every tracking log of theirs in its delivery.
+
+The recipient Tracking tab and erasure find a recipient's logs there (``functions/shared/recipient_logs``),
+so the list must be exact: every log (proofs, untracked links, late events, web visits), in order,
+once, whatever the batches, the workers or a crash did.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from functions.consolidate.batch import keep_log
+from functions.shared.limits import MAX_RECIPIENT_LOGS
+from functions.shared.models import RecipientStateModel
+from functions.shared.raw_events import RawEvent
+from tests.fakes_workflow import FakeWorkflowStore
+from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, campaign, hit, seeded_store, workflow
+
+
+def logs_by_recipient(store: FakeWorkflowStore) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for (_, sk), log in store.logs.items():
+        found[(str(log.delivery_id), str(log.recipient_id))].append(sk)
+    return {key: sorted(sks) for key, sks in found.items()}
+
+
+def listed(store: FakeWorkflowStore) -> dict[tuple[str, str], list[str]]:
+    return {
+        (delivery_id, str(item.recipient_id)): str(item.logs).split()
+        for (delivery_id, sk), item in store.indicators.items()
+        if sk.startswith("r#") and item.logs
+    }
+
+
+def test_every_log_of_a_campaign_is_listed_in_its_recipients_state_once_and_in_order() -> None:
+    # Given a campaign with proofs and untracked links, consolidated two events a batch
+    store = seeded_store()
+    campaign(store)
+    # When the workflow runs, and runs again over nothing new
+    workflow(store, batch_size=2).run("run-1", "schedule")
+    workflow(store, Clock(RUN_AT + timedelta(hours=1)), batch_size=2).run("run-2", "schedule")
+    # Then each recipient's state lists exactly the sort keys of its logs, the proof's (r7) included
+    assert listed(store) == logs_by_recipient(store)
+    assert ("d1", "r7") in listed(store)
+
+
+def test_a_late_event_is_listed_in_time_order_by_the_next_run() -> None:
+    # Given r1's hits consolidated by a first run
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    before = listed(store)[("d1", "r1")]
+    # When a hit from before the run arrives late and the next run consolidates it
+    hit(store, "r1", "2", person="p1", at=RUN_AT - timedelta(seconds=30))
+    clock.now += timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then r1's list gains it, in order
+    assert listed(store) == logs_by_recipient(store)
+    after = listed(store)[("d1", "r1")]
+    assert len(after) == len(before) + 1 and after == sorted(after)
+
+
+def test_a_recipients_web_visits_are_listed_too() -> None:
+    # Given a page view attributed to r2 (the web-tracking tag), consolidated with r2's click
+    store = seeded_store()
+    hit(store, "r2", "1", person="p2")
+    store.add_raw(
+        RawEvent(
+            "web-1",
+            "page",
+            "d1",
+            "r2",
+            None,
+            T0,
+            CHROME,
+            "p2",
+            "203.0.113.0",
+            False,
+            page_url="https://x.example/",
+        )
+    )
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then both logs are in r2's list
+    assert len(listed(store)[("d1", "r2")]) == 2 == len(logs_by_recipient(store)[("d1", "r2")])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sks=st.lists(
+        st.integers(0, 10**6).map(lambda n: f"2026-11-23T{n % 24:02d}:00:00.000Z#e{n:07d}"), max_size=60
+    ),
+    repeats=st.lists(st.integers(0, 59), max_size=10),
+)
+def test_keep_log_lists_each_key_once_in_order(sks: list[str], repeats: list[int]) -> None:
+    # Given keys in any order, some of them again (a batch consolidated again after a crash)
+    state = RecipientStateModel(delivery_id="d1", sk="r#r1", recipient_id="r1")
+    again = [sks[n] for n in repeats if n < len(sks)]
+    # When each is kept
+    for sk in [*sks, *again]:
+        keep_log(state, sk)
+    # Then the list is the sorted distinct keys
+    assert (state.logs or "").split() == sorted(set(sks))
+    assert not state.logs_overflow
+
+
+def test_past_the_bound_the_list_gives_way_to_the_overflow_flag() -> None:
+    # Given a recipient state listing as many keys as it may
+    state = RecipientStateModel(delivery_id="d1", sk="r#r1", recipient_id="r1")
+    for n in range(MAX_RECIPIENT_LOGS):
+        keep_log(state, f"2026-11-23T08:00:00.000Z#e{n:07d}")
+    assert len(str(state.logs).split()) == MAX_RECIPIENT_LOGS and not state.logs_overflow
+    # When one more log comes
+    keep_log(state, "2026-11-23T09:00:00.000Z#late")
+    # Then the state stops listing (readers query the logs' partition for the recipient instead)
+    assert state.logs is None and state.logs_overflow
+    keep_log(state, "2026-11-23T10:00:00.000Z#later")
+    assert state.logs is None and state.logs_overflow
+
+
+def test_an_overflowing_recipient_is_still_erased_entirely() -> None:
+    # Given a recipient with more logs than its state lists, and another recipient
+    store = seeded_store()
+    for n in range(MAX_RECIPIENT_LOGS + 5):
+        hit(store, "r1", at=T0 + timedelta(seconds=n))
+    hit(store, "r2", "1", person="p2")
+    clock = Clock(RUN_AT)
+    workflow(store, clock, batch_size=50).run("run-1", "schedule")
+    assert store.indicators[("d1", "r#r1")].logs_overflow
+    # When r1 asks to be erased and the next run goes by
+    store.request_erasure("r1")
+    clock.now += timedelta(minutes=10)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then none of r1's logs is left, and r2's are
+    assert {log.recipient_id for log in store.logs.values()} == {"r2"}
+    assert store.erasures_done["e-1"].logs_deleted == MAX_RECIPIENT_LOGS + 5
