@@ -301,22 +301,26 @@ def test_the_human_person_count_never_goes_below_zero() -> None:
     assert int(merged["stats"].person_clicks) == 1
 
 
-def test_each_deliverys_statistics_get_their_own_persons_correction() -> None:
-    # Given two deliveries, each with a new person both workers counted, and d2's stats read from the store
+def test_each_deliverys_statistics_get_the_corrections_of_all_its_persons() -> None:
+    # Given three deliveries: d0 with a new person one worker alone counted (nothing to correct), d1 with
+    # a new person both workers counted, d2 with two new human persons both workers counted
     load = Loads(
+        DeliveryStatsModel(delivery_id="d0", person_clicks=7),
         DeliveryStatsModel(delivery_id="d1", person_clicks=2),
-        DeliveryStatsModel(delivery_id="d2", person_clicks=5),
+        DeliveryStatsModel(delivery_id="d2", person_clicks=9, human={"person_clicks": 8}),
     )
+
+    def partial(*persons: tuple[str, str, int]) -> list[Model]:
+        return [PersonStateModel(delivery_id=d, sk=sk, human_clicks=n) for d, sk, n in persons]
+
     views = [
-        [
-            PersonStateModel(delivery_id="d1", sk="p#a", human_clicks=0),
-            PersonStateModel(delivery_id="d2", sk="p#b", human_clicks=0),
-            PersonStateModel(delivery_id="d2", sk="p#c", human_clicks=0),
-        ]
-        for _ in range(2)
+        partial(("d0", "p#z", 0), ("d1", "p#a", 0), ("d2", "p#b", 1), ("d2", "p#c", 1)),
+        partial(("d1", "p#a", 0), ("d2", "p#b", 1), ("d2", "p#c", 1)),
     ]
     # When merged
     merged = {(item.delivery_id, item.sk): item for item in merge_run(views, load)}
-    # Then each delivery loses its own double counts: one in d1, two in d2
+    # Then each delivery loses its own double counts (d0 none, d1 one, d2 two), human ones too
+    assert ("d0", "stats") not in merged
     assert int(merged[("d1", "stats")].person_clicks) == 1
-    assert int(merged[("d2", "stats")].person_clicks) == 3
+    assert int(merged[("d2", "stats")].person_clicks) == 7
+    assert plain(merged[("d2", "stats")].human) == {"person_clicks": 6}
