@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,25 @@ def bench_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     environment.update(BENCH_ENVIRONMENT)
     environment["PYTHONPATH"] = str(REPO)
     return environment
+
+
+def measured_json(module: str, *arguments: str, failed: str) -> Any:
+    """What ``python -m bench.<module> <arguments>`` prints last, as JSON, run in a fresh interpreter with
+    the bench environment; None when it fails (its error output is printed after ``failed``)."""
+    import subprocess
+
+    finished = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *arguments],
+        cwd=REPO,
+        env=bench_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if finished.returncode != 0:
+        print(f"{failed}:\n{finished.stderr[-4000:]}", file=sys.stderr)
+        return None
+    return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
 def configure_environment() -> None:
@@ -137,6 +156,28 @@ def load_average() -> str:
     except OSError:
         return "unknown"
     return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+# --- DynamoDB and Lambda, for the paper figures (4 and 11) -------------------------------------
+
+# Typical in-region DynamoDB latencies seen by a Lambda function (p50, ms): the paper figures' premise.
+LATENCY_MS = {
+    "GetItem": 4.0,
+    "PutItem": 5.0,
+    "UpdateItem": 5.0,
+    "DeleteItem": 5.0,
+    "Query": 8.0,
+    "BatchGetItem": 12.0,
+    "BatchWriteItem": 15.0,
+}
+OTHER_LATENCY_MS = 5.0  # any other request (a transaction, an SQS receive)
+LAMBDA_FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB, proportionally less below
+INVOCATION_SECONDS = 15 * 60
+
+
+def latency_s(requests: Mapping[str, int]) -> float:
+    """Seconds spent waiting for these requests (by operation), one after another."""
+    return sum(LATENCY_MS.get(operation, OTHER_LATENCY_MS) * n for operation, n in requests.items()) / 1000
 
 
 # --- numbers ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Figure 10, events out: the delay from a hit to its webhook on the local stack, and what publishing
 and webhooks add per million events in AWS.
 
-Delay: the local stack starts in this process (``local.stack.LocalStack`` with
+Delay: the local stack starts in this process (``bench.local_stack``, with
 ``allow_http_webhooks``), a webhook is registered for clicks on a receiver on loopback, and clicks are
 sent one after the other; each delay runs from sending the click to the receiver holding its POST
 (stream poll, events-out handler, the hold for the burst window on the held-events queue, the held-events
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import (
-    API_TOKEN,
     Figure,
     Table,
     command_for,
@@ -33,6 +31,7 @@ from bench.common import (
     percentile,
     standalone,
 )
+from bench.local_stack import api, first_links, running_local_stack
 
 CLICKS = 200
 SPACING_S = 0.05
@@ -53,25 +52,6 @@ HTML = '<html><body><a href="https://shop.example.com/sale">Sale</a></body></htm
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 
 
-def _api(base_url: str, method: str, path: str, body: dict[str, Any]) -> Any:
-    parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        connection.request(
-            method,
-            path,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        answer = response.read()
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {answer[:300]!r}")
-        return json.loads(answer)
-    finally:
-        connection.close()
-
-
 def _receiver(arrivals: dict[str, float]) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -90,44 +70,32 @@ def _receiver(arrivals: dict[str, float]) -> ThreadingHTTPServer:
 
 
 def _delays() -> list[float]:
-    from local.stack import LocalStack
-
-    stack = LocalStack(host="127.0.0.1", port=0, allow_http_webhooks=True)
-    stack.start()
     arrivals: dict[str, float] = {}
     server = _receiver(arrivals)
     try:
-        stack.wait_until_healthy()
-        base = stack.base_url
-        _api(
-            base,
-            "POST",
-            "/api/webhooks",
-            {"url": f"http://127.0.0.1:{server.server_address[1]}/", "events": ["click"]},
-        )
-        delivery = _api(base, "POST", "/api/deliveries", {"label": "Bench events out", "html": HTML})
-        recipients = [{"id": f"r{n:04d}"} for n in range(CLICKS)]
-        messages = _api(
-            base, "POST", f"/api/deliveries/{delivery['id']}/messages", {"recipients": recipients}
-        )
-        links = [
-            re.findall(re.escape(base) + r"/r/[A-Za-z0-9._~-]+", m["html"])[0] for m in messages["messages"]
-        ]
-        sent: dict[str, float] = {}
-        parts = urlsplit(base)
-        for recipient, link in zip(recipients, links, strict=True):
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            sent[recipient["id"]] = time.perf_counter()
-            connection.request("GET", urlsplit(link).path, headers={"User-Agent": CHROME})
-            connection.getresponse().read()
-            connection.close()
-            time.sleep(SPACING_S)
-        deadline = time.monotonic() + 120
-        while len(arrivals) < CLICKS and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with running_local_stack(allow_http_webhooks=True) as base:
+            api(
+                base,
+                "POST",
+                "/api/webhooks",
+                {"url": f"http://127.0.0.1:{server.server_address[1]}/", "events": ["click"]},
+            )
+            recipients = [{"id": f"r{n:04d}"} for n in range(CLICKS)]
+            links = first_links(base, {"label": "Bench events out", "html": HTML}, recipients)
+            sent: dict[str, float] = {}
+            parts = urlsplit(base)
+            for recipient, link in zip(recipients, links, strict=True):
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                sent[recipient["id"]] = time.perf_counter()
+                connection.request("GET", urlsplit(link).path, headers={"User-Agent": CHROME})
+                connection.getresponse().read()
+                connection.close()
+                time.sleep(SPACING_S)
+            deadline = time.monotonic() + 120
+            while len(arrivals) < CLICKS and time.monotonic() < deadline:
+                time.sleep(0.1)
     finally:
         server.shutdown()
-        stack.stop()
     return [arrivals[r] - sent[r] for r in sent if r in arrivals]
 
 

@@ -1,8 +1,8 @@
-"""Figure 4, tracking workflow throughput and scaling: 10k and 100k events on moto, up to 1M in memory.
+"""Figure 4, tracking workflow throughput and scaling: 10k and 100k events on moto and in memory.
 
 Every run is one ``TrackingWorkflow.run`` over a seeded campaign, in a fresh interpreter: on moto with
 the DynamoDB store (``DynamoWorkflowStore``, PynamoDB and boto3 as in AWS), and in memory with the tests'
-store made to hold a million events (``bench.memory_store``). The same logic runs in both; the two end
+store made to hold many events (``bench.memory_store``). The same logic runs in both; the two end
 with identical indicators, which the figure checks. The moto runs and the in-memory runs go in two
 lanes at once (this machine has two cores); each run reports its own CPU time, moto's share apart.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import json
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -24,14 +23,17 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import (
-    REPO,
+    INVOCATION_SECONDS,
+    LAMBDA_FULL_VCPU_MB,
+    LATENCY_MS,
     Figure,
     Table,
-    bench_environment,
     command_for,
     configure_environment,
     configured_memory,
     count,
+    latency_s,
+    measured_json,
     ratio,
     standalone,
     times,
@@ -39,22 +41,10 @@ from bench.common import (
 )
 
 MOTO_SIZES = (10_000, 100_000)
-MEMORY_SIZES = (10_000, 100_000, 1_000_000)
+MEMORY_SIZES = (10_000, 100_000)  # a million: figure 11's lone worker
 REPEATS = {10_000: 3}  # short runs are the noisiest: the median of three (the others run once)
 DELIVERY = "dbenchcampgn"
 LINEAR = 1.25  # CPU per event at the largest run within this factor of the smallest: linear growth
-# Typical in-region DynamoDB latencies seen by a Lambda function (p50, ms): the paper figure's premise.
-LATENCY_MS = {
-    "GetItem": 4.0,
-    "PutItem": 5.0,
-    "UpdateItem": 5.0,
-    "DeleteItem": 5.0,
-    "Query": 8.0,
-    "BatchGetItem": 12.0,
-    "BatchWriteItem": 15.0,
-}
-LAMBDA_FULL_VCPU_MB = 1769  # Lambda gives one full vCPU at 1,769 MB, proportionally less below
-INVOCATION_SECONDS = 15 * 60
 
 
 # --- one run, in its own interpreter ------------------------------------------------------------
@@ -100,15 +90,10 @@ def _run_on_moto(events: int) -> dict[str, Any]:
 def _run_in_memory(events: int) -> dict[str, Any]:
     from bench.campaign import Campaign
     from bench.memory_store import ScalableWorkflowStore
-    from bench.moto_backend import tracked_url_models
 
     campaign = Campaign(DELIVERY, events)
     store = ScalableWorkflowStore()
-    store.seed_events(campaign.raw_events())
-    store.seed_urls(tracked_url_models(DELIVERY, campaign.links))
-    store.seed_domains(
-        DELIVERY, {campaign.recipient_id(n): campaign.email_domain(n) for n in range(campaign.recipients)}
-    )
+    store.seed_campaign(campaign)
     # The seeded events stand for the database, not the function's heap: keep the collector off them.
     gc.collect()
     gc.freeze()
@@ -147,18 +132,16 @@ def _one_run(store: str, events: int) -> None:
 
 def _lane(runs: list[tuple[str, int]], results: list[dict[str, Any]]) -> None:
     for store, events in runs:
-        finished = subprocess.run(
-            [sys.executable, "-m", "bench.fig4_workflow_scaling", "--one", store, str(events)],
-            cwd=REPO,
-            env=bench_environment(),
-            capture_output=True,
-            text=True,
-            check=False,
+        run = measured_json(
+            "fig4_workflow_scaling",
+            "--one",
+            store,
+            str(events),
+            failed=f"the {store} run of {events:,} events failed",
         )
-        if finished.returncode != 0:
-            print(f"the {store} run of {events:,} events failed:\n{finished.stderr[-4000:]}", file=sys.stderr)
+        if run is None:
             return
-        results.append(json.loads(finished.stdout.strip().splitlines()[-1]))
+        results.append(run)
 
 
 def _plan(store: str, sizes: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -181,9 +164,7 @@ def paper_figure(run: dict[str, Any], memory_mb: int, margin_s: float) -> dict[s
     events = run["events"]
     cpu_per_event = (run["cpu_s"] - run["moto_cpu_s"]) / events
     lambda_cpu_per_event = cpu_per_event * max(1.0, LAMBDA_FULL_VCPU_MB / memory_mb)
-    latency_per_event = (
-        sum(LATENCY_MS.get(operation, 5.0) * n for operation, n in run["requests"].items()) / 1000 / events
-    )
+    latency_per_event = latency_s(run["requests"]) / events
     per_event = lambda_cpu_per_event + latency_per_event
     return {
         "cpu_per_event_s": cpu_per_event,
@@ -220,7 +201,9 @@ def _growth_note(growth: dict[str, float], memory_runs: list[dict[str, Any]]) ->
         f"1,000 paths). The biggest items at {MEMORY_SIZES[-1]:,} events: {sizes}. The run carries the indicator "
         "items across batches and serializes them for a pending batch and a put once per flush (when what it "
         f"carries nears {MAX_CARRIED_ITEMS:,} items or a {MAX_PENDING_BYTES // 1000} KB pending batch), not once "
-        "per batch." + ("" if max(growth.values()) <= LINEAR else _why_not_linear(memory_runs))
+        "per batch. A million events in memory are figure 11's run with one worker (its CPU per event is in that "
+        "figure's table of workers)."
+        + ("" if max(growth.values()) <= LINEAR else _why_not_linear(memory_runs))
     )
 
 

@@ -1,6 +1,6 @@
 """Figure 8, local stack: requests per second and latency of ``/r/{token}`` on loopback.
 
-The local stack starts in this process as ``msgtrack serve`` runs it (``local.stack.LocalStack``: moto
+The local stack starts in this process as ``msgtrack serve`` runs it (``bench.local_stack``: moto
 server, the local API Gateway, the same handlers), on free loopback ports. A delivery is registered and
 one recipient's message rendered through the API; then ``bench.loadgen``, in its own process, sends a
 bounded number of GETs to one of the message's tracked links. A figure to catch regressions of the
@@ -9,17 +9,13 @@ local stack, not a cloud figure: every click also crosses loopback HTTP to moto.
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from bench.common import (
-    API_TOKEN,
     REPO,
     Figure,
     Table,
@@ -30,6 +26,7 @@ from bench.common import (
     percentile,
     standalone,
 )
+from bench.local_stack import first_links, running_local_stack
 
 REQUESTS = 1500
 SECONDS = 20.0
@@ -37,40 +34,13 @@ CONCURRENCY = (1, 4)
 NEWSLETTER = Path(__file__).resolve().parent / "corpus" / "summit-lisboa-invitation.html"
 
 
-def _api(base_url: str, method: str, path: str, body: dict[str, Any]) -> Any:
-    parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        connection.request(
-            method,
-            path,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        answer = response.read()
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {answer[:300]!r}")
-        return json.loads(answer)
-    finally:
-        connection.close()
-
-
 def _tracked_link(base_url: str) -> str:
-    delivery = _api(
+    [link] = first_links(
         base_url,
-        "POST",
-        "/api/deliveries",
         {"label": "Bench load", "html": NEWSLETTER.read_text(), "track_opens": True},
+        [{"id": "cust-00000001", "email": "ana@example.org", "fields": {}}],
     )
-    messages = _api(
-        base_url,
-        "POST",
-        f"/api/deliveries/{delivery['id']}/messages",
-        {"recipients": [{"id": "cust-00000001", "email": "ana@example.org", "fields": {}}]},
-    )
-    links = re.findall(re.escape(base_url) + r"/r/[A-Za-z0-9._~-]+", messages["messages"][0]["html"])
-    return links[0]
+    return link
 
 
 def _load(url: str, concurrency: int, requests: int, seconds: float) -> dict[str, Any]:
@@ -99,17 +69,10 @@ def _load(url: str, concurrency: int, requests: int, seconds: float) -> dict[str
 
 def measure(inputs: dict[str, Figure]) -> Figure:
     configure_environment()
-    from local.stack import LocalStack
-
-    stack = LocalStack(host="127.0.0.1", port=0)
-    stack.start()
-    try:
-        stack.wait_until_healthy()
-        url = _tracked_link(stack.base_url)
+    with running_local_stack() as base_url:
+        url = _tracked_link(base_url)
         _load(url, 1, 50, 10)  # warm: the handler imported, clients built, the target cached
         runs = {concurrency: _load(url, concurrency, REQUESTS, SECONDS) for concurrency in CONCURRENCY}
-    finally:
-        stack.stop()
 
     rows = []
     for concurrency, run in runs.items():

@@ -16,6 +16,9 @@ out of the garbage collector's sight (``gc.freeze``), as the seeded events are. 
 collection would walk a million stored objects, a cost that grows with the run and that a function
 writing to DynamoDB never pays. (The indicator items the workflow still holds are the same objects, so
 their collection cost, bounded by the run's flush and memory bounds, is left out too.)
+
+``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
+make for each call, by operation, so that a figure can add DynamoDB's latency on a virtual clock.
 """
 
 from __future__ import annotations
@@ -23,14 +26,30 @@ from __future__ import annotations
 import bisect
 import gc
 from collections.abc import Iterable
+from typing import Self, TypeVar
 
 from pynamodb.models import Model
 
+from bench.campaign import Campaign
 from functions.consolidate.batch import StateKey
-from functions.consolidate.store import Refused
+from functions.consolidate.store import (
+    BATCH_WRITE_ITEMS,
+    PARTIAL_SPREAD,
+    Refused,
+    _partial_pk,
+    indicator_model,
+    partial_key,
+)
 from functions.shared import raw_events
-from functions.shared.models import STATS_SK, RawEventModel, TrackedUrlModel, TrackingLogModel
+from functions.shared.models import (
+    STATS_SK,
+    QuarantineModel,
+    RawEventModel,
+    TrackedUrlModel,
+    TrackingLogModel,
+)
 from functions.shared.raw_events import RawEvent
+from functions.shared.tables import WORKFLOW
 from functions.shared.timeutil import iso
 from tests.fakes_workflow import FakeWorkflowStore
 
@@ -61,10 +80,11 @@ class ScalableWorkflowStore(FakeWorkflowStore):
 
     # --- seeding --------------------------------------------------------------------------------
 
-    def seed_events(self, events: Iterable[RawEvent]) -> int:
+    def seed_events(self, events: Iterable[RawEvent], shards: int | None = None) -> int:
+        """``shards``: raw-event shards to spread the events over (None: the deploy-time setting)."""
         seeded = 0
         for event in events:
-            shard = raw_events.shard_of(event.delivery_id, event.recipient_id)
+            shard = raw_events.shard_of(event.delivery_id, event.recipient_id, shards)
             sort_key = raw_events.sort_key(iso(event.at), event.event_id)
             self._events.setdefault(shard, []).append((sort_key, event))
             seeded += 1
@@ -80,6 +100,25 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def seed_domains(self, delivery_id: str, domains: dict[str, str | None]) -> None:
         for recipient_id, domain in domains.items():
             self._domains[(delivery_id, recipient_id)] = domain
+
+    def seed_campaign(self, campaign: Campaign, shards: int | None = None) -> None:
+        """The campaign's raw events (over ``shards``), its tracked URLs and its recipients' email domains."""
+        from bench.moto_backend import tracked_url_models
+
+        self.seed_events(campaign.raw_events(), shards)
+        self.seed_urls(tracked_url_models(campaign.delivery_id, campaign.links))
+        self.seed_domains(
+            campaign.delivery_id,
+            {campaign.recipient_id(n): campaign.email_domain(n) for n in range(campaign.recipients)},
+        )
+
+    def sharing_seed(self) -> Self:
+        """A new store of this kind holding what this one was seeded with (shared: no run writes raw
+        events, tracked URLs or domains), and nothing a run wrote: seed once, run several times."""
+        store = type(self)(keep_logs=self.kept_logs is not None)
+        store._events, store._sort_keys, store._domains = self._events, self._sort_keys, self._domains
+        store.urls = self.urls
+        return store
 
     # --- the WorkflowStore operations whose keeping changes -------------------------------------
 
@@ -100,7 +139,7 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
         self._call("load_logs")
         wanted = set(keys)
-        kept = {(str(log.delivery_id), str(log.sk)): log for log in self.kept_logs or ()}
+        kept = {(str(log.partition), str(log.sk)): log for log in self.kept_logs or ()}
         return {key: log for key, log in kept.items() if key in wanted}
 
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
@@ -115,13 +154,12 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def put_items(self, items: Iterable[Model]) -> list[Refused]:
         self._call("put_items")
         for item in items:
-            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
             if isinstance(item, TrackingLogModel):
-                self.log_keys.add(key)
+                self.log_keys.add((str(item.partition), str(item.sk)))
                 if self.kept_logs is not None:
                     self.kept_logs.append(item)
             else:
-                self._stored[key] = item
+                self._stored[(str(item.delivery_id), str(item.sk))] = item  # type: ignore[attr-defined]
             self.items_written += 1
         gc.freeze()  # the stored items are the database's now (see the module's docstring)
         return []  # nothing here is refused: the figures measure the workflow, not bad input
@@ -135,3 +173,189 @@ class ScalableWorkflowStore(FakeWorkflowStore):
     def stats(self, delivery_id: str) -> dict[str, int]:
         item = self._stored.get((delivery_id, STATS_SK))
         return {name: int(getattr(item, name)) if item else 0 for name in STAT_NAMES}
+
+
+# --- DynamoDB's latency, on a virtual clock ----------------------------------------------------------
+
+# The DynamoDB (and SQS) requests ``DynamoWorkflowStore`` makes for one call of each operation whatever
+# its arguments (``functions/consolidate/store.py``): a read of one shard's batch is one Query (100 raw
+# events are far below a Query page's 1 MB), a state change one UpdateItem, and so on.
+REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
+    "acquire_lock": ("UpdateItem",),
+    "renew_lock": ("UpdateItem",),
+    "release_lock": ("UpdateItem",),
+    "open_run": ("UpdateItem",),
+    "set_phase": ("UpdateItem",),
+    "save_pending": ("UpdateItem",),
+    "complete_pending": ("UpdateItem",),
+    "start_worker": ("UpdateItem", "GetItem"),
+    "load_state": ("GetItem",),
+    "load_worker": ("GetItem",),
+    "load_run": ("GetItem",),
+    "save_run": ("PutItem",),
+    "save_worker_pending": ("TransactWriteItems",),
+    "complete_worker_pending": ("TransactWriteItems",),
+    "read_raw": ("Query",),
+    "tracked_urls": ("Query",),
+    "pending_erasures": ("Query",),
+    "receive_fallback": ("ReceiveMessage",),  # in AWS the fallback queue exists, so it is asked
+}
+BATCH_GET_KEYS = 100  # DynamoDB's limit on one BatchGetItem request (PynamoDB's batch_get pages so)
+QUERY_PAGE_BYTES = 1_000_000  # a Query answers at most 1 MB a page
+# Counted by the overrides below, from their arguments: how many keys, items, partitions, bytes.
+_SIZED = {
+    "load_indicators",
+    "logged",
+    "load_logs",
+    "message_domains",
+    "in_quarantine",
+    "deleted_deliveries",
+    "load_partials",
+    "put_items",
+    "put_partial",
+    "run_partials",
+    "delete_partials",
+    "save_merge",
+    "load_merge",
+    "delete_merge",
+    "quarantine",
+}
+
+
+Key = TypeVar("Key")
+
+
+def _pages(count: int, per_page: int) -> int:
+    return -(-count // per_page)
+
+
+class LatencyAccountingStore(ScalableWorkflowStore):
+    """The scalable store, counting the requests ``DynamoWorkflowStore`` would make for each call.
+
+    ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …); multiplied by a
+    per-request latency they are the time a function would wait for DynamoDB (a virtual clock:
+    nothing here sleeps). An operation whose requests are not known here raises, rather than cost
+    nothing.
+    """
+
+    def __init__(self, *, keep_logs: bool = False) -> None:
+        super().__init__(keep_logs=keep_logs)
+        self.requests: dict[str, int] = {}
+        self.writes_by_key: dict[tuple[str, str], int] = {}  # items put, by table and partition key
+
+    def _request(self, operation: str, count: int = 1) -> None:
+        if count > 0:
+            self.requests[operation] = self.requests.get(operation, 0) + count
+
+    def _call(self, operation: str) -> None:
+        if operation in REQUESTS_PER_CALL:
+            for request in REQUESTS_PER_CALL[operation]:
+                self._request(request)
+        elif operation not in _SIZED:
+            raise KeyError(f"no DynamoDB requests known for the store operation {operation!r}")
+        super()._call(operation)
+
+    def _batch_get(self, keys: Iterable[Key]) -> list[Key]:
+        wanted = list(keys)
+        self._request("BatchGetItem", _pages(len(wanted), BATCH_GET_KEYS))
+        return wanted
+
+    # --- reads in BatchGetItem requests of 100 keys ---------------------------------------------
+
+    def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        wanted = list(keys)
+        by_model: dict[type[Model], int] = {}
+        for key in wanted:  # one batch_get per model (table), as the DynamoDB store does
+            model = indicator_model(key[1])
+            by_model[model] = by_model.get(model, 0) + 1
+        for keys_of_model in by_model.values():
+            self._request("BatchGetItem", _pages(keys_of_model, BATCH_GET_KEYS))
+        return super().load_indicators(wanted)
+
+    def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return super().logged(self._batch_get(keys))
+
+    def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
+        return super().load_logs(self._batch_get(keys))
+
+    def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
+        return super().message_domains(delivery_id, self._batch_get(recipient_ids))
+
+    def in_quarantine(self, keys: Iterable[str]) -> set[str]:
+        return super().in_quarantine(self._batch_get(keys))
+
+    def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
+        return super().deleted_deliveries(self._batch_get(delivery_ids))
+
+    def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
+        return super().load_partials(run_id, worker, self._batch_get(keys))
+
+    # --- writes in BatchWriteItem requests of 25 items ------------------------------------------
+
+    def put_items(self, items: Iterable[Model]) -> list[Refused]:
+        written = list(items)
+        by_model: dict[type[Model], int] = {}
+        for item in written:  # one BatchWriteItem request per 25 items of one model (table)
+            by_model[type(item)] = by_model.get(type(item), 0) + 1
+            key = (str(item.Meta.table_name), str(getattr(item, str(item._hash_keyname))))
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
+        for items_of_model in by_model.values():
+            self._request("BatchWriteItem", _pages(items_of_model, BATCH_WRITE_ITEMS))
+        return super().put_items(written)
+
+    def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
+        by_partition: dict[str, int] = {}  # the DynamoDB store writes each partition on its own
+        for item in items:
+            pk = _partial_pk(run_id, worker, partial_key((str(item.delivery_id), str(item.sk))))  # type: ignore[attr-defined]
+            by_partition[pk] = by_partition.get(pk, 0) + 1
+        for pk, count in by_partition.items():
+            self._request("BatchWriteItem", _pages(count, BATCH_WRITE_ITEMS))
+            key = (WORKFLOW.table_name, pk)
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + count
+        super().put_partials(run_id, worker, items)
+
+    def quarantine(self, items: Iterable[QuarantineModel]) -> None:
+        kept = list(items)
+        self._request("PutItem", len(kept))
+        super().quarantine(kept)
+
+    # --- partitions of the workflow table: Query pages, deleted in BatchWriteItem requests ------
+
+    def _partials_by_partition(self, run_id: str, worker: int) -> dict[str, list[bytes]]:
+        partitions: dict[str, list[bytes]] = {
+            f"partial#{run_id}#{worker}#{spread}": [] for spread in range(PARTIAL_SPREAD)
+        }
+        for key, blob in self.partials.get((run_id, worker), {}).items():
+            partitions[_partial_pk(run_id, worker, key)].append(blob)
+        return partitions
+
+    def _read_partition(self, blobs: list[bytes]) -> None:
+        self._request("Query", max(1, _pages(sum(map(len, blobs)), QUERY_PAGE_BYTES)))
+
+    def _delete_partition(self, blobs: list[bytes]) -> None:
+        self._read_partition(blobs)
+        self._request("BatchWriteItem", _pages(len(blobs), BATCH_WRITE_ITEMS))
+
+    def run_partials(self, run_id: str, worker: int) -> list[Model]:
+        for blobs in self._partials_by_partition(run_id, worker).values():
+            self._read_partition(blobs)
+        return super().run_partials(run_id, worker)
+
+    def delete_partials(self, run_id: str, worker: int) -> None:
+        for blobs in self._partials_by_partition(run_id, worker).values():
+            self._delete_partition(blobs)
+        super().delete_partials(run_id, worker)
+
+    def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
+        self._delete_partition(self.merges.get(run_id, []))  # pages an interrupted finisher left
+        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS))
+        self._request("UpdateItem")  # the phase
+        super().save_merge(owner, run_id, pages)
+
+    def load_merge(self, run_id: str) -> list[bytes]:
+        self._read_partition(self.merges.get(run_id, []))
+        return super().load_merge(run_id)
+
+    def delete_merge(self, run_id: str) -> None:
+        self._delete_partition(self.merges.get(run_id, []))
+        super().delete_merge(run_id)

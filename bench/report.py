@@ -27,9 +27,10 @@ METHOD = """## How the figures are measured
   slow generic walker; `bench/moto_speedups.py` narrows each Query to its partition and writes DynamoDB
   item answers with `json.dumps` (checked byte-identical). Figure 4 also reports the CPU spent inside
   moto separately, and checks that moto and the in-memory store end with identical indicators.
-- **In memory.** Figure 4's million-event run (and figure 5's consolidation) use the tests' in-memory
-  workflow store made to hold that many events (`bench/memory_store.py`): the same workflow code, no
-  DynamoDB client.
+- **In memory.** Figure 4's in-memory runs, figure 5's consolidation and figure 11's million-event runs
+  use the tests' in-memory workflow store made to hold that many events (`bench/memory_store.py`): the
+  same workflow code, no DynamoDB client. For figure 11 it also counts the DynamoDB requests
+  `DynamoWorkflowStore` would make for each call, which figure 4's latencies turn into waiting time.
 - **Traffic.** `bench/campaign.py`: a seeded newsletter campaign, about three events per reacting
   recipient, 60 % opens, clicks over 40 links with a long tail, one click in twenty from a forwarded
   copy, mail-client and browser user agents, most events in the first hours of a day.

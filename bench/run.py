@@ -2,8 +2,9 @@
 
 The figures that time short things (import, CPU per click, the peer, the local stack) run first and
 alone. The long ones measure CPU time per event, which sharing the machine does not change, so they
-run side by side to keep the whole bench within 15 minutes on two cores: the scaling figure in one
-lane (itself two lanes, moto and in memory), the request and report figures in another. The cost
+run side by side on two cores: the scaling figure in one lane (itself two lanes, moto and in memory),
+the request and report figures in another, the workers figure in a third (itself two lanes of a
+million-event campaign run twice each). The cost
 figure comes last: it is computed from figures 2, 3 and 4; the machine-detection figure follows it,
 alone, and sets its CPU per hit against figure 2's click.
 """
@@ -23,7 +24,7 @@ from bench.common import REPO, Figure, bench_environment, command_for, load_aver
 from bench.report import render_document
 
 ALONE = ("fig1_cold_start", "fig2_warm_click", "fig7_peer", "fig8_local_stack", "fig10_events_out")
-SIDE_BY_SIDE = (("fig4_workflow_scaling",), ("fig3_requests", "fig5_report_cost"))
+SIDE_BY_SIDE = (("fig4_workflow_scaling",), ("fig3_requests", "fig5_report_cost"), ("fig11_workers",))
 LAST = ("fig6_cost", "fig9_machine_detection")
 DOCUMENT = REPO / "BENCHMARKS.md"
 

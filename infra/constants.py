@@ -20,6 +20,7 @@ TRACKING_DOMAIN_CONTEXT = "tracking_domain"
 CERTIFICATE_ARN_CONTEXT = "certificate_arn"
 ALARM_EMAIL_CONTEXT = "alarm_email"
 WORKFLOW_WORKERS_CONTEXT = "workflow_workers"
+RAW_EVENT_SHARDS_CONTEXT = "raw_event_shards"
 DEFAULT_SCHEDULE = "rate(1 hour)"
 
 # --- Lambda -----------------------------------------------------------------------------------
@@ -114,6 +115,13 @@ RUN_FAILED_ERROR = "RunFailed"
 # An inline Map runs at most 40 iterations at once, so more would only queue.
 DEFAULT_WORKFLOW_WORKERS = 1
 MAX_WORKFLOW_WORKERS = 40
+# The raw-events table's partition keys (MSGTRACK_RAW_EVENT_SHARDS of every function that uses it):
+# each takes about 1,000 writes a second, so 64 record 64,000 hits a second. 1,000 keys would take a
+# million, far beyond API Gateway's account quota (10,000 requests a second by default); each run
+# queries every shard at least once, so more keys cost reads for nothing.
+DEFAULT_RAW_EVENT_SHARDS = 64
+MAX_RAW_EVENT_SHARDS = 1_000
+RAW_EVENT_SHARDS_ENV = "MSGTRACK_RAW_EVENT_SHARDS"
 # Errors of the Lambda service itself (not of the function's code): every step retries them with
 # jittered backoff, about two minutes in all. TooManyRequests: N workers may meet a throttle.
 LAMBDA_SERVICE_ERRORS = (

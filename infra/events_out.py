@@ -48,6 +48,7 @@ from infra.constants import (
 )
 from infra.function import MsgtrackFunction
 from infra.monitoring import custom_metric
+from infra.secrets import hand_rotated_secret
 from infra.storage import Storage
 
 FAST_PERIOD = Duration.minutes(5)
@@ -81,22 +82,14 @@ class EventsOut(Construct):
     # --- resources ------------------------------------------------------------------------------
 
     def _build_webhook_key(self) -> secretsmanager.Secret:
-        secret = secretsmanager.Secret(
+        return hand_rotated_secret(
             self,
             "WebhookKey",
             description="msgtrack webhook key: every webhook's signing secret is derived from it",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=WEBHOOK_KEY_LENGTH, exclude_punctuation=True
-            ),
+            length=WEBHOOK_KEY_LENGTH,
+            why_by_hand="Rotated by hand on purpose: every webhook's secret is derived from this key, so a "
+            "new key changes every receiver's secret at once; the README says how to re-register them.",
         )
-        Validations.of(secret).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="Rotated by hand on purpose: every webhook's secret is derived from this key, so a "
-                "new key changes every receiver's secret at once; the README says how to re-register them.",
-            )
-        )
-        return secret
 
     def _consumed_queue(
         self, construct_id: str, dead_letters_id: str, consumer_timeout: Duration
@@ -131,20 +124,16 @@ class EventsOut(Construct):
         return queue
 
     def _build_publisher(self, code: lambda_.Code, storage: Storage) -> MsgtrackFunction:
-        handler = MsgtrackFunction(
-            self,
+        handler = self._build_function(
             "Publisher",
-            code=code,
+            code,
             name="events_out",
             description="msgtrack events out: each new raw event held for its honeypot burst window",
-            memory_size=EVENTS_OUT_MEMORY_MB,
-            timeout=EVENTS_OUT_TIMEOUT,
         )
         function = handler.function
         # The burst window in force: the machine-detection settings item only.
         storage.grant(function, DELIVERIES, ("dynamodb:GetItem",), leading_keys=(SETTINGS_PK,))
-        self._grant_send(function, self.held)
-        function.add_environment(HELD_QUEUE_ENV, self.held.queue_url)
+        self._grant_send(function, self.held, HELD_QUEUE_ENV)
         function.add_event_source(
             sources.DynamoEventSource(
                 storage.table(RAW_EVENTS),
@@ -170,15 +159,12 @@ class EventsOut(Construct):
         return handler
 
     def _build_held_publisher(self, code: lambda_.Code, storage: Storage) -> MsgtrackFunction:
-        handler = MsgtrackFunction(
-            self,
+        handler = self._build_function(
             "HeldPublisher",
-            code=code,
+            code,
             name="events_held",
             description="msgtrack events out: held raw events, judged by the honeypot rule, to the bus and "
             "to their webhooks' queue",
-            memory_size=EVENTS_OUT_MEMORY_MB,
-            timeout=EVENTS_OUT_TIMEOUT,
         )
         function = handler.function
         storage.grant(function, RAW_EVENTS, ("dynamodb:Query",))  # a message's honeypot hits
@@ -186,18 +172,14 @@ class EventsOut(Construct):
         storage.grant(function, WORKFLOW, ("dynamodb:Query",), leading_keys=(WEBHOOKS_PK,))
         self.bus.grant_put_events_to(function)
         function.add_environment(BUS_ENV, self.bus.event_bus_name)
-        self._grant_send(function, self.deliveries)
-        function.add_environment(DELIVERY_QUEUE_ENV, self.deliveries.queue_url)
-        function.add_event_source(
-            sources.SqsEventSource(self.held, batch_size=10, report_batch_item_failures=True)
-        )
+        self._grant_send(function, self.deliveries, DELIVERY_QUEUE_ENV)
+        self._consume(function, self.held)
         return handler
 
     def _build_deliverer(self, code: lambda_.Code, storage: Storage) -> MsgtrackFunction:
-        handler = MsgtrackFunction(
-            self,
+        handler = self._build_function(
             "Deliverer",
-            code=code,
+            code,
             name="webhook_deliverer",
             description="msgtrack webhook deliverer: signs and POSTs each delivery, retries with backoff",
             memory_size=WEBHOOK_DELIVERER_MEMORY_MB,
@@ -209,19 +191,45 @@ class EventsOut(Construct):
         )
         self._grant_webhook_key(function)
         # A retry is a new message on the queue it came from; a delivery given up goes to the dead letters.
-        self._grant_send(function, self.deliveries)
-        self._grant_send(function, self.dead_letters)
-        function.add_environment(DELIVERY_QUEUE_ENV, self.deliveries.queue_url)
-        function.add_environment(DEAD_LETTER_QUEUE_ENV, self.dead_letters.queue_url)
-        function.add_event_source(
-            sources.SqsEventSource(self.deliveries, batch_size=10, report_batch_item_failures=True)
-        )
+        self._grant_send(function, self.deliveries, DELIVERY_QUEUE_ENV)
+        self._grant_send(function, self.dead_letters, DEAD_LETTER_QUEUE_ENV)
+        self._consume(function, self.deliveries)
         return handler
 
+    def _build_function(
+        self,
+        construct_id: str,
+        code: lambda_.Code,
+        *,
+        name: str,
+        description: str,
+        memory_size: int = EVENTS_OUT_MEMORY_MB,
+        timeout: Duration = EVENTS_OUT_TIMEOUT,
+    ) -> MsgtrackFunction:
+        """One of events out's functions; the publishers' size unless told otherwise."""
+        return MsgtrackFunction(
+            self,
+            construct_id,
+            code=code,
+            name=name,
+            description=description,
+            memory_size=memory_size,
+            timeout=timeout,
+        )
+
     @staticmethod
-    def _grant_send(function: lambda_.Function, queue: sqs.Queue) -> None:
+    def _grant_send(function: lambda_.Function, queue: sqs.Queue, url_env: str) -> None:
+        """Let ``function`` send to ``queue``, and tell it the queue's URL in ``url_env``."""
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+        )
+        function.add_environment(url_env, queue.queue_url)
+
+    @staticmethod
+    def _consume(function: lambda_.Function, queue: sqs.Queue) -> None:
+        """``queue`` triggers ``function``, ten messages at most a batch, failures reported one by one."""
+        function.add_event_source(
+            sources.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True)
         )
 
     def _grant_webhook_key(self, function: lambda_.Function) -> None:
@@ -257,30 +265,21 @@ class EventsOut(Construct):
                 "A webhook delivery failed for 24 hours and was given up: GET /api/webhooks shows which "
                 "webhook (last_error, failing_since); the message is in the webhook dead-letter queue.",
             ),
-            "WebhookDeadLetterQueueNotEmpty": self._alarm(
+            "WebhookDeadLetterQueueNotEmpty": self._queue_alarm(
                 "WebhookDeadLetterQueueNotEmpty",
-                self.dead_letters.metric_approximate_number_of_messages_visible(
-                    period=FAST_PERIOD, statistic="Maximum"
-                ),
-                1,
+                self.dead_letters,
                 "Webhook deliveries wait in the dead-letter queue: replay them onto the delivery queue once "
                 "the receiver is fixed, or purge them.",
             ),
-            "EventsOutBatchGivenUp": self._alarm(
+            "EventsOutBatchGivenUp": self._queue_alarm(
                 "EventsOutBatchGivenUp",
-                self.stream_failures.metric_approximate_number_of_messages_visible(
-                    period=FAST_PERIOD, statistic="Maximum"
-                ),
-                1,
+                self.stream_failures,
                 "The events-out function gave up on a batch of the raw-events stream: those hits are in "
                 "the reports but were not published; the failure queue names the stream positions.",
             ),
-            "EventsOutHeldGivenUp": self._alarm(
+            "EventsOutHeldGivenUp": self._queue_alarm(
                 "EventsOutHeldGivenUp",
-                self.held_dead_letters.metric_approximate_number_of_messages_visible(
-                    period=FAST_PERIOD, statistic="Maximum"
-                ),
-                1,
+                self.held_dead_letters,
                 "The held-events publisher failed a message five times: those hits are in the reports but "
                 "were not published; the message is in the held-events dead-letter queue, to replay.",
             ),
@@ -291,6 +290,11 @@ class EventsOut(Construct):
                 "Events out is behind the raw-events stream: webhooks and bus events are late.",
             ),
         }
+
+    def _queue_alarm(self, construct_id: str, queue: sqs.Queue, description: str) -> cloudwatch.Alarm:
+        """An alarm as soon as ``queue`` holds a message (dead letters, given-up batches)."""
+        depth = queue.metric_approximate_number_of_messages_visible(period=FAST_PERIOD, statistic="Maximum")
+        return self._alarm(construct_id, depth, 1, description)
 
     def _alarm(
         self, construct_id: str, metric: cloudwatch.Metric, threshold: float, description: str

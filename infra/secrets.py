@@ -25,6 +25,23 @@ _MANUAL_ROTATION = (
 )
 
 
+def hand_rotated_secret(
+    scope: Construct, construct_id: str, *, description: str, length: int, why_by_hand: str
+) -> secretsmanager.Secret:
+    """A secret of ``length`` random letters and digits that is rotated by hand: cdk-nag's AwsSolutions-SMG4
+    (no rotation schedule) acknowledged with ``why_by_hand``."""
+    secret = secretsmanager.Secret(
+        scope,
+        construct_id,
+        description=description,
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            password_length=length, exclude_punctuation=True
+        ),
+    )
+    Validations.of(secret).acknowledge(Acknowledgment(id="AwsSolutions-SMG4", reason=why_by_hand))
+    return secret
+
+
 class Secrets(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -49,22 +66,14 @@ class Secrets(Construct):
         return secret
 
     def _build_api_token(self) -> secretsmanager.Secret:
-        secret = secretsmanager.Secret(
+        return hand_rotated_secret(
             self,
             "ApiToken",
             description="msgtrack report API bearer token",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=API_TOKEN_LENGTH, exclude_punctuation=True
-            ),
+            length=API_TOKEN_LENGTH,
+            why_by_hand="The API token is shared with the sending systems and dashboard users, who must be "
+            "told the new value: it is rotated by hand (README), then new containers read it.",
         )
-        Validations.of(secret).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="The API token is shared with the sending systems and dashboard users, who must be "
-                "told the new value: it is rotated by hand (README), then new containers read it.",
-            )
-        )
-        return secret
 
     def grant_signing_key(self, function: lambda_.Function) -> None:
         """Let ``function`` read the signing key, and tell it where the key is."""

@@ -17,9 +17,12 @@ from infra.constants import (
     API_RESERVED_CONCURRENCY,
     API_RESERVED_CONCURRENCY_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
+    DEFAULT_RAW_EVENT_SHARDS,
     DEFAULT_SCHEDULE,
     DEFAULT_WORKFLOW_WORKERS,
+    MAX_RAW_EVENT_SHARDS,
     MAX_WORKFLOW_WORKERS,
+    RAW_EVENT_SHARDS_CONTEXT,
     REDIRECT_RESERVED_CONCURRENCY,
     REDIRECT_RESERVED_CONCURRENCY_CONTEXT,
     SCHEDULE_CONTEXT,
@@ -68,15 +71,28 @@ def _concurrency_context(scope: Construct, name: str, default: int) -> int:
     return value
 
 
+def _count_context(scope: Construct, name: str, default: int, maximum: int, why: str) -> int:
+    """A whole-number context value from 1 to ``maximum`` (``why`` the bound, for the error)."""
+    value = _int_context(scope, name, default)
+    if not 1 <= value <= maximum:
+        raise ConfigurationError(f"{name} must be 1 to {maximum} ({why}), got {value}")
+    return value
+
+
 def _workers_context(scope: Construct) -> int:
     """How many workers a run of the tracking workflow has: 1 to the inline Map's 40."""
-    value = _int_context(scope, WORKFLOW_WORKERS_CONTEXT, DEFAULT_WORKFLOW_WORKERS)
-    if not 1 <= value <= MAX_WORKFLOW_WORKERS:
-        raise ConfigurationError(
-            f"{WORKFLOW_WORKERS_CONTEXT} must be 1 to {MAX_WORKFLOW_WORKERS} (a Map state runs at most "
-            f"{MAX_WORKFLOW_WORKERS} iterations at once), got {value}"
-        )
-    return value
+    why = f"a Map state runs at most {MAX_WORKFLOW_WORKERS} iterations at once"
+    return _count_context(
+        scope, WORKFLOW_WORKERS_CONTEXT, DEFAULT_WORKFLOW_WORKERS, MAX_WORKFLOW_WORKERS, why
+    )
+
+
+def _raw_event_shards_context(scope: Construct) -> int:
+    """How many partition keys the raw-events table has: 1 to MAX_RAW_EVENT_SHARDS."""
+    why = "each shard takes about 1,000 hits a second"
+    return _count_context(
+        scope, RAW_EVENT_SHARDS_CONTEXT, DEFAULT_RAW_EVENT_SHARDS, MAX_RAW_EVENT_SHARDS, why
+    )
 
 
 class TrackingStack(Stack):
@@ -84,7 +100,7 @@ class TrackingStack(Stack):
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
         schedule = _context(self, SCHEDULE_CONTEXT) or DEFAULT_SCHEDULE
         code = function_code()  # one asset for the three functions
-        self.storage = Storage(self, "Storage")
+        self.storage = Storage(self, "Storage", raw_event_shards=_raw_event_shards_context(self))
         self.secrets = Secrets(self, "Secrets")
         self.entry_point = HttpEntryPoint(
             self,

@@ -16,8 +16,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.shared import fallback
-from functions.shared.tables import ALL_TABLES, Index, Key, TableSpec
-from infra.constants import FALLBACK_RETENTION, FALLBACK_VISIBILITY_TIMEOUT
+from functions.shared.tables import ALL_TABLES, RAW_EVENTS, Index, Key, TableSpec
+from infra.constants import (
+    DEFAULT_RAW_EVENT_SHARDS,
+    FALLBACK_RETENTION,
+    FALLBACK_VISIBILITY_TIMEOUT,
+    RAW_EVENT_SHARDS_ENV,
+)
 
 READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem")
@@ -45,8 +50,13 @@ class Storage(Construct):
     """Every msgtrack table (on demand, point-in-time recovery, TTL where the spec has one, encrypted)
     and the raw-event fallback queue."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, raw_event_shards: int = DEFAULT_RAW_EVENT_SHARDS
+    ) -> None:
+        """``raw_event_shards``: the raw-events table's partition keys, which every function that uses
+        the table must agree on (``raw_events.shard_of``)."""
         super().__init__(scope, construct_id)
+        self.raw_event_shards = raw_event_shards
         self._tables = {spec.logical_name: self._build_table(spec) for spec in ALL_TABLES}
         self.fallback_queue = self._build_fallback_queue()
 
@@ -139,6 +149,8 @@ class Storage(Construct):
                 )
             )
         function.add_environment(spec.env_var, table.table_name)
+        if spec is RAW_EVENTS:  # whoever writes, reads or queries raw events finds them by their shard
+            function.add_environment(RAW_EVENT_SHARDS_ENV, str(self.raw_event_shards))
 
     def grant_fallback_send(self, function: lambda_.Function) -> None:
         """Let ``function`` hand raw events to the fallback queue, and tell it where the queue is."""

@@ -1,7 +1,7 @@
 """An in-memory ReportRepository that answers like DynamoDB would, for the report unit tests.
 
-``query_logs`` mimics one DynamoDB Query: it evaluates at most ``max_read`` items in key order after the
-start key, applies the filters to those, and returns a LastEvaluatedKey whenever it stopped because of
+``query_logs`` mimics one DynamoDB Query of one partition key (``query.partition``, or the recipient's
+index): it evaluates at most ``max_read`` items in key order after the start key's place, applies the filters to those, and returns a LastEvaluatedKey whenever it stopped because of
 the limit (even when nothing is left, as DynamoDB may).
 """
 
@@ -24,6 +24,7 @@ from functions.api.report_repository import (
     TrackingLog,
     UrlStats,
 )
+from functions.shared.tables import tracking_log_partition
 
 
 @dataclass
@@ -126,7 +127,12 @@ class FakeReports:
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
         assert max_read >= 1, "DynamoDB rejects a Limit below 1"
         if query.scope == "delivery":
-            in_scope = [log for log in self.logs if log.delivery_id == query.scope_id]
+            assert query.partition is not None, "the table is read one partition key at a time"
+            in_scope = [
+                log
+                for log in self.logs
+                if tracking_log_partition(log.delivery_id, log.recipient_id) == query.partition
+            ]
         else:
             in_scope = [log for log in self.logs if log.recipient_id == query.scope_id]
         window = [
@@ -135,10 +141,12 @@ class FakeReports:
             if (query.since is None or log.sk >= query.since)
             and (query.until is None or log.sk < query.until)
         ]
-        ordered = sorted(window, key=lambda log: (log.sk, log.delivery_id), reverse=not query.forward)
-        if start_after is not None:
-            keys = [LogKey(log.delivery_id, log.sk) for log in ordered]
-            ordered = ordered[keys.index(start_after) + 1 :]
+        ordered = sorted(window, key=_place, reverse=not query.forward)
+        if start_after is not None:  # as DynamoDB: after the start key's place, whether it exists or not
+            start = (start_after.sk, start_after.delivery_id)
+            ordered = [
+                log for log in ordered if (_place(log) > start if query.forward else _place(log) < start)
+            ]
         evaluated = ordered[:max_read]
         limited = len(evaluated) == max_read
         last = LogKey(evaluated[-1].delivery_id, evaluated[-1].sk) if limited else None
@@ -151,6 +159,10 @@ class FakeReports:
     def latest_run_with_status(self, status: str, max_read: int) -> RunRecord | None:
         newest = sorted(self.run_records, key=lambda r: r.run_id, reverse=True)[:max_read]
         return next((run for run in newest if run.status == status), None)
+
+
+def _place(log: TrackingLog) -> tuple[str, str]:
+    return (log.sk, log.delivery_id)
 
 
 def _matches(query: LogQuery, log: TrackingLog) -> bool:

@@ -358,6 +358,12 @@ class FakeWorkflowStore:
         self._call("logged")
         return {key for key in keys if key in self.logs}
 
+    def log(self, delivery_id: str, sk: str) -> TrackingLogModel | None:
+        """The tracking log of ``delivery_id`` with sort key ``sk``, in whichever partition it is."""
+        return next(
+            (log for log in self.logs.values() if (log.delivery_id, log.sk) == (delivery_id, sk)), None
+        )
+
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
         self._call("load_logs")
         keys = list(keys)
@@ -386,7 +392,7 @@ class FakeWorkflowStore:
         refused = []
         for item in items:
             self._call("put_item")
-            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
+            key = _table_key(item)
             reason = self.refuse(item.serialize())
             if reason is not None:
                 refused.append(Refused(item, reason))
@@ -512,3 +518,10 @@ def _stable(data: dict[str, Any]) -> dict[str, Any]:
     if "urls" in data:
         data["urls"] = {"SS": sorted(data["urls"]["SS"])}
     return data
+
+
+def _table_key(item: Model) -> tuple[str, str]:
+    """Its key in its table: a tracking log's hash key is its partition, an indicator's its delivery."""
+    if isinstance(item, TrackingLogModel):
+        return (str(item.partition), str(item.sk))
+    return (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
+from functions.shared.tables import delivery_of_partition, tracking_log_partition
 
 # --- records ----------------------------------------------------------------------------------
 
@@ -163,7 +164,9 @@ class LogQuery:
     """One window of tracking logs: by delivery (the table) or by recipient (the index).
 
     ``since`` is inclusive and ``until`` exclusive, both ISO times compared with the sort key. The other
-    fields are filters: they narrow what is returned, not what is read.
+    fields are filters: they narrow what is returned, not what is read. A delivery's logs are spread
+    over partition keys (``tables.tracking_log_partition``): one ``query_logs`` call reads the one named
+    by ``partition``, and ``log_pages`` merges them.
     """
 
     scope: Literal["delivery", "recipient"]
@@ -177,6 +180,7 @@ class LogQuery:
     url_id: str | None = None
     counted_only: bool = False
     human_only: bool = False  # only the logs no machine made (``machine`` absent)
+    partition: str | None = None  # the delivery scope: the partition key this query reads
 
     @property
     def filtered(self) -> bool:
@@ -241,7 +245,9 @@ class ReportRepository(Protocol):
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
-        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order."""
+        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order
+        (of one partition, ``query.partition``, in the delivery scope). ``start_after`` need not be a
+        log of that partition: reading starts after its place in the order."""
         ...
 
     def runs(self, limit: int) -> list[RunRecord]:
@@ -406,9 +412,16 @@ class DynamoReportRepository:
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
         by_recipient = query.scope == "recipient"
+        if not by_recipient and query.partition is None:
+            raise ValueError("a delivery's tracking logs are read one partition at a time")
         start_key: dict[str, dict[str, Any]] | None = None
         if start_after is not None:
-            start_key = {"delivery_id": {"S": start_after.delivery_id}, "sk": {"S": start_after.sk}}
+            partition = (
+                tracking_log_partition(start_after.delivery_id, query.scope_id)
+                if by_recipient
+                else query.partition
+            )
+            start_key = {"partition": {"S": partition}, "sk": {"S": start_after.sk}}
             if by_recipient:
                 start_key["recipient_id"] = {"S": query.scope_id}
         arguments: dict[str, Any] = {
@@ -421,11 +434,11 @@ class DynamoReportRepository:
         if by_recipient:
             results = TrackingLogModel.by_recipient.query(query.scope_id, **arguments)
         else:
-            results = TrackingLogModel.query(query.scope_id, **arguments)
+            results = TrackingLogModel.query(query.partition, **arguments)
         page = next(results.page_iter)  # exactly one Query call: the caller bounds the reading
         items = [_log(TrackingLogModel.from_raw_data(raw)) for raw in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        last_key = LogKey(last["delivery_id"]["S"], last["sk"]["S"]) if last else None
+        last_key = LogKey(delivery_of_partition(last["partition"]["S"]), last["sk"]["S"]) if last else None
         return LogChunk(items, int(page.get("ScannedCount", len(items))), last_key)
 
     def runs(self, limit: int) -> list[RunRecord]:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from functions.api import cursors
+from functions.api import cursors, log_pages
 from functions.api import launcher as launchers
+from functions.api.log_pages import Positions
 from functions.api.report_repository import (
     ClickStreamCounts,
     Delivery,
@@ -71,8 +72,6 @@ if TYPE_CHECKING:
     from functions.shared.links import LinkSpec
 
 MAX_LOGS_READ_PER_PAGE = 1_000  # a filter that matches little still answers quickly, with a cursor
-MAX_QUERIES_PER_PAGE = 20  # belt and braces: DynamoDB may return few items per call
-FILTERED_CHUNK = 200  # logs read per query when a filter may discard most of them
 MAX_LOGS_READ_FOR_WINDOW = 10_000  # URL indicators over a time window are computed from the logs
 MAX_RUNS_READ = 1_000  # how far back the last successful run is looked for
 URL_EVENT_TYPES = frozenset({"click", "opt_out", "mirror"})
@@ -420,29 +419,24 @@ def _window_url_stats(
     human_recipients: dict[str, set[str]] = {}
     first: dict[str, str] = {}
     last: dict[str, str] = {}
-    read = 0
-    position: LogKey | None = None
-    while True:
-        # One log beyond the cap tells a window of exactly the cap from a larger one.
-        chunk = repo.query_logs(query, position, MAX_LOGS_READ_FOR_WINDOW + 1 - read)
-        read += chunk.read
-        for log in chunk.items:
-            if log.url_id is None:
-                continue
-            clicks[log.url_id] = clicks.get(log.url_id, 0) + 1
-            recipients.setdefault(log.url_id, set()).add(log.recipient_id)
-            if getattr(log, "machine", None) is None:  # the LOG's machine verdict, when it carries one
-                human_clicks[log.url_id] = human_clicks.get(log.url_id, 0) + 1
-                human_recipients.setdefault(log.url_id, set()).add(log.recipient_id)
-            first[log.url_id] = min(first.get(log.url_id, log.at), log.at)
-            last[log.url_id] = max(last.get(log.url_id, log.at), log.at)
-        if chunk.last_evaluated is None:
-            break
-        if read > MAX_LOGS_READ_FOR_WINDOW:
-            raise InvalidRequest(
-                f"more than {MAX_LOGS_READ_FOR_WINDOW:,} tracking logs fall in this window; narrow since/until"
-            )
-        position = chunk.last_evaluated
+    # One log beyond the cap tells a window of exactly the cap from a larger one.
+    logs, more = log_pages.read_page(
+        repo, log_pages.sources(query), Positions(), MAX_LOGS_READ_FOR_WINDOW, MAX_LOGS_READ_FOR_WINDOW + 1
+    )
+    if more is not None:
+        raise InvalidRequest(
+            f"more than {MAX_LOGS_READ_FOR_WINDOW:,} tracking logs fall in this window; narrow since/until"
+        )
+    for log in logs:
+        if log.url_id is None:
+            continue
+        clicks[log.url_id] = clicks.get(log.url_id, 0) + 1
+        recipients.setdefault(log.url_id, set()).add(log.recipient_id)
+        if getattr(log, "machine", None) is None:  # the LOG's machine verdict, when it carries one
+            human_clicks[log.url_id] = human_clicks.get(log.url_id, 0) + 1
+            human_recipients.setdefault(log.url_id, set()).add(log.recipient_id)
+        first[log.url_id] = min(first.get(log.url_id, log.at), log.at)
+        last[log.url_id] = max(last.get(log.url_id, log.at), log.at)
     return {
         url_id: UrlStats(
             url_id,
@@ -657,32 +651,13 @@ def recipient_logs(
 
 
 def _read_page(
-    repo: ReportRepository, query: LogQuery, start_after: LogKey | None, limit: int
-) -> tuple[list[TrackingLog], LogKey | None]:
-    """Up to ``limit`` logs after ``start_after`` and the position the next page starts after.
-
-    Reads one log more than the page holds, so a page that ends the window has no next position.
-    """
+    repo: ReportRepository, query: LogQuery, positions: Positions, limit: int
+) -> tuple[list[TrackingLog], Positions | None]:
+    """Up to ``limit`` logs from ``positions`` (merged over the delivery's partitions, in order) and
+    the positions the next page starts from: None when the page ends the window."""
     if query.since and query.until and query.since >= query.until:
         return [], None
-    found: list[TrackingLog] = []
-    read = 0
-    position = start_after
-    for _ in range(MAX_QUERIES_PER_PAGE):
-        wanted = limit + 1 - len(found)
-        chunk_size = max(wanted, FILTERED_CHUNK) if query.filtered else wanted
-        chunk = repo.query_logs(query, position, min(chunk_size, MAX_LOGS_READ_PER_PAGE - read))
-        read += chunk.read
-        found.extend(chunk.items)
-        if len(found) > limit:
-            page = found[:limit]
-            return page, LogKey(page[-1].delivery_id, page[-1].sk)
-        if chunk.last_evaluated is None:
-            return found, None
-        position = chunk.last_evaluated
-        if read >= MAX_LOGS_READ_PER_PAGE:
-            break
-    return found, position
+    return log_pages.read_page(repo, log_pages.sources(query), positions, limit, MAX_LOGS_READ_PER_PAGE)
 
 
 def _fingerprint(query: LogQuery) -> str:
@@ -703,24 +678,56 @@ def _fingerprint(query: LogQuery) -> str:
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
 
-def _cursor(query: LogQuery, position: LogKey | None) -> str | None:
-    if position is None:
+def _cursor(query: LogQuery, positions: Positions | None) -> str | None:
+    """The next page's cursor: where each partition resumes (by its number) and which are done; in
+    the recipient scope (one source) the last log returned."""
+    if positions is None:
         return None
-    return cursors.encode({"q": _fingerprint(query), "d": position.delivery_id, "s": position.sk})
+    fingerprint = _fingerprint(query)
+    if query.scope == "delivery":
+        after = {_number(name): key.sk for name, key in positions.after.items()}
+        return cursors.encode({"q": fingerprint, "a": after, "x": sorted(_number(n) for n in positions.done)})
+    key = positions.after.get("")
+    return cursors.encode(
+        {"q": fingerprint, "d": key.delivery_id if key else None, "s": key.sk if key else None}
+    )
 
 
-def _start_after(query: LogQuery, cursor: str | None) -> LogKey | None:
+def _start_after(query: LogQuery, cursor: str | None) -> Positions:
     position = cursors.decode(cursor)
     if position is None:
-        return None
-    delivery_id, sk = position.get("d"), position.get("s")
-    if not isinstance(delivery_id, str) or not isinstance(sk, str):
-        raise InvalidCursor("the cursor is invalid; use the next_cursor of a previous page")
+        return Positions()
     if position.get("q") != _fingerprint(query):
         raise InvalidCursor("the cursor belongs to another query; repeat the same filters with it")
-    if query.scope == "delivery" and delivery_id != query.scope_id:
-        raise InvalidCursor("the cursor belongs to another delivery")
-    return LogKey(delivery_id, sk)
+    if query.scope == "delivery":
+        return _partition_positions(query, position)
+    delivery_id, sk = position.get("d"), position.get("s")
+    if delivery_id is None and sk is None:
+        return Positions()
+    if not isinstance(delivery_id, str) or not isinstance(sk, str):
+        raise InvalidCursor("the cursor is invalid; use the next_cursor of a previous page")
+    return Positions({"": LogKey(delivery_id, sk)})
+
+
+def _partition_positions(query: LogQuery, position: Mapping[str, Any]) -> Positions:
+    partitions = {_number(source.partition or ""): source.partition for source in log_pages.sources(query)}
+    after, done = position.get("a"), position.get("x")
+    if (
+        not isinstance(after, dict)
+        or not isinstance(done, list)
+        or not all(n in partitions and isinstance(sk, str) for n, sk in after.items())
+        or not all(isinstance(n, str) and n in partitions for n in done)
+    ):
+        raise InvalidCursor("the cursor is invalid; use the next_cursor of a previous page")
+    return Positions(
+        {str(partitions[n]): LogKey(query.scope_id, sk) for n, sk in after.items()},
+        frozenset(str(partitions[n]) for n in done),
+    )
+
+
+def _number(partition: str) -> str:
+    """A partition's number in a cursor: its key without the delivery id, which the route names."""
+    return partition.rpartition("#")[2]
 
 
 def log_item(log: TrackingLog) -> LogItem:

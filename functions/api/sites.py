@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from functions.api import audit
+from functions.api import audit, audited_registry
 from functions.api.errors import InvalidSite, SiteNotFound
 from functions.shared import ids, timeutil
 from functions.shared.models import SITES_PK, SiteModel
@@ -80,21 +80,13 @@ def create(
         created_at=timeutil.iso(now or timeutil.now()),
         created_by=actor,
     )
-    _or_default(repo).add(site)
-    audit.record(
-        "site_created",
-        f"web-tracking/sites/{site.id}",
-        actor=actor,
-        after=_described(site),
-        trail=trail,
-        now=now,
-    )
+    audited_registry.add(site, _AUDITED, _or_default(repo), audited_registry.Change(actor, trail, now))
     return site
 
 
 def newest(repo: SiteRepository | None = None) -> list[Site]:
     """Every site, newest first."""
-    return sorted(_or_default(repo).all(), key=lambda site: (site.created_at, site.id), reverse=True)
+    return audited_registry.newest(_or_default(repo))
 
 
 def delete(
@@ -106,20 +98,7 @@ def delete(
     now: datetime | None = None,
 ) -> None:
     """Remove a site: its tag answers 404 from now on and records nothing."""
-    repo = _or_default(repo)
-    # An id that cannot be a site's is not looked up: DynamoDB would refuse an over-long key.
-    site = repo.get(site_id) if _SITE_ID.match(site_id) else None
-    if site is None:
-        raise SiteNotFound(f"there is no web-tracking site {site_id!r}")
-    repo.delete(site_id)
-    audit.record(
-        "site_deleted",
-        f"web-tracking/sites/{site_id}",
-        actor=actor,
-        before=_described(site),
-        trail=trail,
-        now=now,
-    )
+    audited_registry.delete(site_id, _AUDITED, _or_default(repo), audited_registry.Change(actor, trail, now))
 
 
 def issue(site: Site, base_url: str, link_signer: Signer | None = None) -> IssuedSite:
@@ -173,6 +152,15 @@ def _checked_name(name: str) -> str:
 
 def _described(site: Site) -> dict[str, object]:
     return {"name": site.name, "domains": list(site.domains)}
+
+
+def _not_found(site_id: str) -> SiteNotFound:
+    return SiteNotFound(f"there is no web-tracking site {site_id!r}")
+
+
+_AUDITED = audited_registry.RegistryAudit[Site](
+    "site_created", "site_deleted", "web-tracking/sites", _SITE_ID, _not_found, _described
+)
 
 
 # --- DynamoDB ---------------------------------------------------------------------------------

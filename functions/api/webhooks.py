@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from functions.api import audit
+from functions.api import audit, audited_registry
 from functions.api.errors import InvalidWebhook, WebhookNotFound
 from functions.shared import egress, ids, timeutil, webhooks
 from functions.shared.webhooks import EVENT_TYPES, Webhook, WebhookRepository
@@ -58,22 +58,14 @@ def create(
     )
     if len(repo.all()) >= MAX_WEBHOOKS:
         raise InvalidWebhook(f"an account has at most {MAX_WEBHOOKS} webhooks; delete one first")
-    repo.add(webhook)
-    audit.record(
-        "webhook_created",
-        f"webhooks/{webhook.id}",
-        actor=actor,
-        after=_described(webhook),
-        trail=trail,
-        now=now,
-    )
+    audited_registry.add(webhook, _AUDITED, repo, audited_registry.Change(actor, trail, now))
     secret = webhooks.secret_of(webhook.id, webhook.salt, key or webhooks.webhook_key())
     return CreatedWebhook(webhook, secret)
 
 
 def newest(repo: WebhookRepository | None = None) -> list[Webhook]:
     """Every webhook, newest first."""
-    return sorted(_or_default(repo).all(), key=lambda hook: (hook.created_at, hook.id), reverse=True)
+    return audited_registry.newest(_or_default(repo))
 
 
 def delete(
@@ -85,18 +77,8 @@ def delete(
     now: datetime | None = None,
 ) -> None:
     """Remove a webhook: nothing more is sent to it, deliveries already queued are dropped."""
-    repo = _or_default(repo)
-    webhook = repo.get(webhook_id) if _WEBHOOK_ID.match(webhook_id) else None
-    if webhook is None:
-        raise WebhookNotFound(f"there is no webhook {webhook_id!r}")
-    repo.delete(webhook_id)
-    audit.record(
-        "webhook_deleted",
-        f"webhooks/{webhook_id}",
-        actor=actor,
-        before=_described(webhook),
-        trail=trail,
-        now=now,
+    audited_registry.delete(
+        webhook_id, _AUDITED, _or_default(repo), audited_registry.Change(actor, trail, now)
     )
 
 
@@ -129,6 +111,15 @@ def _checked_description(description: str | None) -> str | None:
 
 def _described(webhook: Webhook) -> dict[str, object]:
     return {"url": webhook.url, "events": list(webhook.events), "description": webhook.description}
+
+
+def _not_found(webhook_id: str) -> WebhookNotFound:
+    return WebhookNotFound(f"there is no webhook {webhook_id!r}")
+
+
+_AUDITED = audited_registry.RegistryAudit[Webhook](
+    "webhook_created", "webhook_deleted", "webhooks", _WEBHOOK_ID, _not_found, _described
+)
 
 
 def _or_default(repo: WebhookRepository | None) -> WebhookRepository:

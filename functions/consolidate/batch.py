@@ -53,6 +53,7 @@ from functions.shared.models import (
     UrlStatsModel,
 )
 from functions.shared.raw_events import ONE_CLICK
+from functions.shared.tables import tracking_log_partition
 from functions.shared.useragent import parse_user_agent
 
 # Every bound on what a map of an indicator item names is in ``functions/shared/limits.py``, with the
@@ -74,7 +75,7 @@ _OPTIONAL_NAMES = (
 )
 
 StateKey = tuple[str, str]  # (delivery_id, sk) in the indicators table
-LogKey = tuple[str, str]  # (delivery_id, sk) in the tracking-logs table
+LogKey = tuple[str, str]  # (partition, sk) in the tracking-logs table: ``log_key``
 HUMAN_FIELDS = (
     "opens",
     "total_opens",
@@ -464,7 +465,7 @@ def consolidate(
             # Kept for a honeypot hit consolidated later: "<log sk>|<client key>", the latest
             # MAX_RECENT_HITS (one string each: cheaper to store and encode than a list).
             tally.remember(recipient, f"{event.sk}|{event.client_key}")
-            logs[(event.delivery_id, event.sk)] = log
+            logs[log_key(event)] = log
         _count(event, log, url, state, tally.stats, tally.breakdowns)
         if log.machine is not None:
             _count_machine(tally, log, str(log.machine), 1)
@@ -718,7 +719,8 @@ def _honeypot(
         recipient.honeypot_hits = sorted(known, key=lambda hit: str(hit[0]))[-MAX_HONEYPOT_HITS:]
     tally.settle_hits(recipient)
     for sk in _burst_of(recipient, event.at, event.client_key, window):
-        log = logs.get((event.delivery_id, sk))
+        key = log_key(event, sk)  # a burst is one message's hits: the honeypot hit's partition
+        log = logs.get(key)
         if log is None or log.machine == SCANNER:
             continue  # already a scanner's, or its log is gone (expired, erased)
         if log.machine is not None:
@@ -727,7 +729,7 @@ def _honeypot(
             _count_human(log, state, tally, -1)
         log.machine, log.machine_reason = SCANNER, BURST_REASON
         _count_machine(tally, log, SCANNER, 1)
-        if (event.delivery_id, sk) in earlier:
+        if key in earlier:
             outcome.rewritten.append(log)
 
 
@@ -740,8 +742,13 @@ def logs_to_recheck(events: Iterable[RawEventModel], loaded: Mapping[StateKey, M
         recipient = loaded.get(recipient_key(event.delivery_id, event.recipient_id))
         window = float(event.burst_seconds if event.burst_seconds is not None else DEFAULT_BURST_SECONDS)
         for sk in _burst_of(recipient, event.at, event.client_key, window):  # type: ignore[arg-type]
-            wanted.add((event.delivery_id, sk))
+            wanted.add(log_key(event, sk))
     return wanted
+
+
+def log_key(event: RawEventModel, sk: str | None = None) -> LogKey:
+    """The table key of the tracking log of ``event`` (or of its recipient's hit ``sk``)."""
+    return (tracking_log_partition(event.delivery_id, event.recipient_id), sk or event.sk)
 
 
 def recheck_keys(logs: Iterable[TrackingLogModel]) -> set[StateKey]:

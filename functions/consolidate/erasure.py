@@ -15,11 +15,15 @@ from typing import Protocol
 from functions.shared import timeutil
 from functions.shared.models import ERASURES_PK, RECIPIENT_STATE_PREFIX, ErasureModel
 from functions.shared.observability import logger
+from functions.shared.tables import delivery_of_partition
 
 
 class ErasureStore(Protocol):
     def pending_erasures(self) -> list[ErasureModel]: ...
-    def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]: ...
+    def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
+        """The (partition, sk) keys of every tracking log of the recipient, in every delivery."""
+        ...
+
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]: ...
     def delete_logs(self, keys: Iterable[tuple[str, str]]) -> None: ...
     def delete_raw(self, keys: Iterable[tuple[str, str]]) -> None: ...
@@ -33,7 +37,7 @@ def erase_requested(store: ErasureStore) -> int:
     for request in requests:
         recipient_id = str(request.recipient_id)
         logs = store.recipient_log_keys(recipient_id)
-        deliveries = {delivery_id for delivery_id, _ in logs}
+        deliveries = {delivery_of_partition(partition) for partition, _ in logs}
         states = [(delivery_id, RECIPIENT_STATE_PREFIX + recipient_id) for delivery_id in sorted(deliveries)]
         raw = store.recipient_raw_keys(recipient_id)
         store.delete_raw(raw)

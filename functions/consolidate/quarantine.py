@@ -98,6 +98,7 @@ def bare_log(log: TrackingLogModel) -> TrackingLogModel:
     to the same bound).
     """
     return TrackingLogModel(
+        partition=log.partition,
         delivery_id=log.delivery_id,
         sk=log.sk,
         event_id=log.event_id,

@@ -666,14 +666,14 @@ class DynamoWorkflowStore:
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         found = TrackingLogModel.batch_get(
-            list(keys), consistent_read=True, attributes_to_get=["delivery_id", "sk"]
+            list(keys), consistent_read=True, attributes_to_get=["partition", "sk"]
         )
-        return {(log.delivery_id, log.sk) for log in found}
+        return {(log.partition, log.sk) for log in found}
 
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
         """Whole tracking logs (BatchGetItem, 100 keys a request), to rewrite them."""
         found = TrackingLogModel.batch_get(list(keys), consistent_read=True)
-        return {(str(log.delivery_id), str(log.sk)): log for log in found}
+        return {(str(log.partition), str(log.sk)): log for log in found}
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
         return list(TrackedUrlModel.query(delivery_id))
@@ -766,8 +766,8 @@ class DynamoWorkflowStore:
         return list(models.ErasureModel.query(models.ERASURE_PENDING_PK, consistent_read=True))
 
     def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
-        found = TrackingLogModel.by_recipient.query(recipient_id, attributes_to_get=["delivery_id", "sk"])
-        return [(str(log.delivery_id), str(log.sk)) for log in found]
+        found = TrackingLogModel.by_recipient.query(recipient_id, attributes_to_get=["partition", "sk"])
+        return [(str(log.partition), str(log.sk)) for log in found]
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         """Reads every shard through a filter: erasure is rare, and a recipient index on raw

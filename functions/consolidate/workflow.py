@@ -673,7 +673,7 @@ class _Run:
             for event in self._readable(stored):
                 checkpoint = self._state.checkpoints.get(str(event.shard))
                 if checkpoint is not None and event.sk <= checkpoint:
-                    behind[(event.delivery_id, event.sk)] = event
+                    behind[batch.log_key(event)] = event
             if behind:
                 logged = self._store.logged(behind)
                 fresh = [event for key, event in behind.items() if key not in logged]
@@ -721,8 +721,8 @@ class _Run:
             events = self._readable(read)
             if not events:
                 continue
-            logged = self._store.logged((e.delivery_id, e.sk) for e in events)
-            late = [e for e in events if (e.delivery_id, e.sk) not in logged]
+            logged = self._store.logged(batch.log_key(e) for e in events)
+            late = [e for e in events if batch.log_key(e) not in logged]
             if late:
                 logger.info("consolidating late raw events", extra={"shard": shard, "count": len(late)})
                 self._renew_lock()
@@ -948,6 +948,9 @@ def _body_key(item: dict[str, Any]) -> tuple[str, str]:
 
 
 def _key(item: Any) -> tuple[str, str]:
+    """An item's table key: (partition, sk) for a tracking log, (delivery_id, sk) for the others."""
+    if isinstance(item, TrackingLogModel):
+        return (str(item.partition), str(item.sk))
     return (str(item.delivery_id), str(item.sk))
 
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from functions.api import reports
+from functions.api import log_pages, reports
 from functions.api.report_repository import LogKey, ReportRepository
 from functions.api.report_schemas import LOG_COLUMNS
 from functions.shared import timeutil
@@ -104,10 +104,17 @@ def _write(
     buffered_rows = 0
     last_key: LogKey | None = None
     parts_before = len(export.parts)
-    reading = LogKey(*export.position) if export.position else None
-    while True:
-        chunk = logs.query_logs(query, reading, LOGS_PER_QUERY)
-        for log in chunk.items:
+    sources = log_pages.sources(query)
+    # Merged over the delivery's partitions in the route's order; every partition resumes after the
+    # last log of the uploaded parts (a place in that one order).
+    reading: log_pages.Positions | None = (
+        log_pages.Positions.after_all(sources, LogKey(*export.position))
+        if export.position
+        else log_pages.Positions()
+    )
+    while reading is not None:
+        page, reading = log_pages.read_page(logs, sources, reading, LOGS_PER_QUERY, 2 * LOGS_PER_QUERY)
+        for log in page:
             buffer += _row(export, reports.log_item(log))
             buffered_rows += 1
             last_key = LogKey(log.delivery_id, log.sk)
@@ -117,9 +124,8 @@ def _write(
                 buffered_rows = 0
                 if not store.save(export):
                     return _abandon(store, sink, export)
-        if chunk.last_evaluated is None:
+        if reading is None:
             break
-        reading = chunk.last_evaluated
         if remaining_ms() < TIME_MARGIN_MS:
             if len(export.parts) == parts_before:
                 raise ExportFailed(

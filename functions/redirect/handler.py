@@ -13,6 +13,7 @@ from functions.redirect.detection import CachedDetection
 from functions.redirect.observability import MetricNames, formatter, logger, metrics
 from functions.redirect.store import DynamoEventSink, DynamoMachineSettings, DynamoSites, DynamoTargets
 from functions.shared import timeutil
+from functions.shared.raw_events import RawEvent
 from functions.shared.settings import settings
 from functions.shared.tokens import signer
 
@@ -225,45 +226,34 @@ def _serve_tag(event: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def _serve_unsubscribe(event: dict[str, Any], path: str) -> dict[str, Any]:
-    """``POST /u/{token}`` opts the recipient out; ``GET`` (and ``HEAD``) only show the page whose
-    button makes that POST. No redirect and no cookie either way (RFC 8058)."""
+    """One-click unsubscribe (``unsubscribe.serve``): ``POST /u/{token}`` opts out, ``GET`` shows the page."""
     from functions.redirect import unsubscribe  # imported by the first unsubscribe: clicks never pay it
 
-    method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
-    if method in ("GET", "HEAD"):
-        answer = unsubscribe.confirmation(path[3:], signer())
-        if answer.status == 404:
-            metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
-            return _page(404, _NOT_FOUND_PAGE)
+    request = unsubscribe.UnsubscribeRequest(
+        method=event.get("requestContext", {}).get("http", {}).get("method", "GET").upper(),
+        hit=tracking.Hit(token=path[3:], kind="click", **_visitor(event)),
+        body=event.get("body"),
+        is_base64=bool(event.get("isBase64Encoded")),
+        content_type=(event.get("headers") or {}).get("content-type"),
+    )
+    answer = unsubscribe.serve(request, _ContainerSink())
+    if answer.status == 200 and answer.recorded:
+        return _page(200, unsubscribe.DONE_PAGE)
+    if answer.status == 200:
         return _page(200, unsubscribe.CONFIRMATION_PAGE, form_action=True)
-    if method != "POST":
-        response = _plain(405, "use POST to unsubscribe, GET to see the confirmation page")
-        response["headers"]["Allow"] = "GET, HEAD, POST"
-        return response
-    headers = event.get("headers") or {}
-    hit = tracking.Hit(token=path[3:], kind="click", **_visitor(event))
-    try:
-        answer = unsubscribe.one_click(
-            hit,
-            event.get("body"),
-            bool(event.get("isBase64Encoded")),
-            headers.get("content-type"),
-            signer(),
-            _collaborators()[1],
-        )
-    except Exception:
-        # Never a 5xx on a public path: as a failed click, the neutral page (the sink itself never
-        # fails, it hands the event to the fallback queue; this is a bug, logged and alarmed on).
-        logger.exception("one-click unsubscribe not recorded")
-        metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
-        return _page(404, _NOT_FOUND_PAGE)
     if answer.status == 404:
-        metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
         return _page(404, _NOT_FOUND_PAGE)
-    if answer.status == 400:
-        return _plain(400, answer.message)
-    metrics.add_metric(name=MetricNames.ONE_CLICK_OPT_OUTS, unit="Count", value=1)
-    return _page(200, unsubscribe.DONE_PAGE)
+    response = _plain(answer.status, answer.message)
+    if answer.status == 405:
+        response["headers"]["Allow"] = unsubscribe.ALLOWED_METHODS
+    return response
+
+
+class _ContainerSink:
+    """The container's raw-event sink, built by the first event recorded through it (a GET records none)."""
+
+    def record(self, event: RawEvent) -> None:
+        _collaborators()[1].record(event)
 
 
 def _plain(status: int, message: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ client may match a library pattern), and RFC 8058's safeguard against machines i
 It carries its client key, so a scanner that submits the confirmation page within a honeypot burst is
 still found out by the workflow, and left out of the opt-out feed.
 
+``serve`` answers one request to ``/u/{token}`` (the handler parses the event and maps the answer to
+the page); it takes the raw-event sink as an argument, so the unit tests hand it an in-memory fake.
 Stdlib only, like the rest of the redirect function.
 """
 
@@ -26,17 +28,19 @@ import binascii
 from urllib.parse import parse_qsl
 
 from functions.redirect.detection import CLIENT_KEY_PURPOSE
+from functions.redirect.observability import MetricNames, logger, metrics
 from functions.redirect.tracking import EventSink, Hit, message_event
 from functions.shared import machine
 from functions.shared.errors import InvalidToken
 from functions.shared.raw_events import ONE_CLICK
 from functions.shared.records import Record
-from functions.shared.tokens import LinkClaims, Signer
+from functions.shared.tokens import LinkClaims, Signer, signer
 
 FIELD = "List-Unsubscribe"
 VALUE = "One-Click"
 ONE_CLICK_BODY = f"{FIELD}={VALUE}"  # RFC 8058 section 3.1: the POST's one key/value pair
 MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; a multipart one a few hundred
+ALLOWED_METHODS = "GET, HEAD, POST"
 
 CONFIRMATION_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>Unsubscribe</title>"
@@ -52,16 +56,65 @@ DONE_PAGE = (
 )
 
 
-class UnsubscribeAnswer(Record):
-    __slots__ = ("message", "status")
+class UnsubscribeRequest(Record):
+    """A request to ``/u/{token}``: its method (upper case), the visitor as a hit, and its body."""
 
-    def __init__(self, status: int, message: str = "") -> None:
-        self.status = status  # 200 (done, or the confirmation page), 400 (the body), 404 (the token)
-        self.message = message  # what a 400 says is wrong
+    __slots__ = ("body", "content_type", "hit", "is_base64", "method")
+
+    def __init__(
+        self, method: str, hit: Hit, body: str | None, is_base64: bool, content_type: str | None
+    ) -> None:
+        self.method = method
+        self.hit = hit  # its token is the unsubscribe token
+        self.body = body
+        self.is_base64 = is_base64
+        self.content_type = content_type
+
+
+class UnsubscribeAnswer(Record):
+    __slots__ = ("message", "recorded", "status")
+
+    def __init__(self, status: int, message: str = "", recorded: bool = False) -> None:
+        self.status = status  # 200 (done, or the confirmation page), 400 (the body), 404 (the token), 405
+        self.message = message  # what a 400 or 405 says is wrong
+        self.recorded = recorded  # the opt-out was recorded (the done page; else the confirmation page)
 
 
 class BadBody(ValueError):
     """The POST's body is not RFC 8058's one-click body."""
+
+
+def serve(
+    request: UnsubscribeRequest, sink: EventSink, link_signer: Signer | None = None
+) -> UnsubscribeAnswer:
+    """``POST`` opts the recipient out; ``GET`` (and ``HEAD``) only answer the page whose button makes that
+    POST; any other method is a 405. No redirect and no cookie either way (RFC 8058). Never raises: a
+    failure while recording is logged, counted and answered as a refused token (a neutral 404 page)."""
+    if request.method in ("GET", "HEAD"):
+        answer = confirmation(request.hit.token, link_signer or signer())
+    elif request.method != "POST":
+        return UnsubscribeAnswer(405, "use POST to unsubscribe, GET to see the confirmation page")
+    else:
+        try:
+            answer = one_click(
+                request.hit,
+                request.body,
+                request.is_base64,
+                request.content_type,
+                link_signer or signer(),
+                sink,
+            )
+        except Exception:
+            # Never a 5xx on a public path: as a failed click, the neutral page (the sink itself never
+            # fails, it hands the event to the fallback queue; this is a bug, logged and alarmed on).
+            logger.exception("one-click unsubscribe not recorded")
+            metrics.add_metric(name=MetricNames.REDIRECT_FAILURES, unit="Count", value=1)
+            return UnsubscribeAnswer(404)
+    if answer.status == 404:
+        metrics.add_metric(name=MetricNames.INVALID_TOKENS, unit="Count", value=1)
+    elif answer.recorded:
+        metrics.add_metric(name=MetricNames.ONE_CLICK_OPT_OUTS, unit="Count", value=1)
+    return answer
 
 
 def claims_of(token: str, signer: Signer) -> LinkClaims | None:
@@ -105,7 +158,7 @@ def one_click(
     )
     # No person cookie is read or set: RFC 8058 forbids the POST to carry one.
     sink.record(message_event(hit, claims, key, source=ONE_CLICK))
-    return UnsubscribeAnswer(200)
+    return UnsubscribeAnswer(200, recorded=True)
 
 
 def check_body(body: str | None, is_base64: bool, content_type: str | None) -> None:

@@ -263,8 +263,10 @@ class TrackingLogModel(_Model):
     spec = tables.TRACKING_LOGS
     Meta = _meta(spec)
 
-    delivery_id = UnicodeAttribute(hash_key=True)
+    # tables.tracking_log_partition(delivery_id, recipient_id): filled in from those two when not given
+    partition = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)  # "<at>#<event_id>"
+    delivery_id = UnicodeAttribute()
     event_id = UnicodeAttribute()
     recipient_id = UnicodeAttribute()
     type = UnicodeAttribute()  # open, click, opt_out, mirror, page, transaction
@@ -289,6 +291,16 @@ class TrackingLogModel(_Model):
 
     by_recipient = ByRecipient()
     opt_out_feed_index = OptOutFeed()
+
+    def __init__(
+        self, hash_key: Any = None, range_key: Any = None, _user_instantiated: bool = True, **attributes: Any
+    ):
+        # The partition is a fact of the log (its delivery and recipient), never a writer's choice.
+        if hash_key is None and "partition" not in attributes and _user_instantiated:
+            delivery_id, recipient_id = attributes.get("delivery_id"), attributes.get("recipient_id")
+            if delivery_id is not None and recipient_id is not None:
+                attributes["partition"] = tables.tracking_log_partition(delivery_id, recipient_id)
+        super().__init__(hash_key, range_key, _user_instantiated, **attributes)
 
 
 # --- indicators table (written only by the tracking workflow) ---------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pynamodb.attributes import NumberAttribute
 
 from functions.shared.models import ALL_MODELS
-from functions.shared.tables import ALL_TABLES, TableSpec
-from tests.infrastructure.synth import Synthesized
+from functions.shared.tables import ALL_TABLES, RAW_EVENTS, TableSpec
+from infra.constants import MAX_RAW_EVENT_SHARDS
+from infra.http_api import ConfigurationError
+from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context
 
 
 def _table(synthesized: Synthesized, spec: TableSpec) -> dict[str, Any]:
@@ -139,3 +142,61 @@ def test_the_raw_event_fallback_queue_is_encrypted_refuses_plain_http_and_keeps_
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- the raw-event shard count (a deploy-time context value) ------------------------------------
+
+
+def _shard_counts(synthesized: Synthesized) -> dict[str, str | None]:
+    """``MSGTRACK_RAW_EVENT_SHARDS`` of every function, by the function's logical id."""
+    return {
+        logical_id: resource["Properties"]
+        .get("Environment", {})
+        .get("Variables", {})
+        .get("MSGTRACK_RAW_EVENT_SHARDS")
+        for logical_id, resource in synthesized.resources.items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+
+def _raw_event_users(synthesized: Synthesized) -> set[str]:
+    """The functions told the raw-events table's name: those that write, read or query it."""
+    return {
+        logical_id
+        for logical_id, resource in synthesized.resources.items()
+        if resource["Type"] == "AWS::Lambda::Function"
+        and RAW_EVENTS.env_var in resource["Properties"].get("Environment", {}).get("Variables", {})
+    }
+
+
+def test_every_function_that_uses_raw_events_knows_the_shard_count_64_by_default(
+    synthesized: Synthesized,
+) -> None:
+    # Given the stack with no raw_event_shards context value
+    stack = synthesized.stack
+    users = _raw_event_users(synthesized)
+    # Then the redirect (writes), the workflow (reads) and the held-events publisher (a message's honeypot
+    # hits) all shard by the same count, and no other function is told one
+    assert {
+        synthesized.logical_id(stack.redirect.function),
+        synthesized.logical_id(stack.workflow.function),
+    } <= users
+    counts = _shard_counts(synthesized)
+    assert {counts[logical_id] for logical_id in users} == {"64"}
+    assert {logical_id for logical_id, count in counts.items() if count is not None} == users
+
+
+def test_the_raw_event_shard_count_is_a_context_value(synthesize_variant: Callable[..., Synthesized]) -> None:
+    # Given a deployment sized for 128,000 hits a second
+    synthesized = synthesize_variant(raw_event_shards="128")
+    # Then every function that uses raw events shards by 128
+    counts = _shard_counts(synthesized)
+    assert {counts[logical_id] for logical_id in _raw_event_users(synthesized)} == {"128"}
+
+
+@pytest.mark.parametrize("shards", ["0", "-4", str(MAX_RAW_EVENT_SHARDS + 1), "sixty-four", "6.5"])
+def test_a_raw_event_shard_count_out_of_bounds_is_refused_at_synth(shards: str) -> None:
+    from infra.app import build_app
+
+    with pytest.raises(ConfigurationError, match="raw_event_shards"):
+        build_app(context={**cdk_json_context(), **NO_BUNDLING, "raw_event_shards": shards})

@@ -31,6 +31,7 @@ from functions.shared.models import (
 from functions.shared.tables import RAW_EVENTS
 from functions.shared.tokens import LinkClaims, signer
 from tests.integration.test_tracking_flow import Browser, click, run_workflow
+from tests.stored_logs import delivery_logs
 
 
 @pytest.fixture
@@ -102,12 +103,12 @@ def test_a_click_whose_tracking_log_is_too_large_is_quarantined_and_the_run_succ
     stats = DeliveryStatsModel.get("d1", "stats")
     assert (int(stats.total_clicks), int(stats.clicks)) == (2, 2)
     assert int(DeliveryStatsModel.get("d2", "stats").total_clicks) == 1
-    logs = {log.url_id: log for log in TrackingLogModel.query("d1")}
+    logs = {log.url_id: log for log in delivery_logs("d1")}
     assert (logs["9"].url, logs["9"].counted, logs["1"].url) == (None, True, "https://shop.example/1")
     # And the full log is in quarantine, with its key and DynamoDB's error, and the run names it
     [kept] = quarantined()
     assert kept.table == "tracking-logs" and "Item size has exceeded" in kept.error
-    assert json.loads(kept.key) == ["d1", logs["9"].sk]
+    assert json.loads(kept.key) == [logs["9"].partition, logs["9"].sk]
     assert int(kept.item_bytes) > MOTO_ITEM_LIMIT
     assert json.loads(zlib.decompress(kept.item))["url"]["S"].startswith("https://shop.example/xxx")
     assert kept.complete is True  # the whole refused log, compressed
@@ -150,8 +151,8 @@ def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_
     # Then it replayed the batch: the stats are stored, the log bare, the full one quarantined
     assert result["status"] == "succeeded"
     assert int(DeliveryStatsModel.get("d1", "stats").total_clicks) == 1
-    assert TrackingLogModel.get("d1", oversize.sk).url is None
-    assert [json.loads(kept.key) for kept in quarantined()] == [["d1", oversize.sk]]
+    assert TrackingLogModel.get(oversize.partition, oversize.sk).url is None
+    assert [json.loads(kept.key) for kept in quarantined()] == [[oversize.partition, oversize.sk]]
     # And the checkpoint moved, the pending batch is gone
     state = WorkflowStateModel.get("state", "tracking")
     assert state.pending_batch is None and state.checkpoints.as_dict()["03"] == "2026-11-23T09:00:00.000Z#e1"
@@ -188,7 +189,7 @@ def test_a_deleted_delivery_without_links_counts_no_more_opens(tables: None) -> 
         int(DeliveryStatsModel.get("d7", "stats").total_opens),
         int(DeliveryStatsModel.get("d7", "stats").opens),
     ) == (1, 1)
-    assert sorted(log.counted for log in TrackingLogModel.query("d7")) == [False, False, True]
+    assert sorted(log.counted for log in delivery_logs("d7")) == [False, False, True]
 
 
 def test_messages_to_more_email_domains_than_the_counts_name_count_the_rest_apart(

@@ -15,10 +15,10 @@ from functions.shared.models import (
     MessageModel,
     RawEventModel,
     TrackedUrlModel,
-    TrackingLogModel,
     UrlStatsModel,
 )
 from functions.shared.raw_events import RawEvent
+from tests.stored_logs import delivery_logs
 
 H = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # the honeypot hit
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
@@ -89,7 +89,7 @@ def test_a_late_honeypot_hit_turns_consolidated_human_hits_into_scanner_hits(aws
     reports = DynamoReportRepository()
     assert dict(reports.click_streams("d1", human=True).paths) == {}
     assert dict(reports.click_streams("d1").paths) == {"1": 1}
-    logs = {log.event_id: (log.machine, log.machine_reason) for log in TrackingLogModel.query("d1")}
+    logs = {log.event_id: (log.machine, log.machine_reason) for log in delivery_logs("d1")}
     assert logs == {
         "e1": ("scanner", BURST_REASON),
         "e2": ("scanner", BURST_REASON),

@@ -18,11 +18,11 @@ from functions.shared.models import (
     DeliveryStatsModel,
     QuarantineModel,
     TrackedUrlModel,
-    TrackingLogModel,
 )
 from functions.shared.tokens import LinkClaims, signer
 from local.aws import create_fallback_queue
 from tests.apigw import FakeContext, http_event
+from tests.stored_logs import delivery_logs
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_throttled_hits_are_answered_queued_and_counted_exactly_once(queue: str,
     throttle.active = False
     first = consolidate_handler.lambda_handler({"run_id": "run-1"}, FakeContext())
     second = consolidate_handler.lambda_handler({"run_id": "run-2"}, FakeContext())
-    logs = TrackingLogModel.count("d1")
+    logs = len(delivery_logs("d1"))
     reliability.record(
         "Faults",
         "DynamoDB throttling every raw-event write of the redirect (3 attempts each)",
@@ -129,7 +129,7 @@ def test_malformed_fallback_messages_are_quarantined_and_the_good_ones_counted(
     # Then the four hits count once, the three malformed messages are kept once, and the queue is empty
     assert (first["status"], second["status"]) == ("succeeded", "succeeded")
     assert (first["events_processed"], second["events_processed"]) == (4, 0)
-    assert TrackingLogModel.count("d1") == 4
+    assert len(delivery_logs("d1")) == 4
     kept = list(QuarantineModel.query(QUARANTINE_PK))
     assert len(kept) == 3
     assert sorted(k.error.split(":")[0] for k in kept) == sorted(

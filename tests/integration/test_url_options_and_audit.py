@@ -15,8 +15,9 @@ from functions.api.handler import lambda_handler as api
 from functions.consolidate import handler as consolidate_handler
 from functions.redirect import handler as redirect_handler
 from functions.shared import settings
-from functions.shared.models import AuditModel, DeliveryStatsModel, TrackingLogModel
+from functions.shared.models import AuditModel, DeliveryStatsModel
 from tests.apigw import FakeContext, http_event, json_body
+from tests.stored_logs import delivery_logs
 
 HTML = (
     '<p><a href="https://shop.example/a?ref=mail#top">Shop</a>'
@@ -173,7 +174,7 @@ def test_a_deleted_delivery_disappears_and_its_links_answer_a_neutral_page() -> 
     # And the workflow counts nothing more for it
     run_workflow()
     assert int(DeliveryStatsModel.get(gone["id"], "stats").total_opens) == opens_before
-    assert list(TrackingLogModel.query(gone["id"]))[-1].counted is False
+    assert delivery_logs(gone["id"])[-1].counted is False
 
 
 def _sent_click(delivery_id: str) -> str:

@@ -27,6 +27,7 @@ from functions.api.report_repository import (
 from functions.api.report_schemas import LOG_COLUMNS, LogItem
 from functions.api.reports import LogRequest
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest, TrackingNotActivated
+from functions.shared.tables import tracking_log_partition
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_reports import FakeReports
 
@@ -547,12 +548,23 @@ def test_a_page_that_ends_the_logs_has_no_cursor(five_logs: FakeReports) -> None
     ]
 
 
-def test_the_cursor_resumes_right_after_the_last_item_returned(five_logs: FakeReports) -> None:
+def test_the_cursor_resumes_each_partition_right_after_the_last_item_it_returned(
+    five_logs: FakeReports,
+) -> None:
+    # Given r1's logs (e1, e3, e5) and r2's (e2, e4) in two partitions of d1
     first = reports.delivery_logs("d1", LogRequest(limit=2), repo=five_logs)
+    asked_before = len(five_logs.queries)
+
+    # When the next page is asked for
     second = reports.delivery_logs("d1", LogRequest(limit=2, cursor=first.next_cursor), repo=five_logs)
-    # The second query started after e4 (not after e3, which the first request read to know more followed)
-    _, start_after, *_ = five_logs.queries[-1]
-    assert start_after is not None and start_after.sk == f"{T.format(4)}#e4"
+
+    # Then r1's partition resumed after e5 and r2's after e4 (not after e3, which the first request read
+    # to know more followed), and no other partition was read again: they were done
+    starts = {query.partition: start for query, start, *_ in five_logs.queries[asked_before:]}
+    assert {partition: start.sk if start else None for partition, start in starts.items()} == {
+        tracking_log_partition("d1", "r1"): f"{T.format(5)}#e5",
+        tracking_log_partition("d1", "r2"): f"{T.format(4)}#e4",
+    }
     assert [item.event_id for item in second.items] == ["e3", "e2"]
 
 

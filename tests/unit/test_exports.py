@@ -23,6 +23,7 @@ from functions.api.report_schemas import LOG_COLUMNS
 from functions.exports import worker
 from functions.shared import exports
 from functions.shared.errors import DeliveryNotFound, TrackingNotActivated
+from functions.shared.tables import tracking_log_partition
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_exports import FakeExportStore, FakeLauncher, FakeSink
 from tests.fakes_reports import FakeReports
@@ -479,6 +480,7 @@ class GeneratedLogs(FakeReports):
         super().__init__()
         self.add_delivery("d1")
         self.count = count
+        self.partitions = [tracking_log_partition("d1", f"r{n}") for n in range(997)]
 
     def log(self, n: int) -> TrackingLog:
         at = f"2026-12-01T{n // 3_600_000:02d}:{n // 60_000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z"
@@ -490,10 +492,13 @@ class GeneratedLogs(FakeReports):
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
         assert query.forward
-        start = 0 if start_after is None else int(start_after.sk.rsplit("#e", 1)[1]) + 1
-        end = min(start + max_read, self.count)
-        items = [self.log(n) for n in range(start, end)]
-        return LogChunk(items, len(items), LogKey("d1", items[-1].sk) if end < self.count else None)
+        n = 0 if start_after is None else int(start_after.sk.rsplit("#e", 1)[1]) + 1
+        items = []
+        while n < self.count and len(items) < max_read:
+            if self.partitions[n % 997] == query.partition:
+                items.append(self.log(n))
+            n += 1
+        return LogChunk(items, len(items), LogKey("d1", items[-1].sk) if n < self.count else None)
 
 
 class CountingSink(FakeSink):

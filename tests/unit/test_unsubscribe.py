@@ -4,11 +4,12 @@ GET only shows a page whose form makes that POST, anything else records nothing.
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from functions.redirect import handler, unsubscribe
+from functions.redirect import handler, observability, tracking, unsubscribe
 from functions.shared.raw_events import ONE_CLICK
 from functions.shared.tokens import LinkClaims, signer
 from tests.apigw import FakeContext, http_event
@@ -214,3 +215,84 @@ def test_a_failure_while_recording_is_the_neutral_page_never_a_5xx(
     reliability.record(
         "Faults", "one-click unsubscribe whose recording raises", 1, "neutral 404 page, no 5xx"
     )
+
+
+# --- the logic alone (``unsubscribe.serve``), with an in-memory sink ----------------------------
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> observability.Metrics:
+    fresh = observability.Metrics()
+    monkeypatch.setattr(unsubscribe, "metrics", fresh)
+    return fresh
+
+
+def counts(metrics: observability.Metrics) -> dict[str, list[float]]:
+    document = metrics.document() or {}
+    return {name: values for name, values in document.items() if name not in ("_aws", "service")}
+
+
+class RaisingSink:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def record(self, event: object) -> None:
+        raise self.error
+
+
+def request(
+    method: str, link: str, body: str | None = unsubscribe.ONE_CLICK_BODY
+) -> unsubscribe.UnsubscribeRequest:
+    hit = tracking.Hit(
+        link, "click", datetime(2026, 12, 6, 9, 0, tzinfo=UTC), "Mozilla/5.0", "198.51.100.23", None
+    )
+    return unsubscribe.UnsubscribeRequest(method, hit, body, False, FORM)
+
+
+def test_serve_records_a_posted_opt_out_in_the_sink_it_is_given_and_counts_it(
+    counted: observability.Metrics,
+) -> None:
+    # Given an in-memory sink and a genuine unsubscribe token
+    sink = FakeSink()
+    # When the one-click POST is served
+    answer = unsubscribe.serve(request("POST", token()), sink, signer())
+    # Then the opt-out is recorded there, answered as done, and counted as one
+    assert (answer.status, answer.recorded) == (200, True)
+    [event] = sink.events
+    assert (event.delivery_id, event.recipient_id, event.source) == ("d1", "r1", ONE_CLICK)
+    assert counts(counted) == {"OneClickOptOuts": [1.0]}
+
+
+def test_serve_answers_a_get_with_the_confirmation_and_touches_no_sink(
+    counted: observability.Metrics,
+) -> None:
+    # Given a sink that must not be used
+    untouchable = RaisingSink(AssertionError("a GET recorded something"))
+    # When a genuine token and a forged one are fetched
+    genuine = unsubscribe.serve(request("GET", token()), untouchable, signer())
+    forged = unsubscribe.serve(request("HEAD", token() + "x"), untouchable, signer())
+    # Then the genuine one is the confirmation (nothing recorded) and the forged one a counted 404
+    assert (genuine.status, genuine.recorded) == (200, False)
+    assert forged.status == 404
+    assert counts(counted) == {"InvalidTokens": [1.0]}
+
+
+def test_serve_refuses_other_methods_saying_which_are_allowed(counted: observability.Metrics) -> None:
+    sink = FakeSink()
+    answer = unsubscribe.serve(request("DELETE", token()), sink, signer())
+    assert answer.status == 405
+    assert "POST" in answer.message and "GET" in answer.message
+    assert unsubscribe.ALLOWED_METHODS == "GET, HEAD, POST"
+    assert sink.events == []
+    assert counts(counted) == {}
+
+
+def test_serve_turns_a_failing_sink_into_a_counted_failure_not_an_invalid_token(
+    counted: observability.Metrics,
+) -> None:
+    # Given a sink that raises
+    # When a genuine one-click POST is served
+    answer = unsubscribe.serve(request("POST", token()), RaisingSink(RuntimeError("boom")), signer())
+    # Then it is a 404 (the neutral page), counted as a failure of the function, never raised
+    assert (answer.status, answer.recorded) == (404, False)
+    assert counts(counted) == {"RedirectFailures": [1.0]}

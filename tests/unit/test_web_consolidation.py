@@ -119,7 +119,8 @@ def pages(store: FakeWorkflowStore) -> tuple[dict[str, int], int]:
 
 
 def logs_of(store: FakeWorkflowStore, log_type: str) -> list[TrackingLogModel]:
-    return [log for _, log in sorted(store.logs.items()) if log.type == log_type]
+    in_order = sorted(store.logs.values(), key=lambda log: (log.delivery_id, log.sk))
+    return [log for log in in_order if log.type == log_type]
 
 
 def page_key(via: str, url: str) -> str:

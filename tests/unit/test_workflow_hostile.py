@@ -16,6 +16,7 @@ from functions.shared import limits
 from functions.shared.limits import item_size
 from functions.shared.models import DeliveryStatsModel, MessageModel, TrackingLogModel
 from functions.shared.raw_events import RawEvent, to_item
+from functions.shared.tables import tracking_log_partition
 from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
 from tests.unit.test_workflow import (
     APPLE_MAIL,
@@ -199,7 +200,7 @@ def test_an_indicator_item_dynamodb_refuses_is_quarantined_and_the_run_goes_on(r
     # And every other item is written as in a run without the poison; the checkpoints moved
     assert only("d1", store.snapshot()) == only("d1", bystander_snapshot())
     assert store.pending is None
-    assert len([key for key in store.logs if key[0] == "d2"]) == 3
+    assert len([log for log in store.logs.values() if log.delivery_id == "d2"]) == 3
     again = workflow(store, Clock(RUN_AT + timedelta(hours=1))).run("run-2", "schedule")
     assert again.status == "succeeded" and int(again.events_processed) == 0
     reliability.record(
@@ -277,7 +278,8 @@ def test_a_tracking_log_dynamodb_refuses_is_quarantined_its_bare_log_put_and_cou
     workflow(store, clock).run("run-2", "schedule")
     # Then the bare log stands in for it, the full one is quarantined, and the open counts once
     assert run.status == "succeeded" and int(run.quarantined) == 1
-    bare = store.logs[last]
+    bare = store.log(*last)
+    assert bare is not None
     assert (bare.type, bare.counted, bare.recipient_id) == ("open", True, "r3")
     # (keeping the client names a later honeypot hit takes the open off the human breakdowns under)
     assert (bare.browser, bare.os, bare.device) == ("Apple Mail", "Mac OS X", "desktop")
@@ -305,9 +307,13 @@ def test_a_tracking_log_whose_bare_log_is_refused_too_is_quarantined_with_nothin
     run = workflow(store).run("run-1", "schedule")
     # Then the run succeeds, the log is quarantined once, and says nothing stands in for it
     assert run.status == "succeeded" and int(run.quarantined) == 1
-    assert last not in store.logs
+    assert store.log(*last) is None
     [kept] = store.quarantined.values()
-    assert (kept.table, json.loads(kept.key), kept.instead) == ("tracking-logs", list(last), None)
+    assert (kept.table, json.loads(kept.key), kept.instead) == (
+        "tracking-logs",
+        [tracking_log_partition("d1", "r3"), last[1]],  # its key in the table
+        None,
+    )
 
 
 def test_a_poison_indicator_item_refused_at_each_flush_is_kept_each_time_with_that_flushs_counts() -> None:
@@ -392,4 +398,8 @@ def test_a_deleted_delivery_without_links_counts_no_more_opens() -> None:
     workflow(store, clock).run("run-2", "schedule")
     # Then they are logged, not counted
     assert store.stats("d3") == {**store.stats("d3"), "opens": 1, "total_opens": 1}
-    assert sorted(log.counted for key, log in store.logs.items() if key[0] == "d3") == [False, False, True]
+    assert sorted(log.counted for log in store.logs.values() if log.delivery_id == "d3") == [
+        False,
+        False,
+        True,
+    ]

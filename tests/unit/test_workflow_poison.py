@@ -114,7 +114,7 @@ def test_a_poison_raw_event_is_quarantined_and_every_other_event_counts_once(
     assert kept.error and kept.run_id == "run-1"
     assert kept_item(store, quarantine_key(poison))["event_id"] == {"S": "x0000001"}
     assert store.checkpoints[poison["shard"]["S"]] >= poison["sk"]["S"]  # moved past it
-    assert ("d1", poison["sk"]["S"]) not in store.logs  # it could not be read: no tracking log
+    assert store.log("d1", poison["sk"]["S"]) is None  # it could not be read: no tracking log
     assert store.snapshot() == expected
     # And a second run, whose late-event window reads the poison again, neither counts nor keeps it again
     again = workflow(store, Clock(RUN_AT + timedelta(minutes=2)), batch_size=2).run("run-2", "schedule")
@@ -152,7 +152,7 @@ def test_a_run_of_poison_events_filling_whole_batches_still_moves_on() -> None:
     assert run.status == "succeeded"
     assert int(run.quarantined) == len(names) == len(store.quarantined)
     assert int(run.events_processed) == 14
-    assert ("d1", late_good["sk"]["S"]) in store.logs
+    assert store.log("d1", late_good["sk"]["S"]) is not None
     assert len(run.errors) <= 20  # the run item stays small
 
 
@@ -254,7 +254,7 @@ def test_a_quarantined_event_fixed_and_sent_back_through_the_fallback_queue_coun
         assert run.status == "succeeded"
     # Then it counts once, with its tracking log, and is not quarantined again
     assert store.stats("d1")["total_clicks"] == clicks + 1
-    assert store.logs[("d1", poison["sk"]["S"])].type == "click"
+    assert getattr(store.log("d1", poison["sk"]["S"]), "type", None) == "click"
     assert list(store.quarantined) == [quarantine_key(poison)]
 
 
@@ -349,4 +349,4 @@ def test_late_events_behind_a_batch_of_poison_are_still_counted() -> None:
     assert run.status == "succeeded"
     assert int(run.quarantined) == 2
     assert int(run.events_processed) == 1
-    assert ("d1", late_good["sk"]["S"]) in store.logs
+    assert store.log("d1", late_good["sk"]["S"]) is not None

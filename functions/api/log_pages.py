@@ -1,0 +1,176 @@
+"""Tracking logs a page at a time, in time order, from every partition they are spread over.
+
+A delivery's logs are spread over ``tables.TRACKING_LOG_PARTITIONS`` partition keys by recipient
+(``tables.tracking_log_partition``), each in time order (sort key ``<at>#<event_id>``, unique). A page
+is a k-way merge of those partitions: each is queried with a small Limit, their heads are merged with
+a heap, and a partition is queried again only when its buffer is empty and it may still hold the next
+log (its reading has not passed the best head of the others). So a page reads O(page + partitions)
+logs, however many logs the delivery has, and comes out in exactly the order one partition would give:
+by sort key (time, then event id), newest or oldest first.
+
+``Positions`` says where each partition resumes: after the last log of it a page returned (or, when
+nothing of it is buffered, after all it read: what a filter discarded is not read again), or nowhere
+when it is done. The route's cursor carries them (``reports.py``). The recipient scope (the
+``by_recipient`` index) is one source, read the same way.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from functions.api.report_repository import LogKey, LogQuery, ReportRepository, TrackingLog
+from functions.shared.tables import tracking_log_partition, tracking_log_partitions
+
+FILTERED_CHUNK = 200  # logs read per round when a filter may discard most of them (over all sources)
+MAX_QUERIES_PER_SOURCE = 20  # belt and braces: DynamoDB may return few items per call
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where each source of a query resumes: after ``after[name]`` (absent: from the start); a source
+    in ``done`` has nothing more. A source's name is its partition key (``""``: the recipient scope)."""
+
+    after: Mapping[str, LogKey] = field(default_factory=dict)
+    done: frozenset[str] = frozenset()
+
+    @classmethod
+    def after_all(cls, sources: Sequence[LogQuery], key: LogKey) -> Positions:
+        """Every source resumes after one log's place in the order (an export's saved position)."""
+        return cls({source_name(query): key for query in sources})
+
+
+def sources(query: LogQuery) -> list[LogQuery]:
+    """The single-partition queries a query reads: the delivery's partitions (only the recipient's one
+    when it filters on a recipient), or the query itself in the recipient scope."""
+    if query.scope != "delivery":
+        return [query]
+    if query.recipient_id:
+        return [replace(query, partition=tracking_log_partition(query.scope_id, query.recipient_id))]
+    return [replace(query, partition=partition) for partition in tracking_log_partitions(query.scope_id)]
+
+
+def source_name(query: LogQuery) -> str:
+    return query.partition or ""
+
+
+class _Order:
+    """A log's place in the query's order, for the heap (a min-heap: reversed when newest first)."""
+
+    __slots__ = ("forward", "key")
+
+    def __init__(self, sk: str, name: str, forward: bool) -> None:
+        self.key = (sk, name)
+        self.forward = forward
+
+    def __lt__(self, other: _Order) -> bool:
+        return self.key < other.key if self.forward else self.key > other.key
+
+
+class _Source:
+    def __init__(self, query: LogQuery, start: LogKey | None, size: int) -> None:
+        self.query = query
+        self.name = source_name(query)
+        self.start = start  # where this page began reading it
+        self.emitted: LogKey | None = None  # the last of its logs the page returned
+        self.frontier = start  # where its next query starts: after everything it read
+        self.buffer: deque[TrackingLog] = deque()
+        self.exhausted = False
+        self.size = size  # the Limit of its next query, doubled at each one
+        self.queries = 0
+
+    def order(self, sk: str) -> _Order:
+        return _Order(sk, self.name, self.query.forward)
+
+    def position(self) -> LogKey | None:
+        """Where the next page resumes it; None: from the start (only when it never returned a log)."""
+        if self.buffer:  # its unreturned logs are read again: resume after what was returned
+            return self.emitted or self.start
+        return self.frontier
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and not self.buffer
+
+
+def read_page(
+    repo: ReportRepository,
+    queries: Sequence[LogQuery],
+    positions: Positions,
+    limit: int,
+    max_read: int,
+) -> tuple[list[TrackingLog], Positions | None]:
+    """Up to ``limit`` logs of ``queries`` merged in order, from ``positions``, evaluating at most
+    ``max_read`` logs; and the positions the next page starts from (None: nothing is left).
+
+    A page shorter than ``limit`` with positions means the reading budget ran out first (a filter
+    that matches little); the next page goes on from there, reading nothing twice that it discarded.
+    """
+    live = [query for query in queries if source_name(query) not in positions.done]
+    if not live:
+        return [], None
+    filtered = any(query.filtered for query in live)
+    first = math.ceil((limit + 1) / len(live)) + 1
+    if filtered:
+        first = max(first, math.ceil(FILTERED_CHUNK / len(live)))
+    first = max(1, min(first, max_read // (2 * len(live))))  # the first round leaves half the budget
+    reading = [_Source(query, positions.after.get(source_name(query)), first) for query in live]
+    heads: list[tuple[_Order, int]] = []
+    page: list[TrackingLog] = []
+    read = 0
+    while True:
+        if len(page) == limit and heads:
+            break  # full, and a next log is known to exist
+        best = heads[0][0] if heads else None
+        needy = [
+            n
+            for n, source in enumerate(reading)
+            if not source.buffer
+            and not source.exhausted
+            and (best is None or source.frontier is None or source.order(source.frontier.sk) < best)
+        ]
+        if needy:
+            for n in needy:
+                source = reading[n]
+                size = min(source.size, max_read - read)
+                if not filtered:
+                    size = min(size, limit + 1 - len(page))  # never more than the page can still take
+                if size < 1 or source.queries >= MAX_QUERIES_PER_SOURCE:
+                    # The budget ran out before the next log was known: a short page, and a cursor.
+                    return page, _positions(reading, positions.done)
+                chunk = repo.query_logs(source.query, source.frontier, size)
+                source.queries += 1
+                source.size *= 2
+                read += chunk.read
+                source.buffer.extend(chunk.items)
+                if chunk.items:
+                    heapq.heappush(heads, (source.order(chunk.items[0].sk), n))
+                if chunk.last_evaluated is None:
+                    source.exhausted = True
+                else:
+                    source.frontier = chunk.last_evaluated
+            continue
+        if not heads or len(page) == limit:
+            break
+        _, n = heapq.heappop(heads)
+        source = reading[n]
+        log = source.buffer.popleft()
+        page.append(log)
+        source.emitted = LogKey(log.delivery_id, log.sk)
+        if source.buffer:
+            heapq.heappush(heads, (source.order(source.buffer[0].sk), n))
+    return page, _positions(reading, positions.done)
+
+
+def _positions(reading: Sequence[_Source], done_before: frozenset[str]) -> Positions | None:
+    if all(source.done for source in reading):
+        return None
+    after: dict[str, LogKey] = {}
+    for source in reading:
+        position = source.position()
+        if not source.done and position is not None:
+            after[source.name] = position
+    return Positions(after, done_before | {source.name for source in reading if source.done})

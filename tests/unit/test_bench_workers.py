@@ -1,0 +1,122 @@
+"""Benchmark figure 11 (bench/fig11_workers.py): the store that counts the DynamoDB requests a workflow
+step would make, and the figure's run of plan, workers and finish on a tiny campaign."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.common import latency_s
+from bench.memory_store import LatencyAccountingStore
+from functions.consolidate.store import PARTIAL_SPREAD
+from functions.shared.models import STATS_SK, URL_STATS_PREFIX, DeliveryStatsModel, TrackingLogModel
+
+
+def test_given_puts_of_two_tables_when_counted_then_one_batch_write_per_25_items_of_each() -> None:
+    store = LatencyAccountingStore()
+    logs = [TrackingLogModel(delivery_id="d1", sk=f"log#{n:03d}") for n in range(60)]
+    stats = [DeliveryStatsModel(delivery_id=f"d{n}", sk=STATS_SK) for n in range(30)]
+
+    store.put_items([*logs, *stats])
+
+    assert store.requests == {"BatchWriteItem": 3 + 2}
+
+
+def test_given_many_keys_when_read_then_one_batch_get_per_100_keys_of_each_table() -> None:
+    store = LatencyAccountingStore()
+    stats_keys = [(f"d{n}", STATS_SK) for n in range(150)]
+    url_keys = [("d1", f"{URL_STATS_PREFIX}{n}") for n in range(20)]
+
+    store.logged([("d1", f"log#{n:03d}") for n in range(250)])
+    store.load_indicators([*stats_keys, *url_keys])
+    store.logged([])
+
+    assert store.requests == {"BatchGetItem": 3 + 2 + 1}
+
+
+def test_given_state_and_shard_calls_when_counted_then_one_request_of_their_kind_each() -> None:
+    store = LatencyAccountingStore()
+
+    store.acquire_lock("run-1", 1_000.0, 60)
+    store.load_state()
+    store.read_raw("r000of64", None, "2026-12-06T00:00:00.000Z#~", 100)
+    store.start_worker("run-1", 0)
+
+    assert store.requests == {"UpdateItem": 2, "GetItem": 2, "Query": 1}
+
+
+def test_given_an_operation_without_known_requests_when_called_then_it_fails_rather_than_cost_nothing() -> (
+    None
+):
+    store = LatencyAccountingStore()
+
+    with pytest.raises(KeyError, match="recipient_raw_keys"):
+        store.recipient_raw_keys("cust-1")
+
+
+def test_given_requests_when_their_wait_is_taken_then_each_at_figure_4s_latency_one_after_another() -> None:
+    # BatchWriteItem 15 ms, GetItem 4 ms, a transaction at the 5 ms taken for any other request
+    assert latency_s({"BatchWriteItem": 2, "GetItem": 1, "TransactWriteItems": 1}) == pytest.approx(0.039)
+    assert latency_s({}) == 0.0
+
+
+def test_given_a_tiny_campaign_when_the_figure_runs_it_with_4_workers_then_every_worker_is_timed_and_reports_match() -> (
+    None
+):
+    from bench.fig11_workers import measure_runs, skew, throughput
+
+    lone, four = measure_runs(600, (1, 4), shards=8)
+
+    assert [step["shards"] for step in four["steps"]] == [2, 2, 2, 2]
+    assert sum(step["events"] for step in four["steps"]) == 600
+    assert all(step["wait_s"] > 0 and step["cpu_s"] > 0 and throughput(step) > 0 for step in four["steps"])
+    # the finisher reads each worker's partial items over their partitions; one worker writes none
+    assert four["finish"]["requests"]["Query"] >= 4 * PARTIAL_SPREAD > lone["finish"]["requests"]["Query"]
+    assert four["stats"] == lone["stats"] and four["stats"]["total_opens"] > 0
+    assert 1.0 <= skew(four) < 2.0
+
+
+def _run(workers: int, events: int, finisher_cpu_s: float) -> dict[str, Any]:
+    share = events // workers
+    steps = [
+        {
+            "events": share,
+            "cpu_s": share * 0.0001,  # 100 µs of CPU per event
+            "wait_s": share * 0.001,  # 1 ms of waiting per event
+            "time_s": share * 0.0011,
+            "writes_by_key": {"logs d1": share, f"partial w{n}": share // 10},
+        }
+        for n in range(workers)
+    ]
+    return {
+        "events": events,
+        "workers": workers,
+        "steps": steps,
+        "plan": {"cpu_s": 0.0, "wait_s": 1.0},
+        "finish": {"cpu_s": finisher_cpu_s, "wait_s": 0.0, "writes_by_key": {"stats d1": events // 1000}},
+    }
+
+
+def test_given_measured_runs_when_put_on_paper_then_the_least_of_the_three_bounds_is_the_hourly_figure() -> (
+    None
+):
+    from bench.fig11_workers import CAMPAIGN_EVENTS, paper_figure
+
+    # Given: at 1,769 MB (one full vCPU) a worker takes 1.1 ms an event; each event writes one tracking
+    # log to the delivery's one key; the finisher takes 1 µs per event at 2 workers, 4 µs at 8 (and
+    # writes one item per 1,000 events: 1 µs of its key's time per event)
+    runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.8), _run(8, 800_000, 3.2)]
+
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60)
+
+    sixteen, sixty_four = paper["rows"]
+    assert paper["hot_key"] == "logs d1" and paper["hot_per_event"] == pytest.approx(1.0)
+    assert sixteen["caps"]["workers"] == pytest.approx(16 * 840 / 0.0011)
+    assert sixteen["caps"]["key"] == pytest.approx(1000 * 840)  # 1,000 writes a second on one key
+    assert sixteen["caps"]["finisher"] == pytest.approx(840 / 0.000_008)  # 4 µs + 0.5 µs per worker past 8
+    assert sixty_four["caps"]["finisher"] == pytest.approx(840 / 0.000_032)
+    assert sixteen["events_per_hour"] == pytest.approx(1000 * 840)
+    # 20 million logs on one key take 20,000 s: no number of workers fits them in an hour
+    assert sixteen["workers_s"] == pytest.approx(CAMPAIGN_EVENTS / 1000)
+    assert not sixteen["fits"] and not sixty_four["fits"]

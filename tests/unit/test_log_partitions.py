@@ -1,0 +1,211 @@
+"""A delivery's tracking logs spread over partition keys, and the logs route merging them back in order.
+
+The route is driven through ``reports.delivery_logs`` with the in-memory repository, which answers
+one DynamoDB Query of one partition at a time and counts the logs each query evaluates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from functions.api import cursors, reports
+from functions.api.reports import LogRequest
+from functions.shared import raw_events
+from functions.shared.errors import InvalidCursor
+from functions.shared.tables import (
+    TRACKING_LOG_PARTITIONS,
+    tracking_log_partition,
+    tracking_log_partitions,
+)
+from tests.fakes_reports import FakeReports
+from tests.unit.test_workflow import RUN_AT, Clock, campaign, seeded_store, workflow
+
+HOUR = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def at(second: int) -> str:
+    return (HOUR + timedelta(seconds=second)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def walk(
+    fake: FakeReports, request: LogRequest, max_pages: int = 10_000, stop_after: int | None = None
+) -> tuple[list[list[str]], list[int]]:
+    """The pages of the delivery's logs (event ids), every one or the first ``stop_after``, and the
+    logs each request read."""
+    pages: list[list[str]] = []
+    reads: list[int] = []
+    cursor = None
+    while True:
+        before = fake.logs_read
+        page = reports.delivery_logs("d1", replace(request, cursor=cursor), repo=fake)
+        reads.append(fake.logs_read - before)
+        pages.append([item.event_id for item in page.items])
+        assert len(page.items) <= request.limit
+        cursor = page.next_cursor
+        if cursor is None or len(pages) == stop_after:
+            return pages, reads
+        assert len(pages) < max_pages, "paging does not end"
+
+
+# --- the partition key ---------------------------------------------------------------------------
+
+
+def test_a_recipients_logs_share_one_partition_of_the_delivery_and_partitions_name_their_delivery() -> None:
+    # Given a recipient of a delivery, When its partition is asked for twice (and for another delivery)
+    first, again = tracking_log_partition("d1", "r42"), tracking_log_partition("d1", "r42")
+    # Then it is stable, one of the delivery's 16 keys, and another delivery's keys are others
+    assert first == again and first in tracking_log_partitions("d1")
+    assert len(set(tracking_log_partitions("d1"))) == TRACKING_LOG_PARTITIONS == 16
+    assert not set(tracking_log_partitions("d1")) & set(tracking_log_partitions("d2"))
+
+
+def test_the_write_pattern_of_a_million_recipients_spreads_evenly_over_log_partitions_and_raw_shards() -> (
+    None
+):
+    # Given one delivery sent to 1,000,000 recipients, each hitting once
+    recipients = [f"recipient-{n:07d}" for n in range(1_000_000)]
+    # When each hit's raw-event shard (64 of them) and tracking-log partition are worked out
+    shards = Counter(raw_events.shard_of("d-campaign", r, 64) for r in recipients)
+    partitions = Counter(tracking_log_partition("d-campaign", r) for r in recipients)
+    # Then every key is used and the busiest holds at most 1.1 x the mean
+    assert len(shards) == 64 and max(shards.values()) <= 1.1 * len(recipients) / 64
+    assert len(partitions) == 16 and max(partitions.values()) <= 1.1 * len(recipients) / 16
+    # And the two do not move together: a worker's shards write to every log partition
+    pairs = Counter(
+        (raw_events.shard_of("d-campaign", r, 64), tracking_log_partition("d-campaign", r))
+        for r in recipients[:64_000]
+    )
+    assert len(pairs) == 64 * 16
+
+
+def test_the_workflow_writes_each_log_to_its_recipients_partition() -> None:
+    # Given the campaign of the workflow tests (several recipients of d1)
+    store = seeded_store()
+    campaign(store)
+    # When the workflow runs
+    workflow(store, Clock(RUN_AT)).run("run-1", "schedule")
+    # Then each log's key is its recipient's partition, and d1's logs sit under several keys
+    assert store.logs and all(
+        key == (tracking_log_partition(log.delivery_id, log.recipient_id), log.sk)
+        for key, log in store.logs.items()
+    )
+    assert len({key[0] for key, log in store.logs.items() if log.delivery_id == "d1"}) > 1
+
+
+# --- merged pages: order, no gaps, no duplicates ---------------------------------------------------
+
+LOGS = st.lists(
+    st.tuples(
+        st.integers(0, 30),  # recipient: r0..r30, over most of the 16 partitions
+        st.integers(0, 12),  # second: many logs share a time, the event id breaks the tie
+        st.sampled_from(["open", "click", "opt_out"]),
+        st.sampled_from([None, "apple_mpp"]),
+    ),
+    max_size=60,
+)
+ASKED = st.fixed_dictionaries(
+    {
+        "limit": st.integers(1, 12),
+        "order": st.sampled_from(["asc", "desc"]),
+        "type": st.sampled_from([None, "click"]),
+        "recipient_id": st.sampled_from([None, "r3"]),
+        "since": st.sampled_from([None, 3]),
+        "until": st.sampled_from([None, 9]),
+        "traffic": st.sampled_from(["all", "human"]),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(logs=LOGS, asked=ASKED, budget=st.sampled_from([1_000, 40, 17]))
+def test_pages_concatenated_are_the_sorted_matching_logs_whatever_the_logs_page_size_order_and_filters(
+    logs: list[tuple[int, int, str, str | None]], asked: dict[str, Any], budget: int
+) -> None:
+    # Given any logs of d1 spread over its partitions, and any page size, order, filters and reading budget
+    fake = FakeReports()
+    fake.add_delivery("d1")
+    for n, (recipient, second, kind, machine) in enumerate(logs):
+        fake.add_log("d1", f"e{n:03d}", at(second), recipient_id=f"r{recipient}", type=kind, machine=machine)
+    since = HOUR + timedelta(seconds=asked["since"]) if asked["since"] is not None else None
+    until = HOUR + timedelta(seconds=asked["until"]) if asked["until"] is not None else None
+    request = LogRequest(**{**asked, "since": since, "until": until})
+    expected = [
+        log
+        for log in fake.logs
+        if (request.type is None or log.type == request.type)
+        and (request.recipient_id is None or log.recipient_id == request.recipient_id)
+        and (since is None or log.at >= at(asked["since"]))
+        and (until is None or log.at < at(asked["until"]))
+        and (request.traffic == "all" or log.machine is None)
+    ]
+    expected.sort(key=lambda log: log.sk, reverse=request.order == "desc")
+    original = reports.MAX_LOGS_READ_PER_PAGE
+    reports.MAX_LOGS_READ_PER_PAGE = budget
+    try:
+        # When every page is read, cursor after cursor
+        pages, _ = walk(fake, request, max_pages=len(logs) + 20)
+    finally:
+        reports.MAX_LOGS_READ_PER_PAGE = original
+    # Then the pages, one after the other, are exactly the matching logs in order: no gap, no duplicate
+    assert [event for page in pages for event in page] == [log.event_id for log in expected]
+    # And with the full budget every page but the last is full
+    if budget == 1_000:
+        assert all(len(page) == request.limit for page in pages[:-1])
+
+
+# --- what a page reads -----------------------------------------------------------------------------
+
+
+def spread_logs(count: int) -> FakeReports:
+    """``count`` logs of d1, one a second, by 1,000 recipients."""
+    fake = FakeReports()
+    fake.add_delivery("d1")
+    for n in range(count):
+        fake.add_log("d1", f"e{n:06d}", at(n), recipient_id=f"r{n % 1000}")
+    return fake
+
+
+@pytest.mark.parametrize("count", [1_000, 20_000])
+@pytest.mark.parametrize("limit", [50, 200])
+def test_a_page_reads_about_its_own_size_plus_the_partitions_however_many_logs_the_delivery_has(
+    count: int, limit: int
+) -> None:
+    # Given a delivery with 1,000 or 20,000 logs over its 16 partitions
+    fake = spread_logs(count)
+    # When the first pages are read, newest first and oldest first
+    for order in ("desc", "asc"):
+        pages, reads = walk(fake, LogRequest(limit=limit, order=order), stop_after=5)
+        # Then each page reads at most twice its size plus four logs a partition, never the delivery
+        assert max(reads) <= 2 * limit + 4 * TRACKING_LOG_PARTITIONS, reads
+        assert all(len(page) == limit for page in pages[:5])
+
+
+def test_a_recipient_filter_reads_only_that_recipients_partition() -> None:
+    # Given a delivery's logs over 1,000 recipients
+    fake = spread_logs(2_000)
+    # When one recipient's logs are paged
+    fake.queries.clear()
+    pages, _ = walk(fake, LogRequest(limit=1, recipient_id="r7"))
+    # Then they come newest first, and only that recipient's partition was queried
+    assert pages == [["e001007"], ["e000007"]]
+    assert {query.partition for query, *_ in fake.queries} == {tracking_log_partition("d1", "r7")}
+
+
+def test_a_cursor_naming_a_partition_the_delivery_does_not_have_is_refused() -> None:
+    # Given a real cursor of d1's logs
+    fake = spread_logs(100)
+    first = reports.delivery_logs("d1", LogRequest(limit=10), repo=fake)
+    position = cursors.decode(first.next_cursor)
+    assert position is not None and position["a"]
+    # When it is re-signed naming partition 16 (there are 0-15), or with a position that is no text
+    for forged in ({**position, "a": {"16": "x"}}, {**position, "a": {"3": 7}}, {**position, "x": ["99"]}):
+        # Then the route refuses it as invalid (a 400), it does not read anything
+        with pytest.raises(InvalidCursor):
+            reports.delivery_logs("d1", LogRequest(limit=10, cursor=cursors.encode(forged)), repo=fake)
