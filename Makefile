@@ -60,6 +60,8 @@ reliability: $(STAMP)
 # the clean run); the 1346 mutants of tokens, cursors, the redirect's tracking and links in about 25
 # min; then batch and workflow mutants at 10-12 a minute, since most of them run ~130 workflow tests
 # (a survivor all of them, about 25 s of CPU): some 3.5 h in all on such a machine, less when idle.
+# merge.py, added since, has 356 mutants: run alone (`mutmut run "functions.consolidate.merge*"`) with
+# only the test files that reach it, about 35 min under `nice -n 19` (load 7-10).
 # MUTATION_CHILDREN sets the parallel test processes.
 MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)

@@ -90,7 +90,13 @@ def _size(data: dict[str, Any], fallback: int) -> int:
 def bare_log(log: TrackingLogModel) -> TrackingLogModel:
     """What a tracking log must say for the workflow and the reports to count it, and nothing a hit
     could have made too large: it stands in for a refused one, which behind a checkpoint means
-    "counted"."""
+    "counted".
+
+    A honeypot hit of a later run may take the hit off the human figures (or off its machine kind)
+    and must find what it was counted under: its client names (``parse_user_agent`` keeps at most
+    ``MAX_NAME_BYTES`` of each) and its machine verdict (a kind the redirect names; the reason cut
+    to the same bound).
+    """
     return TrackingLogModel(
         partition=log.partition,
         delivery_id=log.delivery_id,
@@ -100,9 +106,16 @@ def bare_log(log: TrackingLogModel) -> TrackingLogModel:
         type=log.type,
         url_id=log.url_id,
         at=log.at,
+        browser=log.browser,
+        os=log.os,
+        device=log.device,
         person_id=log.person_id,
         proof=log.proof,
         counted=log.counted,
         expires_at=log.expires_at,
+        machine=log.machine,
+        machine_reason=limits.utf8_prefix(log.machine_reason, limits.MAX_NAME_BYTES)
+        if log.machine_reason
+        else None,
         opt_out_feed=log.opt_out_feed,  # a person's opt-out stays in the opt-out feed
     )

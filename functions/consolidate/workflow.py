@@ -862,9 +862,7 @@ class _Run:
         for entry in refused:
             key = _key(entry.item)
             if isinstance(entry.item, TrackingLogModel):
-                instead = (
-                    None if key in bare_refused else "its bare tracking log (no url, label, client, amount)"
-                )
+                instead = None if key in bare_refused else "its bare tracking log (no url, label, amount)"
                 suffix = ""  # one per event, however often it is refused
             else:
                 self._carried.forget(key)

@@ -392,7 +392,9 @@ _ATTRIBUTE = re.compile(
 _COMMENT_CLOSE = re.compile(r"--!?>")
 _CONDITIONAL_COMMENT = re.compile(r"\s*\[if\b", re.IGNORECASE)
 _LINE_BREAK = re.compile("\n")
-_NOT_A_TAG = "\ufffd"  # stands in for "<" after the last ">" (see _MarkupScanner.scan)
+# After the source's last ">", a "<" that would open a tag, an end tag, a comment or a declaration
+# (HTML5's tag open states): the end of the source cuts it short, so browsers show nothing from there.
+_CUT_SHORT_MARKUP = re.compile(r"<(?:[a-zA-Z!?]|/.)", re.DOTALL)
 
 
 class _MarkupScanner(HTMLParser):
@@ -409,17 +411,34 @@ class _MarkupScanner(HTMLParser):
         super().__init__(convert_charrefs=True)
 
     def scan(self) -> None:
-        # No tag can end after the source's last ">", so what follows it is text, and is fed as text
-        # ("<" stood in for by a character of the same length): CPython's html.parser (3.11, fixed in
-        # later releases) rescans to the end of the input at every "<" that no ">" follows, which is
-        # quadratic on "<a<a<a...". Browsers drop a tag that the end of the input cuts short.
+        # No tag can end after the source's last ">", so html.parser is given the source up to there
+        # only: CPython's html.parser (3.11, fixed in later releases) rescans to the end of the input
+        # at every "<" that no ">" follows, which is quadratic on "<a<a<a...". The rest is read here.
         last_tag_end = self._source.rfind(">") + 1
-        fed = self._source[:last_tag_end] + self._source[last_tag_end:].replace("<", _NOT_A_TAG)
         try:
-            self.feed(fed)
+            self.feed(self._source[:last_tag_end])
+            self._read_tail(self._source[last_tag_end:])
             self.close()
         except AssertionError as exc:  # html.parser's way of giving up on a malformed declaration
             raise InvalidContent(f"The HTML could not be parsed: {exc}.") from exc
+
+    def _read_tail(self, tail: str) -> None:
+        """What follows the source's last ">", as browsers read it, in linear time."""
+        if not tail:
+            return
+        if not self.rawdata and self.cdata_elem is None:
+            # Text, up to a tag, end tag, comment or declaration the end cuts short (browsers drop it);
+            # any other "<" is text ("I <3 it").
+            cut = _CUT_SHORT_MARKUP.search(tail)
+            text = tail[: cut.start()] if cut else tail
+            if text:
+                self.handle_data(html_entities.unescape(text))
+        elif self.rawdata.startswith("<!--") and self.cdata_elem is None:
+            # An unclosed comment runs to the end: html.parser finds its end in one search (parse_comment).
+            self.feed(tail)
+        # Else the raw text of an unclosed script, style, ... or a construct html.parser has not ended
+        # (a quoted ">" in an unclosed tag, a declaration): browsers read the tail as part of it, never
+        # as text or markup, and raw text is read from the source (_ActiveContentScanner.close).
 
     def close(self) -> None:
         self._at_end = True

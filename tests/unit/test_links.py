@@ -1350,3 +1350,35 @@ def test_a_data_track_attribute_without_a_value_is_a_click_and_is_removed_exactl
         ("https://x.example/b", "click", True),
     ]
     assert rewritten == '<p><a href="T" class="b">A</a> <a href="T">B</a></p>'
+
+
+@pytest.mark.parametrize(
+    ("html", "label"),
+    [
+        ('<a href="https://x.example/">I <3 it', "I <3 it"),
+        ('<a href="https://x.example/">Fish &amp; chips <3', "Fish & chips <3"),
+        ('<a href="https://x.example/">a < b', "a < b"),
+        ('<a href="https://x.example/">a </', "a </"),
+        # a tag, an end tag or a comment that the end of the document cuts short: browsers drop it
+        ('<a href="https://x.example/">Sale <b', "Sale"),
+        ('<a href="https://x.example/">Sale </b', "Sale"),
+        ('<a href="https://x.example/">Sale <3 <!-- a note', "Sale <3"),
+        # a comment left open before the last ">" runs to the end: what follows it is no text either
+        ('<a href="https://x.example/">Sale<!-- a > b <3', "Sale"),
+        # the same inside an MSO conditional comment (Outlook reads it as markup), closed or not
+        ('<!--[if mso]><a href="https://x.example/">I <3 it<![endif]-->', "I <3 it"),
+        ('<!--[if mso]><a href="https://x.example/">I <3 it', "I <3 it"),
+    ],
+)
+def test_a_less_than_sign_in_link_text_after_the_last_closing_bracket_stays_in_the_label(
+    html: str, label: str
+) -> None:
+    # Given link text after the document's last ">" holding a "<" that opens no tag (or one the end of
+    # the document cuts short)
+    content = parse_content(html)
+
+    # When its links are found
+    (link,) = content.links()
+
+    # Then the label reads the text as browsers show it
+    assert link.label == label

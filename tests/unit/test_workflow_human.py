@@ -547,3 +547,132 @@ def test_a_persons_open_without_a_user_agent_or_an_email_domain_counts_under_unk
         "domain": ["unknown"],
     }
     assert human["browser"]["Unknown"]["opens"] == human["domain"]["unknown"]["opens"] == 1
+
+
+def _refuse_each_first_put_of_these_logs(store: FakeWorkflowStore, event_ids: set[str]) -> None:
+    """DynamoDB refusing the first put of each of these events' tracking logs (as too large, say): the
+    workflow quarantines it and puts the log's bare facts instead, which DynamoDB takes."""
+    refused: set[str] = set()
+
+    def refuse(data: dict[str, Any]) -> str | None:
+        event_id = data.get("event_id", {}).get("S")
+        if "type" in data and event_id in event_ids and event_id not in refused:
+            refused.add(event_id)
+            return "ValidationException: Item size has exceeded the maximum allowed size"
+        return None
+
+    store.refuse = refuse
+
+
+def _human_breakdowns(store: FakeWorkflowStore) -> dict[str, Any]:
+    item = store.indicators[("d1", "stats")]
+    return {
+        "rows": {
+            dimension: {name: {m: int(n) for m, n in row.items()} for name, row in rows.items()}
+            for dimension, rows in item.human_breakdowns.as_dict().items()
+        },
+        "other": {
+            dimension: {m: int(n) for m, n in row.items()}
+            for dimension, row in item.human_other_breakdowns.as_dict().items()
+        },
+        "human": {k: int(v) for k, v in item.human.as_dict().items()},
+        "machine": item.machine.as_dict(),
+    }
+
+
+def _quarantined_hits(store: FakeWorkflowStore) -> None:
+    """r5's person's open in Chrome on Windows and click on an iPhone, and a bot's click, from the
+    address that hits the honeypot at H, each within its 30 s window."""
+    from tests.unit.test_workflow import IPHONE
+
+    add(store, "q-open", "r5", None, H - timedelta(seconds=10), client="k5")
+    add(store, "q-click", "r5", "1", H - timedelta(seconds=7), person="p5", client="k5", ua=IPHONE)
+    add(store, "q-bot", "r5", "2", H - timedelta(seconds=5), person="p5", machine="bot", client="k5")
+
+
+QUARANTINED = {"q-open", "q-click", "q-bot"}
+
+
+def test_hits_whose_logs_were_quarantined_leave_the_human_breakdowns_they_were_counted_under() -> None:
+    # Given a person's open and click and a bot's click, counted by a first run under their browser, OS
+    # and device names, whose full tracking logs DynamoDB refused (their bare logs stand in for them)
+    store = seeded_store()
+    _refuse_each_first_put_of_these_logs(store, QUARANTINED)
+    _quarantined_hits(store)
+    clock = Clock(H - timedelta(seconds=1))
+    first = workflow(store, clock).run("run-1", "schedule")
+    assert int(first.quarantined) == len(QUARANTINED)
+    before = _human_breakdowns(store)
+    assert before["rows"]["browser"] == {
+        "Chrome": {"opens": 1, "clicks": 0},
+        "Mobile Safari": {"opens": 0, "clicks": 1},
+    }
+    assert before["rows"]["os"] == {"Windows": {"opens": 1, "clicks": 0}, "iOS": {"opens": 0, "clicks": 1}}
+    assert before["rows"]["device"] == {
+        "desktop": {"opens": 1, "clicks": 0},
+        "mobile": {"opens": 0, "clicks": 1},
+    }
+    assert before["machine"]["by_kind"] == {"bot": 1}
+    # When a honeypot hit from their address is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the human breakdowns, counts and machine kinds are what one run over every hit gives: each hit
+    # taken off the names it was counted under, the bot's click moved from bot to scanner
+    once = seeded_store()
+    _refuse_each_first_put_of_these_logs(once, QUARANTINED)
+    _quarantined_hits(once)
+    honeypot(once)
+    workflow(once, Clock(H + timedelta(hours=1))).run("run-1", "schedule")
+    after = _human_breakdowns(store)
+    assert after == _human_breakdowns(once)
+    assert all(row == {"opens": 0, "clicks": 0} for rows in after["rows"].values() for row in rows.values())
+    assert after["human"]["total_opens"] == after["human"]["total_clicks"] == 0
+    assert after["machine"]["by_kind"] == {"scanner": 4}
+
+
+def test_a_later_honeypot_hit_takes_an_open_off_the_other_row_its_email_domain_was_folded_into(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.consolidate import batch
+
+    # Given room for one email domain, and a first run counting three people's opens at example.org and
+    # one at gmail.com (r5's, from the address that hits the honeypot next), folded into "other"
+    monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
+    store = seeded_store()
+    for n, recipient in enumerate(("r2", "r4", "r6")):
+        add(
+            store, f"person-{recipient}", recipient, None, H - timedelta(minutes=5, seconds=n), client=f"k{n}"
+        )
+    add(store, "r5-open", "r5", None, H - timedelta(seconds=10), client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    before = _human_breakdowns(store)
+    assert before["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
+    assert before["other"]["domain"] == {"opens": 1, "clicks": 0}
+    # When a honeypot hit from r5's address is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then r5's open is taken off the "other" row, where its domain's count is now, and nowhere else
+    after = _human_breakdowns(store)
+    assert after["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
+    assert after["other"]["domain"] == {"opens": 0, "clicks": 0}
+    assert after["human"]["opens"] == 3
+
+
+def test_a_persons_open_whose_user_agent_names_an_empty_browser_counts_under_unknown_in_both_breakdowns() -> (
+    None
+):
+    # Given a person's open whose User-Agent gives the parser an empty browser name (nothing before
+    # "/1.0 CFNetwork", as a crafted one may)
+    store = seeded_store()
+    add(store, "nameless", "r1", None, H, client="k1", ua="/1.0 CFNetwork/1 Darwin/1")
+    # When it is consolidated
+    workflow(store, Clock(H + timedelta(minutes=1))).run("run-1", "schedule")
+    # Then the human breakdowns name its browser "Unknown", as the all-traffic ones do, and its OS and
+    # device as the parser read them
+    item = store.indicators[("d1", "stats")]
+    every = {d: sorted(rows) for d, rows in item.breakdowns.as_dict().items() if d != "domain"}
+    human = {d: sorted(rows) for d, rows in _human_breakdowns(store)["rows"].items() if d != "domain"}
+    assert human == every == {"browser": ["Unknown"], "os": ["iOS"], "device": ["other"]}
