@@ -45,8 +45,10 @@ from functions.shared.models import (
     STATS_SK,
     QuarantineModel,
     RawEventModel,
+    RecipientStateModel,
     TrackedUrlModel,
     TrackingLogModel,
+    stored_recipient_key,
 )
 from functions.shared.raw_events import RawEvent
 from functions.shared.tables import WORKFLOW
@@ -297,7 +299,11 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         by_model: dict[type[Model], int] = {}
         for item in written:  # one BatchWriteItem request per 25 items of one model (table)
             by_model[type(item)] = by_model.get(type(item), 0) + 1
-            key = (str(item.Meta.table_name), str(getattr(item, str(item._hash_keyname))))
+            if isinstance(item, RecipientStateModel):  # stored in the recipient's own partition
+                partition = stored_recipient_key(str(item.delivery_id), str(item.recipient_id))[0]
+            else:
+                partition = str(getattr(item, str(item._hash_keyname)))
+            key = (str(item.Meta.table_name), partition)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
         for items_of_model in by_model.values():
             self._request("BatchWriteItem", _pages(items_of_model, BATCH_WRITE_ITEMS))

@@ -10,7 +10,15 @@ import pytest
 from bench.common import latency_s
 from bench.memory_store import LatencyAccountingStore
 from functions.consolidate.store import PARTIAL_SPREAD
-from functions.shared.models import STATS_SK, URL_STATS_PREFIX, DeliveryStatsModel, TrackingLogModel
+from functions.shared.models import (
+    RECIPIENT_STATE_PREFIX,
+    STATS_SK,
+    URL_STATS_PREFIX,
+    DeliveryStatsModel,
+    RecipientStateModel,
+    TrackingLogModel,
+    stored_recipient_key,
+)
 
 
 def test_given_puts_of_two_tables_when_counted_then_one_batch_write_per_25_items_of_each() -> None:
@@ -120,3 +128,20 @@ def test_given_measured_runs_when_put_on_paper_then_the_least_of_the_three_bound
     # 20 million logs on one key take 20,000 s: no number of workers fits them in an hour
     assert sixteen["workers_s"] == pytest.approx(CAMPAIGN_EVENTS / 1000)
     assert not sixteen["fits"] and not sixty_four["fits"]
+
+
+def test_given_recipient_states_when_put_then_their_writes_count_under_each_recipients_own_partition() -> (
+    None
+):
+    """The DynamoDB store writes a recipient's state at ``stored_recipient_key`` (the recipient's
+    partition), not under the delivery's key it has in memory: the hottest key must say so."""
+    store = LatencyAccountingStore()
+    states = [
+        RecipientStateModel(delivery_id="d1", sk=f"{RECIPIENT_STATE_PREFIX}u{n}", recipient_id=f"u{n}")
+        for n in range(3)
+    ]
+
+    store.put_items(states)
+
+    table = RecipientStateModel.Meta.table_name
+    assert store.writes_by_key == {(table, stored_recipient_key("d1", f"u{n}")[0]): 1 for n in range(3)}
