@@ -35,6 +35,8 @@ from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
     BATCH_WRITE_ITEMS,
     PARTIAL_SPREAD,
+    PendingBatch,
+    PendingChunks,
     Refused,
     _partial_pk,
     indicator_model,
@@ -196,6 +198,7 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "load_run": ("GetItem",),
     "save_run": ("PutItem",),
     "save_worker_pending": ("TransactWriteItems",),
+    "load_pending_chunks": ("BatchGetItem",),  # a pending batch's chunks: far fewer than 100 keys
     "complete_worker_pending": ("TransactWriteItems",),
     "read_raw": ("Query",),
     "tracked_urls": ("Query",),
@@ -213,6 +216,7 @@ _SIZED = {
     "in_quarantine",
     "deleted_deliveries",
     "load_partials",
+    "put_pending_chunk",
     "put_items",
     "put_partial",
     "run_partials",
@@ -319,6 +323,14 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             key = (WORKFLOW.table_name, pk)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + count
         super().put_partials(run_id, worker, items)
+
+    def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
+        pointer = super()._save_chunks(owner, step, pending)
+        self._request("BatchWriteItem", _pages(pointer.count, BATCH_WRITE_ITEMS))
+        for pk in pointer.chunk_keys():  # each chunk under its own partition key
+            key = (WORKFLOW.table_name, pk)
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
+        return pointer
 
     def quarantine(self, items: Iterable[QuarantineModel]) -> None:
         kept = list(items)

@@ -11,12 +11,16 @@ How exactly-once holds (see README "The tracking workflow"):
   batch are put straight away (a put repeated later is harmless).
 * Checkpoints move only at a flush: the changed indicator items and the new checkpoint of every
   shard read since the previous flush are saved as the *pending batch*, applied as whole-item puts,
-  then the checkpoints move and the pending batch is removed in one conditional update. A crash
-  before a flush loses only memory: the next run reads those events again from the old checkpoints
-  and counts them once. A crash after leaves a pending batch, which the next run replays before
-  anything else; replaying puts is harmless. A run flushes when what it carries nears a bound (items,
-  and the pending batch's encoded size against DynamoDB's 400 KB item limit), when its time runs low,
-  and at its end.
+  then the checkpoints move and the pending batch is removed in one conditional update. The pending
+  batch is stored in chunk items of the workflow table (``store.PendingChunks``), written first under
+  keys no other batch uses; it exists the moment the state item (or the worker's slot) points at them,
+  in one conditional update, and stops existing when the update that moves the checkpoints removes
+  the pointer. The chunks are never deleted: they expire (TTL). A crash before a flush loses only
+  memory: the next run reads those events again from the old checkpoints and counts them once
+  (chunks written without a pointer are never read). A crash after leaves a pending batch, which the
+  next run replays before anything else; replaying puts is harmless. A run flushes when what it
+  carries nears a bound (``max_carried_items``, and the pending batch's encoded size,
+  ``MAX_PENDING_BYTES``), when its time runs low, and at its end.
 * Events may become visible a little after their timestamp (a slow write). Each run re-reads the
   last ``late_event_grace_seconds`` before every checkpoint and consolidates the events that have no
   tracking log yet, so such late events are counted by the next run, once. Behind a checkpoint, a
@@ -80,9 +84,15 @@ from functions.shared.observability import logger
 
 BATCH_SIZE = 100  # raw events read from one shard at a time
 MAX_CARRIED_ITEMS = 10_000  # changed indicator items (and held logs) a run carries before it flushes
-# The pending batch is an attribute of the workflow state item, which DynamoDB caps at 400 KB: flush
-# once it is encoded past this, which leaves room for the batch that took it there.
-MAX_PENDING_BYTES = 200_000
+# The pending batch is stored in chunk items of at most 300 KB (``store.MAX_CHUNK_BYTES``), so no item
+# limit bounds it; each flush rewrites every indicator item it carries, so the fewer flushes the
+# fewer write units. A run flushes once its pending batch is encoded past this: 2 MB is 7 chunks, one
+# BatchWriteItem request (25 items, 16 MB) to save and one BatchGetItem (100 keys, 16 MB) to replay,
+# each chunk under its own key (300 write units, well under a key's 1,000 a second); decoded it is
+# about 8 times as large (16 MB of JSON), far under a 1,024 MB function, and replayed in about a
+# second. In practice ``MAX_CARRIED_ITEMS`` comes first: figure 3's 10,000-event run carries 5,660
+# items in 316 KB (10,000 such items: about 560 KB).
+MAX_PENDING_BYTES = 2_000_000
 MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation

@@ -51,7 +51,7 @@ def _scan(spec: tables.TableSpec) -> list[str]:
             item.pop("updated_at", None)
             if "urls" in item:
                 item["urls"] = {"SS": sorted(item["urls"]["SS"])}
-            items.append(json.dumps(item, sort_keys=True))
+            items.append(json.dumps(item, sort_keys=True, default=bytes.hex))  # binary: pending chunks
     return sorted(items)
 
 
