@@ -103,9 +103,8 @@ class WorkflowConfig:
     max_pending_bytes: int = MAX_PENDING_BYTES
     workers: int = 1  # groups of shards a run is split into, consolidated in parallel
     raw_event_shards: int | None = None  # None: the deploy-time setting (MSGTRACK_RAW_EVENT_SHARDS)
-    run_budget_seconds: int = (
-        RUN_BUDGET_SECONDS  # a run's workers stop taking batches this long after its start
-    )
+    # a run's workers stop taking batches this long after its start
+    run_budget_seconds: int = RUN_BUDGET_SECONDS
 
     def __post_init__(self) -> None:
         if not 0 < self.run_budget_seconds < self.lock_seconds:

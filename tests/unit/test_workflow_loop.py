@@ -107,6 +107,7 @@ def test_given_a_run_whose_budget_is_spent_when_a_worker_stops_then_it_has_no_mo
             if results[-1].more:
                 reads = invocation(len(plan.groups[n]) + MORE_READS)
                 results.append(flow.work("run-1", n, plan.groups[n], reads, earlier=results[-1]))
+    lock_expires = store.lock_expires
     run = flow.finish("run-1", [results[-1].as_dict() for results in loops.values()])
     # Then each worker was invoked at 0, 4 and 8 minutes, and at 12 (past the deadline at 10) stopped at
     # once, with no more to do
@@ -114,6 +115,8 @@ def test_given_a_run_whose_budget_is_spent_when_a_worker_stops_then_it_has_no_mo
         assert len(results) == 4 and all(r.more for r in results[:3])
         assert results[-1].error == STOPPED_EARLY and not results[-1].more
         assert results[-1].events_processed == results[-2].events_processed
+    # And every invocation renewed the run's lock: it held a lock's time from the last one
+    assert lock_expires == clock.now.timestamp() + WorkflowConfig().lock_seconds
     # And the run succeeded with what it did, saying it stopped early
     assert run.status == "succeeded" and STOPPED_EARLY in run.errors
     assert 0 < run.events_processed == len(store.logs) < len(clean(1)["logs"])
