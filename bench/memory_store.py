@@ -18,7 +18,9 @@ writing to DynamoDB never pays. (The indicator items the workflow still holds ar
 their collection cost, bounded by the run's flush and memory bounds, is left out too.)
 
 ``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
-make for each call, by operation, so that a figure can add DynamoDB's latency on a virtual clock.
+make for each call, by operation, and the ones a caller waits for one after another (a put's
+BatchWriteItem requests go several at once), so that a figure can add DynamoDB's latency on a virtual
+clock.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
     BATCH_WRITE_ITEMS,
     PARTIAL_SPREAD,
+    WRITERS,
     PendingBatch,
     PendingChunks,
     Refused,
@@ -238,20 +241,25 @@ def _pages(count: int, per_page: int) -> int:
 class LatencyAccountingStore(ScalableWorkflowStore):
     """The scalable store, counting the requests ``DynamoWorkflowStore`` would make for each call.
 
-    ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …); multiplied by a
-    per-request latency they are the time a function would wait for DynamoDB (a virtual clock:
-    nothing here sleeps). An operation whose requests are not known here raises, rather than cost
-    nothing.
+    ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …). ``waits`` counts the
+    same requests as a caller waits for them: requests the store sends at once (``put_items``: up to
+    ``WRITERS`` BatchWriteItem requests in flight) count as one wait per group, the wall time of a
+    group being its slowest request's. Multiplied by a per-request latency, ``waits`` are the time a
+    function would wait for DynamoDB (a virtual clock: nothing here sleeps). An operation whose
+    requests are not known here raises, rather than cost nothing.
     """
 
     def __init__(self, *, keep_logs: bool = False) -> None:
         super().__init__(keep_logs=keep_logs)
         self.requests: dict[str, int] = {}
+        self.waits: dict[str, int] = {}
         self.writes_by_key: dict[tuple[str, str], int] = {}  # items put, by table and partition key
 
-    def _request(self, operation: str, count: int = 1) -> None:
+    def _request(self, operation: str, count: int = 1, *, at_once: int = 1) -> None:
+        """``count`` requests, sent ``at_once`` at a time."""
         if count > 0:
             self.requests[operation] = self.requests.get(operation, 0) + count
+            self.waits[operation] = self.waits.get(operation, 0) + _pages(count, at_once)
 
     def _call(self, operation: str) -> None:
         if operation in REQUESTS_PER_CALL:
@@ -309,8 +317,9 @@ class LatencyAccountingStore(ScalableWorkflowStore):
                 partition = str(getattr(item, str(item._hash_keyname)))
             key = (str(item.Meta.table_name), partition)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
-        for items_of_model in by_model.values():
-            self._request("BatchWriteItem", _pages(items_of_model, BATCH_WRITE_ITEMS))
+        # the store sends every request of the call (all tables) to a pool of WRITERS threads
+        batches = sum(_pages(items_of_model, BATCH_WRITE_ITEMS) for items_of_model in by_model.values())
+        self._request("BatchWriteItem", batches, at_once=WRITERS)
         return super().put_items(written)
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:

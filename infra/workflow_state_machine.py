@@ -7,8 +7,12 @@ Every step invokes the consolidation function synchronously with a ``step`` that
   takes the lock and splits the raw-event shards into groups, one per worker. ``skip`` (another run
   holds the lock, say) ends the execution at once, successfully.
 - Work, once per group, in parallel ``{"step": "work", "run_id", "worker", "shards"}`` ->
-  ``{"worker", "shards", "events_processed", "status", "error"?}``; retried on Lambda's service errors
-  and once on a failure of the function itself.
+  ``{"worker", "shards", "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more"}``;
+  retried on Lambda's service errors and once on a failure of the function itself. A worker that stopped
+  at its invocation's time limit with its group not drained, before the run's deadline (``more``), is
+  invoked again for the same group (Work on): it goes on from its checkpoints, carrying its notes
+  (``errors``, ``quarantined``); its events add up in its slot of the workflow table. So a run's workers
+  have the run's whole budget (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
 - Finish ``{"step": "finish", "run_id", "workers", "error"?}`` -> ``{"run_id", "status",
   "events_processed"}``: records the run. ``workers`` holds the results of the workers that returned;
   ``error`` (``{"Error", "Cause"}``, as Step Functions reports it) that of a worker that still failed
@@ -39,6 +43,7 @@ from infra.constants import (
     FINISH_STATE,
     LAMBDA_SERVICE_ERRORS,
     LOG_RETENTION,
+    MORE_WORK_CHOICE,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
     PLAN_STATE,
@@ -50,7 +55,9 @@ from infra.constants import (
     STATE_MACHINE_COMMENT,
     STATE_MACHINE_TIMEOUT,
     SUCCEEDED_STATE,
+    WORK_ON_STATE,
     WORK_STATE,
+    WORKER_DONE_STATE,
     WORKER_FAILED_STATE,
     WORKER_RETRY_ATTEMPTS,
     WORKER_RETRY_INTERVAL,
@@ -73,6 +80,15 @@ WORK_EVENT = {
     "worker": "{% $states.context.Map.Item.Value.worker %}",
     "shards": "{% $states.context.Map.Item.Value.shards %}",
 }
+# A worker's result, with its run for the next invocation if it has more to do.
+WORK_DONE = '{% $merge([$states.result, {"run_id": $states.input.run_id}]) %}'
+MORE_WORK = "{% $states.input.more = true %}"
+# The same group again, with what the worker noted so far (a missing field is left out).
+WORK_ON_EVENT = (
+    '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
+    '"shards": $states.input.shards, "errors": $states.input.errors, '
+    '"quarantined": $states.input.quarantined} %}'
+)
 # A worker that still fails after its retries returns its error in place of a result.
 WORKER_FAILURE = '{% {"failure": $states.errorOutput} %}'
 # The results of the workers that returned, and the first failure if any ($append: always a list).
@@ -174,7 +190,9 @@ class WorkflowStateMachine(Construct):
 
     # --- the definition ---------------------------------------------------------------------
 
-    def _invoke(self, construct_id: str, payload: sfn.TaskInput, comment: str) -> tasks.LambdaInvoke:
+    def _invoke(
+        self, construct_id: str, payload: sfn.TaskInput, comment: str, outputs: str | None = None
+    ) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke.jsonata(
             self,
             construct_id,
@@ -183,6 +201,7 @@ class WorkflowStateMachine(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=False,  # added below, with throttling and jitter
             comment=comment,
+            outputs=outputs,
         )
         task.add_retry(
             errors=list(LAMBDA_SERVICE_ERRORS),
@@ -202,7 +221,8 @@ class WorkflowStateMachine(Construct):
         work = self._invoke(
             WORK_STATE,
             sfn.TaskInput.from_text("{% $states.input %}"),
-            "Consolidate one group of shards",
+            "Consolidate one group of shards, until the invocation's or the run's time is up",
+            outputs=WORK_DONE,
         )
         work.add_retry(
             errors=[sfn.Errors.TASKS_FAILED],
@@ -224,7 +244,18 @@ class WorkflowStateMachine(Construct):
             outputs=WORKERS_DONE,
             comment="One worker per group, all at once",
         )
-        workers.item_processor(work)
+        work_on = sfn.Pass.jsonata(
+            self,
+            WORK_ON_STATE,
+            outputs=WORK_ON_EVENT,
+            comment="Invoke the worker again for the same group: it goes on from its checkpoints",
+        )
+        more = (
+            sfn.Choice.jsonata(self, MORE_WORK_CHOICE)
+            .when(sfn.Condition.jsonata(MORE_WORK), work_on.next(work))
+            .otherwise(sfn.Succeed.jsonata(self, WORKER_DONE_STATE))
+        )
+        workers.item_processor(work.next(more))
         finish = self._invoke(
             FINISH_STATE,
             sfn.TaskInput.from_text(FINISH_EVENT),
