@@ -1406,3 +1406,16 @@ def test_markup_the_parser_gives_up_on_is_refused_with_its_reason(monkeypatch: p
 
     # Then the refusal (a 422) says the HTML could not be parsed, and why
     assert str(refused.value) == "The HTML could not be parsed: unexpected '[' char in declaration."
+
+
+def test_text_after_the_last_closing_bracket_of_an_unended_tag_stays_out_of_the_label() -> None:
+    # Given link text ending in a tag that the end of the document cuts short, with the document's last
+    # ">" quoted inside that tag
+    content = parse_content('<a href="https://x.example/">Sale <img alt="a>b c')
+
+    # When its links are found
+    (link,) = content.links()
+
+    # Then what follows that ">" belongs to the unended tag (browsers drop it with the tag), not the label
+    assert link.label.startswith("Sale")
+    assert "b c" not in link.label
