@@ -314,7 +314,7 @@ def _workflow_note(workflow: dict[str, Any], wcu: float, once_per_run: bool) -> 
         "erasure find a recipient's logs through the sort keys their `r#` states list, and those states are "
         "stored in the recipient's own partition (`models.stored_recipient_key`), so one Query finds them "
         f"without an index on the indicators either. Indicator items take {indicators:.2f}: the run reads the "
-        "16 shards in rounds, carries the indicator items in memory between batches and writes each once per "
+        "64 raw-event shards (the default) in rounds, carries the indicator items in memory between batches and writes each once per "
         f"*flush* (at the end of the run, or when what it carries nears {MAX_CARRIED_ITEMS:,} items or a "
         f"{MAX_PENDING_BYTES / 1_000_000:g} MB pending batch; {flushes} flush{'es' if flushes != 1 else ''} in "
         f"this run). The workflow's own state takes {state:.2f}: each flush saves the changed indicator items "

@@ -234,7 +234,7 @@ def _paper_note(
         f"latencies; DynamoDB's own throughput is not the limit at this rate. Waiting for DynamoDB is "
         f"{100 * waiting:.0f} % of an event's time, counted one request after another: an upper bound, as "
         "`functions/consolidate/store.py` issues the BatchWriteItem requests of a put 4 at a time; querying "
-        "the 16 shards of a round concurrently would cut the rest. Of the CPU, at "
+        "the shards of a round concurrently would cut the rest. Of the CPU, at "
         f"{size:,} events PynamoDB and botocore add {us(client[size] - logic[size])} per event to the workflow's "
         f"own {us(logic[size])} ({times(client[size] / logic[size])}): every item read or written is serialized "
         "or parsed, and each flush's pending copy once more."
