@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import (
+    LAMBDA_FULL_VCPU_MB,
     Figure,
     Table,
     command_for,
@@ -39,7 +40,6 @@ CPU_EVENTS = 20_000
 # AWS list prices, us-east-1, in dollars.
 LAMBDA_REQUESTS_PER_MILLION = 0.20
 LAMBDA_GB_SECOND = 0.0000133334  # arm64
-LAMBDA_FULL_VCPU_MB = 1769
 EVENTBRIDGE_CUSTOM_EVENTS_PER_MILLION = 1.00
 SQS_REQUESTS_PER_MILLION = 0.40
 READ_UNITS_PER_MILLION = 0.125

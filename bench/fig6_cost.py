@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from bench.common import (
+    LAMBDA_FULL_VCPU_MB,
     Figure,
     Table,
     command_for,
@@ -32,7 +33,6 @@ READ_UNITS_PER_MILLION = 0.125
 FLOOR = HTTP_API_PER_MILLION + LAMBDA_REQUESTS_PER_MILLION + WRITE_UNITS_PER_MILLION  # per million events
 TARGET = 1.5
 PUT_ITEM_LATENCY_S = 0.005  # the redirect waits for its one PutItem (as in figure 4's premise)
-LAMBDA_FULL_VCPU_MB = 1769
 
 
 def _measured(module: str, *arguments: str) -> str:

@@ -8,6 +8,7 @@ spends emulating DynamoDB, so a figure can tell msgtrack's work (and botocore's)
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,10 +28,15 @@ from functions.shared.tables import RAW_EVENTS
 
 
 class MotoClock:
-    """CPU seconds spent inside moto's request handling while ``measuring()`` is active."""
+    """CPU seconds spent inside moto's request handling while ``measuring()`` is active.
+
+    Each call counts its own thread's CPU: calls overlap when requests go out from several threads
+    (a logs page's partitions, the workflow's batch writes), and the process's CPU would count each
+    call's neighbours too."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self._lock = threading.Lock()
 
     @contextmanager
     def measuring(self) -> Iterator[MotoClock]:
@@ -38,11 +44,13 @@ class MotoClock:
         clock = self
 
         def timed(stubber: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-            started = time.process_time()
+            started = time.thread_time()
             try:
                 return original(stubber, *args, **kwargs)
             finally:
-                clock.seconds += time.process_time() - started
+                spent = time.thread_time() - started
+                with clock._lock:
+                    clock.seconds += spent
 
         BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
         try:

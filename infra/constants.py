@@ -124,7 +124,6 @@ MAX_WORKFLOW_WORKERS = 40
 # queries every shard at least once, so more keys cost reads for nothing.
 DEFAULT_RAW_EVENT_SHARDS = 64
 MAX_RAW_EVENT_SHARDS = 1_000
-RAW_EVENT_SHARDS_ENV = "MSGTRACK_RAW_EVENT_SHARDS"
 # Errors of the Lambda service itself (not of the function's code): every step retries them with
 # jittered backoff, about two minutes in all. TooManyRequests: N workers may meet a throttle.
 LAMBDA_SERVICE_ERRORS = (

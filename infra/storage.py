@@ -16,12 +16,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.shared import fallback
+from functions.shared.settings import RAW_EVENT_SHARDS_ENV
 from functions.shared.tables import ALL_TABLES, RAW_EVENTS, Index, Key, TableSpec
 from infra.constants import (
     DEFAULT_RAW_EVENT_SHARDS,
     FALLBACK_RETENTION,
     FALLBACK_VISIBILITY_TIMEOUT,
-    RAW_EVENT_SHARDS_ENV,
 )
 
 READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")

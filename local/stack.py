@@ -18,6 +18,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.shared.settings import RAW_EVENT_SHARDS_ENV
 from local.context import FunctionUnavailable, LocalFunction
 from local.events import DELIVERER_CONTAINERS
 from local.gateway import Gateway, LocalApiGateway
@@ -77,7 +78,7 @@ def configure_environment(
     # moto answers a Query by going over the whole table, so every raw-event shard costs the tracking
     # workflow a pass over every raw event locally: 16 shards keep local runs as quick as before the
     # 64 of AWS (what the shard count is for, 1,000 writes a second each, is no concern of moto).
-    environ.setdefault("MSGTRACK_RAW_EVENT_SHARDS", str(LOCAL_RAW_EVENT_SHARDS))
+    environ.setdefault(RAW_EVENT_SHARDS_ENV, str(LOCAL_RAW_EVENT_SHARDS))
     environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     token_generated = not environ.get("MSGTRACK_API_TOKEN")

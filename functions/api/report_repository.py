@@ -7,6 +7,7 @@ in-memory implementation the unit tests use.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -415,6 +416,7 @@ class DynamoReportRepository:
             return _recipient_chunk(query, start_after, max_read)
         if query.partition is None:
             raise ValueError("a delivery's tracking logs are read one partition at a time")
+        _tracking_log_client()
         start_key: dict[str, dict[str, Any]] | None = None
         if start_after is not None:
             start_key = {"partition": {"S": query.partition}, "sk": {"S": start_after.sk}}
@@ -447,6 +449,20 @@ class DynamoReportRepository:
             if results.page_iter.total_scanned_count >= max_read:
                 return None
         return None
+
+
+_CONNECTING = threading.Lock()
+
+
+def _tracking_log_client() -> None:
+    """Makes the tracking logs' PynamoDB client, once, before a Query uses it.
+
+    A logs page queries its partitions from several threads at once (``log_pages``). PynamoDB makes a
+    model's client at its first use, and each thread that comes before it exists would make its own
+    (botocore's service model loaded again in each): here one thread makes it and the others wait.
+    """
+    with _CONNECTING:
+        _ = TrackingLogModel._get_connection().connection.client
 
 
 def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:

@@ -15,6 +15,10 @@ from functools import cache
 
 from functions.shared.records import Record
 
+# How many partition keys the raw-events table has: set on each function by the deployment
+# (infra/storage.py) and by the local stack, read here.
+RAW_EVENT_SHARDS_ENV = "MSGTRACK_RAW_EVENT_SHARDS"
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed: the function must not start."""
@@ -146,7 +150,7 @@ class Settings(Record):
                 else None
             ),
             workflow_workers=_int("MSGTRACK_WORKFLOW_WORKERS", 1, minimum=1),
-            raw_event_shards=_int("MSGTRACK_RAW_EVENT_SHARDS", 64, minimum=1),
+            raw_event_shards=_int(RAW_EVENT_SHARDS_ENV, 64, minimum=1),
             run_budget_seconds=_int("MSGTRACK_RUN_BUDGET_SECONDS", 900, minimum=1),
         )
 

@@ -11,6 +11,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.session
 import pytest
 
 from functions.api import launcher as launchers
@@ -371,6 +372,28 @@ def test_logs_spread_over_the_partitions_page_in_exact_order_on_dynamodb(seeded:
     assert walk({**since, "limit": "2", "recipient_id": "q7"}) == [
         e for _, e, r, _ in reversed(expected) if r == "q7"
     ]
+
+
+def test_a_logs_page_queries_its_partitions_at_once_through_one_client(
+    seeded: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given d1's logs over several partitions, and the tracking logs' PynamoDB connection made anew
+    for n in range(40):
+        log("d1", f"c{n:02d}", 20 + n // 4, f"q{n}")
+    TrackingLogModel.refresh_table_name()
+    created: list[str] = []
+    create_client = botocore.session.Session.create_client
+
+    def counted(session: botocore.session.Session, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        created.append(service_name)
+        return create_client(session, service_name, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counted)
+    # When a page is read, its 16 partitions queried at once from as many threads
+    body = ok("/api/deliveries/d1/tracking/logs", {"limit": "10"})
+    # Then it is the newest 10, and the threads shared one new client: none made its own
+    assert [item["event_id"] for item in body["items"]] == [f"c{n:02d}" for n in range(39, 29, -1)]
+    assert created == ["dynamodb"]
 
 
 def test_logs_filtered_and_windowed(seeded: None) -> None:

@@ -6,8 +6,9 @@ one DynamoDB Query of one partition at a time and counts the logs each query eva
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.api import cursors, reports
+from functions.api.report_repository import LogChunk, LogKey, LogQuery
 from functions.api.reports import LogRequest
 from functions.shared import raw_events
 from functions.shared.errors import InvalidCursor
@@ -209,3 +211,79 @@ def test_a_cursor_naming_a_partition_the_delivery_does_not_have_is_refused() -> 
         # Then the route refuses it as invalid (a 400), it does not read anything
         with pytest.raises(InvalidCursor):
             reports.delivery_logs("d1", LogRequest(limit=10, cursor=cursors.encode(forged)), repo=fake)
+
+
+# --- partitions queried at once --------------------------------------------------------------------
+
+
+@dataclass
+class GatheredReports(FakeReports):
+    """Answers a Query only once ``together`` of them are waiting at once (in as many threads), for
+    its first ``gathered`` Queries: a reader that queries one partition after the other gets no
+    answer, its first Query fails after ``WAIT`` seconds (``threading.BrokenBarrierError``)."""
+
+    together: int = TRACKING_LOG_PARTITIONS
+    gathered: int = TRACKING_LOG_PARTITIONS
+    arrived: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: threading.Barrier = field(init=False)
+
+    WAIT = 10.0
+
+    def __post_init__(self) -> None:
+        self.gate = threading.Barrier(self.together, timeout=self.WAIT)
+
+    def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+        with self.lock:
+            self.arrived += 1
+            gated = self.arrived <= self.gathered
+        if gated:
+            self.gate.wait()
+        return super().query_logs(query, start_after, max_read)
+
+
+def recipient_per_partition(delivery_id: str) -> dict[str, str]:
+    """One recipient id for each of the delivery's partitions."""
+    found: dict[str, str] = {}
+    n = 0
+    while len(found) < TRACKING_LOG_PARTITIONS:
+        found.setdefault(tracking_log_partition(delivery_id, f"r{n}"), f"r{n}")
+        n += 1
+    return found
+
+
+def test_a_page_queries_the_16_partitions_at_once_and_its_cursors_page_queries_them_at_once_again() -> None:
+    # Given a delivery's logs over its 16 partitions, and a repository that answers none of the first
+    # 16 Queries of a page until all 16 wait together
+    fake = GatheredReports()
+    fake.add_delivery("d1")
+    for n in range(2_000):
+        fake.add_log("d1", f"e{n:06d}", at(n), recipient_id=f"r{n % 1000}")
+    # When the first page is read
+    first = reports.delivery_logs("d1", LogRequest(limit=50), repo=fake)
+    # Then it is the 50 newest logs, in order, from one Query of each partition sent at once
+    assert [item.event_id for item in first.items] == [f"e{n:06d}" for n in range(1_999, 1_949, -1)]
+    assert {query.partition for query, *_ in fake.queries[:16]} == set(tracking_log_partitions("d1"))
+    # And the page its cursor leads to is the next 50, its partitions queried at once again
+    fake.arrived = 0
+    second = reports.delivery_logs("d1", LogRequest(limit=50, cursor=first.next_cursor), repo=fake)
+    assert [item.event_id for item in second.items] == [f"e{n:06d}" for n in range(1_949, 1_899, -1)]
+
+
+def test_partitions_whose_first_query_found_nothing_matching_are_queried_again_at_once() -> None:
+    # Given 20 logs in each of the 16 partitions, the oldest of each an opt-out, the others opens, and
+    # a repository that answers every Query only when 16 wait together
+    by_partition = recipient_per_partition("d1")
+    fake = GatheredReports(gathered=10_000)
+    fake.add_delivery("d1")
+    for n, recipient in enumerate(by_partition.values()):
+        for second in range(20):
+            kind = "opt_out" if second == 0 else "open"
+            fake.add_log("d1", f"e{n:02d}-{second:02d}", at(second), recipient_id=recipient, type=kind)
+    # When the opt-outs are asked for, newest first
+    page = reports.delivery_logs("d1", LogRequest(limit=50, type="opt_out"), repo=fake)
+    # Then the first round finds only opens, and the second round, every partition queried again at
+    # once, finds the 16 opt-outs: a last page, in order
+    assert [item.event_id for item in page.items] == [f"e{n:02d}-00" for n in range(15, -1, -1)]
+    assert page.next_cursor is None
+    assert len(fake.queries) == 2 * TRACKING_LOG_PARTITIONS

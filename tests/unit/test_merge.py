@@ -53,10 +53,15 @@ def test_numbers_and_count_maps_add_up_each_workers_change_to_the_stored_item() 
     assert plain(merged.human) == {"opens": 5}
 
 
+def url_row(**fields: Any) -> UrlStatsModel:
+    """d1's row of link 1 with ``fields``: the stored row or a worker's copy of it."""
+    return UrlStatsModel(delivery_id="d1", sk="url#1", url_id="1", **fields)
+
+
 def test_a_first_item_of_its_key_merges_from_zero() -> None:
     # Given no stored URL row, and two workers' first clicks on the link
-    one = UrlStatsModel(delivery_id="d1", sk="url#1", url_id="1", clicks=2, distinct_clicks=1)
-    two = UrlStatsModel(delivery_id="d1", sk="url#1", url_id="1", clicks=3, distinct_clicks=2)
+    one = url_row(clicks=2, distinct_clicks=1)
+    two = url_row(clicks=3, distinct_clicks=2)
     # When they are merged
     merged = merge_item(None, [one, two])
     # Then the row holds both workers' clicks
@@ -65,30 +70,9 @@ def test_a_first_item_of_its_key_merges_from_zero() -> None:
 
 def test_the_first_click_is_the_earliest_the_last_click_and_the_update_time_the_latest() -> None:
     # Given a stored URL row and stats, and two workers' copies whose times are not in order of workers
-    stored = UrlStatsModel(
-        delivery_id="d1",
-        sk="url#1",
-        url_id="1",
-        clicks=1,
-        first_click="2026-11-23T09:10:00.000Z",
-        last_click="2026-11-23T09:10:00.000Z",
-    )
-    one = UrlStatsModel(
-        delivery_id="d1",
-        sk="url#1",
-        url_id="1",
-        clicks=2,
-        first_click="2026-11-23T09:05:00.000Z",
-        last_click="2026-11-23T09:30:00.000Z",
-    )
-    two = UrlStatsModel(
-        delivery_id="d1",
-        sk="url#1",
-        url_id="1",
-        clicks=2,
-        first_click="2026-11-23T09:10:00.000Z",
-        last_click="2026-11-23T09:20:00.000Z",
-    )
+    stored = url_row(clicks=1, first_click="2026-11-23T09:10:00.000Z", last_click="2026-11-23T09:10:00.000Z")
+    one = url_row(clicks=2, first_click="2026-11-23T09:05:00.000Z", last_click="2026-11-23T09:30:00.000Z")
+    two = url_row(clicks=2, first_click="2026-11-23T09:10:00.000Z", last_click="2026-11-23T09:20:00.000Z")
     stats = [
         DeliveryStatsModel(delivery_id="d1", updated_at=at)
         for at in ("2026-11-23T10:00:00.000Z", "2026-11-23T10:05:00.000Z", "2026-11-23T10:03:00.000Z")
@@ -241,7 +225,7 @@ def test_the_merged_statistics_count_a_person_two_workers_found_new_once() -> No
     one = [
         DeliveryStatsModel(delivery_id="d1", person_clicks=4, human={"person_clicks": 3, "clicks": 2}),
         PersonStateModel(delivery_id="d1", sk="p#p1", human_clicks=1),
-        UrlStatsModel(delivery_id="d1", sk="url#1", url_id="1", clicks=1),
+        url_row(clicks=1),
     ]
     two = [
         PersonStateModel(delivery_id="d1", sk="p#p1", human_clicks=1),
