@@ -121,8 +121,8 @@ MAX_WORKFLOW_WORKERS = 40
 # The raw-events table's partition keys (MSGTRACK_RAW_EVENT_SHARDS of every function that uses it):
 # each takes about 1,000 writes a second, so 64 record 64,000 hits a second. 1,000 keys would take a
 # million, far beyond API Gateway's account quota (10,000 requests a second by default); each run
-# queries every shard at least once, so more keys cost reads for nothing.
-DEFAULT_RAW_EVENT_SHARDS = 64
+# queries every shard at least once, so more keys cost reads for nothing. The default (64) is
+# functions.shared.settings.DEFAULT_RAW_EVENT_SHARDS, which the functions use when nothing sets it.
 MAX_RAW_EVENT_SHARDS = 1_000
 # Errors of the Lambda service itself (not of the function's code): every step retries them with
 # jittered backoff, about two minutes in all. TooManyRequests: N workers may meet a throttle.

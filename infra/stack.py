@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from functions.shared.settings import DEFAULT_RAW_EVENT_SHARDS
 from infra.bundling import function_code
 from infra.constants import (
     ALARM_EMAIL_CONTEXT,
@@ -17,7 +18,6 @@ from infra.constants import (
     API_RESERVED_CONCURRENCY,
     API_RESERVED_CONCURRENCY_CONTEXT,
     CERTIFICATE_ARN_CONTEXT,
-    DEFAULT_RAW_EVENT_SHARDS,
     DEFAULT_SCHEDULE,
     DEFAULT_WORKFLOW_WORKERS,
     MAX_RAW_EVENT_SHARDS,

@@ -16,10 +16,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.shared import fallback
-from functions.shared.settings import RAW_EVENT_SHARDS_ENV
+from functions.shared.settings import DEFAULT_RAW_EVENT_SHARDS, RAW_EVENT_SHARDS_ENV
 from functions.shared.tables import ALL_TABLES, RAW_EVENTS, Index, Key, TableSpec
 from infra.constants import (
-    DEFAULT_RAW_EVENT_SHARDS,
     FALLBACK_RETENTION,
     FALLBACK_VISIBILITY_TIMEOUT,
 )

@@ -18,6 +18,8 @@ from functions.shared.records import Record
 # How many partition keys the raw-events table has: set on each function by the deployment
 # (infra/storage.py) and by the local stack, read here.
 RAW_EVENT_SHARDS_ENV = "MSGTRACK_RAW_EVENT_SHARDS"
+# Their number when nothing sets it: 64 keys take 64,000 hits a second (infra/constants.py says why).
+DEFAULT_RAW_EVENT_SHARDS = 64
 
 
 class SettingsError(ValueError):
@@ -106,7 +108,7 @@ class Settings(Record):
         # longest honeypot burst plus the late-event grace (api/opt_outs.py)
         opt_out_feed_delay_seconds: int | None = None,
         workflow_workers: int = 1,  # workers a run of the tracking workflow consolidates with, in parallel
-        raw_event_shards: int = 64,  # partition keys of the raw-events table (deploy-time: 1,000 writes/s each)
+        raw_event_shards: int = DEFAULT_RAW_EVENT_SHARDS,  # raw-events partition keys (1,000 writes/s each)
         run_budget_seconds: int = 900,  # how long after a run's start its workers take batches (< the lock)
     ) -> None:
         self.tracking_base_url = tracking_base_url
@@ -150,7 +152,7 @@ class Settings(Record):
                 else None
             ),
             workflow_workers=_int("MSGTRACK_WORKFLOW_WORKERS", 1, minimum=1),
-            raw_event_shards=_int(RAW_EVENT_SHARDS_ENV, 64, minimum=1),
+            raw_event_shards=_int(RAW_EVENT_SHARDS_ENV, DEFAULT_RAW_EVENT_SHARDS, minimum=1),
             run_budget_seconds=_int("MSGTRACK_RUN_BUDGET_SECONDS", 900, minimum=1),
         )
 
