@@ -42,12 +42,15 @@ from functions.consolidate.store import (
 )
 from functions.shared import raw_events
 from functions.shared.models import (
+    PERSON_STATE_PREFIX,
     STATS_SK,
+    PersonStateModel,
     QuarantineModel,
     RawEventModel,
     RecipientStateModel,
     TrackedUrlModel,
     TrackingLogModel,
+    stored_person_key,
     stored_recipient_key,
 )
 from functions.shared.raw_events import RawEvent
@@ -301,6 +304,9 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             by_model[type(item)] = by_model.get(type(item), 0) + 1
             if isinstance(item, RecipientStateModel):  # stored in the recipient's own partition
                 partition = stored_recipient_key(str(item.delivery_id), str(item.recipient_id))[0]
+            elif isinstance(item, PersonStateModel):  # stored in one of its delivery's person partitions
+                person_id = str(item.sk).removeprefix(PERSON_STATE_PREFIX)
+                partition = stored_person_key(str(item.delivery_id), person_id)[0]
             else:
                 partition = str(getattr(item, str(item._hash_keyname)))
             key = (str(item.Meta.table_name), partition)

@@ -295,8 +295,17 @@ def _partial_pk(run_id: str, worker: int, key: str) -> str:
 
 
 def _stored_key(key: StateKey) -> StateKey:
-    """Where a recipient state (key in memory: delivery id, "r#<recipient>") is stored."""
-    return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
+    """Where an indicator item is stored: a recipient state (key in memory: delivery id,
+    "r#<recipient>") in the recipient's partition, a person state ("p#<person>") in one of its
+    delivery's person partitions, every other item at its key in memory."""
+    if key[1].startswith(RECIPIENT_STATE_PREFIX):
+        return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
+    if key[1].startswith(PERSON_STATE_PREFIX):
+        return models.stored_person_key(key[0], key[1].removeprefix(PERSON_STATE_PREFIX))
+    return key
+
+
+_STORED_ELSEWHERE = (models.RecipientStateModel, models.PersonStateModel)  # items with ``as_stored``
 
 
 def _state_key(item: Model) -> StateKey:
@@ -690,12 +699,11 @@ class DynamoWorkflowStore:
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
         by_model: dict[type[Model], list[StateKey]] = defaultdict(list)
         for key in keys:
-            model = indicator_model(key[1])
-            by_model[model].append(_stored_key(key) if model is models.RecipientStateModel else key)
+            by_model[indicator_model(key[1])].append(_stored_key(key))
         found: dict[StateKey, Model] = {}
         for model, model_keys in by_model.items():
             for item in model.batch_get(model_keys, consistent_read=True):
-                if isinstance(item, models.RecipientStateModel):
+                if isinstance(item, _STORED_ELSEWHERE):
                     item = item.as_read()
                 found[(str(getattr(item, "delivery_id")), str(getattr(item, "sk")))] = item  # noqa: B009
         return found
@@ -711,9 +719,7 @@ class DynamoWorkflowStore:
         """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
         for item in items:
-            by_model[type(item)].append(
-                item.as_stored() if isinstance(item, models.RecipientStateModel) else item
-            )
+            by_model[type(item)].append(item.as_stored() if isinstance(item, _STORED_ELSEWHERE) else item)
         requests = [
             (model, model_items[start : start + BATCH_WRITE_ITEMS])
             for model, model_items in by_model.items()
@@ -726,9 +732,7 @@ class DynamoWorkflowStore:
                 written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
                 refused = [refused for request in written for refused in request.result()]
         return [
-            Refused(found.item.as_read(), found.error)
-            if isinstance(found.item, models.RecipientStateModel)
-            else found
+            Refused(found.item.as_read(), found.error) if isinstance(found.item, _STORED_ELSEWHERE) else found
             for found in refused
         ]
 

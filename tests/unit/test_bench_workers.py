@@ -11,12 +11,16 @@ from bench.common import latency_s
 from bench.memory_store import LatencyAccountingStore
 from functions.consolidate.store import PARTIAL_SPREAD
 from functions.shared.models import (
+    PERSON_SPREAD,
+    PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     STATS_SK,
     URL_STATS_PREFIX,
     DeliveryStatsModel,
+    PersonStateModel,
     RecipientStateModel,
     TrackingLogModel,
+    stored_person_key,
     stored_recipient_key,
 )
 
@@ -145,3 +149,21 @@ def test_given_recipient_states_when_put_then_their_writes_count_under_each_reci
 
     table = RecipientStateModel.Meta.table_name
     assert store.writes_by_key == {(table, stored_recipient_key("d1", f"u{n}")[0]): 1 for n in range(3)}
+
+
+def test_given_person_states_when_put_then_their_writes_count_under_the_spread_person_partitions() -> None:
+    """The DynamoDB store writes a person's state at ``stored_person_key`` (one of the delivery's
+    PERSON_SPREAD person partitions), not under the delivery's key it has in memory."""
+    store = LatencyAccountingStore()
+    persons = [PersonStateModel(delivery_id="d1", sk=f"{PERSON_STATE_PREFIX}p{n}") for n in range(200)]
+
+    store.put_items(persons)
+
+    table = PersonStateModel.Meta.table_name
+    expected: dict[tuple[str, str], int] = {}
+    for n in range(200):
+        key = (table, stored_person_key("d1", f"p{n}")[0])
+        expected[key] = expected.get(key, 0) + 1
+    assert store.writes_by_key == expected
+    assert len(expected) == PERSON_SPREAD and ("d1", "d1") not in expected  # none under the delivery's key
+    assert max(expected.values()) <= 2 * 200 / PERSON_SPREAD  # spread about evenly
