@@ -197,6 +197,8 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "load_state": ("GetItem",),
     "load_worker": ("GetItem",),
     "load_run": ("GetItem",),
+    "load_slice": ("Query",),  # the summary and the put mark, a few hundred bytes
+    "slice_put": ("BatchWriteItem",),
     "save_run": ("PutItem",),
     "save_worker_pending": ("TransactWriteItems",),
     "complete_worker_pending": ("TransactWriteItems",),
@@ -218,8 +220,11 @@ _SIZED = {
     "load_partials",
     "put_items",
     "put_partial",
-    "run_partials",
     "delete_partials",
+    "slice_partials",
+    "save_slice",
+    "slice_pages",
+    "delete_slices",
     "save_merge",
     "load_merge",
     "delete_merge",
@@ -348,10 +353,11 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         self._read_partition(blobs)
         self._request("BatchWriteItem", _pages(len(blobs), BATCH_WRITE_ITEMS))
 
-    def run_partials(self, run_id: str, worker: int) -> list[Model]:
-        for blobs in self._partials_by_partition(run_id, worker).values():
-            self._read_partition(blobs)
-        return super().run_partials(run_id, worker)
+    def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
+        self._read_partition(
+            self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+        )
+        return super().slice_partials(run_id, worker, spread)
 
     def delete_partials(self, run_id: str, worker: int) -> None:
         for blobs in self._partials_by_partition(run_id, worker).values():
@@ -371,3 +377,21 @@ class LatencyAccountingStore(ScalableWorkflowStore):
     def delete_merge(self, run_id: str) -> None:
         self._delete_partition(self.merges.get(run_id, []))
         super().delete_merge(run_id)
+
+    def _slice_blobs(self, run_id: str, spread: int) -> list[bytes]:
+        saved = self.slices.get((run_id, spread))
+        return [] if saved is None else [*saved["pages"], saved["summary"]]
+
+    def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
+        self._delete_partition(self._slice_blobs(run_id, spread))  # pages an interrupted slice left
+        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS) + 1)  # then the summary
+        super().save_slice(run_id, spread, pages, summary)
+
+    def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
+        self._read_partition(self._slice_blobs(run_id, spread))
+        return super().slice_pages(run_id, spread)
+
+    def delete_slices(self, run_id: str) -> None:
+        for spread in range(PARTIAL_SPREAD):
+            self._delete_partition(self._slice_blobs(run_id, spread))
+        super().delete_slices(run_id)

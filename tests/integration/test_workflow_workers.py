@@ -60,10 +60,15 @@ def _step(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _through_the_steps(run_id: str) -> dict[str, Any]:
-    """One execution of the state machine: plan, each worker (one after another here), finish."""
+    """One execution of the state machine: plan, each worker (one after another here), close, each
+    slice of the merge (slice 0 twice, as a retry would), finish."""
     plan = _step({"step": "plan", "run_id": run_id, "trigger": "schedule"})
     assert plan["skip"] is False
     results = [_step({"step": "work", "run_id": run_id, **group}) for group in plan["groups"]]
+    slices = _step({"step": "close", "run_id": run_id})["slices"]
+    assert len(slices) == 16
+    for entry in [*slices, slices[0]]:
+        _step({"step": "merge_slice", "run_id": run_id, **entry})
     return _step({"step": "finish", "run_id": run_id, "workers": results})
 
 
@@ -92,7 +97,7 @@ def _story(monkeypatch: pytest.MonkeyPatch, workers: int) -> tuple[list[str], li
             assert _through_the_steps("run-2")["status"] == "succeeded"
         runs = [RunModel.get(models.RUNS_PK, run_id) for run_id in ("run-1", "run-2")]
         partials = [i for i in _scan(tables.WORKFLOW) if '"partial#' in i or '"merge#' in i]
-        assert partials == []  # the finisher leaves no partial item or merge page behind
+        assert partials == []  # the finisher leaves no partial item, merge page or slice behind
         return _scan(tables.TRACKING_LOGS), _scan(tables.INDICATORS), runs
 
 
