@@ -225,6 +225,7 @@ _SIZED = {
     "save_slice",
     "slice_pages",
     "delete_slices",
+    "delete_slice_partials",
     "save_merge",
     "load_merge",
     "delete_merge",
@@ -395,3 +396,10 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         for spread in range(PARTIAL_SPREAD):
             self._delete_partition(self._slice_blobs(run_id, spread))
         super().delete_slices(run_id)
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        for worker in range(workers):
+            self._delete_partition(
+                self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+            )
+        super().delete_slice_partials(run_id, workers, spread)

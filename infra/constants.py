@@ -107,6 +107,12 @@ WORKERS_STATE = "Workers"
 WORK_STATE = "Work"
 WORKER_FAILED_STATE = "Worker failed"
 FINISH_STATE = "Finish"
+# Between the workers and Finish: Close, then a Map of the merge's slices (README "Scale-out").
+CLOSE_STATE = "Close"
+SLICES_STATE = "Merge slices"
+MERGE_SLICE_STATE = "Merge slice"
+SLICE_FAILED_STATE = "Slice left to Finish"
+MERGE_SLICES = 16  # functions.consolidate.store.PARTIAL_SPREAD: the Map's MaxConcurrency
 OUTCOME_CHOICE = "Run succeeded?"
 SUCCEEDED_STATE = "Run succeeded"
 FAILED_STATE = "Run failed"

@@ -1,4 +1,5 @@
-"""The tracking workflow's state machine (Step Functions): Plan, a Map of workers, Finish.
+"""The tracking workflow's state machine (Step Functions): Plan, a Map of workers, Close, a Map of the
+merge's slices, Finish.
 
 Every step invokes the consolidation function synchronously with a ``step`` that says what to do
 (``functions/consolidate/handler.py`` reads it):
@@ -9,6 +10,9 @@ Every step invokes the consolidation function synchronously with a ``step`` that
 - Work, once per group, in parallel ``{"step": "work", "run_id", "worker", "shards"}`` ->
   ``{"worker", "shards", "events_processed", "status", "error"?}``; retried on Lambda's service errors
   and once on a failure of the function itself.
+- Close ``{"step": "close", "run_id"}`` -> ``{"run_id", "slices"}``: closes the run for its workers;
+  then each slice, in parallel, ``{"step": "merge_slice", "run_id", "slice"}``, retried like a worker;
+  a slice (or Close) that still fails is left to Finish, which merges whatever no slice merged.
 - Finish ``{"step": "finish", "run_id", "workers", "error"?}`` -> ``{"run_id", "status",
   "events_processed"}``: records the run. ``workers`` holds the results of the workers that returned;
   ``error`` (``{"Error", "Cause"}``, as Step Functions reports it) that of a worker that still failed
@@ -35,10 +39,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.constants import (
+    CLOSE_STATE,
     FAILED_STATE,
     FINISH_STATE,
     LAMBDA_SERVICE_ERRORS,
     LOG_RETENTION,
+    MERGE_SLICE_STATE,
+    MERGE_SLICES,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
     PLAN_STATE,
@@ -47,6 +54,8 @@ from infra.constants import (
     SERVICE_ERROR_RETRY_ATTEMPTS,
     SERVICE_ERROR_RETRY_INTERVAL,
     SKIP_CHOICE,
+    SLICE_FAILED_STATE,
+    SLICES_STATE,
     STATE_MACHINE_COMMENT,
     STATE_MACHINE_TIMEOUT,
     SUCCEEDED_STATE,
@@ -85,6 +94,14 @@ WORKERS_DONE = """{% (
   }
 ) %}"""
 MAP_FAILED = '{% {"run_id": $states.input.run_id, "workers": [], "error": $states.errorOutput} %}'
+CLOSE_EVENT = '{% {"step": "close", "run_id": $states.input.run_id} %}'
+CLOSED = '{% $merge([$states.input, {"slices": $states.result.slices}]) %}'  # Finish's input, and the slices
+SLICE_EVENT = {
+    "step": "merge_slice",
+    "run_id": "{% $states.input.run_id %}",
+    "slice": "{% $states.context.Map.Item.Value.slice %}",
+}
+UNCHANGED_INPUT = "{% $states.input %}"  # what Finish reads (run_id, workers, error) goes on past the slices
 FINISH_EVENT = (
     '{% {"step": "finish", "run_id": $states.input.run_id, "workers": $states.input.workers, '
     '"error": $states.input.error} %}'
@@ -174,13 +191,16 @@ class WorkflowStateMachine(Construct):
 
     # --- the definition ---------------------------------------------------------------------
 
-    def _invoke(self, construct_id: str, payload: sfn.TaskInput, comment: str) -> tasks.LambdaInvoke:
+    def _invoke(
+        self, construct_id: str, payload: sfn.TaskInput, comment: str, outputs: str | None = None
+    ) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke.jsonata(
             self,
             construct_id,
             lambda_function=self._function,
             payload=payload,
             payload_response_only=True,
+            outputs=outputs,
             retry_on_service_exceptions=False,  # added below, with throttling and jitter
             comment=comment,
         )
@@ -231,6 +251,7 @@ class WorkflowStateMachine(Construct):
             "Record the run (succeeded, or failed with the error), release the lock, publish metrics",
         )
         workers.add_catch(finish, errors=[sfn.Errors.ALL], outputs=MAP_FAILED)
+        slices = self._build_slices(finish)
         outcome = (
             sfn.Choice.jsonata(self, OUTCOME_CHOICE)
             .when(
@@ -247,6 +268,45 @@ class WorkflowStateMachine(Construct):
                     self, NOTHING_TO_DO_STATE, comment="The plan says skip: another run holds the lock"
                 ),
             )
-            .otherwise(workers.next(finish).next(outcome))
+            .otherwise(workers.next(slices).next(finish).next(outcome))
         )
         return plan.next(skip)
+
+    def _build_slices(self, finish: tasks.LambdaInvoke) -> sfn.Chain:
+        """Close, then the merge's slices side by side. A slice that still fails after its retries
+        (or a failed Close) is left to Finish, which merges any slice not merged yet: the run does
+        not fail for it unless Finish does."""
+        close = self._invoke(
+            CLOSE_STATE,
+            sfn.TaskInput.from_text(CLOSE_EVENT),
+            "Close the run for its workers, apply what they left pending, list the slices of the merge",
+            outputs=CLOSED,
+        )
+        close.add_catch(finish, errors=[sfn.Errors.ALL], outputs=UNCHANGED_INPUT)
+        merge_slice = self._invoke(
+            MERGE_SLICE_STATE,
+            sfn.TaskInput.from_text("{% $states.input %}"),
+            "Merge one slice of the workers' partial items (persons, URL rows, hours, click streams)",
+        )
+        merge_slice.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED],
+            max_attempts=WORKER_RETRY_ATTEMPTS,
+            interval=WORKER_RETRY_INTERVAL,
+            backoff_rate=RETRY_BACKOFF_RATE,
+        )
+        merge_slice.add_catch(
+            sfn.Pass.jsonata(self, SLICE_FAILED_STATE, comment="Finish merges this slice itself"),
+            errors=[sfn.Errors.ALL],
+        )
+        slices = sfn.Map.jsonata(
+            self,
+            SLICES_STATE,
+            items=sfn.ProvideItems.jsonata("{% $states.input.slices %}"),
+            item_selector=SLICE_EVENT,
+            max_concurrency=MERGE_SLICES,
+            outputs=UNCHANGED_INPUT,
+            comment="One invoke per slice of the merge, all at once",
+        )
+        slices.item_processor(merge_slice)
+        slices.add_catch(finish, errors=[sfn.Errors.ALL], outputs=UNCHANGED_INPUT)
+        return sfn.Chain.start(close.next(slices))

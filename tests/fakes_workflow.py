@@ -327,6 +327,13 @@ class FakeWorkflowStore:
         self._call("slice_put")
         self.slices[(run_id, spread)]["put"] = True
 
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        self._call("delete_slice_partials")
+        for worker in range(workers):
+            stored = self.partials.get((run_id, worker), {})
+            for key in [key for key in stored if partial_spread(key) == spread]:
+                del stored[key]
+
     def delete_slices(self, run_id: str) -> None:
         self._call("delete_slices")
         for key in [key for key in self.slices if key[0] == run_id]:

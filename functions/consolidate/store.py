@@ -255,6 +255,7 @@ class WorkflowStore(ErasureStore, Protocol):
     def load_slice(self, run_id: str, spread: int) -> SavedSlice | None: ...
     def slice_pages(self, run_id: str, spread: int) -> list[bytes]: ...
     def slice_put(self, run_id: str, spread: int) -> None: ...
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None: ...
     def delete_slices(self, run_id: str) -> None: ...
     def read_raw(
         self, shard: str, after: str | None, upto: str, limit: int
@@ -663,6 +664,10 @@ class DynamoWorkflowStore:
 
     def slice_put(self, run_id: str, spread: int) -> None:
         self._partition_put(_slice_pk(run_id, spread), [(SLICE_PUT_SK, b"")])
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        for worker in range(workers):
+            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
 
     def delete_slices(self, run_id: str) -> None:
         for spread in range(PARTIAL_SPREAD):

@@ -458,6 +458,9 @@ class TrackingWorkflow:
             ).encode()
             self._store.save_slice(run_id, spread, _pages(items), summary)
             saved = SavedSlice(summary, put=False)
+            # saved, the slice's partial items are needed no more: deleted here, side by side with
+            # the other slices, rather than by the finisher (as many deletes as puts)
+            self._store.delete_slice_partials(run_id, workers, spread)
         if not saved.put:
             for page in self._store.slice_pages(run_id, spread):
                 writer.put_merged(decode_items(page))

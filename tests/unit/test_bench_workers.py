@@ -83,8 +83,11 @@ def test_given_a_tiny_campaign_when_the_figure_runs_it_with_4_workers_then_every
     assert [step["shards"] for step in four["steps"]] == [2, 2, 2, 2]
     assert sum(step["events"] for step in four["steps"]) == 600
     assert all(step["wait_s"] > 0 and step["cpu_s"] > 0 and throughput(step) > 0 for step in four["steps"])
-    # the finisher reads each worker's partial items over their partitions; one worker writes none
-    assert four["finish"]["requests"]["Query"] >= 4 * PARTIAL_SPREAD > lone["finish"]["requests"]["Query"]
+    # each slice of the merge reads its partition of each worker's partial items, timed on its own;
+    # one worker writes none and has no slice
+    assert [step["slice"] for step in four["slices"]] == list(range(PARTIAL_SPREAD)) and lone["slices"] == []
+    assert all(step["requests"]["Query"] >= 4 for step in four["slices"])
+    assert all(step["time_s"] > 0 for step in [four["close"], *four["slices"], four["finish"]])
     assert four["stats"] == lone["stats"] and four["stats"]["total_opens"] > 0
     assert 1.0 <= skew(four) < 2.0
 
@@ -167,3 +170,32 @@ def test_given_person_states_when_put_then_their_writes_count_under_the_spread_p
     assert store.writes_by_key == expected
     assert len(expected) == PERSON_SPREAD and ("d1", "d1") not in expected  # none under the delivery's key
     assert max(expected.values()) <= 2 * 200 / PERSON_SPREAD  # spread about evenly
+
+
+def test_given_a_merge_in_slices_when_put_on_paper_then_its_longest_invocation_caps_and_its_path_takes_time() -> (
+    None
+):
+    from bench.fig11_workers import CAMPAIGN_EVENTS, paper_figure
+
+    # Given the runs above, where the merge of the runs with 2 and 8 workers is Close (0.1 s), 16
+    # slices (the slowest 4 µs per event, above the 1 µs of the hottest key, at 2 and at 8 workers) and Finish (0.1 s) instead of one
+    # finisher
+    runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.1), _run(8, 800_000, 0.1)]
+    for run in runs[1:]:
+        run["close"] = {"cpu_s": 0.1, "wait_s": 0.0, "writes_by_key": {}}
+        run["slices"] = [
+            {"cpu_s": 3.2 if k == 3 else 0.1, "wait_s": 0.0, "writes_by_key": {f"p d1#p{k}": 50}}
+            for k in range(16)
+        ]
+
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60)
+
+    # Then each of the merge's invocations must fit in one: the slowest slice caps it
+    sixteen = paper["rows"][0]
+    assert sixteen["caps"]["finisher"] == pytest.approx(840 / (3.2 / 800_000))
+    # And the run waits for Close + the slowest slice + Finish, the slices side by side
+    assert sixteen["finisher_s"] == pytest.approx(CAMPAIGN_EVENTS * (0.1 + 3.2 + 0.1) / 800_000)
+    # And the merge's hottest key sums the slices that write it at once (here each its own key)
+    assert paper["finisher_key"] == "stats d1" and paper["finisher_hot_per_event"] == pytest.approx(
+        800 / 800_000
+    )

@@ -235,6 +235,7 @@ MULTI_FAULT_POINTS = [
     "slice_pages",
     "slice_put",
     "delete_slices",
+    "delete_slice_partials",
     "save_run",
     "release_lock",
 ]
