@@ -213,27 +213,32 @@ class WorkflowStateMachine(Construct):
         )
         return task
 
+    def _map_item(
+        self, construct_id: str, comment: str, failed: sfn.Pass, outputs: str | None = None
+    ) -> tasks.LambdaInvoke:
+        """A Map iteration's invoke of its item: tried once more when the function fails, then caught
+        inside the iteration (so the Map waits for every other one)."""
+        task = self._invoke(construct_id, sfn.TaskInput.from_text("{% $states.input %}"), comment)
+        task.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED],
+            max_attempts=WORKER_RETRY_ATTEMPTS,
+            interval=WORKER_RETRY_INTERVAL,
+            backoff_rate=RETRY_BACKOFF_RATE,
+        )
+        task.add_catch(failed, errors=[sfn.Errors.ALL], outputs=outputs)
+        return task
+
     def _build_definition(self) -> sfn.IChainable:
         plan = self._invoke(
             PLAN_STATE,
             sfn.TaskInput.from_text(PLAN_EVENT),
             "Take the lock, list the pending work and split the shards into one group per worker",
         )
-        work = self._invoke(
+        work = self._map_item(
             WORK_STATE,
-            sfn.TaskInput.from_text("{% $states.input %}"),
             "Consolidate one group of shards",
-        )
-        work.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED],
-            max_attempts=WORKER_RETRY_ATTEMPTS,
-            interval=WORKER_RETRY_INTERVAL,
-            backoff_rate=RETRY_BACKOFF_RATE,
-        )
-        work.add_catch(
             sfn.Pass.jsonata(self, WORKER_FAILED_STATE, comment="Hand the error to Finish"),
-            errors=[sfn.Errors.ALL],
-            outputs=WORKER_FAILURE,
+            WORKER_FAILURE,
         )
         workers = sfn.Map.jsonata(
             self,
@@ -283,20 +288,10 @@ class WorkflowStateMachine(Construct):
             outputs=CLOSED,
         )
         close.add_catch(finish, errors=[sfn.Errors.ALL], outputs=UNCHANGED_INPUT)
-        merge_slice = self._invoke(
+        merge_slice = self._map_item(
             MERGE_SLICE_STATE,
-            sfn.TaskInput.from_text("{% $states.input %}"),
             "Merge one slice of the workers' partial items (persons, URL rows, hours, click streams)",
-        )
-        merge_slice.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED],
-            max_attempts=WORKER_RETRY_ATTEMPTS,
-            interval=WORKER_RETRY_INTERVAL,
-            backoff_rate=RETRY_BACKOFF_RATE,
-        )
-        merge_slice.add_catch(
             sfn.Pass.jsonata(self, SLICE_FAILED_STATE, comment="Finish merges this slice itself"),
-            errors=[sfn.Errors.ALL],
         )
         slices = sfn.Map.jsonata(
             self,
