@@ -54,7 +54,7 @@ reliability: $(STAMP)
 # Mutation testing (mutmut, configured in pyproject.toml [tool.mutmut]) of the modules where a bug costs
 # most; not part of `make test`. From scratch every time: a verdict cached from older code or tests would
 # lie. Writes tests/mutation_results.md (which `make reliability` appends) and its section of
-# RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. 3639 mutants, 2293 of them in
+# RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. At the full run: 3639 mutants, 2293 in
 # batch.py and workflow.py. Measured 2026-12-06 under `nice -n 19` on 2 cores shared with 5 engineers'
 # runs (load 6-11): 10-12 min before the first mutant (generating the mutants, the statistics run and
 # the clean run); the 1346 mutants of tokens, cursors, the redirect's tracking and links in about 25

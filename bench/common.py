@@ -117,8 +117,8 @@ def machine() -> dict[str, str]:
     }
 
 
-def configured_memory() -> dict[str, Any]:
-    """Each function's Lambda memory as deployed (``infra/constants.py``), else as the local stack runs it.
+def deployed_constants() -> dict[str, Any]:
+    """The plain numbers and strings of ``infra/constants.py`` (none when it is absent).
 
     Read from the source, not imported: importing the CDK constants would start a jsii runtime.
     """
@@ -132,6 +132,12 @@ def configured_memory() -> dict[str, Any]:
                 for target in node.targets:
                     if isinstance(target, ast.Name):
                         constants[target.id] = node.value.value
+    return constants
+
+
+def configured_memory() -> dict[str, Any]:
+    """Each function's Lambda memory as deployed (``infra/constants.py``), else as the local stack runs it."""
+    constants = deployed_constants()
     if isinstance(constants.get("REDIRECT_MEMORY_MB"), int) and isinstance(
         constants.get("WORKFLOW_MEMORY_MB"), int
     ):

@@ -80,11 +80,11 @@ def _destination(written: Any) -> str:
         kind = written.range_key.split("#", 1)[0] + ("#" if "#" in written.range_key else "")
         return f"indicators: `{kind}` items"
     if written.table == WORKFLOW.table_name:
-        return (
-            "workflow: state item (lock, pending batch, checkpoints)"
-            if written.hash_key == "state"
-            else "workflow: run records"
-        )
+        if written.hash_key == "state":
+            return "workflow: state item (lock, checkpoints, where the pending batch is)"
+        if written.hash_key.startswith("pending#"):
+            return "workflow: pending batch chunk items"
+        return "workflow: run records"
     return written.table
 
 
@@ -314,27 +314,25 @@ def _workflow_note(workflow: dict[str, Any], wcu: float, once_per_run: bool) -> 
         "erasure find a recipient's logs through the sort keys their `r#` states list, and those states are "
         "stored in the recipient's own partition (`models.stored_recipient_key`), so one Query finds them "
         f"without an index on the indicators either. Indicator items take {indicators:.2f}: the run reads the "
-        "16 shards in rounds, carries the indicator items in memory between batches and writes each once per "
+        "64 raw-event shards (the default) in rounds, carries the indicator items in memory between batches and writes each once per "
         f"*flush* (at the end of the run, or when what it carries nears {MAX_CARRIED_ITEMS:,} items or a "
-        f"{MAX_PENDING_BYTES // 1000} KB pending batch; {flushes} flush{'es' if flushes != 1 else ''} in this "
-        f"run). The workflow's own state takes {state:.2f} (each flush saves the changed indicator items "
-        "compressed in the state item, not the tracking logs, which are put as each batch is computed; the "
-        "update that removes them is billed at the size before)"
+        f"{MAX_PENDING_BYTES / 1_000_000:g} MB pending batch; {flushes} flush{'es' if flushes != 1 else ''} in "
+        f"this run). The workflow's own state takes {state:.2f}: each flush saves the changed indicator items "
+        "compressed as its pending batch (not the tracking logs, which are put as each batch is computed) in "
+        "chunk items of at most 300 KB, one write unit per KB, never deleted (they expire: TTL); the state "
+        "item only points at them, so saving and removing the pointer cost a write unit or two each"
     )
     if not once_per_run:
         text += (
-            f"; some indicator items were written more than once, once per flush. The second flush comes from "
-            f"the pending batch's bound: the `r#` states' log keys (random event ids: about 14 bytes "
-            f"each once compressed) take this run's pending batch past {MAX_PENDING_BYTES // 1000} KB. Written "
-            f"once each, in one flush, this run would need about {projected['once_per_run']:.2f} write units "
-            "per event"
+            "; some indicator items were written more than once, once per flush: the run carried more than "
+            f"one flush's bound. Written once each, in one flush, this run would need about "
+            f"{projected['once_per_run']:.2f} write units per event"
         )
     text += ". "
     if wcu > WCU_TARGET:
         text += (
-            "**What would close it:** one flush for a run of this size — store the pending batch over several "
-            "items (pages of the state, as the finisher stores its merge) so that its bound is no longer what "
-            "one item holds — and fewer person items: the `p#` items take "
+            "**What would close it:** one flush for a run of this size, and fewer person items: the `p#` items "
+            "take "
             f"{persons:.2f} per event and cannot simply fold into `r#`, because a person (a browser) may click "
             "several recipients' messages and `person_clicks` counts each person once."
         )

@@ -200,7 +200,7 @@ def _growth_note(growth: dict[str, float], memory_runs: list[dict[str, Any]]) ->
         "delivery-level items every batch touches, until their caps (click streams keep at most "
         f"1,000 paths). The biggest items at {MEMORY_SIZES[-1]:,} events: {sizes}. The run carries the indicator "
         "items across batches and serializes them for a pending batch and a put once per flush (when what it "
-        f"carries nears {MAX_CARRIED_ITEMS:,} items or a {MAX_PENDING_BYTES // 1000} KB pending batch), not once "
+        f"carries nears {MAX_CARRIED_ITEMS:,} items or a {MAX_PENDING_BYTES / 1_000_000:g} MB pending batch), not once "
         "per batch. A million events in memory are figure 11's run with one worker (its CPU per event is in that "
         "figure's table of workers)."
         + ("" if max(growth.values()) <= LINEAR else _why_not_linear(memory_runs))
@@ -234,7 +234,7 @@ def _paper_note(
         f"latencies; DynamoDB's own throughput is not the limit at this rate. Waiting for DynamoDB is "
         f"{100 * waiting:.0f} % of an event's time, counted one request after another: an upper bound, as "
         "`functions/consolidate/store.py` issues the BatchWriteItem requests of a put 4 at a time; querying "
-        "the 16 shards of a round concurrently would cut the rest. Of the CPU, at "
+        "the shards of a round concurrently would cut the rest. Of the CPU, at "
         f"{size:,} events PynamoDB and botocore add {us(client[size] - logic[size])} per event to the workflow's "
         f"own {us(logic[size])} ({times(client[size] / logic[size])}): every item read or written is serialized "
         "or parsed, and each flush's pending copy once more."

@@ -18,7 +18,9 @@ writing to DynamoDB never pays. (The indicator items the workflow still holds ar
 their collection cost, bounded by the run's flush and memory bounds, is left out too.)
 
 ``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
-make for each call, by operation, so that a figure can add DynamoDB's latency on a virtual clock.
+make for each call, by operation, and the ones a caller waits for one after another (a put's
+BatchWriteItem requests go several at once), so that a figure can add DynamoDB's latency on a virtual
+clock.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
     BATCH_WRITE_ITEMS,
     PARTIAL_SPREAD,
+    WRITERS,
+    PendingBatch,
+    PendingChunks,
     Refused,
     _partial_pk,
     indicator_model,
@@ -201,6 +206,7 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "slice_put": ("BatchWriteItem",),
     "save_run": ("PutItem",),
     "save_worker_pending": ("TransactWriteItems",),
+    "load_pending_chunks": ("BatchGetItem",),  # a pending batch's chunks: far fewer than 100 keys
     "complete_worker_pending": ("TransactWriteItems",),
     "read_raw": ("Query",),
     "tracked_urls": ("Query",),
@@ -218,6 +224,7 @@ _SIZED = {
     "in_quarantine",
     "deleted_deliveries",
     "load_partials",
+    "put_pending_chunk",
     "put_items",
     "put_partial",
     "delete_partials",
@@ -243,20 +250,25 @@ def _pages(count: int, per_page: int) -> int:
 class LatencyAccountingStore(ScalableWorkflowStore):
     """The scalable store, counting the requests ``DynamoWorkflowStore`` would make for each call.
 
-    ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …); multiplied by a
-    per-request latency they are the time a function would wait for DynamoDB (a virtual clock:
-    nothing here sleeps). An operation whose requests are not known here raises, rather than cost
-    nothing.
+    ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …). ``waits`` counts the
+    same requests as a caller waits for them: requests the store sends at once (``put_items``: up to
+    ``WRITERS`` BatchWriteItem requests in flight) count as one wait per group, the wall time of a
+    group being its slowest request's. Multiplied by a per-request latency, ``waits`` are the time a
+    function would wait for DynamoDB (a virtual clock: nothing here sleeps). An operation whose
+    requests are not known here raises, rather than cost nothing.
     """
 
     def __init__(self, *, keep_logs: bool = False) -> None:
         super().__init__(keep_logs=keep_logs)
         self.requests: dict[str, int] = {}
+        self.waits: dict[str, int] = {}
         self.writes_by_key: dict[tuple[str, str], int] = {}  # items put, by table and partition key
 
-    def _request(self, operation: str, count: int = 1) -> None:
+    def _request(self, operation: str, count: int = 1, *, at_once: int = 1) -> None:
+        """``count`` requests, sent ``at_once`` at a time."""
         if count > 0:
             self.requests[operation] = self.requests.get(operation, 0) + count
+            self.waits[operation] = self.waits.get(operation, 0) + _pages(count, at_once)
 
     def _call(self, operation: str) -> None:
         if operation in REQUESTS_PER_CALL:
@@ -317,8 +329,9 @@ class LatencyAccountingStore(ScalableWorkflowStore):
                 partition = str(getattr(item, str(item._hash_keyname)))
             key = (str(item.Meta.table_name), partition)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
-        for items_of_model in by_model.values():
-            self._request("BatchWriteItem", _pages(items_of_model, BATCH_WRITE_ITEMS))
+        # the store sends every request of the call (all tables) to a pool of WRITERS threads
+        batches = sum(_pages(items_of_model, BATCH_WRITE_ITEMS) for items_of_model in by_model.values())
+        self._request("BatchWriteItem", batches, at_once=WRITERS)
         return super().put_items(written)
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
@@ -331,6 +344,14 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             key = (WORKFLOW.table_name, pk)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + count
         super().put_partials(run_id, worker, items)
+
+    def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
+        pointer = super()._save_chunks(owner, step, pending)
+        self._request("BatchWriteItem", _pages(pointer.count, BATCH_WRITE_ITEMS))
+        for pk in pointer.chunk_keys():  # each chunk under its own partition key
+            key = (WORKFLOW.table_name, pk)
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
+        return pointer
 
     def quarantine(self, items: Iterable[QuarantineModel]) -> None:
         kept = list(items)

@@ -106,6 +106,9 @@ NOTHING_TO_DO_STATE = "Nothing to do"
 WORKERS_STATE = "Workers"
 WORK_STATE = "Work"
 WORKER_FAILED_STATE = "Worker failed"
+MORE_WORK_CHOICE = "More to do?"
+WORK_ON_STATE = "Work on"
+WORKER_DONE_STATE = "Worker done"
 FINISH_STATE = "Finish"
 # Between the workers and Finish: Close, then a Map of the merge's slices (README "Scale-out").
 CLOSE_STATE = "Close"
@@ -151,6 +154,15 @@ STATE_MACHINE_TIMEOUT = Duration.minutes(50)
 # The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
 # never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function).
 RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(Duration.minutes(5))
+# A run's budget (MSGTRACK_RUN_BUDGET_SECONDS of the consolidation function): its workers take batches
+# until this long after its start, each invoked again while it stops at its invocation's limit with work
+# left. Then come the last batch's flush (at most the workflow's one-minute safety margin), a few minutes
+# of retried service errors and the finisher's own invocation: all within the execution's time limit,
+# and so within the lock. (A worker invocation that hangs near the deadline can still take the execution
+# past its limit: the next run then finishes the interrupted one, losing nothing.)
+# 30 minutes = the execution's 50 less the finisher's 15 less 5 (a plain number: figure 11 reads it).
+RUN_BUDGET_SECONDS = 1800
+RUN_BUDGET = Duration.seconds(RUN_BUDGET_SECONDS)
 
 # --- exports --------------------------------------------------------------------------------------
 

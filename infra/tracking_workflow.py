@@ -24,6 +24,7 @@ from constructs import Construct
 from functions.shared.tables import DELIVERIES, INDICATORS, RAW_EVENTS, TRACKED_URLS, TRACKING_LOGS, WORKFLOW
 from infra.constants import (
     DEAD_LETTER_RETENTION,
+    RUN_BUDGET,
     RUN_LOCK,
     SCHEDULE_MAX_EVENT_AGE,
     SCHEDULE_RETRY_ATTEMPTS,
@@ -85,6 +86,7 @@ class TrackingWorkflow(Construct):
         self.function = self.handler.function
         self.function.add_environment("MSGTRACK_WORKFLOW_WORKERS", str(workers))
         self.function.add_environment("MSGTRACK_RUN_LOCK_SECONDS", str(int(RUN_LOCK.to_seconds())))
+        self.function.add_environment("MSGTRACK_RUN_BUDGET_SECONDS", str(int(RUN_BUDGET.to_seconds())))
         for spec in (TRACKED_URLS, DELIVERIES):
             storage.grant(self.function, spec, READ)
         # Raw events from the fallback queue go back into their table, the very items the redirect made;

@@ -8,8 +8,12 @@ Every step invokes the consolidation function synchronously with a ``step`` that
   takes the lock and splits the raw-event shards into groups, one per worker. ``skip`` (another run
   holds the lock, say) ends the execution at once, successfully.
 - Work, once per group, in parallel ``{"step": "work", "run_id", "worker", "shards"}`` ->
-  ``{"worker", "shards", "events_processed", "status", "error"?}``; retried on Lambda's service errors
-  and once on a failure of the function itself.
+  ``{"worker", "shards", "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more"}``;
+  retried on Lambda's service errors and once on a failure of the function itself. A worker that stopped
+  at its invocation's time limit with its group not drained, before the run's deadline (``more``), is
+  invoked again for the same group (Work on): it goes on from its checkpoints, carrying its notes
+  (``errors``, ``quarantined``); its events add up in its slot of the workflow table. So a run's workers
+  have the run's whole budget (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
 - Close ``{"step": "close", "run_id"}`` -> ``{"run_id", "slices"}``: closes the run for its workers;
   then each slice, in parallel, ``{"step": "merge_slice", "run_id", "slice"}``, retried like a worker;
   a slice (or Close) that still fails is left to Finish, which merges whatever no slice merged.
@@ -46,6 +50,7 @@ from infra.constants import (
     LOG_RETENTION,
     MERGE_SLICE_STATE,
     MERGE_SLICES,
+    MORE_WORK_CHOICE,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
     PLAN_STATE,
@@ -59,7 +64,9 @@ from infra.constants import (
     STATE_MACHINE_COMMENT,
     STATE_MACHINE_TIMEOUT,
     SUCCEEDED_STATE,
+    WORK_ON_STATE,
     WORK_STATE,
+    WORKER_DONE_STATE,
     WORKER_FAILED_STATE,
     WORKER_RETRY_ATTEMPTS,
     WORKER_RETRY_INTERVAL,
@@ -82,6 +89,15 @@ WORK_EVENT = {
     "worker": "{% $states.context.Map.Item.Value.worker %}",
     "shards": "{% $states.context.Map.Item.Value.shards %}",
 }
+# A worker's result, with its run for the next invocation if it has more to do.
+WORK_DONE = '{% $merge([$states.result, {"run_id": $states.input.run_id}]) %}'
+MORE_WORK = "{% $states.input.more = true %}"
+# The same group again, with what the worker noted so far (a missing field is left out).
+WORK_ON_EVENT = (
+    '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
+    '"shards": $states.input.shards, "errors": $states.input.errors, '
+    '"quarantined": $states.input.quarantined} %}'
+)
 # A worker that still fails after its retries returns its error in place of a result.
 WORKER_FAILURE = '{% {"failure": $states.errorOutput} %}'
 # The results of the workers that returned, and the first failure if any ($append: always a list).
@@ -200,9 +216,9 @@ class WorkflowStateMachine(Construct):
             lambda_function=self._function,
             payload=payload,
             payload_response_only=True,
-            outputs=outputs,
             retry_on_service_exceptions=False,  # added below, with throttling and jitter
             comment=comment,
+            outputs=outputs,
         )
         task.add_retry(
             errors=list(LAMBDA_SERVICE_ERRORS),
@@ -214,18 +230,23 @@ class WorkflowStateMachine(Construct):
         return task
 
     def _map_item(
-        self, construct_id: str, comment: str, failed: sfn.Pass, outputs: str | None = None
+        self,
+        construct_id: str,
+        comment: str,
+        failed: sfn.Pass,
+        caught: str | None = None,
+        outputs: str | None = None,
     ) -> tasks.LambdaInvoke:
         """A Map iteration's invoke of its item: tried once more when the function fails, then caught
-        inside the iteration (so the Map waits for every other one)."""
-        task = self._invoke(construct_id, sfn.TaskInput.from_text("{% $states.input %}"), comment)
+        inside the iteration (so the Map waits for every other one), with ``caught`` as its output."""
+        task = self._invoke(construct_id, sfn.TaskInput.from_text("{% $states.input %}"), comment, outputs)
         task.add_retry(
             errors=[sfn.Errors.TASKS_FAILED],
             max_attempts=WORKER_RETRY_ATTEMPTS,
             interval=WORKER_RETRY_INTERVAL,
             backoff_rate=RETRY_BACKOFF_RATE,
         )
-        task.add_catch(failed, errors=[sfn.Errors.ALL], outputs=outputs)
+        task.add_catch(failed, errors=[sfn.Errors.ALL], outputs=caught)
         return task
 
     def _build_definition(self) -> sfn.IChainable:
@@ -236,9 +257,10 @@ class WorkflowStateMachine(Construct):
         )
         work = self._map_item(
             WORK_STATE,
-            "Consolidate one group of shards",
+            "Consolidate one group of shards, until the invocation's or the run's time is up",
             sfn.Pass.jsonata(self, WORKER_FAILED_STATE, comment="Hand the error to Finish"),
-            WORKER_FAILURE,
+            caught=WORKER_FAILURE,
+            outputs=WORK_DONE,
         )
         workers = sfn.Map.jsonata(
             self,
@@ -249,7 +271,18 @@ class WorkflowStateMachine(Construct):
             outputs=WORKERS_DONE,
             comment="One worker per group, all at once",
         )
-        workers.item_processor(work)
+        work_on = sfn.Pass.jsonata(
+            self,
+            WORK_ON_STATE,
+            outputs=WORK_ON_EVENT,
+            comment="Invoke the worker again for the same group: it goes on from its checkpoints",
+        )
+        more = (
+            sfn.Choice.jsonata(self, MORE_WORK_CHOICE)
+            .when(sfn.Condition.jsonata(MORE_WORK), work_on.next(work))
+            .otherwise(sfn.Succeed.jsonata(self, WORKER_DONE_STATE))
+        )
+        workers.item_processor(work.next(more))
         finish = self._invoke(
             FINISH_STATE,
             sfn.TaskInput.from_text(FINISH_EVENT),

@@ -2,10 +2,10 @@
 
 It calls the consolidation function's steps exactly as the state machine in AWS does (README
 "Scale-out"): ``plan``, then one ``work`` step per group of shards in parallel (a Map state: each
-worker in a container of its own, a failed attempt retried), then ``finish`` with the workers'
-results, and with the error when a worker failed for good. Between the two, ``close`` and one
-``merge_slice`` step per slice of the merge in parallel (another Map state; a slice that fails for good
-is merged by ``finish``).
+worker in a container of its own, a failed attempt retried, a worker that says it has ``more`` invoked
+again for its group with the notes it returned), then ``finish`` with the workers' results, and with
+the error when a worker failed for good. Between the two, ``close`` and one ``merge_slice`` step per
+slice of the merge in parallel (another Map state; a slice that fails for good is merged by ``finish``).
 """
 
 from __future__ import annotations
@@ -42,21 +42,27 @@ class LocalStateMachine:
         groups = plan["groups"]
         failures: list[dict[str, str]] = []
 
-        def work(group: dict[str, Any]) -> dict[str, Any] | None:
-            container = self.containers[group["worker"] % len(self.containers)]
-            step = {"step": "work", "run_id": plan["run_id"], **group}
+        def invoke(step: dict[str, Any]) -> dict[str, Any] | None:
+            container = self.containers[step["worker"] % len(self.containers)]
             for attempt in range(1, self._attempts + 1):
                 try:
                     return dict(container.invoke(step))
                 except Exception as error:
                     print(
-                        f"[{self.name}] worker {group['worker']} attempt {attempt} failed:\n"
+                        f"[{self.name}] worker {step['worker']} attempt {attempt} failed:\n"
                         f"{traceback.format_exc()}",
                         file=sys.stderr,
                     )
                     last = {"Error": type(error).__name__, "Cause": str(error)}
             failures.append(last)
             return None
+
+        def work(group: dict[str, Any]) -> dict[str, Any] | None:
+            result = invoke({"step": "work", "run_id": plan["run_id"], **group})
+            while result is not None and result.get("more") is True:  # the Choice "More to do?"
+                carried: dict[str, Any] = {n: result[n] for n in ("errors", "quarantined") if n in result}
+                result = invoke({"step": "work", "run_id": plan["run_id"], **group, **carried})
+            return result
 
         with ThreadPoolExecutor(max_workers=max(1, min(len(groups), len(self.containers)))) as pool:
             results = [result for result in pool.map(work, groups) if result is not None]

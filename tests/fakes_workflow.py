@@ -13,10 +13,12 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
+    MAX_CHUNK_BYTES,
     MERGING,
     WORK,
     LockLost,
     PendingBatch,
+    PendingChunks,
     Refused,
     SavedSlice,
     Unreadable,
@@ -76,7 +78,10 @@ class FakeWorkflowStore:
         self.lock_expires = 0.0
         self.checkpoints: dict[str, str] = {}
         self.batch_seq = 0
-        self.state_pending: bytes | None = None
+        # The pending batches: their chunk items by key, and where the state item points
+        self.chunk_bytes = MAX_CHUNK_BYTES
+        self.chunks: dict[str, bytes] = {}
+        self.state_pending: PendingChunks | None = None
         self.pending_sizes: list[int] = []  # encoded size of every pending batch saved
         self.calls: dict[str, int] = {}
         self.writes: dict[tuple[str, str], int] = {}  # puts of each item, tracking logs and indicators
@@ -98,22 +103,18 @@ class FakeWorkflowStore:
         self.groups: list[list[str]] = []
         self.phase: str | None = None
         self.drained: list[int] = []
-        self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (bytes)
+        self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (PendingChunks)
         self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
         self.merges: dict[str, list[bytes]] = {}
         self.slices: dict[tuple[str, int], dict[str, Any]] = {}  # the saved slices of a run's merge
         self._guard = threading.RLock()  # workers call from threads; a call is atomic, as in DynamoDB
 
     @property
-    def pending(self) -> bytes | None:
+    def pending(self) -> PendingChunks | None:
         """Any pending batch left: the shared one or a worker's."""
         return self.state_pending or next(
             (slot["pending"] for slot in self.workers.values() if slot.get("pending")), None
         )
-
-    @pending.setter
-    def pending(self, value: bytes | None) -> None:
-        self.state_pending = value
 
     def _call(self, operation: str) -> None:
         with self._guard:
@@ -193,11 +194,10 @@ class FakeWorkflowStore:
 
     def load_state(self) -> WorkflowState:
         self._call("load_state")
-        pending = PendingBatch.decode(self.state_pending) if self.state_pending else None
         return WorkflowState(
             dict(self.checkpoints),
             self.batch_seq,
-            pending,
+            self._pending_of(self.state_pending),
             lock_owner=self.lock_owner,
             run_id=self.run_id,
             run_started=self.run_started,
@@ -230,13 +230,29 @@ class FakeWorkflowStore:
 
     def _worker_state(self, worker: int) -> WorkerState:
         slot = self.workers.get(worker, {})
-        pending = slot.get("pending")
         return WorkerState(
             slot.get("run_id"),
             int(slot.get("seq", 0)),
             int(slot.get("events", 0)),
-            PendingBatch.decode(pending) if pending else None,
+            self._pending_of(slot.get("pending")),
         )
+
+    def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
+        """The pending batch's chunk items, written one by one (a crash may leave some of them)."""
+        pointer, chunks = PendingChunks.of(owner, step, pending, self.chunk_bytes)
+        for key, chunk in zip(pointer.chunk_keys(), chunks, strict=True):
+            self._call("put_pending_chunk")
+            if len(chunk) > DYNAMODB_ITEM_LIMIT:  # what DynamoDB answers (ValidationException)
+                raise ValueError(f"Item size has exceeded the maximum allowed size ({len(chunk):,} bytes)")
+            self.chunks[key] = chunk
+        self.pending_sizes.append(len(pending.encode()))
+        return pointer
+
+    def _pending_of(self, pointer: PendingChunks | None) -> PendingBatch | None:
+        if pointer is None:
+            return None
+        self._call("load_pending_chunks")
+        return pointer.batch([self.chunks[key] for key in pointer.chunk_keys() if key in self.chunks])
 
     def load_worker(self, worker: int) -> WorkerState:
         self._call("load_worker")
@@ -248,14 +264,11 @@ class FakeWorkflowStore:
             raise LockLost(f"run {owner} is closed")
 
     def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None:
+        pointer = self._save_chunks(owner, f"worker{worker}", pending)
         self._call("save_worker_pending")
         with self._guard:
             self._require_open(owner, True)
-            blob = pending.encode()
-            if len(blob) > DYNAMODB_ITEM_LIMIT:
-                raise ValueError(f"Item size has exceeded the maximum allowed size ({len(blob):,} bytes)")
-            self.pending_sizes.append(len(blob))
-            self.workers[worker].update(pending=blob, pending_seq=pending.seq)
+            self.workers[worker].update(pending=pointer, pending_seq=pending.seq)
 
     def complete_worker_pending(
         self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
@@ -340,20 +353,17 @@ class FakeWorkflowStore:
             del self.slices[key]
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
+        pointer = self._save_chunks(owner, "planner", pending)
         self._call("save_pending")
         self._require(owner)
-        blob = pending.encode()
-        if len(blob) > DYNAMODB_ITEM_LIMIT:  # what DynamoDB answers (ValidationException) to a bigger item
-            raise ValueError(f"Item size has exceeded the maximum allowed size ({len(blob):,} bytes)")
-        self.pending_sizes.append(len(blob))
-        self.pending = blob
+        self.state_pending = pointer
 
     def complete_pending(self, owner: str, pending: PendingBatch) -> None:
         self._call("complete_pending")
         self._require(owner)
         self.batch_seq = pending.seq
         self.checkpoints.update(pending.checkpoints)
-        self.pending = None
+        self.state_pending = None
 
     def save_run(self, run: RunModel) -> None:
         self._call("save_run")

@@ -6,9 +6,11 @@ The steps (README "Scale-out"):
 - ``{"step": "plan", "run_id"?, "trigger"?}`` → ``{"run_id", "trigger", "skip", "groups": [{"worker",
   "shards"}]}``: takes the lock and splits the shards into MSGTRACK_WORKFLOW_WORKERS groups (``skip``
   with no groups when another run holds the lock).
-- ``{"step": "work", "run_id", "worker", "shards"}`` → ``{"worker", "shards", "events_processed",
-  "status", "error"?}``: consolidates one group; raises on a fault, for the state machine to retry
-  (a retried worker goes on from its checkpoints and counts nothing twice).
+- ``{"step": "work", "run_id", "worker", "shards", "errors"?, "quarantined"?}`` → ``{"worker", "shards",
+  "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more"}``: consolidates one group;
+  raises on a fault, for the state machine to retry (a retried worker goes on from its checkpoints and
+  counts nothing twice). ``more``: stopped at the invocation's limit before the run's deadline, to be
+  invoked again with the ``errors`` and ``quarantined`` it returned (its events add up in the store).
 - ``{"step": "close", "run_id"}`` → ``{"run_id", "slices": [{"slice"}]}``: closes the run for its
   workers and applies the pending batches they left; the slices of the merge (none with one worker).
 - ``{"step": "merge_slice", "run_id", "slice"}`` → ``{"run_id", "slice"}``: merges and puts one slice
@@ -26,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.consolidate.store import PARTIAL_SPREAD, DynamoWorkflowStore
-from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig, WorkResult
 from functions.shared import ids, timeutil
 from functions.shared.models import RunModel
 from functions.shared.observability import MetricNames, logger, metrics
@@ -45,6 +47,7 @@ def _workflow() -> TrackingWorkflow:
             log_ttl_days=config.tracking_log_ttl_days,
             late_event_grace_seconds=config.late_event_grace_seconds,
             lock_seconds=config.run_lock_seconds,
+            run_budget_seconds=config.run_budget_seconds,
             workers=config.workflow_workers,
             raw_event_shards=config.raw_event_shards,
         ),
@@ -84,8 +87,16 @@ def _work(event: dict[str, Any], context: Any) -> dict[str, Any]:
         or not all(isinstance(s, str) for s in shards)
     ):
         raise BadStep("step 'work' needs a worker number and its list of shards")
+    notes, quarantined = event.get("errors") or [], event.get("quarantined") or 0
+    if not isinstance(notes, list) or not isinstance(quarantined, int) or quarantined < 0:
+        raise BadStep("step 'work' carries its earlier invocations' errors as a list, quarantined as a count")
+    earlier = WorkResult(
+        worker, shards, 0, "succeeded", errors=[str(n) for n in notes], quarantined=quarantined
+    )
     logger.append_keys(run_id=run_id, worker=worker)
-    result = _workflow().work(run_id, worker, shards, remaining_ms=context.get_remaining_time_in_millis)
+    result = _workflow().work(
+        run_id, worker, shards, remaining_ms=context.get_remaining_time_in_millis, earlier=earlier
+    )
     logger.info("tracking workflow worker finished", extra=result.as_dict())
     return result.as_dict()
 

@@ -7,6 +7,7 @@ tests and fault injection. Every write of a batch is a whole-item put, so repeat
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 import zlib
@@ -22,7 +23,7 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.erasure import ErasureStore
-from functions.shared import fallback, models, raw_events, recipient_logs
+from functions.shared import fallback, limits, models, raw_events, recipient_logs
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
@@ -174,6 +175,52 @@ class PendingBatch:
         if checkpoints is None:  # left by a version that moved one shard's checkpoint per batch
             checkpoints = {document["shard"]: document["checkpoint"]} if document.get("checkpoint") else {}
         return cls(document["seq"], checkpoints, document["events"], items)
+
+
+# A pending batch is stored in chunk items of the workflow table, each well under DynamoDB's 400 KB
+# item limit, written before the state item (or worker slot) points at them. Nothing deletes them:
+# they expire (the table's TTL) this long after, days after any replay can need them (the lock
+# expires within the hour and the next scheduled run replays), so no write unit is spent on it.
+MAX_CHUNK_BYTES = limits.ITEM_BUDGET
+PENDING_TTL_SECONDS = 7 * 86_400
+PENDING_CHUNK_SK = "chunk"
+
+
+@dataclass(frozen=True)
+class PendingChunks:
+    """Where a pending batch is stored: ``count`` chunk items, keyed ``<at>#<n>`` (each under its own
+    partition key, so a flush of megabytes is not capped by one key's 1,000 write units a second).
+
+    ``at`` names the step that saved it (lock owner, planner or worker, seq) and ends with a digest of
+    the encoded batch: a replayed or stale writer of the same seq writes other keys unless it writes
+    the very same batch, so chunks of two batches never mix, and the reader checks the digest.
+    """
+
+    at: str
+    count: int
+
+    @classmethod
+    def of(
+        cls, owner: str, step: str, pending: PendingBatch, chunk_bytes: int
+    ) -> tuple[PendingChunks, list[bytes]]:
+        """Where ``pending`` goes, and its chunks."""
+        blob = pending.encode()
+        chunks = [blob[start : start + chunk_bytes] for start in range(0, len(blob), chunk_bytes)]
+        return cls(f"pending#{owner}#{step}#{pending.seq}#{_digest(blob)}", len(chunks)), chunks
+
+    def chunk_keys(self) -> list[str]:
+        return [f"{self.at}#{n}" for n in range(self.count)]
+
+    def batch(self, chunks: list[bytes]) -> PendingBatch:
+        """The pending batch from its chunks, in order; refuses chunks that are not the ones saved."""
+        blob = b"".join(chunks)
+        if len(chunks) != self.count or _digest(blob) != self.at.rsplit("#", 1)[-1]:
+            raise RuntimeError(f"the chunks of the pending batch {self.at} are missing or altered")
+        return PendingBatch.decode(blob)
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:20]
 
 
 @dataclass
@@ -341,8 +388,9 @@ def _state_key(item: Model) -> StateKey:
 
 
 class DynamoWorkflowStore:
-    def __init__(self, client: Any = None, sqs: Any = None) -> None:
+    def __init__(self, client: Any = None, sqs: Any = None, *, chunk_bytes: int | None = None) -> None:
         self._client = client or boto3.client("dynamodb")
+        self._chunk_bytes = chunk_bytes or MAX_CHUNK_BYTES
         self._table = WORKFLOW.table_name
         self._key = {"pk": {"S": STATE_PK}, "sk": {"S": STATE_SK}}
         self._queue_url = fallback.queue_url()
@@ -403,11 +451,10 @@ class DynamoWorkflowStore:
             "Item", {}
         )
         checkpoints = {shard: value["S"] for shard, value in item.get("checkpoints", {}).get("M", {}).items()}
-        pending = item.get("pending_batch", {}).get("B")
         return WorkflowState(
             checkpoints=checkpoints,
             batch_seq=int(item.get("batch_seq", {}).get("N", "0")),
-            pending=PendingBatch.decode(pending) if pending else None,
+            pending=self._pending_of(item, "pending_batch"),
             lock_owner=item.get("lock_owner", {}).get("S"),
             run_id=item.get("run_id", {}).get("S"),
             run_started=item.get("run_started", {}).get("S"),
@@ -464,13 +511,60 @@ class DynamoWorkflowStore:
         item = self._client.get_item(
             TableName=self._table, Key=self._worker_key(worker), ConsistentRead=True
         ).get("Item", {})
-        pending = item.get("pending", {}).get("B")
         return WorkerState(
             run_id=item.get("run_id", {}).get("S"),
             seq=int(item.get("seq", {}).get("N", "0")),
             events=int(item.get("events", {}).get("N", "0")),
-            pending=PendingBatch.decode(pending) if pending else None,
+            pending=self._pending_of(item, "pending"),
         )
+
+    # --- pending batches, in chunk items the state item or a worker slot points at --------------
+
+    def _pending_of(self, item: dict[str, Any], inline: str) -> PendingBatch | None:
+        """The pending batch the item points at; or the one it holds whole (``inline``), as a version
+        that kept it in one attribute left it."""
+        if "pending_at" in item:
+            pointer = PendingChunks(item["pending_at"]["S"], int(item["pending_chunks"]["N"]))
+            return pointer.batch(self._load_chunks(pointer))
+        blob = item.get(inline, {}).get("B")
+        return PendingBatch.decode(blob) if blob else None
+
+    def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
+        """Write the pending batch's chunk items (unconditionally: nothing reads them until the state
+        points at them), each to expire on its own."""
+        pointer, chunks = PendingChunks.of(owner, step, pending, self._chunk_bytes)
+        expires = {"N": str(int(time.time()) + PENDING_TTL_SECONDS)}
+        ttl = WORKFLOW.ttl_attribute
+        assert ttl is not None
+        self._batch_write(
+            [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": key},
+                            "sk": {"S": PENDING_CHUNK_SK},
+                            "data": {"B": chunk},
+                            ttl: expires,
+                        }
+                    }
+                }
+                for key, chunk in zip(pointer.chunk_keys(), chunks, strict=True)
+            ]
+        )
+        return pointer
+
+    def _load_chunks(self, pointer: PendingChunks) -> list[bytes]:
+        keys = pointer.chunk_keys()
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 100):
+            wanted = [{"pk": {"S": key}, "sk": {"S": PENDING_CHUNK_SK}} for key in keys[start : start + 100]]
+            request: Any = {self._table: {"Keys": wanted, "ConsistentRead": True}}
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    found[item["pk"]["S"]] = item["data"]["B"]
+                request = answer.get("UnprocessedKeys") or {}
+        return [found[key] for key in keys if key in found]
 
     def _state_condition(self, owner: str, open_only: bool) -> dict[str, Any]:
         condition = "lock_owner = :owner" + (" AND run_id = :owner AND phase = :work" if open_only else "")
@@ -480,7 +574,9 @@ class DynamoWorkflowStore:
         return {"ConditionExpression": condition, "ExpressionAttributeValues": values}
 
     def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None:
-        """Only while the run is open: a worker still writing after the finisher closed it must stop."""
+        """Only while the run is open: a worker still writing after the finisher closed it must stop.
+        Its chunks first, then the slot points at them."""
+        pointer = self._save_chunks(owner, f"worker{worker}", pending)
         # An update that changes nothing but checks the run is open (UpdateItem: no other permission)
         check: Any = {
             "TableName": self._table,
@@ -496,11 +592,13 @@ class DynamoWorkflowStore:
                         "Update": {
                             "TableName": self._table,
                             "Key": self._worker_key(worker),
-                            "UpdateExpression": "SET pending = :batch, pending_seq = :seq",
+                            "UpdateExpression": "SET pending_at = :at, pending_chunks = :count, "
+                            "pending_seq = :seq",
                             "ConditionExpression": "run_id = :owner",
                             "ExpressionAttributeValues": {
                                 ":owner": {"S": owner},
-                                ":batch": {"B": pending.encode()},
+                                ":at": {"S": pointer.at},
+                                ":count": {"N": str(pointer.count)},
                                 ":seq": {"N": str(pending.seq)},
                             },
                         }
@@ -535,7 +633,8 @@ class DynamoWorkflowStore:
             "Update": {
                 "TableName": self._table,
                 "Key": self._worker_key(worker),
-                "UpdateExpression": "SET seq = :seq, events = events + :events REMOVE pending, pending_seq",
+                "UpdateExpression": "SET seq = :seq, events = events + :events "
+                "REMOVE pending, pending_at, pending_chunks, pending_seq",
                 "ConditionExpression": "pending_seq = :seq",
                 "ExpressionAttributeValues": {
                     ":seq": {"N": str(pending.seq)},
@@ -674,11 +773,17 @@ class DynamoWorkflowStore:
             self._delete_partition(_slice_pk(run_id, spread))
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
+        """The chunks first, then the state item points at them: the pending batch exists at once."""
+        pointer = self._save_chunks(owner, "planner", pending)
         self._update_state(
             owner,
-            UpdateExpression="SET pending_batch = :batch",
+            UpdateExpression="SET pending_at = :at, pending_chunks = :count",
             ConditionExpression="lock_owner = :owner",
-            ExpressionAttributeValues={":owner": {"S": owner}, ":batch": {"B": pending.encode()}},
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":at": {"S": pointer.at},
+                ":count": {"N": str(pointer.count)},
+            },
         )
 
     def complete_pending(self, owner: str, pending: PendingBatch) -> None:
@@ -692,7 +797,7 @@ class DynamoWorkflowStore:
             values[f":checkpoint{n}"] = {"S": checkpoint}
         self._update_state(
             owner,
-            UpdateExpression=f"SET {', '.join(assignments)} REMOVE pending_batch",
+            UpdateExpression=f"SET {', '.join(assignments)} REMOVE pending_batch, pending_at, pending_chunks",
             ConditionExpression="lock_owner = :owner",
             ExpressionAttributeValues=values,
             **({"ExpressionAttributeNames": names} if names else {}),

@@ -4,19 +4,23 @@ How exactly-once holds (see README "The tracking workflow"):
 
 * One run at a time: a lock with an expiry in the workflow state item; every state write is
   conditional on still holding it.
-* The run reads the 16 shards of the raw-events table in rounds, a batch of each shard per round,
-  from its checkpoint up to the run's start. Each batch is computed (``batch.consolidate``) against
+* A run (each worker, its group) reads the shards of the raw-events table (64 by default) in rounds,
+  a batch of each shard per round, from its checkpoint up to the run's start. Each batch is computed (``batch.consolidate``) against
   the indicator items the run holds in memory: loaded once, updated batch after batch, written once
   per *flush*. A tracking log is a pure function of its raw event and tracked URL, so the logs of a
   batch are put straight away (a put repeated later is harmless).
 * Checkpoints move only at a flush: the changed indicator items and the new checkpoint of every
   shard read since the previous flush are saved as the *pending batch*, applied as whole-item puts,
-  then the checkpoints move and the pending batch is removed in one conditional update. A crash
-  before a flush loses only memory: the next run reads those events again from the old checkpoints
-  and counts them once. A crash after leaves a pending batch, which the next run replays before
-  anything else; replaying puts is harmless. A run flushes when what it carries nears a bound (items,
-  and the pending batch's encoded size against DynamoDB's 400 KB item limit), when its time runs low,
-  and at its end.
+  then the checkpoints move and the pending batch is removed in one conditional update. The pending
+  batch is stored in chunk items of the workflow table (``store.PendingChunks``), written first under
+  keys no other batch uses; it exists the moment the state item (or the worker's slot) points at them,
+  in one conditional update, and stops existing when the update that moves the checkpoints removes
+  the pointer. The chunks are never deleted: they expire (TTL). A crash before a flush loses only
+  memory: the next run reads those events again from the old checkpoints and counts them once
+  (chunks written without a pointer are never read). A crash after leaves a pending batch, which the
+  next run replays before anything else; replaying puts is harmless. A run flushes when what it
+  carries nears a bound (``max_carried_items``, and the pending batch's encoded size,
+  ``MAX_PENDING_BYTES``), when its time runs low, and at its end.
 * Events may become visible a little after their timestamp (a slow write). Each run re-reads the
   last ``late_event_grace_seconds`` before every checkpoint and consolidates the events that have no
   tracking log yet, so such late events are counted by the next run, once. Behind a checkpoint, a
@@ -84,12 +88,22 @@ from functions.shared.observability import logger
 
 BATCH_SIZE = 100  # raw events read from one shard at a time
 MAX_CARRIED_ITEMS = 10_000  # changed indicator items (and held logs) a run carries before it flushes
-# The pending batch is an attribute of the workflow state item, which DynamoDB caps at 400 KB: flush
-# once it is encoded past this, which leaves room for the batch that took it there.
-MAX_PENDING_BYTES = 200_000
+# The pending batch is stored in chunk items of at most 300 KB (``store.MAX_CHUNK_BYTES``), so no item
+# limit bounds it; each flush rewrites every indicator item it carries, so the fewer flushes the
+# fewer write units. A run flushes once its pending batch is encoded past this: 2 MB is 7 chunks, one
+# BatchWriteItem request (25 items, 16 MB) to save and one BatchGetItem (100 keys, 16 MB) to replay,
+# each chunk under its own key (300 write units, well under a key's 1,000 a second); decoded it is
+# about 8 times as large (16 MB of JSON), far under a 1,024 MB function, and replayed in about a
+# second. In practice ``MAX_CARRIED_ITEMS`` comes first: figure 3's 10,000-event run carries 5,660
+# items in 316 KB (10,000 such items: about 560 KB).
+MAX_PENDING_BYTES = 2_000_000
 MEASURED_MARGIN = 0.2  # see _Carried.too_big
 MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
 SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
+# How long after its start a run's workers take new batches (a worker stopped by its invocation's limit
+# before then is invoked again): below the lock's time, leaving the finisher its invocation. The deploy
+# sets its own (MSGTRACK_RUN_BUDGET_SECONDS, infra/constants.py RUN_BUDGET).
+RUN_BUDGET_SECONDS = 900
 MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
 
 
@@ -103,14 +117,38 @@ class WorkflowConfig:
     max_pending_bytes: int = MAX_PENDING_BYTES
     workers: int = 1  # groups of shards a run is split into, consolidated in parallel
     raw_event_shards: int | None = None  # None: the deploy-time setting (MSGTRACK_RAW_EVENT_SHARDS)
+    # a run's workers stop taking batches this long after its start
+    run_budget_seconds: int = RUN_BUDGET_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.run_budget_seconds < self.lock_seconds:
+            raise ValueError(
+                f"a run's budget ({self.run_budget_seconds} s) must be positive and shorter than its lock "
+                f"({self.lock_seconds} s): a worker still taking batches must still hold the lock"
+            )
 
 
 class _Budget:
-    def __init__(self, remaining_ms: Callable[[], int] | None) -> None:
+    """An invocation's time (``remaining_ms``) and, for a worker, its run's deadline."""
+
+    def __init__(
+        self,
+        remaining_ms: Callable[[], int] | None,
+        deadline: datetime | None = None,
+        clock: Callable[[], datetime] = timeutil.now,
+    ) -> None:
         self._remaining_ms = remaining_ms
+        self._deadline = deadline
+        self._clock = clock
 
     def exhausted(self) -> bool:
+        return self.invocation_spent() or self.run_spent()
+
+    def invocation_spent(self) -> bool:
         return self._remaining_ms is not None and self._remaining_ms() < SAFETY_MARGIN_MS
+
+    def run_spent(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
 
 
 @dataclass(frozen=True)
@@ -133,7 +171,9 @@ class Plan:
 
 @dataclass
 class WorkResult:
-    """What one worker did in the run. ``errors`` and ``quarantined`` carry its notes to the finisher."""
+    """What one worker did in the run (over all its invocations so far). ``errors`` and ``quarantined``
+    carry its notes to the finisher. ``more``: it stopped at its invocation's time limit with its group
+    not drained while the run's budget is not spent, so it is to be invoked again."""
 
     worker: int
     shards: list[str]
@@ -142,6 +182,7 @@ class WorkResult:
     error: str | None = None
     errors: list[str] = field(default_factory=list)
     quarantined: int = 0
+    more: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         answer: dict[str, Any] = {
@@ -156,6 +197,7 @@ class WorkResult:
             answer["errors"] = self.errors
         if self.quarantined:
             answer["quarantined"] = self.quarantined
+        answer["more"] = self.more
         return answer
 
     @classmethod
@@ -168,6 +210,7 @@ class WorkResult:
             error=data.get("error"),
             errors=[str(note) for note in data.get("errors") or []],
             quarantined=int(data.get("quarantined") or 0),
+            more=data.get("more") is True,
         )
 
 
@@ -284,10 +327,17 @@ class TrackingWorkflow:
     # --- work -------------------------------------------------------------------------------
 
     def work(
-        self, run_id: str, worker: int, shards: list[str], remaining_ms: Callable[[], int] | None = None
+        self,
+        run_id: str,
+        worker: int,
+        shards: list[str],
+        remaining_ms: Callable[[], int] | None = None,
+        earlier: WorkResult | None = None,
     ) -> WorkResult:
-        """Consolidate one group of shards up to the run's start. A retried worker goes on from its
-        pending batch and checkpoints, so it counts nothing twice; a fault is raised (to be retried)."""
+        """Consolidate one group of shards up to the run's start, until the run's deadline. A retried
+        worker goes on from its pending batch and checkpoints, so it counts nothing twice; a fault is
+        raised (to be retried). A worker invoked again (``earlier``: what its previous invocations of
+        the run returned) goes on the same way; its result holds their notes too."""
         state = self._store.load_state()
         if state.lock_owner != run_id or state.run_id != run_id or state.phase != WORK:
             return WorkResult(worker, shards, 0, "failed", f"run {run_id} is not open for work")
@@ -296,20 +346,18 @@ class TrackingWorkflow:
             return WorkResult(
                 worker, shards, 0, "failed", f"worker {worker} is not planned with these shards"
             )
-        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
+        notes = [note for note in (earlier.errors if earlier else []) if note != STOPPED_EARLY]
+        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=notes)
+        deadline = timeutil.parse(str(state.run_started)) + timedelta(seconds=self._config.run_budget_seconds)
+        budget = _Budget(remaining_ms, deadline, self._clock)
         runner = _Run(
-            self._store,
-            self._config,
-            self._clock,
-            run,
-            _Budget(remaining_ms),
-            worker=worker,
-            partial=len(state.groups) > 1,
+            self._store, self._config, self._clock, run, budget, worker=worker, partial=len(state.groups) > 1
         )
+        quarantined = earlier.quarantined if earlier else 0
         try:
             finished = runner.work(shards, str(state.run_started) + "#~")
         except LockLost as error:
-            return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors))
+            return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors), quarantined)
         events = self._store.load_worker(worker).events + _at(state.drained, worker)
         return WorkResult(
             worker,
@@ -317,8 +365,9 @@ class TrackingWorkflow:
             events,
             "succeeded",
             None if finished else STOPPED_EARLY,
-            list(run.errors),
-            int(run.quarantined or 0),
+            list(dict.fromkeys(run.errors)),
+            quarantined + int(run.quarantined or 0),
+            more=not finished and not budget.run_spent(),
         )
 
     # --- finish -----------------------------------------------------------------------------

@@ -426,12 +426,16 @@ class _MarkupScanner(HTMLParser):
         """What follows the source's last ">", as browsers read it, in linear time."""
         if not tail:
             return
-        if not self.rawdata and self.cdata_elem is None:
+        if not self.rawdata.startswith("<") and self.cdata_elem is None:
             # Text, up to a tag, end tag, comment or declaration the end cuts short (browsers drop it);
             # any other "<" is text ("I <3 it").
             cut = _CUT_SHORT_MARKUP.search(tail)
             text = tail[: cut.start()] if cut else tail
-            if text:
+            if text and self.rawdata:
+                # Text html.parser holds back ("R&D->": an "&" it cannot yet tell from a character
+                # reference) goes on with this text, in order.
+                self.feed(text)
+            elif text:
                 self.handle_data(html_entities.unescape(text))
         elif self.rawdata.startswith("<!--") and self.cdata_elem is None:
             # An unclosed comment runs to the end: html.parser finds its end in one search (parse_comment).

@@ -554,7 +554,12 @@ class WorkflowStateModel(_Model):
     lock_owner = UnicodeAttribute(null=True)
     lock_expires = NumberAttribute(null=True)
     batch_seq = NumberAttribute(default=0)
-    pending_batch = BinaryAttribute(null=True, legacy_encoding=False)  # zlib JSON of the batch's writes
+    # Where the pending batch is (consolidate/store.py ``PendingChunks``): its chunk items' key and count
+    pending_at = UnicodeAttribute(null=True)
+    pending_chunks = NumberAttribute(null=True)
+    pending_batch = BinaryAttribute(
+        null=True, legacy_encoding=False
+    )  # the whole batch, as older versions kept it
 
 
 QUARANTINE_PK = "quarantine"

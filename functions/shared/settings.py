@@ -72,6 +72,7 @@ class Settings(Record):
         "opt_out_feed_delay_seconds",
         "raw_event_shards",
         "raw_event_ttl_days",
+        "run_budget_seconds",
         "run_lock_seconds",
         "schedule",
         "tracking_base_url",
@@ -102,6 +103,7 @@ class Settings(Record):
         opt_out_feed_delay_seconds: int | None = None,
         workflow_workers: int = 1,  # workers a run of the tracking workflow consolidates with, in parallel
         raw_event_shards: int = 64,  # partition keys of the raw-events table (deploy-time: 1,000 writes/s each)
+        run_budget_seconds: int = 900,  # how long after a run's start its workers take batches (< the lock)
     ) -> None:
         self.tracking_base_url = tracking_base_url
         self.cookie_secure = cookie_secure
@@ -118,6 +120,7 @@ class Settings(Record):
         self.opt_out_feed_delay_seconds = opt_out_feed_delay_seconds
         self.workflow_workers = workflow_workers
         self.raw_event_shards = raw_event_shards
+        self.run_budget_seconds = run_budget_seconds
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -144,6 +147,7 @@ class Settings(Record):
             ),
             workflow_workers=_int("MSGTRACK_WORKFLOW_WORKERS", 1, minimum=1),
             raw_event_shards=_int("MSGTRACK_RAW_EVENT_SHARDS", 64, minimum=1),
+            run_budget_seconds=_int("MSGTRACK_RUN_BUDGET_SECONDS", 900, minimum=1),
         )
 
 

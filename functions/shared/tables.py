@@ -123,12 +123,15 @@ INDICATORS = TableSpec(
     range_key=Key("sk"),
 )
 
-# The tracking workflow's state (checkpoints, lock, pending batch) and its run records.
+# The tracking workflow's state (checkpoints, lock, the pointer to a pending batch), its run records
+# and the chunk items of its pending batches, which alone carry the TTL attribute: they expire days
+# after any replay can need them, so no write unit is spent on deleting them.
 WORKFLOW = TableSpec(
     logical_name="workflow",
     env_var="MSGTRACK_WORKFLOW_TABLE",
     hash_key=Key("pk"),
     range_key=Key("sk"),
+    ttl_attribute="expires_at",
 )
 
 ALL_TABLES: tuple[TableSpec, ...] = (

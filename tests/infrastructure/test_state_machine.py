@@ -18,6 +18,7 @@ from infra.constants import (
     LAMBDA_SERVICE_ERRORS,
     MAX_WORKFLOW_WORKERS,
     MERGE_SLICE_STATE,
+    MORE_WORK_CHOICE,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
     PLAN_STATE,
@@ -26,7 +27,9 @@ from infra.constants import (
     SLICE_FAILED_STATE,
     SLICES_STATE,
     SUCCEEDED_STATE,
+    WORK_ON_STATE,
     WORK_STATE,
+    WORKER_DONE_STATE,
     WORKER_FAILED_STATE,
     WORKER_RETRY_ATTEMPTS,
     WORKERS_STATE,
@@ -84,7 +87,7 @@ def test_a_run_plans_then_works_in_a_map_then_finishes(synthesized: Synthesized)
     assert processor["ProcessorConfig"] == {"Mode": "INLINE"}
     assert processor["StartAt"] == WORK_STATE
     work = processor["States"][WORK_STATE]
-    assert (work["Type"], work["Resource"], work["End"]) == ("Task", _function(synthesized), True)
+    assert (work["Type"], work["Resource"]) == ("Task", _function(synthesized))
     # And after the workers Close and the Map of the merge's slices (test below), then Finish once more
     assert workers["Next"] == CLOSE_STATE and states[CLOSE_STATE]["Next"] == SLICES_STATE
     assert states[SLICES_STATE]["Next"] == FINISH_STATE
@@ -125,9 +128,58 @@ def test_each_step_sends_the_event_the_function_reads(synthesized: Synthesized) 
         '{% {"step": "finish", "run_id": $states.input.run_id, "workers": $states.input.workers, '
         '"error": $states.input.error} %}'
     )
-    # The function's answer is each task's output as it is (payload only, not Lambda's envelope)
+    # The function's answer is each task's output as it is (payload only, not Lambda's envelope); a
+    # worker's with its run, for the next invocation of the worker if it has more to do
     for task in (states[PLAN_STATE], states[FINISH_STATE], workers["ItemProcessor"]["States"][WORK_STATE]):
-        assert "Output" not in task and "Payload" not in json.dumps(task)
+        assert "Payload" not in json.dumps(task)
+    assert "Output" not in states[PLAN_STATE] and "Output" not in states[FINISH_STATE]
+    assert workers["ItemProcessor"]["States"][WORK_STATE]["Output"] == (
+        '{% $merge([$states.result, {"run_id": $states.input.run_id}]) %}'
+    )
+
+
+def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_until_it_has_none(
+    synthesized: Synthesized,
+) -> None:
+    iteration = _definition(synthesized)["States"][WORKERS_STATE]["ItemProcessor"]["States"]
+    # Given a worker's result, When it says it has more (stopped at its invocation's limit before the
+    # run's deadline), Then the iteration goes to Work on, else the worker is done
+    work = iteration[WORK_STATE]
+    assert work["Next"] == MORE_WORK_CHOICE
+    choice = iteration[MORE_WORK_CHOICE]
+    ((more,),) = [choice["Choices"]]
+    assert (choice["Type"], more["Condition"]) == ("Choice", "{% $states.input.more = true %}")
+    assert choice["Default"] == WORKER_DONE_STATE and iteration[WORKER_DONE_STATE]["Type"] == "Succeed"
+    # And Work on sends Work the same group of the same run, with the notes the worker returned
+    work_on = iteration[more["Next"]]
+    assert more["Next"] == WORK_ON_STATE and (work_on["Type"], work_on["Next"]) == ("Pass", WORK_STATE)
+    assert work_on["Output"] == (
+        '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
+        '"shards": $states.input.shards, "errors": $states.input.errors, '
+        '"quarantined": $states.input.quarantined} %}'
+    )
+    # And the loop is Work's own: retries and the catch of a failure apply to every invocation
+    assert set(iteration) == {
+        WORK_STATE,
+        MORE_WORK_CHOICE,
+        WORK_ON_STATE,
+        WORKER_DONE_STATE,
+        WORKER_FAILED_STATE,
+    }
+
+
+def test_the_run_budget_leaves_the_finisher_its_invocation_within_the_time_limit_and_the_lock(
+    synthesized: Synthesized,
+) -> None:
+    # Given the run's budget, after which its workers take no more batches (MSGTRACK_RUN_BUDGET_SECONDS)
+    variables = environment(synthesized, synthesized.stack.workflow.function)
+    budget = int(variables["MSGTRACK_RUN_BUDGET_SECONDS"])
+    timeout = _definition(synthesized)["TimeoutSeconds"]
+    # Then the last batch (at most the workflow's safety margin) and the finisher's whole invocation fit
+    # after it within the execution's time limit, with minutes to spare for retried service errors
+    assert budget + 60 + WORKFLOW_TIMEOUT.to_seconds() + 3 * 60 <= timeout
+    # And workers taking batches always hold the lock; the budget is well over one invocation
+    assert 2 * WORKFLOW_TIMEOUT.to_seconds() <= budget < int(variables["MSGTRACK_RUN_LOCK_SECONDS"])
 
 
 def _retriers(task: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from pynamodb.attributes import NumberAttribute
 
 from functions.shared.models import ALL_MODELS
-from functions.shared.tables import ALL_TABLES, RAW_EVENTS, TableSpec
+from functions.shared.tables import ALL_TABLES, RAW_EVENTS, WORKFLOW, TableSpec
 from infra.constants import MAX_RAW_EVENT_SHARDS
 from infra.http_api import ConfigurationError
 from tests.infrastructure.synth import NO_BUNDLING, Synthesized, cdk_json_context
@@ -110,12 +110,22 @@ def test_time_to_live_is_on_exactly_where_the_spec_asks_and_the_model_stores_epo
         assert ttl is None
         return
     assert ttl == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+    if spec is WORKFLOW:
+        # Only the pending batches' chunk items expire (the store writes them, with epoch seconds:
+        # tests/integration/test_pending_chunks.py); no run record, quarantined item or state may
+        return
     for model in _models_of(spec):
         attribute = model.get_attributes().get(spec.ttl_attribute)
         assert isinstance(attribute, NumberAttribute), f"{model.__name__}.{spec.ttl_attribute}"
 
 
-def test_raw_events_expire_and_are_the_only_short_lived_table_besides_tracking_logs(
+def test_no_model_of_the_workflow_table_has_its_ttl_attribute_so_only_pending_chunks_expire() -> None:
+    assert WORKFLOW.ttl_attribute is not None
+    for model in _models_of(WORKFLOW):
+        assert WORKFLOW.ttl_attribute not in model.get_attributes(), model.__name__
+
+
+def test_raw_events_tracking_logs_and_pending_batch_chunks_are_the_only_items_that_expire(
     synthesized: Synthesized,
 ) -> None:
     with_ttl = {
@@ -123,7 +133,7 @@ def test_raw_events_expire_and_are_the_only_short_lived_table_besides_tracking_l
         for spec in ALL_TABLES
         if "TimeToLiveSpecification" in _table(synthesized, spec)["Properties"]
     }
-    assert with_ttl == {"raw-events", "tracking-logs"}
+    assert with_ttl == {"raw-events", "tracking-logs", "workflow"}
 
 
 def test_the_raw_event_fallback_queue_is_encrypted_refuses_plain_http_and_keeps_events_two_weeks(

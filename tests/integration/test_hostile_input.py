@@ -155,7 +155,7 @@ def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_
     assert [json.loads(kept.key) for kept in quarantined()] == [[oversize.partition, oversize.sk]]
     # And the checkpoint moved, the pending batch is gone
     state = WorkflowStateModel.get("state", "tracking")
-    assert state.pending_batch is None and state.checkpoints.as_dict()["03"] == "2026-11-23T09:00:00.000Z#e1"
+    assert state.pending_at is None and state.checkpoints.as_dict()["03"] == "2026-11-23T09:00:00.000Z#e1"
     reliability.record(
         "Bad input",
         "a poison item inside the pending batch a crashed run left (replayed by the next run, on moto)",

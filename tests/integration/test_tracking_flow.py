@@ -175,7 +175,7 @@ def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     )
     assert counted == EXPECTED
     assert len(delivery_logs("d1")) == 7
-    assert WorkflowStateModel.get("state", "tracking").pending_batch is None
+    assert WorkflowStateModel.get("state", "tracking").pending_at is None
     assert DynamoWorkflowStore().load_worker(0).pending is None  # the (lone) worker's slot
 
 
@@ -305,5 +305,5 @@ def test_a_run_puts_each_indicator_item_once_and_moves_every_checkpoint_in_one_u
     assert puts[("d1", "stats")] == 1
     assert set(puts.values()) == {1}
     state = WorkflowStateModel.get("state", "tracking")
-    assert set(state.checkpoints.as_dict()) == shards and state.pending_batch is None
+    assert set(state.checkpoints.as_dict()) == shards and state.pending_at is None
     assert stats() == EXPECTED

@@ -51,20 +51,50 @@ def _scan(spec: tables.TableSpec) -> list[str]:
             item.pop("updated_at", None)
             if "urls" in item:
                 item["urls"] = {"SS": sorted(item["urls"]["SS"])}
-            items.append(json.dumps(item, sort_keys=True))
+            items.append(json.dumps(item, sort_keys=True, default=bytes.hex))  # binary: pending chunks
     return sorted(items)
 
 
-def _step(event: dict[str, Any]) -> dict[str, Any]:
-    return dict(handler.lambda_handler(event, FakeContext()))
+class ShortInvocation(FakeContext):
+    """An invocation with time for ``reads`` shard reads (the workflow asks before each), then less than
+    the workflow's safety margin."""
+
+    def __init__(self, reads: int) -> None:
+        self._reads = reads
+
+    def get_remaining_time_in_millis(self) -> int:
+        self._reads -= 1
+        return 300_000 if self._reads >= 0 else 1_000
 
 
-def _through_the_steps(run_id: str) -> dict[str, Any]:
+def _step(event: dict[str, Any], context: FakeContext | None = None) -> dict[str, Any]:
+    return dict(handler.lambda_handler(event, context or FakeContext()))
+
+
+INVOCATIONS: dict[str, list[int]] = {}  # run -> how many times each worker was invoked
+
+
+def _through_the_steps(run_id: str, reads: int | None = None) -> dict[str, Any]:
     """One execution of the state machine: plan, each worker (one after another here), close, each
-    slice of the merge (slice 0 twice, as a retry would), finish."""
+    slice of the merge (slice 0 twice, as a retry would), finish. With ``reads``, each worker
+    invocation has time for that many shard reads beyond a round of its shards, and a worker with
+    more to do is invoked again (the Workers iteration's "Work on")."""
     plan = _step({"step": "plan", "run_id": run_id, "trigger": "schedule"})
     assert plan["skip"] is False
-    results = [_step({"step": "work", "run_id": run_id, **group}) for group in plan["groups"]]
+    results = []
+    for group in plan["groups"]:
+        event = {"step": "work", "run_id": run_id, **group}
+        invocations = 0
+        while True:
+            invocations += 1
+            context = ShortInvocation(len(group["shards"]) + reads) if reads is not None else None
+            result = _step(event, context)
+            if not result["more"]:
+                break
+            carried = {name: result[name] for name in ("errors", "quarantined") if name in result}
+            event = {"step": "work", "run_id": run_id, **group, **carried}
+        INVOCATIONS.setdefault(run_id, []).append(invocations)
+        results.append(result)
     slices = _step({"step": "close", "run_id": run_id})["slices"]
     assert len(slices) == 16
     for entry in [*slices, slices[0]]:
@@ -72,10 +102,16 @@ def _through_the_steps(run_id: str) -> dict[str, Any]:
     return _step({"step": "finish", "run_id": run_id, "workers": results})
 
 
-def _story(monkeypatch: pytest.MonkeyPatch, workers: int) -> tuple[list[str], list[str], list[RunModel]]:
-    """Two runs over the unit tests' events on a fresh moto: the logs, the indicators, the run records."""
+def _story(
+    monkeypatch: pytest.MonkeyPatch, workers: int, reads: int | None = None
+) -> tuple[list[str], list[str], list[RunModel]]:
+    """Two runs over the unit tests' events on a fresh moto: the logs, the indicators, the run records
+    (``reads``: see ``_through_the_steps``)."""
     monkeypatch.setenv("MSGTRACK_WORKFLOW_WORKERS", str(workers))
     settings.reset_caches()
+    if reads is not None:  # batches of 3 events: a shard takes several rounds
+        config = WorkflowConfig(workers=workers, batch_size=3)
+        monkeypatch.setattr(handler, "_workflow", lambda: TrackingWorkflow(DynamoWorkflowStore(), config))
     clock = {"now": RUN_AT}
     with mock_aws():
         models.refresh_table_names()
@@ -86,7 +122,7 @@ def _story(monkeypatch: pytest.MonkeyPatch, workers: int) -> tuple[list[str], li
         if workers == 1:
             TrackingWorkflow(DynamoWorkflowStore(), clock=lambda: clock["now"]).run("run-1", "schedule")
         else:
-            assert _through_the_steps("run-1")["status"] == "succeeded"
+            assert _through_the_steps("run-1", reads)["status"] == "succeeded"
         later = FakeWorkflowStore()
         second_run_events(later)
         _copy_into_dynamodb(later)
@@ -94,7 +130,7 @@ def _story(monkeypatch: pytest.MonkeyPatch, workers: int) -> tuple[list[str], li
         if workers == 1:
             TrackingWorkflow(DynamoWorkflowStore(), clock=lambda: clock["now"]).run("run-2", "schedule")
         else:
-            assert _through_the_steps("run-2")["status"] == "succeeded"
+            assert _through_the_steps("run-2", reads)["status"] == "succeeded"
         runs = [RunModel.get(models.RUNS_PK, run_id) for run_id in ("run-1", "run-2")]
         partials = [i for i in _scan(tables.WORKFLOW) if '"partial#' in i or '"merge#' in i]
         assert partials == []  # the finisher leaves no partial item, merge page or slice behind
@@ -113,6 +149,23 @@ def test_four_workers_through_the_steps_write_what_one_worker_writes(monkeypatch
         workers = [worker.as_dict() if hasattr(worker, "as_dict") else worker for worker in run.workers]
         assert len(workers) == 4 and {w["status"] for w in workers} == {"succeeded"}
         assert sum(int(w["events_processed"]) for w in workers) == int(run.events_processed) > 0
+
+
+def test_workers_invoked_again_and_again_through_the_steps_write_what_one_worker_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the same events, When one worker and then four whose every invocation has time for a round of
+    # their shards and two more reads (each invoked again while it has more) consolidate them
+    logs_alone, indicators_alone, _ = _story(monkeypatch, 1)
+    INVOCATIONS.clear()
+    logs_four, indicators_four, runs = _story(monkeypatch, 4, reads=2)
+    # Then each worker of the first run went on over several invocations
+    assert len(INVOCATIONS["run-1"]) == 4 and min(INVOCATIONS["run-1"]) > 2
+    # And every tracking log and indicator item is the same, and the workers' events add up to the runs'
+    assert logs_four == logs_alone and indicators_four == indicators_alone
+    for run in runs:
+        assert run.status == "succeeded" and not run.errors
+        assert sum(int(w["events_processed"]) for w in run.workers) == int(run.events_processed) > 0
 
 
 def test_a_retried_worker_and_a_late_one_on_dynamodb(aws_tables: None) -> None:

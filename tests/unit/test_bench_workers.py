@@ -35,6 +35,26 @@ def test_given_puts_of_two_tables_when_counted_then_one_batch_write_per_25_items
     assert store.requests == {"BatchWriteItem": 3 + 2}
 
 
+def test_given_a_put_of_many_batches_when_its_wait_is_counted_then_each_group_of_concurrent_requests_counts_once() -> (
+    None
+):
+    """``DynamoWorkflowStore.put_items`` sends its BatchWriteItem requests WRITERS at a time: the wall
+    time of a group is its slowest request's, not their sum."""
+    from functions.consolidate.store import WRITERS
+
+    store = LatencyAccountingStore()
+    logs = [TrackingLogModel(delivery_id="d1", sk=f"log#{n:03d}") for n in range(200)]  # 8 requests
+    stats = [DeliveryStatsModel(delivery_id=f"d{n}", sk=STATS_SK) for n in range(26)]  # 2 requests
+
+    store.put_items([*logs, *stats])
+    store.put_items(logs[:25])  # one request alone
+    store.load_state()
+
+    assert store.requests == {"BatchWriteItem": 10 + 1, "GetItem": 1}
+    assert WRITERS == 4 and store.waits == {"BatchWriteItem": 3 + 1, "GetItem": 1}
+    assert latency_s(store.waits) == pytest.approx((4 * 15 + 4) / 1000)
+
+
 def test_given_many_keys_when_read_then_one_batch_get_per_100_keys_of_each_table() -> None:
     store = LatencyAccountingStore()
     stats_keys = [(f"d{n}", STATS_SK) for n in range(150)]
@@ -120,21 +140,46 @@ def test_given_measured_runs_when_put_on_paper_then_the_least_of_the_three_bound
 
     # Given: at 1,769 MB (one full vCPU) a worker takes 1.1 ms an event; each event writes one tracking
     # log to the delivery's one key; the finisher takes 1 µs per event at 2 workers, 4 µs at 8 (and
-    # writes one item per 1,000 events: 1 µs of its key's time per event)
+    # writes one item per 1,000 events: 1 µs of its key's time per event); the plan takes 1 s
     runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.8), _run(8, 800_000, 3.2)]
 
-    paper = paper_figure(runs, memory_mb=1769, margin_s=60)
+    # When a run's workers have a budget of 30 minutes from its start, invoked again while they have more
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=1800)
 
-    sixteen, sixty_four = paper["rows"]
+    sixteen, forty, sixty_four = paper["rows"]
+    assert [row["workers"] for row in paper["rows"]] == [16, 40, 64]
     assert paper["hot_key"] == "logs d1" and paper["hot_per_event"] == pytest.approx(1.0)
-    assert sixteen["caps"]["workers"] == pytest.approx(16 * 840 / 0.0011)
-    assert sixteen["caps"]["key"] == pytest.approx(1000 * 840)  # 1,000 writes a second on one key
+    # Then the workers have the whole budget after the plan, not one 15-minute invocation (840 s) each
+    assert sixteen["caps"]["workers"] == pytest.approx(16 * 1799 / 0.0011)
+    assert forty["caps"]["workers"] == pytest.approx(40 * 1799 / 0.0011)
+    assert sixteen["caps"]["key"] == pytest.approx(1000 * 1799)  # 1,000 writes a second on one key
+    # And the finisher still has one invocation
     assert sixteen["caps"]["finisher"] == pytest.approx(840 / 0.000_008)  # 4 µs + 0.5 µs per worker past 8
     assert sixty_four["caps"]["finisher"] == pytest.approx(840 / 0.000_032)
-    assert sixteen["events_per_hour"] == pytest.approx(1000 * 840)
+    assert sixteen["events_per_hour"] == pytest.approx(1000 * 1799)
     # 20 million logs on one key take 20,000 s: no number of workers fits them in an hour
     assert sixteen["workers_s"] == pytest.approx(CAMPAIGN_EVENTS / 1000)
-    assert not sixteen["fits"] and not sixty_four["fits"]
+    assert not sixteen["fits"] and not forty["fits"] and not sixty_four["fits"]
+
+
+def test_given_workers_bound_by_their_time_when_the_budget_is_put_on_paper_then_a_run_holds_more_than_one_invocation() -> (
+    None
+):
+    from bench.fig11_workers import paper_figure
+
+    # Given workers at 3.2 ms an event whose writes spread over many keys (none near its limit)
+    runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.8), _run(8, 800_000, 3.2)]
+    for run in runs:
+        for n, step in enumerate(run["steps"]):
+            step.update(cpu_s=step["events"] * 0.0002, wait_s=step["events"] * 0.003)
+            step["writes_by_key"] = {f"logs d1#{n}": step["events"] // 100}
+    # When put on paper with a budget of 30 minutes and with one of 15 (about one invocation)
+    long, short = (paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=b) for b in (1800, 900))
+    # Then the workers' time bounds the hour, and twice the budget holds about twice the events
+    forty = long["rows"][1]
+    assert min(forty["caps"], key=forty["caps"].get) == "workers"
+    assert forty["events_per_hour"] == pytest.approx(40 * 1799 / 0.0032)
+    assert forty["events_per_hour"] / short["rows"][1]["events_per_hour"] == pytest.approx(1799 / 899)
 
 
 def test_given_recipient_states_when_put_then_their_writes_count_under_each_recipients_own_partition() -> (

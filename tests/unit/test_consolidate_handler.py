@@ -49,11 +49,12 @@ def test_plan_work_and_finish_answer_exactly_what_the_state_machine_reads(store:
     assert isinstance(groups, list) and [g["worker"] for g in groups] == [0, 1, 2]
     results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in groups]
     for group, result in zip(groups, results, strict=True):
-        assert set(result) == {"worker", "shards", "events_processed", "status"}
-        assert (result["worker"], result["shards"], result["status"]) == (
+        assert set(result) == {"worker", "shards", "events_processed", "status", "more"}
+        assert (result["worker"], result["shards"], result["status"], result["more"]) == (
             group["worker"],
             group["shards"],
             "succeeded",
+            False,
         )
     finished = step({"step": "finish", "run_id": plan["run_id"], "workers": results})
     # Then the run is recorded with its workers, their events adding up to the run's
@@ -95,6 +96,21 @@ def test_an_event_without_a_step_is_a_whole_run_and_an_unknown_step_is_refused(
         step({"step": "merge", "run_id": "run-2"})
     with pytest.raises(handler.BadStep, match="needs a run_id"):
         step({"step": "work", "worker": 0, "shards": []})
+
+
+def test_a_worker_invoked_again_returns_the_notes_it_carried_and_refuses_malformed_ones(
+    store: FakeWorkflowStore,
+) -> None:
+    # Given a planned run, When worker 0 is invoked again with what its earlier invocation noted
+    plan = step({"step": "plan", "run_id": "run-1", "trigger": "api"})
+    group = plan["groups"][0]  # type: ignore[index]
+    result = step({"step": "work", "run_id": "run-1", **group, "errors": ["a note"], "quarantined": 2})
+    # Then its result carries them on to the finisher
+    assert (result["errors"], result["quarantined"], result["more"]) == (["a note"], 2, False)
+    # And carried notes of the wrong shape are the caller's fault
+    for bad in ({"errors": "a note"}, {"quarantined": -1}, {"quarantined": "2"}):
+        with pytest.raises(handler.BadStep, match="earlier invocations"):
+            step({"step": "work", "run_id": "run-1", **group, **bad})
 
 
 def test_close_and_the_merge_slices_put_what_finish_would_have_merged_once(store: FakeWorkflowStore) -> None:

@@ -1359,6 +1359,12 @@ def test_a_data_track_attribute_without_a_value_is_a_click_and_is_removed_exactl
         ('<a href="https://x.example/">Fish &amp; chips <3', "Fish & chips <3"),
         ('<a href="https://x.example/">a < b', "a < b"),
         ('<a href="https://x.example/">a </', "a </"),
+        # right after the last ">": html.parser is given the source up to it and no further
+        ('<a href="https://x.example/"><3 it', "<3 it"),
+        # text html.parser holds back before the last ">" (an "&" it cannot yet tell from a character
+        # reference) is followed by the text after it, not cut there
+        ('<a href="https://x.example/">R&D->news', "R&D->news"),
+        ('<a href="https://x.example/">AT&T> I <3 it <b', "AT&T> I <3 it"),
         # a tag, an end tag or a comment that the end of the document cuts short: browsers drop it
         ('<a href="https://x.example/">Sale <b', "Sale"),
         ('<a href="https://x.example/">Sale </b', "Sale"),
@@ -1382,3 +1388,34 @@ def test_a_less_than_sign_in_link_text_after_the_last_closing_bracket_stays_in_t
 
     # Then the label reads the text as browsers show it
     assert link.label == label
+
+
+def test_markup_the_parser_gives_up_on_is_refused_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given html.parser giving up on a document (CPython's _markupbase raises AssertionError on some
+    # malformed declarations; no input we know reaches it once "<![" is read as a bogus comment)
+    from functions.shared import links
+
+    def give_up(self: Any, data: str) -> None:
+        raise AssertionError("unexpected '[' char in declaration")
+
+    monkeypatch.setattr(links._MarkupScanner, "feed", give_up)
+
+    # When its links are looked for
+    with pytest.raises(InvalidContent) as refused:
+        parse_content('<a href="https://x.example/">x</a>')
+
+    # Then the refusal (a 422) says the HTML could not be parsed, and why
+    assert str(refused.value) == "The HTML could not be parsed: unexpected '[' char in declaration."
+
+
+def test_text_after_the_last_closing_bracket_of_an_unended_tag_stays_out_of_the_label() -> None:
+    # Given link text ending in a tag that the end of the document cuts short, with the document's last
+    # ">" quoted inside that tag
+    content = parse_content('<a href="https://x.example/">Sale <img alt="a>b c')
+
+    # When its links are found
+    (link,) = content.links()
+
+    # Then what follows that ">" belongs to the unended tag (browsers drop it with the tag), not the label
+    assert link.label.startswith("Sale")
+    assert "b c" not in link.label

@@ -13,6 +13,7 @@ from local.state_machine import LocalStateMachine
 CALLS: list[dict[str, Any]] = []
 FAILURES: dict[int, int] = {}  # worker -> attempts that fail before one succeeds
 SLICE_FAILURES: dict[int, int] = {}  # slice of the merge -> attempts that fail before one succeeds
+MORE: dict[int, int] = {}  # worker -> invocations that stop at their time limit with work left
 RUNNING = {"now": 0, "most": 0}
 _lock = threading.Lock()
 
@@ -38,13 +39,19 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
             RUNNING["now"] -= 1
             left = FAILURES.get(event["worker"], 0)
             FAILURES[event["worker"]] = left - 1
+            more = MORE.get(event["worker"], 0)
+            MORE[event["worker"]] = more - 1 if left <= 0 else more
         if left > 0:
             raise RuntimeError(f"worker {event['worker']} fault")
+        invoked = [c for c in CALLS if c["step"] == "work" and c["worker"] == event["worker"]]
         return {
             "worker": event["worker"],
             "shards": event["shards"],
-            "events_processed": 10 + event["worker"],
+            "events_processed": 10 + event["worker"] + len(invoked),
             "status": "succeeded",
+            "errors": [*event.get("errors", []), f"note {len(invoked)}"],
+            "quarantined": event.get("quarantined", 0) + 1,
+            "more": more > 0,
         }
     if event["step"] == "close":
         return {"run_id": event["run_id"], "slices": [{"slice": n} for n in range(4)]}
@@ -62,6 +69,7 @@ def machine(containers: int) -> LocalStateMachine:
     CALLS.clear()
     FAILURES.clear()
     SLICE_FAILURES.clear()
+    MORE.clear()
     RUNNING.update(now=0, most=0)
     return LocalStateMachine(
         [
@@ -79,7 +87,7 @@ def test_the_workers_run_side_by_side_and_the_finisher_gets_their_results() -> N
     assert sorted(c["worker"] for c in CALLS[1:4]) == [0, 1, 2] and RUNNING["most"] == 3
     finish = CALLS[-1]
     assert finish["step"] == "finish" and "error" not in finish
-    assert [w["events_processed"] for w in finish["workers"]] == [10, 11, 12]
+    assert [w["events_processed"] for w in finish["workers"]] == [11, 12, 13]
     assert answer["status"] == "succeeded"
 
 
@@ -113,3 +121,25 @@ def test_the_slices_of_the_merge_run_between_the_workers_and_the_finisher_each_r
     # slice to the finisher without failing the run
     assert sorted(slices) == [0, 1, 1, 2, 3, 3, 3]
     assert answer["status"] == "succeeded" and "error" not in CALLS[-1]
+
+
+def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_with_its_notes_until_it_has_none() -> None:
+    # Given worker 1 stopping at its invocation's limit twice with work left (once failing on the way)
+    sm = machine(3)
+    MORE.update({1: 2})
+    FAILURES.update({1: 1})
+    # When an execution runs
+    answer = sm.invoke({"run_id": "run-1"})
+    # Then worker 1 was invoked again for the same group, carrying what it noted, until it had no more
+    again = [c for c in CALLS if c["step"] == "work" and c["worker"] == 1]
+    assert len(again) == 4  # a failed attempt retried, then two more invocations
+    assert all(c["shards"] == ["r001of3"] and c["run_id"] == "run-1" for c in again)
+    assert [c.get("errors") for c in again] == [None, None, ["note 2"], ["note 2", "note 3"]]
+    assert [c.get("quarantined") for c in again] == [None, None, 1, 2]
+    # And the finisher got its last result only, with every note; the other workers ran once
+    finish = CALLS[-1]
+    assert [w["worker"] for w in finish["workers"]] == [0, 1, 2]
+    assert finish["workers"][1]["errors"] == ["note 2", "note 3", "note 4"]
+    assert finish["workers"][1]["more"] is False and "error" not in finish
+    assert [c["worker"] for c in CALLS if c["step"] == "work"].count(0) == 1
+    assert answer["status"] == "succeeded"

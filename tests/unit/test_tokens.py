@@ -105,6 +105,28 @@ def test_previous_keys_work_during_their_configured_overlap_then_stop(monkeypatc
         tokens.signer().verify(oldest_token)
 
 
+def test_a_previous_key_still_verifies_at_the_very_instant_its_overlap_ends(monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    from functions.shared import tokens
+    from functions.shared.settings import PreviousKey
+
+    # Given a previous key whose overlap ends at noon, and a clock that reads exactly noon
+    noon = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+    class Noon(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return noon
+
+    monkeypatch.setattr(tokens, "datetime", Noon)
+    old_token = Signer(OLD_KEY).sign(LinkClaims("o", "d1", "r1"))
+    # When a link signed with it is followed
+    claims = Signer(KEY, [PreviousKey(OLD_KEY, noon)]).verify(old_token)
+    # Then it still verifies: a key's links stop once its end has passed, not when it is reached
+    assert claims.recipient_id == "r1"
+
+
 def test_a_malformed_previous_key_setting_is_refused_at_start(monkeypatch) -> None:
     from functions.shared import settings
 

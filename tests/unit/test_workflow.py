@@ -191,6 +191,7 @@ def clean_snapshot(batch_size: int) -> dict[str, Any]:
 FAULT_POINTS = [
     "read_raw",
     "load_indicators",
+    "put_pending_chunk",
     "save_worker_pending",
     "put_item",
     "complete_worker_pending",
@@ -630,7 +631,9 @@ def test_late_events_are_counted_once_whatever_the_crash_after_they_are_read(
         assert store.snapshot() == expected, f"crash at {operation} call {nth}"
 
 
-@pytest.mark.parametrize("operation", ["save_pending", "put_item", "complete_pending", "delete_fallback"])
+@pytest.mark.parametrize(
+    "operation", ["put_pending_chunk", "save_pending", "put_item", "complete_pending", "delete_fallback"]
+)
 def test_a_crash_after_consolidating_fallback_events_behind_the_checkpoint_loses_and_doubles_nothing(
     operation: str, reliability: Any
 ) -> None:

@@ -219,6 +219,7 @@ MULTI_FAULT_POINTS = [
     "read_raw",
     "load_indicators",
     "load_partials",
+    "put_pending_chunk",
     "save_worker_pending",
     "put_item",
     "put_partial",
