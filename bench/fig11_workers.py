@@ -1,8 +1,9 @@
 """Figure 11, the tracking workflow with N workers: each worker's throughput and the split of the work.
 
 Each run consolidates the same seeded campaign of a million events over 64 raw-event shards, in the
-three steps the Step Functions state machine (and ``local/state_machine.py``) runs: ``plan``, one
-``work`` step per group of shards, ``finish`` with the workers' results. The steps are the
+steps the Step Functions state machine (and ``local/state_machine.py``) runs: ``plan``, one
+``work`` step per group of shards, ``close``, one ``merge_slice`` step per slice of the merge, ``finish``
+with the workers' results. The steps are the
 consolidation function's own (``TrackingWorkflow.plan``, ``.work``, ``.finish``), called in one
 interpreter one after another, each step timed on its own with ``time.process_time``: so a worker's
 CPU time is its own, whatever else runs on the machine. The store is the in-memory one of figure 4
@@ -138,6 +139,13 @@ def _run(campaign: Any, store: Any, workers: int, shards: int) -> dict[str, Any]
         results.append(result)
         steps.append({"worker": worker, "shards": len(group), "events": result.events_processed, **step})
     partials = sum(len(items) for items in store.partials.values())  # what the finisher merges
+    # Close, then the slices of the merge (a Map state: side by side on Lambda, one after another here,
+    # each timed alone), then Finish (the statistics)
+    spreads, closing = _timed(store, lambda: workflow.close(RUN_ID))
+    slices = []
+    for spread in spreads:
+        _, merging = _timed(store, lambda: workflow.merge_slice(RUN_ID, spread))  # noqa: B023
+        slices.append({"slice": spread, **merging})
     run, finishing = _timed(store, lambda: workflow.finish(RUN_ID, results))
     if run.status != "succeeded" or int(run.events_processed) != campaign.events:
         raise RuntimeError(f"the run {run.status} with {run.events_processed} of {campaign.events} events")
@@ -147,6 +155,8 @@ def _run(campaign: Any, store: Any, workers: int, shards: int) -> dict[str, Any]
         "shards": shards,
         "plan": planning,
         "steps": steps,
+        "close": closing,
+        "slices": slices,
         "finish": {**finishing, "partial_items": partials},
         "stats": store.stats(DELIVERY),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -183,6 +193,24 @@ def _lambda_time(step: dict[str, Any], scale: float) -> float:
     return float(step["cpu_s"] * scale + step["wait_s"])
 
 
+def _merging(run: dict[str, Any], scale: float) -> tuple[float, float]:
+    """The merge's seconds on Lambda: its longest invocation (Close, a slice or Finish: each must fit
+    in one) and its critical path (Close + the slowest slice + Finish, the slices side by side)."""
+    finish = _lambda_time(run["finish"], scale)
+    slices = [_lambda_time(step, scale) for step in run.get("slices", [])]
+    close = _lambda_time(run["close"], scale) if "close" in run else 0.0
+    return max([close, *slices, finish]), close + max(slices, default=0.0) + finish
+
+
+def _merge_writes(run: dict[str, Any]) -> dict[str, int]:
+    """The merge's writes by key: the slices run at once, so their writes to a key add up."""
+    together: dict[str, int] = {}
+    for step in [*run.get("slices", []), run["finish"]]:
+        for key, writes in step["writes_by_key"].items():
+            together[key] = together.get(key, 0) + writes
+    return together
+
+
 def _hottest(writes: dict[str, int]) -> tuple[str, int]:
     """The partition key written most (``"table key"``) and its writes."""
     return max(writes.items(), key=lambda pair: pair[1], default=("none", 0))
@@ -214,13 +242,16 @@ def paper_figure(
             together[key] = together.get(key, 0) + writes
     hot_key, hot_writes = _hottest(together)
     hot_per_event = hot_writes / widest["events"]
-    finisher_key, finisher_writes = _hottest(widest["finish"]["writes_by_key"])
+    finisher_key, finisher_writes = _hottest(_merge_writes(widest))
     finisher_hot_per_event = finisher_writes / widest["events"]
-    # the finisher's seconds per event of the run, a line in the workers: a + b * N
-    (n0, f0), (n1, f1) = [
-        (run["workers"], _lambda_time(run["finish"], scale) / run["events"]) for run in (several[0], widest)
+    # the merge's seconds per event of the run, lines in the workers (a + b * N): its longest
+    # invocation (the cap) and its critical path (the run's time)
+    (n0, f0, p0), (n1, f1, p1) = [
+        (run["workers"], *(seconds / run["events"] for seconds in _merging(run, scale)))
+        for run in (several[0], widest)
     ]
     slope = (f1 - f0) / (n1 - n0) if n1 != n0 else 0.0
+    path_slope = (p1 - p0) / (n1 - n0) if n1 != n0 else 0.0
     plan_s = max(_lambda_time(run["plan"], scale) for run in runs)
     workers_time_s = budget_s - plan_s  # the workers' time in a run: the budget counts from its start
     rows = []
@@ -234,7 +265,8 @@ def paper_figure(
         workers_s = max(
             CAMPAIGN_EVENTS / n * uneven * per_event, CAMPAIGN_EVENTS * hot_per_event / KEY_WRITES_PER_S
         )
-        finisher_s = CAMPAIGN_EVENTS * finisher_per_event
+        path_per_event = max(p1, p1 + path_slope * (n - n1), finisher_per_event)
+        finisher_s = CAMPAIGN_EVENTS * path_per_event
         run_s = plan_s + workers_s + finisher_s
         rows.append(
             {
@@ -245,7 +277,10 @@ def paper_figure(
                 "workers_s": workers_s,
                 "finisher_s": finisher_s,
                 "run_s": run_s,
-                "fits": workers_s <= workers_time_s and finisher_s <= work_s and run_s <= HOUR_S,
+                # each of the merge's invocations (Close, a slice, Finish) within one invocation's time
+                "fits": workers_s <= workers_time_s
+                and CAMPAIGN_EVENTS * finisher_per_event <= work_s
+                and run_s <= HOUR_S,
             }
         )
     return {
@@ -373,7 +408,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             lambda r: f"{r['key_writes_per_s']:,.0f}",
         ),
         row(
-            f"events the finisher merges in one invocation (`{paper['finisher_key']}`: "
+            f"events the merge takes, each slice and Finish in one invocation (`{paper['finisher_key']}`: "
             f"{paper['finisher_hot_per_event']:.2f} writes per event)",
             lambda r: f"{r['caps']['finisher']:,.0f}",
         ),
@@ -394,8 +429,8 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         f"Two interpreters ({' and '.join(' then '.join(map(_workers, lane)) for lane in LANES)}) each "
         f"seed {events:,} events of `bench/campaign.py` ({events // 3:,} recipients) over {SHARDS} raw-event "
         "shards once, then run the steps of each run one after another, every run on a store of its own: "
-        "`plan`, each worker's `work` over its group of shards, `finish` with their results, as the state "
-        "machine calls them. Every step is timed on its own with `process_time`; the two interpreters run at "
+        "`plan`, each worker's `work` over its group of shards, `close`, each of the 16 slices of the merge "
+        "(`merge_slice`, timed one by one), `finish` with the workers' results, as the state machine calls them. Every step is timed on its own with `process_time`; the two interpreters run at "
         "once on this 2-core machine, beside other figures, which does not change a step's CPU time. "
         f"A step's *wait* is the DynamoDB requests `DynamoWorkflowStore` would make for its store calls "
         f"(`LatencyAccountingStore` in `bench/memory_store.py`), waited for one after another but for the puts, at "
@@ -419,13 +454,15 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         f"most 15 minutes that stops taking batches {SAFETY_MARGIN_MS / 1000:.0f} s before the end and is "
         "invoked again for its group while it has work left, until the run's budget "
         f"(`RUN_BUDGET_SECONDS`, {paper['budget_s'] / 60:.0f} minutes from the run's start) is spent, then "
-        "finishes in one more invocation. A worker's CPU is scaled to Lambda's vCPU share at the configured "
-        f"memory (one vCPU at {LAMBDA_FULL_VCPU_MB} MB, as figure 4); its wait is as measured. The events per "
-        "hour assume one run an hour (the schedule) whose largest worker takes batches for the whole budget "
-        "(each new invocation's start, a few seconds, and its re-read of the late-event window are left "
-        "out); runs started back to back would do more. The finisher's time is taken as measured per event of the run, "
-        f"growing with the workers along the line through the runs with 2 and 8 workers "
-        f"({us(paper['finisher_slope'])} per event per worker), and must itself fit in one invocation. "
+        "closes the run and merges in 16 slices side by side (a second Map state), then finishes: the merge "
+        "takes Close + the slowest slice + Finish. A worker's CPU is scaled to Lambda's vCPU share at the "
+        f"configured memory (one vCPU at {LAMBDA_FULL_VCPU_MB} MB, as figure 4); its wait is as measured. The "
+        "events per hour assume one run an hour (the schedule) whose largest worker takes batches for the whole "
+        "budget (each new invocation's start, a few seconds, and its re-read of the late-event window are left "
+        "out); runs started back to back would do more. The merge's time (its longest invocation, and Close + "
+        "the slowest slice + Finish) is taken as measured per event of the run, growing with the workers along "
+        f"the line through the runs with 2 and 8 workers ({us(paper['finisher_slope'])} per event per worker "
+        "for the longest invocation), and each of its invocations must fit in one. "
         "A partition key takes about 1,000 writes a second: the workers' writes to the key they write most "
         "(in the proportion measured with the most workers) cap the events of a run's invocations, as the "
         "finisher's writes to its own hottest key cap what it merges. Raw-event shards cap the workers at "

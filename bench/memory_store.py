@@ -47,12 +47,15 @@ from functions.consolidate.store import (
 )
 from functions.shared import raw_events
 from functions.shared.models import (
+    PERSON_STATE_PREFIX,
     STATS_SK,
+    PersonStateModel,
     QuarantineModel,
     RawEventModel,
     RecipientStateModel,
     TrackedUrlModel,
     TrackingLogModel,
+    stored_person_key,
     stored_recipient_key,
 )
 from functions.shared.raw_events import RawEvent
@@ -199,6 +202,8 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "load_state": ("GetItem",),
     "load_worker": ("GetItem",),
     "load_run": ("GetItem",),
+    "load_slice": ("Query",),  # the summary and the put mark, a few hundred bytes
+    "slice_put": ("BatchWriteItem",),
     "save_run": ("PutItem",),
     "save_worker_pending": ("TransactWriteItems",),
     "load_pending_chunks": ("BatchGetItem",),  # a pending batch's chunks: far fewer than 100 keys
@@ -222,8 +227,12 @@ _SIZED = {
     "put_pending_chunk",
     "put_items",
     "put_partial",
-    "run_partials",
     "delete_partials",
+    "slice_partials",
+    "save_slice",
+    "slice_pages",
+    "delete_slices",
+    "delete_slice_partials",
     "save_merge",
     "load_merge",
     "delete_merge",
@@ -313,6 +322,9 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             by_model[type(item)] = by_model.get(type(item), 0) + 1
             if isinstance(item, RecipientStateModel):  # stored in the recipient's own partition
                 partition = stored_recipient_key(str(item.delivery_id), str(item.recipient_id))[0]
+            elif isinstance(item, PersonStateModel):  # stored in one of its delivery's person partitions
+                person_id = str(item.sk).removeprefix(PERSON_STATE_PREFIX)
+                partition = stored_person_key(str(item.delivery_id), person_id)[0]
             else:
                 partition = str(getattr(item, str(item._hash_keyname)))
             key = (str(item.Meta.table_name), partition)
@@ -363,10 +375,11 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         self._read_partition(blobs)
         self._request("BatchWriteItem", _pages(len(blobs), BATCH_WRITE_ITEMS))
 
-    def run_partials(self, run_id: str, worker: int) -> list[Model]:
-        for blobs in self._partials_by_partition(run_id, worker).values():
-            self._read_partition(blobs)
-        return super().run_partials(run_id, worker)
+    def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
+        self._read_partition(
+            self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+        )
+        return super().slice_partials(run_id, worker, spread)
 
     def delete_partials(self, run_id: str, worker: int) -> None:
         for blobs in self._partials_by_partition(run_id, worker).values():
@@ -386,3 +399,28 @@ class LatencyAccountingStore(ScalableWorkflowStore):
     def delete_merge(self, run_id: str) -> None:
         self._delete_partition(self.merges.get(run_id, []))
         super().delete_merge(run_id)
+
+    def _slice_blobs(self, run_id: str, spread: int) -> list[bytes]:
+        saved = self.slices.get((run_id, spread))
+        return [] if saved is None else [*saved["pages"], saved["summary"]]
+
+    def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
+        self._delete_partition(self._slice_blobs(run_id, spread))  # pages an interrupted slice left
+        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS) + 1)  # then the summary
+        super().save_slice(run_id, spread, pages, summary)
+
+    def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
+        self._read_partition(self._slice_blobs(run_id, spread))
+        return super().slice_pages(run_id, spread)
+
+    def delete_slices(self, run_id: str) -> None:
+        for spread in range(PARTIAL_SPREAD):
+            self._delete_partition(self._slice_blobs(run_id, spread))
+        super().delete_slices(run_id)
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        for worker in range(workers):
+            self._delete_partition(
+                self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+            )
+        super().delete_slice_partials(run_id, workers, spread)

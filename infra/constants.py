@@ -110,6 +110,12 @@ MORE_WORK_CHOICE = "More to do?"
 WORK_ON_STATE = "Work on"
 WORKER_DONE_STATE = "Worker done"
 FINISH_STATE = "Finish"
+# Between the workers and Finish: Close, then a Map of the merge's slices (README "Scale-out").
+CLOSE_STATE = "Close"
+SLICES_STATE = "Merge slices"
+MERGE_SLICE_STATE = "Merge slice"
+SLICE_FAILED_STATE = "Slice left to Finish"
+MERGE_SLICES = 16  # functions.consolidate.store.PARTIAL_SPREAD: the Map's MaxConcurrency
 OUTCOME_CHOICE = "Run succeeded?"
 SUCCEEDED_STATE = "Run succeeded"
 FAILED_STATE = "Run failed"

@@ -1,4 +1,5 @@
-"""The tracking workflow's state machine (Step Functions): Plan, a Map of workers, Finish.
+"""The tracking workflow's state machine (Step Functions): Plan, a Map of workers, Close, a Map of the
+merge's slices, Finish.
 
 Every step invokes the consolidation function synchronously with a ``step`` that says what to do
 (``functions/consolidate/handler.py`` reads it):
@@ -13,6 +14,9 @@ Every step invokes the consolidation function synchronously with a ``step`` that
   invoked again for the same group (Work on): it goes on from its checkpoints, carrying its notes
   (``errors``, ``quarantined``); its events add up in its slot of the workflow table. So a run's workers
   have the run's whole budget (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
+- Close ``{"step": "close", "run_id"}`` -> ``{"run_id", "slices"}``: closes the run for its workers;
+  then each slice, in parallel, ``{"step": "merge_slice", "run_id", "slice"}``, retried like a worker;
+  a slice (or Close) that still fails is left to Finish, which merges whatever no slice merged.
 - Finish ``{"step": "finish", "run_id", "workers", "error"?}`` -> ``{"run_id", "status",
   "events_processed"}``: records the run. ``workers`` holds the results of the workers that returned;
   ``error`` (``{"Error", "Cause"}``, as Step Functions reports it) that of a worker that still failed
@@ -39,10 +43,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.constants import (
+    CLOSE_STATE,
     FAILED_STATE,
     FINISH_STATE,
     LAMBDA_SERVICE_ERRORS,
     LOG_RETENTION,
+    MERGE_SLICE_STATE,
+    MERGE_SLICES,
     MORE_WORK_CHOICE,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
@@ -52,6 +59,8 @@ from infra.constants import (
     SERVICE_ERROR_RETRY_ATTEMPTS,
     SERVICE_ERROR_RETRY_INTERVAL,
     SKIP_CHOICE,
+    SLICE_FAILED_STATE,
+    SLICES_STATE,
     STATE_MACHINE_COMMENT,
     STATE_MACHINE_TIMEOUT,
     SUCCEEDED_STATE,
@@ -101,6 +110,14 @@ WORKERS_DONE = """{% (
   }
 ) %}"""
 MAP_FAILED = '{% {"run_id": $states.input.run_id, "workers": [], "error": $states.errorOutput} %}'
+CLOSE_EVENT = '{% {"step": "close", "run_id": $states.input.run_id} %}'
+CLOSED = '{% $merge([$states.input, {"slices": $states.result.slices}]) %}'  # Finish's input, and the slices
+SLICE_EVENT = {
+    "step": "merge_slice",
+    "run_id": "{% $states.input.run_id %}",
+    "slice": "{% $states.context.Map.Item.Value.slice %}",
+}
+UNCHANGED_INPUT = "{% $states.input %}"  # what Finish reads (run_id, workers, error) goes on past the slices
 FINISH_EVENT = (
     '{% {"step": "finish", "run_id": $states.input.run_id, "workers": $states.input.workers, '
     '"error": $states.input.error} %}'
@@ -212,28 +229,38 @@ class WorkflowStateMachine(Construct):
         )
         return task
 
+    def _map_item(
+        self,
+        construct_id: str,
+        comment: str,
+        failed: sfn.Pass,
+        caught: str | None = None,
+        outputs: str | None = None,
+    ) -> tasks.LambdaInvoke:
+        """A Map iteration's invoke of its item: tried once more when the function fails, then caught
+        inside the iteration (so the Map waits for every other one), with ``caught`` as its output."""
+        task = self._invoke(construct_id, sfn.TaskInput.from_text("{% $states.input %}"), comment, outputs)
+        task.add_retry(
+            errors=[sfn.Errors.TASKS_FAILED],
+            max_attempts=WORKER_RETRY_ATTEMPTS,
+            interval=WORKER_RETRY_INTERVAL,
+            backoff_rate=RETRY_BACKOFF_RATE,
+        )
+        task.add_catch(failed, errors=[sfn.Errors.ALL], outputs=caught)
+        return task
+
     def _build_definition(self) -> sfn.IChainable:
         plan = self._invoke(
             PLAN_STATE,
             sfn.TaskInput.from_text(PLAN_EVENT),
             "Take the lock, list the pending work and split the shards into one group per worker",
         )
-        work = self._invoke(
+        work = self._map_item(
             WORK_STATE,
-            sfn.TaskInput.from_text("{% $states.input %}"),
             "Consolidate one group of shards, until the invocation's or the run's time is up",
-            outputs=WORK_DONE,
-        )
-        work.add_retry(
-            errors=[sfn.Errors.TASKS_FAILED],
-            max_attempts=WORKER_RETRY_ATTEMPTS,
-            interval=WORKER_RETRY_INTERVAL,
-            backoff_rate=RETRY_BACKOFF_RATE,
-        )
-        work.add_catch(
             sfn.Pass.jsonata(self, WORKER_FAILED_STATE, comment="Hand the error to Finish"),
-            errors=[sfn.Errors.ALL],
-            outputs=WORKER_FAILURE,
+            caught=WORKER_FAILURE,
+            outputs=WORK_DONE,
         )
         workers = sfn.Map.jsonata(
             self,
@@ -262,6 +289,7 @@ class WorkflowStateMachine(Construct):
             "Record the run (succeeded, or failed with the error), release the lock, publish metrics",
         )
         workers.add_catch(finish, errors=[sfn.Errors.ALL], outputs=MAP_FAILED)
+        slices = self._build_slices(finish)
         outcome = (
             sfn.Choice.jsonata(self, OUTCOME_CHOICE)
             .when(
@@ -278,6 +306,35 @@ class WorkflowStateMachine(Construct):
                     self, NOTHING_TO_DO_STATE, comment="The plan says skip: another run holds the lock"
                 ),
             )
-            .otherwise(workers.next(finish).next(outcome))
+            .otherwise(workers.next(slices).next(finish).next(outcome))
         )
         return plan.next(skip)
+
+    def _build_slices(self, finish: tasks.LambdaInvoke) -> sfn.Chain:
+        """Close, then the merge's slices side by side. A slice that still fails after its retries
+        (or a failed Close) is left to Finish, which merges any slice not merged yet: the run does
+        not fail for it unless Finish does."""
+        close = self._invoke(
+            CLOSE_STATE,
+            sfn.TaskInput.from_text(CLOSE_EVENT),
+            "Close the run for its workers, apply what they left pending, list the slices of the merge",
+            outputs=CLOSED,
+        )
+        close.add_catch(finish, errors=[sfn.Errors.ALL], outputs=UNCHANGED_INPUT)
+        merge_slice = self._map_item(
+            MERGE_SLICE_STATE,
+            "Merge one slice of the workers' partial items (persons, URL rows, hours, click streams)",
+            sfn.Pass.jsonata(self, SLICE_FAILED_STATE, comment="Finish merges this slice itself"),
+        )
+        slices = sfn.Map.jsonata(
+            self,
+            SLICES_STATE,
+            items=sfn.ProvideItems.jsonata("{% $states.input.slices %}"),
+            item_selector=SLICE_EVENT,
+            max_concurrency=MERGE_SLICES,
+            outputs=UNCHANGED_INPUT,
+            comment="One invoke per slice of the merge, all at once",
+        )
+        slices.item_processor(merge_slice)
+        slices.add_catch(finish, errors=[sfn.Errors.ALL], outputs=UNCHANGED_INPUT)
+        return sfn.Chain.start(close.next(slices))

@@ -4,7 +4,8 @@ It calls the consolidation function's steps exactly as the state machine in AWS 
 "Scale-out"): ``plan``, then one ``work`` step per group of shards in parallel (a Map state: each
 worker in a container of its own, a failed attempt retried, a worker that says it has ``more`` invoked
 again for its group with the notes it returned), then ``finish`` with the workers' results, and with
-the error when a worker failed for good.
+the error when a worker failed for good. Between the two, ``close`` and one ``merge_slice`` step per
+slice of the merge in parallel (another Map state; a slice that fails for good is merged by ``finish``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,27 @@ class LocalStateMachine:
 
         with ThreadPoolExecutor(max_workers=max(1, min(len(groups), len(self.containers)))) as pool:
             results = [result for result in pool.map(work, groups) if result is not None]
+        self._merge_slices(plan["run_id"])
         finish: dict[str, Any] = {"step": "finish", "run_id": plan["run_id"], "workers": results}
         if failures:
             finish["error"] = failures[0]
         return dict(self.containers[0].invoke(finish))
+
+    def _merge_slices(self, run_id: str) -> None:
+        closed = self.containers[0].invoke({"step": "close", "run_id": run_id})
+
+        def merge(n: int, spread: int) -> None:
+            container = self.containers[n % len(self.containers)]
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    container.invoke({"step": "merge_slice", "run_id": run_id, "slice": spread})
+                    return
+                except Exception:
+                    print(
+                        f"[{self.name}] slice {spread} attempt {attempt} failed:\n{traceback.format_exc()}",
+                        file=sys.stderr,
+                    )
+
+        slices = [int(entry["slice"]) for entry in closed.get("slices", [])]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(slices), len(self.containers)))) as pool:
+            list(pool.map(merge, range(len(slices)), slices))

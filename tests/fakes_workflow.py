@@ -20,6 +20,7 @@ from functions.consolidate.store import (
     PendingBatch,
     PendingChunks,
     Refused,
+    SavedSlice,
     Unreadable,
     WorkerState,
     WorkflowState,
@@ -28,6 +29,7 @@ from functions.consolidate.store import (
     encode_items,
     indicator_model,
     partial_key,
+    partial_spread,
     raw_event,
 )
 from functions.shared import fallback, raw_events
@@ -104,6 +106,7 @@ class FakeWorkflowStore:
         self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (PendingChunks)
         self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
         self.merges: dict[str, list[bytes]] = {}
+        self.slices: dict[tuple[str, int], dict[str, Any]] = {}  # the saved slices of a run's merge
         self._guard = threading.RLock()  # workers call from threads; a call is atomic, as in DynamoDB
 
     @property
@@ -297,10 +300,6 @@ class FakeWorkflowStore:
                 found[key] = decode_items(stored[partial_key(key)])[0]
         return found
 
-    def run_partials(self, run_id: str, worker: int) -> list[Model]:
-        self._call("run_partials")
-        return [decode_items(blob)[0] for _, blob in sorted(self.partials.get((run_id, worker), {}).items())]
-
     def delete_partials(self, run_id: str, worker: int) -> None:
         self._call("delete_partials")
         self.partials.pop((run_id, worker), None)
@@ -318,6 +317,40 @@ class FakeWorkflowStore:
     def delete_merge(self, run_id: str) -> None:
         self._call("delete_merge")
         self.merges.pop(run_id, None)
+
+    def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
+        self._call("slice_partials")
+        stored = sorted(self.partials.get((run_id, worker), {}).items())
+        return [decode_items(blob)[0] for key, blob in stored if partial_spread(key) == spread]
+
+    def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
+        self._call("save_slice")
+        self.slices[(run_id, spread)] = {"pages": list(pages), "summary": summary, "put": False}
+
+    def load_slice(self, run_id: str, spread: int) -> SavedSlice | None:
+        self._call("load_slice")
+        saved = self.slices.get((run_id, spread))
+        return None if saved is None else SavedSlice(saved["summary"], saved["put"])
+
+    def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
+        self._call("slice_pages")
+        return list(self.slices[(run_id, spread)]["pages"])
+
+    def slice_put(self, run_id: str, spread: int) -> None:
+        self._call("slice_put")
+        self.slices[(run_id, spread)]["put"] = True
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        self._call("delete_slice_partials")
+        for worker in range(workers):
+            stored = self.partials.get((run_id, worker), {})
+            for key in [key for key in stored if partial_spread(key) == spread]:
+                del stored[key]
+
+    def delete_slices(self, run_id: str) -> None:
+        self._call("delete_slices")
+        for key in [key for key in self.slices if key[0] == run_id]:
+            del self.slices[key]
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
         pointer = self._save_chunks(owner, "planner", pending)

@@ -11,8 +11,13 @@ The steps (README "Scale-out"):
   raises on a fault, for the state machine to retry (a retried worker goes on from its checkpoints and
   counts nothing twice). ``more``: stopped at the invocation's limit before the run's deadline, to be
   invoked again with the ``errors`` and ``quarantined`` it returned (its events add up in the store).
+- ``{"step": "close", "run_id"}`` → ``{"run_id", "slices": [{"slice"}]}``: closes the run for its
+  workers and applies the pending batches they left; the slices of the merge (none with one worker).
+- ``{"step": "merge_slice", "run_id", "slice"}`` → ``{"run_id", "slice"}``: merges and puts one slice
+  of the workers' partial items (persons, URL rows, hours, click streams), once, however often retried.
 - ``{"step": "finish", "run_id", "workers": [work results], "error"?: {"Error", "Cause"}}`` →
-  ``{"run_id", "status", "events_processed"}``: merges, records the run, releases the lock.
+  ``{"run_id", "status", "events_processed"}``: merges the statistics (and any slice that did not
+  run), records the run, releases the lock.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.consolidate.store import DynamoWorkflowStore
+from functions.consolidate.store import PARTIAL_SPREAD, DynamoWorkflowStore
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig, WorkResult
 from functions.shared import ids, timeutil
 from functions.shared.models import RunModel
@@ -96,6 +101,22 @@ def _work(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return result.as_dict()
 
 
+def _close(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    run_id = _named_run(event)
+    logger.append_keys(run_id=run_id)
+    return {"run_id": run_id, "slices": [{"slice": spread} for spread in _workflow().close(run_id)]}
+
+
+def _merge_slice(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    run_id = _named_run(event)
+    spread = event.get("slice")
+    if not isinstance(spread, int) or isinstance(spread, bool) or not 0 <= spread < PARTIAL_SPREAD:
+        raise BadStep(f"step 'merge_slice' needs a slice from 0 to {PARTIAL_SPREAD - 1}")
+    logger.append_keys(run_id=run_id, slice=spread)
+    _workflow().merge_slice(run_id, spread)
+    return {"run_id": run_id, "slice": spread}
+
+
 def _finish(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     run_id = _named_run(event)
     logger.append_keys(run_id=run_id)
@@ -150,6 +171,8 @@ def _record(run: RunModel, duration: float) -> None:
 STEPS: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
     "plan": _plan,
     "work": _work,
+    "close": _close,
+    "merge_slice": _merge_slice,
     "finish": _finish,
 }
 

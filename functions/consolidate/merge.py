@@ -39,31 +39,68 @@ def key_of(item: Model) -> StateKey:
     return (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
 
 
+Corrections = dict[str, list[int]]  # delivery id -> [person_clicks, human person_clicks] off by
+
+
 def merge_run(
     partials: Iterable[Iterable[Model]], load: Callable[[list[StateKey]], Mapping[StateKey, Model]]
 ) -> list[Model]:
     """The stored items as one worker would have left them, from each worker's partial items."""
+    items, views, corrections = merge_slice(partials, load)
+    return sorted([*items, *merge_stats(views, corrections, load)], key=key_of)
+
+
+def merge_slice(
+    partials: Iterable[Iterable[Model]], load: Callable[[list[StateKey]], Mapping[StateKey, Model]]
+) -> tuple[list[Model], list[Model], Corrections]:
+    """Some of the run's partial items merged, each key alone, all but the statistics: the merged
+    items, the workers' copies of the statistics (for ``merge_stats``) and the person corrections.
+
+    The merge of a key needs only that key's copies, so the finisher's work splits into slices that
+    run in parallel (``workflow.merge_slice``); the statistics, which every person corrects, are
+    merged last from every slice's copies and corrections."""
     views: dict[StateKey, list[Model]] = {}
     for worker_items in partials:
         for item in worker_items:
             views.setdefault(key_of(item), []).append(item)
-    if not views:
-        return []
-    stored = dict(load(sorted(views)))
-    merged = {key: merge_item(stored.get(key), items) for key, items in views.items()}
-    corrections: dict[str, list[int]] = {}
-    for key, items in views.items():
+    stats: list[Model] = [
+        item for key, items in sorted(views.items()) for item in items if isinstance(item, DeliveryStatsModel)
+    ]
+    shared = {key: items for key, items in views.items() if not isinstance(items[0], DeliveryStatsModel)}
+    if not shared:
+        return [], stats, {}
+    stored = dict(load(sorted(shared)))
+    merged = [merge_item(stored.get(key), items) for key, items in sorted(shared.items())]
+    corrections: Corrections = {}
+    for key, items in shared.items():
         if isinstance(items[0], PersonStateModel):
             correction = corrections.setdefault(key[0], [0, 0])
             found, human = person_correction(stored.get(key), items)  # type: ignore[arg-type]
             correction[0] += found
             correction[1] += human
+    return merged, stats, {d: c for d, c in sorted(corrections.items()) if c != [0, 0]}
+
+
+def merge_stats(
+    views: Iterable[Model],
+    corrections: Mapping[str, list[int]],
+    load: Callable[[list[StateKey]], Mapping[StateKey, Model]],
+) -> list[Model]:
+    """The deliveries' statistics merged from the workers' copies, corrected for the persons."""
+    by_key: dict[StateKey, list[Model]] = {}
+    for view in views:
+        by_key.setdefault(key_of(view), []).append(view)
+    wanted = sorted({*by_key, *(stats_key(d) for d, c in corrections.items() if c[0] or c[1])})
+    if not wanted:
+        return []
+    stored = dict(load(wanted))
+    merged: dict[StateKey, Model] = {key: merge_item(stored.get(key), items) for key, items in by_key.items()}
     for delivery_id, (found, human) in sorted(corrections.items()):
         if not (found or human):
             continue
         key = stats_key(delivery_id)
         if key not in merged:
-            merged[key] = load([key])[key]
+            merged[key] = stored[key]
         stats = merged[key]
         assert isinstance(stats, DeliveryStatsModel)
         stats.person_clicks = int(stats.person_clicks) + found

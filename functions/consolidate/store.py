@@ -293,11 +293,17 @@ class WorkflowStore(ErasureStore, Protocol):
     ) -> None: ...
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None: ...
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
-    def run_partials(self, run_id: str, worker: int) -> list[Model]: ...
     def delete_partials(self, run_id: str, worker: int) -> None: ...
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None: ...
     def load_merge(self, run_id: str) -> list[bytes]: ...
     def delete_merge(self, run_id: str) -> None: ...
+    def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]: ...
+    def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None: ...
+    def load_slice(self, run_id: str, spread: int) -> SavedSlice | None: ...
+    def slice_pages(self, run_id: str, spread: int) -> list[bytes]: ...
+    def slice_put(self, run_id: str, spread: int) -> None: ...
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None: ...
+    def delete_slices(self, run_id: str) -> None: ...
     def read_raw(
         self, shard: str, after: str | None, upto: str, limit: int
     ) -> list[RawEventModel | Unreadable]: ...
@@ -337,13 +343,44 @@ def indicator_model(sk: str) -> type[Model]:
 PARTIAL_SPREAD = 16
 
 
+@dataclass(frozen=True)
+class SavedSlice:
+    """A slice of a run's merge, saved (``workflow.merge_slice``): its summary (what the finisher
+    needs: the slice's statistics copies and person corrections) and whether its items were put."""
+
+    summary: bytes
+    put: bool
+
+
+SLICE_SUMMARY_SK, SLICE_PUT_SK = "summary", "~put"  # after the pages' "000000"... in sort order
+
+
+def _slice_pk(run_id: str, spread: int) -> str:
+    return f"merge#{run_id}#{spread}"
+
+
+def partial_spread(key: str) -> int:
+    """Which of a worker's partial partitions holds the partial item of ``partial_key`` ``key``:
+    also the slice of the run's merge that merges it."""
+    return zlib.crc32(key.encode()) % PARTIAL_SPREAD
+
+
 def _partial_pk(run_id: str, worker: int, key: str) -> str:
-    return f"partial#{run_id}#{worker}#{zlib.crc32(key.encode()) % PARTIAL_SPREAD}"
+    return f"partial#{run_id}#{worker}#{partial_spread(key)}"
 
 
 def _stored_key(key: StateKey) -> StateKey:
-    """Where a recipient state (key in memory: delivery id, "r#<recipient>") is stored."""
-    return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
+    """Where an indicator item is stored: a recipient state (key in memory: delivery id,
+    "r#<recipient>") in the recipient's partition, a person state ("p#<person>") in one of its
+    delivery's person partitions, every other item at its key in memory."""
+    if key[1].startswith(RECIPIENT_STATE_PREFIX):
+        return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
+    if key[1].startswith(PERSON_STATE_PREFIX):
+        return models.stored_person_key(key[0], key[1].removeprefix(PERSON_STATE_PREFIX))
+    return key
+
+
+_STORED_ELSEWHERE = (models.RecipientStateModel, models.PersonStateModel)  # items with ``as_stored``
 
 
 def _state_key(item: Model) -> StateKey:
@@ -675,14 +712,6 @@ class DynamoWorkflowStore:
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
-    def run_partials(self, run_id: str, worker: int) -> list[Model]:
-        return [
-            model
-            for spread in range(PARTIAL_SPREAD)
-            for item in self._partition(f"partial#{run_id}#{worker}#{spread}")
-            for model in decode_items(item["data"]["B"])
-        ]
-
     def delete_partials(self, run_id: str, worker: int) -> None:
         for spread in range(PARTIAL_SPREAD):
             self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
@@ -697,6 +726,51 @@ class DynamoWorkflowStore:
 
     def delete_merge(self, run_id: str) -> None:
         self._delete_partition(f"merge#{run_id}")
+
+    # --- slices of the merge (README "Scale-out"): slice k is partition k of every worker's partials
+
+    def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
+        items = self._partition(f"partial#{run_id}#{worker}#{spread}")
+        return [model for item in items for model in decode_items(item["data"]["B"])]
+
+    def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
+        """The pages, then the summary: a slice with a summary is saved whole."""
+        pk = _slice_pk(run_id, spread)
+        self._delete_partition(pk)  # pages a slice interrupted before its summary left
+        self._partition_put(pk, [(f"{n:06d}", page) for n, page in enumerate(pages)])
+        self._partition_put(pk, [(SLICE_SUMMARY_SK, summary)])
+
+    def load_slice(self, run_id: str, spread: int) -> SavedSlice | None:
+        answer = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :summary",
+            ExpressionAttributeValues={
+                ":pk": {"S": _slice_pk(run_id, spread)},
+                ":summary": {"S": SLICE_SUMMARY_SK},
+            },
+            ConsistentRead=True,
+        )
+        found = {item["sk"]["S"]: item["data"]["B"] for item in answer.get("Items", [])}
+        if SLICE_SUMMARY_SK not in found:
+            return None
+        return SavedSlice(found[SLICE_SUMMARY_SK], SLICE_PUT_SK in found)
+
+    def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
+        items = self._partition(_slice_pk(run_id, spread))
+        return [
+            item["data"]["B"] for item in items if item["sk"]["S"] not in (SLICE_SUMMARY_SK, SLICE_PUT_SK)
+        ]
+
+    def slice_put(self, run_id: str, spread: int) -> None:
+        self._partition_put(_slice_pk(run_id, spread), [(SLICE_PUT_SK, b"")])
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        for worker in range(workers):
+            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
+
+    def delete_slices(self, run_id: str) -> None:
+        for spread in range(PARTIAL_SPREAD):
+            self._delete_partition(_slice_pk(run_id, spread))
 
     def save_pending(self, owner: str, pending: PendingBatch) -> None:
         """The chunks first, then the state item points at them: the pending batch exists at once."""
@@ -795,12 +869,11 @@ class DynamoWorkflowStore:
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
         by_model: dict[type[Model], list[StateKey]] = defaultdict(list)
         for key in keys:
-            model = indicator_model(key[1])
-            by_model[model].append(_stored_key(key) if model is models.RecipientStateModel else key)
+            by_model[indicator_model(key[1])].append(_stored_key(key))
         found: dict[StateKey, Model] = {}
         for model, model_keys in by_model.items():
             for item in model.batch_get(model_keys, consistent_read=True):
-                if isinstance(item, models.RecipientStateModel):
+                if isinstance(item, _STORED_ELSEWHERE):
                     item = item.as_read()
                 found[(str(getattr(item, "delivery_id")), str(getattr(item, "sk")))] = item  # noqa: B009
         return found
@@ -816,9 +889,7 @@ class DynamoWorkflowStore:
         """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
         for item in items:
-            by_model[type(item)].append(
-                item.as_stored() if isinstance(item, models.RecipientStateModel) else item
-            )
+            by_model[type(item)].append(item.as_stored() if isinstance(item, _STORED_ELSEWHERE) else item)
         requests = [
             (model, model_items[start : start + BATCH_WRITE_ITEMS])
             for model, model_items in by_model.items()
@@ -831,9 +902,7 @@ class DynamoWorkflowStore:
                 written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
                 refused = [refused for request in written for refused in request.result()]
         return [
-            Refused(found.item.as_read(), found.error)
-            if isinstance(found.item, models.RecipientStateModel)
-            else found
+            Refused(found.item.as_read(), found.error) if isinstance(found.item, _STORED_ELSEWHERE) else found
             for found in refused
         ]
 

@@ -45,6 +45,7 @@ How exactly-once holds (see README "The tracking workflow"):
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,10 +59,12 @@ from functions.consolidate.store import (
     FINISH,
     MERGED,
     MERGING,
+    PARTIAL_SPREAD,
     WORK,
     LockLost,
     PendingBatch,
     Refused,
+    SavedSlice,
     Unreadable,
     WorkflowState,
     WorkflowStore,
@@ -74,6 +77,7 @@ from functions.consolidate.store import (
 from functions.shared import raw_events, timeutil
 from functions.shared.models import (
     RECIPIENT_STATE_PREFIX,
+    DeliveryStatsModel,
     QuarantineModel,
     RawEventModel,
     RunModel,
@@ -211,9 +215,11 @@ class WorkResult:
 
 
 class TrackingWorkflow:
-    """A run in three steps (README "Scale-out"): ``plan`` takes the lock and splits the shards into
-    groups, ``work`` consolidates one group (N of them in parallel), ``finish`` merges what the workers
-    share, records the run and releases the lock. ``run`` does all three in one process."""
+    """A run in steps (README "Scale-out"): ``plan`` takes the lock and splits the shards into
+    groups, ``work`` consolidates one group (N of them in parallel), ``close`` closes the run for the
+    workers, ``merge_slice`` merges one slice of what the workers share (16 of them in parallel),
+    ``finish`` merges the statistics (and any slice that did not run), records the run and releases
+    the lock. ``run`` does them all in one process."""
 
     def __init__(
         self,
@@ -252,6 +258,13 @@ class TrackingWorkflow:
         else:
             results = [work(worker) for worker in range(len(plan.groups))]
         error = _described(failures[0]) if failures else None
+        slices = self.close(run_id)
+        if parallel and slices:
+            with ThreadPoolExecutor(max_workers=min(len(plan.groups), len(slices))) as pool:
+                list(pool.map(lambda spread: self.merge_slice(run_id, spread), slices))
+        else:
+            for spread in slices:
+                self.merge_slice(run_id, spread)
         run = self.finish(run_id, results, error)
         if failures:
             raise failures[0]
@@ -426,21 +439,18 @@ class TrackingWorkflow:
         partial = len(groups) > 1
         finisher = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=owner)
         for worker in range(len(groups)):
-            _Run(
-                self._store,
-                self._config,
-                self._clock,
-                run,
-                _Budget(None),
-                worker=worker,
-                partial=partial,
-                owner=owner,
-                replaying_for=run_id,
-            ).replay()
+            self._replayer(run, run_id, owner, worker, partial).replay()
         if partial and state.phase != MERGED:
             if state.phase != MERGING:
-                parts = [self._store.run_partials(run_id, worker) for worker in range(len(groups))]
-                merged = merge.merge_run(parts, self._store.load_indicators)
+                views: list[Model] = []
+                corrections: dict[str, list[int]] = {}
+                for spread in range(PARTIAL_SPREAD):  # each slice a step of its own unless it failed
+                    slice_views, slice_corrections = self._merge_slice(run_id, len(groups), spread, finisher)
+                    views += slice_views
+                    for delivery_id, (found, human) in slice_corrections.items():
+                        total = corrections.setdefault(delivery_id, [0, 0])
+                        total[0], total[1] = total[0] + found, total[1] + human
+                merged = merge.merge_stats(views, corrections, self._store.load_indicators)
                 self._store.save_merge(owner, run_id, _pages(merged))
             for page in self._store.load_merge(run_id):
                 finisher.put_merged(decode_items(page))
@@ -449,12 +459,77 @@ class TrackingWorkflow:
         if partial:
             for worker in range(len(groups)):
                 self._store.delete_partials(run_id, worker)
+            self._store.delete_slices(run_id)
             self._store.delete_merge(run_id)
         counts = []
         for worker in range(len(groups)):
             slot = self._store.load_worker(worker)
             counts.append((slot.events if slot.run_id == run_id else 0) + _at(state.drained, worker))
         return counts
+
+    # --- the merge's slices (README "Scale-out") ------------------------------------------------
+
+    def close(self, run_id: str) -> list[int]:
+        """Close the run for its workers and apply the pending batches they left, so that the
+        slices of the merge read every partial item; the slices to merge (none with one worker)."""
+        state = self._store.load_state()
+        if state.lock_owner != run_id or state.run_id != run_id or state.phase not in (WORK, FINISH):
+            return []
+        self._store.renew_lock(run_id, self._clock().timestamp(), self._config.lock_seconds)
+        if state.phase == WORK:
+            self._store.set_phase(run_id, FINISH)
+        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
+        for worker in range(len(state.groups)):
+            self._replayer(run, run_id, run_id, worker, len(state.groups) > 1).replay()
+        return list(range(PARTIAL_SPREAD)) if len(state.groups) > 1 else []
+
+    def merge_slice(self, run_id: str, spread: int) -> None:
+        """Merge slice ``spread`` of a closed run's partial items (every person, URL row, hour and
+        click streams whose partial partition is ``spread``) and put them, once: the merge is saved
+        first, and a retried slice puts the saved one again. The finisher merges the statistics."""
+        state = self._store.load_state()
+        if state.lock_owner != run_id or state.run_id != run_id or state.phase != FINISH:
+            return  # not closed yet, or merged already: its partial items may be gone
+        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
+        writer = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=run_id)
+        self._merge_slice(run_id, len(state.groups), spread, writer)
+
+    def _merge_slice(
+        self, run_id: str, workers: int, spread: int, writer: _Run
+    ) -> tuple[list[Model], dict[str, list[int]]]:
+        """The slice merged, saved and put (each once); its statistics copies and person corrections."""
+        saved = self._store.load_slice(run_id, spread)
+        if saved is None:
+            parts = [self._store.slice_partials(run_id, worker, spread) for worker in range(workers)]
+            items, views, corrections = merge.merge_slice(parts, self._store.load_indicators)
+            summary = json.dumps(
+                {"views": [view.serialize() for view in views], "corrections": corrections}
+            ).encode()
+            self._store.save_slice(run_id, spread, _pages(items), summary)
+            saved = SavedSlice(summary, put=False)
+            # saved, the slice's partial items are needed no more: deleted here, side by side with
+            # the other slices, rather than by the finisher (as many deletes as puts)
+            self._store.delete_slice_partials(run_id, workers, spread)
+        if not saved.put:
+            for page in self._store.slice_pages(run_id, spread):
+                writer.put_merged(decode_items(page))
+            self._store.slice_put(run_id, spread)
+        found = json.loads(saved.summary)
+        stats: list[Model] = [DeliveryStatsModel.from_raw_data(view) for view in found["views"]]
+        return stats, {str(d): [int(n) for n in c] for d, c in found["corrections"].items()}
+
+    def _replayer(self, run: RunModel, run_id: str, owner: str, worker: int, partial: bool) -> _Run:
+        return _Run(
+            self._store,
+            self._config,
+            self._clock,
+            run,
+            _Budget(None),
+            worker=worker,
+            partial=partial,
+            owner=owner,
+            replaying_for=run_id,
+        )
 
     def _finish_interrupted(self, run_id: str, owner: str, state: WorkflowState) -> None:
         run = self._store.load_run(run_id)

@@ -1,4 +1,4 @@
-"""The tracking workflow's state machine: Plan, a Map of workers, Finish; retries, the way a failed
+"""The tracking workflow's state machine: Plan, a Map of workers, Close, a Map of slices, Finish; retries, the way a failed
 worker reaches Finish, its role (the consolidation function and nothing else), logs and time limit."""
 
 from __future__ import annotations
@@ -10,17 +10,22 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.store import PARTIAL_SPREAD
 from infra.constants import (
+    CLOSE_STATE,
     FAILED_STATE,
     FINISH_STATE,
     LAMBDA_SERVICE_ERRORS,
     MAX_WORKFLOW_WORKERS,
+    MERGE_SLICE_STATE,
     MORE_WORK_CHOICE,
     NOTHING_TO_DO_STATE,
     OUTCOME_CHOICE,
     PLAN_STATE,
     RUN_FAILED_ERROR,
     SKIP_CHOICE,
+    SLICE_FAILED_STATE,
+    SLICES_STATE,
     SUCCEEDED_STATE,
     WORK_ON_STATE,
     WORK_STATE,
@@ -83,8 +88,9 @@ def test_a_run_plans_then_works_in_a_map_then_finishes(synthesized: Synthesized)
     assert processor["StartAt"] == WORK_STATE
     work = processor["States"][WORK_STATE]
     assert (work["Type"], work["Resource"]) == ("Task", _function(synthesized))
-    # And after the workers, Finish invokes it once more
-    assert workers["Next"] == FINISH_STATE
+    # And after the workers Close and the Map of the merge's slices (test below), then Finish once more
+    assert workers["Next"] == CLOSE_STATE and states[CLOSE_STATE]["Next"] == SLICES_STATE
+    assert states[SLICES_STATE]["Next"] == FINISH_STATE
     finish = states[FINISH_STATE]
     assert (finish["Type"], finish["Resource"]) == ("Task", _function(synthesized))
     # And the execution ends as the run did: failed runs fail it (the alarm watches), others succeed
@@ -295,3 +301,43 @@ def test_the_state_machine_traces_like_the_functions_not_at_all(synthesized: Syn
     assert tracing == {"Enabled": False}
     for function in synthesized.of_type("AWS::Lambda::Function").values():
         assert function["Properties"].get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}
+
+
+def test_the_merges_slices_run_side_by_side_between_close_and_finish_each_retried_like_a_worker(
+    synthesized: Synthesized,
+) -> None:
+    states = _definition(synthesized)["States"]
+    # Given Close, an invoke of the consolidation function with the run id
+    close = states[CLOSE_STATE]
+    assert (close["Type"], close["Resource"]) == ("Task", _function(synthesized))
+    assert close["Arguments"] == '{% {"step": "close", "run_id": $states.input.run_id} %}'
+    # And it passes on what Finish reads, with the slices the function answered
+    assert close["Output"] == '{% $merge([$states.input, {"slices": $states.result.slices}]) %}'
+    # Then the Map runs one merge_slice invoke per slice, all 16 at once
+    slices = states[SLICES_STATE]
+    assert slices["Type"] == "Map" and slices["MaxConcurrency"] == PARTIAL_SPREAD
+    assert slices["Items"] == "{% $states.input.slices %}"
+    assert slices["ItemSelector"] == {
+        "step": "merge_slice",
+        "run_id": "{% $states.input.run_id %}",
+        "slice": "{% $states.context.Map.Item.Value.slice %}",
+    }
+    assert slices["Output"] == "{% $states.input %}"  # Finish gets the workers' results, not the slices'
+    processor = slices["ItemProcessor"]
+    merge = processor["States"][MERGE_SLICE_STATE]
+    assert (merge["Type"], merge["Resource"], merge["End"]) == ("Task", _function(synthesized), True)
+    assert merge["Arguments"] == "{% $states.input %}"
+    # And a slice is retried like a worker (the Lambda service's errors, then once on its own failure)
+    work = states[WORKERS_STATE]["ItemProcessor"]["States"][WORK_STATE]
+    assert merge["Retry"] == work["Retry"]
+    # And a slice still failing, or a failed Close or Map, leaves the merge to Finish with its input
+    (catch,) = merge["Catch"]
+    assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == SLICE_FAILED_STATE
+    assert processor["States"][SLICE_FAILED_STATE]["Type"] == "Pass"
+    for state in (close, slices):
+        (caught,) = state["Catch"]
+        assert (caught["ErrorEquals"], caught["Next"], caught["Output"]) == (
+            ["States.ALL"],
+            FINISH_STATE,
+            "{% $states.input %}",
+        )

@@ -21,7 +21,7 @@ from local.aws import create_tables
 from tests.apigw import FakeContext
 from tests.fakes_workflow import FakeWorkflowStore
 from tests.unit.test_workflow import RUN_AT, seeded_store
-from tests.unit.test_workflow_workers import first_run_events, second_run_events
+from tests.unit.test_workflow_workers import first_run_events, second_run_events, story
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +75,10 @@ INVOCATIONS: dict[str, list[int]] = {}  # run -> how many times each worker was 
 
 
 def _through_the_steps(run_id: str, reads: int | None = None) -> dict[str, Any]:
-    """One execution of the state machine: plan, each worker (one after another here), finish. With
-    ``reads``, each worker invocation has time for that many shard reads beyond a round of its shards,
-    and a worker with more to do is invoked again (the Workers iteration's "Work on")."""
+    """One execution of the state machine: plan, each worker (one after another here), close, each
+    slice of the merge (slice 0 twice, as a retry would), finish. With ``reads``, each worker
+    invocation has time for that many shard reads beyond a round of its shards, and a worker with
+    more to do is invoked again (the Workers iteration's "Work on")."""
     plan = _step({"step": "plan", "run_id": run_id, "trigger": "schedule"})
     assert plan["skip"] is False
     results = []
@@ -94,6 +95,10 @@ def _through_the_steps(run_id: str, reads: int | None = None) -> dict[str, Any]:
             event = {"step": "work", "run_id": run_id, **group, **carried}
         INVOCATIONS.setdefault(run_id, []).append(invocations)
         results.append(result)
+    slices = _step({"step": "close", "run_id": run_id})["slices"]
+    assert len(slices) == 16
+    for entry in [*slices, slices[0]]:
+        _step({"step": "merge_slice", "run_id": run_id, **entry})
     return _step({"step": "finish", "run_id": run_id, "workers": results})
 
 
@@ -128,7 +133,7 @@ def _story(
             assert _through_the_steps("run-2", reads)["status"] == "succeeded"
         runs = [RunModel.get(models.RUNS_PK, run_id) for run_id in ("run-1", "run-2")]
         partials = [i for i in _scan(tables.WORKFLOW) if '"partial#' in i or '"merge#' in i]
-        assert partials == []  # the finisher leaves no partial item or merge page behind
+        assert partials == []  # the finisher leaves no partial item, merge page or slice behind
         return _scan(tables.TRACKING_LOGS), _scan(tables.INDICATORS), runs
 
 
@@ -183,3 +188,29 @@ def test_a_retried_worker_and_a_late_one_on_dynamodb(aws_tables: None) -> None:
     # And a worker that starts after the finisher closed the run writes nothing (its run is not open)
     late = flow.work("run-1", 0, plan.groups[0])
     assert late.status == "failed" and late.events_processed == 0
+
+
+def test_persons_land_on_their_deliverys_spread_keys_and_the_indicators_are_those_of_the_fake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the same two runs on moto's DynamoDB and on the in-memory store (which keeps every
+    # indicator at its key in memory), with a person ("pshared") clicking in both runs
+    _, indicators, _ = _story(monkeypatch, 1)
+    fake, _ = story(1)
+    stored = [json.loads(item) for item in indicators]
+    # Then each person's state is at stored_person_key, spread over several of the delivery's keys
+    persons = [item for item in stored if item["sk"]["S"].startswith(models.PERSON_STATE_PREFIX)]
+    expected = {
+        models.stored_person_key(delivery_id, sk.removeprefix(models.PERSON_STATE_PREFIX))
+        for delivery_id, sk in fake.indicators
+        if sk.startswith(models.PERSON_STATE_PREFIX)
+    }
+    assert {(item["delivery_id"]["S"], item["sk"]["S"]) for item in persons} == expected
+    assert len({item["delivery_id"]["S"] for item in persons}) > 1
+    # And no person is under the delivery's own key, read back by the second run (else "pshared"
+    # would count twice), so the statistics equal the in-memory store's
+    assert not any(item["delivery_id"]["S"] == "d1" and item["sk"]["S"].startswith("p#") for item in stored)
+    moto_stats = next(i for i in stored if i["delivery_id"]["S"] == "d1" and i["sk"]["S"] == models.STATS_SK)
+    fake_stats = fake.indicators[("d1", models.STATS_SK)].serialize()
+    fake_stats.pop("updated_at", None)
+    assert json.dumps(moto_stats, sort_keys=True) == json.dumps(fake_stats, sort_keys=True)

@@ -11,12 +11,16 @@ from bench.common import latency_s
 from bench.memory_store import LatencyAccountingStore
 from functions.consolidate.store import PARTIAL_SPREAD
 from functions.shared.models import (
+    PERSON_SPREAD,
+    PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     STATS_SK,
     URL_STATS_PREFIX,
     DeliveryStatsModel,
+    PersonStateModel,
     RecipientStateModel,
     TrackingLogModel,
+    stored_person_key,
     stored_recipient_key,
 )
 
@@ -99,8 +103,11 @@ def test_given_a_tiny_campaign_when_the_figure_runs_it_with_4_workers_then_every
     assert [step["shards"] for step in four["steps"]] == [2, 2, 2, 2]
     assert sum(step["events"] for step in four["steps"]) == 600
     assert all(step["wait_s"] > 0 and step["cpu_s"] > 0 and throughput(step) > 0 for step in four["steps"])
-    # the finisher reads each worker's partial items over their partitions; one worker writes none
-    assert four["finish"]["requests"]["Query"] >= 4 * PARTIAL_SPREAD > lone["finish"]["requests"]["Query"]
+    # each slice of the merge reads its partition of each worker's partial items, timed on its own;
+    # one worker writes none and has no slice
+    assert [step["slice"] for step in four["slices"]] == list(range(PARTIAL_SPREAD)) and lone["slices"] == []
+    assert all(step["requests"]["Query"] >= 4 for step in four["slices"])
+    assert all(step["time_s"] > 0 for step in [four["close"], *four["slices"], four["finish"]])
     assert four["stats"] == lone["stats"] and four["stats"]["total_opens"] > 0
     assert 1.0 <= skew(four) < 2.0
 
@@ -190,3 +197,50 @@ def test_given_recipient_states_when_put_then_their_writes_count_under_each_reci
 
     table = RecipientStateModel.Meta.table_name
     assert store.writes_by_key == {(table, stored_recipient_key("d1", f"u{n}")[0]): 1 for n in range(3)}
+
+
+def test_given_person_states_when_put_then_their_writes_count_under_the_spread_person_partitions() -> None:
+    """The DynamoDB store writes a person's state at ``stored_person_key`` (one of the delivery's
+    PERSON_SPREAD person partitions), not under the delivery's key it has in memory."""
+    store = LatencyAccountingStore()
+    persons = [PersonStateModel(delivery_id="d1", sk=f"{PERSON_STATE_PREFIX}p{n}") for n in range(200)]
+
+    store.put_items(persons)
+
+    table = PersonStateModel.Meta.table_name
+    expected: dict[tuple[str, str], int] = {}
+    for n in range(200):
+        key = (table, stored_person_key("d1", f"p{n}")[0])
+        expected[key] = expected.get(key, 0) + 1
+    assert store.writes_by_key == expected
+    assert len(expected) == PERSON_SPREAD and ("d1", "d1") not in expected  # none under the delivery's key
+    assert max(expected.values()) <= 2 * 200 / PERSON_SPREAD  # spread about evenly
+
+
+def test_given_a_merge_in_slices_when_put_on_paper_then_its_longest_invocation_caps_and_its_path_takes_time() -> (
+    None
+):
+    from bench.fig11_workers import CAMPAIGN_EVENTS, paper_figure
+
+    # Given the runs above, where the merge of the runs with 2 and 8 workers is Close (0.1 s), 16
+    # slices (the slowest 4 µs per event, above the 1 µs of the hottest key, at 2 and at 8 workers) and Finish (0.1 s) instead of one
+    # finisher
+    runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.1), _run(8, 800_000, 0.1)]
+    for run in runs[1:]:
+        run["close"] = {"cpu_s": 0.1, "wait_s": 0.0, "writes_by_key": {}}
+        run["slices"] = [
+            {"cpu_s": 3.2 if k == 3 else 0.1, "wait_s": 0.0, "writes_by_key": {f"p d1#p{k}": 50}}
+            for k in range(16)
+        ]
+
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60)
+
+    # Then each of the merge's invocations must fit in one: the slowest slice caps it
+    sixteen = paper["rows"][0]
+    assert sixteen["caps"]["finisher"] == pytest.approx(840 / (3.2 / 800_000))
+    # And the run waits for Close + the slowest slice + Finish, the slices side by side
+    assert sixteen["finisher_s"] == pytest.approx(CAMPAIGN_EVENTS * (0.1 + 3.2 + 0.1) / 800_000)
+    # And the merge's hottest key sums the slices that write it at once (here each its own key)
+    assert paper["finisher_key"] == "stats d1" and paper["finisher_hot_per_event"] == pytest.approx(
+        800 / 800_000
+    )

@@ -111,3 +111,35 @@ def test_a_worker_invoked_again_returns_the_notes_it_carried_and_refuses_malform
     for bad in ({"errors": "a note"}, {"quarantined": -1}, {"quarantined": "2"}):
         with pytest.raises(handler.BadStep, match="earlier invocations"):
             step({"step": "work", "run_id": "run-1", **group, **bad})
+
+
+def test_close_and_the_merge_slices_put_what_finish_would_have_merged_once(store: FakeWorkflowStore) -> None:
+    # Given a planned run whose three workers have worked
+    plan = step({"step": "plan", "trigger": "schedule"})
+    run_id = plan["run_id"]
+    results = [step({"step": "work", "run_id": run_id, **group}) for group in plan["groups"]]  # type: ignore[union-attr, dict-item]
+    # When the state machine closes the run and merges every slice, slice 2 twice (a retry)
+    closed = step({"step": "close", "run_id": run_id})
+    assert closed == {"run_id": run_id, "slices": [{"slice": n} for n in range(16)]}
+    for entry in [*closed["slices"], {"slice": 2}]:  # type: ignore[list-item]
+        assert step({"step": "merge_slice", "run_id": run_id, **entry}) == {"run_id": run_id, **entry}
+    # Then every person is in place before finish, which merges only the statistics
+    persons = {key for key in store.indicators if key[1].startswith("p#")}
+    assert persons and len(store.slices) == 16
+    step({"step": "finish", "run_id": run_id, "workers": results})
+    assert store.snapshot() == clean_totals()
+    assert store.slices == {} and store.partials == {}
+    # And a slice out of range or missing is refused
+    for bad in ({"slice": 16}, {"slice": "1"}, {}):
+        with pytest.raises(handler.BadStep):
+            step({"step": "merge_slice", "run_id": run_id, **bad})
+
+
+def clean_totals() -> dict[str, object]:
+    """One worker's run over the same events, in one process."""
+    alone = seeded_store()
+    first_run_events(alone, recipients=12)
+    TrackingWorkflow(alone, WorkflowConfig(workers=1), clock=Clock(RUN_AT + timedelta(hours=1))).run(
+        "alone", "schedule"
+    )
+    return alone.snapshot()

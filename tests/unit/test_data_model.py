@@ -135,3 +135,21 @@ def test_the_verdict_on_a_hit_reaches_its_tracking_log() -> None:
         None,
         None,
     )
+
+
+def test_a_person_state_is_stored_in_one_of_its_deliverys_person_partitions_and_read_back() -> None:
+    # Given a person's state as the workflow keeps it in memory, under its delivery's key
+    person = models.PersonStateModel(delivery_id="dabc", sk="p#browser1", human_clicks=2)
+    # When it is stored and read back
+    stored = person.as_stored()
+    read = stored.as_read()
+    # Then it is stored at "<delivery>#p<n>" by the person id's hash, and read at its key in memory
+    partition, sk = models.stored_person_key("dabc", "browser1")
+    assert (stored.delivery_id, stored.sk) == (partition, sk) == (partition, "p#browser1")
+    assert (
+        partition.startswith("dabc#p") and 0 <= int(partition.removeprefix("dabc#p")) < models.PERSON_SPREAD
+    )
+    assert (read.delivery_id, read.sk, read.human_clicks, read.clicked) == ("dabc", "p#browser1", 2, True)
+    # And a delivery's persons fill every one of its person partitions
+    spread = {models.stored_person_key("dabc", f"browser{n}")[0] for n in range(500)}
+    assert len(spread) == models.PERSON_SPREAD

@@ -12,6 +12,7 @@ from local.state_machine import LocalStateMachine
 
 CALLS: list[dict[str, Any]] = []
 FAILURES: dict[int, int] = {}  # worker -> attempts that fail before one succeeds
+SLICE_FAILURES: dict[int, int] = {}  # slice of the merge -> attempts that fail before one succeeds
 MORE: dict[int, int] = {}  # worker -> invocations that stop at their time limit with work left
 RUNNING = {"now": 0, "most": 0}
 _lock = threading.Lock()
@@ -52,12 +53,22 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
             "quarantined": event.get("quarantined", 0) + 1,
             "more": more > 0,
         }
+    if event["step"] == "close":
+        return {"run_id": event["run_id"], "slices": [{"slice": n} for n in range(4)]}
+    if event["step"] == "merge_slice":
+        with _lock:
+            left = SLICE_FAILURES.get(event["slice"], 0)
+            SLICE_FAILURES[event["slice"]] = left - 1
+        if left > 0:
+            raise RuntimeError(f"slice {event['slice']} fault")
+        return {"run_id": event["run_id"], "slice": event["slice"]}
     return {"run_id": event["run_id"], "status": "failed" if "error" in event else "succeeded"}
 
 
 def machine(containers: int) -> LocalStateMachine:
     CALLS.clear()
     FAILURES.clear()
+    SLICE_FAILURES.clear()
     MORE.clear()
     RUNNING.update(now=0, most=0)
     return LocalStateMachine(
@@ -93,6 +104,23 @@ def test_a_failed_attempt_is_retried_and_a_worker_failing_for_good_fails_the_run
     assert [w["worker"] for w in finish["workers"]] == [0, 1]
     assert finish["error"] == {"Error": "RuntimeError", "Cause": "worker 2 fault"}
     assert answer["status"] == "failed"
+
+
+def test_the_slices_of_the_merge_run_between_the_workers_and_the_finisher_each_retried() -> None:
+    # Given slice 1 failing once and slice 3 on every attempt
+    sm = machine(2)
+    SLICE_FAILURES.update({1: 1, 3: 99})
+    # When an execution runs
+    answer = sm.invoke({"run_id": "run-1"})
+    # Then close comes after the work steps, every slice after close, finish last
+    steps = [call["step"] for call in CALLS]
+    assert steps.index("close") == 4 and steps[-1] == "finish"
+    slices = [call["slice"] for call in CALLS if call["step"] == "merge_slice"]
+    assert all(call["run_id"] == "run-1" for call in CALLS[4:])
+    # And a failed slice is tried again (three attempts at most); one failing for good leaves the
+    # slice to the finisher without failing the run
+    assert sorted(slices) == [0, 1, 1, 2, 3, 3, 3]
+    assert answer["status"] == "succeeded" and "error" not in CALLS[-1]
 
 
 def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_with_its_notes_until_it_has_none() -> None:

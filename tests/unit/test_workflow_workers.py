@@ -199,7 +199,7 @@ def test_four_workers_leave_every_report_exactly_as_one_worker_does() -> None:
         assert sorted(s for w in run.workers for s in w["shards"]) == raw_events.shards()
     assert sum(run.events_processed for run in runs) == len(four.logs)
     # And no partial item or merge page is left behind
-    assert four.partials == {} and four.merges == {}
+    assert four.partials == {} and four.merges == {} and four.slices == {}
 
 
 @pytest.mark.parametrize("workers", [2, 3, 8])
@@ -227,10 +227,16 @@ MULTI_FAULT_POINTS = [
     "open_run",
     "start_worker",
     "set_phase",
-    "run_partials",
     "save_merge",
     "load_merge",
     "delete_partials",
+    "slice_partials",
+    "save_slice",
+    "load_slice",
+    "slice_pages",
+    "slice_put",
+    "delete_slices",
+    "delete_slice_partials",
     "save_run",
     "release_lock",
 ]
