@@ -257,14 +257,19 @@ class TrackingWorkflow:
                 results = list(pool.map(work, range(len(plan.groups))))
         else:
             results = [work(worker) for worker in range(len(plan.groups))]
+        try:
+            slices = self.close(run_id)
+            if parallel and slices:
+                with ThreadPoolExecutor(max_workers=min(len(plan.groups), len(slices))) as pool:
+                    list(pool.map(lambda spread: self.merge_slice(run_id, spread), slices))
+            else:
+                for spread in slices:
+                    self.merge_slice(run_id, spread)
+        except Exception as fault:
+            # as the state machine does: a failed close or slice goes to Finish, which closes and
+            # merges what is left itself, records the run and releases the lock whatever happens
+            failures.append(fault)
         error = _described(failures[0]) if failures else None
-        slices = self.close(run_id)
-        if parallel and slices:
-            with ThreadPoolExecutor(max_workers=min(len(plan.groups), len(slices))) as pool:
-                list(pool.map(lambda spread: self.merge_slice(run_id, spread), slices))
-        else:
-            for spread in slices:
-                self.merge_slice(run_id, spread)
         run = self.finish(run_id, results, error)
         if failures:
             raise failures[0]

@@ -441,6 +441,38 @@ def test_a_permanent_dynamodb_error_fails_every_run_cleanly_until_it_is_fixed(re
     assert (lost, doubled) == (0, 0)
 
 
+def test_a_run_whose_pending_batch_cannot_be_completed_records_its_failure_and_releases_the_lock(
+    reliability: Any,
+) -> None:
+    # Given DynamoDB refusing to complete a worker's pending batch for one run (its worker fails, and
+    # so does the closing replay of that batch)
+    store = seeded_store()
+    campaign(store)
+    store.die_on_fault = False
+    store.fault = lambda op, count: op == "complete_worker_pending"
+    clock = Clock(RUN_AT)
+    with pytest.raises(Crash):
+        workflow(store, clock).run("refused", "schedule")
+    # Then the run is recorded failed with the error and the lock is released
+    assert store.runs["refused"].status == "failed"
+    assert "injected fault" in store.runs["refused"].errors[0]
+    assert store.lock_owner is None
+    # And the next run replays the pending batch and gives the clean totals
+    store.restart()
+    clock.now += timedelta(minutes=5)
+    assert workflow(store, clock).run("next", "schedule").status == "succeeded"
+    lost, doubled = lost_and_doubled(clean_snapshot(batch_size=100), store.snapshot())
+    reliability.record(
+        "Faults",
+        "DynamoDB refusing to complete a worker's pending batch for a whole run",
+        1,
+        "run recorded failed with its error, lock released; the next run replayed the batch",
+        lost,
+        doubled,
+    )
+    assert (lost, doubled) == (0, 0)
+
+
 def crowd(store: FakeWorkflowStore, recipients: int, clicks: int = 3) -> None:
     """Many recipients, each opening once and clicking a few links: many ``r#`` and ``p#`` items.
 
