@@ -277,3 +277,28 @@ def test_the_lock_owner_is_the_migrations_own_name() -> None:
     store.lock_owner, store.lock_expires = OWNER, NOW + 900
     # When it is invoked again before the lock expires, Then it takes its own lock back and finishes
     assert migration(store).run()["done"] is True
+
+
+def test_msgtrack_migrate_prints_the_counts_and_exits_0_only_when_done_without_conflicts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.consolidate import migrate as migrate_module
+    from local.cli import main
+
+    # Given the command line over an in-memory store with legacy states
+    store = seeded()
+    monkeypatch.setattr(migrate_module, "DynamoMigrationStore", lambda: store)
+    # When msgtrack migrate runs, Then it prints the counts and exits 0
+    assert main(["migrate", "--old-logs-table", OLD_LOGS]) == 0
+    assert '"moved": 22' in capsys.readouterr().out
+    # And with a run holding the lock it says so and exits 1
+    store.lock_owner, store.lock_expires = "run-y", 1e12
+    assert main(["migrate"]) == 1
+    assert "run-y holds the workflow lock" in capsys.readouterr().err
+    # And a conflict makes it exit 1 too
+    store.lock_owner, store.progress = None, None
+    store.indicators[("dlv9", "r#rcp0")] = legacy_recipient("dlv9", "rcp0")
+    store.indicators[stored_recipient_key("dlv9", "rcp0")] = moved(
+        legacy_recipient("dlv9", "rcp0", clicked={"BOOL": True})
+    )
+    assert main(["migrate"]) == 1
