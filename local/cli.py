@@ -127,7 +127,40 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated event types (default: %(default)s)",
     )
     listen.set_defaults(run=webhooks_listen_command)
+    migrate = commands.add_parser(
+        "migrate",
+        help="move an upgraded deployment's stored states (and old tracking logs) to today's keys",
+        description=(
+            'The one-off storage migration of README "Upgrading", from this machine: against the tables the '
+            "environment names (MSGTRACK_TABLE_PREFIX or MSGTRACK_*_TABLE, AWS credentials and region, "
+            "AWS_ENDPOINT_URL for a local moto server). Holds the tracking workflow's lock, goes on until "
+            "done and prints the counts as JSON. Exits 0 when done without conflicts, 1 otherwise."
+        ),
+    )
+    migrate.add_argument(
+        "--old-logs-table",
+        default=None,
+        help="the tracking-logs table CloudFormation retained, whose logs are copied into today's",
+    )
+    migrate.set_defaults(run=migrate_command)
     return parser
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    import json
+
+    from functions.consolidate.migrate import DynamoMigrationStore, MigrationRefused, migrate
+    from functions.shared.settings import settings
+
+    try:
+        answer = migrate(
+            DynamoMigrationStore(), args.old_logs_table, lock_seconds=settings().run_lock_seconds
+        )
+    except MigrationRefused as exc:
+        print(f"msgtrack: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2), flush=True)
+    return 0 if answer["done"] and not answer["conflicts"] else 1
 
 
 def webhooks_listen_command(args: argparse.Namespace) -> int:

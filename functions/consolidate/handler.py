@@ -18,15 +18,21 @@ The steps (README "Scale-out"):
 - ``{"step": "finish", "run_id", "workers": [work results], "error"?: {"Error", "Cause"}}`` →
   ``{"run_id", "status", "events_processed"}``: merges the statistics (and any slice that did not
   run), records the run, releases the lock.
+- ``{"step": "migrate", "old_logs_table"?}`` → ``{"done", "phase", "moved", "already_there", "conflicts",
+  "conflict_keys", "logs_copied", "logs_from"}`` or ``{"done": false, "refused"}``: the one-off upgrade
+  of the stored states (and, given the retained old tracking-logs table, its logs) to today's keys
+  (``migrate.py``, README "Upgrading"); ``done: false`` without ``refused``: invoke it again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from functions.consolidate.migrate import DynamoMigrationStore, MigrationRefused, migrate
 from functions.consolidate.store import PARTIAL_SPREAD, DynamoWorkflowStore
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig, WorkResult
 from functions.shared import ids, timeutil
@@ -148,6 +154,26 @@ def _whole_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
 
 
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's rule for a table name
+
+
+def _migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    table = event.get("old_logs_table")
+    if table is not None and (not isinstance(table, str) or not TABLE_NAME.fullmatch(table)):
+        raise BadStep("step 'migrate' takes old_logs_table as a DynamoDB table name")
+    try:
+        answer = migrate(
+            DynamoMigrationStore(),
+            table,
+            lock_seconds=settings().run_lock_seconds,
+            remaining_ms=context.get_remaining_time_in_millis,
+        )
+    except MigrationRefused as refused:
+        return {"done": False, "refused": str(refused)}
+    logger.info("storage migration invoked", extra=answer)
+    return answer
+
+
 def _record(run: RunModel, duration: float) -> None:
     metrics.add_metric(
         name=MetricNames.EVENTS_PROCESSED, unit=MetricUnit.Count, value=int(run.events_processed)
@@ -174,6 +200,7 @@ STEPS: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
     "close": _close,
     "merge_slice": _merge_slice,
     "finish": _finish,
+    "migrate": _migrate,
 }
 
 

@@ -34,9 +34,15 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.
 def delivery(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr(redirect_handler, "_targets", None)
     monkeypatch.setattr(redirect_handler, "_sink", None)
+    seed_delivery("d1")
+    yield "d1"
+
+
+def seed_delivery(delivery_id: str) -> None:
+    """Two click links and an opt-out link, and the messages of recipients r1 to r5."""
     for url_id, category in (("1", "click"), ("2", "click"), ("3", "opt_out")):
         TrackedUrlModel(
-            delivery_id="d1",
+            delivery_id=delivery_id,
             url_id=url_id,
             url=f"https://shop.example/{url_id}",
             label=url_id,
@@ -44,13 +50,12 @@ def delivery(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         ).save()
     for n in range(1, 6):
         MessageModel(
-            delivery_id="d1",
+            delivery_id=delivery_id,
             sk=f"msg#r{n}",
             recipient_id=f"r{n}",
             email_domain="example.org",
             rendered_at="x",
         ).save()
-    yield "d1"
 
 
 class Browser:
