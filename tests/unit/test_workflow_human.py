@@ -97,6 +97,26 @@ def test_human_figures_leave_machine_hits_out_and_all_traffic_unchanged() -> Non
     }
 
 
+def test_a_person_clicking_again_in_a_later_run_a_link_among_those_clicked_before_is_no_new_distinct_click() -> (
+    None
+):
+    # Given a person who clicked links 1 and 2 in a first run (their recipient state remembers both)
+    store = seeded_store()
+    add(store, "c1", "r1", "1", T0, person="p1", client="k1")
+    add(store, "c2", "r1", "2", T0 + timedelta(seconds=5), person="p1", client="k1")
+    clock = Clock(T0 + timedelta(minutes=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When they click link 1 again and the next run consolidates it
+    add(store, "c3", "r1", "1", T0 + timedelta(minutes=2), person="p1", client="k1")
+    clock.now = T0 + timedelta(minutes=3)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then link 1 has two human clicks from one person, link 2 one
+    url1, url2 = store.indicators[("d1", "url#1")], store.indicators[("d1", "url#2")]
+    assert (url1.human_clicks, url1.human_distinct_clicks) == (2, 1)
+    assert (url2.human_clicks, url2.human_distinct_clicks) == (1, 1)
+    assert stats(store)["human"]["clicks"] == 1
+
+
 def test_a_human_click_without_an_open_makes_a_human_open_and_a_machine_click_does_not() -> None:
     # Given one person's click and one scanner's click, neither with an open
     store = seeded_store()

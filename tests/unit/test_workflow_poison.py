@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.batch import fault
 from functions.shared import raw_events
+from functions.shared.models import RawEventModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import (
@@ -132,6 +134,37 @@ def test_a_poison_raw_event_is_quarantined_and_every_other_event_counts_once(
         doubled,
     )
     assert (lost, doubled) == (0, 0)
+
+
+def _spoiled(name: str, value: str | None) -> RawEventModel:
+    """A good click read from its item with one string attribute changed (None: left out)."""
+    item = good_item("x0000001", 1_500)
+    if value is None:
+        item.pop(name)
+    else:
+        item[name] = {"S": value}
+    return RawEventModel.from_raw_data(item)
+
+
+def test_a_poison_events_error_names_what_is_wrong_with_at_most_100_characters_of_it() -> None:
+    # Given raw events with a recipient id missing or empty, a kind of 300 letters, an at whose log
+    # would expire past the year 9999, and an at of 2,000 letters
+    # When the workflow asks what is wrong with each (the error it keeps in quarantine and the run's errors)
+    # Then the error names the field and shows at most 100 characters of its value
+    assert fault(_spoiled("recipient_id", None), 30) == "recipient_id is missing"
+    assert fault(_spoiled("recipient_id", ""), 30) == "recipient_id is ''"
+    assert fault(_spoiled("kind", "b" * 300), 30) == f"kind '{'b' * 100}' is not one the workflow knows"
+    assert (
+        fault(_spoiled("at", "9999-12-31T23:00:00Z"), 30)
+        == "at '9999-12-31T23:00:00Z': OverflowError: date value out of range"
+    )
+    # And a long error (the parser's message repeats the whole value) is cut at 1,000 characters
+    long = fault(_spoiled("at", "y" * 2_000), 30)
+    assert long is not None and len(long) == 1_000
+    assert long.startswith(f"at '{'y' * 100}': ValueError: Invalid isoformat string: 'yyy")
+    assert set(long[long.index("string: '") + 9 :]) == {"y"}
+    # And a good click has nothing wrong
+    assert fault(_spoiled("kind", "click"), 30) is None
 
 
 def test_a_run_of_poison_events_filling_whole_batches_still_moves_on() -> None:
