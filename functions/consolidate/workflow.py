@@ -446,13 +446,18 @@ class TrackingWorkflow:
         for worker in range(len(groups)):
             self._replayer(run, run_id, owner, worker, partial).replay()
         if partial and state.phase != MERGED:
+            # each slice a step of its own unless it failed; saved, a slice is only read here
+            slices = [
+                self._merge_slice(run_id, owner, len(groups), spread) for spread in range(PARTIAL_SPREAD)
+            ]
+            finisher.count_quarantined(
+                sum(merged.quarantined for merged in slices), [n for merged in slices for n in merged.notes]
+            )
             if state.phase != MERGING:
-                views: list[Model] = []
+                views: list[Model] = [view for merged in slices for view in merged.views]
                 corrections: dict[str, list[int]] = {}
-                for spread in range(PARTIAL_SPREAD):  # each slice a step of its own unless it failed
-                    slice_views, slice_corrections = self._merge_slice(run_id, len(groups), spread, finisher)
-                    views += slice_views
-                    for delivery_id, (found, human) in slice_corrections.items():
+                for merged_slice in slices:
+                    for delivery_id, (found, human) in merged_slice.corrections.items():
                         total = corrections.setdefault(delivery_id, [0, 0])
                         total[0], total[1] = total[0] + found, total[1] + human
                 merged = merge.merge_stats(views, corrections, self._store.load_indicators)
@@ -495,14 +500,12 @@ class TrackingWorkflow:
         state = self._store.load_state()
         if state.lock_owner != run_id or state.run_id != run_id or state.phase != FINISH:
             return  # not closed yet, or merged already: its partial items may be gone
-        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
-        writer = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=run_id)
-        self._merge_slice(run_id, len(state.groups), spread, writer)
+        self._merge_slice(run_id, run_id, len(state.groups), spread)
 
-    def _merge_slice(
-        self, run_id: str, workers: int, spread: int, writer: _Run
-    ) -> tuple[list[Model], dict[str, list[int]]]:
-        """The slice merged, saved and put (each once); its statistics copies and person corrections."""
+    def _merge_slice(self, run_id: str, owner: str, workers: int, spread: int) -> _MergedSlice:
+        """The slice merged, saved and put (each once); its statistics copies and person corrections,
+        and what its put quarantined: saved with the mark that it was put, so that the finisher counts
+        it once however often the slice was tried (``owner`` holds the lock)."""
         saved = self._store.load_slice(run_id, spread)
         if saved is None:
             parts = [self._store.slice_partials(run_id, worker, spread) for worker in range(workers)]
@@ -515,13 +518,26 @@ class TrackingWorkflow:
             # saved, the slice's partial items are needed no more: deleted here, side by side with
             # the other slices, rather than by the finisher (as many deletes as puts)
             self._store.delete_slice_partials(run_id, workers, spread)
+        outcome = saved.outcome
         if not saved.put:
+            # A put refused is quarantined under the same key at every try: only the count of the try
+            # that marks the slice put reaches the run.
+            notes = RunModel(sk=run_id, status="running", errors=[])
+            writer = _Run(self._store, self._config, self._clock, notes, _Budget(None), owner=owner)
             for page in self._store.slice_pages(run_id, spread):
                 writer.put_merged(decode_items(page))
-            self._store.slice_put(run_id, spread)
+            outcome = json.dumps(
+                {"quarantined": int(notes.quarantined or 0), "errors": notes.errors}
+            ).encode()
+            self._store.slice_put(run_id, spread, outcome)
         found = json.loads(saved.summary)
-        stats: list[Model] = [DeliveryStatsModel.from_raw_data(view) for view in found["views"]]
-        return stats, {str(d): [int(n) for n in c] for d, c in found["corrections"].items()}
+        put = json.loads(outcome or b"{}")  # a slice marked put by an older version: nothing quarantined
+        return _MergedSlice(
+            [DeliveryStatsModel.from_raw_data(view) for view in found["views"]],
+            {str(d): [int(n) for n in c] for d, c in found["corrections"].items()},
+            int(put.get("quarantined") or 0),
+            [str(note) for note in put.get("errors") or []],
+        )
 
     def _replayer(self, run: RunModel, run_id: str, owner: str, worker: int, partial: bool) -> _Run:
         return _Run(
@@ -558,6 +574,16 @@ class TrackingWorkflow:
         run = self._store.load_run(plan.run_id)
         assert run is not None  # the planner recorded the skipped run
         return run
+
+
+@dataclass(frozen=True)
+class _MergedSlice:
+    """A slice of the merge as saved: what the finisher merges and counts of it."""
+
+    views: list[Model]
+    corrections: dict[str, list[int]]
+    quarantined: int
+    notes: list[str]
 
 
 STOPPED_EARLY = "stopped early to stay within the time limit"
@@ -766,6 +792,11 @@ class _Run:
 
     def put_merged(self, items: list[Model]) -> None:
         self._put(items)
+
+    def count_quarantined(self, count: int, notes: list[str]) -> None:
+        """Items another step quarantined for this run (a slice of the merge), counted in its record."""
+        self._run.quarantined = int(self._run.quarantined or 0) + count
+        self._run.errors = [*self._run.errors, *notes][:MAX_RUN_ERRORS]
 
     def drain_fallback(self) -> None:
         self._state = self._store.load_state()
