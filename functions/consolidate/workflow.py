@@ -173,7 +173,9 @@ class Plan:
 class WorkResult:
     """What one worker did in the run (over all its invocations so far). ``errors`` and ``quarantined``
     carry its notes to the finisher. ``more``: it stopped at its invocation's time limit with its group
-    not drained while the run's budget is not spent, so it is to be invoked again."""
+    not drained while the run's budget is not spent, so it is to be invoked again; ``next_shard``: the
+    shard its next invocation goes on at (its rounds go on where they stopped, rather than starting
+    again at the group's first shard, so that no shard of the group lags)."""
 
     worker: int
     shards: list[str]
@@ -183,6 +185,7 @@ class WorkResult:
     errors: list[str] = field(default_factory=list)
     quarantined: int = 0
     more: bool = False
+    next_shard: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         answer: dict[str, Any] = {
@@ -198,6 +201,8 @@ class WorkResult:
         if self.quarantined:
             answer["quarantined"] = self.quarantined
         answer["more"] = self.more
+        if self.next_shard is not None:
+            answer["next_shard"] = self.next_shard
         return answer
 
     @classmethod
@@ -211,6 +216,7 @@ class WorkResult:
             errors=[str(note) for note in data.get("errors") or []],
             quarantined=int(data.get("quarantined") or 0),
             more=data.get("more") is True,
+            next_shard=str(data["next_shard"]) if data.get("next_shard") is not None else None,
         )
 
 
@@ -360,7 +366,9 @@ class TrackingWorkflow:
         )
         quarantined = earlier.quarantined if earlier else 0
         try:
-            finished = runner.work(shards, str(state.run_started) + "#~")
+            finished = runner.work(
+                shards, str(state.run_started) + "#~", earlier.next_shard if earlier else None
+            )
         except LockLost as error:
             return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors), quarantined)
         events = self._store.load_worker(worker).events + _at(state.drained, worker)
@@ -373,6 +381,7 @@ class TrackingWorkflow:
             list(dict.fromkeys(run.errors)),
             quarantined + int(run.quarantined or 0),
             more=not finished and not budget.run_spent(),
+            next_shard=None if finished else runner.next_shard,
         )
 
     # --- finish -----------------------------------------------------------------------------
@@ -756,6 +765,7 @@ class _Run:
         self._state: WorkflowState | None = None
         self._carried = _Carried()
         self.drained: dict[str, int] = {}  # events consolidated from the fallback queue, by shard
+        self.next_shard: str | None = None  # where the rounds stopped, for the next invocation
 
     @property
     def _owner(self) -> str:
@@ -773,8 +783,9 @@ class _Run:
             logger.info("replaying the pending batch of an interrupted step", extra={"seq": pending.seq})
             self._finish(pending)
 
-    def work(self, shards: list[str], upto: str) -> bool:
-        """Consolidate ``shards`` up to ``upto``; False when the time budget ran out first."""
+    def work(self, shards: list[str], upto: str, start_at: str | None = None) -> bool:
+        """Consolidate ``shards`` up to ``upto``, the rounds starting at ``start_at`` (where an earlier
+        invocation's stopped); False when the time budget ran out first."""
         assert self._worker is not None
         self._store.start_worker(self._run_id, self._worker)
         self.replay()
@@ -783,6 +794,9 @@ class _Run:
         for shard, checkpoint in sorted(self._state.checkpoints.items()):
             if shard in mine:
                 self._consolidate_late_events(shard, checkpoint)
+        if start_at in mine:
+            at = shards.index(start_at)
+            shards = shards[at:] + shards[:at]
         finished = self._consolidate_shards(upto, shards)
         self._flush()  # on an error, nothing: what the run carries is consolidated again next time
         if not finished:
@@ -856,6 +870,7 @@ class _Run:
             self._renew_lock()
             for shard, after in list(positions.items()):
                 if self._budget.exhausted():
+                    self.next_shard = shard
                     return False
                 read = self._store.read_raw(shard, after, upto, self._config.batch_size)
                 if not read:

@@ -93,7 +93,9 @@ def _through_the_steps(run_id: str, reads: int | None = None) -> dict[str, Any]:
             result = _step(event, context)
             if not result["more"]:
                 break
-            carried = {name: result[name] for name in ("errors", "quarantined") if name in result}
+            carried = {
+                name: result[name] for name in ("errors", "quarantined", "next_shard") if name in result
+            }
             event = {"step": "work", "run_id": run_id, **group, **carried}
         INVOCATIONS.setdefault(run_id, []).append(invocations)
         results.append(result)
