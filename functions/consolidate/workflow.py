@@ -5,10 +5,10 @@ How exactly-once holds (see README "The tracking workflow"):
 * One run at a time: a lock with an expiry in the workflow state item; every state write is
   conditional on still holding it.
 * A run (each worker, its group) reads the shards of the raw-events table (64 by default) in rounds,
-  a batch of each shard per round, from its checkpoint up to the run's start. Each batch is computed (``batch.consolidate``) against
-  the indicator items the run holds in memory: loaded once, updated batch after batch, written once
-  per *flush*. A tracking log is a pure function of its raw event and tracked URL, so the logs of a
-  batch are put straight away (a put repeated later is harmless).
+  a batch of each shard per round, from its checkpoint up to the run's start. Each batch is computed
+  (``batch.consolidate``) against the indicator items the run holds in memory: loaded once, updated
+  batch after batch, written once per *flush*. A tracking log is a pure function of its raw event and
+  tracked URL, so the logs of a batch are put straight away (a put repeated later is harmless).
 * Checkpoints move only at a flush: the changed indicator items and the new checkpoint of every
   shard read since the previous flush are saved as the *pending batch*, applied as whole-item puts,
   then the checkpoints move and the pending batch is removed in one conditional update. The pending
