@@ -59,6 +59,7 @@ from infra.constants import (
     RUN_FAILED_ERROR,
     SERVICE_ERROR_RETRY_ATTEMPTS,
     SERVICE_ERROR_RETRY_INTERVAL,
+    SERVICE_ERROR_RETRY_MAX_DELAY,
     SKIP_CHOICE,
     SLICE_FAILED_STATE,
     SLICES_STATE,
@@ -227,6 +228,7 @@ class WorkflowStateMachine(Construct):
             max_attempts=SERVICE_ERROR_RETRY_ATTEMPTS,
             interval=SERVICE_ERROR_RETRY_INTERVAL,
             backoff_rate=RETRY_BACKOFF_RATE,
+            max_delay=SERVICE_ERROR_RETRY_MAX_DELAY,
             jitter_strategy=sfn.JitterType.FULL,
         )
         return task
