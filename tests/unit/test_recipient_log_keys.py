@@ -2,7 +2,8 @@
 
 The recipient Tracking tab and erasure find a recipient's logs there (``functions/shared/recipient_logs``),
 so the list must be exact: every log (proofs, untracked links, late events, web visits), in order,
-once, whatever the batches, the workers or a crash did.
+once, whatever the batches, the workers or a crash did; past the list's bound, in the state or in
+exactly one of the pages of keys it spilled (``functions/shared/recipient_log_pages``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +22,7 @@ from functions.shared import recipient_log_pages
 from functions.shared.limits import MAX_RECIPIENT_LOGS
 from functions.shared.models import RecipientLogPageModel, RecipientStateModel
 from functions.shared.raw_events import RawEvent
-from tests.fakes_workflow import FakeWorkflowStore
+from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, campaign, hit, seeded_store, workflow
 
 
@@ -194,3 +197,53 @@ def test_an_overflowing_recipient_is_still_erased_entirely() -> None:
     assert {log.recipient_id for log in store.logs.values()} == {"r2"}
     assert not any(key[1].startswith("l#r1#") for key in store.indicators)
     assert store.erasures_done["e-1"].logs_deleted == MAX_RECIPIENT_LOGS + 5
+
+
+def listed_and_spilled(store: FakeWorkflowStore) -> dict[tuple[str, str], list[str]]:
+    """Each recipient's keys as the state lists them and its pages hold them, repeats kept."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for (delivery_id, sk), item in store.indicators.items():
+        if sk.startswith(("r#", "l#")) and item.logs:
+            found[(delivery_id, str(item.recipient_id))] += str(item.logs).split()
+    return {key: sorted(sks) for key, sks in found.items()}
+
+
+@pytest.mark.parametrize("operation", ["put_item", "put_pending_chunk", "complete_worker_pending"])
+def test_a_crash_at_any_call_while_keys_spill_to_pages_lists_each_key_once(
+    operation: str, monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
+    # Given states that list two keys at most, so the campaign's busy recipients spill to pages
+    monkeypatch.setattr(recipient_log_pages, "MAX_RECIPIENT_LOGS", 2)
+    crashes = 0
+    for nth in range(1, 80):
+        # And a run that dies at the nth call of an operation
+        store = seeded_store()
+        campaign(store)
+        clock = Clock(RUN_AT)
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, clock, batch_size=2).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            break
+        # When the next run goes once the lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        workflow(store, clock, batch_size=2).run("rerun", "schedule")
+        # Then every log is listed once, in its state or in one page, and some did spill
+        found = listed_and_spilled(store)
+        expected = logs_by_recipient(store)
+        doubled = sum(len(sks) - len(set(sks)) for sks in found.values())
+        lost = sum(len(set(sks) - set(found.get(key, ()))) for key, sks in expected.items())
+        reliability.record(
+            "Faults",
+            f"tracking workflow killed at a {operation} call while log keys spill to pages, then run again",
+            1,
+            "the pages spilled went with their states through the pending batch: replayed or recomputed",
+            lost,
+            doubled,
+        )
+        assert found == expected, f"crash at {operation} call {nth}"
+        assert any(sk.startswith("l#") for _, sk in store.indicators)
+    assert crashes > 0
