@@ -8,6 +8,7 @@ exactly one of the pages of keys it spilled (``functions/shared/recipient_log_pa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import defaultdict
 from datetime import timedelta
@@ -208,42 +209,46 @@ def listed_and_spilled(store: FakeWorkflowStore) -> dict[tuple[str, str], list[s
     return {key: sorted(sks) for key, sks in found.items()}
 
 
+def killed_then_rerun(operation: str, nth: int) -> FakeWorkflowStore | None:
+    """The campaign's store after a run killed at the nth call of ``operation`` (nothing after it
+    runs) and a rerun once the lock expired; None when the run made fewer calls."""
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    store.fault = lambda op, count: (op, count) == (operation, nth)
+    with contextlib.suppress(Crash):
+        workflow(store, clock, batch_size=2).run("killed", "schedule")
+        return None
+    store.restart()
+    clock.now += timedelta(hours=1)
+    workflow(store, clock, batch_size=2).run("rerun", "schedule")
+    return store
+
+
 @pytest.mark.parametrize("operation", ["put_item", "put_pending_chunk", "complete_worker_pending"])
 def test_a_crash_at_any_call_while_keys_spill_to_pages_lists_each_key_once(
     operation: str, monkeypatch: pytest.MonkeyPatch, reliability: Any
 ) -> None:
     # Given states that list two keys at most, so the campaign's busy recipients spill to pages
     monkeypatch.setattr(recipient_log_pages, "MAX_RECIPIENT_LOGS", 2)
-    crashes = 0
-    for nth in range(1, 80):
-        # And a run that dies at the nth call of an operation
-        store = seeded_store()
-        campaign(store)
-        clock = Clock(RUN_AT)
-        store.fault = lambda op, count, nth=nth: op == operation and count == nth
-        try:
-            workflow(store, clock, batch_size=2).run("crashing", "schedule")
-        except Crash:
-            crashes += 1
-        else:
-            break
-        # When the next run goes once the lock has expired
-        store.restart()
-        clock.now += timedelta(hours=1)
-        workflow(store, clock, batch_size=2).run("rerun", "schedule")
+    # When a run dies at each call of the operation in turn, and the next one goes
+    stores = itertools.takewhile(
+        lambda store: store is not None, (killed_then_rerun(operation, nth) for nth in itertools.count(1))
+    )
+    tried = 0
+    for store in stores:
+        assert store is not None
+        tried += 1
         # Then every log is listed once, in its state or in one page, and some did spill
-        found = listed_and_spilled(store)
-        expected = logs_by_recipient(store)
-        doubled = sum(len(sks) - len(set(sks)) for sks in found.values())
-        lost = sum(len(set(sks) - set(found.get(key, ()))) for key, sks in expected.items())
+        found, expected = listed_and_spilled(store), logs_by_recipient(store)
         reliability.record(
             "Faults",
             f"tracking workflow killed at a {operation} call while log keys spill to pages, then run again",
             1,
             "the pages spilled went with their states through the pending batch: replayed or recomputed",
-            lost,
-            doubled,
+            sum(len(set(sks) - set(found.get(key, ()))) for key, sks in expected.items()),
+            sum(len(sks) - len(set(sks)) for sks in found.values()),
         )
-        assert found == expected, f"crash at {operation} call {nth}"
+        assert found == expected, f"crash at {operation} call {tried}"
         assert any(sk.startswith("l#") for _, sk in store.indicators)
-    assert crashes > 0
+    assert tried > 0
