@@ -76,6 +76,7 @@ from functions.consolidate.store import (
 )
 from functions.shared import raw_events, timeutil
 from functions.shared.models import (
+    RECIPIENT_LOG_PAGE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     DeliveryStatsModel,
     QuarantineModel,
@@ -1084,8 +1085,9 @@ def _key(item: Any) -> tuple[str, str]:
 
 
 def _owned(key: batch.StateKey) -> bool:
-    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard)."""
-    return key[1].startswith(RECIPIENT_STATE_PREFIX)
+    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard): their
+    state, or a page of log keys it spilled."""
+    return key[1].startswith((RECIPIENT_STATE_PREFIX, RECIPIENT_LOG_PAGE_PREFIX))
 
 
 __all__ = ["LockLost", "TrackingWorkflow", "WorkflowConfig"]
