@@ -105,7 +105,7 @@ class _ItemLedger(RequestLedger):
         else:
             items = self._evaluated("Query", parameters) if projected else parsed.get("Items", [])
         consistent = bool(parameters.get("ConsistentRead")) and "IndexName" not in parameters
-        self.items_read[len(self.requests) - 1] = ItemsRead(list(items), consistent)
+        self.items_read[context["bench_request"]] = ItemsRead(list(items), consistent)
 
 
 def _consolidated_delivery(events: int, *, logs: bool) -> str:

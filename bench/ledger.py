@@ -11,6 +11,7 @@ client that carries no hooks, so they are never counted.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -114,6 +115,7 @@ class RequestLedger:
         self.requests: list[Request] = []
         self.units = units
         self._reader: Any = None
+        self._recording = threading.Lock()
 
     def mark(self) -> int:
         return len(self.requests)
@@ -160,18 +162,26 @@ class RequestLedger:
         context["bench_before"] = self._current_items(self._targets(model.name, context["bench_parameters"]))
 
     def _after_call(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["bench_request"] = self._record(self._request(model, parsed, context))
+
+    def _request(self, model: Any, parsed: dict[str, Any], context: dict[str, Any]) -> Request:
         service, operation = model.service_model.service_name, model.name
         parameters = context.get("bench_parameters", {})
         if service != "dynamodb" or not self.units:
-            self.requests.append(Request(service, operation, parameters.get("TableName")))
-            return
+            return Request(service, operation, parameters.get("TableName"))
         failed = "Error" in parsed
         if operation in WRITE_OPERATIONS:
-            self.requests.append(self._write(operation, parameters, context.get("bench_before", {}), failed))
-        elif operation in READ_OPERATIONS:
-            self.requests.append(self._read(operation, parameters, parsed))
-        else:
-            self.requests.append(Request(service, operation, parameters.get("TableName")))
+            return self._write(operation, parameters, context.get("bench_before", {}), failed)
+        if operation in READ_OPERATIONS:
+            return self._read(operation, parameters, parsed)
+        return Request(service, operation, parameters.get("TableName"))
+
+    def _record(self, request: Request) -> int:
+        """Keeps ``request``; its index in ``requests``. Requests answered in several threads at once
+        (a logs page's Queries) each get their own index."""
+        with self._recording:
+            self.requests.append(request)
+            return len(self.requests) - 1
 
     # --- writes -----------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from functions.shared.models import (
     PersonStateModel,
     QuarantineModel,
     RawEventModel,
+    RecipientLogPageModel,
     RecipientStateModel,
     TrackedUrlModel,
     TrackingLogModel,
@@ -320,7 +321,7 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         by_model: dict[type[Model], int] = {}
         for item in written:  # one BatchWriteItem request per 25 items of one model (table)
             by_model[type(item)] = by_model.get(type(item), 0) + 1
-            if isinstance(item, RecipientStateModel):  # stored in the recipient's own partition
+            if isinstance(item, (RecipientStateModel, RecipientLogPageModel)):  # in the recipient's partition
                 partition = stored_recipient_key(str(item.delivery_id), str(item.recipient_id))[0]
             elif isinstance(item, PersonStateModel):  # stored in one of its delivery's person partitions
                 person_id = str(item.sk).removeprefix(PERSON_STATE_PREFIX)

@@ -6,7 +6,10 @@ moto 5.2.5 emulates DynamoDB correctly but slowly, in two places that grow with 
   table holds 100,000 items), where DynamoDB reads one partition from a sorted position. With the shim,
   a base-table Query hands moto only the queried partition's items that satisfy the key condition,
   after the exclusive start key, one more than the limit; moto then answers as usual (same items, same
-  ``LastEvaluatedKey``, its own filters and projections). Index queries go to moto untouched.
+  ``LastEvaluatedKey``, its own filters and projections). Index queries go to moto untouched. Only the
+  querying thread sees that window (``Table.all_items``, through a thread-local): a logs page sends
+  its partitions' Queries at once from several threads, and each must read its own partition while
+  the table stays whole for every other request.
 * every answer is serialized by walking botocore's output shape in Python (two thirds of moto's time
   in a workflow run). DynamoDB's item operations already build their answer in wire form, so the shim
   writes it with ``json.dumps``; anything that is not plain JSON (a table description with dates, an
@@ -17,6 +20,7 @@ moto 5.2.5 emulates DynamoDB correctly but slowly, in two places that grow with 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,10 +57,14 @@ def _window(table: Table, partition: dict[Any, Any], arguments: dict[str, Any]) 
     return {key: partition[key] for key in keys}
 
 
+# The window of the base-table Query this thread is answering: (table, its items in key order)
+_WINDOW = threading.local()
+
+
 @contextmanager
 def partition_queries() -> Iterator[None]:
-    original = Table.query
-    signature = inspect.signature(original)
+    original_query, original_all_items = Table.query, Table.all_items
+    signature = inspect.signature(original_query)
 
     def query(self: Table, *args: Any, **kwargs: Any) -> Any:
         arguments = signature.bind(self, *args, **kwargs).arguments
@@ -68,19 +76,28 @@ def partition_queries() -> Iterator[None]:
             and len(arguments.get("range_key_conditions") or ()) <= 1
         )
         if not narrow:
-            return original(self, *args, **kwargs)
-        everything = self.items
-        self.items = {hash_key: _window(self, everything.get(hash_key, {}), arguments)}
+            return original_query(self, *args, **kwargs)
+        window = list(_window(self, self.items.get(hash_key, {}), arguments).values())
+        outer = getattr(_WINDOW, "current", None)
+        _WINDOW.current = (self, window)
         try:
-            return original(self, *args, **kwargs)
+            return original_query(self, *args, **kwargs)
         finally:
-            self.items = everything
+            _WINDOW.current = outer
+
+    def all_items(self: Table) -> list[Any]:
+        current = getattr(_WINDOW, "current", None)
+        if current is not None and current[0] is self:
+            return list(current[1])
+        return original_all_items(self)
 
     Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Table.query = original  # type: ignore[method-assign]
+        Table.query = original_query  # type: ignore[method-assign]
+        Table.all_items = original_all_items  # type: ignore[method-assign]
 
 
 @contextmanager

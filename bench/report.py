@@ -24,9 +24,10 @@ METHOD = """## How the figures are measured
   transactions twice. Items before and after a write, and whole items behind a projected read, are read
   through a private client without hooks, so they are not counted.
 - **moto's own costs.** moto's Query scans and sorts the whole table and its answers are serialized by a
-  slow generic walker; `bench/moto_speedups.py` narrows each Query to its partition and writes DynamoDB
-  item answers with `json.dumps` (checked byte-identical). Figure 4 also reports the CPU spent inside
-  moto separately, and checks that moto and the in-memory store end with identical indicators.
+  slow generic walker; `bench/moto_speedups.py` narrows each Query to its partition (seen by the querying
+  thread alone, since a logs page's Queries run at once) and writes DynamoDB item answers with
+  `json.dumps` (checked byte-identical). Figure 4 also reports the CPU spent inside moto separately, and
+  checks that moto and the in-memory store end with identical indicators.
 - **In memory.** Figure 4's in-memory runs, figure 5's consolidation and figure 11's million-event runs
   use the tests' in-memory workflow store made to hold that many events (`bench/memory_store.py`): the
   same workflow code, no DynamoDB client. For figure 11 it also counts the DynamoDB requests

@@ -21,6 +21,10 @@ CERTIFICATE_ARN_CONTEXT = "certificate_arn"
 ALARM_EMAIL_CONTEXT = "alarm_email"
 WORKFLOW_WORKERS_CONTEXT = "workflow_workers"
 RAW_EVENT_SHARDS_CONTEXT = "raw_event_shards"
+# Only for the one-off storage migration (README "Upgrading"): grant the consolidation function what its
+# ``migrate`` step needs, on the indicators table and the retained tracking-logs table so named.
+MIGRATION_CONTEXT = "migration"
+MIGRATION_OLD_LOGS_TABLE_CONTEXT = "migration_old_logs_table"
 DEFAULT_SCHEDULE = "rate(1 hour)"
 
 # --- Lambda -----------------------------------------------------------------------------------

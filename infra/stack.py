@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from functions.shared.settings import DEFAULT_RAW_EVENT_SHARDS
+from functions.shared.tables import TABLE_NAME
 from infra.bundling import function_code
 from infra.constants import (
     ALARM_EMAIL_CONTEXT,
@@ -22,6 +23,8 @@ from infra.constants import (
     DEFAULT_WORKFLOW_WORKERS,
     MAX_RAW_EVENT_SHARDS,
     MAX_WORKFLOW_WORKERS,
+    MIGRATION_CONTEXT,
+    MIGRATION_OLD_LOGS_TABLE_CONTEXT,
     RAW_EVENT_SHARDS_CONTEXT,
     REDIRECT_RESERVED_CONCURRENCY,
     REDIRECT_RESERVED_CONCURRENCY_CONTEXT,
@@ -36,6 +39,7 @@ from infra.constants import (
 from infra.events_out import EventsOut
 from infra.exports import Exports
 from infra.http_api import ConfigurationError, HttpEntryPoint, Throttle
+from infra.migration import StorageMigration
 from infra.monitoring import Monitoring
 from infra.reports_api import ReportsApi
 from infra.secrets import Secrets
@@ -95,6 +99,26 @@ def _raw_event_shards_context(scope: Construct) -> int:
     )
 
 
+def _migration_context(scope: Construct) -> tuple[bool, str | None]:
+    """Whether this deploy grants the storage migration, and the retained tracking-logs table it reads."""
+    flag = _context(scope, MIGRATION_CONTEXT)
+    if flag is not None and flag.lower() not in ("true", "false"):
+        raise ConfigurationError(f"{MIGRATION_CONTEXT} must be true or false, got {flag!r}")
+    migration = flag is not None and flag.lower() == "true"
+    old_logs_table = _context(scope, MIGRATION_OLD_LOGS_TABLE_CONTEXT)
+    if old_logs_table is not None and not migration:
+        raise ConfigurationError(
+            f"{MIGRATION_OLD_LOGS_TABLE_CONTEXT} is read only by the storage migration: "
+            f"deploy with -c {MIGRATION_CONTEXT}=true as well"
+        )
+    if old_logs_table is not None and not TABLE_NAME.fullmatch(old_logs_table):
+        raise ConfigurationError(
+            f"{MIGRATION_OLD_LOGS_TABLE_CONTEXT} must be a DynamoDB table name "
+            f"(3 to 255 of A-Z a-z 0-9 _ . -), got {old_logs_table!r}"
+        )
+    return migration, old_logs_table
+
+
 class TrackingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, description="msgtrack: email message tracking", **kwargs)
@@ -136,6 +160,18 @@ class TrackingStack(Stack):
             storage=self.storage,
             schedule=schedule,
             workers=_workers_context(self),
+        )
+        migration, old_logs_table = _migration_context(self)
+        self.migration = (
+            StorageMigration(
+                self,
+                "Migration",
+                storage=self.storage,
+                role=self.workflow.handler.role,
+                old_logs_table=old_logs_table,
+            )
+            if migration
+            else None
         )
         self.reports = ReportsApi(
             self,

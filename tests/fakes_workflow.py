@@ -37,11 +37,13 @@ from functions.shared.fallback import FallbackMessage
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
 from functions.shared.models import (
     MESSAGE_PREFIX,
+    RECIPIENT_LOG_PAGE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     ErasureModel,
     MessageModel,
     QuarantineModel,
     RawEventModel,
+    RecipientLogPageModel,
     RunModel,
     TrackedUrlModel,
     TrackingLogModel,
@@ -509,7 +511,7 @@ class FakeWorkflowStore:
         return sorted(
             key
             for key, item in self.indicators.items()
-            if key[1].startswith(RECIPIENT_STATE_PREFIX)
+            if key[1].startswith((RECIPIENT_STATE_PREFIX, RECIPIENT_LOG_PAGE_PREFIX))
             and getattr(item, "recipient_id", None) == recipient_id
         )
 
@@ -518,6 +520,8 @@ class FakeWorkflowStore:
         self._call("recipient_log_keys")
         keys = []
         for delivery_id, sk in self._state_keys_of(recipient_id):
+            if not sk.startswith(RECIPIENT_STATE_PREFIX):
+                continue  # a page of log keys: read with its state below
             state = self.indicators[(delivery_id, sk)]
             if getattr(state, "logs_overflow", None):
                 keys += [
@@ -527,8 +531,21 @@ class FakeWorkflowStore:
                 ]
             else:
                 partition = tracking_log_partition(delivery_id, recipient_id)
-                keys += [(partition, log_sk) for log_sk in (getattr(state, "logs", None) or "").split()]
+                listed = set((getattr(state, "logs", None) or "").split())
+                for page in self._pages_of(delivery_id, recipient_id):
+                    listed |= set(page.log_keys())
+                keys += [(partition, log_sk) for log_sk in sorted(listed)]
         return keys
+
+    def _pages_of(self, delivery_id: str, recipient_id: str) -> list[RecipientLogPageModel]:
+        return [
+            item
+            for (delivery, sk), item in self.indicators.items()
+            if delivery == delivery_id
+            and sk.startswith(RECIPIENT_LOG_PAGE_PREFIX)
+            and isinstance(item, RecipientLogPageModel)
+            and item.recipient_id == recipient_id
+        ]
 
     def recipient_raw_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         self._call("recipient_raw_keys")

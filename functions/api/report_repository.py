@@ -468,14 +468,21 @@ def _tracking_log_client() -> None:
 def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
     """Up to ``max_read`` of the recipient's logs after ``start_after``, across deliveries in time order.
 
-    The keys come from the recipient's state items (``recipient_logs``), merged in (sort key,
-    delivery) order; only the logs of this chunk are read, with BatchGetItem.
+    The keys come from the recipient's state items and the pages they spilled (``recipient_logs``):
+    each delivery's share gives its first ``max_read`` and two more keys from the position on (one may
+    be the position itself, and one more tells there are more), merged in (sort key, delivery) order;
+    only the logs of this chunk are read, with BatchGetItem.
     """
+    lo, hi = query.since, query.until
+    if start_after is not None and query.forward:
+        lo = max(lo or "", start_after.sk)
+    elif start_after is not None:
+        hi = min(hi, start_after.sk) if hi else start_after.sk
     keys = sorted(
         (
             (sk, share.delivery_id, share.partition)
-            for share in recipient_logs.log_keys(query.scope_id, query.delivery_id)
-            for sk in share.sks
+            for share in recipient_logs.log_shares(query.scope_id, query.delivery_id)
+            for sk in recipient_logs.window(share, forward=query.forward, lo=lo, hi=hi, limit=max_read + 2)
             if (query.since is None or sk >= query.since) and (query.until is None or sk < query.until)
         ),
         reverse=not query.forward,

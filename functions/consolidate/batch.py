@@ -17,14 +17,13 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from functions.shared import opt_out_feed, timeutil
+from functions.shared import opt_out_feed, recipient_log_pages, timeutil
 from functions.shared.limits import (
     MAX_BREAKDOWN_NAMES,
     MAX_CURRENCIES,
     MAX_NAME_BYTES,
     MAX_PAGE_URL_BYTES,
     MAX_PATH,
-    MAX_RECIPIENT_LOGS,
     MAX_STREAM_ENTRIES,
     MAX_STREAM_PAGE_BYTES,
     MAX_STREAM_PAGES,
@@ -36,7 +35,6 @@ from functions.shared.models import (
     CLICK_STREAMS_SK,
     HOUR_PREFIX,
     HUMAN_CLICK_STREAMS_SK,
-    LOG_KEY_SEPARATOR,
     PAGE_SEPARATOR,
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
@@ -49,6 +47,7 @@ from functions.shared.models import (
     HourStatsModel,
     PersonStateModel,
     RawEventModel,
+    RecipientLogPageModel,
     RecipientStateModel,
     TrackedUrlModel,
     TrackingLogModel,
@@ -177,20 +176,10 @@ def fault(event: RawEventModel, log_ttl_days: int) -> str | None:
     return None
 
 
-def keep_log(recipient: RecipientStateModel, sk: str) -> None:
+def keep_log(recipient: RecipientStateModel, sk: str) -> list[RecipientLogPageModel]:
     """List a tracking log's sort key in its recipient's state, in order, once; past
-    ``MAX_RECIPIENT_LOGS`` the list gives way to ``logs_overflow`` (readers query the partition)."""
-    if recipient.logs_overflow:
-        return
-    keys = recipient.logs.split(LOG_KEY_SEPARATOR) if recipient.logs else []
-    at = bisect.bisect_left(keys, sk)
-    if at < len(keys) and keys[at] == sk:
-        return  # consolidated again after a cut: already listed
-    if len(keys) >= MAX_RECIPIENT_LOGS:
-        recipient.logs, recipient.logs_overflow = None, True
-        return
-    keys.insert(at, sk)
-    recipient.logs = LOG_KEY_SEPARATOR.join(keys)
+    ``MAX_RECIPIENT_LOGS`` the list spills to a page, returned to write with the state."""
+    return recipient_log_pages.keep(recipient, sk)
 
 
 def _person(event: RawEventModel) -> str:
@@ -468,7 +457,7 @@ def consolidate(
             log.counted = False
         outcome.items.append(log)
         outcome.events += 1
-        keep_log(state.recipient(event.delivery_id, event.recipient_id), event.sk)
+        outcome.items.extend(keep_log(state.recipient(event.delivery_id, event.recipient_id), event.sk))
         if event.honeypot and not event.proof and event.delivery_id not in deleted:
             # Logged and counted only as a machine hit; every hit of its burst becomes a scanner's.
             tally = _tally(tallies, state, event.delivery_id)

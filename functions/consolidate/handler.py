@@ -27,7 +27,6 @@ The steps (README "Scale-out"):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +39,7 @@ from functions.shared import ids, timeutil
 from functions.shared.models import RunModel
 from functions.shared.observability import MetricNames, logger, metrics
 from functions.shared.settings import settings
+from functions.shared.tables import TABLE_NAME
 
 
 class BadStep(ValueError):
@@ -162,9 +162,6 @@ def _whole_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     _record(run, (timeutil.now() - started).total_seconds())
     return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
-
-
-TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's rule for a table name
 
 
 def _migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:

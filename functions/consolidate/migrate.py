@@ -167,7 +167,10 @@ class Migration:
             )
         try:
             progress = self._store.load_progress() or Progress()
-            if progress.phase == DONE and old_logs_table and old_logs_table != progress.logs_from:
+            # A table named anew is copied from its start: after the states (a later invocation naming
+            # it), or instead of one the function could not read (not the table its deploy granted)
+            renamed = old_logs_table and old_logs_table != progress.logs_from
+            if renamed and progress.phase in (LOGS_PHASE, DONE):
                 progress.phase, progress.cursor, progress.logs_from = LOGS_PHASE, None, old_logs_table
             if progress.to_delete:  # an interrupted invocation's last page
                 self._delete_moved(progress)

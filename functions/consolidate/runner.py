@@ -25,6 +25,7 @@ from functions.consolidate.store import (
 )
 from functions.shared import timeutil
 from functions.shared.models import (
+    RECIPIENT_LOG_PAGE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     QuarantineModel,
     RawEventModel,
@@ -438,5 +439,6 @@ def body_key(item: dict[str, Any]) -> tuple[str, str]:
 
 
 def owned(key: batch.StateKey) -> bool:
-    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard)."""
-    return key[1].startswith(RECIPIENT_STATE_PREFIX)
+    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard): their
+    state, or a page of log keys it spilled."""
+    return key[1].startswith((RECIPIENT_STATE_PREFIX, RECIPIENT_LOG_PAGE_PREFIX))

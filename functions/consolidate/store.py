@@ -331,6 +331,7 @@ def indicator_model(sk: str) -> type[Model]:
         (URL_STATS_PREFIX, models.UrlStatsModel),
         (HOUR_PREFIX, models.HourStatsModel),
         (RECIPIENT_STATE_PREFIX, models.RecipientStateModel),
+        (models.RECIPIENT_LOG_PAGE_PREFIX, models.RecipientLogPageModel),
         (PERSON_STATE_PREFIX, models.PersonStateModel),
     ):
         if sk.startswith(prefix):
@@ -374,7 +375,8 @@ def _partial_pk(run_id: str, worker: int, key: str) -> str:
 def _stored_key(key: StateKey) -> StateKey:
     """Where an indicator item is stored: a recipient state (key in memory: delivery id,
     "r#<recipient>") in the recipient's partition, a person state ("p#<person>") in one of its
-    delivery's person partitions, every other item at its key in memory."""
+    delivery's person partitions, every other item at its key in memory (a page of log keys is named
+    by its stored key, ``recipient_logs.page_keys``)."""
     if key[1].startswith(RECIPIENT_STATE_PREFIX):
         return models.stored_recipient_key(key[0], key[1].removeprefix(RECIPIENT_STATE_PREFIX))
     if key[1].startswith(PERSON_STATE_PREFIX):
@@ -382,7 +384,8 @@ def _stored_key(key: StateKey) -> StateKey:
     return key
 
 
-_STORED_ELSEWHERE = (models.RecipientStateModel, models.PersonStateModel)  # items with ``as_stored``
+# items with ``as_stored``
+_STORED_ELSEWHERE = (models.RecipientStateModel, models.RecipientLogPageModel, models.PersonStateModel)
 
 
 def _state_key(item: Model) -> StateKey:
@@ -959,7 +962,9 @@ class DynamoWorkflowStore:
         return list(models.ErasureModel.query(models.ERASURE_PENDING_PK, consistent_read=True))
 
     def recipient_state_keys(self, recipient_id: str) -> list[tuple[str, str]]:
-        return [(share.delivery_id, share.state_sk) for share in recipient_logs.log_keys(recipient_id)]
+        """Their states (keys in memory) and the pages of log keys they spilled (stored keys)."""
+        states = [(share.delivery_id, share.state_sk) for share in recipient_logs.log_shares(recipient_id)]
+        return states + recipient_logs.page_keys(recipient_id)
 
     def recipient_log_keys(self, recipient_id: str) -> list[tuple[str, str]]:
         return [(share.partition, sk) for share in recipient_logs.log_keys(recipient_id) for sk in share.sks]

@@ -53,8 +53,8 @@ MAX_STREAM_ENTRIES = 1_000  # distinct paths (and transitions) a click-streams i
 MAX_STREAM_PAGES = 200  # distinct (link, page) keys a click-streams item names; more: "other_pages"
 MAX_STREAM_STEPS = 10  # links of a path counted as such in the click streams; longer ones are cut short
 MAX_PATH = 50  # click-stream steps kept per recipient
-# Tracking-log sort keys a recipient's state keeps per delivery (about 45 bytes each); beyond, the
-# recipient Tracking tab and erasure query the logs' partition for the recipient instead.
+# Tracking-log sort keys a recipient's state keeps per delivery (about 45 bytes each); beyond, they
+# spill to pages of keys beside it (``recipient_log_pages``: about 4.5 KB each, written once).
 MAX_RECIPIENT_LOGS = 100
 # Url ids are the numbers the API gives a delivery's links (1, 2, ...): 8 digits is 100 million links.
 MAX_URL_ID_BYTES = 8

@@ -300,6 +300,7 @@ STATS_SK = "stats"
 URL_STATS_PREFIX = "url#"
 HOUR_PREFIX = "hour#"
 RECIPIENT_STATE_PREFIX = "r#"
+RECIPIENT_LOG_PAGE_PREFIX = "l#"  # a page of a recipient's log keys (``RecipientLogPageModel``)
 PERSON_STATE_PREFIX = "p#"
 CLICK_STREAMS_SK = "streams"
 HUMAN_CLICK_STREAMS_SK = "streams#human"  # the click streams of human clicks only (no pages)
@@ -421,11 +422,18 @@ class RecipientStateModel(_Model):
     recent_hits = UnicodeAttribute(null=True)
     human_path = ListAttribute[Any](of=UnicodeAttribute, null=True)  # ``path`` of human clicks only
     honeypot_hits = ListAttribute[Any](null=True)
-    # The sort keys of every tracking log of this recipient and delivery (proofs, machine hits and web
+    # The sort keys of the tracking logs of this recipient and delivery (proofs, machine hits and web
     # visits included), in order, separated by LOG_KEY_SEPARATOR; each log's partition key is
     # ``tables.tracking_log_partition(delivery_id, recipient_id)``. At most limits.MAX_RECIPIENT_LOGS:
-    # with more, ``logs_overflow`` is set and readers query the logs' partition for the recipient instead.
+    # beyond, they spill to pages (``RecipientLogPageModel``, ``recipient_log_pages``): ``log_pages``
+    # counts them, ``logs_sealed`` is the greatest key any holds, ``logs_overlap`` says a page holds
+    # keys below an older page's (late events), so that readers read every page of the delivery.
     logs = UnicodeAttribute(null=True)
+    log_pages = NumberAttribute(null=True)
+    logs_sealed = UnicodeAttribute(null=True)
+    logs_overlap = BooleanAttribute(null=True)
+    # Set only by the migration (``migrate.py``) on states whose logs it copied from the old table and
+    # which therefore list none: readers query the logs' partition for the recipient instead.
     logs_overflow = BooleanAttribute(null=True)
 
     def as_stored(self) -> RecipientStateModel:
@@ -445,6 +453,60 @@ class RecipientStateModel(_Model):
                 "sk": {"S": RECIPIENT_STATE_PREFIX + str(self.recipient_id)},
             }
         )
+
+
+def stored_log_page_key(delivery_id: str, recipient_id: str, first: str, number: int) -> tuple[str, str]:
+    """The stored key of a page of a recipient's log keys in a delivery: (recipient's partition,
+    "l#<delivery>#<first key>#<number>"). Pages of a delivery sort by their first key, so a Query
+    finds the page a position falls in; the number keeps two pages from ever sharing a key."""
+    return (
+        RECIPIENT_PARTITION_PREFIX + recipient_id,
+        f"{RECIPIENT_LOG_PAGE_PREFIX}{delivery_id}#{first}#{number}",
+    )
+
+
+class RecipientLogPageModel(_Model):
+    """Sort keys of a recipient's tracking logs in a delivery that their state no longer lists
+    (``recipient_log_pages``): written once, when the state's list spills, and never changed.
+
+    In memory its key is (delivery id, "l#<recipient>#<number>"), which only names it; stored, it is
+    ``stored_log_page_key``, in the recipient's partition beside their states.
+    """
+
+    spec = tables.INDICATORS
+    Meta = _meta(spec)
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    recipient_id = UnicodeAttribute()
+    number = NumberAttribute()  # 1, 2, ... in the order the state spilled them
+    logs = UnicodeAttribute()  # sort keys in order, separated by LOG_KEY_SEPARATOR
+
+    def log_keys(self) -> list[str]:
+        return str(self.logs).split(LOG_KEY_SEPARATOR)
+
+    def as_stored(self) -> RecipientLogPageModel:
+        partition, sk = stored_log_page_key(
+            str(self.delivery_id), str(self.recipient_id), self.log_keys()[0], int(self.number)
+        )
+        return RecipientLogPageModel.from_raw_data(
+            {**self.serialize(), "delivery_id": {"S": partition}, "sk": {"S": sk}}
+        )
+
+    def as_read(self) -> RecipientLogPageModel:
+        delivery_id = str(self.sk).removeprefix(RECIPIENT_LOG_PAGE_PREFIX).split("#", 1)[0]
+        return RecipientLogPageModel.from_raw_data(
+            {
+                **self.serialize(),
+                "delivery_id": {"S": delivery_id},
+                "sk": {"S": log_page_sk(str(self.recipient_id), int(self.number))},
+            }
+        )
+
+
+def log_page_sk(recipient_id: str, number: int) -> str:
+    """The sort key in memory of a recipient's log page ``number`` in a delivery."""
+    return f"{RECIPIENT_LOG_PAGE_PREFIX}{recipient_id}#{number}"
 
 
 # Where a person's state is stored: in one of PERSON_SPREAD partitions of its delivery, picked by the
@@ -694,6 +756,7 @@ ALL_MODELS: tuple[type[_Model], ...] = (
     UrlStatsModel,
     HourStatsModel,
     RecipientStateModel,
+    RecipientLogPageModel,
     PersonStateModel,
     ClickStreamsModel,
     RunModel,

@@ -7,6 +7,7 @@ these specs, so a key or index name exists in exactly one place.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -142,6 +143,10 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     INDICATORS,
     WORKFLOW,
 )
+
+# DynamoDB's rule for a table name: a table named from outside (the storage migration's retained
+# tracking-logs table, in its event and its CDK context value) must match it.
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 # Raw events were once sharded by event id over 16 keys "00".."15"; those keys are only drained now
 # (``raw_events.legacy_shards``). Today's shards are by recipient, their count a deploy-time setting.

@@ -28,7 +28,7 @@ from functions.shared.tables import INDICATORS, TRACKING_LOGS
 from functions.shared.tokens import LinkClaims, signer
 from tests.apigw import FakeContext
 from tests.integration.test_tracking_flow import FIREFOX, Browser, seed_delivery
-from tests.stored_logs import delivery_logs
+from tests.stored_logs import create_old_logs_table, delivery_logs
 
 OLD_LOGS = "msgtrack-tracking-logs-retained"
 DELIVERIES = ("d1", "d2")
@@ -94,18 +94,7 @@ def downgrade(client: Any, delivery_id: str) -> tuple[int, int]:
         client.put_item(TableName=indicators, Item=legacy)
         states += 1
         client.delete_item(TableName=indicators, Key={"delivery_id": item["delivery_id"], "sk": item["sk"]})
-    client.create_table(
-        TableName=OLD_LOGS,
-        KeySchema=[
-            {"AttributeName": "delivery_id", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "delivery_id", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_old_logs_table(client, OLD_LOGS)
     logs = delivery_logs(delivery_id)
     for log in logs:
         item = {k: v for k, v in log.serialize().items() if k != "partition"}

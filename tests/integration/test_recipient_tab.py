@@ -18,7 +18,7 @@ from functions.api import reports
 from functions.api.handler import lambda_handler
 from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
-from functions.shared import recipient_logs
+from functions.shared import recipient_log_pages, recipient_logs
 from functions.shared.limits import MAX_RECIPIENT_LOGS
 from functions.shared.models import DeliveryModel, RecipientStateModel, TrackingLogModel
 from functions.shared.tables import tracking_log_partition
@@ -73,8 +73,8 @@ def list_in_state(delivery_id: str, recipient_id: str, sk: str) -> None:
         delivery_id=delivery_id, sk=key[1], recipient_id=recipient_id
     )
     assert isinstance(state, RecipientStateModel)
-    keep_log(state, sk)
-    assert store.put_items([state]) == []
+    pages = keep_log(state, sk)  # past the bound, the list spills to a page written with the state
+    assert store.put_items([state, *pages]) == []
 
 
 def pages(recipient_id: str, query: dict[str, str]) -> list[list[dict[str, Any]]]:
@@ -106,9 +106,10 @@ HITS = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     hits=HITS,
+    bound=st.sampled_from([MAX_RECIPIENT_LOGS, 2, 5]),  # small: the states spill to pages, late keys too
     limit=st.integers(1, 6),
     order=st.sampled_from(["asc", "desc"]),
     traffic=st.sampled_from(["all", "human"]),
@@ -123,9 +124,12 @@ def test_pages_concatenated_are_the_recipients_logs_in_exact_time_order(
     traffic: str,
     delivery: str,
     kind: str,
+    bound: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a recipient's logs across three deliveries (and another recipient's at the same times)
+    # Given a recipient's logs across three deliveries (and another recipient's at the same times),
+    # in any time order, listed in states that list at most ``bound`` keys and spill the others
+    monkeypatch.setattr(recipient_log_pages, "MAX_RECIPIENT_LOGS", bound)
     recipient = f"r{next(_recipients)}"
     expected = []
     for n, (delivery_id, second, log_type, machine) in enumerate(hits):
@@ -162,21 +166,25 @@ def test_pages_concatenated_are_the_recipients_logs_in_exact_time_order(
 
 
 def test_a_recipient_with_more_logs_than_their_state_lists_is_still_listed_whole(deliveries: None) -> None:
-    # Given a recipient with more logs in d1 than the state lists (it overflowed), and one in d2
-    keys = [log("d1", "rbusy", n, f"busy{n:04d}", "open", True) for n in range(MAX_RECIPIENT_LOGS + 7)]
+    # Given a recipient with more logs in d1 than the state lists (it spilled to pages), and one in d2
+    keys = [log("d1", "rbusy", n, f"busy{n:04d}", "open", True) for n in range(2 * MAX_RECIPIENT_LOGS + 7)]
     keys.append(log("d2", "rbusy", 30, "other", "click", False))
     state = DynamoWorkflowStore().load_indicators([recipient_key("d1", "rbusy")])[
         recipient_key("d1", "rbusy")
     ]
-    assert isinstance(state, RecipientStateModel) and state.logs_overflow
-    # When the tab is paged through, oldest first
-    found = pages("rbusy", {"limit": "40", "order": "asc"})
+    assert isinstance(state, RecipientStateModel) and state.log_pages == 2 and not state.logs_overflow
+    # When the tab is paged through, oldest first and newest first
+    ascending = pages("rbusy", {"limit": "40", "order": "asc"})
+    descending = pages("rbusy", {"limit": "33"})
     # Then every log is there, in time order
-    assert [item["event_id"] for page in found for item in page] == [
-        sk.split("#", 1)[1] for sk in sorted(keys)
-    ]
-    # And an erasure finds every one of them
-    assert len(DynamoWorkflowStore().recipient_log_keys("rbusy")) == len(keys)
+    expected = [sk.split("#", 1)[1] for sk in sorted(keys)]
+    assert [item["event_id"] for page in ascending for item in page] == expected
+    assert [item["event_id"] for page in descending for item in page] == expected[::-1]
+    # And an erasure finds every one of them, and the pages
+    store = DynamoWorkflowStore()
+    assert len(store.recipient_log_keys("rbusy")) == len(keys)
+    spilled = [key for key in store.recipient_state_keys("rbusy") if key[1].startswith("l#")]
+    assert len(spilled) == 2 and all(key[0] == "#r#rbusy" for key in spilled)
 
 
 def test_a_deleted_delivery_disappears_from_the_tab(deliveries: None) -> None:

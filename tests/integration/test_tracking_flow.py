@@ -11,11 +11,12 @@ import pytest
 from functions.consolidate import handler as consolidate_handler
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.redirect import handler as redirect_handler
-from functions.shared import raw_events, recipient_logs, timeutil
+from functions.shared import raw_events, recipient_log_pages, recipient_logs, timeutil
 from functions.shared.models import (
     DeliveryStatsModel,
     MessageModel,
     RawEventModel,
+    RecipientLogPageModel,
     RunModel,
     TrackedUrlModel,
     TrackingLogModel,
@@ -138,6 +139,24 @@ def test_a_second_run_adds_nothing_and_late_events_count_once(delivery: str) -> 
     assert [r.status for r in RunModel.query("runs", scan_index_forward=False)] == ["succeeded"] * 3
 
 
+def spill_past_one_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """States list one log key at most: every further one spills to a page (``recipient_log_pages``)."""
+    monkeypatch.setattr(recipient_log_pages, "MAX_RECIPIENT_LOGS", 1)
+
+
+def assert_every_log_listed_once(delivery_id: str) -> None:
+    """Each recipient's logs are listed exactly once: in their state or in one page, none twice."""
+    logs = delivery_logs(delivery_id)
+    spilled = 0
+    for recipient in {str(log.recipient_id) for log in logs}:
+        listed = [sk for share in recipient_logs.log_shares(recipient, delivery_id) for sk in share.sks]
+        for key in recipient_logs.page_keys(recipient):
+            listed += RecipientLogPageModel.get(*key).log_keys()
+            spilled += 1
+        assert sorted(listed) == sorted(str(log.sk) for log in logs if log.recipient_id == recipient)
+    assert spilled > 0
+
+
 @pytest.mark.parametrize(
     ("operation", "nth", "where"),
     [
@@ -149,7 +168,9 @@ def test_a_second_run_adds_nothing_and_late_events_count_once(delivery: str) -> 
 def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     delivery: str, monkeypatch: pytest.MonkeyPatch, operation: str, nth: int, where: str, reliability: Any
 ) -> None:
-    # Given a run that dies at the nth call of a store operation (after its puts, before completing)
+    # Given a run that dies at the nth call of a store operation (after its puts, before completing),
+    # its recipients' states spilling their log keys to pages
+    spill_past_one_key(monkeypatch)
     traffic()
     calls = {"n": 0}
     original = getattr(DynamoWorkflowStore, operation)
@@ -180,6 +201,7 @@ def test_a_run_killed_mid_way_then_rerun_gives_exact_totals(
     )
     assert counted == EXPECTED
     assert len(delivery_logs("d1")) == 7
+    assert_every_log_listed_once("d1")
     assert WorkflowStateModel.get("state", "tracking").pending_at is None
     assert DynamoWorkflowStore().load_worker(0).pending is None  # the (lone) worker's slot
 
@@ -189,6 +211,8 @@ def test_a_run_killed_while_putting_its_flush_leaves_the_pending_batch_and_the_c
     delivery: str, monkeypatch: pytest.MonkeyPatch, written: int, reliability: Any
 ) -> None:
     # Given a run that dies while putting the indicator items of its flush, after `written` of them
+    # (states and the pages of log keys they spill)
+    spill_past_one_key(monkeypatch)
     traffic()
     original = DynamoWorkflowStore.put_items
 
@@ -224,6 +248,7 @@ def test_a_run_killed_while_putting_its_flush_leaves_the_pending_batch_and_the_c
     assert counted == EXPECTED
     assert UrlStatsModel.get("d1", "url#1").clicks == 3
     assert len(delivery_logs("d1")) == 7
+    assert_every_log_listed_once("d1")
     state = DynamoWorkflowStore().load_state()
     assert state.pending is None
     shards = {event.shard for shard in raw_events.shards() for event in RawEventModel.query(shard)}

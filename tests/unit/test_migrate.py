@@ -166,6 +166,32 @@ def test_a_later_invocation_naming_the_old_logs_table_copies_them_after_the_stat
     assert answer["moved"] == 22 and answer["logs_copied"] == 28
 
 
+def test_naming_the_granted_old_logs_table_after_one_it_could_not_read_copies_the_granted_one(
+    reliability: Any,
+) -> None:
+    # Given a migration invoked with an old logs table it cannot read (not the one the deploy granted):
+    # it moves the states, then fails on the logs' first page
+    store = seeded()
+    expected, logs = expected_after(store, with_logs=True)
+    with pytest.raises(KeyError):
+        migration(store).run("msgtrack-tracking-logs-typo")
+    assert store.lock_owner is None and not store.logs
+    # When it is invoked again naming the granted table
+    answer = migration(store).run(OLD_LOGS)
+    # Then it copies that table's logs, as if it had been named the first time
+    reliability.record(
+        "Bad input",
+        "storage migration naming an old tracking-logs table it cannot read",
+        1,
+        "fails after moving the states; invoked with the granted table, it copies that one",
+        0,
+        0,
+    )
+    assert store.logs == logs and store.indicators == expected
+    assert answer["done"] and answer["logs_from"] == OLD_LOGS
+    assert answer["moved"] == 22 and answer["logs_copied"] == 28
+
+
 def test_it_refuses_while_a_tracking_run_holds_the_lock(reliability: Any) -> None:
     # Given a tracking run holding the workflow lock
     store = seeded()
