@@ -65,6 +65,8 @@ PAPER_WORKERS = (16, 40, 64)
 # its workers (MSGTRACK_RUN_BUDGET_SECONDS), as infra/constants.py sets them.
 DEPLOY_MAX_WORKERS = int(deployed_constants().get("MAX_WORKFLOW_WORKERS", 40))
 RUN_BUDGET_S = int(deployed_constants().get("RUN_BUDGET_SECONDS", 1800))
+# Each step's invocation as deployed (WORKFLOW_TIMEOUT_SECONDS): the merge's slices and Finish fit in one.
+STEP_S = int(deployed_constants().get("WORKFLOW_TIMEOUT_SECONDS", INVOCATION_SECONDS))
 CAMPAIGN_EVENTS = 20_000_000  # a 10-million-recipient campaign's first hour
 HOUR_S = 3600
 KEY_WRITES_PER_S = 1000  # DynamoDB's write units a second on one partition key (a write of ≤ 1 KB is one)
@@ -217,7 +219,11 @@ def _hottest(writes: dict[str, int]) -> tuple[str, int]:
 
 
 def paper_figure(
-    runs: list[dict[str, Any]], memory_mb: int, margin_s: float, budget_s: float = RUN_BUDGET_S
+    runs: list[dict[str, Any]],
+    memory_mb: int,
+    margin_s: float,
+    budget_s: float = RUN_BUDGET_S,
+    step_s: float = STEP_S,
 ) -> dict[str, Any]:
     """Events per hour at more workers, and the 20-million-event campaign, from the measured runs.
 
@@ -226,14 +232,14 @@ def paper_figure(
     its workers taking batches from the end of the plan until the run's budget (``budget_s`` after its
     start) is spent, each invoked again while it stops at its invocation's limit; the workers' writes to
     one partition key at most 1,000 a second together, in the proportion to the events measured with
-    the most workers; the finisher one invocation (15 minutes less the safety margin), its time per
+    the most workers; the finisher one invocation (``step_s`` less the safety margin), its time per
     event of the run growing with the workers along the line through the runs with the fewest and the
     most workers (more than one).
     """
     scale = max(1.0, LAMBDA_FULL_VCPU_MB / memory_mb)
     per_event = max(_lambda_time(step, scale) / step["events"] for run in runs for step in run["steps"])
     uneven = max(skew(run) for run in runs)
-    work_s = INVOCATION_SECONDS - margin_s
+    work_s = step_s - margin_s
     several = sorted((run for run in runs if run["workers"] > 1), key=lambda run: run["workers"])
     widest = several[-1]
     together: dict[str, int] = {}  # the workers run at once: their writes to a key add up
@@ -393,7 +399,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         ),
         row(
             f"events the workers consolidate within the run's budget ({paper['budget_s']:,.0f} s from its start, "
-            f"{paper['workers_time_s']:,.0f} s after the plan; a worker stopped by its invocation's 15 minutes "
+            f"{paper['workers_time_s']:,.0f} s after the plan; a worker stopped by its invocation's {STEP_S / 60:.0f} minutes "
             "is invoked again)",
             lambda r: f"{r['caps']['workers']:,.0f}",
         ),
@@ -451,7 +457,7 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         "a hash, the shards over the workers round robin. The finisher merges the workers' partial items "
         "(statistics, URL rows, hours, click streams, persons); with one worker there are none.",
         "On paper: a run plans, starts N workers at once (the Map state), each a Lambda invocation of at "
-        f"most 15 minutes that stops taking batches {SAFETY_MARGIN_MS / 1000:.0f} s before the end and is "
+        f"most {STEP_S / 60:.0f} minutes that stops taking batches {SAFETY_MARGIN_MS / 1000:.0f} s before the end and is "
         "invoked again for its group while it has work left, until the run's budget "
         f"(`RUN_BUDGET_SECONDS`, {paper['budget_s'] / 60:.0f} minutes from the run's start) is spent, then "
         "closes the run and merges in 16 slices side by side (a second Map state), then finishes: the merge "

@@ -60,8 +60,11 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Lambda's maximum, for each step of a run; the workflow watches its remaining time.
-WORKFLOW_TIMEOUT = Duration.minutes(15)
+# Each step of a run (one invocation): the workflow watches its remaining time. Not Lambda's 15-minute
+# maximum: the run's time limit below must hold Close, a slice tried twice and Finish, each an
+# invocation this long (a plain number: figure 11 reads it).
+WORKFLOW_TIMEOUT_SECONDS = 360
+WORKFLOW_TIMEOUT = Duration.seconds(WORKFLOW_TIMEOUT_SECONDS)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 LOG_LEVEL = "INFO"
@@ -135,7 +138,8 @@ MAX_WORKFLOW_WORKERS = 40
 # functions.shared.settings.DEFAULT_RAW_EVENT_SHARDS, which the functions use when nothing sets it.
 MAX_RAW_EVENT_SHARDS = 1_000
 # Errors of the Lambda service itself (not of the function's code): every step retries them with
-# jittered backoff, about two minutes in all. TooManyRequests: N workers may meet a throttle.
+# jittered backoff from 2 s, each wait at most 10 s: 44 s of waiting at most. TooManyRequests: N
+# workers may meet a throttle.
 LAMBDA_SERVICE_ERRORS = (
     "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
@@ -145,27 +149,75 @@ LAMBDA_SERVICE_ERRORS = (
 )
 SERVICE_ERROR_RETRY_ATTEMPTS = 6
 SERVICE_ERROR_RETRY_INTERVAL = Duration.seconds(2)
-# A worker that raised or ran out of time (States.TaskFailed) is tried once more: a group's work is
-# idempotent, so a second try counts nothing twice. A worker still failing fails the run.
+SERVICE_ERROR_RETRY_MAX_DELAY = Duration.seconds(10)
+# A worker or a slice of the merge that raised or ran out of time (States.TaskFailed) is tried once more:
+# their work is idempotent, so a second try counts nothing twice. A worker still failing fails the run;
+# a slice still failing is merged by Finish.
 WORKER_RETRY_ATTEMPTS = 1
 WORKER_RETRY_INTERVAL = Duration.seconds(30)
 RETRY_BACKOFF_RATE = 2
-# Plan and Finish (seconds), a worker tried twice (2 x WORKFLOW_TIMEOUT) and the retries' waits fit, and
-# an hourly run is over before the next one starts. An execution that takes longer is stopped (without
-# Finish) and raises the alarm.
-STATE_MACHINE_TIMEOUT = Duration.minutes(50)
-# The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
-# never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function).
-RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(Duration.minutes(5))
-# A run's budget (MSGTRACK_RUN_BUDGET_SECONDS of the consolidation function): its workers take batches
-# until this long after its start, each invoked again while it stops at its invocation's limit with work
-# left. Then come the last batch's flush (at most the workflow's one-minute safety margin), a few minutes
-# of retried service errors and the finisher's own invocation: all within the execution's time limit,
-# and so within the lock. (A worker invocation that hangs near the deadline can still take the execution
-# past its limit: the next run then finishes the interrupted one, losing nothing.)
-# 30 minutes = the execution's 50 less the finisher's 15 less 5 (a plain number: figure 11 reads it).
-RUN_BUDGET_SECONDS = 1800
+
+
+def _retry_waits(attempts: int, interval: Duration, max_delay: Duration | None = None) -> Duration:
+    """The longest a state waits between its tries, over ``attempts`` retries (full jitter waits less)."""
+    waits = (interval.to_seconds() * RETRY_BACKOFF_RATE**n for n in range(attempts))
+    cap = max_delay.to_seconds() if max_delay else float("inf")
+    return Duration.seconds(sum(min(wait, cap) for wait in waits))
+
+
+# --- a run's time: its budget, the merge after it, the execution's limit and the lock ------------------
+#
+# Runs start every SCHEDULE_PERIOD and must not overlap: an execution is stopped after
+# STATE_MACHINE_TIMEOUT and its lock outlives that by LOCK_MARGIN, both within the period. The limit is
+# the sum of what a run may take, every step at its invocation's limit (WORKFLOW_TIMEOUT) and retried
+# as the state machine retries it:
+#   Plan's service-error waits (the run's clock starts when Plan runs)
+# + RUN_BUDGET: the workers take batches until then (Plan inside it: WORKFLOW_TIMEOUT is shorter)
+# + a worker's tail: its last batch and flush (the safety margin), then its retry if that failed
+# + Close, one invocation
+# + the slowest slice: tried twice (WORKER_RETRY_ATTEMPTS), 30 s apart
+# + Finish, one invocation
+# and each of the five states its service-error waits (SERVICE_ERROR_WAITS).
+# With Lambda's 15-minute invocations, Close + a slice tried twice + Finish alone would take the whole
+# hour, so every step's invocation is 6 minutes (WORKFLOW_TIMEOUT_SECONDS) and the workers' budget 17
+# minutes: 1,020 + 2,140 = 3,160 s, a limit of 52 min 40 s and a lock of 57 min 40 s. A worker stopped
+# by its 6 minutes is invoked again (it loses only a new invocation's start and its re-read of the
+# late-event window); a slice or Finish must fit in 6 minutes. The cost: figure 11's measures scaled to
+# these give about 11.5 million events an hour with 40 workers (the merge's invocations bind), where 15
+# minutes and a 30-minute budget (whose worst case did not fit the hour) gave 28.6 million.
+# RUN_BUDGET_SECONDS is a plain number: figure 11 reads it.
+SCHEDULE_PERIOD = Duration.hours(1)  # DEFAULT_SCHEDULE
+SAFETY_MARGIN = Duration.seconds(60)  # functions.consolidate.workflow.SAFETY_MARGIN_MS
+SERVICE_ERROR_WAITS = _retry_waits(
+    SERVICE_ERROR_RETRY_ATTEMPTS, SERVICE_ERROR_RETRY_INTERVAL, SERVICE_ERROR_RETRY_MAX_DELAY
+)
+TASK_RETRY_WAITS = _retry_waits(WORKER_RETRY_ATTEMPTS, WORKER_RETRY_INTERVAL)
+TASK_TRIES = 1 + WORKER_RETRY_ATTEMPTS
+RUN_BUDGET_SECONDS = 1020
 RUN_BUDGET = Duration.seconds(RUN_BUDGET_SECONDS)
+WORKER_TAIL = Duration.seconds(
+    SAFETY_MARGIN.to_seconds() + TASK_RETRY_WAITS.to_seconds() + WORKFLOW_TIMEOUT.to_seconds()
+)
+MERGE_WORST = Duration.seconds(
+    WORKFLOW_TIMEOUT.to_seconds()  # Close
+    + TASK_TRIES * WORKFLOW_TIMEOUT.to_seconds()
+    + TASK_RETRY_WAITS.to_seconds()  # the slowest slice, retried
+    + WORKFLOW_TIMEOUT.to_seconds()  # Finish
+)
+RUN_STATES = 5  # Plan, Work, Close, Merge slice, Finish: each with its service-error retries
+STATE_MACHINE_TIMEOUT = Duration.seconds(
+    RUN_BUDGET.to_seconds()
+    + WORKER_TAIL.to_seconds()
+    + MERGE_WORST.to_seconds()
+    + RUN_STATES * SERVICE_ERROR_WAITS.to_seconds()
+)
+# The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short
+# never overlaps the next one (MSGTRACK_RUN_LOCK_SECONDS of the consolidation function); it expires
+# within the period, so a crashed run does not cost the next one.
+LOCK_MARGIN = Duration.minutes(5)
+RUN_LOCK = STATE_MACHINE_TIMEOUT.plus(LOCK_MARGIN)
+if not RUN_LOCK.to_seconds() < SCHEDULE_PERIOD.to_seconds():
+    raise ValueError("a run's time limit and lock must end within the schedule's period")
 
 # --- exports --------------------------------------------------------------------------------------
 

@@ -8,12 +8,13 @@ Every step invokes the consolidation function synchronously with a ``step`` that
   takes the lock and splits the raw-event shards into groups, one per worker. ``skip`` (another run
   holds the lock, say) ends the execution at once, successfully.
 - Work, once per group, in parallel ``{"step": "work", "run_id", "worker", "shards"}`` ->
-  ``{"worker", "shards", "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more"}``;
-  retried on Lambda's service errors and once on a failure of the function itself. A worker that stopped
+  ``{"worker", "shards", "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more",
+  "next_shard"?}``; retried on Lambda's service errors and once on a failure of the function itself. A worker that stopped
   at its invocation's time limit with its group not drained, before the run's deadline (``more``), is
-  invoked again for the same group (Work on): it goes on from its checkpoints, carrying its notes
-  (``errors``, ``quarantined``); its events add up in its slot of the workflow table. So a run's workers
-  have the run's whole budget (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
+  invoked again for the same group (Work on): it goes on from its checkpoints at the shard after the
+  last one it read (``next_shard``), carrying its notes (``errors``, ``quarantined``); its events add up
+  in its slot of the workflow table. So a run's workers have the run's whole budget
+  (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
 - Close ``{"step": "close", "run_id"}`` -> ``{"run_id", "slices"}``: closes the run for its workers;
   then each slice, in parallel, ``{"step": "merge_slice", "run_id", "slice"}``, retried like a worker;
   a slice (or Close) that still fails is left to Finish, which merges whatever no slice merged.
@@ -58,6 +59,7 @@ from infra.constants import (
     RUN_FAILED_ERROR,
     SERVICE_ERROR_RETRY_ATTEMPTS,
     SERVICE_ERROR_RETRY_INTERVAL,
+    SERVICE_ERROR_RETRY_MAX_DELAY,
     SKIP_CHOICE,
     SLICE_FAILED_STATE,
     SLICES_STATE,
@@ -92,11 +94,12 @@ WORK_EVENT = {
 # A worker's result, with its run for the next invocation if it has more to do.
 WORK_DONE = '{% $merge([$states.result, {"run_id": $states.input.run_id}]) %}'
 MORE_WORK = "{% $states.input.more = true %}"
-# The same group again, with what the worker noted so far (a missing field is left out).
+# The same group again, with what the worker noted so far and the shard its rounds go on at (a missing
+# field is left out).
 WORK_ON_EVENT = (
     '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
     '"shards": $states.input.shards, "errors": $states.input.errors, '
-    '"quarantined": $states.input.quarantined} %}'
+    '"quarantined": $states.input.quarantined, "next_shard": $states.input.next_shard} %}'
 )
 # A worker that still fails after its retries returns its error in place of a result.
 WORKER_FAILURE = '{% {"failure": $states.errorOutput} %}'
@@ -225,6 +228,7 @@ class WorkflowStateMachine(Construct):
             max_attempts=SERVICE_ERROR_RETRY_ATTEMPTS,
             interval=SERVICE_ERROR_RETRY_INTERVAL,
             backoff_rate=RETRY_BACKOFF_RATE,
+            max_delay=SERVICE_ERROR_RETRY_MAX_DELAY,
             jitter_strategy=sfn.JitterType.FULL,
         )
         return task

@@ -3,7 +3,7 @@
 It calls the consolidation function's steps exactly as the state machine in AWS does (README
 "Scale-out"): ``plan``, then one ``work`` step per group of shards in parallel (a Map state: each
 worker in a container of its own, a failed attempt retried, a worker that says it has ``more`` invoked
-again for its group with the notes it returned), then ``finish`` with the workers' results, and with
+again for its group with the notes and the shard to go on at it returned), then ``finish`` with the workers' results, and with
 the error when a worker failed for good. Between the two, ``close`` and one ``merge_slice`` step per
 slice of the merge in parallel (another Map state; a slice that fails for good is merged by ``finish``).
 """
@@ -60,7 +60,9 @@ class LocalStateMachine:
         def work(group: dict[str, Any]) -> dict[str, Any] | None:
             result = invoke({"step": "work", "run_id": plan["run_id"], **group})
             while result is not None and result.get("more") is True:  # the Choice "More to do?"
-                carried: dict[str, Any] = {n: result[n] for n in ("errors", "quarantined") if n in result}
+                carried: dict[str, Any] = {
+                    n: result[n] for n in ("errors", "quarantined", "next_shard") if n in result
+                }
                 result = invoke({"step": "work", "run_id": plan["run_id"], **group, **carried})
             return result
 

@@ -332,15 +332,17 @@ class FakeWorkflowStore:
     def load_slice(self, run_id: str, spread: int) -> SavedSlice | None:
         self._call("load_slice")
         saved = self.slices.get((run_id, spread))
-        return None if saved is None else SavedSlice(saved["summary"], saved["put"])
+        return (
+            None if saved is None else SavedSlice(saved["summary"], saved["put"], saved.get("outcome", b""))
+        )
 
     def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
         self._call("slice_pages")
         return list(self.slices[(run_id, spread)]["pages"])
 
-    def slice_put(self, run_id: str, spread: int) -> None:
+    def slice_put(self, run_id: str, spread: int, outcome: bytes) -> None:
         self._call("slice_put")
-        self.slices[(run_id, spread)]["put"] = True
+        self.slices[(run_id, spread)].update(put=True, outcome=outcome)
 
     def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
         self._call("delete_slice_partials")

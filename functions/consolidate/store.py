@@ -301,7 +301,7 @@ class WorkflowStore(ErasureStore, Protocol):
     def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None: ...
     def load_slice(self, run_id: str, spread: int) -> SavedSlice | None: ...
     def slice_pages(self, run_id: str, spread: int) -> list[bytes]: ...
-    def slice_put(self, run_id: str, spread: int) -> None: ...
+    def slice_put(self, run_id: str, spread: int, outcome: bytes) -> None: ...
     def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None: ...
     def delete_slices(self, run_id: str) -> None: ...
     def read_raw(
@@ -347,10 +347,12 @@ PARTIAL_SPREAD = 16
 @dataclass(frozen=True)
 class SavedSlice:
     """A slice of a run's merge, saved (``workflow.merge_slice``): its summary (what the finisher
-    needs: the slice's statistics copies and person corrections) and whether its items were put."""
+    needs: the slice's statistics copies and person corrections), whether its items were put, and
+    what putting them quarantined (``outcome``, JSON: its count and notes, for the run record)."""
 
     summary: bytes
     put: bool
+    outcome: bytes = b""
 
 
 SLICE_SUMMARY_SK, SLICE_PUT_SK = "summary", "~put"  # after the pages' "000000"... in sort order
@@ -756,7 +758,7 @@ class DynamoWorkflowStore:
         found = {item["sk"]["S"]: item["data"]["B"] for item in answer.get("Items", [])}
         if SLICE_SUMMARY_SK not in found:
             return None
-        return SavedSlice(found[SLICE_SUMMARY_SK], SLICE_PUT_SK in found)
+        return SavedSlice(found[SLICE_SUMMARY_SK], SLICE_PUT_SK in found, found.get(SLICE_PUT_SK) or b"")
 
     def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
         items = self._partition(_slice_pk(run_id, spread))
@@ -764,8 +766,8 @@ class DynamoWorkflowStore:
             item["data"]["B"] for item in items if item["sk"]["S"] not in (SLICE_SUMMARY_SK, SLICE_PUT_SK)
         ]
 
-    def slice_put(self, run_id: str, spread: int) -> None:
-        self._partition_put(_slice_pk(run_id, spread), [(SLICE_PUT_SK, b"")])
+    def slice_put(self, run_id: str, spread: int, outcome: bytes) -> None:
+        self._partition_put(_slice_pk(run_id, spread), [(SLICE_PUT_SK, outcome)])
 
     def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
         for worker in range(workers):

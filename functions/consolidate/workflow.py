@@ -1,14 +1,18 @@
 """The tracking workflow: raw events in, tracking logs and indicators out, exactly once.
 
+Its steps are here (plan, work, close, merge a slice, finish: ``TrackingWorkflow``); a step's work on
+the stores is ``runner.py``, what it carries in memory between flushes ``carried.py``, the settings
+and a step's time ``config.py``.
+
 How exactly-once holds (see README "The tracking workflow"):
 
 * One run at a time: a lock with an expiry in the workflow state item; every state write is
   conditional on still holding it.
 * A run (each worker, its group) reads the shards of the raw-events table (64 by default) in rounds,
-  a batch of each shard per round, from its checkpoint up to the run's start. Each batch is computed (``batch.consolidate``) against
-  the indicator items the run holds in memory: loaded once, updated batch after batch, written once
-  per *flush*. A tracking log is a pure function of its raw event and tracked URL, so the logs of a
-  batch are put straight away (a put repeated later is harmless).
+  a batch of each shard per round, from its checkpoint up to the run's start. Each batch is computed
+  (``batch.consolidate``) against the indicator items the run holds in memory: loaded once, updated
+  batch after batch, written once per *flush*. A tracking log is a pure function of its raw event and
+  tracked URL, so the logs of a batch are put straight away (a put repeated later is harmless).
 * Checkpoints move only at a flush: the changed indicator items and the new checkpoint of every
   shard read since the previous flush are saved as the *pending batch*, applied as whole-item puts,
   then the checkpoints move and the pending batch is removed in one conditional update. The pending
@@ -44,9 +48,8 @@ How exactly-once holds (see README "The tracking workflow"):
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,7 +57,20 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from functions.consolidate import batch, erasure, merge, quarantine
+from functions.consolidate import erasure, merge
+from functions.consolidate.carried import MAX_KNOWN_ITEMS
+from functions.consolidate.config import (
+    BATCH_SIZE,
+    MAX_CARRIED_ITEMS,
+    MAX_PENDING_BYTES,
+    MAX_RUN_ERRORS,
+    RUN_BUDGET_SECONDS,
+    SAFETY_MARGIN_MS,
+    STOPPED_EARLY,
+    Budget,
+    WorkflowConfig,
+)
+from functions.consolidate.runner import StepRun
 from functions.consolidate.store import (
     FINISH,
     MERGED,
@@ -62,94 +78,15 @@ from functions.consolidate.store import (
     PARTIAL_SPREAD,
     WORK,
     LockLost,
-    PendingBatch,
-    Refused,
     SavedSlice,
-    Unreadable,
     WorkflowState,
     WorkflowStore,
-    WriteRefused,
     decode_items,
     encode_items,
-    raw_event,
-    raw_key,
 )
 from functions.shared import raw_events, timeutil
-from functions.shared.models import (
-    RECIPIENT_LOG_PAGE_PREFIX,
-    RECIPIENT_STATE_PREFIX,
-    DeliveryStatsModel,
-    QuarantineModel,
-    RawEventModel,
-    RunModel,
-    TrackedUrlModel,
-    TrackingLogModel,
-)
+from functions.shared.models import DeliveryStatsModel, RunModel
 from functions.shared.observability import logger
-
-BATCH_SIZE = 100  # raw events read from one shard at a time
-MAX_CARRIED_ITEMS = 10_000  # changed indicator items (and held logs) a run carries before it flushes
-# The pending batch is stored in chunk items of at most 300 KB (``store.MAX_CHUNK_BYTES``), so no item
-# limit bounds it; each flush rewrites every indicator item it carries, so the fewer flushes the
-# fewer write units. A run flushes once its pending batch is encoded past this: 2 MB is 7 chunks, one
-# BatchWriteItem request (25 items, 16 MB) to save and one BatchGetItem (100 keys, 16 MB) to replay,
-# each chunk under its own key (300 write units, well under a key's 1,000 a second); decoded it is
-# about 8 times as large (16 MB of JSON), far under a 1,024 MB function, and replayed in about a
-# second. In practice ``MAX_CARRIED_ITEMS`` comes first: figure 3's 10,000-event run carries 5,660
-# items in 316 KB (10,000 such items: about 560 KB).
-MAX_PENDING_BYTES = 2_000_000
-MEASURED_MARGIN = 0.2  # see _Carried.too_big
-MAX_KNOWN_ITEMS = 50_000  # indicator items kept in memory after a flush, to spare reading them again
-SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains of the invocation
-# How long after its start a run's workers take new batches (a worker stopped by its invocation's limit
-# before then is invoked again): below the lock's time, leaving the finisher its invocation. The deploy
-# sets its own (MSGTRACK_RUN_BUDGET_SECONDS, infra/constants.py RUN_BUDGET).
-RUN_BUDGET_SECONDS = 900
-MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
-
-
-@dataclass(frozen=True)
-class WorkflowConfig:
-    log_ttl_days: int = 365
-    late_event_grace_seconds: int = 300
-    lock_seconds: int = 1200
-    batch_size: int = BATCH_SIZE
-    max_carried_items: int = MAX_CARRIED_ITEMS
-    max_pending_bytes: int = MAX_PENDING_BYTES
-    workers: int = 1  # groups of shards a run is split into, consolidated in parallel
-    raw_event_shards: int | None = None  # None: the deploy-time setting (MSGTRACK_RAW_EVENT_SHARDS)
-    # a run's workers stop taking batches this long after its start
-    run_budget_seconds: int = RUN_BUDGET_SECONDS
-
-    def __post_init__(self) -> None:
-        if not 0 < self.run_budget_seconds < self.lock_seconds:
-            raise ValueError(
-                f"a run's budget ({self.run_budget_seconds} s) must be positive and shorter than its lock "
-                f"({self.lock_seconds} s): a worker still taking batches must still hold the lock"
-            )
-
-
-class _Budget:
-    """An invocation's time (``remaining_ms``) and, for a worker, its run's deadline."""
-
-    def __init__(
-        self,
-        remaining_ms: Callable[[], int] | None,
-        deadline: datetime | None = None,
-        clock: Callable[[], datetime] = timeutil.now,
-    ) -> None:
-        self._remaining_ms = remaining_ms
-        self._deadline = deadline
-        self._clock = clock
-
-    def exhausted(self) -> bool:
-        return self.invocation_spent() or self.run_spent()
-
-    def invocation_spent(self) -> bool:
-        return self._remaining_ms is not None and self._remaining_ms() < SAFETY_MARGIN_MS
-
-    def run_spent(self) -> bool:
-        return self._deadline is not None and self._clock() >= self._deadline
 
 
 @dataclass(frozen=True)
@@ -174,7 +111,9 @@ class Plan:
 class WorkResult:
     """What one worker did in the run (over all its invocations so far). ``errors`` and ``quarantined``
     carry its notes to the finisher. ``more``: it stopped at its invocation's time limit with its group
-    not drained while the run's budget is not spent, so it is to be invoked again."""
+    not drained while the run's budget is not spent, so it is to be invoked again; ``next_shard``: the
+    shard its next invocation goes on at (its rounds go on where they stopped, rather than starting
+    again at the group's first shard, so that no shard of the group lags)."""
 
     worker: int
     shards: list[str]
@@ -184,6 +123,7 @@ class WorkResult:
     errors: list[str] = field(default_factory=list)
     quarantined: int = 0
     more: bool = False
+    next_shard: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         answer: dict[str, Any] = {
@@ -199,6 +139,8 @@ class WorkResult:
         if self.quarantined:
             answer["quarantined"] = self.quarantined
         answer["more"] = self.more
+        if self.next_shard is not None:
+            answer["next_shard"] = self.next_shard
         return answer
 
     @classmethod
@@ -212,6 +154,7 @@ class WorkResult:
             errors=[str(note) for note in data.get("errors") or []],
             quarantined=int(data.get("quarantined") or 0),
             more=data.get("more") is True,
+            next_shard=str(data["next_shard"]) if data.get("next_shard") is not None else None,
         )
 
 
@@ -300,7 +243,7 @@ class TrackingWorkflow:
             self._finish_interrupted(state.run_id, run_id, state)
             state = self._store.load_state()
         self._store.save_run(run)
-        planner = _Run(self._store, self._config, self._clock, run, _Budget(remaining_ms))
+        planner = StepRun(self._store, self._config, self._clock, run, Budget(remaining_ms))
         planner.replay()
         groups = self._groups(state, started)
         planner.drain_fallback()
@@ -355,13 +298,15 @@ class TrackingWorkflow:
         notes = [note for note in (earlier.errors if earlier else []) if note != STOPPED_EARLY]
         run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=notes)
         deadline = timeutil.parse(str(state.run_started)) + timedelta(seconds=self._config.run_budget_seconds)
-        budget = _Budget(remaining_ms, deadline, self._clock)
-        runner = _Run(
+        budget = Budget(remaining_ms, deadline, self._clock)
+        runner = StepRun(
             self._store, self._config, self._clock, run, budget, worker=worker, partial=len(state.groups) > 1
         )
         quarantined = earlier.quarantined if earlier else 0
         try:
-            finished = runner.work(shards, str(state.run_started) + "#~")
+            finished = runner.work(
+                shards, str(state.run_started) + "#~", earlier.next_shard if earlier else None
+            )
         except LockLost as error:
             return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors), quarantined)
         events = self._store.load_worker(worker).events + _at(state.drained, worker)
@@ -374,6 +319,7 @@ class TrackingWorkflow:
             list(dict.fromkeys(run.errors)),
             quarantined + int(run.quarantined or 0),
             more=not finished and not budget.run_spent(),
+            next_shard=None if finished else runner.next_shard,
         )
 
     # --- finish -----------------------------------------------------------------------------
@@ -443,17 +389,22 @@ class TrackingWorkflow:
             self._store.set_phase(owner, FINISH)
         groups = state.groups
         partial = len(groups) > 1
-        finisher = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=owner)
+        finisher = StepRun(self._store, self._config, self._clock, run, Budget(None), owner=owner)
         for worker in range(len(groups)):
             self._replayer(run, run_id, owner, worker, partial).replay()
         if partial and state.phase != MERGED:
+            # each slice a step of its own unless it failed; saved, a slice is only read here
+            slices = [
+                self._merge_slice(run_id, owner, len(groups), spread) for spread in range(PARTIAL_SPREAD)
+            ]
+            finisher.count_quarantined(
+                sum(merged.quarantined for merged in slices), [n for merged in slices for n in merged.notes]
+            )
             if state.phase != MERGING:
-                views: list[Model] = []
+                views: list[Model] = [view for merged in slices for view in merged.views]
                 corrections: dict[str, list[int]] = {}
-                for spread in range(PARTIAL_SPREAD):  # each slice a step of its own unless it failed
-                    slice_views, slice_corrections = self._merge_slice(run_id, len(groups), spread, finisher)
-                    views += slice_views
-                    for delivery_id, (found, human) in slice_corrections.items():
+                for merged_slice in slices:
+                    for delivery_id, (found, human) in merged_slice.corrections.items():
                         total = corrections.setdefault(delivery_id, [0, 0])
                         total[0], total[1] = total[0] + found, total[1] + human
                 merged = merge.merge_stats(views, corrections, self._store.load_indicators)
@@ -496,14 +447,12 @@ class TrackingWorkflow:
         state = self._store.load_state()
         if state.lock_owner != run_id or state.run_id != run_id or state.phase != FINISH:
             return  # not closed yet, or merged already: its partial items may be gone
-        run = RunModel(sk=run_id, status="running", started_at=str(state.run_started), errors=[])
-        writer = _Run(self._store, self._config, self._clock, run, _Budget(None), owner=run_id)
-        self._merge_slice(run_id, len(state.groups), spread, writer)
+        self._merge_slice(run_id, run_id, len(state.groups), spread)
 
-    def _merge_slice(
-        self, run_id: str, workers: int, spread: int, writer: _Run
-    ) -> tuple[list[Model], dict[str, list[int]]]:
-        """The slice merged, saved and put (each once); its statistics copies and person corrections."""
+    def _merge_slice(self, run_id: str, owner: str, workers: int, spread: int) -> _MergedSlice:
+        """The slice merged, saved and put (each once); its statistics copies and person corrections,
+        and what its put quarantined: saved with the mark that it was put, so that the finisher counts
+        it once however often the slice was tried (``owner`` holds the lock)."""
         saved = self._store.load_slice(run_id, spread)
         if saved is None:
             parts = [self._store.slice_partials(run_id, worker, spread) for worker in range(workers)]
@@ -516,21 +465,34 @@ class TrackingWorkflow:
             # saved, the slice's partial items are needed no more: deleted here, side by side with
             # the other slices, rather than by the finisher (as many deletes as puts)
             self._store.delete_slice_partials(run_id, workers, spread)
+        outcome = saved.outcome
         if not saved.put:
+            # A put refused is quarantined under the same key at every try: only the count of the try
+            # that marks the slice put reaches the run.
+            notes = RunModel(sk=run_id, status="running", errors=[])
+            writer = StepRun(self._store, self._config, self._clock, notes, Budget(None), owner=owner)
             for page in self._store.slice_pages(run_id, spread):
                 writer.put_merged(decode_items(page))
-            self._store.slice_put(run_id, spread)
+            outcome = json.dumps(
+                {"quarantined": int(notes.quarantined or 0), "errors": notes.errors}
+            ).encode()
+            self._store.slice_put(run_id, spread, outcome)
         found = json.loads(saved.summary)
-        stats: list[Model] = [DeliveryStatsModel.from_raw_data(view) for view in found["views"]]
-        return stats, {str(d): [int(n) for n in c] for d, c in found["corrections"].items()}
+        put = json.loads(outcome or b"{}")  # a slice marked put by an older version: nothing quarantined
+        return _MergedSlice(
+            [DeliveryStatsModel.from_raw_data(view) for view in found["views"]],
+            {str(d): [int(n) for n in c] for d, c in found["corrections"].items()},
+            int(put.get("quarantined") or 0),
+            [str(note) for note in put.get("errors") or []],
+        )
 
-    def _replayer(self, run: RunModel, run_id: str, owner: str, worker: int, partial: bool) -> _Run:
-        return _Run(
+    def _replayer(self, run: RunModel, run_id: str, owner: str, worker: int, partial: bool) -> StepRun:
+        return StepRun(
             self._store,
             self._config,
             self._clock,
             run,
-            _Budget(None),
+            Budget(None),
             worker=worker,
             partial=partial,
             owner=owner,
@@ -561,7 +523,16 @@ class TrackingWorkflow:
         return run
 
 
-STOPPED_EARLY = "stopped early to stay within the time limit"
+@dataclass(frozen=True)
+class _MergedSlice:
+    """A slice of the merge as saved: what the finisher merges and counts of it."""
+
+    views: list[Model]
+    corrections: dict[str, list[int]]
+    quarantined: int
+    notes: list[str]
+
+
 MAX_PAGE_BYTES = 300_000  # a page of merged items, an item of the workflow table (400 KB at most)
 
 
@@ -588,506 +559,17 @@ def _described(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class _Carried:
-    """What the run has consolidated since its last flush, held in memory until the flush.
-
-    ``items`` are the indicator items the run knows, as stored plus its changes since the flush
-    (``batch.consolidate`` updates them in place); ``absent`` the keys it found missing.
-    """
-
-    def __init__(self) -> None:
-        self.items: dict[batch.StateKey, Model] = {}
-        self.absent: set[batch.StateKey] = set()
-        self.changed: set[batch.StateKey] = set()
-        # by key: a log rewritten by a later batch (the honeypot burst) is put once, as last computed
-        self.held_logs: dict[batch.LogKey, TrackingLogModel] = {}
-        self.checkpoints: dict[str, str] = {}
-        self.events = 0
-        self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
-        self._bytes_per_entry: float | None = None  # encoded bytes per item or log, at the last flush
-
-    def __len__(self) -> int:
-        return len(self.changed) + len(self.held_logs)
-
-    def is_empty(self) -> bool:
-        return not (self.changed or self.held_logs or self.checkpoints or self.events)
-
-    def view(
-        self,
-        keys: Iterable[batch.StateKey],
-        load: Callable[[list[batch.StateKey]], Mapping[batch.StateKey, Model]],
-    ) -> dict[batch.StateKey, Model]:
-        """The items of ``keys`` that exist, loading those the run has not seen yet."""
-        keys = list(keys)
-        unknown = [key for key in keys if key not in self.items and key not in self.absent]
-        if unknown:
-            found = load(unknown)
-            self.items.update(found)
-            self.absent.update(key for key in unknown if key not in found)
-        return {key: self.items[key] for key in keys if key in self.items}
-
-    def take(self, outcome: batch.Outcome, *, hold_logs: bool) -> list[TrackingLogModel]:
-        """Carry a batch's indicator items; its tracking logs to put now (none if held)."""
-        logs: list[TrackingLogModel] = []
-        for item in outcome.items:
-            if isinstance(item, TrackingLogModel):
-                logs.append(item)
-                continue
-            key = (str(item.delivery_id), str(item.sk))  # type: ignore[attr-defined]
-            self.items[key] = item
-            self.absent.discard(key)
-            self.changed.add(key)
-        self.events += outcome.events
-        # Behind a checkpoint a tracking log means "counted as it says": a log rewritten with the
-        # counts it moved goes with them through the pending batch.
-        for log in outcome.rewritten:
-            self.held_logs[_key(log)] = log
-        if hold_logs:
-            self.held_logs.update((_key(log), log) for log in logs)
-            return []
-        return logs
-
-    def pending(self, seq: int) -> PendingBatch:
-        items: list[Model] = [self.items[key] for key in sorted(self.changed)]
-        return PendingBatch(seq, dict(self.checkpoints), self.events, items + list(self.held_logs.values()))
-
-    def too_big(self, seq: int, max_bytes: int) -> bool:
-        """Whether the pending batch is encoded past ``max_bytes``.
-
-        Encoding all of it after every batch would cost more than the batches. After a flush, the run
-        knows what an item or a log of its pending batches weighs encoded (the flush encodes its pending
-        batch anyway), so it estimates from the count alone. Before its first flush it measures: again
-        only once the items or the events carried have grown fourfold since the last measure, or when
-        growing the last measure by as much as either (the items' sizes grow with both) passes the bound;
-        a measure within ``MEASURED_MARGIN`` of the bound flushes already, or every batch after it would
-        measure again.
-        """
-        if self._bytes_per_entry is not None:
-            return len(self) * self._bytes_per_entry > max_bytes
-        items, events, encoded = self._measured
-        growth = max(len(self) / items, self.events / events) if items and events else float("inf")
-        if growth < 4 and encoded * growth <= max_bytes:
-            return False
-        size = len(self.pending(seq).encode())
-        self._measured = (len(self), self.events, size)
-        return size > max_bytes * (1 - MEASURED_MARGIN)
-
-    def forget(self, key: batch.StateKey) -> None:
-        """The run's copy of this item was not written: the stored one is read again when next needed."""
-        self.items.pop(key, None)
-        self.absent.discard(key)
-
-    def flushed(self, encoded_bytes: int) -> None:
-        """The pending batch (``encoded_bytes`` long) is applied: the items as held are the stored ones."""
-        if len(self):
-            self._bytes_per_entry = encoded_bytes / len(self)
-        self.changed.clear()
-        self.held_logs.clear()
-        self.checkpoints.clear()
-        self.events = 0
-        self._measured = (0, 0, 0)
-        if len(self.items) > MAX_KNOWN_ITEMS:
-            self.items.clear()
-            self.absent.clear()
-
-
-class _Run:
-    """One step's work, holding the lock: the planner's (the fallback queue, the shared pending
-    batch an older version left), a worker's (its group of shards, with its own pending batch) or the
-    finisher's (a worker's pending batch again, the merged items).
-
-    A worker of a run with several (``partial``) writes the items every recipient of a delivery adds
-    to (statistics, URL rows, hours, click streams, persons) as its partial items of the run, which
-    the finisher merges (``merge.py``); the state of its own recipients and their tracking logs it
-    writes as they are.
-    """
-
-    def __init__(
-        self,
-        store: WorkflowStore,
-        config: WorkflowConfig,
-        clock: Callable[[], datetime],
-        run: RunModel,
-        budget: _Budget,
-        *,
-        worker: int | None = None,
-        partial: bool = False,
-        owner: str | None = None,
-        replaying_for: str | None = None,
-    ) -> None:
-        self._store = store
-        self._config = config
-        self._clock = clock
-        self._run = run
-        self._budget = budget
-        self._worker = worker
-        self._partial = partial
-        self._lock_owner = owner or str(run.sk)
-        self._run_id = replaying_for or str(run.sk)
-        self._open_only = replaying_for is None  # a worker writes only while its run is open
-        self._urls: dict[tuple[str, str], TrackedUrlModel | None] = {}
-        self._loaded_deliveries: set[str] = set()
-        self._deleted_deliveries: set[str] = set()
-        self._state: WorkflowState | None = None
-        self._carried = _Carried()
-        self.drained: dict[str, int] = {}  # events consolidated from the fallback queue, by shard
-
-    @property
-    def _owner(self) -> str:
-        return self._lock_owner
-
-    def replay(self) -> None:
-        """Apply the pending batch an interrupted step left (again, if need be)."""
-        self._state = self._store.load_state()
-        if self._worker is None:
-            pending = self._state.pending
-        else:
-            slot = self._store.load_worker(self._worker)
-            pending = slot.pending if slot.run_id == self._run_id else None
-        if pending is not None:
-            logger.info("replaying the pending batch of an interrupted step", extra={"seq": pending.seq})
-            self._finish(pending)
-
-    def work(self, shards: list[str], upto: str) -> bool:
-        """Consolidate ``shards`` up to ``upto``; False when the time budget ran out first."""
-        assert self._worker is not None
-        self._store.start_worker(self._run_id, self._worker)
-        self.replay()
-        assert self._state is not None
-        mine = set(shards)
-        for shard, checkpoint in sorted(self._state.checkpoints.items()):
-            if shard in mine:
-                self._consolidate_late_events(shard, checkpoint)
-        finished = self._consolidate_shards(upto, shards)
-        self._flush()  # on an error, nothing: what the run carries is consolidated again next time
-        if not finished:
-            self._run.errors = [*self._run.errors, STOPPED_EARLY]
-            logger.warning("tracking workflow stopped at a checkpoint before the time limit")
-        return finished
-
-    def put_merged(self, items: list[Model]) -> None:
-        self._put(items)
-
-    def drain_fallback(self) -> None:
-        self._state = self._store.load_state()
-        self._drain_fallback()
-
-    def _drain_fallback(self) -> None:
-        """Raw events the redirect handed to the fallback queue go back into the raw-events table.
-
-        The put is of the very item the redirect tried to write, so it is harmless if that write
-        landed after all. An event behind its shard's checkpoint will never be read from the table
-        again: it is consolidated here, unless a tracking log shows it already was, and flushed
-        before its message is deleted.
-        """
-        assert self._state is not None
-        drained = 0
-        while not self._budget.exhausted():
-            messages = self._store.receive_fallback(10)
-            if not messages:
-                break
-            behind: dict[tuple[str, str], RawEventModel] = {}
-            stored: list[RawEventModel | Unreadable] = []
-            refused: list[Unreadable] = []
-            for message in messages:
-                if message.error is not None:
-                    refused.append(Unreadable(*_body_key(message.item), message.item, message.error))
-                    continue
-                try:
-                    self._store.put_raw(message.item)
-                except WriteRefused as error:
-                    refused.append(Unreadable(*raw_key(message.item), message.item, str(error)))
-                    continue
-                stored.append(raw_event(message.item))
-            self._quarantine_raw(refused)
-            for event in self._readable(stored):
-                checkpoint = self._state.checkpoints.get(str(event.shard))
-                if checkpoint is not None and event.sk <= checkpoint:
-                    behind[batch.log_key(event)] = event
-            if behind:
-                logged = self._store.logged(behind)
-                fresh = [event for key, event in behind.items() if key not in logged]
-                if fresh:
-                    self._renew_lock()
-                    self._consolidate(fresh, logs_now=False)
-                    self._flush()
-                    for event in fresh:
-                        self.drained[str(event.shard)] = self.drained.get(str(event.shard), 0) + 1
-            self._store.delete_fallback([m.receipt for m in messages])
-            drained += len(messages)
-        if drained:
-            logger.info("drained raw events from the fallback queue", extra={"count": drained})
-
-    def _consolidate_shards(self, upto: str, shards: list[str]) -> bool:
-        """Read ``shards`` up to ``upto`` in rounds; False when the time budget ran out first."""
-        assert self._state is not None
-        positions: dict[str, str | None] = {shard: self._state.checkpoints.get(shard) for shard in shards}
-        while positions:
-            self._renew_lock()
-            for shard, after in list(positions.items()):
-                if self._budget.exhausted():
-                    return False
-                read = self._store.read_raw(shard, after, upto, self._config.batch_size)
-                if not read:
-                    del positions[shard]
-                    continue
-                positions[shard] = read[-1].sk
-                events = self._readable(read)
-                if events:
-                    self._consolidate(events, logs_now=True)
-                self._carried.checkpoints[shard] = read[-1].sk  # past the quarantined events too
-                self._flush_if_full()
-        return True
-
-    def _consolidate_late_events(self, shard: str, checkpoint: str) -> None:
-        """Events timed before the checkpoint that became visible after it was taken."""
-        at = timeutil.parse(checkpoint.split("#", 1)[0])
-        after = timeutil.iso(at - timedelta(seconds=self._config.late_event_grace_seconds))
-        while True:
-            read = self._store.read_raw(shard, after, checkpoint, self._config.batch_size)
-            if not read:
-                return
-            after = read[-1].sk
-            events = self._readable(read)
-            if not events:
-                continue
-            logged = self._store.logged(batch.log_key(e) for e in events)
-            late = [e for e in events if batch.log_key(e) not in logged]
-            if late:
-                logger.info("consolidating late raw events", extra={"shard": shard, "count": len(late)})
-                self._renew_lock()
-                self._consolidate(late, logs_now=False)
-                self._flush_if_full()
-
-    def _readable(self, read: list[RawEventModel | Unreadable]) -> list[RawEventModel]:
-        """The raw events the workflow can consolidate; it quarantines the others (once), so that one
-        poison event does not fail every run: its checkpoint moves past it like past any other."""
-        events: list[RawEventModel] = []
-        poison: list[Unreadable] = []
-        for entry in read:
-            if isinstance(entry, Unreadable):
-                poison.append(entry)
-                continue
-            error = batch.fault(entry, self._config.log_ttl_days)
-            if error is None:
-                events.append(entry)
-            else:
-                poison.append(
-                    Unreadable(str(entry.shard), str(entry.sk), entry.serialize(null_check=False), error)
-                )
-        self._quarantine_raw(poison)
-        return events
-
-    def _consolidate(self, events: list[RawEventModel], *, logs_now: bool) -> None:
-        """Count ``events`` in the carried items; put their tracking logs now or hold them for the flush."""
-        self._load_urls(events)
-        loaded = self._carried.view(batch.state_keys(events), self._load_indicators)
-        earlier = self._earlier_logs(batch.logs_to_recheck(events, loaded))
-        if earlier:
-            more = batch.recheck_keys(earlier.values()) - loaded.keys()
-            loaded.update(self._carried.view(more, self._load_indicators))
-        domains = self._domains(events, loaded)
-        outcome = batch.consolidate(
-            events,
-            self._urls,
-            loaded,
-            domains,
-            self._config.log_ttl_days,
-            self._deleted_deliveries,
-            earlier,
-        )
-        logs = self._carried.take(outcome, hold_logs=not logs_now)
-        if logs:
-            self._put(logs)
-
-    def _earlier_logs(self, keys: set[batch.LogKey]) -> dict[batch.LogKey, TrackingLogModel]:
-        """The tracking logs a honeypot hit may reclassify: those held since the last flush as held,
-        the others as stored (a log not found is gone: expired or erased)."""
-        if not keys:
-            return {}
-        held = self._carried.held_logs
-        found = {key: held[key] for key in keys if key in held}
-        stored = sorted(keys - found.keys())
-        if stored:
-            found.update(self._store.load_logs(stored))
-        return found
-
-    def _flush_if_full(self) -> None:
-        assert self._state is not None
-        if len(self._carried) >= self._config.max_carried_items or self._carried.too_big(
-            self._state.batch_seq + 1, self._config.max_pending_bytes
-        ):
-            self._flush()
-
-    def _load_indicators(self, keys: list[batch.StateKey]) -> dict[batch.StateKey, Model]:
-        """Indicator items as this step knows them: a worker's partial items first (a retried worker
-        goes on from what it flushed), the stored ones otherwise."""
-        if not self._partial:
-            return dict(self._store.load_indicators(keys))
-        shared = [key for key in keys if not _owned(key)]
-        found = self._store.load_partials(self._run_id, self._worker or 0, shared) if shared else {}
-        rest = [key for key in keys if key not in found]
-        if rest:
-            found.update(self._store.load_indicators(rest))
-        return found
-
-    def _flush(self) -> None:
-        """Write what the run carries, through a pending batch that also moves the checkpoints."""
-        assert self._state is not None
-        if self._carried.is_empty():
-            return
-        pending = self._carried.pending(self._next_seq())
-        encoded = len(pending.encode())  # kept by the batch: saving it does not encode it again
-        if self._worker is None:
-            self._store.save_pending(self._owner, pending)
-        else:
-            self._store.save_worker_pending(self._owner, self._worker, pending)
-        self._finish(pending)
-        self._carried.flushed(encoded)
-
-    def _next_seq(self) -> int:
-        assert self._state is not None
-        if self._worker is None:
-            return self._state.batch_seq + 1
-        return self._store.load_worker(self._worker).seq + 1
-
-    def _finish(self, pending: PendingBatch) -> None:
-        """Apply a pending batch's writes (again, if need be) and move its checkpoints."""
-        assert self._state is not None
-        self._put(pending.items, seq=pending.seq)
-        if self._worker is None:
-            self._store.complete_pending(self._owner, pending)
-            self._state.batch_seq = pending.seq
-            self._state.pending = None
-        else:
-            self._store.complete_worker_pending(self._owner, self._worker, pending, open_only=self._open_only)
-        self._state.checkpoints.update(pending.checkpoints)
-        self._run.events_processed = int(self._run.events_processed) + pending.events
-
-    def _renew_lock(self) -> None:
-        self._store.renew_lock(self._owner, self._clock().timestamp(), self._config.lock_seconds)
-
-    def _put(self, items: list[Any], seq: int | None = None) -> None:
-        """Put items; quarantine those DynamoDB refuses for what they hold, and go on."""
-        if self._partial:
-            shared = [
-                item for item in items if not isinstance(item, TrackingLogModel) and not _owned(_key(item))
-            ]
-            if shared:
-                self._store.put_partials(self._run_id, self._worker or 0, shared)
-                items = [item for item in items if isinstance(item, TrackingLogModel) or _owned(_key(item))]
-        refused = self._store.put_items(items)
-        if refused:
-            self._quarantine(refused, seq)
-
-    def _quarantine(self, refused: list[Refused], seq: int | None) -> None:
-        # Behind a checkpoint a tracking log means "counted": a refused one's bare facts keep meaning it.
-        logs = [entry.item for entry in refused if isinstance(entry.item, TrackingLogModel)]
-        bare_refused = (
-            {_key(entry.item) for entry in self._store.put_items([quarantine.bare_log(log) for log in logs])}
-            if logs
-            else set()
-        )
-        kept: list[QuarantineModel] = []
-        for entry in refused:
-            key = _key(entry.item)
-            if isinstance(entry.item, TrackingLogModel):
-                instead = None if key in bare_refused else "its bare tracking log (no url, label, amount)"
-                suffix = ""  # one per event, however often it is refused
-            else:
-                self._carried.forget(key)
-                instead = None
-                suffix = f"#{seq}"  # one per pending batch: its replay rewrites the same
-            model = type(entry.item).__name__
-            kept.append(
-                self._quarantined(entry.item.serialize(), model, (*key, suffix), entry.error, instead)
-            )
-        self._keep(kept)
-
-    def _quarantine_raw(self, poison: list[Unreadable]) -> None:
-        """Keep raw events the workflow cannot consolidate or write, each once: a run that reads one
-        again (after a crash, in the late-event window, redelivered) finds it kept already."""
-        if not poison:
-            return
-        table = quarantine.table_of(RawEventModel.__name__)
-        # The same message may come twice in one receive; DynamoDB refuses a read naming a key twice.
-        by_key = {quarantine.key_of(table, (p.shard, p.sk)): p for p in poison}
-        kept = self._store.in_quarantine(by_key)
-        self._keep(
-            [
-                self._quarantined(p.item, RawEventModel.__name__, (p.shard, p.sk, ""), p.error, None)
-                for key, p in by_key.items()
-                if key not in kept
-            ]
-        )
-
-    def _quarantined(
-        self, data: dict[str, Any], model: str, key: tuple[str, str, str], error: str, instead: str | None
-    ) -> QuarantineModel:
-        return quarantine.kept(data, model, key, error, instead, run_id=self._owner, at=self._clock())
-
-    def _keep(self, quarantined: list[QuarantineModel]) -> None:
-        if not quarantined:
-            return
-        self._store.quarantine(quarantined)
-        self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
-        for item in quarantined:
-            logger.error(
-                "quarantined an item the workflow could not write or read",
-                extra={
-                    "table": item.table,
-                    "key": item.key,
-                    "error": item.error,
-                    "bytes": int(item.item_bytes),
-                },
-            )
-        notes = [f"quarantined {item.table} item {item.key}: {item.error[:200]}" for item in quarantined]
-        self._run.errors = [*self._run.errors, *notes][:MAX_RUN_ERRORS]
-
-    def _load_urls(self, events: Iterable[RawEventModel]) -> None:
-        """The tracked URLs of each delivery seen for the first time in this run, and whether it is
-        deleted (its record says so: a delivery without links is deleted too)."""
-        new = {e.delivery_id for e in events} - self._loaded_deliveries
-        if not new:
-            return
-        for delivery_id in sorted(new):
-            for url in self._store.tracked_urls(delivery_id):
-                self._urls[(delivery_id, str(url.url_id))] = url
-        self._deleted_deliveries |= self._store.deleted_deliveries(sorted(new))
-        self._loaded_deliveries |= new
-
-    def _domains(
-        self, events: list[RawEventModel], loaded: Mapping[batch.StateKey, object]
-    ) -> dict[tuple[str, str], str | None]:
-        """Email domains of recipients seen for the first time (for the domain breakdown)."""
-        wanted: dict[str, set[str]] = {}
-        for event in events:
-            if not event.proof and batch.recipient_key(event.delivery_id, event.recipient_id) not in loaded:
-                wanted.setdefault(event.delivery_id, set()).add(event.recipient_id)
-        domains: dict[tuple[str, str], str | None] = {}
-        for delivery_id, recipient_ids in wanted.items():
-            for recipient_id, domain in self._store.message_domains(delivery_id, recipient_ids).items():
-                domains[(delivery_id, recipient_id)] = domain
-        return domains
-
-
-def _body_key(item: dict[str, Any]) -> tuple[str, str]:
-    """The quarantine key of a fallback message whose body is no raw event: the same body, the same key."""
-    body = str(item.get("body", {}).get("S", ""))
-    return ("fallback-queue", hashlib.sha256(body.encode()).hexdigest()[:32])
-
-
-def _key(item: Any) -> tuple[str, str]:
-    """An item's table key: (partition, sk) for a tracking log, (delivery_id, sk) for the others."""
-    if isinstance(item, TrackingLogModel):
-        return (str(item.partition), str(item.sk))
-    return (str(item.delivery_id), str(item.sk))
-
-
-def _owned(key: batch.StateKey) -> bool:
-    """Whether an indicator item belongs to one recipient (and so to the one worker of its shard): their
-    state, or a page of log keys it spilled."""
-    return key[1].startswith((RECIPIENT_STATE_PREFIX, RECIPIENT_LOG_PAGE_PREFIX))
-
-
-__all__ = ["LockLost", "TrackingWorkflow", "WorkflowConfig"]
+__all__ = [
+    "BATCH_SIZE",
+    "MAX_CARRIED_ITEMS",
+    "MAX_KNOWN_ITEMS",
+    "MAX_PENDING_BYTES",
+    "RUN_BUDGET_SECONDS",
+    "SAFETY_MARGIN_MS",
+    "STOPPED_EARLY",
+    "LockLost",
+    "Plan",
+    "TrackingWorkflow",
+    "WorkResult",
+    "WorkflowConfig",
+]

@@ -23,9 +23,11 @@ from infra.constants import (
     OUTCOME_CHOICE,
     PLAN_STATE,
     RUN_FAILED_ERROR,
+    SCHEDULE_PERIOD,
     SKIP_CHOICE,
     SLICE_FAILED_STATE,
     SLICES_STATE,
+    STATE_MACHINE_TIMEOUT,
     SUCCEEDED_STATE,
     WORK_ON_STATE,
     WORK_STATE,
@@ -150,13 +152,14 @@ def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_until_it_has_no
     ((more,),) = [choice["Choices"]]
     assert (choice["Type"], more["Condition"]) == ("Choice", "{% $states.input.more = true %}")
     assert choice["Default"] == WORKER_DONE_STATE and iteration[WORKER_DONE_STATE]["Type"] == "Succeed"
-    # And Work on sends Work the same group of the same run, with the notes the worker returned
+    # And Work on sends Work the same group of the same run, with the notes the worker returned and
+    # the shard it goes on at
     work_on = iteration[more["Next"]]
     assert more["Next"] == WORK_ON_STATE and (work_on["Type"], work_on["Next"]) == ("Pass", WORK_STATE)
     assert work_on["Output"] == (
         '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
         '"shards": $states.input.shards, "errors": $states.input.errors, '
-        '"quarantined": $states.input.quarantined} %}'
+        '"quarantined": $states.input.quarantined, "next_shard": $states.input.next_shard} %}'
     )
     # And the loop is Work's own: retries and the catch of a failure apply to every invocation
     assert set(iteration) == {
@@ -168,18 +171,50 @@ def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_until_it_has_no
     }
 
 
-def test_the_run_budget_leaves_the_finisher_its_invocation_within_the_time_limit_and_the_lock(
+def _longest_waits(retrier: dict[str, Any]) -> float:
+    """The most a retrier waits over all its retries, as Step Functions computes each wait."""
+    waits = (
+        retrier["IntervalSeconds"] * retrier.get("BackoffRate", 2.0) ** n
+        for n in range(retrier["MaxAttempts"])
+    )
+    return float(sum(min(wait, retrier.get("MaxDelaySeconds", float("inf"))) for wait in waits))
+
+
+def _worst(task: dict[str, Any], invocation: float) -> float:
+    """The longest a task state may take: every try at the function's time limit, every wait its longest
+    (a service error fails at once; a failure of the function itself may come at its time limit)."""
+    retriers = _retriers(task)
+    tries = 1 + sum(r["MaxAttempts"] for errors, r in retriers.items() if "States.TaskFailed" in errors)
+    return tries * invocation + sum(_longest_waits(r) for r in retriers.values())
+
+
+def test_the_time_limit_holds_the_budget_and_the_worst_case_merge_within_the_schedule_period(
     synthesized: Synthesized,
 ) -> None:
-    # Given the run's budget, after which its workers take no more batches (MSGTRACK_RUN_BUDGET_SECONDS)
+    # Given the run's budget, after which its workers take no more batches (MSGTRACK_RUN_BUDGET_SECONDS),
+    # the function's time limit for each step and the retries the state machine configures
     variables = environment(synthesized, synthesized.stack.workflow.function)
     budget = int(variables["MSGTRACK_RUN_BUDGET_SECONDS"])
-    timeout = _definition(synthesized)["TimeoutSeconds"]
-    # Then the last batch (at most the workflow's safety margin) and the finisher's whole invocation fit
-    # after it within the execution's time limit, with minutes to spare for retried service errors
-    assert budget + 60 + WORKFLOW_TIMEOUT.to_seconds() + 3 * 60 <= timeout
-    # And workers taking batches always hold the lock; the budget is well over one invocation
-    assert 2 * WORKFLOW_TIMEOUT.to_seconds() <= budget < int(variables["MSGTRACK_RUN_LOCK_SECONDS"])
+    lock = int(variables["MSGTRACK_RUN_LOCK_SECONDS"])
+    function = synthesized.resources[synthesized.logical_id(synthesized.stack.workflow.function)]
+    invocation = float(function["Properties"]["Timeout"])
+    definition = _definition(synthesized)
+    states, timeout = definition["States"], definition["TimeoutSeconds"]
+    work = states[WORKERS_STATE]["ItemProcessor"]["States"][WORK_STATE]
+    merge_slice = states[SLICES_STATE]["ItemProcessor"]["States"][MERGE_SLICE_STATE]
+    # When every step takes as long as its tries and waits allow: Plan's service errors before the run's
+    # clock starts, the workers' last batch and flush (the safety margin) then a retry of a worker that
+    # failed there, Close, the slowest slice tried again, Finish
+    plan_waits = _worst(states[PLAN_STATE], 0)
+    tail = 60 + _worst(work, invocation) - invocation
+    merge = _worst(states[CLOSE_STATE], invocation) + _worst(merge_slice, invocation)
+    merge += _worst(states[FINISH_STATE], invocation)
+    # Then the execution's time limit holds it all, and the run's lock outlives it, within the hour
+    assert _worst(merge_slice, invocation) >= 2 * invocation  # a slice is retried
+    assert plan_waits + budget + tail + merge <= timeout < lock < SCHEDULE_PERIOD.to_seconds() == 3600
+    assert timeout == STATE_MACHINE_TIMEOUT.to_seconds()
+    # And the budget is well over one invocation (so Plan fits in it); workers taking batches hold the lock
+    assert 2 * invocation <= budget < lock
 
 
 def _retriers(task: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:

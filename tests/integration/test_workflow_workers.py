@@ -4,23 +4,25 @@ as the state machine calls them: every item equals that of one worker (README "S
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from pynamodb.models import Model
 
 from functions.consolidate import handler
-from functions.consolidate.store import DynamoWorkflowStore
+from functions.consolidate.store import DynamoWorkflowStore, Refused
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import models, settings, tables
 from functions.shared.models import RawEventModel, RunModel
 from local.aws import create_tables
 from tests.apigw import FakeContext
-from tests.fakes_workflow import FakeWorkflowStore
+from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import RUN_AT, seeded_store
+from tests.unit.test_workflow_slices import REFUSED, REFUSED_KEY, TARGET
 from tests.unit.test_workflow_workers import first_run_events, second_run_events, story
 
 
@@ -91,7 +93,9 @@ def _through_the_steps(run_id: str, reads: int | None = None) -> dict[str, Any]:
             result = _step(event, context)
             if not result["more"]:
                 break
-            carried = {name: result[name] for name in ("errors", "quarantined") if name in result}
+            carried = {
+                name: result[name] for name in ("errors", "quarantined", "next_shard") if name in result
+            }
             event = {"step": "work", "run_id": run_id, **group, **carried}
         INVOCATIONS.setdefault(run_id, []).append(invocations)
         results.append(result)
@@ -214,3 +218,55 @@ def test_persons_land_on_their_deliverys_spread_keys_and_the_indicators_are_thos
     fake_stats = fake.indicators[("d1", models.STATS_SK)].serialize()
     fake_stats.pop("updated_at", None)
     assert json.dumps(moto_stats, sort_keys=True) == json.dumps(fake_stats, sort_keys=True)
+
+
+class RefusingStore(DynamoWorkflowStore):
+    """DynamoDB as it answers a merged item grown too large (``REFUSED_KEY``), and a process that dies
+    once right after a slice's put, before marking it put."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crash_before_marking = True
+
+    def put_items(self, items: Iterable[Model]) -> list[Refused]:
+        items = list(items)
+        refused = [item for item in items if _state_key(item) == REFUSED_KEY]
+        kept = [item for item in items if _state_key(item) != REFUSED_KEY]
+        return [Refused(item, REFUSED) for item in refused] + super().put_items(kept)
+
+    def slice_put(self, run_id: str, spread: int, outcome: bytes) -> None:
+        if self.crash_before_marking:
+            self.crash_before_marking = False
+            raise Crash("the slice's process dies after its put")
+        super().slice_put(run_id, spread, outcome)
+
+
+def _state_key(item: Model) -> tuple[str, str]:
+    return (str(getattr(item, "delivery_id", "")), str(getattr(item, "sk", "")))
+
+
+def test_a_slice_whose_put_is_refused_and_retried_counts_the_item_once_on_dynamodb(aws_tables: None) -> None:
+    # Given a run of four workers on DynamoDB whose merged URL row of link 1 DynamoDB refuses
+    seeded = seeded_store()
+    first_run_events(seeded)
+    _copy_into_dynamodb(seeded)
+    store = RefusingStore()
+    flow = TrackingWorkflow(store, WorkflowConfig(workers=4, batch_size=2), clock=lambda: RUN_AT)
+    plan = flow.plan("run-1", "schedule")
+    results = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    # When the slice that merges it dies after its put and is retried, and every slice is retried once more
+    slices = flow.close("run-1")
+    with pytest.raises(Crash):
+        flow.merge_slice("run-1", TARGET)
+    for spread in [*slices, *slices]:
+        flow.merge_slice("run-1", spread)
+    run = flow.finish("run-1", [r.as_dict() for r in results])
+    # Then the row is quarantined once and the run record, as stored, counts it once
+    quarantined = boto3.client("dynamodb").scan(
+        TableName=tables.WORKFLOW.table_name,
+        FilterExpression="begins_with(sk, :q)",
+        ExpressionAttributeValues={":q": {"S": "indicators#"}},
+    )["Items"]
+    assert [item["sk"]["S"] for item in quarantined] == [f"indicators#d1#{REFUSED_KEY[1]}#None"]
+    stored = RunModel.get(models.RUNS_PK, "run-1")
+    assert run.status == stored.status == "succeeded" and stored.quarantined == run.quarantined == 1

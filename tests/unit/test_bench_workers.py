@@ -144,7 +144,7 @@ def test_given_measured_runs_when_put_on_paper_then_the_least_of_the_three_bound
     runs = [_run(1, 800_000, 0.0), _run(2, 800_000, 0.8), _run(8, 800_000, 3.2)]
 
     # When a run's workers have a budget of 30 minutes from its start, invoked again while they have more
-    paper = paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=1800)
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=1800, step_s=900)
 
     sixteen, forty, sixty_four = paper["rows"]
     assert [row["workers"] for row in paper["rows"]] == [16, 40, 64]
@@ -174,7 +174,9 @@ def test_given_workers_bound_by_their_time_when_the_budget_is_put_on_paper_then_
             step.update(cpu_s=step["events"] * 0.0002, wait_s=step["events"] * 0.003)
             step["writes_by_key"] = {f"logs d1#{n}": step["events"] // 100}
     # When put on paper with a budget of 30 minutes and with one of 15 (about one invocation)
-    long, short = (paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=b) for b in (1800, 900))
+    long, short = (
+        paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=b, step_s=900) for b in (1800, 900)
+    )
     # Then the workers' time bounds the hour, and twice the budget holds about twice the events
     forty = long["rows"][1]
     assert min(forty["caps"], key=forty["caps"].get) == "workers"
@@ -233,7 +235,7 @@ def test_given_a_merge_in_slices_when_put_on_paper_then_its_longest_invocation_c
             for k in range(16)
         ]
 
-    paper = paper_figure(runs, memory_mb=1769, margin_s=60)
+    paper = paper_figure(runs, memory_mb=1769, margin_s=60, budget_s=1800, step_s=900)
 
     # Then each of the merge's invocations must fit in one: the slowest slice caps it
     sixteen = paper["rows"][0]

@@ -111,6 +111,13 @@ def test_a_worker_invoked_again_returns_the_notes_it_carried_and_refuses_malform
     for bad in ({"errors": "a note"}, {"quarantined": -1}, {"quarantined": "2"}):
         with pytest.raises(handler.BadStep, match="earlier invocations"):
             step({"step": "work", "run_id": "run-1", **group, **bad})
+    # And so is a shard to go on at that is not of the group
+    for shard in ("r999of8", 3):
+        with pytest.raises(handler.BadStep, match="next_shard"):
+            step({"step": "work", "run_id": "run-1", **group, "next_shard": shard})
+    assert (
+        step({"step": "work", "run_id": "run-1", **group, "next_shard": group["shards"][-1]})["more"] is False
+    )
 
 
 def test_close_and_the_merge_slices_put_what_finish_would_have_merged_once(store: FakeWorkflowStore) -> None:

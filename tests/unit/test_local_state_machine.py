@@ -52,6 +52,7 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
             "errors": [*event.get("errors", []), f"note {len(invoked)}"],
             "quarantined": event.get("quarantined", 0) + 1,
             "more": more > 0,
+            "next_shard": f"next {len(invoked)}",
         }
     if event["step"] == "close":
         return {"run_id": event["run_id"], "slices": [{"slice": n} for n in range(4)]}
@@ -136,6 +137,7 @@ def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_with_its_notes_
     assert all(c["shards"] == ["r001of3"] and c["run_id"] == "run-1" for c in again)
     assert [c.get("errors") for c in again] == [None, None, ["note 2"], ["note 2", "note 3"]]
     assert [c.get("quarantined") for c in again] == [None, None, 1, 2]
+    assert [c.get("next_shard") for c in again] == [None, None, "next 2", "next 3"]
     # And the finisher got its last result only, with every note; the other workers ran once
     finish = CALLS[-1]
     assert [w["worker"] for w in finish["workers"]] == [0, 1, 2]

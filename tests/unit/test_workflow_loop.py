@@ -17,13 +17,14 @@ from functions.consolidate.workflow import (
     WorkflowConfig,
     WorkResult,
 )
+from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import FakeWorkflowStore
-from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
+from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, seeded_store
 from tests.unit.test_workflow_workers import _eight_shards, clean, first_run_events  # noqa: F401
 
 BUDGET_S = 600  # the run's budget in these tests
-# Shard reads an invocation has time for beyond a round over the worker's shards (an invocation starts
-# its rounds again at the first of its shards, drained or not).
+# Shard reads an invocation has time for beyond a round over the worker's shards (an invocation goes on
+# at the shard after the last one the previous invocation read).
 MORE_READS = 2
 
 
@@ -154,3 +155,40 @@ def test_given_a_worker_invoked_again_when_it_returns_then_its_earlier_notes_are
 def test_given_a_budget_as_long_as_the_lock_when_configured_then_it_is_refused() -> None:
     with pytest.raises(ValueError, match="shorter than its lock"):
         WorkflowConfig(lock_seconds=600, run_budget_seconds=600)
+
+
+def test_given_a_worker_invoked_again_and_again_when_each_invocation_stops_mid_round_then_every_shard_gets_its_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given one worker of eight shards, each holding far more batches than the test reads
+    store = seeded_store()
+    for n in range(200):
+        for k in range(3):
+            store.add_raw(
+                RawEvent(f"o{n}-{k}", "open", "d1", f"r{n}", None, T0 + timedelta(seconds=n * 3 + k), CHROME,
+                         None, "203.0.113.0", False)
+            )  # fmt: skip
+    batches: dict[str, int] = {}
+    read_raw = store.read_raw
+
+    def counted(shard: str, after: str | None, upto: str, limit: int) -> Any:
+        read = read_raw(shard, after, upto, limit)
+        if upto.endswith("#~") and limit == 3 and read:  # a batch of the worker's rounds
+            batches[shard] = batches.get(shard, 0) + 1
+        return read
+
+    monkeypatch.setattr(store, "read_raw", counted)
+    flow = workflow(store, 1, Clock(RUN_AT))
+    (shards,) = flow.plan("run-1", "schedule").groups
+    # When it is invoked six times, each invocation having time for a round and three more reads
+    results = [flow.work("run-1", 0, shards, invocation(len(shards) + 3))]
+    for _ in range(5):
+        assert results[-1].more
+        results.append(flow.work("run-1", 0, shards, invocation(len(shards) + 3), earlier=results[-1]))
+    # Then each invocation went on at the shard after the last one read: every shard read the same
+    # number of batches, give or take one
+    assert sorted(batches) == sorted(shards)
+    assert max(batches.values()) - min(batches.values()) <= 1, batches
+    assert sum(batches.values()) == 6 * (len(shards) + 3)
+    # And the shard to go on at travels in the result the state machine passes back
+    assert WorkResult.from_dict(results[-1].as_dict()) == results[-1]
