@@ -60,10 +60,9 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Each step of a run (one invocation): the workflow watches its remaining time. Not Lambda's 15-minute
-# maximum: the run's time limit below must hold Close, a slice tried twice and Finish, each an
-# invocation this long (a plain number: figure 11 reads it).
-WORKFLOW_TIMEOUT_SECONDS = 360
+# Each step of a run (one invocation), Lambda's maximum: the workflow watches its remaining time (a plain
+# number: figure 11 reads it).
+WORKFLOW_TIMEOUT_SECONDS = 900
 WORKFLOW_TIMEOUT = Duration.seconds(WORKFLOW_TIMEOUT_SECONDS)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -169,46 +168,32 @@ def _retry_waits(attempts: int, interval: Duration, max_delay: Duration | None =
 #
 # Runs start every SCHEDULE_PERIOD and must not overlap: an execution is stopped after
 # STATE_MACHINE_TIMEOUT and its lock outlives that by LOCK_MARGIN, both within the period. The limit is
-# the sum of what a run may take, every step at its invocation's limit (WORKFLOW_TIMEOUT) and retried
-# as the state machine retries it:
-#   Plan's service-error waits (the run's clock starts when Plan runs)
-# + RUN_BUDGET: the workers take batches until then (Plan inside it: WORKFLOW_TIMEOUT is shorter)
-# + a worker's tail: its last batch and flush (the safety margin), then its retry if that failed
-# + Close, one invocation
-# + the slowest slice: tried twice (WORKER_RETRY_ATTEMPTS), 30 s apart
-# + Finish, one invocation
-# and each of the five states its service-error waits (SERVICE_ERROR_WAITS).
-# With Lambda's 15-minute invocations, Close + a slice tried twice + Finish alone would take the whole
-# hour, so every step's invocation is 6 minutes (WORKFLOW_TIMEOUT_SECONDS) and the workers' budget 17
-# minutes: 1,020 + 2,140 = 3,160 s, a limit of 52 min 40 s and a lock of 57 min 40 s. A worker stopped
-# by its 6 minutes is invoked again (it loses only a new invocation's start and its re-read of the
-# late-event window); a slice or Finish must fit in 6 minutes. The cost: figure 11's measures scaled to
-# these give about 11.5 million events an hour with 40 workers (the merge's invocations bind), where 15
-# minutes and a 30-minute budget (whose worst case did not fit the hour) gave 28.6 million.
+# the sum of what a run takes when no step is retried for a failure of its own:
+#   RUN_BUDGET: the workers take batches until then from the run's start (Plan inside it)
+# + the workers' tail: their last batch and flush (the safety margin)
+# + MERGE_ALLOWANCE: Close, the slowest slice and Finish, one invocation each (figure 11 measures
+#   Close + the slowest slice + Finish at 672 s for 20 million events with 40 workers)
+# and each of the five states (Plan, Work, Close, Merge slice, Finish) its service-error waits.
+# 1,800 + 60 + 900 + 5 x 44 = 2,980 s: a limit of 49 min 40 s and a lock of 54 min 40 s.
+# A run that needs more (a worker or slice retried after using its whole 15 minutes, a merge slower
+# than the allowance) is stopped at the limit, raising the alarm; its lock expires before the next
+# scheduled run, whose Plan finishes the interrupted run exactly once. Holding every retry at its
+# worst instead would need about 80 minutes with 15-minute invocations, or invocations of 6 minutes and
+# a budget of 17 (about 11.5 million events an hour with 40 workers instead of 28.6 million).
 # RUN_BUDGET_SECONDS is a plain number: figure 11 reads it.
 SCHEDULE_PERIOD = Duration.hours(1)  # DEFAULT_SCHEDULE
-SAFETY_MARGIN = Duration.seconds(60)  # functions.consolidate.workflow.SAFETY_MARGIN_MS
+SAFETY_MARGIN = Duration.seconds(60)  # functions.consolidate.config.SAFETY_MARGIN_MS
 SERVICE_ERROR_WAITS = _retry_waits(
     SERVICE_ERROR_RETRY_ATTEMPTS, SERVICE_ERROR_RETRY_INTERVAL, SERVICE_ERROR_RETRY_MAX_DELAY
 )
-TASK_RETRY_WAITS = _retry_waits(WORKER_RETRY_ATTEMPTS, WORKER_RETRY_INTERVAL)
-TASK_TRIES = 1 + WORKER_RETRY_ATTEMPTS
-RUN_BUDGET_SECONDS = 1020
+RUN_BUDGET_SECONDS = 1800
 RUN_BUDGET = Duration.seconds(RUN_BUDGET_SECONDS)
-WORKER_TAIL = Duration.seconds(
-    SAFETY_MARGIN.to_seconds() + TASK_RETRY_WAITS.to_seconds() + WORKFLOW_TIMEOUT.to_seconds()
-)
-MERGE_WORST = Duration.seconds(
-    WORKFLOW_TIMEOUT.to_seconds()  # Close
-    + TASK_TRIES * WORKFLOW_TIMEOUT.to_seconds()
-    + TASK_RETRY_WAITS.to_seconds()  # the slowest slice, retried
-    + WORKFLOW_TIMEOUT.to_seconds()  # Finish
-)
+MERGE_ALLOWANCE = Duration.minutes(15)
 RUN_STATES = 5  # Plan, Work, Close, Merge slice, Finish: each with its service-error retries
 STATE_MACHINE_TIMEOUT = Duration.seconds(
     RUN_BUDGET.to_seconds()
-    + WORKER_TAIL.to_seconds()
-    + MERGE_WORST.to_seconds()
+    + SAFETY_MARGIN.to_seconds()
+    + MERGE_ALLOWANCE.to_seconds()
     + RUN_STATES * SERVICE_ERROR_WAITS.to_seconds()
 )
 # The run's lock (taken by Plan, released by Finish) outlives the longest execution, so a run cut short

@@ -188,7 +188,7 @@ def _worst(task: dict[str, Any], invocation: float) -> float:
     return tries * invocation + sum(_longest_waits(r) for r in retriers.values())
 
 
-def test_the_time_limit_holds_the_budget_and_the_worst_case_merge_within_the_schedule_period(
+def test_the_time_limit_holds_the_budget_the_merge_allowance_and_the_service_waits_within_the_period(
     synthesized: Synthesized,
 ) -> None:
     # Given the run's budget, after which its workers take no more batches (MSGTRACK_RUN_BUDGET_SECONDS),
@@ -202,19 +202,18 @@ def test_the_time_limit_holds_the_budget_and_the_worst_case_merge_within_the_sch
     states, timeout = definition["States"], definition["TimeoutSeconds"]
     work = states[WORKERS_STATE]["ItemProcessor"]["States"][WORK_STATE]
     merge_slice = states[SLICES_STATE]["ItemProcessor"]["States"][MERGE_SLICE_STATE]
-    # When every step takes as long as its tries and waits allow: Plan's service errors before the run's
-    # clock starts, the workers' last batch and flush (the safety margin) then a retry of a worker that
-    # failed there, Close, the slowest slice tried again, Finish
-    plan_waits = _worst(states[PLAN_STATE], 0)
-    tail = 60 + _worst(work, invocation) - invocation
-    merge = _worst(states[CLOSE_STATE], invocation) + _worst(merge_slice, invocation)
-    merge += _worst(states[FINISH_STATE], invocation)
+    tasks = (states[PLAN_STATE], work, states[CLOSE_STATE], merge_slice, states[FINISH_STATE])
+    # When no step fails on its own: every state's longest service-error waits, the workers' last batch
+    # and flush (the safety margin), then Close, the slowest slice and Finish within one invocation's time
+    service_waits = sum(_longest_waits(_retriers(task)[LAMBDA_SERVICE_ERRORS]) for task in tasks)
     # Then the execution's time limit holds it all, and the run's lock outlives it, within the hour
-    assert _worst(merge_slice, invocation) >= 2 * invocation  # a slice is retried
-    assert plan_waits + budget + tail + merge <= timeout < lock < SCHEDULE_PERIOD.to_seconds() == 3600
+    assert budget + 60 + invocation + service_waits <= timeout < lock < SCHEDULE_PERIOD.to_seconds() == 3600
     assert timeout == STATE_MACHINE_TIMEOUT.to_seconds()
     # And the budget is well over one invocation (so Plan fits in it); workers taking batches hold the lock
     assert 2 * invocation <= budget < lock
+    # And a worker or slice failing on its own is tried again: that run may pass the limit, which the
+    # next run's Plan finishes exactly once (tests/unit/test_workflow_workers.py)
+    assert _worst(merge_slice, invocation) >= 2 * invocation and _worst(work, invocation) >= 2 * invocation
 
 
 def _retriers(task: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
