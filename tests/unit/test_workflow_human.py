@@ -651,31 +651,44 @@ def test_hits_whose_logs_were_quarantined_leave_the_human_breakdowns_they_were_c
     assert after["machine"]["by_kind"] == {"scanner": 4}
 
 
-def test_a_later_honeypot_hit_takes_an_open_off_the_other_row_its_email_domain_was_folded_into(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _three_opens_then_r5s(
+    monkeypatch: pytest.MonkeyPatch, r5_user_agent: str
+) -> tuple[FakeWorkflowStore, Clock, dict[str, Any]]:
+    """Room for one name per breakdown, and a first run counting three people's opens in Chrome (r2, r4,
+    r6: example.org) and then r5's (gmail.com) with ``r5_user_agent``, from the address that hits the
+    honeypot next; the human breakdowns after it."""
     from functions.consolidate import batch
 
-    # Given room for one email domain, and a first run counting three people's opens at example.org and
-    # one at gmail.com (r5's, from the address that hits the honeypot next), folded into "other"
     monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
     store = seeded_store()
     for n, recipient in enumerate(("r2", "r4", "r6")):
         add(
             store, f"person-{recipient}", recipient, None, H - timedelta(minutes=5, seconds=n), client=f"k{n}"
         )
-    add(store, "r5-open", "r5", None, H - timedelta(seconds=10), client="k5")
+    add(store, "r5-open", "r5", None, H - timedelta(seconds=10), client="k5", ua=r5_user_agent)
     clock = Clock(H - timedelta(seconds=1))
     workflow(store, clock).run("run-1", "schedule")
-    before = _human_breakdowns(store)
-    assert before["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
-    assert before["other"]["domain"] == {"opens": 1, "clicks": 0}
-    # When a honeypot hit from r5's address is consolidated by the next run
+    return store, clock, _human_breakdowns(store)
+
+
+def _after_a_honeypot_hit_in_the_next_run(store: FakeWorkflowStore, clock: Clock) -> dict[str, Any]:
     honeypot(store)
     clock.now = H + timedelta(hours=1)
     workflow(store, clock).run("run-2", "schedule")
+    return _human_breakdowns(store)
+
+
+def test_a_later_honeypot_hit_takes_an_open_off_the_other_row_its_email_domain_was_folded_into(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given room for one email domain, and a first run counting three people's opens at example.org and
+    # one at gmail.com (r5's, from the address that hits the honeypot next), folded into "other"
+    store, clock, before = _three_opens_then_r5s(monkeypatch, CHROME)
+    assert before["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
+    assert before["other"]["domain"] == {"opens": 1, "clicks": 0}
+    # When a honeypot hit from r5's address is consolidated by the next run
+    after = _after_a_honeypot_hit_in_the_next_run(store, clock)
     # Then r5's open is taken off the "other" row, where its domain's count is now, and nowhere else
-    after = _human_breakdowns(store)
     assert after["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
     assert after["other"]["domain"] == {"opens": 0, "clicks": 0}
     assert after["human"]["opens"] == 3
@@ -696,3 +709,32 @@ def test_a_persons_open_whose_user_agent_names_an_empty_browser_counts_under_unk
     every = {d: sorted(rows) for d, rows in item.breakdowns.as_dict().items() if d != "domain"}
     human = {d: sorted(rows) for d, rows in _human_breakdowns(store)["rows"].items() if d != "domain"}
     assert human == every == {"browser": ["Unknown"], "os": ["iOS"], "device": ["other"]}
+
+
+def test_a_later_honeypot_hit_takes_an_open_off_the_other_rows_its_browser_os_and_device_were_folded_into(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.test_workflow import IPHONE
+
+    # Given room for one name per breakdown, and a first run counting three people's opens in Chrome on
+    # Windows desktops and one on an iPhone (r5's, from the address that hits the honeypot next): Mobile
+    # Safari, iOS and mobile are folded into "other"
+    store, clock, before = _three_opens_then_r5s(monkeypatch, IPHONE)
+    assert {d: before["rows"][d] for d in ("browser", "os", "device")} == {
+        "browser": {"Chrome": {"opens": 3, "clicks": 0}},
+        "os": {"Windows": {"opens": 3, "clicks": 0}},
+        "device": {"desktop": {"opens": 3, "clicks": 0}},
+    }
+    assert {d: before["other"][d] for d in ("browser", "os", "device")} == {
+        d: {"opens": 1, "clicks": 0} for d in ("browser", "os", "device")
+    }
+    # When a honeypot hit from r5's address is consolidated by the next run
+    after = _after_a_honeypot_hit_in_the_next_run(store, clock)
+    # Then r5's open is taken off each "other" row, where its names' counts are now, and no row is added
+    assert {d: after["rows"][d] for d in ("browser", "os", "device")} == {
+        d: before["rows"][d] for d in ("browser", "os", "device")
+    }
+    assert {d: after["other"][d] for d in ("browser", "os", "device")} == {
+        d: {"opens": 0, "clicks": 0} for d in ("browser", "os", "device")
+    }
+    assert after["human"]["total_opens"] == 3
