@@ -18,7 +18,7 @@ writing to DynamoDB never pays. (The indicator items the workflow still holds ar
 their collection cost, bounded by the run's flush and memory bounds, is left out too.)
 
 ``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
-make for each call, by operation, and the ones a caller waits for one after another (a put's
+make for each call, by operation, and the ones a caller waits for one after another (a call's
 BatchWriteItem requests go several at once), so that a figure can add DynamoDB's latency on a virtual
 clock.
 """
@@ -41,6 +41,7 @@ from functions.consolidate.store import (
     PendingBatch,
     PendingChunks,
     Refused,
+    _partial_partition,
     _partial_pk,
     indicator_model,
     partial_key,
@@ -252,8 +253,8 @@ class LatencyAccountingStore(ScalableWorkflowStore):
     """The scalable store, counting the requests ``DynamoWorkflowStore`` would make for each call.
 
     ``requests`` counts them by DynamoDB operation (BatchGetItem, Query, …). ``waits`` counts the
-    same requests as a caller waits for them: requests the store sends at once (``put_items``: up to
-    ``WRITERS`` BatchWriteItem requests in flight) count as one wait per group, the wall time of a
+    same requests as a caller waits for them: requests the store sends at once (every call's
+    BatchWriteItem requests, up to ``WRITERS`` in flight) count as one wait per group, the wall time of a
     group being its slowest request's. Multiplied by a per-request latency, ``waits`` are the time a
     function would wait for DynamoDB (a virtual clock: nothing here sleeps). An operation whose
     requests are not known here raises, rather than cost nothing.
@@ -336,19 +337,17 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         return super().put_items(written)
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
-        by_partition: dict[str, int] = {}  # the DynamoDB store writes each partition on its own
         for item in items:
             pk = _partial_pk(run_id, worker, partial_key((str(item.delivery_id), str(item.sk))))  # type: ignore[attr-defined]
-            by_partition[pk] = by_partition.get(pk, 0) + 1
-        for pk, count in by_partition.items():
-            self._request("BatchWriteItem", _pages(count, BATCH_WRITE_ITEMS))
             key = (WORKFLOW.table_name, pk)
-            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + count
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
+        # 25 items of any partitions to a request, WRITERS requests at a time, as put_items
+        self._request("BatchWriteItem", _pages(len(items), BATCH_WRITE_ITEMS), at_once=WRITERS)
         super().put_partials(run_id, worker, items)
 
     def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
         pointer = super()._save_chunks(owner, step, pending)
-        self._request("BatchWriteItem", _pages(pointer.count, BATCH_WRITE_ITEMS))
+        self._request("BatchWriteItem", _pages(pointer.count, BATCH_WRITE_ITEMS), at_once=WRITERS)
         for pk in pointer.chunk_keys():  # each chunk under its own partition key
             key = (WORKFLOW.table_name, pk)
             self.writes_by_key[key] = self.writes_by_key.get(key, 0) + 1
@@ -363,7 +362,7 @@ class LatencyAccountingStore(ScalableWorkflowStore):
 
     def _partials_by_partition(self, run_id: str, worker: int) -> dict[str, list[bytes]]:
         partitions: dict[str, list[bytes]] = {
-            f"partial#{run_id}#{worker}#{spread}": [] for spread in range(PARTIAL_SPREAD)
+            _partial_partition(run_id, worker, spread): [] for spread in range(PARTIAL_SPREAD)
         }
         for key, blob in self.partials.get((run_id, worker), {}).items():
             partitions[_partial_pk(run_id, worker, key)].append(blob)
@@ -374,11 +373,11 @@ class LatencyAccountingStore(ScalableWorkflowStore):
 
     def _delete_partition(self, blobs: list[bytes]) -> None:
         self._read_partition(blobs)
-        self._request("BatchWriteItem", _pages(len(blobs), BATCH_WRITE_ITEMS))
+        self._request("BatchWriteItem", _pages(len(blobs), BATCH_WRITE_ITEMS), at_once=WRITERS)
 
     def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
         self._read_partition(
-            self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+            self._partials_by_partition(run_id, worker)[_partial_partition(run_id, worker, spread)]
         )
         return super().slice_partials(run_id, worker, spread)
 
@@ -389,7 +388,7 @@ class LatencyAccountingStore(ScalableWorkflowStore):
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(self.merges.get(run_id, []))  # pages an interrupted finisher left
-        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS))
+        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS), at_once=WRITERS)
         self._request("UpdateItem")  # the phase
         super().save_merge(owner, run_id, pages)
 
@@ -407,7 +406,8 @@ class LatencyAccountingStore(ScalableWorkflowStore):
 
     def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
         self._delete_partition(self._slice_blobs(run_id, spread))  # pages an interrupted slice left
-        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS) + 1)  # then the summary
+        self._request("BatchWriteItem", _pages(len(pages), BATCH_WRITE_ITEMS), at_once=WRITERS)
+        self._request("BatchWriteItem")  # then the summary, once the pages are in
         super().save_slice(run_id, spread, pages, summary)
 
     def slice_pages(self, run_id: str, spread: int) -> list[bytes]:
@@ -422,6 +422,6 @@ class LatencyAccountingStore(ScalableWorkflowStore):
     def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
         for worker in range(workers):
             self._delete_partition(
-                self._partials_by_partition(run_id, worker)[f"partial#{run_id}#{worker}#{spread}"]
+                self._partials_by_partition(run_id, worker)[_partial_partition(run_id, worker, spread)]
             )
         super().delete_slice_partials(run_id, workers, spread)

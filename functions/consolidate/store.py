@@ -12,10 +12,10 @@ import json
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.exceptions import ParamValidationError
@@ -46,6 +46,7 @@ _MODELS_BY_NAME: dict[str, type[Model]] = {m.__name__: m for m in models.ALL_MOD
 
 
 BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
+BATCH_GET_KEYS = 100  # DynamoDB's limit on one BatchGetItem request
 WRITERS = 4  # BatchWriteItem requests in flight at once (PynamoDB keeps a botocore session per thread)
 
 
@@ -105,6 +106,20 @@ def refusal(error: BaseException) -> str | None:
         return None
     message = getattr(error, "cause_response_message", None) or str(error)
     return f"ValidationException: {message}"[:1_000]
+
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+
+def _sent_at_once(send: Callable[[Request], Answer], requests: list[Request]) -> list[Answer]:
+    """Each request sent, up to ``WRITERS`` in flight at once; their answers in order. When one fails,
+    the others still land (every write here is an idempotent whole-item put or delete) and the first
+    failure is raised."""
+    if len(requests) <= 1:
+        return [send(request) for request in requests]
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
+        return list(writers.map(send, requests))
 
 
 def _batch_put(model: type[Model], items: list[Model]) -> list[Refused]:
@@ -368,8 +383,13 @@ def partial_spread(key: str) -> int:
     return zlib.crc32(key.encode()) % PARTIAL_SPREAD
 
 
+def _partial_partition(run_id: str, worker: int, spread: int) -> str:
+    """Partition ``spread`` of a worker's partial items in a run."""
+    return f"partial#{run_id}#{worker}#{spread}"
+
+
 def _partial_pk(run_id: str, worker: int, key: str) -> str:
-    return f"partial#{run_id}#{worker}#{partial_spread(key)}"
+    return _partial_partition(run_id, worker, partial_spread(key))
 
 
 def _stored_key(key: StateKey) -> StateKey:
@@ -560,16 +580,25 @@ class DynamoWorkflowStore:
 
     def _load_chunks(self, pointer: PendingChunks) -> list[bytes]:
         keys = pointer.chunk_keys()
-        found: dict[str, bytes] = {}
-        for start in range(0, len(keys), 100):
-            wanted = [{"pk": {"S": key}, "sk": {"S": PENDING_CHUNK_SK}} for key in keys[start : start + 100]]
-            request: Any = {self._table: {"Keys": wanted, "ConsistentRead": True}}
+        found = {
+            item["pk"]["S"]: item["data"]["B"]
+            for item in self._batch_get([{"pk": {"S": key}, "sk": {"S": PENDING_CHUNK_SK}} for key in keys])
+        }
+        return [found[key] for key in keys if key in found]
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The workflow table's items at these keys (those that exist), read consistently in
+        BatchGetItem requests of 100 keys, the keys DynamoDB leaves unprocessed asked again."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            request: Any = {
+                self._table: {"Keys": keys[start : start + BATCH_GET_KEYS], "ConsistentRead": True}
+            }
             while request:
                 answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    found[item["pk"]["S"]] = item["data"]["B"]
+                items += answer.get("Responses", {}).get(self._table, [])
                 request = answer.get("UnprocessedKeys") or {}
-        return [found[key] for key in keys if key in found]
+        return items
 
     def _state_condition(self, owner: str, open_only: bool) -> dict[str, Any]:
         condition = "lock_owner = :owner" + (" AND run_id = :owner AND phase = :work" if open_only else "")
@@ -662,17 +691,24 @@ class DynamoWorkflowStore:
         ]
         self._batch_write(requests)
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), BATCH_WRITE_ITEMS):
-            pending: Any = {self._table: requests[start : start + BATCH_WRITE_ITEMS]}
-            for attempt in range(20):
-                answer = self._client.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 2.0))
-            if pending:
-                raise RuntimeError("DynamoDB left writes unprocessed after 20 attempts")
+    def _batch_write(self, writes: list[dict[str, Any]]) -> None:
+        """The writes in BatchWriteItem requests of 25, up to ``WRITERS`` of them in flight at once."""
+        requests = [
+            writes[start : start + BATCH_WRITE_ITEMS] for start in range(0, len(writes), BATCH_WRITE_ITEMS)
+        ]
+        _sent_at_once(self._write_request, requests)
+
+    def _write_request(self, writes: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem request, the writes DynamoDB leaves unprocessed sent again after a
+        growing wait."""
+        pending: Any = {self._table: writes}
+        for attempt in range(20):
+            answer = self._client.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise RuntimeError("DynamoDB left writes unprocessed after 20 attempts")
 
     def _partition(self, pk: str) -> list[dict[str, Any]]:
         arguments: dict[str, Any] = {
@@ -694,32 +730,32 @@ class DynamoWorkflowStore:
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
-        by_partition: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        """Each item in its partition, 25 items (of any partitions) to a request, a few in flight at once."""
+        writes = []
         for item in items:
             key = partial_key(_state_key(item))
-            by_partition[_partial_pk(run_id, worker, key)].append((key, encode_items([item])))
-        for pk, entries in by_partition.items():
-            self._partition_put(pk, entries)
+            stored = {
+                "pk": {"S": _partial_pk(run_id, worker, key)},
+                "sk": {"S": key},
+                "data": {"B": encode_items([item])},
+            }
+            writes.append({"PutRequest": {"Item": stored}})
+        self._batch_write(writes)
 
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
         wanted = [
             {"pk": {"S": _partial_pk(run_id, worker, partial_key(key))}, "sk": {"S": partial_key(key)}}
             for key in keys
         ]
-        found: dict[StateKey, Model] = {}
-        for start in range(0, len(wanted), 100):
-            request: Any = {self._table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    for model in decode_items(item["data"]["B"]):
-                        found[_state_key(model)] = model
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        return {
+            _state_key(model): model
+            for item in self._batch_get(wanted)
+            for model in decode_items(item["data"]["B"])
+        }
 
     def delete_partials(self, run_id: str, worker: int) -> None:
         for spread in range(PARTIAL_SPREAD):
-            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
+            self._delete_partition(_partial_partition(run_id, worker, spread))
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(f"merge#{run_id}")  # a page left by an interrupted finisher
@@ -735,7 +771,7 @@ class DynamoWorkflowStore:
     # --- slices of the merge (README "Scale-out"): slice k is partition k of every worker's partials
 
     def slice_partials(self, run_id: str, worker: int, spread: int) -> list[Model]:
-        items = self._partition(f"partial#{run_id}#{worker}#{spread}")
+        items = self._partition(_partial_partition(run_id, worker, spread))
         return [model for item in items for model in decode_items(item["data"]["B"])]
 
     def save_slice(self, run_id: str, spread: int, pages: list[bytes], summary: bytes) -> None:
@@ -771,7 +807,7 @@ class DynamoWorkflowStore:
 
     def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
         for worker in range(workers):
-            self._delete_partition(f"partial#{run_id}#{worker}#{spread}")
+            self._delete_partition(_partial_partition(run_id, worker, spread))
 
     def delete_slices(self, run_id: str) -> None:
         for spread in range(PARTIAL_SPREAD):
@@ -900,12 +936,11 @@ class DynamoWorkflowStore:
             for model, model_items in by_model.items()
             for start in range(0, len(model_items), BATCH_WRITE_ITEMS)
         ]
-        if len(requests) <= 1:
-            refused = [refused for model, chunk in requests for refused in _batch_put(model, chunk)]
-        else:
-            with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
-                written = [writers.submit(_batch_put, model, chunk) for model, chunk in requests]
-                refused = [refused for request in written for refused in request.result()]
+        refused = [
+            found
+            for answer in _sent_at_once(lambda request: _batch_put(*request), requests)
+            for found in answer
+        ]
         return [
             Refused(found.item.as_read(), found.error) if isinstance(found.item, _STORED_ELSEWHERE) else found
             for found in refused

@@ -55,6 +55,25 @@ def test_given_a_put_of_many_batches_when_its_wait_is_counted_then_each_group_of
     assert latency_s(store.waits) == pytest.approx((4 * 15 + 4) / 1000)
 
 
+def test_given_a_workers_partials_when_their_wait_is_counted_then_writers_requests_of_25_count_once() -> None:
+    """``DynamoWorkflowStore.put_partials`` packs a worker's partial items 25 to a BatchWriteItem
+    request, whatever their partitions, and sends them WRITERS at a time, as ``put_items`` does."""
+    from functions.consolidate.store import WRITERS
+
+    store = LatencyAccountingStore()
+    partials = [DeliveryStatsModel(delivery_id=f"d{n:03d}", sk=STATS_SK) for n in range(101)]  # 5 requests
+
+    store.put_partials("run-1", 0, partials)
+    store.put_partials("run-1", 1, partials[:25])  # one request alone
+
+    assert store.requests == {"BatchWriteItem": 5 + 1}
+    assert WRITERS == 4 and store.waits == {"BatchWriteItem": 2 + 1}
+    partial_writes = {
+        key: n for (_, key), n in store.writes_by_key.items() if key.startswith("partial#run-1#0#")
+    }
+    assert len(partial_writes) == PARTIAL_SPREAD and sum(partial_writes.values()) == 101
+
+
 def test_given_many_keys_when_read_then_one_batch_get_per_100_keys_of_each_table() -> None:
     store = LatencyAccountingStore()
     stats_keys = [(f"d{n}", STATS_SK) for n in range(150)]
