@@ -439,11 +439,12 @@ def measure(inputs: dict[str, Figure]) -> Figure:
         "(`merge_slice`, timed one by one), `finish` with the workers' results, as the state machine calls them. Every step is timed on its own with `process_time`; the two interpreters run at "
         "once on this 2-core machine, beside other figures, which does not change a step's CPU time. "
         f"A step's *wait* is the DynamoDB requests `DynamoWorkflowStore` would make for its store calls "
-        f"(`LatencyAccountingStore` in `bench/memory_store.py`), waited for one after another but for the puts, at "
+        f"(`LatencyAccountingStore` in `bench/memory_store.py`), waited for one after another but for the writes, at "
         f"figure 4's typical "
         f"in-region latencies ({latencies}; any other request, the workers' TransactWriteItems and the "
-        f"fallback queue's ReceiveMessage, {OTHER_LATENCY_MS:g} ms); a put's BatchWriteItem requests go 4 at a "
-        "time, as the store sends them, each group waited for as one (its slowest request). "
+        f"fallback queue's ReceiveMessage, {OTHER_LATENCY_MS:g} ms); a call's BatchWriteItem requests (the partial "
+        "items' too, 25 items of any partitions to a request) go 4 at a time, as the store sends them, each "
+        "group waited for as one (its slowest request). "
         "Throughput = events ÷ (CPU + wait).",
         (
             f"Cross-check: the runs with {', '.join(map(str, WORKERS))} workers end with identical delivery "
