@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from functions.consolidate.batch import BURST_REASON
+from functions.shared.limits import MAX_NAME_BYTES
+from functions.shared.models import MessageModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import CHROME, T0, Clock, seeded_store, workflow
@@ -95,6 +97,21 @@ def test_human_figures_leave_machine_hits_out_and_all_traffic_unchanged() -> Non
         "gmail.com": {"opens": 1, "clicks": 1},  # r1
         "example.org": {"opens": 1, "clicks": 0},  # r4
     }
+
+
+def test_a_persons_mirror_page_views_count_in_the_human_figures_and_a_bots_do_not() -> None:
+    # Given a person viewing the message's mirror page (link 4) twice and a bot viewing it once
+    store = seeded_store()
+    add(store, "m1", "r1", "4", T0, person="p1", client="k1")
+    add(store, "m2", "r1", "4", T0 + timedelta(seconds=60), person="p1", client="k1")
+    add(store, "m3", "r3", "4", T0, person="p3", machine="bot", client="k3", ua="python-requests/2.31")
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then all traffic counts the three views, the human figures the person's two, as no open or click
+    assert store.indicators[("d1", "stats")].mirror_page_views == 3
+    human = stats(store)["human"]
+    assert human["mirror_page_views"] == 2
+    assert human["total_opens"] == human["total_clicks"] == human["opt_outs"] == 0
 
 
 def test_a_person_clicking_again_in_a_later_run_a_link_among_those_clicked_before_is_no_new_distinct_click() -> (
@@ -652,11 +669,13 @@ def test_hits_whose_logs_were_quarantined_leave_the_human_breakdowns_they_were_c
 
 
 def _three_opens_then_r5s(
-    monkeypatch: pytest.MonkeyPatch, r5_user_agent: str
+    monkeypatch: pytest.MonkeyPatch, r5_user_agent: str, r5_url_id: str | None = None, r3_too: bool = False
 ) -> tuple[FakeWorkflowStore, Clock, dict[str, Any]]:
-    """Room for one name per breakdown, and a first run counting three people's opens in Chrome (r2, r4,
-    r6: example.org) and then r5's (gmail.com) with ``r5_user_agent``, from the address that hits the
-    honeypot next; the human breakdowns after it."""
+    """Room for one name per breakdown, a run counting three people's opens in Chrome (r2, r4, r6:
+    example.org), and a second one r5's open (gmail.com), or click on ``r5_url_id``, with
+    ``r5_user_agent``, from the address that hits the honeypot next (with ``r3_too``, and r3's open at
+    gmail.com in Chrome from another address); the human breakdowns after them.
+    (In one run, a batch could count r5's first hit before the opens and fold example.org instead.)"""
     from functions.consolidate import batch
 
     monkeypatch.setattr(batch, "MAX_BREAKDOWN_NAMES", 1)
@@ -665,8 +684,21 @@ def _three_opens_then_r5s(
         add(
             store, f"person-{recipient}", recipient, None, H - timedelta(minutes=5, seconds=n), client=f"k{n}"
         )
-    add(store, "r5-open", "r5", None, H - timedelta(seconds=10), client="k5", ua=r5_user_agent)
-    clock = Clock(H - timedelta(seconds=1))
+    clock = Clock(H - timedelta(minutes=4))
+    workflow(store, clock).run("run-0", "schedule")
+    add(
+        store,
+        "r5-hit",
+        "r5",
+        r5_url_id,
+        H - timedelta(seconds=10),
+        person="p5" if r5_url_id else None,
+        client="k5",
+        ua=r5_user_agent,
+    )
+    if r3_too:
+        add(store, "r3-open", "r3", None, H - timedelta(seconds=20), client="k3")
+    clock.now = H - timedelta(seconds=1)
     workflow(store, clock).run("run-1", "schedule")
     return store, clock, _human_breakdowns(store)
 
@@ -681,8 +713,8 @@ def _after_a_honeypot_hit_in_the_next_run(store: FakeWorkflowStore, clock: Clock
 def test_a_later_honeypot_hit_takes_an_open_off_the_other_row_its_email_domain_was_folded_into(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given room for one email domain, and a first run counting three people's opens at example.org and
-    # one at gmail.com (r5's, from the address that hits the honeypot next), folded into "other"
+    # Given room for one email domain, a run counting three people's opens at example.org, and a second
+    # one an open at gmail.com (r5's, from the address that hits the honeypot next), folded into "other"
     store, clock, before = _three_opens_then_r5s(monkeypatch, CHROME)
     assert before["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
     assert before["other"]["domain"] == {"opens": 1, "clicks": 0}
@@ -692,6 +724,21 @@ def test_a_later_honeypot_hit_takes_an_open_off_the_other_row_its_email_domain_w
     assert after["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
     assert after["other"]["domain"] == {"opens": 0, "clicks": 0}
     assert after["human"]["opens"] == 3
+
+
+def test_a_later_honeypot_hit_takes_one_open_off_an_other_row_holding_two(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given room for one email domain, a run counting three people's opens at example.org, and a second
+    # one two opens at gmail.com, r3's and r5's (from the address that hits the honeypot next), both
+    # folded into "other"
+    store, clock, before = _three_opens_then_r5s(monkeypatch, CHROME, r3_too=True)
+    assert before["other"]["domain"] == {"opens": 2, "clicks": 0}
+    # When a honeypot hit from r5's address is consolidated by the next run
+    after = _after_a_honeypot_hit_in_the_next_run(store, clock)
+    # Then only r5's open is taken off the "other" row: r3's stays
+    assert after["other"]["domain"] == {"opens": 1, "clicks": 0}
+    assert after["rows"]["domain"] == {"example.org": {"opens": 3, "clicks": 0}}
 
 
 def test_a_persons_open_whose_user_agent_names_an_empty_browser_counts_under_unknown_in_both_breakdowns() -> (
@@ -711,14 +758,31 @@ def test_a_persons_open_whose_user_agent_names_an_empty_browser_counts_under_unk
     assert human == every == {"browser": ["Unknown"], "os": ["iOS"], "device": ["other"]}
 
 
+def test_an_email_domain_longer_than_a_breakdown_name_may_be_is_counted_under_its_first_bytes() -> None:
+    # Given a recipient whose message names an email domain of 298 bytes (as one stored before the API
+    # cut domains to MAX_NAME_BYTES could), and the recipient's open
+    store = seeded_store()
+    domain = "d" * 290 + ".example"
+    store.add_message(
+        MessageModel(delivery_id="d1", sk="msg#r8", recipient_id="r8", email_domain=domain, rendered_at="x")
+    )
+    add(store, "long", "r8", None, H, client="k8")
+    # When it is consolidated
+    workflow(store, Clock(H + timedelta(minutes=1))).run("run-1", "schedule")
+    # Then both domain breakdowns count it under the domain's first MAX_NAME_BYTES bytes
+    item = store.indicators[("d1", "stats")]
+    assert list(item.breakdowns.as_dict()["domain"]) == [domain[:MAX_NAME_BYTES]]
+    assert list(_human_breakdowns(store)["rows"]["domain"]) == [domain[:MAX_NAME_BYTES]]
+
+
 def test_a_later_honeypot_hit_takes_an_open_off_the_other_rows_its_browser_os_and_device_were_folded_into(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.unit.test_workflow import IPHONE
 
-    # Given room for one name per breakdown, and a first run counting three people's opens in Chrome on
-    # Windows desktops and one on an iPhone (r5's, from the address that hits the honeypot next): Mobile
-    # Safari, iOS and mobile are folded into "other"
+    # Given room for one name per breakdown, a run counting three people's opens in Chrome on Windows
+    # desktops, and a second one an open on an iPhone (r5's, from the address that hits the honeypot
+    # next): Mobile Safari, iOS and mobile are folded into "other"
     store, clock, before = _three_opens_then_r5s(monkeypatch, IPHONE)
     assert {d: before["rows"][d] for d in ("browser", "os", "device")} == {
         "browser": {"Chrome": {"opens": 3, "clicks": 0}},
@@ -738,3 +802,32 @@ def test_a_later_honeypot_hit_takes_an_open_off_the_other_rows_its_browser_os_an
         d: {"opens": 0, "clicks": 0} for d in ("browser", "os", "device")
     }
     assert after["human"]["total_opens"] == 3
+
+
+def test_a_later_honeypot_hit_takes_a_click_off_the_other_rows_its_browser_os_device_and_domain_were_folded_into(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.test_workflow import IPHONE
+
+    # Given room for one name per breakdown, a run counting three people's opens in Chrome on Windows
+    # desktops at example.org, and a second one a click on an iPhone at gmail.com (r5's, from the address
+    # that hits the honeypot next): Mobile Safari, iOS, mobile and gmail.com are folded into "other"
+    store, clock, before = _three_opens_then_r5s(monkeypatch, IPHONE, r5_url_id="1")
+    dimensions = ("browser", "os", "device", "domain")
+    assert {d: before["other"][d] for d in dimensions} == {
+        "browser": {"opens": 0, "clicks": 1},
+        "os": {"opens": 0, "clicks": 1},
+        "device": {"opens": 0, "clicks": 1},
+        "domain": {"opens": 1, "clicks": 1},  # r5's first hit counts as an open at its domain too
+    }
+    # When a honeypot hit from r5's address is consolidated by the next run
+    after = _after_a_honeypot_hit_in_the_next_run(store, clock)
+    # Then r5's click is taken off each "other" row, where its names' counts are now, and no row is added
+    assert {d: after["rows"][d] for d in dimensions} == {
+        "browser": {"Chrome": {"opens": 3, "clicks": 0}},
+        "os": {"Windows": {"opens": 3, "clicks": 0}},
+        "device": {"desktop": {"opens": 3, "clicks": 0}},
+        "domain": {"example.org": {"opens": 3, "clicks": 0}},
+    }
+    assert {d: after["other"][d] for d in dimensions} == {d: {"opens": 0, "clicks": 0} for d in dimensions}
+    assert (after["human"]["total_clicks"], after["human"]["clicks"]) == (0, 0)
