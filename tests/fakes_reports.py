@@ -1,14 +1,18 @@
 """An in-memory ReportRepository that answers like DynamoDB would, for the report unit tests.
 
-``query_logs`` mimics one DynamoDB Query of one partition key (``query.partition``, or the recipient's
-index): it evaluates at most ``max_read`` items in key order after the start key's place, applies the filters to those, and returns a LastEvaluatedKey whenever it stopped because of
-the limit (even when nothing is left, as DynamoDB may).
+A delivery's logs are kept as DynamoDB would hold them: in chains (``log_chains``), each log written
+into its recipient's chain with ``log_chains.merged`` as the tracking workflow writes it (``add_log``),
+or any write stopped after any put (``write_chain``: what a crash leaves). ``chain_items`` mimics one
+Query of a chain's items; ``query_logs`` (the recipient scope) one Query of the recipient's logs: it
+evaluates at most ``max_read`` logs in key order after the start key's place, applies the filters to
+those, and returns a LastEvaluatedKey whenever it stopped because of the limit (even when nothing is
+left, as DynamoDB may). ``queries`` records both: (query, start, limit, items or logs read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 from functions.api.report_repository import (
     Delivery,
@@ -24,7 +28,10 @@ from functions.api.report_repository import (
     TrackingLog,
     UrlStats,
 )
-from functions.shared.tables import tracking_log_partition
+from functions.shared import log_chains
+from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chains import ChainItem
+from functions.shared.models import TrackingLogModel
 
 
 @dataclass
@@ -40,6 +47,8 @@ class FakeReports:
     queries: list[tuple[LogQuery, LogKey | None, int, int]] = field(
         default_factory=list
     )  # query, start, max, read
+    chains: dict[str, dict[str, ChainItem]] = field(default_factory=dict)  # chain -> start -> item
+    puts: int = 0  # chain items put
 
     # --- seeding ------------------------------------------------------------------------------
 
@@ -72,7 +81,10 @@ class FakeReports:
         browser: str | None = "Chrome",
         machine: str | None = None,
         machine_reason: str | None = None,
+        write: bool = True,
     ) -> TrackingLog:
+        """A log of the delivery, written into its recipient's chain (unless ``write`` is False: the
+        caller writes it, with others, through ``write_chain``)."""
         log = TrackingLog(
             delivery_id=delivery_id,
             sk=f"{at}#{event_id}",
@@ -92,7 +104,44 @@ class FakeReports:
             machine_reason=machine_reason,
         )
         self.logs.append(log)
+        if write:
+            self.write_chain(log_chains.chain_of(delivery_id, recipient_id), [stored(log)])
         return log
+
+    def write_chain(
+        self,
+        chain: str,
+        upserts: Sequence[TrackingLogModel],
+        removed: Sequence[str] = (),
+        *,
+        stop_after: int | None = None,
+    ) -> bool:
+        """Write logs into a chain as the tracking workflow does (``log_chains.merged``), each put
+        conditional on the version it read; ``stop_after``: stop after that many puts (a crash).
+        Whether the write completed."""
+        keys = [str(log.sk) for log in upserts] + list(removed)
+        if not keys:
+            return True
+        items = self.chains.setdefault(chain, {})
+        starts = sorted(items)
+        low, high = min(keys), max(keys)
+        owner = [start for start in starts if start <= low][-1:]
+        covering = owner + [start for start in starts if low < start <= high]
+        after = [start for start in starts if start > high]
+        write = log_chains.merged(
+            chain, [items[start] for start in covering], after[0] if after else None, upserts, removed
+        )
+        done = 0
+        for step in write.steps:
+            for item in step:
+                if stop_after is not None and done >= stop_after:
+                    return False
+                stored_before = items.get(item.start)
+                assert (stored_before.version if stored_before else 0) == item.version, "a conditional put"
+                items[item.start] = replace(item, version=item.version + 1)
+                done += 1
+                self.puts += 1
+        return True
 
     @property
     def logs_read(self) -> int:
@@ -124,17 +173,27 @@ class FakeReports:
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]:
         return sorted(self.urls.get(delivery_id, []), key=lambda u: u.url_id)
 
+    def chain_items(
+        self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
+    ) -> ChainItems:
+        assert limit >= 1, "DynamoDB rejects a Limit below 1"
+        starts = sorted(self.chains.get(chain, {}), reverse=not forward)
+        if key is not None:
+            starts = [
+                start
+                for start in starts
+                if (start > key if forward else start < key) or (inclusive and start == key)
+            ]
+        found = [self.chains[chain][start] for start in starts[:limit]]
+        delivery = log_chains.delivery_of(chain)
+        asked = LogQuery("delivery", delivery, forward=forward, partition=chain)
+        self.queries.append((asked, LogKey(delivery, key) if key is not None else None, limit, len(found)))
+        return ChainItems(found, len(found) == limit)
+
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
         assert max_read >= 1, "DynamoDB rejects a Limit below 1"
-        if query.scope == "delivery":
-            assert query.partition is not None, "the table is read one partition key at a time"
-            in_scope = [
-                log
-                for log in self.logs
-                if tracking_log_partition(log.delivery_id, log.recipient_id) == query.partition
-            ]
-        else:
-            in_scope = [log for log in self.logs if log.recipient_id == query.scope_id]
+        assert query.scope == "recipient", "a delivery's logs are read chain by chain"
+        in_scope = [log for log in self.logs if log.recipient_id == query.scope_id]
         window = [
             log
             for log in in_scope
@@ -159,6 +218,11 @@ class FakeReports:
     def latest_run_with_status(self, status: str, max_read: int) -> RunRecord | None:
         newest = sorted(self.run_records, key=lambda r: r.run_id, reverse=True)[:max_read]
         return next((run for run in newest if run.status == status), None)
+
+
+def stored(log: TrackingLog) -> TrackingLogModel:
+    """A log as the tracking workflow writes it into its chain."""
+    return TrackingLogModel(partition=log_chains.chain_of(log.delivery_id, log.recipient_id), **asdict(log))
 
 
 def _place(log: TrackingLog) -> tuple[str, str]:

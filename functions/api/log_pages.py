@@ -1,19 +1,20 @@
-"""Tracking logs a page at a time, in time order, from every partition they are spread over.
+"""Tracking logs a page at a time, in time order, from every chain they are spread over.
 
-A delivery's logs are spread over ``tables.TRACKING_LOG_PARTITIONS`` partition keys by recipient
-(``tables.tracking_log_partition``), each in time order (sort key ``<at>#<event_id>``, unique). A page
-is a k-way merge of those partitions: each is queried with a small Limit, their heads are merged with
-a heap, and a partition is queried again only when its buffer is empty and it may still hold the next
-log (its reading has not passed the best head of the others). So a page reads O(page + partitions)
-logs, however many logs the delivery has, and comes out in exactly the order one partition would give:
-by sort key (time, then event id), newest or oldest first. The Queries of one round (every
-partition at the start of a page; those whose buffers ran dry, which a filter can make many) are sent
-at once from a small pool of threads, so a page waits for about two Query round trips, not twenty.
+A delivery's logs lie in ``log_chains.LOG_CHAINS`` chains by recipient (``log_chains.chain_of``), each
+a run of items holding about 14 logs in time order (sort key ``<at>#<event_id>``, unique); a chain is
+read from a position by ``chain_reader``. A page is a k-way merge of those chains: each is queried for
+a few items, their heads are merged with a heap, and a chain is queried again only when its buffer is
+empty and it may still hold the next log (its reading has not passed the best head of the others). So
+a page reads O(page / logs per item + chains) items, however many logs the delivery has, and comes out
+in exactly the order one table would give: by sort key (time, then event id), newest or oldest first.
+The Queries of one round (every chain at the start of a page; those whose buffers ran dry, which a
+filter can make many) are sent at once from a pool of threads, so a page waits for about two Query
+round trips (three oldest first: a chain's owner item comes before the rest), not sixty-four.
 
-``Positions`` says where each partition resumes: after the last log of it a page returned (or, when
+``Positions`` says where each chain resumes: after the last log of it a page returned (or, when
 nothing of it is buffered, after all it read: what a filter discarded is not read again), or nowhere
-when it is done. The route's cursor carries them (``reports.py``). The recipient scope (the
-``by_recipient`` index) is one source, read the same way.
+when it is done. The route's cursor carries them (``reports.py``). The recipient scope (the keys the
+recipient's states list) is one source, read log by log with ``query_logs``; its budget counts logs.
 """
 
 from __future__ import annotations
@@ -25,25 +26,23 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
+from functions.api.chain_reader import read_chain
 from functions.api.report_repository import LogChunk, LogKey, LogQuery, ReportRepository, TrackingLog
-from functions.shared.tables import (
-    TRACKING_LOG_PARTITIONS,
-    tracking_log_partition,
-    tracking_log_partitions,
-)
+from functions.shared.log_chains import LOG_CHAINS, chain_of, chains
 
 FILTERED_CHUNK = 200  # logs read per round when a filter may discard most of them (over all sources)
 MAX_QUERIES_PER_SOURCE = 20  # belt and braces: DynamoDB may return few items per call
+LOGS_PER_ITEM = 14  # about what a chain item holds (``log_chains``): a round's Limits count items
 
-# One thread per partition: a round's Queries all wait on the network at once. The threads start at
+# One thread per chain: a round's Queries all wait on the network at once. The threads start at
 # the first round of more than one Query and stay for the function's next invocations.
-_QUERIES = ThreadPoolExecutor(max_workers=TRACKING_LOG_PARTITIONS, thread_name_prefix="log-query")
+_QUERIES = ThreadPoolExecutor(max_workers=LOG_CHAINS, thread_name_prefix="log-query")
 
 
 @dataclass(frozen=True)
 class Positions:
     """Where each source of a query resumes: after ``after[name]`` (absent: from the start); a source
-    in ``done`` has nothing more. A source's name is its partition key (``""``: the recipient scope)."""
+    in ``done`` has nothing more. A source's name is its chain's key (``""``: the recipient scope)."""
 
     after: Mapping[str, LogKey] = field(default_factory=dict)
     done: frozenset[str] = frozenset()
@@ -55,13 +54,13 @@ class Positions:
 
 
 def sources(query: LogQuery) -> list[LogQuery]:
-    """The single-partition queries a query reads: the delivery's partitions (only the recipient's one
-    when it filters on a recipient), or the query itself in the recipient scope."""
+    """The single-chain queries a query reads: the delivery's chains (only the recipient's one when it
+    filters on a recipient), or the query itself in the recipient scope."""
     if query.scope != "delivery":
         return [query]
     if query.recipient_id:
-        return [replace(query, partition=tracking_log_partition(query.scope_id, query.recipient_id))]
-    return [replace(query, partition=partition) for partition in tracking_log_partitions(query.scope_id)]
+        return [replace(query, partition=chain_of(query.scope_id, query.recipient_id))]
+    return [replace(query, partition=chain) for chain in chains(query.scope_id)]
 
 
 def source_name(query: LogQuery) -> str:
@@ -114,8 +113,9 @@ def read_page(
     limit: int,
     max_read: int,
 ) -> tuple[list[TrackingLog], Positions | None]:
-    """Up to ``limit`` logs of ``queries`` merged in order, from ``positions``, evaluating at most
-    ``max_read`` logs; and the positions the next page starts from (None: nothing is left).
+    """Up to ``limit`` logs of ``queries`` merged in order, from ``positions``, reading at most about
+    ``max_read`` items (chain items; logs in the recipient scope); and the positions the next page
+    starts from (None: nothing is left).
 
     A page shorter than ``limit`` with positions means the reading budget ran out first (a filter
     that matches little); the next page goes on from there, reading nothing twice that it discarded.
@@ -124,9 +124,10 @@ def read_page(
     if not live:
         return [], None
     filtered = any(query.filtered for query in live)
-    first = math.ceil((limit + 1) / len(live)) + 1
+    per_item = LOGS_PER_ITEM if live[0].scope == "delivery" else 1
+    first = math.ceil((limit + 1) / (len(live) * per_item)) + (0 if per_item > 1 else 1)
     if filtered:
-        first = max(first, math.ceil(FILTERED_CHUNK / len(live)))
+        first = max(first, math.ceil(FILTERED_CHUNK / (len(live) * per_item)))
     first = max(1, min(first, max_read // (2 * len(live))))  # the first round leaves half the budget
     reading = [_Source(query, positions.after.get(source_name(query)), first) for query in live]
     heads: list[tuple[_Order, int]] = []
@@ -152,8 +153,8 @@ def read_page(
             for n in needy:
                 source = reading[n]
                 size = min(source.size, unread)
-                if not filtered:
-                    size = min(size, limit + 1 - len(page))  # never more than the page can still take
+                if not filtered:  # never more than the page can still take
+                    size = min(size, math.ceil((limit + 1 - len(page)) / per_item))
                 if source.queries >= MAX_QUERIES_PER_SOURCE or (size < 1 and not round_):
                     # The budget ran out before the next log was known: a short page, and a cursor.
                     return page, _positions(reading, positions.done)
@@ -193,12 +194,17 @@ def _query_all(
     the same order. A failed Query fails the page, once every Query of the round has answered."""
     if len(round_) == 1:
         ((n, size),) = round_
-        return [repo.query_logs(reading[n].query, reading[n].frontier, size)]
-    sent = [
-        _QUERIES.submit(repo.query_logs, reading[n].query, reading[n].frontier, size) for n, size in round_
-    ]
+        return [_query(repo, reading[n].query, reading[n].frontier, size)]
+    sent = [_QUERIES.submit(_query, repo, reading[n].query, reading[n].frontier, size) for n, size in round_]
     wait(sent)
     return [answer.result() for answer in sent]
+
+
+def _query(repo: ReportRepository, query: LogQuery, start_after: LogKey | None, size: int) -> LogChunk:
+    if query.scope == "delivery":
+        assert query.partition is not None, "a delivery's logs are read chain by chain (sources)"
+        return read_chain(repo, query, query.partition, start_after, size)
+    return repo.query_logs(query, start_after, size)
 
 
 def _positions(reading: Sequence[_Source], done_before: frozenset[str]) -> Positions | None:

@@ -7,15 +7,14 @@ in-memory implementation the unit tests use.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pynamodb.exceptions import DoesNotExist
-from pynamodb.expressions.condition import Condition
 
-from functions.shared import recipient_logs
+from functions.shared import log_chain_reads, recipient_logs
+from functions.shared.log_chain_reads import ChainItems
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     DELIVERY_SK,
@@ -35,7 +34,6 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
-from functions.shared.tables import delivery_of_partition
 
 # --- records ----------------------------------------------------------------------------------
 
@@ -165,9 +163,9 @@ class LogQuery:
     """One window of tracking logs: by delivery (the table) or by recipient (``recipient_logs``).
 
     ``since`` is inclusive and ``until`` exclusive, both ISO times compared with the sort key. The other
-    fields are filters: they narrow what is returned, not what is read. A delivery's logs are spread
-    over partition keys (``tables.tracking_log_partition``): one ``query_logs`` call reads the one named
-    by ``partition``, and ``log_pages`` merges them.
+    fields are filters: they narrow what is returned, not what is read. A delivery's logs lie in
+    chains (``log_chains.chains``): ``chain_reader`` reads the one named by ``partition``, and
+    ``log_pages`` merges them.
     """
 
     scope: Literal["delivery", "recipient"]
@@ -181,7 +179,7 @@ class LogQuery:
     url_id: str | None = None
     counted_only: bool = False
     human_only: bool = False  # only the logs no machine made (``machine`` absent)
-    partition: str | None = None  # the delivery scope: the partition key this query reads
+    partition: str | None = None  # the delivery scope: the chain (partition key) this query reads
 
     @property
     def filtered(self) -> bool:
@@ -246,9 +244,15 @@ class ReportRepository(Protocol):
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrl]: ...
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
-        """One query: evaluates at most ``max_read`` logs after ``start_after`` in the query's order
-        (of one partition, ``query.partition``, in the delivery scope). ``start_after`` need not be a
-        log of that partition: reading starts after its place in the order."""
+        """The recipient scope: evaluates at most ``max_read`` logs after ``start_after`` in the
+        query's order (``start_after`` need not be one of them: reading starts after its place)."""
+        ...
+
+    def chain_items(
+        self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
+    ) -> ChainItems:
+        """The delivery scope: one Query of a chain's items (``log_chain_reads.query_items``), which
+        ``chain_reader`` turns into logs."""
         ...
 
     def runs(self, limit: int) -> list[RunRecord]:
@@ -412,27 +416,14 @@ class DynamoReportRepository:
         ]
 
     def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
-        if query.scope == "recipient":
-            return _recipient_chunk(query, start_after, max_read)
-        if query.partition is None:
-            raise ValueError("a delivery's tracking logs are read one partition at a time")
-        _tracking_log_client()
-        start_key: dict[str, dict[str, Any]] | None = None
-        if start_after is not None:
-            start_key = {"partition": {"S": query.partition}, "sk": {"S": start_after.sk}}
-        results = TrackingLogModel.query(
-            query.partition,
-            range_key_condition=_window(query),
-            filter_condition=_filters(query),
-            scan_index_forward=query.forward,
-            page_size=max_read,
-            last_evaluated_key=start_key,
-        )
-        page = next(results.page_iter)  # exactly one Query call: the caller bounds the reading
-        items = [_log(TrackingLogModel.from_raw_data(raw)) for raw in page.get("Items", [])]
-        last = page.get("LastEvaluatedKey")
-        last_key = LogKey(delivery_of_partition(last["partition"]["S"]), last["sk"]["S"]) if last else None
-        return LogChunk(items, int(page.get("ScannedCount", len(items))), last_key)
+        if query.scope != "recipient":
+            raise ValueError("a delivery's tracking logs are read chain by chain (chain_reader)")
+        return _recipient_chunk(query, start_after, max_read)
+
+    def chain_items(
+        self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
+    ) -> ChainItems:
+        return log_chain_reads.query_items(chain, key, forward=forward, limit=limit, inclusive=inclusive)
 
     def runs(self, limit: int) -> list[RunRecord]:
         items = RunModel.query(RUNS_PK, scan_index_forward=False, limit=limit, page_size=limit)
@@ -449,20 +440,6 @@ class DynamoReportRepository:
             if results.page_iter.total_scanned_count >= max_read:
                 return None
         return None
-
-
-_CONNECTING = threading.Lock()
-
-
-def _tracking_log_client() -> None:
-    """Makes the tracking logs' PynamoDB client, once, before a Query uses it.
-
-    A logs page queries its partitions from several threads at once (``log_pages``). PynamoDB makes a
-    model's client at its first use, and each thread that comes before it exists would make its own
-    (botocore's service model loaded again in each): here one thread makes it and the others wait.
-    """
-    with _CONNECTING:
-        _ = TrackingLogModel._get_connection().connection.client
 
 
 def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
@@ -492,56 +469,25 @@ def _recipient_chunk(query: LogQuery, start_after: LogKey | None, max_read: int)
         keys = [key for key in keys if (key[:2] > position if query.forward else key[:2] < position)]
     evaluated = keys[:max_read]
     found = recipient_logs.load((partition, sk) for sk, _, partition in evaluated)
-    logs = [_log(found[(partition, sk)]) for sk, _, partition in evaluated if (partition, sk) in found]
+    logs = [log_record(found[(partition, sk)]) for sk, _, partition in evaluated if (partition, sk) in found]
     last = LogKey(evaluated[-1][1], evaluated[-1][0]) if len(keys) > max_read else None
-    return LogChunk([log for log in logs if _matches(query, log)], len(evaluated), last)
+    return LogChunk([log for log in logs if matches(query, log)], len(evaluated), last)
 
 
-def _matches(query: LogQuery, log: TrackingLog) -> bool:
-    """``_filters`` applied to a log read by key."""
+def matches(query: LogQuery, log: TrackingLog) -> bool:
+    """The query's filters (not its window) applied to a log read by key or decoded from a chain."""
     return (
         (not query.types or log.type in query.types)
+        and (not query.delivery_id or log.delivery_id == query.delivery_id)
+        and (not query.recipient_id or log.recipient_id == query.recipient_id)
         and (not query.url_id or log.url_id == query.url_id)
         and (not query.counted_only or log.counted)
         and (not query.human_only or log.machine is None)
     )
 
 
-def _window(query: LogQuery) -> Condition | None:
-    sk = TrackingLogModel.sk
-    # A sort key is "<at>#<event_id>", so "sk < until" and "sk BETWEEN since AND until" both exclude
-    # an event at exactly ``until`` and include one at exactly ``since``.
-    if query.since and query.until:
-        return sk.between(query.since, query.until)
-    if query.since:
-        return sk >= query.since
-    if query.until:
-        return sk < query.until
-    return None
-
-
-def _filters(query: LogQuery) -> Condition | None:
-    conditions: list[Condition] = []
-    if query.types:
-        conditions.append(TrackingLogModel.type.is_in(*sorted(query.types)))
-    if query.delivery_id:
-        conditions.append(TrackingLogModel.delivery_id == query.delivery_id)
-    if query.recipient_id:
-        conditions.append(TrackingLogModel.recipient_id == query.recipient_id)
-    if query.url_id:
-        conditions.append(TrackingLogModel.url_id == query.url_id)
-    if query.counted_only:
-        conditions.append(TrackingLogModel.counted == True)  # noqa: E712 - a PynamoDB condition
-    if query.human_only:
-        # A person's log has no machine attribute: PynamoDB leaves a None attribute out of the item.
-        conditions.append(TrackingLogModel.machine.does_not_exist())
-    combined: Condition | None = None
-    for condition in conditions:
-        combined = condition if combined is None else combined & condition
-    return combined
-
-
-def _log(item: TrackingLogModel) -> TrackingLog:
+def log_record(item: TrackingLogModel) -> TrackingLog:
+    """A stored (or decoded) tracking log as the reports read it."""
     return TrackingLog(
         delivery_id=item.delivery_id,
         sk=item.sk,

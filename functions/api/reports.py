@@ -3,7 +3,8 @@
 Indicators come only from items the tracking workflow pre-aggregated, so a report costs the same for
 ten events or ten million. Tracking logs are read a page at a time with exact cursors: a page stops
 at ``limit`` items and its cursor resumes right after the last item returned; a selective filter reads
-at most ``MAX_LOGS_READ_PER_PAGE`` logs per request and answers with what it found and a cursor.
+at most ``MAX_ITEMS_READ_PER_PAGE`` chain items (``MAX_LOGS_READ_PER_PAGE`` logs in the recipient tab)
+per request and answers with what it found and a cursor.
 """
 
 from __future__ import annotations
@@ -72,7 +73,14 @@ if TYPE_CHECKING:
     from functions.shared.links import LinkSpec
 
 MAX_LOGS_READ_PER_PAGE = 1_000  # a filter that matches little still answers quickly, with a cursor
+# The delivery's logs are read by chain item (about 14 logs): a first round takes one of each of the
+# 64 chains and leaves as much for the rest.
+MAX_ITEMS_READ_PER_PAGE = 256
 MAX_LOGS_READ_FOR_WINDOW = 10_000  # URL indicators over a time window are computed from the logs
+MAX_ITEMS_READ_FOR_WINDOW = 2_000  # what the window's logs may take, in chain items, filtered out or not
+# A delivery-scope cursor names its chains ("c": 1); one made before the logs were packed in chains
+# named partitions that no longer hold them.
+CHAINED_CURSOR = 1
 MAX_RUNS_READ = 1_000  # how far back the last successful run is looked for
 URL_EVENT_TYPES = frozenset({"click", "opt_out", "mirror"})
 BREAKDOWN_DIMENSIONS = ("browser", "os", "device")
@@ -421,7 +429,7 @@ def _window_url_stats(
     last: dict[str, str] = {}
     # One log beyond the cap tells a window of exactly the cap from a larger one.
     logs, more = log_pages.read_page(
-        repo, log_pages.sources(query), Positions(), MAX_LOGS_READ_FOR_WINDOW, MAX_LOGS_READ_FOR_WINDOW + 1
+        repo, log_pages.sources(query), Positions(), MAX_LOGS_READ_FOR_WINDOW, MAX_ITEMS_READ_FOR_WINDOW
     )
     if more is not None:
         raise InvalidRequest(
@@ -653,11 +661,12 @@ def recipient_logs(
 def _read_page(
     repo: ReportRepository, query: LogQuery, positions: Positions, limit: int
 ) -> tuple[list[TrackingLog], Positions | None]:
-    """Up to ``limit`` logs from ``positions`` (merged over the delivery's partitions, in order) and
-    the positions the next page starts from: None when the page ends the window."""
+    """Up to ``limit`` logs from ``positions`` (merged over the delivery's chains, in order) and the
+    positions the next page starts from: None when the page ends the window."""
     if query.since and query.until and query.since >= query.until:
         return [], None
-    return log_pages.read_page(repo, log_pages.sources(query), positions, limit, MAX_LOGS_READ_PER_PAGE)
+    budget = MAX_ITEMS_READ_PER_PAGE if query.scope == "delivery" else MAX_LOGS_READ_PER_PAGE
+    return log_pages.read_page(repo, log_pages.sources(query), positions, limit, budget)
 
 
 def _fingerprint(query: LogQuery) -> str:
@@ -679,14 +688,15 @@ def _fingerprint(query: LogQuery) -> str:
 
 
 def _cursor(query: LogQuery, positions: Positions | None) -> str | None:
-    """The next page's cursor: where each partition resumes (by its number) and which are done; in
-    the recipient scope (one source) the last log returned."""
+    """The next page's cursor: where each chain resumes (by its number) and which are done; in the
+    recipient scope (one source) the last log returned."""
     if positions is None:
         return None
     fingerprint = _fingerprint(query)
     if query.scope == "delivery":
         after = {_number(name): key.sk for name, key in positions.after.items()}
-        return cursors.encode({"q": fingerprint, "a": after, "x": sorted(_number(n) for n in positions.done)})
+        done = sorted(_number(n) for n in positions.done)
+        return cursors.encode({"q": fingerprint, "c": CHAINED_CURSOR, "a": after, "x": done})
     key = positions.after.get("")
     return cursors.encode(
         {"q": fingerprint, "d": key.delivery_id if key else None, "s": key.sk if key else None}
@@ -700,7 +710,11 @@ def _start_after(query: LogQuery, cursor: str | None) -> Positions:
     if position.get("q") != _fingerprint(query):
         raise InvalidCursor("the cursor belongs to another query; repeat the same filters with it")
     if query.scope == "delivery":
-        return _partition_positions(query, position)
+        if position.get("c") != CHAINED_CURSOR:
+            raise InvalidCursor(
+                "the cursor was made before tracking logs were stored in chains; start again from the first page"
+            )
+        return _chain_positions(query, position)
     delivery_id, sk = position.get("d"), position.get("s")
     if delivery_id is None and sk is None:
         return Positions()
@@ -709,7 +723,7 @@ def _start_after(query: LogQuery, cursor: str | None) -> Positions:
     return Positions({"": LogKey(delivery_id, sk)})
 
 
-def _partition_positions(query: LogQuery, position: Mapping[str, Any]) -> Positions:
+def _chain_positions(query: LogQuery, position: Mapping[str, Any]) -> Positions:
     partitions = {_number(source.partition or ""): source.partition for source in log_pages.sources(query)}
     after, done = position.get("a"), position.get("x")
     if (
@@ -726,7 +740,7 @@ def _partition_positions(query: LogQuery, position: Mapping[str, Any]) -> Positi
 
 
 def _number(partition: str) -> str:
-    """A partition's number in a cursor: its key without the delivery id, which the route names."""
+    """A chain's number in a cursor (``c07``): its key without the delivery id, which the route names."""
     return partition.rpartition("#")[2]
 
 

@@ -27,7 +27,7 @@ from functions.shared.exports import Export, ExportLauncher, ExportStore
 from functions.shared.observability import logger
 
 PART_SIZE = 8 * 1024 * 1024  # S3 wants at least 5 MiB in every part but the last
-LOGS_PER_QUERY = 1_000
+LOGS_PER_QUERY = 1_000  # logs a round of reading hands over (about 72 chain items)
 TIME_MARGIN_MS = 90_000  # enough to upload a part and save the record before the invocation ends
 MAX_INVOCATIONS = 100
 
@@ -105,15 +105,17 @@ def _write(
     last_key: LogKey | None = None
     parts_before = len(export.parts)
     sources = log_pages.sources(query)
-    # Merged over the delivery's partitions in the route's order; every partition resumes after the
-    # last log of the uploaded parts (a place in that one order).
+    # Merged over the delivery's chains in the route's order; every chain resumes after the last log
+    # of the uploaded parts (a place in that one order). A round reads at most about twice the items
+    # its logs fill, and never less than a few items of every chain.
+    items_per_round = max(2 * LOGS_PER_QUERY // log_pages.LOGS_PER_ITEM, 4 * len(sources))
     reading: log_pages.Positions | None = (
         log_pages.Positions.after_all(sources, LogKey(*export.position))
         if export.position
         else log_pages.Positions()
     )
     while reading is not None:
-        page, reading = log_pages.read_page(logs, sources, reading, LOGS_PER_QUERY, 2 * LOGS_PER_QUERY)
+        page, reading = log_pages.read_page(logs, sources, reading, LOGS_PER_QUERY, items_per_round)
         for log in page:
             buffer += _row(export, reports.log_item(log))
             buffered_rows += 1

@@ -8,8 +8,9 @@ recipient's own partition (``models.stored_recipient_key``), so one Query finds 
 page of the tab reads only as far as it needs (``window``). Used by the recipient Tracking tab (API)
 and by erasure (tracking workflow).
 
-A state the migration flagged (``logs_overflow``: its logs were copied from the old table and it lists
-none) is the one case read through the logs' partition, with a filter on the recipient.
+A log is read by its key from its recipient's chain (``log_chains.chain_of``): one Query for the item
+owning the key (``load``). A state the migration flagged (``logs_overflow``: its logs were copied from
+the old table and it lists none) is the one case read through the whole chain, kept to the recipient.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
+from functions.shared import log_chain_reads
+from functions.shared.log_chains import chain_of, owned
 from functions.shared.models import (
     LOG_KEY_SEPARATOR,
     RECIPIENT_LOG_PAGE_PREFIX,
@@ -28,7 +31,6 @@ from functions.shared.models import (
     TrackingLogModel,
     stored_recipient_key,
 )
-from functions.shared.tables import tracking_log_partition
 
 PAGES_PER_QUERY = 2  # pages a Query reads at a time: a tab page of up to 200 logs needs about two
 
@@ -40,7 +42,7 @@ class RecipientLogKeys:
 
     delivery_id: str
     state_sk: str
-    partition: str  # the logs' partition key (``tables.tracking_log_partition``)
+    partition: str  # the logs' chain (``log_chains.chain_of``)
     sks: tuple[str, ...]  # in order: those the state lists (``log_keys``: every one)
     recipient_id: str = ""
     pages: int = 0
@@ -70,14 +72,16 @@ def _states(recipient_id: str, delivery_id: str | None) -> Iterator[RecipientSta
     return (state.as_read() for state in stored)
 
 
-def _overflowed(partition: str, recipient_id: str) -> tuple[str, ...]:
-    """The sort keys of a recipient's logs in a partition, when their state was flagged by the migration."""
-    found = TrackingLogModel.query(
-        partition,
-        filter_condition=TrackingLogModel.recipient_id == recipient_id,
-        attributes_to_get=["partition", "sk"],
-    )
-    return tuple(sorted(str(log.sk) for log in found))
+def _overflowed(chain_key: str, recipient_id: str) -> tuple[str, ...]:
+    """The sort keys of a recipient's logs in its chain, when their state was flagged by the migration."""
+    items, key = [], None
+    while True:
+        answer = log_chain_reads.query_items(chain_key, key, forward=True, limit=100)
+        items += answer.items
+        if not answer.more or not answer.items:
+            break
+        key = answer.items[-1].start
+    return tuple(str(log.sk) for log in owned(items, None) if log.recipient_id == recipient_id)
 
 
 def log_shares(recipient_id: str, delivery_id: str | None = None) -> list[RecipientLogKeys]:
@@ -90,7 +94,7 @@ def log_shares(recipient_id: str, delivery_id: str | None = None) -> list[Recipi
             RecipientLogKeys(
                 delivery,
                 str(state.sk),
-                tracking_log_partition(delivery, recipient_id),
+                chain_of(delivery, recipient_id),
                 tuple(state.logs.split(LOG_KEY_SEPARATOR)) if state.logs else (),
                 recipient_id,
                 int(state.log_pages or 0),
@@ -200,5 +204,5 @@ def page_keys(recipient_id: str) -> list[tuple[str, str]]:
 
 
 def load(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
-    """The tracking logs at these (partition, sort key) keys that still exist (BatchGetItem)."""
-    return {(str(log.partition), str(log.sk)): log for log in TrackingLogModel.batch_get(list(keys))}
+    """The tracking logs at these (chain, sort key) keys that still exist, each from the item owning it."""
+    return log_chain_reads.find(keys)

@@ -16,6 +16,7 @@ import pytest
 
 from functions.api import launcher as launchers
 from functions.api.handler import lambda_handler
+from functions.shared.log_chains import chain_of
 from functions.shared.models import (
     DeliveryModel,
     DeliveryStatsModel,
@@ -26,7 +27,7 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
-from functions.shared.tables import tracking_log_partition
+from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 from tests.integration.test_recipient_tab import list_in_state
 
@@ -62,7 +63,7 @@ def log(
     delivery_id: str, event_id: str, minute: int, recipient_id: str, kind: str = "open", **extra: Any
 ) -> None:
     at = f"2026-11-23T08:{minute:02d}:00.000Z"
-    TrackingLogModel(
+    stored = TrackingLogModel(
         delivery_id=delivery_id,
         sk=f"{at}#{event_id}",
         event_id=event_id,
@@ -74,7 +75,8 @@ def log(
         device="desktop",
         person_id="p-" + recipient_id,
         **extra,
-    ).save()
+    )
+    chain_logs.write([stored])
     list_in_state(delivery_id, recipient_id, f"{at}#{event_id}")  # the recipient Tracking tab reads it
 
 
@@ -347,7 +349,7 @@ def test_logs_spread_over_the_partitions_page_in_exact_order_on_dynamodb(seeded:
         event_id, minute, recipient = f"s{59 - n:02d}", 20 + n // 3, f"q{(n * 7) % 20}"
         log("d1", event_id, minute, recipient, "click" if n % 4 == 0 else "open")
         expected.append((f"2026-11-23T08:{minute:02d}:00.000Z#{event_id}", event_id, recipient, n % 4 == 0))
-    partitions = {tracking_log_partition("d1", recipient) for *_, recipient, _ in expected}
+    partitions = {chain_of("d1", recipient) for *_, recipient, _ in expected}
     assert len(partitions) > 8
     expected.sort()
     since = {"since": "2026-11-23T08:20:00Z"}  # only these 60, none of the seeded five

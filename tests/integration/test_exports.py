@@ -18,6 +18,7 @@ from functions.exports.handler import lambda_handler as exports_handler
 from functions.shared import exports
 from functions.shared.models import DeliveryModel, TrackingLogModel
 from local.aws import create_exports_bucket
+from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_exports import FakeLauncher
 
@@ -41,26 +42,27 @@ def stack(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLau
         track_opens=True,
         track_clicks=True,
     ).save()
-    with TrackingLogModel.batch_write() as batch:
-        for n in range(LOGS):
-            at = f"2026-12-01T08:{n // 60:02d}:{n % 60:02d}.000Z"
-            batch.save(
-                TrackingLogModel(
-                    delivery_id="d1",
-                    sk=f"{at}#e{n:04d}",
-                    event_id=f"e{n:04d}",
-                    recipient_id=f"r{n % 7}",
-                    type="click" if n % 2 else "open",
-                    url_id="u1" if n % 2 else None,
-                    url="https://shop.example/sale" if n % 2 else None,
-                    label="@Sale" if n % 2 else None,
-                    at=at,
-                    browser="Firefox",
-                    os="Linux",
-                    device="desktop",
-                    person_id=f"p{n % 7}",
-                )
+    logs = []
+    for n in range(LOGS):
+        at = f"2026-12-01T08:{n // 60:02d}:{n % 60:02d}.000Z"
+        logs.append(
+            TrackingLogModel(
+                delivery_id="d1",
+                sk=f"{at}#e{n:04d}",
+                event_id=f"e{n:04d}",
+                recipient_id=f"r{n % 7}",
+                type="click" if n % 2 else "open",
+                url_id="u1" if n % 2 else None,
+                url="https://shop.example/sale" if n % 2 else None,
+                label="@Sale" if n % 2 else None,
+                at=at,
+                browser="Firefox",
+                os="Linux",
+                device="desktop",
+                person_id=f"p{n % 7}",
             )
+        )
+    assert chain_logs.write(logs)  # into the chains of the 7 recipients, packed as the workflow packs them
     launcher = FakeLauncher()
     exports.configure(launcher=launcher)
     yield launcher

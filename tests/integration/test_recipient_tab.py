@@ -20,8 +20,9 @@ from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.shared import recipient_log_pages, recipient_logs
 from functions.shared.limits import MAX_RECIPIENT_LOGS
+from functions.shared.log_chains import chain_of
 from functions.shared.models import DeliveryModel, RecipientStateModel, TrackingLogModel
-from functions.shared.tables import tracking_log_partition
+from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 
 DELIVERIES = {"d1": "November news", "d2": "Flash sale", "d3": "Winter"}
@@ -49,8 +50,7 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
     """A tracking log as the workflow writes it, listed in its recipient's state; its sort key."""
     at = f"2026-11-23T08:{second // 60:02d}:{second % 60:02d}.000Z"
     sk = f"{at}#{event_id}"
-    TrackingLogModel(
-        partition=tracking_log_partition(delivery_id, recipient_id),
+    stored = TrackingLogModel(
         delivery_id=delivery_id,
         sk=sk,
         event_id=event_id,
@@ -60,7 +60,8 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
         at=at,
         machine="bot" if machine else None,
         machine_reason="python-requests" if machine else None,
-    ).save()
+    )
+    chain_logs.write([stored])
     list_in_state(delivery_id, recipient_id, sk)
     return sk
 
@@ -211,7 +212,7 @@ def test_the_erasure_store_finds_every_log_and_state_of_the_recipient(deliveries
     logs = set(store.recipient_log_keys("rerase"))
     states = set(store.recipient_state_keys("rerase"))
     # Then it finds exactly their logs and their states, and deleting them leaves the tab empty
-    assert logs == {(tracking_log_partition(d, "rerase"), sk) for d, sk in mine}
+    assert logs == {(chain_of(d, "rerase"), sk) for d, sk in mine}
     assert states == {(d, "r#rerase") for d in DELIVERIES}
     store.delete_logs(logs)
     store.delete_indicators(states)

@@ -27,7 +27,7 @@ from functions.api.report_repository import (
 from functions.api.report_schemas import LOG_COLUMNS, LogItem
 from functions.api.reports import LogRequest
 from functions.shared.errors import DeliveryNotFound, InvalidCursor, InvalidRequest, TrackingNotActivated
-from functions.shared.tables import tracking_log_partition
+from functions.shared.log_chains import chain_of
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_reports import FakeReports
 
@@ -382,15 +382,18 @@ def test_url_report_over_a_window_counts_the_window_logs(fake: FakeReports) -> N
 def test_url_report_refuses_a_window_with_too_many_logs(
     fake: FakeReports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a cap of 5 logs read for a window and 6 logs in it
+    # Given a cap of 5 logs read for a window and 600 logs in it, packed in several chain items
     monkeypatch.setattr(reports, "MAX_LOGS_READ_FOR_WINDOW", 5)
     seed_urls(fake)
-    for n in range(6):
-        fake.add_log("d1", f"e{n}", T.format(n), type="click", url_id="u1")
+    for n in range(600):
+        fake.add_log(
+            "d1", f"e{n:03d}", f"2026-11-23T08:{n // 60:02d}:{n % 60:02d}.000Z", type="click", url_id="u1"
+        )
+    assert len(fake.chains[chain_of("d1", "r1")]) >= 4
 
     with pytest.raises(InvalidRequest, match="narrow"):
         reports.url_report("d1", since=datetime(2026, 11, 23, tzinfo=UTC), repo=fake)
-    assert fake.logs_read == 6  # the cap and one more, never the whole window
+    assert fake.logs_read <= 2  # the items holding the cap and one more, never the whole window
 
 
 def test_url_report_window_reads_everything_under_the_cap(
@@ -562,8 +565,8 @@ def test_the_cursor_resumes_each_partition_right_after_the_last_item_it_returned
     # to know more followed), and no other partition was read again: they were done
     starts = {query.partition: start for query, start, *_ in five_logs.queries[asked_before:]}
     assert {partition: start.sk if start else None for partition, start in starts.items()} == {
-        tracking_log_partition("d1", "r1"): f"{T.format(5)}#e5",
-        tracking_log_partition("d1", "r2"): f"{T.format(4)}#e4",
+        chain_of("d1", "r1"): f"{T.format(5)}#e5",
+        chain_of("d1", "r2"): f"{T.format(4)}#e4",
     }
     assert [item.event_id for item in second.items] == ["e3", "e2"]
 
@@ -600,26 +603,32 @@ def test_logs_filters_and_windows(
     assert all_pages(five_logs, **asked) == expected
 
 
-def test_a_filter_that_matches_little_stops_reading_and_answers_with_a_cursor(fake: FakeReports) -> None:
-    # Given 1,500 opens after the only click
+def test_a_filter_that_matches_little_stops_reading_and_answers_with_a_cursor(
+    fake: FakeReports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 1,500 opens after the only click, in a chain of some items, and a reading budget of all
+    # but two of them
     fake.add_log("d1", "click", "2026-11-23T07:00:00.000Z", type="click", url_id="u1")
     for n in range(1500):
         fake.add_log("d1", f"o{n:04d}", f"2026-11-23T08:{n // 60:02d}:{n % 60:02d}.000Z", type="open")
+    items = len(fake.chains[chain_of("d1", "r1")])
+    assert items >= 6
+    monkeypatch.setattr(reports, "MAX_ITEMS_READ_PER_PAGE", items - 2)
 
     # When the newest clicks are asked for
     first = reports.delivery_logs("d1", LogRequest(type="click", limit=10), repo=fake)
     read_first = fake.logs_read
 
-    # Then the first request reads at most 1,000 logs and answers nothing found yet, with a cursor
+    # Then the first request reads at most its budget and answers nothing found yet, with a cursor
     assert first.items == [] and first.next_cursor is not None
-    assert read_first <= reports.MAX_LOGS_READ_PER_PAGE
-    # And the cursor finds the click without reading anything twice
+    assert read_first <= reports.MAX_ITEMS_READ_PER_PAGE
+    # And the cursor finds the click without reading any item twice
     second = reports.delivery_logs(
         "d1", LogRequest(type="click", limit=10, cursor=first.next_cursor), repo=fake
     )
     assert [item.event_id for item in second.items] == ["click"]
     assert second.next_cursor is None
-    assert fake.logs_read == 1501
+    assert fake.logs_read == items
 
 
 def test_logs_carry_every_field_of_the_contract(five_logs: FakeReports) -> None:

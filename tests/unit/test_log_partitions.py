@@ -1,7 +1,8 @@
-"""A delivery's tracking logs spread over partition keys, and the logs route merging them back in order.
+"""A delivery's tracking logs spread over partition keys and chains, and the logs route merging the
+chains back in order.
 
 The route is driven through ``reports.delivery_logs`` with the in-memory repository, which answers
-one DynamoDB Query of one partition at a time and counts the logs each query evaluates.
+one DynamoDB Query of one chain's items at a time and counts the items each query returns.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.api import cursors, reports
-from functions.api.report_repository import LogChunk, LogKey, LogQuery
 from functions.api.reports import LogRequest
 from functions.shared import raw_events
 from functions.shared.errors import InvalidCursor
+from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chains import LOG_CHAINS, chain_of, chains
 from functions.shared.tables import (
     TRACKING_LOG_PARTITIONS,
     tracking_log_partition,
     tracking_log_partitions,
 )
-from tests.fakes_reports import FakeReports
+from tests.fakes_reports import FakeReports, stored
 from tests.unit.test_workflow import RUN_AT, Clock, campaign, seeded_store, workflow
 
 HOUR = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -40,7 +42,7 @@ def walk(
     fake: FakeReports, request: LogRequest, max_pages: int = 10_000, stop_after: int | None = None
 ) -> tuple[list[list[str]], list[int]]:
     """The pages of the delivery's logs (event ids), every one or the first ``stop_after``, and the
-    logs each request read."""
+    chain items each request read."""
     pages: list[list[str]] = []
     reads: list[int] = []
     cursor = None
@@ -105,7 +107,7 @@ def test_the_workflow_writes_each_log_to_its_recipients_partition() -> None:
 
 LOGS = st.lists(
     st.tuples(
-        st.integers(0, 30),  # recipient: r0..r30, over most of the 16 partitions
+        st.integers(0, 30),  # recipient: r0..r30, over many of the 64 chains
         st.integers(0, 12),  # second: many logs share a time, the event id breaks the tie
         st.sampled_from(["open", "click", "opt_out"]),
         st.sampled_from([None, "apple_mpp"]),
@@ -126,11 +128,11 @@ ASKED = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None)
-@given(logs=LOGS, asked=ASKED, budget=st.sampled_from([1_000, 40, 17]))
+@given(logs=LOGS, asked=ASKED, budget=st.sampled_from([reports.MAX_ITEMS_READ_PER_PAGE, 40, 17]))
 def test_pages_concatenated_are_the_sorted_matching_logs_whatever_the_logs_page_size_order_and_filters(
     logs: list[tuple[int, int, str, str | None]], asked: dict[str, Any], budget: int
 ) -> None:
-    # Given any logs of d1 spread over its partitions, and any page size, order, filters and reading budget
+    # Given any logs of d1 spread over its chains, and any page size, order, filters and reading budget
     fake = FakeReports()
     fake.add_delivery("d1")
     for n, (recipient, second, kind, machine) in enumerate(logs):
@@ -148,21 +150,21 @@ def test_pages_concatenated_are_the_sorted_matching_logs_whatever_the_logs_page_
         and (request.traffic == "all" or log.machine is None)
     ]
     expected.sort(key=lambda log: log.sk, reverse=request.order == "desc")
-    original = reports.MAX_LOGS_READ_PER_PAGE
-    reports.MAX_LOGS_READ_PER_PAGE = budget
+    original = reports.MAX_ITEMS_READ_PER_PAGE
+    reports.MAX_ITEMS_READ_PER_PAGE = budget
     try:
         # When every page is read, cursor after cursor
         pages, _ = walk(fake, request, max_pages=len(logs) + 20)
     finally:
-        reports.MAX_LOGS_READ_PER_PAGE = original
+        reports.MAX_ITEMS_READ_PER_PAGE = original
     # Then the pages, one after the other, are exactly the matching logs in order: no gap, no duplicate
     assert [event for page in pages for event in page] == [log.event_id for log in expected]
     # And with the full budget every page but the last is full
-    if budget == 1_000:
+    if budget == original:
         assert all(len(page) == request.limit for page in pages[:-1])
 
 
-# --- what a page reads -----------------------------------------------------------------------------
+# --- cursors --------------------------------------------------------------------------------------
 
 
 def spread_logs(count: int) -> FakeReports:
@@ -174,56 +176,47 @@ def spread_logs(count: int) -> FakeReports:
     return fake
 
 
-@pytest.mark.parametrize("count", [1_000, 20_000])
-@pytest.mark.parametrize("limit", [50, 200])
-def test_a_page_reads_about_its_own_size_plus_the_partitions_however_many_logs_the_delivery_has(
-    count: int, limit: int
-) -> None:
-    # Given a delivery with 1,000 or 20,000 logs over its 16 partitions
-    fake = spread_logs(count)
-    # When the first pages are read, newest first and oldest first
-    for order in ("desc", "asc"):
-        pages, reads = walk(fake, LogRequest(limit=limit, order=order), stop_after=5)
-        # Then each page reads at most twice its size plus four logs a partition, never the delivery
-        assert max(reads) <= 2 * limit + 4 * TRACKING_LOG_PARTITIONS, reads
-        assert all(len(page) == limit for page in pages[:5])
-
-
-def test_a_recipient_filter_reads_only_that_recipients_partition() -> None:
-    # Given a delivery's logs over 1,000 recipients
-    fake = spread_logs(2_000)
-    # When one recipient's logs are paged
-    fake.queries.clear()
-    pages, _ = walk(fake, LogRequest(limit=1, recipient_id="r7"))
-    # Then they come newest first, and only that recipient's partition was queried
-    assert pages == [["e001007"], ["e000007"]]
-    assert {query.partition for query, *_ in fake.queries} == {tracking_log_partition("d1", "r7")}
-
-
-def test_a_cursor_naming_a_partition_the_delivery_does_not_have_is_refused() -> None:
+def test_a_cursor_naming_a_chain_the_delivery_does_not_have_is_refused() -> None:
     # Given a real cursor of d1's logs
     fake = spread_logs(100)
     first = reports.delivery_logs("d1", LogRequest(limit=10), repo=fake)
     position = cursors.decode(first.next_cursor)
     assert position is not None and position["a"]
-    # When it is re-signed naming partition 16 (there are 0-15), or with a position that is no text
-    for forged in ({**position, "a": {"16": "x"}}, {**position, "a": {"3": 7}}, {**position, "x": ["99"]}):
+    # When it is re-signed naming chain 64 (there are c00-c63), or with a position that is no text
+    for forged in (
+        {**position, "a": {"c64": "x"}},
+        {**position, "a": {"c03": 7}},
+        {**position, "x": ["c99"]},
+        {**position, "a": {"3": "x"}},
+    ):
         # Then the route refuses it as invalid (a 400), it does not read anything
         with pytest.raises(InvalidCursor):
             reports.delivery_logs("d1", LogRequest(limit=10, cursor=cursors.encode(forged)), repo=fake)
 
 
-# --- partitions queried at once --------------------------------------------------------------------
+def test_a_cursor_made_before_the_logs_were_chained_is_refused_with_a_message_saying_so() -> None:
+    # Given a cursor of d1's logs as the route signed it when logs sat in 16 partitions
+    fake = spread_logs(100)
+    first = reports.delivery_logs("d1", LogRequest(limit=10), repo=fake)
+    position = cursors.decode(first.next_cursor)
+    assert position is not None
+    old = {"q": position["q"], "a": {"3": f"{at(50)}#e000050"}, "x": ["0", "1"]}
+    # When it is used, Then the route refuses it (a 400) and says to start again from the first page
+    with pytest.raises(InvalidCursor, match="before tracking logs were stored in chains"):
+        reports.delivery_logs("d1", LogRequest(limit=10, cursor=cursors.encode(old)), repo=fake)
+
+
+# --- chains queried at once ------------------------------------------------------------------------
 
 
 @dataclass
 class GatheredReports(FakeReports):
     """Answers a Query only once ``together`` of them are waiting at once (in as many threads), for
-    its first ``gathered`` Queries: a reader that queries one partition after the other gets no
-    answer, its first Query fails after ``WAIT`` seconds (``threading.BrokenBarrierError``)."""
+    its first ``gathered`` Queries: a reader that queries one chain after the other gets no answer,
+    its first Query fails after ``WAIT`` seconds (``threading.BrokenBarrierError``)."""
 
-    together: int = TRACKING_LOG_PARTITIONS
-    gathered: int = TRACKING_LOG_PARTITIONS
+    together: int = LOG_CHAINS
+    gathered: int = LOG_CHAINS
     arrived: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     gate: threading.Barrier = field(init=False)
@@ -233,57 +226,64 @@ class GatheredReports(FakeReports):
     def __post_init__(self) -> None:
         self.gate = threading.Barrier(self.together, timeout=self.WAIT)
 
-    def query_logs(self, query: LogQuery, start_after: LogKey | None, max_read: int) -> LogChunk:
+    def chain_items(
+        self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
+    ) -> ChainItems:
         with self.lock:
             self.arrived += 1
             gated = self.arrived <= self.gathered
         if gated:
             self.gate.wait()
-        return super().query_logs(query, start_after, max_read)
+        return super().chain_items(chain, key, forward=forward, limit=limit, inclusive=inclusive)
 
 
-def recipient_per_partition(delivery_id: str) -> dict[str, str]:
-    """One recipient id for each of the delivery's partitions."""
+def recipient_per_chain(delivery_id: str) -> dict[str, str]:
+    """One recipient id for each of the delivery's chains."""
     found: dict[str, str] = {}
     n = 0
-    while len(found) < TRACKING_LOG_PARTITIONS:
-        found.setdefault(tracking_log_partition(delivery_id, f"r{n}"), f"r{n}")
+    while len(found) < LOG_CHAINS:
+        found.setdefault(chain_of(delivery_id, f"r{n}"), f"r{n}")
         n += 1
     return found
 
 
-def test_a_page_queries_the_16_partitions_at_once_and_its_cursors_page_queries_them_at_once_again() -> None:
-    # Given a delivery's logs over its 16 partitions, and a repository that answers none of the first
-    # 16 Queries of a page until all 16 wait together
+def test_a_page_queries_the_64_chains_at_once_and_its_cursors_page_queries_them_at_once_again() -> None:
+    # Given a delivery's logs over its 64 chains, and a repository that answers none of the first
+    # 64 Queries of a page until all 64 wait together
     fake = GatheredReports()
     fake.add_delivery("d1")
     for n in range(2_000):
         fake.add_log("d1", f"e{n:06d}", at(n), recipient_id=f"r{n % 1000}")
     # When the first page is read
     first = reports.delivery_logs("d1", LogRequest(limit=50), repo=fake)
-    # Then it is the 50 newest logs, in order, from one Query of each partition sent at once
+    # Then it is the 50 newest logs, in order, from one Query of each chain sent at once
     assert [item.event_id for item in first.items] == [f"e{n:06d}" for n in range(1_999, 1_949, -1)]
-    assert {query.partition for query, *_ in fake.queries[:16]} == set(tracking_log_partitions("d1"))
-    # And the page its cursor leads to is the next 50, its partitions queried at once again
+    assert {query.partition for query, *_ in fake.queries[:LOG_CHAINS]} == set(chains("d1"))
+    # And the page its cursor leads to is the next 50, its chains queried at once again
     fake.arrived = 0
     second = reports.delivery_logs("d1", LogRequest(limit=50, cursor=first.next_cursor), repo=fake)
     assert [item.event_id for item in second.items] == [f"e{n:06d}" for n in range(1_949, 1_899, -1)]
 
 
-def test_partitions_whose_first_query_found_nothing_matching_are_queried_again_at_once() -> None:
-    # Given 20 logs in each of the 16 partitions, the oldest of each an opt-out, the others opens, and
-    # a repository that answers every Query only when 16 wait together
-    by_partition = recipient_per_partition("d1")
+def test_chains_whose_first_query_found_nothing_matching_are_queried_again_at_once() -> None:
+    # Given 150 logs in each of the 64 chains (two items each), the oldest of each an opt-out, the
+    # others opens, and a repository that answers every Query only when 64 wait together
+    by_chain = recipient_per_chain("d1")
     fake = GatheredReports(gathered=10_000)
     fake.add_delivery("d1")
-    for n, recipient in enumerate(by_partition.values()):
-        for second in range(20):
-            kind = "opt_out" if second == 0 else "open"
-            fake.add_log("d1", f"e{n:02d}-{second:02d}", at(second), recipient_id=recipient, type=kind)
+    for n, (chain, recipient) in enumerate(by_chain.items()):
+        logs = [
+            fake.add_log(
+                "d1", f"e{n:02d}-{second:03d}", at(second), recipient_id=recipient,
+                type="opt_out" if second == 0 else "open", write=False,
+            )
+            for second in range(150)
+        ]  # fmt: skip
+        fake.write_chain(chain, [stored(log) for log in logs])
+        assert len(fake.chains[chain]) >= 2
     # When the opt-outs are asked for, newest first
     page = reports.delivery_logs("d1", LogRequest(limit=50, type="opt_out"), repo=fake)
-    # Then the first round finds only opens, and the second round, every partition queried again at
-    # once, finds the 16 opt-outs: a last page, in order
-    assert [item.event_id for item in page.items] == [f"e{n:02d}-00" for n in range(15, -1, -1)]
-    assert page.next_cursor is None
-    assert len(fake.queries) == 2 * TRACKING_LOG_PARTITIONS
+    # Then the first round finds only opens (the newest item of each chain), and the second round,
+    # every chain queried again at once, finds the 64 opt-outs: a full page, in order
+    assert [item.event_id for item in page.items] == [f"e{n:02d}-000" for n in range(63, 13, -1)]
+    assert len(fake.queries) == 2 * LOG_CHAINS
