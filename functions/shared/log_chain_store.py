@@ -19,12 +19,11 @@ repaired by the replay, which decides from the log as it still stands in the cha
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-import boto3
 
 from functions.shared import log_chains, opt_out_feed
 from functions.shared.log_chains import ChainItem, ChainWrite, owned
@@ -54,8 +53,16 @@ class ChainRefused(RuntimeError):
         self.reason = reason
 
 
+_CONNECTING = threading.Lock()
+
+
 def _dynamodb(client: Any) -> Any:
-    return client or boto3.client("dynamodb")
+    """``client``, else the tracking logs' PynamoDB client (made once, by one thread: the others
+    wait rather than each load botocore's service model), as every other read of the table uses."""
+    if client is not None:
+        return client
+    with _CONNECTING:
+        return TrackingLogModel._get_connection().connection.client
 
 
 Request = TypeVar("Request")

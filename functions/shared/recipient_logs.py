@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
+from functions.shared import log_chain_store
 from functions.shared.models import (
     LOG_KEY_SEPARATOR,
     RECIPIENT_LOG_PAGE_PREFIX,
@@ -200,5 +201,6 @@ def page_keys(recipient_id: str) -> list[tuple[str, str]]:
 
 
 def load(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
-    """The tracking logs at these (partition, sort key) keys that still exist (BatchGetItem)."""
-    return {(str(log.partition), str(log.sk)): log for log in TrackingLogModel.batch_get(list(keys))}
+    """The tracking logs at these (chain, sort key) keys that still exist, each from the chain item
+    owning its key (``log_chain_store.find``)."""
+    return log_chain_store.find(keys, consistent=False)

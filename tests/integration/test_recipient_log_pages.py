@@ -2,8 +2,8 @@
 
 A link scanner hammering one recipient gives them far more logs in a delivery than their state lists:
 the keys past the bound spill to pages (``recipient_log_pages``), and a tab page reads the state, the
-pages its position falls in and its logs, never the recipient's tracking-log partition, which holds a
-sixteenth of the whole delivery's logs.
+pages its position falls in and its logs, never the recipient's tracking-log chain, which holds a
+sixty-fourth of the whole delivery's logs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from functions.api.handler import lambda_handler
 from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
+from functions.shared.log_chain_store import write_logs
 from functions.shared.models import (
     DeliveryModel,
     RecipientLogPageModel,
@@ -82,9 +83,7 @@ def busy_recipient(aws_tables: None) -> list[str]:
         logs.append(log)
         keys.append(str(log.sk))
         pages += keep_log(state, str(log.sk))
-    with TrackingLogModel.batch_write() as batch:
-        for log in logs:
-            batch.save(log)
+    assert write_logs(logs) == []
     assert DynamoWorkflowStore().put_items([state, *pages]) == []
     assert int(state.log_pages or 0) >= BUSY_LOGS // 100 - 1
     return sorted(keys)
