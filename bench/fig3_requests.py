@@ -72,10 +72,12 @@ def _redirect(ledger: Any) -> dict[str, dict[str, float]]:
 
 
 def _destination(written: Any) -> str:
-    from functions.shared.tables import INDICATORS, TRACKING_LOGS, WORKFLOW
+    from functions.shared.tables import INDICATORS, OPT_OUT_FEED_SUFFIX, TRACKING_LOGS, WORKFLOW
 
     if written.table == TRACKING_LOGS.table_name:
-        return "tracking logs"
+        if written.hash_key.endswith(OPT_OUT_FEED_SUFFIX):
+            return "tracking logs (opt-out feed copies)"
+        return "tracking logs (chains)"
     if written.table == INDICATORS.table_name:
         kind = written.range_key.split("#", 1)[0] + ("#" if "#" in written.range_key else "")
         return f"indicators: `{kind}` items"
@@ -310,7 +312,9 @@ def _workflow_note(workflow: dict[str, Any], wcu: float, once_per_run: bool) -> 
     verdict = "meet" if wcu <= WCU_TARGET else "miss"
     text = (
         f"**Write units {verdict} the target ({wcu:.2f} per event).** Tracking logs take {logs:.2f} per event: "
-        "each log is written once, to the table alone. No index copies it: the recipient Tracking tab and "
+        "they are packed in chains (`log_chains`: about 14 logs to an item of at most 1 KB, one write unit), "
+        "each chain item put once per batch that appends to it; a person's opt-out also gets a feed copy "
+        "(the opt-out feed's index). No index copies a chain item: the recipient Tracking tab and "
         "erasure find a recipient's logs through the sort keys their `r#` states list, and those states are "
         "stored in the recipient's own partition (`models.stored_recipient_key`), so one Query finds them "
         f"without an index on the indicators either. Indicator items take {indicators:.2f}: the run reads the "

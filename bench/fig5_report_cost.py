@@ -152,7 +152,7 @@ def _consolidated_delivery(events: int, *, logs: bool) -> str:
 def _chained(models: Iterable[Any]) -> list[Any]:
     """The workflow's items with its tracking logs put into their chains (the chain items are put
     here); the other items returned to be put as they are."""
-    from functions.shared import log_chain_reads, log_chains
+    from functions.shared import log_chain_store, log_chains
     from functions.shared.models import TrackingLogModel
 
     others: list[Any] = []
@@ -163,20 +163,9 @@ def _chained(models: Iterable[Any]) -> list[Any]:
             chains.setdefault(chain, []).append(model)
         else:
             others.append(model)
-    client = log_chain_reads._client()
     for chain, logs in chains.items():
         logs.sort(key=lambda log: str(log.sk))
-        for item in log_chains.merged(chain, [], None, logs).items():
-            attributes = {
-                "partition": {"S": chain},
-                "sk": {"S": item.start},
-                "logs": {"B": item.blob},
-                "count": {"N": str(len(item.logs))},
-                "version": {"N": "1"},
-            }
-            if item.expires_at is not None:
-                attributes["expires_at"] = {"N": str(item.expires_at)}
-            client.put_item(TableName=TrackingLogModel.Meta.table_name, Item=attributes)
+        log_chain_store.put(log_chains.merged(chain, [], None, logs))
     return others
 
 

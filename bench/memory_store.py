@@ -19,14 +19,15 @@ their collection cost, bounded by the run's flush and memory bounds, is left out
 
 ``LatencyAccountingStore`` (figure 11) also counts the DynamoDB requests ``DynamoWorkflowStore`` would
 make for each call, by operation, and the ones a caller waits for one after another (a call's
-BatchWriteItem requests go several at once), so that a figure can add DynamoDB's latency on a virtual
-clock.
+BatchWriteItem requests go several at once; tracking logs are written and found in their chains, as
+``log_chain_store`` does), so that a figure can add DynamoDB's latency on a virtual clock.
 """
 
 from __future__ import annotations
 
 import bisect
 import gc
+from collections import Counter
 from collections.abc import Iterable
 from typing import Self, TypeVar
 
@@ -46,7 +47,7 @@ from functions.consolidate.store import (
     indicator_model,
     partial_key,
 )
-from functions.shared import raw_events
+from functions.shared import log_chain_store, raw_events
 from functions.shared.models import (
     PERSON_STATE_PREFIX,
     STATS_SK,
@@ -61,7 +62,7 @@ from functions.shared.models import (
     stored_recipient_key,
 )
 from functions.shared.raw_events import RawEvent
-from functions.shared.tables import WORKFLOW
+from functions.shared.tables import TRACKING_LOGS, WORKFLOW
 from functions.shared.timeutil import iso
 from tests.fakes_workflow import FakeWorkflowStore
 
@@ -216,6 +217,7 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "receive_fallback": ("ReceiveMessage",),  # in AWS the fallback queue exists, so it is asked
 }
 BATCH_GET_KEYS = 100  # DynamoDB's limit on one BatchGetItem request (PynamoDB's batch_get pages so)
+LOGS_PER_ITEM = 14  # tracking logs a chain item holds, about (log_chains: ~60 bytes each compressed)
 QUERY_PAGE_BYTES = 1_000_000  # a Query answers at most 1 MB a page
 # Counted by the overrides below, from their arguments: how many keys, items, partitions, bytes.
 _SIZED = {
@@ -297,11 +299,20 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             self._request("BatchGetItem", _pages(keys_of_model, BATCH_GET_KEYS))
         return super().load_indicators(wanted)
 
+    def _find(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``log_chain_store.find``: a Query for a chain's lone key; the owner and a page or two of
+        its range for several keys of a chain; ``READERS`` at once."""
+        wanted = list(keys)
+        by_chain = Counter(chain for chain, _ in wanted)
+        queries = sum(1 if n == 1 else 3 for n in by_chain.values())
+        self._request("Query", queries, at_once=log_chain_store.READERS)
+        return wanted
+
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        return super().logged(self._batch_get(keys))
+        return super().logged(self._find(keys))
 
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
-        return super().load_logs(self._batch_get(keys))
+        return super().load_logs(self._find(keys))
 
     def message_domains(self, delivery_id: str, recipient_ids: Iterable[str]) -> dict[str, str | None]:
         return super().message_domains(delivery_id, self._batch_get(recipient_ids))
@@ -319,8 +330,11 @@ class LatencyAccountingStore(ScalableWorkflowStore):
 
     def put_items(self, items: Iterable[Model]) -> list[Refused]:
         written = list(items)
+        self._write_chains([item for item in written if isinstance(item, TrackingLogModel)])
         by_model: dict[type[Model], int] = {}
         for item in written:  # one BatchWriteItem request per 25 items of one model (table)
+            if isinstance(item, TrackingLogModel):
+                continue
             by_model[type(item)] = by_model.get(type(item), 0) + 1
             if isinstance(item, (RecipientStateModel, RecipientLogPageModel)):  # in the recipient's partition
                 partition = stored_recipient_key(str(item.delivery_id), str(item.recipient_id))[0]
@@ -335,6 +349,18 @@ class LatencyAccountingStore(ScalableWorkflowStore):
         batches = sum(_pages(items_of_model, BATCH_WRITE_ITEMS) for items_of_model in by_model.values())
         self._request("BatchWriteItem", batches, at_once=WRITERS)
         return super().put_items(written)
+
+    def _write_chains(self, logs: list[TrackingLogModel]) -> None:
+        """``log_chain_store.write_logs``: each chain read (two Queries), then its items put (appended
+        logs fill items of ``LOGS_PER_ITEM``), ``WRITERS`` chains at once."""
+        by_chain = Counter(str(log.partition) for log in logs)
+        puts = 0
+        for chain, count in by_chain.items():
+            key = (TRACKING_LOGS.table_name, chain)
+            self.writes_by_key[key] = self.writes_by_key.get(key, 0) + _pages(count, LOGS_PER_ITEM)
+            puts += _pages(count, LOGS_PER_ITEM)
+        self._request("Query", 2 * len(by_chain), at_once=log_chain_store.WRITERS)
+        self._request("PutItem", puts, at_once=log_chain_store.WRITERS)
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
         for item in items:

@@ -29,7 +29,7 @@ from functions.api.report_repository import (
     UrlStats,
 )
 from functions.shared import log_chains
-from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chain_store import ChainItems
 from functions.shared.log_chains import ChainItem
 from functions.shared.models import TrackingLogModel
 

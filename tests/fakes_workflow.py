@@ -348,7 +348,8 @@ class FakeWorkflowStore:
         self._call("delete_slice_partials")
         for worker in range(workers):
             stored = self.partials.get((run_id, worker), {})
-            for key in [key for key in stored if partial_spread(key) == spread]:
+            # list(): copied at once (under the GIL), as slices running in parallel delete their keys
+            for key in [key for key in list(stored) if partial_spread(key) == spread]:
                 del stored[key]
 
     def delete_slices(self, run_id: str) -> None:

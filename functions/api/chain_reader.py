@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from functions.api.report_repository import LogChunk, LogKey, LogQuery, log_record, matches
-from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chain_store import ChainItems
 from functions.shared.log_chains import ChainItem, owned
 from functions.shared.models import TrackingLogModel
 
@@ -35,7 +35,7 @@ class ChainItemReader(Protocol):
     def chain_items(
         self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
     ) -> ChainItems:
-        """One Query (``log_chain_reads.query_items``)."""
+        """One Query (``log_chain_store.query_items``)."""
         ...
 
 

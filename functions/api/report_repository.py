@@ -13,8 +13,8 @@ from typing import Any, Literal, Protocol
 
 from pynamodb.exceptions import DoesNotExist
 
-from functions.shared import log_chain_reads, recipient_logs
-from functions.shared.log_chain_reads import ChainItems
+from functions.shared import log_chain_store, recipient_logs
+from functions.shared.log_chain_store import ChainItems
 from functions.shared.models import (
     CLICK_STREAMS_SK,
     DELIVERY_SK,
@@ -251,7 +251,7 @@ class ReportRepository(Protocol):
     def chain_items(
         self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
     ) -> ChainItems:
-        """The delivery scope: one Query of a chain's items (``log_chain_reads.query_items``), which
+        """The delivery scope: one Query of a chain's items (``log_chain_store.query_items``), which
         ``chain_reader`` turns into logs."""
         ...
 
@@ -423,7 +423,7 @@ class DynamoReportRepository:
     def chain_items(
         self, chain: str, key: str | None, *, forward: bool, limit: int, inclusive: bool = False
     ) -> ChainItems:
-        return log_chain_reads.query_items(chain, key, forward=forward, limit=limit, inclusive=inclusive)
+        return log_chain_store.query_items(chain, key, forward=forward, limit=limit, inclusive=inclusive)
 
     def runs(self, limit: int) -> list[RunRecord]:
         items = RunModel.query(RUNS_PK, scan_index_forward=False, limit=limit, page_size=limit)

@@ -23,7 +23,7 @@ from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
 from functions.consolidate.erasure import ErasureStore
-from functions.shared import fallback, limits, models, raw_events, recipient_logs
+from functions.shared import fallback, limits, log_chain_store, models, raw_events, recipient_logs
 from functions.shared.fallback import FallbackMessage
 from functions.shared.models import (
     HOUR_PREFIX,
@@ -890,15 +890,12 @@ class DynamoWorkflowStore:
         return {str(item.sk) for item in found}
 
     def logged(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        found = TrackingLogModel.batch_get(
-            list(keys), consistent_read=True, attributes_to_get=["partition", "sk"]
-        )
-        return {(log.partition, log.sk) for log in found}
+        """The keys whose tracking log is in its chain (``log_chain_store.find``)."""
+        return set(log_chain_store.find(keys, client=self._client))
 
     def load_logs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
-        """Whole tracking logs (BatchGetItem, 100 keys a request), to rewrite them."""
-        found = TrackingLogModel.batch_get(list(keys), consistent_read=True)
-        return {(str(log.partition), str(log.sk)): log for log in found}
+        """Whole tracking logs from their chains, to rewrite them."""
+        return log_chain_store.find(keys, client=self._client)
 
     def tracked_urls(self, delivery_id: str) -> list[TrackedUrlModel]:
         return list(TrackedUrlModel.query(delivery_id))
@@ -922,15 +919,25 @@ class DynamoWorkflowStore:
     # --- writes -----------------------------------------------------------------------------
 
     def put_items(self, items: Iterable[Model]) -> list[Refused]:
-        """BatchWriteItem requests of 25 items, a few in flight at once: a flush puts thousands.
+        """Tracking logs into their chains (``log_chain_store.write_logs``); the other items in
+        BatchWriteItem requests of 25 items, a few in flight at once: a flush puts thousands.
 
-        Every put is whole-item and idempotent, so when one request fails the others may land: the
-        caller's pending batch (or the next run) puts them all again. Items DynamoDB refuses for what
-        they hold are not put and come back, for the caller to quarantine; every other item is put.
+        Every write is idempotent (a whole-item put, a log merged into its chain by its sort key), so
+        when one request fails the others may land: the caller's pending batch (or the next run)
+        writes them all again. Items DynamoDB refuses for what they hold are not put and come back,
+        for the caller to quarantine (a refused chain item: the one log of it that DynamoDB refuses
+        alone); every other item is put.
         """
         by_model: dict[type[Model], list[Model]] = defaultdict(list)
+        logs: list[TrackingLogModel] = []
         for item in items:
-            by_model[type(item)].append(item.as_stored() if isinstance(item, _STORED_ELSEWHERE) else item)
+            if isinstance(item, TrackingLogModel):
+                logs.append(item)
+            else:
+                by_model[type(item)].append(item.as_stored() if isinstance(item, _STORED_ELSEWHERE) else item)
+        refused_logs = [
+            Refused(log, reason) for log, reason in log_chain_store.write_logs(logs, client=self._client)
+        ]
         requests = [
             (model, model_items[start : start + BATCH_WRITE_ITEMS])
             for model, model_items in by_model.items()
@@ -941,7 +948,7 @@ class DynamoWorkflowStore:
             for answer in _sent_at_once(lambda request: _batch_put(*request), requests)
             for found in answer
         ]
-        return [
+        return refused_logs + [
             Refused(found.item.as_read(), found.error) if isinstance(found.item, _STORED_ELSEWHERE) else found
             for found in refused
         ]
@@ -1024,7 +1031,8 @@ class DynamoWorkflowStore:
                 batch.delete(model(**{hash_name: hash_key, range_name: range_key}))  # type: ignore[arg-type]
 
     def delete_logs(self, keys: Iterable[tuple[str, str]]) -> None:
-        self._delete(TrackingLogModel, keys)
+        """Out of their chains (and the opt-out feed): each chain rewritten without them."""
+        log_chain_store.write_logs([], removed=keys, client=self._client)
 
     def delete_raw(self, keys: Iterable[tuple[str, str]]) -> None:
         self._delete(RawEventModel, keys)

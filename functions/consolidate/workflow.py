@@ -84,7 +84,7 @@ from functions.consolidate.store import (
     decode_items,
     encode_items,
 )
-from functions.shared import raw_events, timeutil
+from functions.shared import log_chains, raw_events, timeutil
 from functions.shared.models import DeliveryStatsModel, RunModel
 from functions.shared.observability import logger
 
@@ -261,8 +261,16 @@ class TrackingWorkflow:
         undrained = [shard for shard in older if not self._drained(shard, state, started)]
         if undrained:
             return [current + undrained]
-        count = max(1, min(self._config.workers, len(current)))
-        return [current[n::count] for n in range(count)]
+        # Raw shard n feeds log chain n % LOG_CHAINS (both are the crc32 of delivery and recipient,
+        # modulo their count, each a power of two), so shards n and n + LOG_CHAINS go to one worker:
+        # no two workers write one chain. Older shards (above) may feed any chain, whichever worker
+        # writes it too: the chain puts are conditional on each item's version, so a conflict is
+        # read and merged again (``log_chain_store.write_logs``), never lost; they run alone anyway.
+        lanes = min(len(current), log_chains.LOG_CHAINS)
+        count = max(1, min(self._config.workers, lanes))
+        return [
+            [shard for n, shard in enumerate(current) if n % lanes % count == group] for group in range(count)
+        ]
 
     def _drained(self, shard: str, state: WorkflowState, started: datetime) -> bool:
         checkpoint = state.checkpoints.get(shard)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
-from functions.shared import log_chain_reads
+from functions.shared import log_chain_store
 from functions.shared.log_chains import chain_of, owned
 from functions.shared.models import (
     LOG_KEY_SEPARATOR,
@@ -76,7 +76,7 @@ def _overflowed(chain_key: str, recipient_id: str) -> tuple[str, ...]:
     """The sort keys of a recipient's logs in its chain, when their state was flagged by the migration."""
     items, key = [], None
     while True:
-        answer = log_chain_reads.query_items(chain_key, key, forward=True, limit=100)
+        answer = log_chain_store.query_items(chain_key, key, forward=True, limit=100)
         items += answer.items
         if not answer.more or not answer.items:
             break
@@ -204,5 +204,6 @@ def page_keys(recipient_id: str) -> list[tuple[str, str]]:
 
 
 def load(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackingLogModel]:
-    """The tracking logs at these (chain, sort key) keys that still exist, each from the item owning it."""
-    return log_chain_reads.find(keys)
+    """The tracking logs at these (chain, sort key) keys that still exist, each from the chain item
+    owning its key (``log_chain_store.find``)."""
+    return log_chain_store.find(keys, consistent=False)

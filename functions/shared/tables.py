@@ -91,13 +91,13 @@ RAW_EVENTS = TableSpec(
     stream="NEW_IMAGE",
 )
 
-# Consolidated tracking logs, by delivery in time order; and the opt-out feed (``opt_out_feed.py``): a
-# sparse index of the people's opt-outs only, in time order. A delivery's logs are spread over
-# TRACKING_LOG_PARTITIONS hash keys (``tracking_log_partition``), so that consolidating one campaign is
-# not capped by one key's 1,000 writes a second; ``delivery_id`` is an ordinary attribute (projected
-# into the feed, which lists it). A recipient's logs are found through the recipient's states in the
-# indicators table (``RecipientStateModel.logs``), not an index here: an index entry would cost a
-# write unit on every log.
+# Consolidated tracking logs, by delivery in time order, packed in chains (``log_chains``: a delivery's
+# logs spread over ``log_chains.LOG_CHAINS`` partition keys by recipient, ~14 logs to an item of at
+# most 1 KB); and the opt-out feed (``opt_out_feed.py``): a sparse index of the people's opt-outs only,
+# in time order, over their feed copies (``opt_out_feed_partition``). ``delivery_id`` is an ordinary
+# attribute of a feed copy (projected into the feed, which lists it). A recipient's logs are found
+# through the recipient's states in the indicators table (``RecipientStateModel.logs``), not an index
+# here: an index entry would cost a write unit on every log.
 OPT_OUT_FEED_INDEX = Index(
     "opt_out_feed",
     Key("opt_out_feed"),
@@ -152,20 +152,31 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 # (``raw_events.legacy_shards``). Today's shards are by recipient, their count a deploy-time setting.
 LEGACY_RAW_EVENT_SHARDS = 16
 
-# The partition keys of one delivery's tracking logs: 16 x 1,000 writes a second = 16,000 logs a second
-# (57.6 million an hour) for one campaign. Fixed for the life of the data: the logs route reads exactly
-# these keys, so changing the count would hide every log already written under the old one.
+# The partition keys of one delivery's tracking logs before chains: 16 keys by recipient. Only the
+# migration of logs stored that way reads them now (``legacy_tracking_log_partition``).
 TRACKING_LOG_PARTITIONS = 16
 
 
 def tracking_log_partition(delivery_id: str, recipient_id: str) -> str:
-    """The partition key of a tracking log: one of the delivery's ``TRACKING_LOG_PARTITIONS`` keys.
+    """The partition key of a tracking log: the chain holding every log of this recipient in this
+    delivery (``log_chains.chain_of``, one of the delivery's ``log_chains.LOG_CHAINS`` chains)."""
+    from functions.shared import log_chains  # log_chains reads the models, which read this module
 
-    A stable hash of the recipient (crc32, as ``raw_events.shard_of``), so every log of one recipient
-    in a delivery shares one key (the recipient filter reads one partition) and a campaign's
-    recipients spread evenly. The hash's upper bits choose, where the raw-event shard takes its lower
-    ones: the two stay independent, so each worker writes to every log partition alike.
-    """
+    return log_chains.chain_of(delivery_id, recipient_id)
+
+
+# A person's opt-out is also stored whole under its delivery's feed partition (a *feed copy*, the item
+# the ``opt_out_feed`` index lists: ``log_chain_store``); no chain key ends so (``log_chains.chain_key``).
+OPT_OUT_FEED_SUFFIX = "#feed"
+
+
+def opt_out_feed_partition(delivery_id: str) -> str:
+    return delivery_id + OPT_OUT_FEED_SUFFIX
+
+
+def legacy_tracking_log_partition(delivery_id: str, recipient_id: str) -> str:
+    """Where a tracking log was stored before chains: one of the delivery's ``TRACKING_LOG_PARTITIONS``
+    keys, chosen by the upper bits of the recipient's crc32 (the raw-event shard takes its lower ones)."""
     digest = zlib.crc32(f"{delivery_id}\x1f{recipient_id}".encode())
     return tracking_log_partition_key(delivery_id, (digest >> 16) % TRACKING_LOG_PARTITIONS)
 

@@ -16,6 +16,7 @@ import pytest
 
 from functions.api import launcher as launchers
 from functions.api.handler import lambda_handler
+from functions.shared.log_chain_store import write_logs
 from functions.shared.log_chains import chain_of
 from functions.shared.models import (
     DeliveryModel,
@@ -27,7 +28,6 @@ from functions.shared.models import (
     TrackingLogModel,
     UrlStatsModel,
 )
-from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 from tests.integration.test_recipient_tab import list_in_state
 
@@ -76,7 +76,7 @@ def log(
         person_id="p-" + recipient_id,
         **extra,
     )
-    chain_logs.write([stored])
+    assert write_logs([stored]) == []
     list_in_state(delivery_id, recipient_id, f"{at}#{event_id}")  # the recipient Tracking tab reads it
 
 

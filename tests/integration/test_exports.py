@@ -16,9 +16,9 @@ from functions.api.handler import lambda_handler as api_handler
 from functions.exports import worker
 from functions.exports.handler import lambda_handler as exports_handler
 from functions.shared import exports
+from functions.shared.log_chain_store import write_logs
 from functions.shared.models import DeliveryModel, TrackingLogModel
 from local.aws import create_exports_bucket
-from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_exports import FakeLauncher
 
@@ -62,7 +62,7 @@ def stack(aws_tables: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLau
                 person_id=f"p{n % 7}",
             )
         )
-    assert chain_logs.write(logs)  # into the chains of the 7 recipients, packed as the workflow packs them
+    assert write_logs(logs) == []  # into the chains of the 7 recipients, packed as the workflow packs them
     launcher = FakeLauncher()
     exports.configure(launcher=launcher)
     yield launcher

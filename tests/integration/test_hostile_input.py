@@ -1,11 +1,13 @@
 """Hostile input on moto's DynamoDB, which refuses an item above 405,000 bytes (its cut between the
 400 KB DynamoDB documents and the ~409 KB it was measured to take), in PutItem and BatchWriteItem
 alike (the whole BatchWriteItem request is refused, as DynamoDB does): poison writes are quarantined
-and the workflow goes on; a deleted delivery without links counts nothing more."""
+and the workflow goes on (a tracking log, packed compressed in its chain, only when even compressed
+it exceeds the limit); a deleted delivery without links counts nothing more."""
 
 from __future__ import annotations
 
 import json
+import random
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ from functions.api.delivery_repository import DynamoDeliveryRepository
 from functions.consolidate.store import DynamoWorkflowStore, PendingBatch
 from functions.redirect import handler as redirect_handler
 from functions.shared.limits import DYNAMODB_ITEM_LIMIT, item_size
+from functions.shared.log_chain_store import find
 from functions.shared.models import (
     QUARANTINE_PK,
     DeliveryModel,
@@ -87,10 +90,39 @@ def test_a_batch_write_dynamodb_refuses_for_one_item_puts_the_others_and_returns
     assert list(DeliveryStatsModel.query("d1", DeliveryStatsModel.sk == "stats")) == []
 
 
-def test_a_click_whose_tracking_log_is_too_large_is_quarantined_and_the_run_succeeds(
+def test_a_chain_item_dynamodb_refuses_for_one_log_puts_the_others_and_returns_that_log(
+    tables: None,
+) -> None:
+    # Given 30 tracking logs of one recipient (one chain), one of them too large even compressed, and
+    # hour items
+    logs = [
+        TrackingLogModel(
+            delivery_id="d1",
+            sk=f"2026-11-23T09:00:{n:02d}.000Z#e{n:02d}",
+            event_id=f"e{n:02d}",
+            recipient_id="r1",
+            type="click",
+            url_id="1",
+            url="https://shop.example/" + (incompressible(200_000) if n == 12 else str(n)),
+            at=f"2026-11-23T09:00:{n:02d}.000Z",
+        )
+        for n in range(30)
+    ]
+    hours = [HourStatsModel(delivery_id="d1", sk=f"hour#2026-11-23T{n:02d}", hour=f"h{n}") for n in range(3)]
+    # When the workflow's store puts them
+    refused = DynamoWorkflowStore().put_items([*logs, *hours])
+    # Then that log alone comes back refused, with DynamoDB's reason; every other item is stored
+    assert [entry.item for entry in refused] == [logs[12]]
+    assert refused[0].error.startswith("ValidationException")
+    assert [log.sk for log in delivery_logs("d1")] == [log.sk for n, log in enumerate(logs) if n != 12]
+    assert len(list(HourStatsModel.query("d1", HourStatsModel.sk.startswith("hour#")))) == 3
+
+
+def test_a_click_whose_tracking_log_is_larger_than_an_item_is_stored_packed_and_the_run_succeeds(
     tables: None, reliability: Any
 ) -> None:
-    # Given a tracked URL whose tracking log DynamoDB will refuse, clicked once, and ordinary clicks
+    # Given a tracked URL whose tracking log, stored alone, DynamoDB would refuse, clicked once, and
+    # ordinary clicks
     ordinary_urls()
     huge_url(MOTO_ITEM_LIMIT - 50).save()
     Browser().get(click("r1", "9"))
@@ -98,32 +130,30 @@ def test_a_click_whose_tracking_log_is_too_large_is_quarantined_and_the_run_succ
     Browser().get("/r/" + signer().sign(LinkClaims("c", "d2", "r9", "1")))
     # When the workflow runs
     result = run_workflow("run-1")
-    # Then it succeeded and counted every click, the refused log replaced by its bare facts
+    # Then it succeeded and counted every click; the log is whole in its chain (compressed, it fits)
     assert result["status"] == "succeeded" and result["events_processed"] == 3
     stats = DeliveryStatsModel.get("d1", "stats")
     assert (int(stats.total_clicks), int(stats.clicks)) == (2, 2)
     assert int(DeliveryStatsModel.get("d2", "stats").total_clicks) == 1
     logs = {log.url_id: log for log in delivery_logs("d1")}
-    assert (logs["9"].url, logs["9"].counted, logs["1"].url) == (None, True, "https://shop.example/1")
-    # And the full log is in quarantine, with its key and DynamoDB's error, and the run names it
-    [kept] = quarantined()
-    assert kept.table == "tracking-logs" and "Item size has exceeded" in kept.error
-    assert json.loads(kept.key) == [logs["9"].partition, logs["9"].sk]
-    assert int(kept.item_bytes) > MOTO_ITEM_LIMIT
-    assert json.loads(zlib.decompress(kept.item))["url"]["S"].startswith("https://shop.example/xxx")
-    assert kept.complete is True  # the whole refused log, compressed
-    run = RunModel.get("runs", "run-1")
-    assert int(run.quarantined) == 1 and any("quarantined tracking-logs item" in e for e in run.errors)
+    assert item_size(logs["9"].serialize()) > MOTO_ITEM_LIMIT and logs["1"].url == "https://shop.example/1"
+    assert quarantined() == [] and int(RunModel.get("runs", "run-1").quarantined or 0) == 0
     # And the next run has nothing left to do
     assert run_workflow("run-2")["events_processed"] == 0
     reliability.record(
         "Bad input",
-        "a tracking log larger than the item limit (moto refuses it in BatchWriteItem, then in PutItem)",
+        "a tracking log larger than the item limit (its chain item holds it compressed, under the limit)",
         1,
-        "log quarantined, its bare facts put instead; run succeeded, every click counted once",
+        "log stored whole; run succeeded, every click counted once",
         0,
         0,
     )
+
+
+def incompressible(size: int) -> str:
+    """``size`` characters that zlib cannot pack much: random ones of the supplementary planes."""
+    rng = random.Random(size)
+    return "".join(chr(rng.randrange(0x10000, 0x30000)) for _ in range(size))
 
 
 def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_replay(
@@ -137,7 +167,7 @@ def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_
         recipient_id="r1",
         type="click",
         url_id="9",
-        url="https://shop.example/" + "x" * 410_000,
+        url="https://shop.example/" + incompressible(200_000),  # 800 KB, some 545 KB compressed
         at="2026-11-23T09:00:00.000Z",
     )
     stats = DeliveryStatsModel(delivery_id="d1", total_clicks=1, clicks=1, opens=1)
@@ -151,7 +181,8 @@ def test_a_poison_item_inside_a_pending_batch_left_by_a_crash_is_quarantined_on_
     # Then it replayed the batch: the stats are stored, the log bare, the full one quarantined
     assert result["status"] == "succeeded"
     assert int(DeliveryStatsModel.get("d1", "stats").total_clicks) == 1
-    assert TrackingLogModel.get(oversize.partition, oversize.sk).url is None
+    key = (str(oversize.partition), str(oversize.sk))
+    assert find([key])[key].url is None and find([key])[key].counted is True
     assert [json.loads(kept.key) for kept in quarantined()] == [[oversize.partition, oversize.sk]]
     # And the checkpoint moved, the pending batch is gone
     state = WorkflowStateModel.get("state", "tracking")

@@ -28,7 +28,7 @@ from functions.shared.tables import INDICATORS, TRACKING_LOGS
 from functions.shared.tokens import LinkClaims, signer
 from tests.apigw import FakeContext
 from tests.integration.test_tracking_flow import FIREFOX, Browser, seed_delivery
-from tests.stored_logs import create_old_logs_table, delivery_logs
+from tests.stored_logs import create_old_logs_table, legacy_delivery_logs
 
 OLD_LOGS = "msgtrack-tracking-logs-retained"
 DELIVERIES = ("d1", "d2")
@@ -95,7 +95,7 @@ def downgrade(client: Any, delivery_id: str) -> tuple[int, int]:
         states += 1
         client.delete_item(TableName=indicators, Key={"delivery_id": item["delivery_id"], "sk": item["sk"]})
     create_old_logs_table(client, OLD_LOGS)
-    logs = delivery_logs(delivery_id)
+    logs = legacy_delivery_logs(delivery_id)
     for log in logs:
         item = {k: v for k, v in log.serialize().items() if k != "partition"}
         client.put_item(TableName=OLD_LOGS, Item=item)
@@ -147,7 +147,7 @@ def test_after_the_migration_an_upgraded_delivery_counts_and_lists_as_one_never_
     for recipient in ("r1", "r2", "r3", "r4"):
         assert tab(recipient, "d2") == tab(recipient, "d1"), recipient
     assert len(tab("r1", "d2")) == 6
-    assert len(delivery_logs("d2")) == len(delivery_logs("d1")) == 10
+    assert len(legacy_delivery_logs("d2")) == len(legacy_delivery_logs("d1")) == 10
     # And invoking it again changes nothing
     assert migrate_step({"old_logs_table": OLD_LOGS}) == answer
 

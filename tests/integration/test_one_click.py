@@ -14,7 +14,16 @@ from functions.api import launcher
 from functions.consolidate import handler as consolidate_handler
 from functions.redirect import handler as redirect_handler
 from functions.shared import raw_events
-from functions.shared.models import EMAIL_PREFIX, DeliveryStatsModel, RawEventModel, RecipientEmailModel
+from functions.shared.models import (
+    EMAIL_PREFIX,
+    DeliveryStatsModel,
+    RawEventModel,
+    RecipientEmailModel,
+    TrackingLogModel,
+)
+from functions.shared.opt_out_feed import FEED_KEY
+from functions.shared.tables import opt_out_feed_partition
+from functions.shared.tokens import LinkClaims, signer
 from tests.apigw import FakeContext, http_event, json_body
 
 PROVIDER = "Mozilla/5.0 (compatible; mailbox provider unsubscribe)"
@@ -170,3 +179,38 @@ def test_a_scanners_one_click_found_out_by_a_later_honeypot_hit_leaves_the_index
     assert log["machine"] == "scanner"
     statistics = json_body(api("GET", f"/api/deliveries/{delivery_id}/tracking/statistics"))
     assert (statistics["opt_outs"], statistics["human"]["opt_outs"]) == (1, 0)
+
+
+def test_the_feed_lists_exactly_the_peoples_opt_outs_each_once_from_their_feed_copies(stack: None) -> None:
+    # Given r1's one-click unsubscribe, r2's click on the opt-out link, a proof's click on it, and r3's
+    # click on an ordinary link, consolidated by two runs (the second has nothing new)
+    delivery_id, messages = render([{"id": f"r{n}", "email": f"r{n}@example.com"} for n in (1, 2, 3)])
+    urls = {
+        url["category"]: url["id"] for url in json_body(api("GET", f"/api/deliveries/{delivery_id}"))["urls"]
+    }
+    redirect("POST", unsubscribe_url(messages[0]), "List-Unsubscribe=One-Click")
+
+    def follow(recipient: str, url_id: str, proof: bool = False) -> None:
+        token = signer().sign(LinkClaims("c", delivery_id, recipient, url_id, proof=proof))
+        assert (
+            redirect_handler.lambda_handler(http_event("GET", f"/r/{token}"), FakeContext())["statusCode"]
+            == 302
+        )
+
+    follow("r2", urls["opt_out"])
+    follow("r9", urls["opt_out"], proof=True)
+    follow("r3", urls["click"])
+    run_workflow("run-1")
+    run_workflow("run-2")
+    # Then the feed lists r1's and r2's opt-outs, once each, and nothing else
+    feed = json_body(api("GET", "/api/opt-outs"))["items"]
+    assert sorted((i["recipient_id"], i["source"], i["email"]) for i in feed) == [
+        ("r1", "one_click", "r1@example.com"),
+        ("r2", "link", "r2@example.com"),
+    ]
+    # And what the feed's index holds are their two feed copies, not the chain items beside them
+    copies = list(TrackingLogModel.opt_out_feed_index.query(FEED_KEY))
+    assert sorted((str(log.partition), str(log.recipient_id)) for log in copies) == [
+        (opt_out_feed_partition(delivery_id), "r1"),
+        (opt_out_feed_partition(delivery_id), "r2"),
+    ]

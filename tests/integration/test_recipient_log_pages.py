@@ -2,8 +2,8 @@
 
 A link scanner hammering one recipient gives them far more logs in a delivery than their state lists:
 the keys past the bound spill to pages (``recipient_log_pages``), and a tab page reads the state, the
-pages its position falls in and its logs (each from the chain item owning it), never the recipient's
-whole tracking-log chain, which also holds other recipients' logs.
+pages its position falls in and its logs, never the recipient's tracking-log chain, which holds a
+sixty-fourth of the whole delivery's logs.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import pytest
 from functions.api.handler import lambda_handler
 from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
-from functions.shared.log_chains import chain_of
+from functions.shared.log_chain_store import write_logs
 from functions.shared.models import (
     DeliveryModel,
     RecipientLogPageModel,
     RecipientStateModel,
     TrackingLogModel,
 )
-from tests import chain_logs
+from functions.shared.tables import tracking_log_partition
 from tests.apigw import FakeContext, http_event, json_body
 
 BUSY = "rscanned"
@@ -38,6 +38,7 @@ def at(n: int) -> str:
 
 def tracking_log(recipient_id: str, n: int, event_id: str) -> TrackingLogModel:
     return TrackingLogModel(
+        partition=tracking_log_partition("d1", recipient_id),
         delivery_id="d1",
         sk=f"{at(n)}#{event_id}",
         event_id=event_id,
@@ -50,9 +51,9 @@ def tracking_log(recipient_id: str, n: int, event_id: str) -> TrackingLogModel:
 
 
 def same_partition_recipients() -> Iterator[str]:
-    """Recipients whose logs in d1 share the busy recipient's chain."""
-    chain = chain_of("d1", BUSY)
-    return (r for r in (f"r{n}" for n in itertools.count()) if chain_of("d1", r) == chain)
+    """Recipients whose logs in d1 share the busy recipient's partition."""
+    partition = tracking_log_partition("d1", BUSY)
+    return (r for r in (f"r{n}" for n in itertools.count()) if tracking_log_partition("d1", r) == partition)
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def busy_recipient(aws_tables: None) -> list[str]:
         logs.append(log)
         keys.append(str(log.sk))
         pages += keep_log(state, str(log.sk))
-    assert chain_logs.write(logs)
+    assert write_logs(logs) == []
     assert DynamoWorkflowStore().put_items([state, *pages]) == []
     assert int(state.log_pages or 0) >= BUSY_LOGS // 100 - 1
     return sorted(keys)
@@ -132,7 +133,7 @@ def tab(query: dict[str, str]) -> dict[str, Any]:
 def test_a_page_of_a_recipient_with_a_thousand_logs_reads_about_a_page_of_items(
     busy_recipient: list[str], reads: ReadCounter, order: str
 ) -> None:
-    # Given a recipient with 1,000 logs in a delivery whose chain holds 20,000 other logs
+    # Given a recipient with 1,000 logs in a delivery whose partition holds 20,000 other logs
     expected = busy_recipient[::-1] if order == "desc" else busy_recipient
     # When the tab is read a page of 50 at a time: the first page, and the tenth (through the cursors)
     first = tab({"limit": "50", "order": order})
@@ -145,8 +146,8 @@ def test_a_page_of_a_recipient_with_a_thousand_logs_reads_about_a_page_of_items(
     # Then the pages are the recipient's logs in order
     assert [item["event_id"] for item in first["items"]] == [sk.split("#")[1] for sk in expected[:50]]
     assert [item["event_id"] for item in tenth["items"]] == [sk.split("#")[1] for sk in expected[450:500]]
-    # And the tenth page read about a page of items: the chain item owning each of its logs and one
-    # more, the state, a few pages of keys and the delivery's label, not the 21,000 logs of the chain
+    # And the tenth page read about a page of items: its logs and one more, the state, a few pages
+    # of keys and the delivery's label, not the 21,000 logs of the partition
     assert read <= 50 + 1 + 1 + 4 + 1, (read, reads.requests)
 
 

@@ -20,9 +20,9 @@ from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.shared import recipient_log_pages, recipient_logs
 from functions.shared.limits import MAX_RECIPIENT_LOGS
+from functions.shared.log_chain_store import write_logs
 from functions.shared.log_chains import chain_of
 from functions.shared.models import DeliveryModel, RecipientStateModel, TrackingLogModel
-from tests import chain_logs
 from tests.apigw import FakeContext, http_event, json_body
 
 DELIVERIES = {"d1": "November news", "d2": "Flash sale", "d3": "Winter"}
@@ -61,7 +61,7 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
         machine="bot" if machine else None,
         machine_reason="python-requests" if machine else None,
     )
-    chain_logs.write([stored])
+    assert write_logs([stored]) == []
     list_in_state(delivery_id, recipient_id, sk)
     return sk
 

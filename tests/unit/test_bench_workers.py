@@ -10,6 +10,7 @@ import pytest
 from bench.common import latency_s
 from bench.memory_store import LatencyAccountingStore
 from functions.consolidate.store import PARTIAL_SPREAD
+from functions.shared import log_chains
 from functions.shared.models import (
     PERSON_SPREAD,
     PERSON_STATE_PREFIX,
@@ -23,36 +24,48 @@ from functions.shared.models import (
     stored_person_key,
     stored_recipient_key,
 )
+from functions.shared.tables import TRACKING_LOGS
 
 
-def test_given_puts_of_two_tables_when_counted_then_one_batch_write_per_25_items_of_each() -> None:
+def chain_logs(count: int, chains: int) -> list[TrackingLogModel]:
+    """``count`` tracking logs spread evenly over ``chains`` chains of d1."""
+    return [
+        TrackingLogModel(
+            partition=log_chains.chain_key("d1", n % chains), delivery_id="d1", sk=f"log#{n:03d}"
+        )
+        for n in range(count)
+    ]
+
+
+def test_given_puts_of_two_tables_when_counted_then_chains_are_read_and_put_and_25_items_batched() -> None:
     store = LatencyAccountingStore()
-    logs = [TrackingLogModel(delivery_id="d1", sk=f"log#{n:03d}") for n in range(60)]
+    logs = chain_logs(60, 2)  # 30 logs in each of two chains: 3 items each
     stats = [DeliveryStatsModel(delivery_id=f"d{n}", sk=STATS_SK) for n in range(30)]
 
     store.put_items([*logs, *stats])
 
-    assert store.requests == {"BatchWriteItem": 3 + 2}
+    assert store.requests == {"Query": 2 * 2, "PutItem": 2 * 3, "BatchWriteItem": 2}
+    assert store.writes_by_key[(TRACKING_LOGS.table_name, log_chains.chain_key("d1", 1))] == 3
 
 
 def test_given_a_put_of_many_batches_when_its_wait_is_counted_then_each_group_of_concurrent_requests_counts_once() -> (
     None
 ):
     """``DynamoWorkflowStore.put_items`` sends its BatchWriteItem requests WRITERS at a time: the wall
-    time of a group is its slowest request's, not their sum."""
+    time of a group is its slowest request's, not their sum; its chains too, WRITERS at a time."""
     from functions.consolidate.store import WRITERS
 
     store = LatencyAccountingStore()
-    logs = [TrackingLogModel(delivery_id="d1", sk=f"log#{n:03d}") for n in range(200)]  # 8 requests
-    stats = [DeliveryStatsModel(delivery_id=f"d{n}", sk=STATS_SK) for n in range(26)]  # 2 requests
+    stats = [DeliveryStatsModel(delivery_id=f"d{n}", sk=STATS_SK) for n in range(226)]  # 10 requests
 
-    store.put_items([*logs, *stats])
-    store.put_items(logs[:25])  # one request alone
+    store.put_items(stats)
+    store.put_items(stats[:25])  # one request alone
+    store.put_items(chain_logs(8 * 14, 8))  # 8 chains of 14 logs: 2 Queries and a put each
     store.load_state()
 
-    assert store.requests == {"BatchWriteItem": 10 + 1, "GetItem": 1}
-    assert WRITERS == 4 and store.waits == {"BatchWriteItem": 3 + 1, "GetItem": 1}
-    assert latency_s(store.waits) == pytest.approx((4 * 15 + 4) / 1000)
+    assert store.requests == {"BatchWriteItem": 10 + 1, "Query": 16, "PutItem": 8, "GetItem": 1}
+    assert WRITERS == 4 and store.waits == {"BatchWriteItem": 3 + 1, "Query": 4, "PutItem": 2, "GetItem": 1}
+    assert latency_s(store.waits) == pytest.approx((4 * 15 + 4 * 8 + 2 * 5 + 4) / 1000)
 
 
 def test_given_a_workers_partials_when_their_wait_is_counted_then_writers_requests_of_25_count_once() -> None:
@@ -79,11 +92,14 @@ def test_given_many_keys_when_read_then_one_batch_get_per_100_keys_of_each_table
     stats_keys = [(f"d{n}", STATS_SK) for n in range(150)]
     url_keys = [("d1", f"{URL_STATS_PREFIX}{n}") for n in range(20)]
 
-    store.logged([("d1", f"log#{n:03d}") for n in range(250)])
+    store.logged([(log_chains.chain_key("d1", n % 50), f"log#{n:03d}") for n in range(250)])
+    store.logged([(log_chains.chain_key("d2", 0), "log#000")])
     store.load_indicators([*stats_keys, *url_keys])
     store.logged([])
 
-    assert store.requests == {"BatchGetItem": 3 + 2 + 1}
+    # the logs: a chain's several keys read from their owner and a page or two of their range, a
+    # chain's lone key from its owner
+    assert store.requests == {"Query": 50 * 3 + 1, "BatchGetItem": 2 + 1}
 
 
 def test_given_state_and_shard_calls_when_counted_then_one_request_of_their_kind_each() -> None:

@@ -26,7 +26,7 @@ from functions.api.report_schemas import LOG_COLUMNS
 from functions.exports import worker
 from functions.shared import exports, log_chains
 from functions.shared.errors import DeliveryNotFound, TrackingNotActivated
-from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chain_store import ChainItems
 from functions.shared.log_chains import ChainItem, chain_of
 from tests.apigw import FakeContext, http_event, json_body
 from tests.fakes_exports import FakeExportStore, FakeLauncher, FakeSink

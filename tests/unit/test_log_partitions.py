@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 
 from functions.api import cursors, reports
 from functions.api.reports import LogRequest
-from functions.shared import raw_events
+from functions.shared import log_chains, raw_events
 from functions.shared.errors import InvalidCursor
-from functions.shared.log_chain_reads import ChainItems
+from functions.shared.log_chain_store import ChainItems
 from functions.shared.log_chains import LOG_CHAINS, chain_of, chains
 from functions.shared.tables import (
     TRACKING_LOG_PARTITIONS,
+    legacy_tracking_log_partition,
     tracking_log_partition,
     tracking_log_partitions,
 )
@@ -61,32 +62,44 @@ def walk(
 # --- the partition key ---------------------------------------------------------------------------
 
 
-def test_a_recipients_logs_share_one_partition_of_the_delivery_and_partitions_name_their_delivery() -> None:
+def test_a_recipients_logs_share_one_chain_of_the_delivery_and_chains_name_their_delivery() -> None:
     # Given a recipient of a delivery, When its partition is asked for twice (and for another delivery)
     first, again = tracking_log_partition("d1", "r42"), tracking_log_partition("d1", "r42")
-    # Then it is stable, one of the delivery's 16 keys, and another delivery's keys are others
-    assert first == again and first in tracking_log_partitions("d1")
+    # Then it is stable, one of the delivery's 64 chains, and another delivery's chains are others
+    assert first == again == log_chains.chain_of("d1", "r42") and first in log_chains.chains("d1")
+    assert len(set(log_chains.chains("d1"))) == log_chains.LOG_CHAINS == 64
+    assert not set(log_chains.chains("d1")) & set(log_chains.chains("d2"))
+    assert log_chains.delivery_of(first) == "d1"
+    # And where the log was stored before chains is still known, for their migration
+    assert legacy_tracking_log_partition("d1", "r42") in tracking_log_partitions("d1")
     assert len(set(tracking_log_partitions("d1"))) == TRACKING_LOG_PARTITIONS == 16
-    assert not set(tracking_log_partitions("d1")) & set(tracking_log_partitions("d2"))
 
 
-def test_the_write_pattern_of_a_million_recipients_spreads_evenly_over_log_partitions_and_raw_shards() -> (
+def test_the_write_pattern_of_a_million_recipients_spreads_evenly_over_chains_each_fed_by_its_own_shards() -> (
     None
 ):
     # Given one delivery sent to 1,000,000 recipients, each hitting once
     recipients = [f"recipient-{n:07d}" for n in range(1_000_000)]
-    # When each hit's raw-event shard (64 of them) and tracking-log partition are worked out
+    # When each hit's raw-event shard (64 of them) and tracking-log chain are worked out
     shards = Counter(raw_events.shard_of("d-campaign", r, 64) for r in recipients)
-    partitions = Counter(tracking_log_partition("d-campaign", r) for r in recipients)
+    chains = Counter(tracking_log_partition("d-campaign", r) for r in recipients)
     # Then every key is used and the busiest holds at most 1.1 x the mean
     assert len(shards) == 64 and max(shards.values()) <= 1.1 * len(recipients) / 64
-    assert len(partitions) == 16 and max(partitions.values()) <= 1.1 * len(recipients) / 16
-    # And the two do not move together: a worker's shards write to every log partition
-    pairs = Counter(
-        (raw_events.shard_of("d-campaign", r, 64), tracking_log_partition("d-campaign", r))
-        for r in recipients[:64_000]
-    )
-    assert len(pairs) == 64 * 16
+    assert len(chains) == 64 and max(chains.values()) <= 1.1 * len(recipients) / 64
+    # And raw shard n of S feeds chain n % 64 (S >= 64) or chains n, n + S, ... (S < 64): with the
+    # default 64 shards, each shard its own chain, so the workers never write one chain together
+    for count in (16, 64, 256):
+        fed = {
+            (raw_events.shard_of("d-campaign", r, count), log_chains.chain_number("d-campaign", r))
+            for r in recipients[:64_000]
+        }
+        expected = {
+            (raw_events.shard_name(n, count), chain)
+            for n in range(count)
+            for chain in range(log_chains.LOG_CHAINS)
+            if chain % min(count, log_chains.LOG_CHAINS) == n % log_chains.LOG_CHAINS
+        }
+        assert fed == expected, count
 
 
 def test_the_workflow_writes_each_log_to_its_recipients_partition() -> None:

@@ -17,7 +17,7 @@ from functions.consolidate.migrate import (
     moved,
 )
 from functions.shared.models import stored_person_key, stored_recipient_key
-from functions.shared.tables import tracking_log_partition
+from functions.shared.tables import legacy_tracking_log_partition
 from tests.fakes_migration import FakeMigrationStore
 from tests.fakes_workflow import Crash
 
@@ -146,7 +146,7 @@ def test_the_old_tracking_logs_are_copied_with_their_partition_and_flag_their_re
     assert store.logs == logs
     assert store.indicators == expected
     assert answer["logs_copied"] == 28 and answer["logs_from"] == OLD_LOGS and answer["done"]
-    partition = tracking_log_partition("dlv1", "rcp3")
+    partition = legacy_tracking_log_partition("dlv1", "rcp3")
     assert {sk for (p, sk) in store.logs if p == partition} >= {
         log["sk"]["S"]
         for log in store.old_tables[OLD_LOGS].values()

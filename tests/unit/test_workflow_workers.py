@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
-from functions.shared import raw_events, settings
+from functions.shared import log_chains, raw_events, settings
 from functions.shared.models import MessageModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
@@ -392,6 +393,28 @@ def test_a_plan_names_each_shard_once_and_is_skipped_while_another_run_holds_the
     assert flow.plan("run-1", "api").as_dict() == plan  # a retried plan step: the same plan
     other = flow.plan("run-2", "schedule").as_dict()
     assert other == {"run_id": "run-2", "trigger": "schedule", "skip": True, "groups": []}
+
+
+@pytest.mark.parametrize(("shards", "workers"), [(256, 3), (256, 8), (128, 10), (64, 5), (16, 3)])
+def test_shards_feeding_one_log_chain_are_planned_into_one_group(
+    monkeypatch: pytest.MonkeyPatch, shards: int, workers: int
+) -> None:
+    # Given a raw shard count and a number of workers
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", str(shards))
+    settings.reset_caches()
+    # When a run plans
+    plan = workflow(seeded_store(), workers, Clock(RUN_AT)).plan("run-1", "api")
+    group_of = {shard: n for n, group in enumerate(plan.groups) for shard in group}
+    assert sorted(group_of) == sorted(raw_events.shards()) and len(group_of) == shards
+    assert len(plan.groups) == min(workers, shards, log_chains.LOG_CHAINS)
+    # Then the hits of every recipient whose logs share a chain are read by one worker: no two
+    # workers write one chain
+    writers: dict[int, set[int]] = defaultdict(set)
+    for n in range(5_000):
+        recipient = f"r{n}"
+        writers[log_chains.chain_number("d1", recipient)].add(group_of[raw_events.shard_of("d1", recipient)])
+    assert len(writers) == log_chains.LOG_CHAINS
+    assert all(len(groups) == 1 for groups in writers.values())
 
 
 def test_old_shards_of_the_event_id_sharding_are_drained_by_one_worker_first() -> None:
