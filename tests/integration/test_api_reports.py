@@ -16,6 +16,7 @@ import pytest
 
 from functions.api import launcher as launchers
 from functions.api.handler import lambda_handler
+from functions.shared import log_chain_store, log_chains
 from functions.shared.log_chain_store import write_logs
 from functions.shared.log_chains import chain_of
 from functions.shared.models import (
@@ -374,6 +375,61 @@ def test_logs_spread_over_the_partitions_page_in_exact_order_on_dynamodb(seeded:
     assert walk({**since, "limit": "2", "recipient_id": "q7"}) == [
         e for _, e, r, _ in reversed(expected) if r == "q7"
     ]
+
+
+def chained_log(event_id: str, at: str, recipient_id: str) -> TrackingLogModel:
+    return TrackingLogModel(
+        delivery_id="d1",
+        sk=f"{at}#{event_id}",
+        event_id=event_id,
+        recipient_id=recipient_id,
+        type="click",
+        url_id="u1",
+        url="https://shop.example/a",
+        label="Shop",
+        at=at,
+        browser="Chrome",
+        os="Windows",
+        device="desktop",
+    )
+
+
+def test_a_copy_a_crash_left_in_a_chain_is_shown_once_both_ways_on_dynamodb(seeded: None) -> None:
+    # Given 200 logs of one recipient in its chain, then 200 more between them whose write stopped
+    # halfway through its puts: some items still hold copies of logs that new items own
+    at = "2026-11-23T10:{:02d}:{:02d}.000Z".format
+    first = [chained_log(f"k{2 * n:03d}", at(2 * n // 60, 2 * n % 60), "q1") for n in range(200)]
+    assert write_logs(first) == []
+    between = [
+        chained_log(f"k{2 * n + 1:03d}", at((2 * n + 1) // 60, (2 * n + 1) % 60), "q1") for n in range(200)
+    ]
+    chain = chain_of("d1", "q1")
+    existing, next_start = log_chain_store.covering(chain, str(between[0].sk), str(between[-1].sk))
+    write = log_chains.merged(chain, existing, next_start, between)
+    assert len(write.steps) >= 2
+    log_chain_store.put(log_chains.ChainWrite(write.steps[: len(write.steps) // 2]))
+    items = log_chain_store.covering(chain, "2026", "2027")[0]
+    held = [str(log.sk) for item in items for log in item.logs]
+    assert len(held) > len(set(held)), "the stopped write left copies"
+    shown = [log.event_id for log in log_chains.owned(items, None)]
+    since = {"since": "2026-11-23T10:00:00Z"}
+
+    def walk(query: dict[str, str]) -> list[str]:
+        found: list[str] = []
+        asked = dict(query)
+        for _ in range(200):
+            body = ok("/api/deliveries/d1/tracking/logs", asked)
+            found += [item["event_id"] for item in body["items"]]
+            if body["next_cursor"] is None:
+                return found
+            asked = {**query, "cursor": body["next_cursor"]}
+        raise AssertionError("paging does not end")
+
+    # When the logs are paged 9 at a time, newest first and oldest first
+    # Then each log the chain holds comes once, in order: a copy is never shown
+    assert walk({**since, "limit": "9"}) == sorted(shown, reverse=True)
+    assert walk({**since, "limit": "9", "order": "asc"}) == sorted(shown)
+    assert set(shown) >= {str(log.event_id) for log in first}
 
 
 def test_a_logs_page_queries_its_partitions_at_once_through_one_client(
