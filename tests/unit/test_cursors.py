@@ -100,7 +100,10 @@ def test_a_cursor_is_the_same_text_for_the_same_position_and_key() -> None:
     assert cursors.decode(cursor) == {"before": "2026-11-23T08:00:00.000Z#d1"}
 
 
-def test_a_cursor_of_up_to_4096_characters_is_read_and_a_longer_one_refused() -> None:
+def test_a_cursor_of_up_to_4096_characters_is_read_and_a_longer_one_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cursors, "COMPRESS_OVER", 10_000)  # plain payloads, whatever their length
     for size in range(2_900, 3_200):
         cursor = cursors.encode({"before": "x" * size})
         assert cursor is not None
@@ -127,3 +130,38 @@ def test_each_refused_cursor_says_to_use_a_next_cursor(cursor: str) -> None:
     with pytest.raises(InvalidCursor) as refused:
         cursors.decode(cursor)
     assert str(refused.value) == INVALID
+
+
+def test_given_a_position_of_64_chains_when_encoded_then_the_cursor_is_compressed_within_the_bound() -> None:
+    # Given where each of 64 chains resumes: a sort key with a random event id each
+    position = {
+        "q": "0123456789abcdef",
+        "c": 1,
+        "a": {f"c{n:02d}": f"2026-11-23T08:{n % 60:02d}:0{n % 10}.{n:03d}Z#{ids(n)}" for n in range(64)},
+        "x": [],
+    }
+    # When it is made a cursor
+    cursor = cursors.encode(position)
+    # Then the cursor is compressed, well within the bound, and names the same position
+    assert cursor is not None and cursor.startswith("z")
+    assert len(cursor) < cursors.MAX_CURSOR * 3 // 4, len(cursor)
+    assert cursors.decode(cursor) == position
+
+
+def ids(n: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(str(n).encode()).hexdigest()[:26].upper()
+
+
+def test_given_a_signed_compressed_position_that_unpacks_beyond_its_bound_then_it_is_refused() -> None:
+    # Given a cursor signed with the route's key whose payload unpacks to 1 MB (a zip bomb)
+    import zlib
+
+    bomb = b'{"a":"' + b"x" * 1_000_000 + b'"}'
+    payload = "z" + base64.urlsafe_b64encode(zlib.compress(bomb, 9)).decode().rstrip("=")
+    forged = f"{payload}.{cursors._mac(payload)}"
+    assert len(forged) < cursors.MAX_CURSOR
+    # When it is decoded, Then it is refused as invalid without unpacking it whole
+    with pytest.raises(InvalidCursor):
+        cursors.decode(forged)
