@@ -219,3 +219,26 @@ def test_given_since_and_until_when_paged_both_ways_then_each_order_reads_only_n
         expected = [f"e{n:06d}" for n in range(10_000, 10_100)]
         assert pages == [expected if order == "asc" else expected[::-1]]
         assert sum(reads) <= 3 * log_chains.LOG_CHAINS + 2 * 100 // 14 + log_chains.LOG_CHAINS, reads
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_given_every_chain_resuming_when_paged_with_real_event_ids_then_the_cursor_is_read_back(
+    order: str,
+) -> None:
+    # Given 5 logs in each of the 64 chains, with event ids as long as real ones (26 characters)
+    from tests.unit.test_log_partitions import recipient_per_chain
+
+    fake = FakeReports()
+    fake.add_delivery("d1")
+    logs = []
+    for n, recipient in enumerate(recipient_per_chain("d1").values()):
+        for second in range(5):
+            event = f"{n:02d}{second}" + "7ZK4Q2M9XW3H8TN5VB6RJ1D0C"[: 26 - 3]
+            logs.append((at(64 * second + n), event))
+            fake.add_log("d1", event, at(64 * second + n), recipient_id=recipient)
+    expected = [event for _, event in sorted(logs)]
+    # When they are paged 200 at a time: the cursor after the first page names every chain
+    pages, _ = walk(fake, LogRequest(limit=200, order=order))
+    # Then the second page follows from it, and every log comes once, in order
+    assert [event for page in pages for event in page] == (expected if order == "asc" else expected[::-1])
+    assert len(pages) == 2
