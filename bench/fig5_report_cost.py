@@ -310,7 +310,8 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             for page in ("", "next ")
         )
         + ". The read requests are one Query per chain and a few more for the chains that hold more of "
-        "the page: the same at 1k and at 100k events.",
+        "the page, at 1k as at 100k events (oldest first, a chain's owner item comes first: one Query more "
+        "a chain).",
     ]
     if not flat:
         grew = [route for route in FLAT_ROUTES if not flat_between(medium[route], large[route])]

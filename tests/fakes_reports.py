@@ -103,9 +103,13 @@ class FakeReports:
             machine=machine,
             machine_reason=machine_reason,
         )
+        return self.keep(log, write=write)
+
+    def keep(self, log: TrackingLog, *, write: bool = True) -> TrackingLog:
+        """A log of any fields, written into its recipient's chain (unless ``write`` is False)."""
         self.logs.append(log)
         if write:
-            self.write_chain(log_chains.chain_of(delivery_id, recipient_id), [stored(log)])
+            self.write_chain(log_chains.chain_of(log.delivery_id, log.recipient_id), [stored(log)])
         return log
 
     def write_chain(

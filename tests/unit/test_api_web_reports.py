@@ -38,7 +38,7 @@ class FakeWebReports(FakeReports):
         self, event_id: str, minute: int, kind: str, *, amount: str | None = None, currency: str | None = None
     ) -> None:
         at = f"2026-11-23T09:{minute:02d}:00.000Z"
-        self.logs.append(
+        self.keep(
             TrackingLog(
                 delivery_id="d1",
                 sk=f"{at}#{event_id}",
