@@ -1,7 +1,8 @@
 """What the reports read, behind one interface: the DynamoDB implementation and its records.
 
 Every read here is of pre-aggregated items or one bounded page of tracking logs; nothing grows with the
-number of events except ``query_logs``, whose caller bounds it. ``tests/fakes_reports.py`` is the
+number of events except the tracking logs' reads (``query_logs``, ``chain_items``), whose callers bound
+them. ``tests/fakes_reports.py`` is the
 in-memory implementation the unit tests use.
 """
 
