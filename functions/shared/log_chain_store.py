@@ -20,6 +20,7 @@ repaired by the replay, which decides from the log as it still stands in the cha
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from functions.shared.tables import TRACKING_LOGS, opt_out_feed_partition
 LogKey = tuple[str, str]  # (chain, sk)
 
 WRITERS = 4  # puts (and chains) in flight at once
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
 READERS = 8  # Queries of ``find`` in flight at once
 TRIES = 5  # a chain's write read and merged again after a conflict at most this often
 FIRST_PAGE = 8  # items the first page of a range reads; each next page twice as many
@@ -273,17 +275,41 @@ def _update_feed(
     deletes = [sk for sk in sorted(leaving) if sk in before and opt_out_feed.in_feed(before[sk])]
     for copy in puts:
         client.put_item(TableName=TRACKING_LOGS.table_name, Item=copy)
-    for sk in deletes:
-        client.delete_item(
-            TableName=TRACKING_LOGS.table_name, Key={"partition": {"S": feed}, "sk": {"S": sk}}
-        )
+    # BatchWriteItem, as every delete of the workflow: its role has no DeleteItem
+    for start in range(0, len(deletes), BATCH_WRITE_ITEMS):
+        requests = [
+            {"DeleteRequest": {"Key": {"partition": {"S": feed}, "sk": {"S": sk}}}}
+            for sk in deletes[start : start + BATCH_WRITE_ITEMS]
+        ]
+        pending = {TRACKING_LOGS.table_name: requests}
+        for attempt in range(TRIES):
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if pending:
+            raise RuntimeError(f"DynamoDB left {len(pending)} feed copies of {feed} undeleted")
 
 
 def _feed_copy(log: TrackingLogModel, feed: str) -> dict[str, Any]:
-    values = log.serialize()
-    values["partition"] = {"S": feed}
-    values["opt_out_feed"] = {"S": opt_out_feed.FEED_KEY}
-    return values
+    """What the feed needs of a person's opt-out (what its index projects, what ``in_feed`` reads, its
+    expiry), without what a hit may have made large (its URL, label, client names): one write unit,
+    never refused."""
+    copy = TrackingLogModel(
+        partition=feed,
+        sk=log.sk,
+        delivery_id=log.delivery_id,
+        event_id=log.event_id,
+        recipient_id=log.recipient_id,
+        type=log.type,
+        url_id=log.url_id,
+        at=log.at,
+        proof=log.proof,
+        counted=log.counted,
+        expires_at=log.expires_at,
+        opt_out_feed=opt_out_feed.FEED_KEY,
+    )
+    return copy.serialize()
 
 
 # --- finding logs by their keys -------------------------------------------------------------------
