@@ -291,24 +291,28 @@ def _update_feed(
             raise RuntimeError(f"DynamoDB left {len(pending)} feed copies of {feed} undeleted")
 
 
+# A feed copy's attributes besides its keys: the index's, what ``opt_out_feed.in_feed`` reads, the expiry
+_FEED_COPY_FIELDS = (
+    "sk",
+    "delivery_id",
+    "event_id",
+    "recipient_id",
+    "type",
+    "url_id",
+    "at",
+    "proof",
+    "counted",
+    "machine",
+    "expires_at",
+)
+
+
 def _feed_copy(log: TrackingLogModel, feed: str) -> dict[str, Any]:
     """What the feed needs of a person's opt-out (what its index projects, what ``in_feed`` reads, its
     expiry), without what a hit may have made large (its URL, label, client names): one write unit,
     never refused."""
-    copy = TrackingLogModel(
-        partition=feed,
-        sk=log.sk,
-        delivery_id=log.delivery_id,
-        event_id=log.event_id,
-        recipient_id=log.recipient_id,
-        type=log.type,
-        url_id=log.url_id,
-        at=log.at,
-        proof=log.proof,
-        counted=log.counted,
-        expires_at=log.expires_at,
-        opt_out_feed=opt_out_feed.FEED_KEY,
-    )
+    kept = {name: getattr(log, name) for name in _FEED_COPY_FIELDS}
+    copy = TrackingLogModel(partition=feed, opt_out_feed=opt_out_feed.FEED_KEY, **kept)
     return copy.serialize()
 
 
