@@ -20,6 +20,7 @@ from functions.consolidate.batch import keep_log, recipient_key
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.shared import recipient_log_pages, recipient_logs
 from functions.shared.limits import MAX_RECIPIENT_LOGS
+from functions.shared.log_chain_store import write_logs
 from functions.shared.models import DeliveryModel, RecipientStateModel, TrackingLogModel
 from functions.shared.tables import tracking_log_partition
 from tests.apigw import FakeContext, http_event, json_body
@@ -49,7 +50,7 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
     """A tracking log as the workflow writes it, listed in its recipient's state; its sort key."""
     at = f"2026-11-23T08:{second // 60:02d}:{second % 60:02d}.000Z"
     sk = f"{at}#{event_id}"
-    TrackingLogModel(
+    written = TrackingLogModel(
         partition=tracking_log_partition(delivery_id, recipient_id),
         delivery_id=delivery_id,
         sk=sk,
@@ -60,7 +61,8 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
         at=at,
         machine="bot" if machine else None,
         machine_reason="python-requests" if machine else None,
-    ).save()
+    )
+    assert write_logs([written]) == []  # into its chain
     list_in_state(delivery_id, recipient_id, sk)
     return sk
 
