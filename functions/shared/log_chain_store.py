@@ -10,9 +10,9 @@ a new one), so two writers of one chain never lose each other's logs: the second
 (``ChainConflict``), reads again and merges again (``write_logs``). In the tracking workflow a chain
 has one writer at a time (``workflow.Plan``), so conflicts come only from legacy shards and erasure.
 
-A person's opt-out is also kept whole under ``tables.opt_out_feed_partition`` (a *feed copy*), the
-item the opt-out feed's sparse index lists (``opt_out_feed.py``): a chain item holds many logs and
-carries no ``opt_out_feed``. The copy is put before the chain is written and deleted before a write
+A person's opt-out is also kept under ``tables.opt_out_feed_partition`` (a *feed copy*, with what the
+feed needs of the log), the item the opt-out feed's sparse index lists (``opt_out_feed.py``): a chain
+item holds many logs and carries no ``opt_out_feed``. The copy is put before the chain is written and deleted before a write
 that takes the log out of the feed (a honeypot burst, erasure), so a stop between the two is
 repaired by the replay, which decides from the log as it still stands in the chain.
 """
@@ -38,7 +38,7 @@ BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
 READERS = 8  # Queries of ``find`` in flight at once
 TRIES = 5  # a chain's write read and merged again after a conflict at most this often
 FIRST_PAGE = 8  # items the first page of a range reads; each next page twice as many
-NEAR_ITEMS_PER_KEY = 2  # ``find`` reads a range when it holds at most this many items per key sought
+NEAR_ITEMS_PER_KEY = 2  # a range ``find`` reads: at most this many items per key sought (then by key)
 
 
 class ChainConflict(RuntimeError):
