@@ -16,6 +16,7 @@ import pytest
 
 from functions.api import launcher as launchers
 from functions.api.handler import lambda_handler
+from functions.shared.log_chain_store import write_logs
 from functions.shared.models import (
     DeliveryModel,
     DeliveryStatsModel,
@@ -62,7 +63,7 @@ def log(
     delivery_id: str, event_id: str, minute: int, recipient_id: str, kind: str = "open", **extra: Any
 ) -> None:
     at = f"2026-11-23T08:{minute:02d}:00.000Z"
-    TrackingLogModel(
+    written = TrackingLogModel(
         delivery_id=delivery_id,
         sk=f"{at}#{event_id}",
         event_id=event_id,
@@ -74,7 +75,8 @@ def log(
         device="desktop",
         person_id="p-" + recipient_id,
         **extra,
-    ).save()
+    )
+    assert write_logs([written]) == []  # into its chain, as the workflow writes it
     list_in_state(delivery_id, recipient_id, f"{at}#{event_id}")  # the recipient Tracking tab reads it
 
 
