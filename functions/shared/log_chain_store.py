@@ -10,9 +10,9 @@ a new one), so two writers of one chain never lose each other's logs: the second
 (``ChainConflict``), reads again and merges again (``write_logs``). In the tracking workflow a chain
 has one writer at a time (``workflow.Plan``), so conflicts come only from legacy shards and erasure.
 
-A person's opt-out is also kept whole under ``tables.opt_out_feed_partition`` (a *feed copy*), the
-item the opt-out feed's sparse index lists (``opt_out_feed.py``): a chain item holds many logs and
-carries no ``opt_out_feed``. The copy is put before the chain is written and deleted before a write
+A person's opt-out is also kept under ``tables.opt_out_feed_partition`` (a *feed copy*, with what the
+feed needs of the log), the item the opt-out feed's sparse index lists (``opt_out_feed.py``): a chain
+item holds many logs and carries no ``opt_out_feed``. The copy is put before the chain is written and deleted before a write
 that takes the log out of the feed (a honeypot burst, erasure), so a stop between the two is
 repaired by the replay, which decides from the log as it still stands in the chain.
 """
@@ -20,6 +20,7 @@ repaired by the replay, which decides from the log as it still stands in the cha
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +35,11 @@ from functions.shared.tables import TRACKING_LOGS, opt_out_feed_partition
 LogKey = tuple[str, str]  # (chain, sk)
 
 WRITERS = 4  # puts (and chains) in flight at once
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit on one BatchWriteItem request
 READERS = 8  # Queries of ``find`` in flight at once
 TRIES = 5  # a chain's write read and merged again after a conflict at most this often
 FIRST_PAGE = 8  # items the first page of a range reads; each next page twice as many
-NEAR_ITEMS_PER_KEY = 2  # ``find`` reads a range when it holds at most this many items per key sought
+NEAR_ITEMS_PER_KEY = 2  # a range ``find`` reads: at most this many items per key sought (then by key)
 
 
 class ChainConflict(RuntimeError):
@@ -274,17 +276,45 @@ def _update_feed(
     deletes = [sk for sk in sorted(leaving) if sk in before and opt_out_feed.in_feed(before[sk])]
     for copy in puts:
         client.put_item(TableName=TRACKING_LOGS.table_name, Item=copy)
-    for sk in deletes:
-        client.delete_item(
-            TableName=TRACKING_LOGS.table_name, Key={"partition": {"S": feed}, "sk": {"S": sk}}
-        )
+    # BatchWriteItem, as every delete of the workflow: its role has no DeleteItem
+    for start in range(0, len(deletes), BATCH_WRITE_ITEMS):
+        requests = [
+            {"DeleteRequest": {"Key": {"partition": {"S": feed}, "sk": {"S": sk}}}}
+            for sk in deletes[start : start + BATCH_WRITE_ITEMS]
+        ]
+        pending = {TRACKING_LOGS.table_name: requests}
+        for attempt in range(TRIES):
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if pending:
+            raise RuntimeError(f"DynamoDB left {len(pending)} feed copies of {feed} undeleted")
+
+
+# A feed copy's attributes besides its keys: the index's, what ``opt_out_feed.in_feed`` reads, the expiry
+_FEED_COPY_FIELDS = (
+    "sk",
+    "delivery_id",
+    "event_id",
+    "recipient_id",
+    "type",
+    "url_id",
+    "at",
+    "proof",
+    "counted",
+    "machine",
+    "expires_at",
+)
 
 
 def _feed_copy(log: TrackingLogModel, feed: str) -> dict[str, Any]:
-    values = log.serialize()
-    values["partition"] = {"S": feed}
-    values["opt_out_feed"] = {"S": opt_out_feed.FEED_KEY}
-    return values
+    """What the feed needs of a person's opt-out (what its index projects, what ``in_feed`` reads, its
+    expiry), without what a hit may have made large (its URL, label, client names): one write unit,
+    never refused."""
+    kept = {name: getattr(log, name) for name in _FEED_COPY_FIELDS}
+    copy = TrackingLogModel(partition=feed, opt_out_feed=opt_out_feed.FEED_KEY, **kept)
+    return copy.serialize()
 
 
 # --- finding logs by their keys -------------------------------------------------------------------

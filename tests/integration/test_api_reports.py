@@ -64,7 +64,7 @@ def log(
     delivery_id: str, event_id: str, minute: int, recipient_id: str, kind: str = "open", **extra: Any
 ) -> None:
     at = f"2026-11-23T08:{minute:02d}:00.000Z"
-    stored = TrackingLogModel(
+    written = TrackingLogModel(
         delivery_id=delivery_id,
         sk=f"{at}#{event_id}",
         event_id=event_id,
@@ -77,7 +77,7 @@ def log(
         person_id="p-" + recipient_id,
         **extra,
     )
-    assert write_logs([stored]) == []
+    assert write_logs([written]) == []  # into its chain, as the workflow writes it
     list_in_state(delivery_id, recipient_id, f"{at}#{event_id}")  # the recipient Tracking tab reads it
 
 

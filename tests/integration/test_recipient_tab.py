@@ -50,7 +50,7 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
     """A tracking log as the workflow writes it, listed in its recipient's state; its sort key."""
     at = f"2026-11-23T08:{second // 60:02d}:{second % 60:02d}.000Z"
     sk = f"{at}#{event_id}"
-    stored = TrackingLogModel(
+    written = TrackingLogModel(
         delivery_id=delivery_id,
         sk=sk,
         event_id=event_id,
@@ -61,7 +61,7 @@ def log(delivery_id: str, recipient_id: str, second: int, event_id: str, kind: s
         machine="bot" if machine else None,
         machine_reason="python-requests" if machine else None,
     )
-    assert write_logs([stored]) == []
+    assert write_logs([written]) == []  # into its chain
     list_in_state(delivery_id, recipient_id, sk)
     return sk
 
