@@ -9,6 +9,7 @@ from aws_cdk import aws_logs as logs
 
 # The facts the local stack shares with the deploy live where both can import them without the CDK.
 from functions.consolidate.config import WORKER_RETRY_ATTEMPTS as WORKER_RETRY_ATTEMPTS
+from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS as WORKFLOW_TIMEOUT_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -63,9 +64,8 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Each step of a run (one invocation), Lambda's maximum: the workflow watches its remaining time (a plain
-# number: figure 11 reads it).
-WORKFLOW_TIMEOUT_SECONDS = 900
+# Each step of a run (one invocation), Lambda's maximum (WORKFLOW_TIMEOUT_SECONDS, shared with the local
+# stack and figure 11): the workflow watches its remaining time.
 WORKFLOW_TIMEOUT = Duration.seconds(WORKFLOW_TIMEOUT_SECONDS)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
