@@ -172,8 +172,8 @@ def _migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
         answer = migrate(
             DynamoMigrationStore(),
             table,
-            lock_seconds=settings().run_lock_seconds,
             remaining_ms=context.get_remaining_time_in_millis,
+            invocation=context.aws_request_id,
         )
     except MigrationRefused as refused:
         return {"done": False, "refused": str(refused)}
