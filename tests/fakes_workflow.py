@@ -109,6 +109,7 @@ class FakeWorkflowStore:
         self.merge_outcome = b""
         self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (PendingChunks)
         self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
+        self.reads_at_once = 0  # load_partials_and_indicators: two reads the DynamoDB store sends together
         self.merges: dict[str, list[bytes]] = {}
         self.slices: dict[tuple[str, int], dict[str, Any]] = {}  # the saved slices of a run's merge
         self._guard = threading.RLock()  # workers call from threads; a call is atomic, as in DynamoDB
@@ -322,9 +323,11 @@ class FakeWorkflowStore:
                 found[key] = decode_items(stored[partial_key(key)])[0]
         return found
 
-    def delete_partials(self, run_id: str, worker: int) -> None:
-        self._call("delete_partials")
-        self.partials.pop((run_id, worker), None)
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]:
+        self.reads_at_once += 1
+        return self.load_partials(run_id, worker, partial_keys), self.load_indicators(keys)
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._call("save_merge")
@@ -370,6 +373,8 @@ class FakeWorkflowStore:
             stored = self.partials.get((run_id, worker), {})
             for key in [key for key in stored if partial_spread(key) == spread]:
                 del stored[key]
+            if not stored:  # as in DynamoDB, a worker whose partial items are all deleted has none
+                self.partials.pop((run_id, worker), None)
 
     def delete_slices(self, run_id: str) -> None:
         self._call("delete_slices")

@@ -285,11 +285,14 @@ class StepRun:
         if not self._partial:
             return dict(self._store.load_indicators(keys))
         shared = [key for key in keys if not owned(key)]
-        found = self._store.load_partials(self._run_id, self._worker or 0, shared) if shared else {}
-        rest = [key for key in keys if key not in found]
-        if rest:
-            found.update(self._store.load_indicators(rest))
-        return found
+        if not shared:
+            return dict(self._store.load_indicators(keys))
+        # Both reads at once, rather than the stored items only once the partial ones are known: the
+        # stored item of a key found among the partial ones is read for nothing, but not waited for.
+        found, stored = self._store.load_partials_and_indicators(
+            self._run_id, self._worker or 0, shared, keys
+        )
+        return {**stored, **found}
 
     def _flush(self) -> None:
         """Write what the run carries, through a pending batch that also moves the checkpoints."""

@@ -114,8 +114,8 @@ Answer = TypeVar("Answer")
 
 def _sent_at_once(send: Callable[[Request], Answer], requests: list[Request]) -> list[Answer]:
     """Each request sent, up to ``WRITERS`` in flight at once; their answers in order. When one fails,
-    the others still land (every write here is an idempotent whole-item put or delete) and the first
-    failure is raised."""
+    the others still land (every write here is an idempotent whole-item put or delete, a read changes
+    nothing) and the first failure is raised."""
     if len(requests) <= 1:
         return [send(request) for request in requests]
     with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
@@ -327,7 +327,9 @@ class WorkflowStore(ErasureStore, Protocol):
     ) -> None: ...
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None: ...
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
-    def delete_partials(self, run_id: str, worker: int) -> None: ...
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]: ...
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None: ...
     def load_merge(self, run_id: str) -> list[bytes]: ...
     def delete_merge(self, run_id: str) -> None: ...
@@ -794,9 +796,17 @@ class DynamoWorkflowStore:
             for model in decode_items(item["data"]["B"])
         }
 
-    def delete_partials(self, run_id: str, worker: int) -> None:
-        for spread in range(PARTIAL_SPREAD):
-            self._delete_partition(_partial_partition(run_id, worker, spread))
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]:
+        """A worker's partial items at ``partial_keys`` and the stored indicator items at ``keys``, the two
+        reads sent at once: a worker of several waits for one of them, not for one after the other."""
+        reads: list[Callable[[], dict[StateKey, Model]]] = [
+            lambda: self.load_partials(run_id, worker, partial_keys),
+            lambda: self.load_indicators(keys),
+        ]
+        partials, stored = _sent_at_once(lambda read: read(), reads)
+        return partials, stored
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(f"merge#{run_id}")  # a page left by an interrupted finisher

@@ -408,9 +408,7 @@ class TrackingWorkflow:
         if state.phase != MERGED:
             outcome = self._merge(run_id, owner, state) if partial else _outcome(0, [])
             self._store.set_phase(owner, MERGED, outcome)
-        if partial:
-            for worker in range(len(groups)):
-                self._store.delete_partials(run_id, worker)
+        if partial:  # each slice deleted its partial items before it was marked put (``_merge_slice``)
             self._store.delete_slices(run_id)
             self._store.delete_merge(run_id)
         merged = json.loads(outcome or b"{}")  # merged by an older version: nothing quarantined
@@ -484,11 +482,13 @@ class TrackingWorkflow:
             ).encode()
             self._store.save_slice(run_id, spread, _pages(items), summary)
             saved = SavedSlice(summary, put=False)
-            # saved, the slice's partial items are needed no more: deleted here, side by side with
-            # the other slices, rather than by the finisher (as many deletes as puts)
-            self._store.delete_slice_partials(run_id, workers, spread)
         outcome = saved.outcome
         if not saved.put:
+            # Saved, the slice's partial items are needed no more: deleted here, side by side with the
+            # other slices, and again by a retry until the slice is marked put, so that a slice marked
+            # put has none left and the finisher deletes no partial partition (it would query 16 per
+            # worker, most of them emptied here already).
+            self._store.delete_slice_partials(run_id, workers, spread)
             # A put refused is quarantined under the same key at every try: only the count of the try
             # that marks the slice put reaches the run.
             notes = RunModel(sk=run_id, status="running", errors=[])

@@ -206,7 +206,7 @@ def clean_with_refusals(workers: int) -> FakeWorkflowStore:
 
 
 FAULT_POINTS = [*MULTI_FAULT_POINTS, "quarantine", "load_worker", "load_run"]
-MERGE_ONLY = {"load_partials", "put_partial", "save_merge", "load_merge", "delete_partials", "slice_partials"}
+MERGE_ONLY = {"load_partials", "put_partial", "save_merge", "load_merge", "slice_partials"}
 MERGE_ONLY |= {
     "save_slice",
     "load_slice",
