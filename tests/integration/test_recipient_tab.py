@@ -106,6 +106,20 @@ HITS = st.lists(
 )
 
 
+def keys_read_per_load(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many log keys each ``recipient_logs.load`` reads from now on, in order."""
+    read: list[int] = []
+    load = recipient_logs.load
+
+    def counted(keys: Any) -> Any:
+        keys = list(keys)
+        read.append(len(keys))
+        return load(keys)
+
+    monkeypatch.setattr(recipient_logs, "load", counted)
+    return read
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     hits=HITS,
@@ -142,15 +156,7 @@ def test_pages_concatenated_are_the_recipients_logs_in_exact_time_order(
         ):
             expected.append((sk, delivery_id))
     expected.sort(reverse=order == "desc")
-    read: list[int] = []
-    load = recipient_logs.load
-
-    def counted(keys: Any) -> Any:
-        keys = list(keys)
-        read.append(len(keys))
-        return load(keys)
-
-    monkeypatch.setattr(recipient_logs, "load", counted)
+    read = keys_read_per_load(monkeypatch)
     # When the tab is paged through with these filters
     query = {"limit": str(limit), "order": order, "traffic": traffic, "delivery_id": delivery, "type": kind}
     found = pages(recipient, {name: value for name, value in query.items() if value})
@@ -171,15 +177,7 @@ def test_a_delivery_filter_reads_only_the_page_and_one_more(
     # Given a recipient with three logs in d2 at the same second and one in d1 (hypothesis found it)
     keys = [log("d2", "rsame", 0, f"same{n}", "open", False) for n in range(3)]
     log("d1", "rsame", 0, "same-d1", "open", False)
-    read: list[int] = []
-    load = recipient_logs.load
-
-    def counted(keys: Any) -> Any:
-        keys = list(keys)
-        read.append(len(keys))
-        return load(keys)
-
-    monkeypatch.setattr(recipient_logs, "load", counted)
+    read = keys_read_per_load(monkeypatch)
     # When the tab is paged one log at a time for d2 only
     found = pages("rsame", {"limit": "1", "order": "asc", "delivery_id": "d2"})
     # Then it lists d2's three logs, and each page reads its log and one more: the delivery filter
