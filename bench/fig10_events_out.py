@@ -251,7 +251,9 @@ def measure(inputs: dict[str, Figure]) -> Figure:
             "instead of $0.002. The delay is mostly the hold: each hit waits on the held-events queue for the "
             "burst window (burst_seconds, 30 s by default) plus 5 s, so that every honeypot hit of its message "
             "from the same client within the window is recorded when it is judged; before that the stream's "
-            "3-second batching window, then the local stream poll (every 0.2 s) and queue polls (every 0.1 s); "
+            "3-second batching window, then the local stream poll (every 0.2 s, backing off to 1 s while the "
+            "stream is empty) and the queues' long polls (moto wakes one when a message arrives and sees a "
+            "delayed one within a second); "
             "on AWS the event source mappings poll continuously. The Query per held message reads the "
             "message's raw-events shard over ±burst_seconds; its cost grows with the shard's traffic in that "
             "window (about 0.5 read unit per 4 KB read).",

@@ -31,7 +31,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from bench.common import (
-    INVOCATION_SECONDS,
     LAMBDA_FULL_VCPU_MB,
     LATENCY_MS,
     OTHER_LATENCY_MS,
@@ -48,6 +47,7 @@ from bench.common import (
     times,
     us,
 )
+from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS
 
 EVENTS = 1_000_000
 # Fewer events for a quick look on a busy machine (the figure says how many it ran); `make bench` runs EVENTS.
@@ -65,8 +65,8 @@ PAPER_WORKERS = (16, 40, 64)
 # its workers (MSGTRACK_RUN_BUDGET_SECONDS), as infra/constants.py sets them.
 DEPLOY_MAX_WORKERS = int(deployed_constants().get("MAX_WORKFLOW_WORKERS", 40))
 RUN_BUDGET_S = int(deployed_constants().get("RUN_BUDGET_SECONDS", 1800))
-# Each step's invocation as deployed (WORKFLOW_TIMEOUT_SECONDS): the merge's slices and Finish fit in one.
-STEP_S = int(deployed_constants().get("WORKFLOW_TIMEOUT_SECONDS", INVOCATION_SECONDS))
+# Each step's invocation as deployed: the merge's slices and Finish fit in one.
+STEP_S = WORKFLOW_TIMEOUT_SECONDS
 CAMPAIGN_EVENTS = 20_000_000  # a 10-million-recipient campaign's first hour
 HOUR_S = 3600
 KEY_WRITES_PER_S = 1000  # DynamoDB's write units a second on one partition key (a write of ≤ 1 KB is one)

@@ -28,12 +28,13 @@ from __future__ import annotations
 import bisect
 import gc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Self, TypeVar
 
 from pynamodb.models import Model
 
 from bench.campaign import Campaign
+from bench.common import latency_s
 from functions.consolidate.batch import StateKey
 from functions.consolidate.store import (
     BATCH_WRITE_ITEMS,
@@ -231,7 +232,6 @@ _SIZED = {
     "put_pending_chunk",
     "put_items",
     "put_partial",
-    "delete_partials",
     "slice_partials",
     "save_slice",
     "slice_pages",
@@ -245,6 +245,7 @@ _SIZED = {
 
 
 Key = TypeVar("Key")
+Found = TypeVar("Found")
 
 
 def _pages(count: int, per_page: int) -> int:
@@ -326,6 +327,29 @@ class LatencyAccountingStore(ScalableWorkflowStore):
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]:
         return super().load_partials(run_id, worker, self._batch_get(keys))
 
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]:
+        partials, stored = self._at_once(
+            lambda: self.load_partials(run_id, worker, partial_keys), lambda: self.load_indicators(keys)
+        )
+        return partials, stored
+
+    def _at_once(self, *reads: Callable[[], Found]) -> list[Found]:
+        """Reads the DynamoDB store sends at once (``_sent_at_once``, each in a thread of its own): every
+        request counted, the wait the slowest read's, as a put's concurrent requests are."""
+        start = self.waits
+        answers: list[Found] = []
+        waits: list[dict[str, int]] = []
+        for read in reads:
+            self.waits = dict(start)
+            answers.append(read())
+            waits.append(self.waits)
+        self.waits = max(
+            waits, key=lambda wait: latency_s({op: n - start.get(op, 0) for op, n in wait.items()})
+        )
+        return answers
+
     # --- writes in BatchWriteItem requests of 25 items ------------------------------------------
 
     def put_items(self, items: Iterable[Model]) -> list[Refused]:
@@ -406,11 +430,6 @@ class LatencyAccountingStore(ScalableWorkflowStore):
             self._partials_by_partition(run_id, worker)[_partial_partition(run_id, worker, spread)]
         )
         return super().slice_partials(run_id, worker, spread)
-
-    def delete_partials(self, run_id: str, worker: int) -> None:
-        for blobs in self._partials_by_partition(run_id, worker).values():
-            self._delete_partition(blobs)
-        super().delete_partials(run_id, worker)
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(self.merges.get(run_id, []))  # pages an interrupted finisher left

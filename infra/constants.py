@@ -7,6 +7,10 @@ from pathlib import Path
 from aws_cdk import Duration
 from aws_cdk import aws_logs as logs
 
+# The facts the local stack shares with the deploy live where both can import them without the CDK.
+from functions.consolidate.config import WORKER_RETRY_ATTEMPTS as WORKER_RETRY_ATTEMPTS
+from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS as WORKFLOW_TIMEOUT_SECONDS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -60,9 +64,8 @@ API_RESERVED_CONCURRENCY = 20
 REDIRECT_RESERVED_CONCURRENCY_CONTEXT = "redirect_reserved_concurrency"
 API_RESERVED_CONCURRENCY_CONTEXT = "api_reserved_concurrency"
 ACCOUNT_CONCURRENCY_LIMIT = 1_000  # Lambda's default; the reservations need at least their sum + 100
-# Each step of a run (one invocation), Lambda's maximum: the workflow watches its remaining time (a plain
-# number: figure 11 reads it).
-WORKFLOW_TIMEOUT_SECONDS = 900
+# Each step of a run (one invocation), Lambda's maximum (WORKFLOW_TIMEOUT_SECONDS, shared with the local
+# stack and figure 11): the workflow watches its remaining time.
 WORKFLOW_TIMEOUT = Duration.seconds(WORKFLOW_TIMEOUT_SECONDS)
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -149,10 +152,9 @@ LAMBDA_SERVICE_ERRORS = (
 SERVICE_ERROR_RETRY_ATTEMPTS = 6
 SERVICE_ERROR_RETRY_INTERVAL = Duration.seconds(2)
 SERVICE_ERROR_RETRY_MAX_DELAY = Duration.seconds(10)
-# A worker or a slice of the merge that raised or ran out of time (States.TaskFailed) is tried once more:
-# their work is idempotent, so a second try counts nothing twice. A worker still failing fails the run;
-# a slice still failing is merged by Finish.
-WORKER_RETRY_ATTEMPTS = 1
+# A worker or a slice of the merge that raised or ran out of time (States.TaskFailed) is tried
+# WORKER_RETRY_ATTEMPTS times more (functions.consolidate.config, shared with the local stack). A worker
+# still failing fails the run; a slice still failing is merged by Finish.
 WORKER_RETRY_INTERVAL = Duration.seconds(30)
 RETRY_BACKOFF_RATE = 2
 

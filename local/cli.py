@@ -150,12 +150,9 @@ def migrate_command(args: argparse.Namespace) -> int:
     import json
 
     from functions.consolidate.migrate import DynamoMigrationStore, MigrationRefused, migrate
-    from functions.shared.settings import settings
 
     try:
-        answer = migrate(
-            DynamoMigrationStore(), args.old_logs_table, lock_seconds=settings().run_lock_seconds
-        )
+        answer = migrate(DynamoMigrationStore(), args.old_logs_table)
     except MigrationRefused as exc:
         print(f"msgtrack: {exc}", file=sys.stderr)
         return 1

@@ -26,9 +26,16 @@ from typing import Any
 from functions.events.publish import BATCHING_WINDOW_SECONDS
 from local.context import LocalFunction
 
+# Idle waits. A stream has no long poll: the poller reads it every STREAM_POLL_SECONDS while records come,
+# and backs off to STREAM_IDLE_MAX_SECONDS while it stays empty (an idle `msgtrack serve` spent about
+# 0.2 s of CPU a second polling every 0.1-0.2 s). A queue is long-polled as Lambda's SQS mapping does:
+# a receive waits up to QUEUE_WAIT_SECONDS (moto's SQS wakes it when a message arrives, and checks a
+# delayed one's visibility every second), so stopping takes at most that long.
 STREAM_POLL_SECONDS = 0.2
+STREAM_IDLE_MAX_SECONDS = 1.0
 STREAM_BATCH_SIZE = 100  # the event source mapping's default for DynamoDB streams
-QUEUE_POLL_SECONDS = 0.1
+QUEUE_WAIT_SECONDS = 2
+QUEUE_POLL_SECONDS = 0.1  # after an empty long poll: a guard against a receive that returns at once
 DELIVERER_CONTAINERS = 4
 
 
@@ -50,10 +57,13 @@ def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, A
 
 
 class _Loop:
-    """A daemon thread calling ``_step`` until stopped; ``_step`` says whether there was work."""
+    """A daemon thread calling ``_step`` until stopped; ``_step`` says whether there was work.
+
+    While there is none it waits ``idle_seconds``, doubling each idle round up to ``max_idle_seconds``."""
 
     name = "loop"
     idle_seconds = 0.2
+    max_idle_seconds = 0.2
 
     def __init__(self) -> None:
         self._stopped = threading.Event()
@@ -68,7 +78,7 @@ class _Loop:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        failures = 0
+        failures = idle_rounds = 0
         while not self._stopped.is_set():
             try:
                 busy = self._step()
@@ -78,8 +88,14 @@ class _Loop:
                 print(f"[{self.name}] failed, trying again:\n{traceback.format_exc()}", file=sys.stderr)
                 busy = False
                 self._stopped.wait(min(0.5 * 2**failures, 10.0))
-            if not busy:
-                self._stopped.wait(self.idle_seconds)
+            if busy:
+                idle_rounds = 0
+            else:
+                self._stopped.wait(self._idle_wait(idle_rounds))
+                idle_rounds += 1
+
+    def _idle_wait(self, idle_rounds: int) -> float:
+        return min(self.idle_seconds * 2 ** min(idle_rounds, 16), self.max_idle_seconds)
 
     def _step(self) -> bool:
         raise NotImplementedError
@@ -88,6 +104,7 @@ class _Loop:
 class StreamPoller(_Loop):
     name = "events-out-stream"
     idle_seconds = STREAM_POLL_SECONDS
+    max_idle_seconds = STREAM_IDLE_MAX_SECONDS
 
     def __init__(self, function: LocalFunction, table_name: str, dynamodb: Any, streams: Any) -> None:
         super().__init__()
@@ -103,6 +120,10 @@ class StreamPoller(_Loop):
         for shard in self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]:
             busy |= self._read(shard["ShardId"])
         return busy
+
+    def _idle_wait(self, idle_rounds: int) -> float:
+        # Records waiting out their batching window: keep the quick pace, they go soon
+        return self.idle_seconds if self._gathering else super()._idle_wait(idle_rounds)
 
     def _read(self, shard_id: str) -> bool:
         records: list[dict[str, Any]] | None
@@ -144,7 +165,7 @@ class StreamPoller(_Loop):
 
 class QueuePoller(_Loop):
     name = "webhook-deliveries"
-    idle_seconds = QUEUE_POLL_SECONDS
+    idle_seconds = max_idle_seconds = QUEUE_POLL_SECONDS
 
     def __init__(
         self, containers: Sequence[LocalFunction], queue_url: str, sqs: Any, name: str = "webhook-deliveries"
@@ -168,7 +189,9 @@ class QueuePoller(_Loop):
                 if self._stopped.is_set():
                     return False
             container = self._free.pop()
-        messages = self._sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10).get("Messages")
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=QUEUE_WAIT_SECONDS
+        ).get("Messages")
         if not messages:
             self._release(container)
             return False

@@ -18,6 +18,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS
 from functions.shared.settings import RAW_EVENT_SHARDS_ENV
 from local.context import FunctionUnavailable, LocalFunction
 from local.events import DELIVERER_CONTAINERS
@@ -28,7 +29,6 @@ from local.state_machine import LocalStateMachine
 DEFAULT_SCHEDULE = "rate(1 hour)"
 REDIRECT_TIMEOUT_SECONDS = 30
 API_TIMEOUT_SECONDS = 30
-WORKFLOW_TIMEOUT_SECONDS = 15 * 60
 EVENTS_OUT_TIMEOUT_SECONDS = 60
 DELIVERER_TIMEOUT_SECONDS = 60
 LOCAL_RAW_EVENT_SHARDS = 16

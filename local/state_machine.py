@@ -15,9 +15,10 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from functions.consolidate.config import WORKER_RETRY_ATTEMPTS
 from local.context import LocalFunction
 
-WORK_ATTEMPTS = 3  # like the Map state's Retry: the first attempt and two more
+WORK_ATTEMPTS = 1 + WORKER_RETRY_ATTEMPTS  # like the Map states' Retry: the first attempt and the retries
 
 
 class LocalStateMachine:

@@ -39,9 +39,23 @@ def fresh_settings() -> Iterator[None]:
     tokens.reset_signer()
 
 
+# What the redirect function caches per container: clients and settings of the tables they were made for.
+REDIRECT_CONTAINER_CACHES = ("_targets", "_sink", "_detection", "_sites")
+
+
+def new_redirect_container() -> None:
+    """Forget the redirect's cached collaborators: its next hit builds them on the current tables."""
+    from functions.redirect import handler
+
+    for name in REDIRECT_CONTAINER_CACHES:
+        setattr(handler, name, None)
+
+
 @pytest.fixture
 def aws_tables() -> Iterator[None]:
-    """Every msgtrack table, created from the shared specs in moto's in-process mock."""
+    """Every msgtrack table, created from the shared specs in moto's in-process mock, and a new redirect
+    container: a client it cached earlier (another test's, or one made before moto was imported, which
+    moto does not see) would read other tables or reach for real AWS."""
     from moto import mock_aws
 
     from functions.shared import models
@@ -50,7 +64,9 @@ def aws_tables() -> Iterator[None]:
     with mock_aws():
         models.refresh_table_names()
         create_tables()
+        new_redirect_container()
         yield
+    new_redirect_container()
 
 
 @pytest.fixture

@@ -105,8 +105,11 @@ class FakeWorkflowStore:
         self.groups: list[list[str]] = []
         self.phase: str | None = None
         self.drained: list[int] = []
+        self.plan_quarantined = 0
+        self.merge_outcome = b""
         self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (PendingChunks)
         self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
+        self.reads_at_once = 0  # load_partials_and_indicators: two reads the DynamoDB store sends together
         self.merges: dict[str, list[bytes]] = {}
         self.slices: dict[tuple[str, int], dict[str, Any]] = {}  # the saved slices of a run's merge
         self._guard = threading.RLock()  # workers call from threads; a call is atomic, as in DynamoDB
@@ -207,27 +210,40 @@ class FakeWorkflowStore:
             groups=[list(group) for group in self.groups],
             phase=self.phase,
             drained=list(self.drained),
+            plan_quarantined=self.plan_quarantined,
+            merge_outcome=self.merge_outcome,
         )
 
     def open_run(
-        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+        self,
+        owner: str,
+        trigger: str,
+        started: str,
+        groups: list[list[str]],
+        drained: list[int],
+        quarantined: int = 0,
     ) -> None:
         self._call("open_run")
         self._require(owner)
         self.run_id, self.run_trigger, self.run_started = owner, trigger, started
         self.groups, self.phase, self.drained = [list(g) for g in groups], WORK, list(drained)
+        self.plan_quarantined, self.merge_outcome = quarantined, b""
 
-    def set_phase(self, owner: str, phase: str) -> None:
+    def set_phase(self, owner: str, phase: str, outcome: bytes | None = None) -> None:
         self._call("set_phase")
         self._require(owner)
         self.phase = phase
+        if outcome is not None:
+            self.merge_outcome = outcome
 
     def start_worker(self, owner: str, worker: int) -> WorkerState:
         self._call("start_worker")
         with self._guard:
-            slot = self.workers.setdefault(worker, {"run_id": None, "seq": 0, "events": 0, "pending": None})
+            slot = self.workers.setdefault(
+                worker, {"run_id": None, "seq": 0, "events": 0, "quarantined": 0, "pending": None}
+            )
             if slot["run_id"] != owner:
-                slot.update(run_id=owner, events=0)
+                slot.update(run_id=owner, events=0, quarantined=0)
         return self._worker_state(worker)
 
     def _worker_state(self, worker: int) -> WorkerState:
@@ -237,6 +253,7 @@ class FakeWorkflowStore:
             int(slot.get("seq", 0)),
             int(slot.get("events", 0)),
             self._pending_of(slot.get("pending")),
+            int(slot.get("quarantined", 0)),
         )
 
     def _save_chunks(self, owner: str, step: str, pending: PendingBatch) -> PendingChunks:
@@ -273,7 +290,7 @@ class FakeWorkflowStore:
             self.workers[worker].update(pending=pointer, pending_seq=pending.seq)
 
     def complete_worker_pending(
-        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool, quarantined: int = 0
     ) -> None:
         self._call("complete_worker_pending")
         with self._guard:
@@ -283,7 +300,11 @@ class FakeWorkflowStore:
             self._require_open(owner, open_only)
             self.checkpoints.update(pending.checkpoints)
             slot.update(
-                seq=pending.seq, events=slot["events"] + pending.events, pending=None, pending_seq=None
+                seq=pending.seq,
+                events=slot["events"] + pending.events,
+                quarantined=int(slot.get("quarantined", 0)) + quarantined,
+                pending=None,
+                pending_seq=None,
             )
 
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
@@ -302,9 +323,11 @@ class FakeWorkflowStore:
                 found[key] = decode_items(stored[partial_key(key)])[0]
         return found
 
-    def delete_partials(self, run_id: str, worker: int) -> None:
-        self._call("delete_partials")
-        self.partials.pop((run_id, worker), None)
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]:
+        self.reads_at_once += 1
+        return self.load_partials(run_id, worker, partial_keys), self.load_indicators(keys)
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._call("save_merge")
@@ -351,6 +374,8 @@ class FakeWorkflowStore:
             # list(): copied at once (under the GIL), as slices running in parallel delete their keys
             for key in [key for key in list(stored) if partial_spread(key) == spread]:
                 del stored[key]
+            if not stored:  # as in DynamoDB, a worker whose partial items are all deleted has none
+                self.partials.pop((run_id, worker), None)
 
     def delete_slices(self, run_id: str) -> None:
         self._call("delete_slices")

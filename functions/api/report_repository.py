@@ -184,14 +184,9 @@ class LogQuery:
 
     @property
     def filtered(self) -> bool:
-        return bool(
-            self.types
-            or self.delivery_id
-            or self.recipient_id
-            or self.url_id
-            or self.counted_only
-            or self.human_only
-        )
+        """Whether reading may discard logs. Not ``delivery_id``: in the recipient scope it chooses
+        whose keys are read (that delivery's), so every log read is returned."""
+        return bool(self.types or self.recipient_id or self.url_id or self.counted_only or self.human_only)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Carried:
         self.held_logs: dict[batch.LogKey, TrackingLogModel] = {}
         self.checkpoints: dict[str, str] = {}
         self.events = 0
+        self.quarantined = 0  # items quarantined since the flush, counted when it completes
         self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
         self._bytes_per_entry: float | None = None  # encoded bytes per item or log, at the last flush
 
@@ -37,7 +38,7 @@ class Carried:
         return len(self.changed) + len(self.held_logs)
 
     def is_empty(self) -> bool:
-        return not (self.changed or self.held_logs or self.checkpoints or self.events)
+        return not (self.changed or self.held_logs or self.checkpoints or self.events or self.quarantined)
 
     def view(
         self,
@@ -76,7 +77,9 @@ class Carried:
 
     def pending(self, seq: int) -> PendingBatch:
         items: list[Model] = [self.items[key] for key in sorted(self.changed)]
-        return PendingBatch(seq, dict(self.checkpoints), self.events, items + list(self.held_logs.values()))
+        return PendingBatch(
+            seq, dict(self.checkpoints), self.events, items + list(self.held_logs.values()), self.quarantined
+        )
 
     def too_big(self, seq: int, max_bytes: int) -> bool:
         """Whether the pending batch is encoded past ``max_bytes``.
@@ -112,6 +115,7 @@ class Carried:
         self.held_logs.clear()
         self.checkpoints.clear()
         self.events = 0
+        self.quarantined = 0
         self._measured = (0, 0, 0)
         if len(self.items) > MAX_KNOWN_ITEMS:
             self.items.clear()

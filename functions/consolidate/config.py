@@ -24,6 +24,13 @@ SAFETY_MARGIN_MS = 60_000  # stop taking new batches when less than this remains
 # before then is invoked again): below the lock's time, leaving the finisher its invocation. The deploy
 # sets its own (MSGTRACK_RUN_BUDGET_SECONDS, infra/constants.py RUN_BUDGET).
 RUN_BUDGET_SECONDS = 900
+# Each step of a run is one invocation of the consolidation function at Lambda's longest: the deploy's
+# function timeout (infra/constants.py) and the local stack's containers (local/stack.py) read it.
+WORKFLOW_TIMEOUT_SECONDS = 900
+# A worker or a slice of the merge that raised or ran out of time is tried this many times more: the
+# state machine's Retry on States.TaskFailed in AWS (infra/workflow_state_machine.py) and the local
+# stack's stand-in for it (local/state_machine.py). Their work is idempotent, so a retry counts nothing twice.
+WORKER_RETRY_ATTEMPTS = 1
 MAX_RUN_ERRORS = 20  # errors a run records (the run item stays small)
 STOPPED_EARLY = "stopped early to stay within the time limit"
 

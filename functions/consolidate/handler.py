@@ -11,7 +11,8 @@ The steps (README "Scale-out"):
   "next_shard"?}``: consolidates one group; raises on a fault, for the state machine to retry (a retried
   worker goes on from its checkpoints and counts nothing twice). ``more``: stopped at the invocation's
   limit before the run's deadline, to be invoked again with the ``errors``, ``quarantined`` and
-  ``next_shard`` (where its rounds go on) it returned (its events add up in the store).
+  ``next_shard`` (where its rounds go on) it returned (its events and its count of quarantined items add
+  up in its slot of the store: ``quarantined`` answers the run's so far, the one passed in is not added).
 - ``{"step": "close", "run_id"}`` → ``{"run_id", "slices": [{"slice"}]}``: closes the run for its
   workers and applies the pending batches they left; the slices of the merge (none with one worker).
 - ``{"step": "merge_slice", "run_id", "slice"}`` → ``{"run_id", "slice"}``: merges and puts one slice
@@ -172,8 +173,8 @@ def _migrate(event: dict[str, Any], context: Any) -> dict[str, Any]:
         answer = migrate(
             DynamoMigrationStore(),
             table,
-            lock_seconds=settings().run_lock_seconds,
             remaining_ms=context.get_remaining_time_in_millis,
+            invocation=context.aws_request_id,
         )
     except MigrationRefused as refused:
         return {"done": False, "refused": str(refused)}

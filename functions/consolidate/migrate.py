@@ -13,10 +13,14 @@ and, given the old logs table, copies its logs into the new one and sets ``logs_
 recipient's state, so that the recipient Tracking tab and erasure query the recipient's partition for
 the logs (``recipient_logs.log_keys``) instead of the list, which a legacy state never had.
 
-It holds the tracking workflow's lock (no run writes meanwhile), goes page by page and saves its
-progress (the phase and the scan's LastEvaluatedKey) in the workflow table after each page, so a
-crashed or timed-out invocation resumes where the last saved page ended: redoing a page is harmless
-(a state already moved is found equal at its new key, a copied log is put again unchanged).
+It holds the tracking workflow's lock (no run and no other migration writes meanwhile), goes page by
+page and saves its progress (the phase and the scan's LastEvaluatedKey) in the workflow table after each
+page, so a crashed or timed-out invocation resumes where the last saved page ended: redoing a page is
+harmless (a state already moved is found equal at its new key, a copied log is put again unchanged).
+Each invocation holds the lock under its own name ("migration <invocation id>": Lambda's request id,
+which Lambda's own retry of the invocation keeps, so the retry takes the lock back at once); another
+invocation is refused until the holder releases it or, after a crash, until it expires
+(``LOCK_SECONDS`` after its last renewal).
 
 A state at the new key that differs from the legacy one was written by a run after the upgrade that
 did not find the legacy state, and so counted its recipient (or person) a second time: the migration
@@ -28,12 +32,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import boto3
 
+from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.consolidate.workflow import SAFETY_MARGIN_MS
 from functions.shared.models import (
@@ -48,7 +54,10 @@ from functions.shared.tables import INDICATORS, TRACKING_LOGS, WORKFLOW, legacy_
 
 Item = dict[str, Any]  # a DynamoDB item as the low-level client writes it ({"S": ...} values)
 
-OWNER = "migration"  # the lock owner: a fixed name, so an invocation after a crash takes its lock back
+OWNER_PREFIX = "migration"  # the lock owner is "migration <invocation id>": one per invocation
+# The lock is renewed before every page for this long: no invocation of the function outlives it, so a
+# live invocation never loses its lock, and one that crashed holds it up to 15 minutes.
+LOCK_SECONDS = WORKFLOW_TIMEOUT_SECONDS
 PROGRESS_PK, PROGRESS_SK = "migration", "storage-2026-12"
 PAGE_ITEMS = 100  # items a page of the scan evaluates: one page's work is well under a minute
 MAX_CONFLICT_KEYS = 100  # conflicting keys listed in the answer (all of them are counted)
@@ -152,8 +161,10 @@ class Migration:
         remaining_ms: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.time,
         page_items: int = PAGE_ITEMS,
+        invocation: str | None = None,
     ) -> None:
         self._store = store
+        self._owner = f"{OWNER_PREFIX} {invocation or uuid.uuid4().hex}"
         self._lock_seconds = lock_seconds
         self._remaining_ms = remaining_ms
         self._clock = clock
@@ -161,10 +172,12 @@ class Migration:
 
     def run(self, old_logs_table: str | None = None) -> dict[str, Any]:
         """Migrates until done or the invocation's time runs short; ``done: false``: invoke again."""
-        holder = self._store.acquire_lock(OWNER, self._clock(), self._lock_seconds)
+        holder = self._store.acquire_lock(self._owner, self._clock(), self._lock_seconds)
         if holder is not None:
+            what = holder if holder.startswith(OWNER_PREFIX) else f"tracking run {holder}"
             raise MigrationRefused(
-                f"tracking run {holder} holds the workflow lock; invoke the migration again when it ends"
+                f"{what} holds the workflow lock; invoke the migration again when it ends "
+                f"(a crashed holder's lock expires within {self._lock_seconds // 60} minutes)"
             )
         try:
             progress = self._store.load_progress() or Progress()
@@ -177,7 +190,7 @@ class Migration:
                 self._delete_moved(progress)
                 self._store.save_progress(progress)
             while progress.phase != DONE and not self._time_short():
-                self._store.renew_lock(OWNER, self._clock(), self._lock_seconds)
+                self._store.renew_lock(self._owner, self._clock(), self._lock_seconds)
                 if progress.phase == INDICATORS_PHASE:
                     self._states_page(progress, old_logs_table)
                 else:
@@ -188,7 +201,7 @@ class Migration:
                     self._store.save_progress(progress)
             return progress.answer()
         finally:
-            self._store.release_lock(OWNER)
+            self._store.release_lock(self._owner)
 
     def _time_short(self) -> bool:
         return self._remaining_ms is not None and self._remaining_ms() < SAFETY_MARGIN_MS
@@ -235,10 +248,13 @@ def migrate(
     store: MigrationStore,
     old_logs_table: str | None = None,
     *,
-    lock_seconds: int,
+    lock_seconds: int = LOCK_SECONDS,
     remaining_ms: Callable[[], int] | None = None,
+    invocation: str | None = None,
 ) -> dict[str, Any]:
-    return Migration(store, lock_seconds=lock_seconds, remaining_ms=remaining_ms).run(old_logs_table)
+    return Migration(store, lock_seconds=lock_seconds, remaining_ms=remaining_ms, invocation=invocation).run(
+        old_logs_table
+    )
 
 
 class DynamoMigrationStore:
@@ -248,8 +264,8 @@ class DynamoMigrationStore:
 
     def __init__(self, client: Any = None) -> None:
         self._client: Any = client or boto3.client("dynamodb")
-        # Renewing and releasing the lock are the tracking workflow's own; taking it is not: the
-        # migration takes back its own lock after a crash, where a run waits for it to expire.
+        # Renewing and releasing the lock are the tracking workflow's own; taking it is not: a retried
+        # invocation takes back its own lock after a crash, where a run waits for it to expire.
         self._workflow_store = DynamoWorkflowStore(self._client)
         self._workflow = WORKFLOW.table_name
         self._indicators = INDICATORS.table_name

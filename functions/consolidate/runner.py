@@ -75,6 +75,7 @@ class StepRun:
         self._deleted_deliveries: set[str] = set()
         self._state: WorkflowState | None = None
         self._carried = Carried()
+        self._applied: int | None = None  # items quarantined applying the pending batch at hand
         self.drained: dict[str, int] = {}  # events consolidated from the fallback queue, by shard
         self.next_shard: str | None = None  # where the rounds stopped, for the next invocation
 
@@ -118,11 +119,6 @@ class StepRun:
     def put_merged(self, items: list[Model]) -> None:
         self._put(items)
 
-    def count_quarantined(self, count: int, notes: list[str]) -> None:
-        """Items another step quarantined for this run (a slice of the merge), counted in its record."""
-        self._run.quarantined = int(self._run.quarantined or 0) + count
-        self._run.errors = [*self._run.errors, *notes][:MAX_RUN_ERRORS]
-
     def drain_fallback(self) -> None:
         self._state = self._store.load_state()
         self._drain_fallback()
@@ -155,10 +151,10 @@ class StepRun:
                     continue
                 stored.append(raw_event(message.item))
             self._quarantine_raw(refused)
-            for event in self._readable(stored):
-                checkpoint = self._state.checkpoints.get(str(event.shard))
-                if checkpoint is not None and event.sk <= checkpoint:
-                    behind[batch.log_key(event)] = event
+            # An event ahead of its shard's checkpoint is read from the table by a worker, which
+            # quarantines it if it is poison: counted by the step that moves the checkpoint past it.
+            for event in self._readable([entry for entry in stored if self._behind(entry)]):
+                behind[batch.log_key(event)] = event
             if behind:
                 logged = self._store.logged(behind)
                 fresh = [event for key, event in behind.items() if key not in logged]
@@ -172,6 +168,11 @@ class StepRun:
             drained += len(messages)
         if drained:
             logger.info("drained raw events from the fallback queue", extra={"count": drained})
+
+    def _behind(self, entry: RawEventModel | Unreadable) -> bool:
+        assert self._state is not None
+        checkpoint = self._state.checkpoints.get(str(entry.shard))
+        return checkpoint is not None and str(entry.sk) <= checkpoint
 
     def _consolidate_shards(self, upto: str, shards: list[str]) -> bool:
         """Read ``shards`` up to ``upto`` in rounds; False when the time budget ran out first."""
@@ -188,7 +189,7 @@ class StepRun:
                     del positions[shard]
                     continue
                 positions[shard] = read[-1].sk
-                events = self._readable(read)
+                events = self._readable(read, ahead=True)
                 if events:
                     self._consolidate(events, logs_now=True)
                 self._carried.checkpoints[shard] = read[-1].sk  # past the quarantined events too
@@ -215,9 +216,12 @@ class StepRun:
                 self._consolidate(late, logs_now=False)
                 self._flush_if_full()
 
-    def _readable(self, read: list[RawEventModel | Unreadable]) -> list[RawEventModel]:
+    def _readable(
+        self, read: list[RawEventModel | Unreadable], *, ahead: bool = False
+    ) -> list[RawEventModel]:
         """The raw events the workflow can consolidate; it quarantines the others (once), so that one
-        poison event does not fail every run: its checkpoint moves past it like past any other."""
+        poison event does not fail every run: its checkpoint moves past it like past any other.
+        ``ahead``: read ahead of their checkpoint (``_quarantine_raw``)."""
         events: list[RawEventModel] = []
         poison: list[Unreadable] = []
         for entry in read:
@@ -231,7 +235,7 @@ class StepRun:
                 poison.append(
                     Unreadable(str(entry.shard), str(entry.sk), entry.serialize(null_check=False), error)
                 )
-        self._quarantine_raw(poison)
+        self._quarantine_raw(poison, ahead=ahead)
         return events
 
     def _consolidate(self, events: list[RawEventModel], *, logs_now: bool) -> None:
@@ -281,11 +285,14 @@ class StepRun:
         if not self._partial:
             return dict(self._store.load_indicators(keys))
         shared = [key for key in keys if not owned(key)]
-        found = self._store.load_partials(self._run_id, self._worker or 0, shared) if shared else {}
-        rest = [key for key in keys if key not in found]
-        if rest:
-            found.update(self._store.load_indicators(rest))
-        return found
+        if not shared:
+            return dict(self._store.load_indicators(keys))
+        # Both reads at once, rather than the stored items only once the partial ones are known: the
+        # stored item of a key found among the partial ones is read for nothing, but not waited for.
+        found, stored = self._store.load_partials_and_indicators(
+            self._run_id, self._worker or 0, shared, keys
+        )
+        return {**stored, **found}
 
     def _flush(self) -> None:
         """Write what the run carries, through a pending batch that also moves the checkpoints."""
@@ -310,13 +317,21 @@ class StepRun:
     def _finish(self, pending: PendingBatch) -> None:
         """Apply a pending batch's writes (again, if need be) and move its checkpoints."""
         assert self._state is not None
+        self._applied = 0
         self._put(pending.items, seq=pending.seq)
+        applied, self._applied = self._applied, None
         if self._worker is None:
             self._store.complete_pending(self._owner, pending)
             self._state.batch_seq = pending.seq
             self._state.pending = None
         else:
-            self._store.complete_worker_pending(self._owner, self._worker, pending, open_only=self._open_only)
+            self._store.complete_worker_pending(
+                self._owner,
+                self._worker,
+                pending,
+                open_only=self._open_only,
+                quarantined=pending.quarantined + applied,
+            )
         self._state.checkpoints.update(pending.checkpoints)
         self._run.events_processed = int(self._run.events_processed) + pending.events
 
@@ -358,22 +373,28 @@ class StepRun:
             else:
                 self._carried.forget(key)
                 instead = None
-                suffix = f"#{seq}"  # one per pending batch: its replay rewrites the same
+                # one per pending batch (its replay rewrites the same), or per run's merge: a merged
+                # item refused again by a later run is kept beside this one, and counted in each
+                suffix = f"#{seq}" if seq is not None else f"#merged#{self._run_id}"
             model = type(entry.item).__name__
             kept.append(
                 self._quarantined(entry.item.serialize(), model, (*key, suffix), entry.error, instead)
             )
         self._keep(kept)
 
-    def _quarantine_raw(self, poison: list[Unreadable]) -> None:
+    def _quarantine_raw(self, poison: list[Unreadable], *, ahead: bool = False) -> None:
         """Keep raw events the workflow cannot consolidate or write, each once: a run that reads one
-        again (after a crash, in the late-event window, redelivered) finds it kept already."""
+        again (in the late-event window, redelivered) finds it kept already.
+
+        Read ahead of its checkpoint (``ahead``), a poison event is kept and counted whether or not it
+        is kept already: no completed flush has moved past it, so no run counted it (one that kept it
+        crashed before its flush), and the flush that moves past it counts it (once)."""
         if not poison:
             return
         table = quarantine.table_of(RawEventModel.__name__)
         # The same message may come twice in one receive; DynamoDB refuses a read naming a key twice.
         by_key = {quarantine.key_of(table, (p.shard, p.sk)): p for p in poison}
-        kept = self._store.in_quarantine(by_key)
+        kept = set() if ahead else self._store.in_quarantine(by_key)
         self._keep(
             [
                 self._quarantined(p.item, RawEventModel.__name__, (p.shard, p.sk, ""), p.error, None)
@@ -391,7 +412,13 @@ class StepRun:
         if not quarantined:
             return
         self._store.quarantine(quarantined)
+        # The step's own tally (the planner's count, its notes); a worker's count is durable only with
+        # the pending batch that holds it: applying one, or the next one to be flushed.
         self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
+        if self._applied is not None:
+            self._applied += len(quarantined)
+        else:
+            self._carried.quarantined += len(quarantined)
         for item in quarantined:
             logger.error(
                 "quarantined an item the workflow could not write or read",

@@ -114,8 +114,8 @@ Answer = TypeVar("Answer")
 
 def _sent_at_once(send: Callable[[Request], Answer], requests: list[Request]) -> list[Answer]:
     """Each request sent, up to ``WRITERS`` in flight at once; their answers in order. When one fails,
-    the others still land (every write here is an idempotent whole-item put or delete) and the first
-    failure is raised."""
+    the others still land (every write here is an idempotent whole-item put or delete, a read changes
+    nothing) and the first failure is raised."""
     if len(requests) <= 1:
         return [send(request) for request in requests]
     with ThreadPoolExecutor(max_workers=min(WRITERS, len(requests))) as writers:
@@ -164,6 +164,9 @@ class PendingBatch:
     checkpoints: dict[str, str]  # shard -> its new checkpoint; shards not named stay where they are
     events: int
     items: list[Model] = field(default_factory=list)
+    # items quarantined before the flush (tracking logs, poison events of the batches it moves past),
+    # counted for the run when the batch is completed
+    quarantined: int = 0
     _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def encode(self) -> bytes:
@@ -180,6 +183,8 @@ class PendingBatch:
             "events": self.events,
             "items": [[type(item).__name__, item.serialize()] for item in self.items],
         }
+        if self.quarantined:
+            document["quarantined"] = self.quarantined
         return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), level=6)
 
     @classmethod
@@ -189,7 +194,9 @@ class PendingBatch:
         checkpoints = document.get("checkpoints")
         if checkpoints is None:  # left by a version that moved one shard's checkpoint per batch
             checkpoints = {document["shard"]: document["checkpoint"]} if document.get("checkpoint") else {}
-        return cls(document["seq"], checkpoints, document["events"], items)
+        return cls(
+            document["seq"], checkpoints, document["events"], items, int(document.get("quarantined", 0))
+        )
 
 
 # A pending batch is stored in chunk items of the workflow table, each well under DynamoDB's 400 KB
@@ -252,16 +259,22 @@ class WorkflowState:
     groups: list[list[str]] = field(default_factory=list)
     phase: str | None = None  # work, finish, merging, merged
     drained: list[int] = field(default_factory=list)
+    # What the run's planner quarantined, and (set with the phase ``merged``) what its merge's puts
+    # quarantined: the slices' and the finisher's, as JSON {"quarantined": n, "errors": [...]}.
+    plan_quarantined: int = 0
+    merge_outcome: bytes = b""
 
 
 @dataclass
 class WorkerState:
-    """One worker's slot: its pending batch and what it consolidated in the run named."""
+    """One worker's slot: its pending batch, what it consolidated in the run named and the items it
+    quarantined for it (both moved with each pending batch completed)."""
 
     run_id: str | None
     seq: int
     events: int
     pending: PendingBatch | None
+    quarantined: int = 0
 
 
 # The phases of a run: workers write only while it is open; the finisher closes it before it replays
@@ -297,18 +310,26 @@ class WorkflowStore(ErasureStore, Protocol):
     def save_run(self, run: RunModel) -> None: ...
     def load_run(self, run_id: str) -> RunModel | None: ...
     def open_run(
-        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+        self,
+        owner: str,
+        trigger: str,
+        started: str,
+        groups: list[list[str]],
+        drained: list[int],
+        quarantined: int = 0,
     ) -> None: ...
-    def set_phase(self, owner: str, phase: str) -> None: ...
+    def set_phase(self, owner: str, phase: str, outcome: bytes | None = None) -> None: ...
     def start_worker(self, owner: str, worker: int) -> WorkerState: ...
     def load_worker(self, worker: int) -> WorkerState: ...
     def save_worker_pending(self, owner: str, worker: int, pending: PendingBatch) -> None: ...
     def complete_worker_pending(
-        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool, quarantined: int = 0
     ) -> None: ...
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None: ...
     def load_partials(self, run_id: str, worker: int, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
-    def delete_partials(self, run_id: str, worker: int) -> None: ...
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]: ...
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None: ...
     def load_merge(self, run_id: str) -> list[bytes]: ...
     def delete_merge(self, run_id: str) -> None: ...
@@ -487,17 +508,26 @@ class DynamoWorkflowStore:
             groups=[[s["S"] for s in g["L"]] for g in item.get("groups", {}).get("L", [])],
             phase=item.get("phase", {}).get("S"),
             drained=[int(n["N"]) for n in item.get("drained", {}).get("L", [])],
+            plan_quarantined=int(item.get("plan_quarantined", {}).get("N", "0")),
+            merge_outcome=item.get("merge_outcome", {}).get("B") or b"",
         )
 
     # --- the open run and its workers (workflow.py, "Scale-out") --------------------------------
 
     def open_run(
-        self, owner: str, trigger: str, started: str, groups: list[list[str]], drained: list[int]
+        self,
+        owner: str,
+        trigger: str,
+        started: str,
+        groups: list[list[str]],
+        drained: list[int],
+        quarantined: int = 0,
     ) -> None:
         self._update_state(
             owner,
             UpdateExpression="SET run_id = :owner, run_trigger = :trigger, run_started = :started, "
-            "groups = :groups, phase = :phase, drained = :drained",
+            "groups = :groups, phase = :phase, drained = :drained, plan_quarantined = :quarantined "
+            "REMOVE merge_outcome",
             ConditionExpression="lock_owner = :owner",
             ExpressionAttributeValues={
                 ":owner": {"S": owner},
@@ -506,15 +536,22 @@ class DynamoWorkflowStore:
                 ":groups": {"L": [{"L": [{"S": shard} for shard in group]} for group in groups]},
                 ":phase": {"S": WORK},
                 ":drained": {"L": [{"N": str(n)} for n in drained]},
+                ":quarantined": {"N": str(quarantined)},
             },
         )
 
-    def set_phase(self, owner: str, phase: str) -> None:
+    def set_phase(self, owner: str, phase: str, outcome: bytes | None = None) -> None:
+        """The run's phase; with ``outcome``, what its merge quarantined, in the same update."""
+        values: dict[str, Any] = {":owner": {"S": owner}, ":phase": {"S": phase}}
+        expression = "SET phase = :phase"
+        if outcome is not None:
+            expression += ", merge_outcome = :outcome"
+            values[":outcome"] = {"B": outcome}
         self._update_state(
             owner,
-            UpdateExpression="SET phase = :phase",
+            UpdateExpression=expression,
             ConditionExpression="lock_owner = :owner",
-            ExpressionAttributeValues={":owner": {"S": owner}, ":phase": {"S": phase}},
+            ExpressionAttributeValues=values,
         )
 
     def _worker_key(self, worker: int) -> dict[str, Any]:
@@ -526,7 +563,8 @@ class DynamoWorkflowStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._worker_key(worker),
-                UpdateExpression="SET run_id = :owner, events = :zero, seq = if_not_exists(seq, :zero)",
+                UpdateExpression="SET run_id = :owner, events = :zero, quarantined = :zero, "
+                "seq = if_not_exists(seq, :zero)",
                 ConditionExpression="attribute_not_exists(run_id) OR run_id <> :owner",
                 ExpressionAttributeValues={":owner": {"S": owner}, ":zero": {"N": "0"}},
             )
@@ -541,6 +579,7 @@ class DynamoWorkflowStore:
             seq=int(item.get("seq", {}).get("N", "0")),
             events=int(item.get("events", {}).get("N", "0")),
             pending=self._pending_of(item, "pending"),
+            quarantined=int(item.get("quarantined", {}).get("N", "0")),
         )
 
     # --- pending batches, in chunk items the state item or a worker slot points at --------------
@@ -643,9 +682,10 @@ class DynamoWorkflowStore:
             raise LockLost(f"run {owner} is closed or lost the lock (worker {worker})") from error
 
     def complete_worker_pending(
-        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool
+        self, owner: str, worker: int, pending: PendingBatch, *, open_only: bool, quarantined: int = 0
     ) -> None:
-        """Move the checkpoints of a worker's pending batch, count its events and remove it, in one
+        """Move the checkpoints of a worker's pending batch, count its events and the items it
+        quarantined (``quarantined``: before the flush and in applying it) and remove it, in one
         transaction; nothing when it is completed already (the finisher replayed it, or the worker)."""
         assignments: list[str] = []
         names: dict[str, str] = {}
@@ -667,12 +707,15 @@ class DynamoWorkflowStore:
             "Update": {
                 "TableName": self._table,
                 "Key": self._worker_key(worker),
-                "UpdateExpression": "SET seq = :seq, events = events + :events "
+                "UpdateExpression": "SET seq = :seq, events = events + :events, "
+                "quarantined = if_not_exists(quarantined, :zero) + :quarantined "
                 "REMOVE pending, pending_at, pending_chunks, pending_seq",
                 "ConditionExpression": "pending_seq = :seq",
                 "ExpressionAttributeValues": {
                     ":seq": {"N": str(pending.seq)},
                     ":events": {"N": str(pending.events)},
+                    ":quarantined": {"N": str(quarantined)},
+                    ":zero": {"N": "0"},
                 },
             }
         }
@@ -753,9 +796,17 @@ class DynamoWorkflowStore:
             for model in decode_items(item["data"]["B"])
         }
 
-    def delete_partials(self, run_id: str, worker: int) -> None:
-        for spread in range(PARTIAL_SPREAD):
-            self._delete_partition(_partial_partition(run_id, worker, spread))
+    def load_partials_and_indicators(
+        self, run_id: str, worker: int, partial_keys: list[StateKey], keys: list[StateKey]
+    ) -> tuple[dict[StateKey, Model], dict[StateKey, Model]]:
+        """A worker's partial items at ``partial_keys`` and the stored indicator items at ``keys``, the two
+        reads sent at once: a worker of several waits for one of them, not for one after the other."""
+        reads: list[Callable[[], dict[StateKey, Model]]] = [
+            lambda: self.load_partials(run_id, worker, partial_keys),
+            lambda: self.load_indicators(keys),
+        ]
+        partials, stored = _sent_at_once(lambda read: read(), reads)
+        return partials, stored
 
     def save_merge(self, owner: str, run_id: str, pages: list[bytes]) -> None:
         self._delete_partition(f"merge#{run_id}")  # a page left by an interrupted finisher

@@ -33,7 +33,9 @@ How exactly-once holds (see README "The tracking workflow"):
 * A write DynamoDB refuses for what it holds (an item too large, an invalid value) would be refused
   again on every replay and halt the workflow for good. Such an item is quarantined instead (a
   ``QuarantineModel`` item in the workflow table, named in the run's errors and counted in its
-  ``quarantined``) and the run goes on: a refused tracking log is replaced by its bare facts (so it
+  ``quarantined``, once: a step's count is saved with what makes it durable, a worker's with its pending
+  batches, the merge's with its phase ``merged``, and the record's count is set from them) and the run
+  goes on: a refused tracking log is replaced by its bare facts (so it
   still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
   starts again from it), a refused fallback event is dropped from the queue. Everything else is
   written exactly once as before.
@@ -109,8 +111,9 @@ class Plan:
 
 @dataclass
 class WorkResult:
-    """What one worker did in the run (over all its invocations so far). ``errors`` and ``quarantined``
-    carry its notes to the finisher. ``more``: it stopped at its invocation's time limit with its group
+    """What one worker did in the run (over all its invocations so far). ``errors`` carry its notes to
+    the finisher; ``events_processed`` and ``quarantined`` are its slot's counts, which the finisher
+    reads from the slot itself (so does the next run's planner, finishing a run whose Finish never ran). ``more``: it stopped at its invocation's time limit with its group
     not drained while the run's budget is not spent, so it is to be invoked again; ``next_shard``: the
     shard its next invocation goes on at (its rounds go on where they stopped, rather than starting
     again at the group's first shard, so that no shard of the group lags)."""
@@ -249,7 +252,9 @@ class TrackingWorkflow:
         planner.drain_fallback()
         drained = [sum(planner.drained.get(shard, 0) for shard in group) for group in groups]
         self._store.save_run(run)  # with what the planner quarantined, for the finisher to go on from
-        self._store.open_run(run_id, trigger, timeutil.iso(started), groups, drained)
+        self._store.open_run(
+            run_id, trigger, timeutil.iso(started), groups, drained, int(run.quarantined or 0)
+        )
         logger.info("tracking workflow run planned", extra={"run_id": run_id, "workers": len(groups)})
         return Plan(run_id, trigger, False, groups)
 
@@ -310,22 +315,22 @@ class TrackingWorkflow:
         runner = StepRun(
             self._store, self._config, self._clock, run, budget, worker=worker, partial=len(state.groups) > 1
         )
-        quarantined = earlier.quarantined if earlier else 0
         try:
             finished = runner.work(
                 shards, str(state.run_started) + "#~", earlier.next_shard if earlier else None
             )
         except LockLost as error:
+            quarantined = earlier.quarantined if earlier else 0
             return WorkResult(worker, shards, 0, "failed", _described(error), list(run.errors), quarantined)
-        events = self._store.load_worker(worker).events + _at(state.drained, worker)
+        slot = self._store.load_worker(worker)  # what the worker counted in the run, all invocations
         return WorkResult(
             worker,
             shards,
-            events,
+            slot.events + _at(state.drained, worker),
             "succeeded",
             None if finished else STOPPED_EARLY,
             list(dict.fromkeys(run.errors)),
-            quarantined + int(run.quarantined or 0),
+            slot.quarantined,
             more=not finished and not budget.run_spent(),
             next_shard=None if finished else runner.next_shard,
         )
@@ -342,15 +347,17 @@ class TrackingWorkflow:
         run = self._store.load_run(run_id) or RunModel(
             sk=run_id, trigger=state.trigger, started_at=timeutil.iso(self._clock())
         )
-        run.status, run.errors = "running", list(run.errors or [])
         if state.lock_owner != run_id or state.run_id != run_id:
+            if run.status in ("succeeded", "failed") and run.finished_at:
+                return run  # recorded already (a retried Finish, or the next run's planner finished it)
             run.status = "failed"
-            run.errors = [f"run {run_id} no longer holds the tracking workflow lock"]
+            run.errors = [*(run.errors or []), f"run {run_id} no longer holds the tracking workflow lock"]
             run.finished_at = timeutil.iso(self._clock())
             self._store.save_run(run)
             return run
+        run.status, run.errors = "running", list(run.errors or [])
         try:
-            counts = self._close(run_id, run_id, state, run)
+            closed = self._close(run_id, run_id, state, run)
         except Exception as fault:
             run.status = "failed"
             run.errors = [*run.errors, _described(fault)][:MAX_RUN_ERRORS]
@@ -366,18 +373,18 @@ class TrackingWorkflow:
         run.workers = [
             {
                 "shards": group,
-                "events_processed": counts[n],
+                "events_processed": closed.events[n],
                 "status": by_worker[n].status if n in by_worker else "failed",
             }
             for n, group in enumerate(state.groups)
         ]
-        run.events_processed = sum(counts)
-        run.quarantined = int(run.quarantined or 0) + sum(result.quarantined for result in work)
+        run.events_processed = sum(closed.events)
+        run.quarantined = closed.quarantined  # set from the durable counts: a retry writes the same
         errors = ([error] if error else []) + failed + [f"worker {n} did not report" for n in missing]
         # a worker's own notes already name its early stop: each text once
-        run.errors = list(dict.fromkeys([*errors, *run.errors, *notes, *sorted(set(stopped))]))[
-            :MAX_RUN_ERRORS
-        ]
+        run.errors = list(
+            dict.fromkeys([*errors, *run.errors, *notes, *closed.notes, *sorted(set(stopped))])
+        )[:MAX_RUN_ERRORS]
         run.status = "failed" if errors else "succeeded"
         if run.status == "succeeded" and not stopped:
             erasure.erase_requested(self._store)
@@ -388,49 +395,62 @@ class TrackingWorkflow:
             logger.error("tracking workflow run failed", extra={"run_id": run_id, "errors": run.errors})
         return run
 
-    def _close(self, run_id: str, owner: str, state: WorkflowState, run: RunModel | None = None) -> list[int]:
+    def _close(self, run_id: str, owner: str, state: WorkflowState, run: RunModel | None = None) -> _Closed:
         """Close the run ``run_id`` for its workers, apply their pending batches, merge their partial
-        items (once); the events each worker consolidated. ``owner`` holds the lock."""
+        items (once); what each worker consolidated, and what the run quarantined. ``owner`` holds
+        the lock.
+
+        Every count is read from where it is durable, so that any retry or takeover reads the same:
+        the planner's in the state item, each worker's in its slot (moved with its pending batches),
+        the merge's (its slices' put marks and the finisher's own puts) saved with the phase
+        ``merged``, before the slices are deleted."""
         run = run or RunModel(sk=run_id, status="failed", started_at=str(state.run_started), errors=[])
         self._store.renew_lock(owner, self._clock().timestamp(), self._config.lock_seconds)
         if state.phase == WORK:
             self._store.set_phase(owner, FINISH)
         groups = state.groups
         partial = len(groups) > 1
-        finisher = StepRun(self._store, self._config, self._clock, run, Budget(None), owner=owner)
         for worker in range(len(groups)):
             self._replayer(run, run_id, owner, worker, partial).replay()
-        if partial and state.phase != MERGED:
-            # each slice a step of its own unless it failed; saved, a slice is only read here
-            slices = [
-                self._merge_slice(run_id, owner, len(groups), spread) for spread in range(PARTIAL_SPREAD)
-            ]
-            finisher.count_quarantined(
-                sum(merged.quarantined for merged in slices), [n for merged in slices for n in merged.notes]
-            )
-            if state.phase != MERGING:
-                views: list[Model] = [view for merged in slices for view in merged.views]
-                corrections: dict[str, list[int]] = {}
-                for merged_slice in slices:
-                    for delivery_id, (found, human) in merged_slice.corrections.items():
-                        total = corrections.setdefault(delivery_id, [0, 0])
-                        total[0], total[1] = total[0] + found, total[1] + human
-                merged = merge.merge_stats(views, corrections, self._store.load_indicators)
-                self._store.save_merge(owner, run_id, _pages(merged))
-            for page in self._store.load_merge(run_id):
-                finisher.put_merged(decode_items(page))
+        outcome = state.merge_outcome
         if state.phase != MERGED:
-            self._store.set_phase(owner, MERGED)
-        if partial:
-            for worker in range(len(groups)):
-                self._store.delete_partials(run_id, worker)
+            outcome = self._merge(run_id, owner, state) if partial else _outcome(0, [])
+            self._store.set_phase(owner, MERGED, outcome)
+        if partial:  # each slice deleted its partial items before it was marked put (``_merge_slice``)
             self._store.delete_slices(run_id)
             self._store.delete_merge(run_id)
-        counts = []
+        merged = json.loads(outcome or b"{}")  # merged by an older version: nothing quarantined
+        events, quarantined = [], state.plan_quarantined + int(merged.get("quarantined") or 0)
         for worker in range(len(groups)):
             slot = self._store.load_worker(worker)
-            counts.append((slot.events if slot.run_id == run_id else 0) + _at(state.drained, worker))
-        return counts
+            mine = slot.run_id == run_id
+            events.append((slot.events if mine else 0) + _at(state.drained, worker))
+            quarantined += slot.quarantined if mine else 0
+        return _Closed(events, quarantined, [str(note) for note in merged.get("errors") or []])
+
+    def _merge(self, run_id: str, owner: str, state: WorkflowState) -> bytes:
+        """Merge the workers' partial items (the slices not merged yet, then the statistics) and put
+        them; what their puts quarantined, as a slice's put mark says it."""
+        groups = state.groups
+        # each slice a step of its own unless it failed; saved, a slice is only read here
+        slices = [self._merge_slice(run_id, owner, len(groups), spread) for spread in range(PARTIAL_SPREAD)]
+        writes = RunModel(sk=run_id, status="running", errors=[])
+        finisher = StepRun(self._store, self._config, self._clock, writes, Budget(None), owner=owner)
+        if state.phase != MERGING:
+            views: list[Model] = [view for merged in slices for view in merged.views]
+            corrections: dict[str, list[int]] = {}
+            for merged_slice in slices:
+                for delivery_id, (found, human) in merged_slice.corrections.items():
+                    total = corrections.setdefault(delivery_id, [0, 0])
+                    total[0], total[1] = total[0] + found, total[1] + human
+            merged = merge.merge_stats(views, corrections, self._store.load_indicators)
+            self._store.save_merge(owner, run_id, _pages(merged))
+        for page in self._store.load_merge(run_id):
+            finisher.put_merged(decode_items(page))
+        return _outcome(
+            sum(merged_slice.quarantined for merged_slice in slices) + int(writes.quarantined or 0),
+            [note for merged_slice in slices for note in merged_slice.notes] + list(writes.errors),
+        )
 
     # --- the merge's slices (README "Scale-out") ------------------------------------------------
 
@@ -470,20 +490,20 @@ class TrackingWorkflow:
             ).encode()
             self._store.save_slice(run_id, spread, _pages(items), summary)
             saved = SavedSlice(summary, put=False)
-            # saved, the slice's partial items are needed no more: deleted here, side by side with
-            # the other slices, rather than by the finisher (as many deletes as puts)
-            self._store.delete_slice_partials(run_id, workers, spread)
         outcome = saved.outcome
         if not saved.put:
+            # Saved, the slice's partial items are needed no more: deleted here, side by side with the
+            # other slices, and again by a retry until the slice is marked put, so that a slice marked
+            # put has none left and the finisher deletes no partial partition (it would query 16 per
+            # worker, most of them emptied here already).
+            self._store.delete_slice_partials(run_id, workers, spread)
             # A put refused is quarantined under the same key at every try: only the count of the try
             # that marks the slice put reaches the run.
             notes = RunModel(sk=run_id, status="running", errors=[])
             writer = StepRun(self._store, self._config, self._clock, notes, Budget(None), owner=owner)
             for page in self._store.slice_pages(run_id, spread):
                 writer.put_merged(decode_items(page))
-            outcome = json.dumps(
-                {"quarantined": int(notes.quarantined or 0), "errors": notes.errors}
-            ).encode()
+            outcome = _outcome(int(notes.quarantined or 0), list(notes.errors))
             self._store.slice_put(run_id, spread, outcome)
         found = json.loads(saved.summary)
         put = json.loads(outcome or b"{}")  # a slice marked put by an older version: nothing quarantined
@@ -512,23 +532,44 @@ class TrackingWorkflow:
         if state.phase == MERGED and (run is None or run.status != "running"):
             return  # finished
         logger.warning("finishing an interrupted run", extra={"interrupted_run": run_id})
-        counts = self._close(run_id, owner, state)
-        if run is None or run.status != "running":
+        closed = self._close(run_id, owner, state)
+        if run is None:
             return
+        # Its record counts what its steps did, whoever finishes it: a run still running (its
+        # execution stopped before Finish) or one whose Finish failed before its merge.
+        errors = [*(run.errors or []), *closed.notes]
+        if run.status == "running":
+            errors.append(f"interrupted; what its workers flushed was merged by run {owner}")
+            run.finished_at = timeutil.iso(self._clock())
+            run.workers = [
+                {"shards": group, "events_processed": closed.events[n], "status": "failed"}
+                for n, group in enumerate(state.groups)
+            ]
         run.status = "failed"
-        run.errors = [*(run.errors or []), f"interrupted; what its workers flushed was merged by run {owner}"]
-        run.events_processed = sum(counts)
-        run.workers = [
-            {"shards": group, "events_processed": counts[n], "status": "failed"}
-            for n, group in enumerate(state.groups)
-        ]
-        run.finished_at = timeutil.iso(self._clock())
+        run.errors = list(dict.fromkeys(errors))[-MAX_RUN_ERRORS:]
+        run.events_processed = sum(closed.events)
+        run.quarantined = closed.quarantined
         self._store.save_run(run)
 
     def _store_run_of(self, plan: Plan) -> RunModel:
         run = self._store.load_run(plan.run_id)
         assert run is not None  # the planner recorded the skipped run
         return run
+
+
+@dataclass(frozen=True)
+class _Closed:
+    """A closed run's counts, as durable: the events of each worker, the items the run quarantined
+    (planner, workers, merge) and the merge's notes of them."""
+
+    events: list[int]
+    quarantined: int
+    notes: list[str]
+
+
+def _outcome(quarantined: int, notes: list[str]) -> bytes:
+    """What a merge's puts quarantined, as saved (a slice's put mark, the merged phase)."""
+    return json.dumps({"quarantined": quarantined, "errors": notes}).encode()
 
 
 @dataclass(frozen=True)

@@ -462,6 +462,15 @@ class _MarkupScanner(HTMLParser):
         # Browsers end raw text at "</name" followed by whitespace, "/" or ">".
         self.interesting = re.compile(rf"</{re.escape(elem)}(?=[\t\n\f\r />])", re.IGNORECASE)
 
+    def parse_starttag(self, i: int) -> int:
+        end = super().parse_starttag(i)
+        if end < 0 and self._at_end:
+            # A start tag the document never ends (a quoted value left open: every ">" after it is in
+            # the value) runs to the end: browsers drop it and all after it, where html.parser would
+            # cut it at its next ">" and report the piece as text (a link's label among it).
+            return len(self.rawdata)
+        return end
+
     def parse_endtag(self, i: int) -> int:
         if self.cdata_elem is None:
             return super().parse_endtag(i)

@@ -375,3 +375,42 @@ def test_the_merges_slices_run_side_by_side_between_close_and_finish_each_retrie
             FINISH_STATE,
             "{% $states.input %}",
         )
+
+
+class _FailingSteps:
+    """A consolidation container whose work and merge_slice steps always raise, counting each try."""
+
+    def __init__(self) -> None:
+        self.tries: dict[str, int] = {"work": 0, "merge_slice": 0}
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        step = event["step"]
+        if step == "plan":
+            return {"skip": False, "run_id": "run-1", "groups": [{"worker": 0, "shards": ["0"]}]}
+        if step == "close":
+            return {"slices": [{"slice": 3}]}
+        if step == "finish":
+            return {"run_id": event["run_id"], "status": "failed", "events_processed": 0}
+        self.tries[step] += 1
+        raise RuntimeError(f"{step} failed")
+
+
+def test_the_local_state_machine_tries_a_failed_worker_and_slice_as_often_as_the_deployed_one(
+    synthesized: Synthesized,
+) -> None:
+    from local.state_machine import LocalStateMachine
+
+    # Given the deployed definition's retry of a worker and of a slice failing on their own
+    states = _definition(synthesized)["States"]
+    work = states[WORKERS_STATE]["ItemProcessor"]["States"][WORK_STATE]
+    merge_slice = states[SLICES_STATE]["ItemProcessor"]["States"][MERGE_SLICE_STATE]
+    deployed_tries = {
+        name: 1 + _retriers(task)[("States.TaskFailed",)]["MaxAttempts"]
+        for name, task in (("work", work), ("merge_slice", merge_slice))
+    }
+    # When the local stack's state machine runs a worker and a slice that always fail
+    container = _FailingSteps()
+    answer = LocalStateMachine([container]).invoke({"trigger": "manual"})  # type: ignore[list-item]
+    # Then each is tried exactly as often as in AWS, and the run still reaches Finish
+    assert container.tries == deployed_tries and min(deployed_tries.values()) >= 2
+    assert answer["status"] == "failed"

@@ -141,3 +141,33 @@ def test_a_schedule_the_alarms_cannot_follow_is_refused_at_synth(schedule: str) 
 
     with pytest.raises(ScheduleError, match="schedule"):
         build_app(context={**cdk_json_context(), **NO_BUNDLING, "schedule": schedule})
+
+
+def test_the_local_stack_gives_each_workflow_step_the_deployed_time_limit_from_one_definition(
+    synthesized: Synthesized,
+) -> None:
+    import ast
+    from pathlib import Path
+
+    from functions.consolidate import config
+    from local.stack import LocalStack
+
+    # Given the consolidation function as deployed
+    deployed = synthesized.resources[synthesized.logical_id(synthesized.stack.workflow.function)]
+    # When the local stack builds its containers of it (one per worker)
+    stack = LocalStack()
+    containers = [stack.workflow, *stack._workflow_containers(3)[1:]]
+    # Then each step has the deployed time limit, which is the shared one
+    assert deployed["Properties"]["Timeout"] == config.WORKFLOW_TIMEOUT_SECONDS
+    assert {c.timeout_seconds for c in containers} == {config.WORKFLOW_TIMEOUT_SECONDS}
+    # And no module but functions/consolidate/config.py sets a number of its own for it
+    root = Path(__file__).resolve().parents[2]
+    setters = sorted(
+        str(path.relative_to(root))
+        for folder in ("functions", "infra", "local")
+        for path in (root / folder).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "WORKFLOW_TIMEOUT_SECONDS" for t in node.targets)
+    )
+    assert setters == ["functions/consolidate/config.py"]

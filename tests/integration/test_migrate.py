@@ -180,3 +180,38 @@ def test_the_migrate_step_refuses_while_a_run_holds_the_lock_and_rejects_a_bad_t
     # And a malformed table name is the caller's fault
     with pytest.raises(consolidate_handler.BadStep):
         migrate_step({"old_logs_table": "no/slashes"})
+
+
+def test_a_second_migrate_step_is_refused_while_the_first_holds_the_lock(
+    deliveries: Any, monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
+    from functions.consolidate.migrate import DynamoMigrationStore
+
+    # Given last week's states, and a migrate step (request a) in the middle of its first page
+    client = boto3.client("dynamodb")
+    before_upgrade("d1")
+    run_workflow()
+    downgrade(client, "d1")
+    first_page = DynamoMigrationStore.legacy_states
+    second: list[dict[str, Any]] = []
+
+    def page_with_a_second_step(self: DynamoMigrationStore, cursor: Any, limit: int) -> Any:
+        if not second:  # When a second migrate step (request b) is invoked meanwhile
+            second.append(
+                consolidate_handler.lambda_handler({"step": "migrate"}, FakeContext(aws_request_id="b"))
+            )
+        return first_page(self, cursor, limit)
+
+    monkeypatch.setattr(DynamoMigrationStore, "legacy_states", page_with_a_second_step)
+    first = consolidate_handler.lambda_handler({"step": "migrate"}, FakeContext(aws_request_id="a"))
+    # Then the second is refused, naming the first; the first finishes alone and moves every state once
+    assert second[0]["done"] is False and "migration a holds the workflow lock" in second[0]["refused"]
+    assert first["done"] is True and first["moved"] > 0 and first["already_there"] == 0
+    # And the lock is free again: a tracking run after it works
+    assert run_workflow()["status"] == "succeeded"
+    reliability.record(
+        "Faults",
+        "storage migrate step invoked twice at once (moto)",
+        1,
+        "the second refused while the first holds the lock; the first moved every state once",
+    )

@@ -1,9 +1,11 @@
 """The DynamoDB store writes a worker's partial items a few BatchWriteItem requests at once, retrying
-what DynamoDB leaves unprocessed (moto)."""
+what DynamoDB leaves unprocessed, reads them at once with the stored items, and the merge's slices
+delete them, each its own partitions (moto)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -11,7 +13,10 @@ import pytest
 
 from functions.consolidate import store as store_module
 from functions.consolidate.store import PARTIAL_SPREAD, WRITERS, DynamoWorkflowStore
+from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.shared import settings
 from functions.shared.models import STATS_SK, DeliveryStatsModel
+from functions.shared.tables import WORKFLOW
 
 
 def partials(count: int) -> list[DeliveryStatsModel]:
@@ -122,3 +127,150 @@ def test_given_dynamodb_leaving_writes_unprocessed_when_partials_are_put_then_th
     # And none is lost: every partial item is stored once, and reads back by its key
     assert opens == list(range(400))
     assert sorted(int(model.opens) for model in found.values()) == list(range(400))  # type: ignore[attr-defined]
+
+
+def test_given_partial_and_stored_items_when_a_worker_reads_both_then_the_two_reads_are_in_flight_at_once(
+    aws_tables: None,
+) -> None:
+    # Given a worker's partial items of 150 deliveries and stored items of 150, 100 of them the same
+    store = DynamoWorkflowStore()
+    store.put_partials("run-1", 0, partials(150))
+    assert (
+        store.put_items(
+            [
+                DeliveryStatsModel(delivery_id=f"d{n:04d}", sk=STATS_SK, opens=1_000 + n)
+                for n in range(50, 200)
+            ]
+        )
+        == []
+    )
+    # And DynamoDB that answers neither read until both wait at once (one after another, the first
+    # would never be answered: ``threading.BrokenBarrierError`` after 5 s)
+    both = threading.Barrier(2, timeout=GatheredWrites.WAIT)
+
+    def gated(read: Any) -> Any:
+        def wait_then_read(*arguments: Any) -> Any:
+            both.wait()
+            return read(*arguments)
+
+        return wait_then_read
+
+    store.load_partials = gated(store.load_partials)  # type: ignore[method-assign]
+    store.load_indicators = gated(store.load_indicators)  # type: ignore[method-assign]
+    keys = [(f"d{n:04d}", STATS_SK) for n in range(250)]
+    # When the worker reads them
+    found, stored = store.load_partials_and_indicators("run-1", 0, keys, keys)
+    # Then each read answers what DynamoDB holds: the partial items and the stored ones, every one once
+    assert sorted(int(model.opens) for model in found.values()) == list(range(150))  # type: ignore[attr-defined]
+    assert sorted(int(model.opens) for model in stored.values()) == [1_000 + n for n in range(50, 200)]  # type: ignore[attr-defined]
+    assert set(found) == set(keys[:150]) and set(stored) == set(keys[50:200])
+
+
+class CountedQueries:
+    """DynamoDB (moto), counting the Query requests by partition key."""
+
+    def __init__(self) -> None:
+        self._client = boto3.client("dynamodb")
+        self.queries: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, **arguments: Any) -> Any:
+        pk = arguments["ExpressionAttributeValues"][":pk"]["S"]
+        with self.lock:
+            self.queries[pk] = self.queries.get(pk, 0) + 1
+        return self._client.query(**arguments)
+
+
+def test_given_two_workers_partials_when_every_slice_deletes_its_own_then_none_is_left_and_each_partition_is_queried_once(
+    aws_tables: None,
+) -> None:
+    # Given two workers' partial items over every partial partition, and a partial item of another run
+    client = CountedQueries()
+    store = DynamoWorkflowStore(client)
+    store.put_partials("run-1", 0, partials(120))
+    store.put_partials("run-1", 1, partials(90))
+    store.put_partials("run-0", 0, partials(1))
+    # When each slice of the merge deletes its partition of both workers' partial items
+    for spread in range(PARTIAL_SPREAD):
+        store.delete_slice_partials("run-1", 2, spread)
+    # Then none of the run's is left, the other run's is, and each partition was queried once
+    assert stored_opens(store, "run-1", 0) == stored_opens(store, "run-1", 1) == []
+    assert stored_opens(store, "run-0", 0) == [0]
+    deleting = {pk: n for pk, n in client.queries.items() if pk.startswith("partial#run-1#")}
+    assert len(deleting) == 2 * PARTIAL_SPREAD and set(deleting.values()) == {2}  # deleted, then read above
+
+
+@pytest.fixture
+def eight_shards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Few raw-event shards: a quick run."""
+    monkeypatch.setenv("MSGTRACK_RAW_EVENT_SHARDS", "8")
+    settings.reset_caches()
+    yield
+    monkeypatch.delenv("MSGTRACK_RAW_EVENT_SHARDS")
+    settings.reset_caches()
+
+
+class DeletesFailingOnce(DynamoWorkflowStore):
+    """DynamoDB failing the first deletion of a slice's partial items (a throttled request), after the
+    slice saved its merge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def delete_slice_partials(self, run_id: str, workers: int, spread: int) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        super().delete_slice_partials(run_id, workers, spread)
+
+
+def test_given_a_slice_failing_to_delete_its_partials_when_retried_then_the_run_leaves_none_and_counts_each_event_once(
+    aws_tables: None, reliability: Any, eight_shards: None
+) -> None:
+    from tests.integration.test_workflow_workers import _copy_into_dynamodb
+    from tests.unit.test_workflow import RUN_AT, seeded_store
+    from tests.unit.test_workflow_workers import first_run_events
+
+    # Given the counts of one worker, and four workers on DynamoDB that consolidated the same events
+    alone, seeded = seeded_store(), seeded_store()
+    for events in (alone, seeded):
+        first_run_events(events)
+    TrackingWorkflow(alone, WorkflowConfig(workers=1), clock=lambda: RUN_AT).run("alone", "schedule")
+    _copy_into_dynamodb(seeded)
+    flow = TrackingWorkflow(
+        DeletesFailingOnce(), WorkflowConfig(workers=4, batch_size=2), clock=lambda: RUN_AT
+    )
+    results = [flow.work("run-1", n, group) for n, group in enumerate(flow.plan("run-1", "schedule").groups)]
+    # When the first slice fails deleting its partial items once its merge is saved, and is retried
+    slices = flow.close("run-1")
+    with pytest.raises(RuntimeError):
+        flow.merge_slice("run-1", slices[0])
+    for spread in slices:
+        flow.merge_slice("run-1", spread)
+    run = flow.finish("run-1", [r.as_dict() for r in results])
+    # Then no partial item is left (the finisher deleted none: the retried slice did) ...
+    left = boto3.client("dynamodb").scan(
+        TableName=WORKFLOW.table_name,
+        FilterExpression="begins_with(pk, :p)",
+        ExpressionAttributeValues={":p": {"S": "partial#"}},
+    )["Items"]
+    # ... and the statistics are one worker's
+    counts = DeliveryStatsModel.get("d1", STATS_SK)
+    expected = alone.stats("d1")
+    got = {name: int(getattr(counts, name)) for name in expected}
+    lost = sum(max(0, expected[name] - got[name]) for name in expected)
+    doubled = sum(max(0, got[name] - expected[name]) for name in expected)
+    reliability.record(
+        "Faults",
+        "a slice of the merge fails deleting its partial items after saving its merge, retried (moto)",
+        1,
+        "the retry deleted them before marking the slice put; the finisher deletes no partial partition",
+        lost,
+        doubled,
+    )
+    assert run.status == "succeeded" and left == []
+    assert got == expected and expected["total_opens"] > 0

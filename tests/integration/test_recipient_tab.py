@@ -107,6 +107,20 @@ HITS = st.lists(
 )
 
 
+def keys_read_per_load(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many log keys each ``recipient_logs.load`` reads from now on, in order."""
+    read: list[int] = []
+    load = recipient_logs.load
+
+    def counted(keys: Any) -> Any:
+        keys = list(keys)
+        read.append(len(keys))
+        return load(keys)
+
+    monkeypatch.setattr(recipient_logs, "load", counted)
+    return read
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     hits=HITS,
@@ -143,15 +157,7 @@ def test_pages_concatenated_are_the_recipients_logs_in_exact_time_order(
         ):
             expected.append((sk, delivery_id))
     expected.sort(reverse=order == "desc")
-    read: list[int] = []
-    load = recipient_logs.load
-
-    def counted(keys: Any) -> Any:
-        keys = list(keys)
-        read.append(len(keys))
-        return load(keys)
-
-    monkeypatch.setattr(recipient_logs, "load", counted)
+    read = keys_read_per_load(monkeypatch)
     # When the tab is paged through with these filters
     query = {"limit": str(limit), "order": order, "traffic": traffic, "delivery_id": delivery, "type": kind}
     found = pages(recipient, {name: value for name, value in query.items() if value})
@@ -164,6 +170,23 @@ def test_pages_concatenated_are_the_recipients_logs_in_exact_time_order(
     # And each page reads a bounded number of logs: the page and one more when nothing is filtered out
     unfiltered = traffic == "all" and not kind
     assert all(n <= (limit + 1 if unfiltered else reports.MAX_LOGS_READ_PER_PAGE) for n in read)
+
+
+def test_a_delivery_filter_reads_only_the_page_and_one_more(
+    deliveries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a recipient with three logs in d2 at the same second and one in d1 (hypothesis found it)
+    keys = [log("d2", "rsame", 0, f"same{n}", "open", False) for n in range(3)]
+    log("d1", "rsame", 0, "same-d1", "open", False)
+    read = keys_read_per_load(monkeypatch)
+    # When the tab is paged one log at a time for d2 only
+    found = pages("rsame", {"limit": "1", "order": "asc", "delivery_id": "d2"})
+    # Then it lists d2's three logs, and each page reads its log and one more: the delivery filter
+    # chooses whose keys are read, it discards nothing read
+    assert [item["event_id"] for page in found for item in page] == [
+        key.split("#", 1)[1] for key in sorted(keys)
+    ]
+    assert read and all(n <= 2 for n in read)
 
 
 def test_a_recipient_with_more_logs_than_their_state_lists_is_still_listed_whole(deliveries: None) -> None:

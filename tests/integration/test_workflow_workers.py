@@ -277,6 +277,6 @@ def test_a_slice_whose_put_is_refused_and_retried_counts_the_item_once_on_dynamo
         FilterExpression="begins_with(sk, :q)",
         ExpressionAttributeValues={":q": {"S": "indicators#"}},
     )["Items"]
-    assert [item["sk"]["S"] for item in quarantined] == [f"indicators#d1#{REFUSED_KEY[1]}#None"]
+    assert [item["sk"]["S"] for item in quarantined] == [f"indicators#d1#{REFUSED_KEY[1]}#merged#run-1"]
     stored = RunModel.get(models.RUNS_PK, "run-1")
     assert run.status == stored.status == "succeeded" and stored.quarantined == run.quarantined == 1

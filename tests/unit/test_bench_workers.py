@@ -102,6 +102,43 @@ def test_given_many_keys_when_read_then_one_batch_get_per_100_keys_of_each_table
     assert store.requests == {"Query": 50 * 3 + 1, "BatchGetItem": 2 + 1}
 
 
+@pytest.mark.parametrize(("partials", "stored", "slower"), [(150, 250, 3), (250, 150, 3), (0, 90, 1)])
+def test_given_partial_and_stored_items_read_at_once_when_their_wait_is_counted_then_only_the_slower_read_is_waited_for(
+    partials: int, stored: int, slower: int
+) -> None:
+    """``DynamoWorkflowStore.load_partials_and_indicators`` sends its two reads at once, each a chain of
+    BatchGetItem requests of 100 keys: the caller waits for the longer chain, not for both."""
+    store = LatencyAccountingStore()
+
+    store.load_partials_and_indicators(
+        "run-1",
+        0,
+        [(f"d{n}", STATS_SK) for n in range(partials)],
+        [(f"d{n}", STATS_SK) for n in range(stored)],
+    )
+    store.load_state()
+
+    sent = -(-partials // 100) + -(-stored // 100)
+    assert store.requests == {"BatchGetItem": sent, "GetItem": 1}
+    assert store.waits == {"BatchGetItem": slower, "GetItem": 1}
+
+
+def test_given_a_tiny_campaign_with_2_and_4_workers_when_finished_then_the_finisher_queries_no_partial_partition() -> (
+    None
+):
+    """Each slice of the merge deletes its partition of every worker's partial items before it is
+    marked put: Finish queries the slices' partitions, not 16 partial partitions per worker."""
+    from bench.fig11_workers import measure_runs
+
+    two, four = measure_runs(600, (2, 4), shards=8)
+
+    assert two["finish"]["requests"]["Query"] == four["finish"]["requests"]["Query"] < 3 * PARTIAL_SPREAD
+    assert all(
+        step["requests"]["Query"] >= 2 for step in two["slices"]
+    )  # reads and deletes a partition a worker
+    assert four["finish"]["partial_items"] > 0 and four["stats"] == two["stats"]
+
+
 def test_given_state_and_shard_calls_when_counted_then_one_request_of_their_kind_each() -> None:
     store = LatencyAccountingStore()
 

@@ -1419,3 +1419,27 @@ def test_text_after_the_last_closing_bracket_of_an_unended_tag_stays_out_of_the_
     # Then what follows that ">" belongs to the unended tag (browsers drop it with the tag), not the label
     assert link.label.startswith("Sale")
     assert "b c" not in link.label
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="https://x.example/s">Sale <img alt="a></a>',
+        '<a href="https://x.example/s">Sale <img alt="a></a><p>More text</p>',
+        '<a href="https://x.example/s">Sale <img alt="a>b c',
+        '<a href="https://x.example/s">Sale <b class="x></a> tail',
+        '<a href="https://x.example/s">Sale <img alt=\'a></a>\n</body></html>',
+    ],
+)
+def test_a_tag_left_unclosed_inside_link_text_is_dropped_from_the_label_as_browsers_drop_it(
+    html: str,
+) -> None:
+    # Given link text followed by a tag whose quoted attribute value the document never closes (every
+    # ">" after it, "</a>" included, is inside that value: browsers drop the tag and all after it)
+    content = parse_content(html)
+
+    # When its links are found
+    (link,) = content.links()
+
+    # Then the label is the text before the broken tag, not the tag's source
+    assert link.label == "Sale"

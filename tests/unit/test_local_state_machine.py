@@ -7,8 +7,11 @@ import threading
 import time
 from typing import Any
 
+from functions.consolidate.config import WORKER_RETRY_ATTEMPTS
 from local.context import LocalFunction
 from local.state_machine import LocalStateMachine
+
+TRIES = 1 + WORKER_RETRY_ATTEMPTS  # a worker's or slice's tries, as the deployed state machine's Retry
 
 CALLS: list[dict[str, Any]] = []
 FAILURES: dict[int, int] = {}  # worker -> attempts that fail before one succeeds
@@ -98,9 +101,9 @@ def test_a_failed_attempt_is_retried_and_a_worker_failing_for_good_fails_the_run
     FAILURES.update({1: 1, 2: 99})
     # When an execution runs
     answer = sm.invoke({})
-    # Then worker 1's retry succeeded, worker 2 was tried three times, the finisher got its error
+    # Then worker 1's retry succeeded, worker 2 was tried as often as AWS tries it, the finisher got its error
     workers = [c["worker"] for c in CALLS if c["step"] == "work"]
-    assert workers.count(1) == 2 and workers.count(2) == 3
+    assert workers.count(1) == 2 and workers.count(2) == TRIES
     finish = CALLS[-1]
     assert [w["worker"] for w in finish["workers"]] == [0, 1]
     assert finish["error"] == {"Error": "RuntimeError", "Cause": "worker 2 fault"}
@@ -118,9 +121,9 @@ def test_the_slices_of_the_merge_run_between_the_workers_and_the_finisher_each_r
     assert steps.index("close") == 4 and steps[-1] == "finish"
     slices = [call["slice"] for call in CALLS if call["step"] == "merge_slice"]
     assert all(call["run_id"] == "run-1" for call in CALLS[4:])
-    # And a failed slice is tried again (three attempts at most); one failing for good leaves the
+    # And a failed slice is tried again (TRIES attempts at most); one failing for good leaves the
     # slice to the finisher without failing the run
-    assert sorted(slices) == [0, 1, 1, 2, 3, 3, 3]
+    assert sorted(slices) == [0, 1, 1, 2, *[3] * TRIES]
     assert answer["status"] == "succeeded" and "error" not in CALLS[-1]
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from functions.consolidate.migrate import (
-    OWNER,
     Item,
     Migration,
     MigrationRefused,
@@ -93,9 +92,23 @@ def expected_after(store: FakeMigrationStore, with_logs: bool) -> tuple[dict[Any
     return expected, logs
 
 
-def migration(store: FakeMigrationStore, page_items: int = 3, remaining_ms: Any = None) -> Migration:
+LOCK_SECONDS = 900
+
+
+def migration(
+    store: FakeMigrationStore,
+    page_items: int = 3,
+    remaining_ms: Any = None,
+    invocation: str | None = None,
+    now: float = NOW,
+) -> Migration:
     return Migration(
-        store, lock_seconds=900, clock=lambda: NOW, page_items=page_items, remaining_ms=remaining_ms
+        store,
+        lock_seconds=LOCK_SECONDS,
+        clock=lambda: now,
+        page_items=page_items,
+        remaining_ms=remaining_ms,
+        invocation=invocation,
     )
 
 
@@ -275,9 +288,9 @@ def test_a_crash_at_any_call_then_an_invocation_again_gives_the_clean_result(
             crashes += 1
         else:
             break  # fewer calls than nth: every point has been tried
-        # When the operator invokes it again (the crashed one's lock is its own: taken back at once)
+        # When the operator invokes it again once the crashed invocation's lock has expired
         store.restart()
-        answer = migration(store).run(OLD_LOGS)
+        answer = migration(store, now=NOW + LOCK_SECONDS + 1).run(OLD_LOGS)
         # Then the data is exactly that of a clean migration, and every state is counted once
         lost = len(set(expected) - set(store.indicators)) + len(set(logs) - set(store.logs))
         doubled = len(set(store.indicators) - set(expected))
@@ -297,12 +310,53 @@ def test_a_crash_at_any_call_then_an_invocation_again_gives_the_clean_result(
     assert crashes > 0
 
 
-def test_the_lock_owner_is_the_migrations_own_name() -> None:
-    # Given a crashed migration that still holds the lock
+def test_a_second_migration_is_refused_while_the_first_holds_the_lock_and_the_first_finishes(
+    reliability: Any,
+) -> None:
+    # Given a migration in the middle of its first page, holding the workflow lock
     store = seeded()
-    store.lock_owner, store.lock_expires = OWNER, NOW + 900
-    # When it is invoked again before the lock expires, Then it takes its own lock back and finishes
-    assert migration(store).run()["done"] is True
+    expected, _ = expected_after(seeded(), with_logs=False)
+    first_page = store.legacy_states
+    second: dict[str, Any] = {}
+
+    def page_with_a_second_migration(cursor: Item | None, limit: int) -> Any:
+        if not second:  # When a second migration is invoked meanwhile
+            before = copy.deepcopy(store.indicators)
+            with pytest.raises(MigrationRefused) as refused:
+                migration(store).run()
+            second.update(message=str(refused.value), wrote=store.indicators != before)
+        return first_page(cursor, limit)
+
+    store.legacy_states = page_with_a_second_migration  # type: ignore[method-assign]
+    answer = migration(store).run()
+    # Then the second is refused, naming the first, and wrote nothing
+    assert "migration " in second["message"] and "holds the workflow lock" in second["message"]
+    assert second["wrote"] is False
+    # And the first kept its lock, finished and released it: every state moved once
+    assert answer["done"] is True and answer["moved"] == 22 and answer["already_there"] == 0
+    assert store.indicators == expected and store.lock_owner is None
+    reliability.record(
+        "Faults",
+        "storage migration invoked twice at once",
+        1,
+        "the second refused while the first holds the lock; the first finished alone",
+    )
+
+
+def test_a_retried_invocation_takes_its_own_lock_back_and_another_waits_for_it_to_expire() -> None:
+    # Given a migration invocation that crashed holding the lock
+    store = seeded()
+    store.fault = lambda op, count: (op == "put_if_absent" and count == 2) or op == "release_lock"
+    with pytest.raises(Crash):
+        migration(store, invocation="request-1").run()
+    store.restart()
+    # When another invocation comes before the lock expires, Then it is refused
+    with pytest.raises(MigrationRefused, match="migration request-1 holds the workflow lock"):
+        migration(store, invocation="request-2", now=NOW + LOCK_SECONDS - 1).run()
+    # And when the same invocation is retried (Lambda retries with its request id), it goes on at once
+    answer = migration(store, invocation="request-1", now=NOW + 1).run()
+    assert answer["done"] is True and answer["moved"] + answer["already_there"] == 22
+    assert store.lock_owner is None
 
 
 def test_msgtrack_migrate_prints_the_counts_and_exits_0_only_when_done_without_conflicts(

@@ -282,6 +282,31 @@ def test_late_events_are_counted_by_the_next_run_once() -> None:
     assert store.indicators[("d1", "url#2")].clicks == 2
 
 
+def test_a_links_first_and_last_click_are_its_earliest_and_latest_whatever_order_the_runs_see_them_in() -> (
+    None
+):
+    # Given a run at 09:10 that consolidated two clicks on link 1, at 09:07 and 09:09
+    store = seeded_store()
+    for recipient, minute in (("r1", 7), ("r2", 9)):
+        hit(store, recipient, "1", person=f"p-{recipient}", at=T0 + timedelta(minutes=minute))
+    clock = Clock(T0 + timedelta(minutes=10))
+    workflow(store, clock).run("run-1", "schedule")
+    # When two clicks timed before it, at 09:06 and 09:08, only become visible afterwards (slow writes)
+    # and the next run consolidates them
+    for recipient, minute in (("r3", 6), ("r4", 8)):
+        hit(store, recipient, "1", person=f"p-{recipient}", at=T0 + timedelta(minutes=minute))
+    clock.now = T0 + timedelta(minutes=20)
+    second = workflow(store, clock).run("run-2", "schedule")
+    # Then the link's first click is the earliest of the four and its last click the latest
+    assert second.events_processed == 2
+    url = store.indicators[("d1", "url#1")]
+    assert (url.clicks, url.first_click, url.last_click) == (
+        4,
+        "2026-11-23T09:06:00.000Z",
+        "2026-11-23T09:09:00.000Z",
+    )
+
+
 def test_events_after_the_run_started_wait_for_the_next_run() -> None:
     store = seeded_store()
     campaign(store)
@@ -760,8 +785,10 @@ def test_a_recipient_who_opts_out_again_is_one_opt_out() -> None:
     hit(store, "r6", "3", person="p6", at=RUN_AT + timedelta(minutes=6))
     clock.now += timedelta(hours=1)
     workflow(store, clock).run("run-2", "schedule")
-    # Then opt-outs count recipients: r4 and r6, however often they clicked the link
+    # Then opt-outs count recipients: r4 and r6, however often they clicked the link, in all traffic and
+    # in the human figures alike
     assert store.stats("d1")["opt_outs"] == 2
+    assert int(store.indicators[("d1", "stats")].human.as_dict()["opt_outs"]) == 2
     assert store.indicators[("d1", "url#3")].clicks == 4
     assert store.indicators[("d1", "url#3")].distinct_clicks == 2
 

@@ -571,19 +571,20 @@ def test_a_persons_open_without_a_user_agent_or_an_email_domain_counts_under_unk
     add(store, "bare", "r-nowhere", None, H, client="k1", ua=None)  # type: ignore[arg-type]
     # When it is consolidated
     workflow(store, Clock(H + timedelta(minutes=1))).run("run-1", "schedule")
-    # Then the human breakdowns name it as the all-traffic ones do
+    # Then the human breakdowns and the all-traffic ones both count it under the unknown names
     item = store.indicators[("d1", "stats")]
-    human = {
-        d: {name: {m: int(n) for m, n in row.items()} for name, row in rows.items()}
-        for d, rows in item.human_breakdowns.as_dict().items()
-    }
-    assert {d: sorted(rows) for d, rows in human.items()} == {
-        "browser": ["Unknown"],
-        "os": ["Unknown"],
-        "device": ["other"],
-        "domain": ["unknown"],
-    }
+    human, every = (
+        {
+            d: {name: {m: int(n) for m, n in row.items()} for name, row in rows.items()}
+            for d, rows in breakdowns.as_dict().items()
+        }
+        for breakdowns in (item.human_breakdowns, item.breakdowns)
+    )
+    names = {"browser": ["Unknown"], "os": ["Unknown"], "device": ["other"], "domain": ["unknown"]}
+    assert {d: sorted(rows) for d, rows in human.items()} == names
+    assert {d: sorted(rows) for d, rows in every.items()} == names
     assert human["browser"]["Unknown"]["opens"] == human["domain"]["unknown"]["opens"] == 1
+    assert every["browser"]["Unknown"]["opens"] == every["domain"]["unknown"]["opens"] == 1
 
 
 def _refuse_each_first_put_of_these_logs(store: FakeWorkflowStore, event_ids: set[str]) -> None:

@@ -20,6 +20,7 @@ from functions.consolidate.workflow import (
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import FakeWorkflowStore
 from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, seeded_store
+from tests.unit.test_workflow_quarantine_counts import hostile_store
 from tests.unit.test_workflow_workers import _eight_shards, clean, first_run_events  # noqa: F401
 
 BUDGET_S = 600  # the run's budget in these tests
@@ -138,18 +139,43 @@ def test_given_a_run_whose_budget_is_spent_when_a_worker_stops_then_it_has_no_mo
 
 
 def test_given_a_worker_invoked_again_when_it_returns_then_its_earlier_notes_are_kept_once() -> None:
-    # Given a worker whose first invocation quarantined an item and stopped early
+    # Given a worker whose first invocation noted something and stopped early
     store = seeded_store()
     first_run_events(store)
     flow = workflow(store, 1, Clock(RUN_AT))
     plan = flow.plan("run-1", "schedule")
-    earlier = WorkResult(0, plan.groups[0], 0, "succeeded", STOPPED_EARLY, ["a note", STOPPED_EARLY], 2, True)
+    earlier = WorkResult(0, plan.groups[0], 0, "succeeded", STOPPED_EARLY, ["a note", STOPPED_EARLY], 0, True)
     # When it is invoked again and drains its group
     result = flow.work("run-1", 0, plan.groups[0], earlier=earlier)
-    # Then its result holds the earlier note and count, and not the earlier early stop
-    assert result.errors == ["a note"] and result.quarantined == 2
+    # Then its result holds the earlier note, and not the earlier early stop
+    assert result.errors == ["a note"]
     assert result.error is None and not result.more
     assert WorkResult.from_dict(result.as_dict()) == result
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_given_workers_quarantining_over_several_invocations_when_they_return_then_each_counts_its_run_once(
+    workers: int,
+) -> None:
+    # Given a run where DynamoDB refuses some writes and a poison event waits, its workers' invocations
+    # each having time for a few batches only
+    store = hostile_store()
+    flow = workflow(store, workers, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    # When each worker is invoked again while it says it has more
+    loops = [looped(flow, "run-1", n, group) for n, group in enumerate(plan.groups)]
+    # Then each answer counts what its worker quarantined in the run so far, from its slot: growing
+    # over the invocations, each item once
+    for results in loops:
+        counts = [result.quarantined for result in results]
+        assert len(results) > 2 and counts == sorted(counts)
+    workers_kept = len(store.quarantined)
+    assert sum(results[-1].quarantined for results in loops) == workers_kept > 0
+    # And the run record counts them and what its merge quarantined, once
+    for spread in flow.close("run-1"):
+        flow.merge_slice("run-1", spread)
+    run = flow.finish("run-1", [results[-1].as_dict() for results in loops])
+    assert int(run.quarantined) == len(store.quarantined) >= workers_kept
 
 
 def test_given_a_budget_as_long_as_the_lock_when_configured_then_it_is_refused() -> None:

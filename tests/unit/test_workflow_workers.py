@@ -216,6 +216,17 @@ def test_a_lone_worker_writes_no_partial_items() -> None:
     assert store.calls.get("put_partial", 0) == 0 and runs[0].workers[0]["shards"] == raw_events.shards()
 
 
+def test_a_worker_of_several_reads_its_partial_items_and_the_stored_ones_in_one_go() -> None:
+    """The DynamoDB store sends the two reads at once (``load_partials_and_indicators``): a worker of
+    several never reads its partial items on their own, waiting for them before the stored ones."""
+    # Given four workers, When two runs consolidate the events
+    store, runs = story(4)
+    # Then every read of a worker's partial items went with the read of the stored items
+    assert store.reads_at_once > 0 and store.calls["load_partials"] == store.reads_at_once
+    # And the reports are one worker's
+    assert store.snapshot() == story(1)[0].snapshot() and all(run.status == "succeeded" for run in runs)
+
+
 MULTI_FAULT_POINTS = [
     "read_raw",
     "load_indicators",
@@ -230,7 +241,6 @@ MULTI_FAULT_POINTS = [
     "set_phase",
     "save_merge",
     "load_merge",
-    "delete_partials",
     "slice_partials",
     "save_slice",
     "load_slice",
@@ -279,6 +289,8 @@ def test_a_crash_at_any_call_of_any_worker_then_a_rerun_gives_the_clean_totals(
         assert rerun.status == "succeeded"
         assert store.snapshot() == expected, f"crash at {operation} call {nth}"
         assert store.pending is None and store.lock_owner is None
+        # And no partial item, slice or merge page of either run is left behind
+        assert not any(store.partials.values()) and not store.slices and not store.merges
     assert crashes > 0
     reliability.record(
         "Faults",

@@ -1,0 +1,277 @@
+"""The run record's ``quarantined`` count (README "Quarantined writes"): each item the workflow keeps in
+quarantine is counted in exactly one run record, whoever finishes the run (its Finish, a retried
+Finish, the next run's Plan) and wherever a step crashes. The count is derived from durable marks
+(the workers' slots, the slices' put marks, the finisher's merged mark) and set, never added to."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from functions.consolidate import batch
+from functions.consolidate.store import PARTIAL_SPREAD
+from functions.consolidate.workflow import TrackingWorkflow
+from functions.shared.models import RunModel
+from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
+from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
+from tests.unit.test_workflow_poison import poison_item
+from tests.unit.test_workflow_workers import (  # noqa: F401
+    MULTI_FAULT_POINTS,
+    _eight_shards,
+    first_run_events,
+    workflow,
+)
+
+pytestmark = pytest.mark.usefixtures("_eight_shards")  # imported above: 8 raw-event shards
+
+REFUSED = "ValidationException: Item size has exceeded the maximum allowed size"
+REFUSED_ROW = batch.url_key("d1", "1")  # a URL row every worker adds to: merged by a slice
+REFUSED_LOGS_OF = "r4"  # whose full click logs DynamoDB refuses (their bare logs are put)
+CRASH_RECIPIENTS = 12
+
+
+def refusing(data: dict[str, Any]) -> str | None:
+    """DynamoDB refusing link 1's URL row (grown too large) and r4's full click logs."""
+    if data.get("delivery_id") == {"S": REFUSED_ROW[0]} and data.get("sk") == {"S": REFUSED_ROW[1]}:
+        return REFUSED
+    if "label" in data and data.get("recipient_id") == {"S": REFUSED_LOGS_OF}:
+        return REFUSED
+    return refused_by_dynamodb(data)
+
+
+def hostile_store(recipients: int = 40) -> FakeWorkflowStore:
+    """The first run's events, a poison raw event among them, and DynamoDB refusing some writes."""
+    store = seeded_store()
+    first_run_events(store, recipients=recipients)
+    store.add_raw_item(poison_item("no recipient id", "x0000001", seconds=1_500))
+    store.refuse = refusing
+    return store
+
+
+def counted(store: FakeWorkflowStore) -> int:
+    """The quarantined items every run record counts, together."""
+    return sum(int(run.quarantined or 0) for run in store.runs.values())
+
+
+def worked(flow: TrackingWorkflow, run_id: str = "run-1") -> list[dict[str, Any]]:
+    """A run planned, its workers done, closed and its slices merged, as the state machine does."""
+    plan = flow.plan(run_id, "schedule")
+    results = [flow.work(run_id, n, group).as_dict() for n, group in enumerate(plan.groups)]
+    for spread in flow.close(run_id):
+        flow.merge_slice(run_id, spread)
+    return results
+
+
+def _kinds(store: FakeWorkflowStore) -> set[str]:
+    return {f"{item.table}/{item.model}" for item in store.quarantined.values()}
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_given_a_run_stopped_past_its_time_limit_when_the_next_plan_finishes_it_then_its_record_counts_every_item_it_quarantined(
+    workers: int, reliability: Any
+) -> None:
+    # Given a run whose workers, and slices, quarantined a log, a poison event and a URL row, and whose
+    # execution was stopped before its Finish (past its time limit)
+    store = hostile_store()
+    clock = Clock(RUN_AT)
+    worked(workflow(store, workers, clock))
+    assert _kinds(store) == {
+        "tracking-logs/TrackingLogModel",
+        "raw-events/RawEventModel",
+        "indicators/UrlStatsModel",
+    }
+    # When the next run's Plan finishes it, once its lock has expired
+    clock.now += timedelta(hours=1)
+    rerun = workflow(store, workers, clock).run("run-2", "schedule")
+    # Then the stopped run's record counts every item quarantined, the next run's none again
+    stopped = store.runs["run-1"]
+    assert stopped.status == "failed" and "interrupted" in stopped.errors[-1]
+    assert int(stopped.quarantined) == len(store.quarantined)
+    assert rerun.status == "succeeded" and int(rerun.quarantined) == 0
+    reliability.record(
+        "Faults",
+        f"a run of {workers} worker(s) stopped past its time limit after quarantining items, finished "
+        "by the next run's Plan",
+        1,
+        "its run record counts every item its workers and slices quarantined, once",
+        0,
+        0,
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("dies_at", ["release_lock", "save_run"])
+def test_given_finish_dying_after_its_merge_when_it_is_retried_then_the_quarantined_count_is_exact(
+    workers: int, dies_at: str, reliability: Any
+) -> None:
+    # Given a run whose Finish dies after the merge (before or after saving the run record)
+    store = hostile_store()
+    flow = workflow(store, workers, Clock(RUN_AT))
+    results = worked(flow)
+    store.fault = lambda operation, count: operation == dies_at
+    with pytest.raises(Crash):
+        flow.finish("run-1", results)
+    # When Step Functions retries Finish
+    store.restart()
+    run = flow.finish("run-1", results)
+    # Then the record counts each quarantined item once: none lost with the slices, none twice
+    assert run.status == "succeeded"
+    assert int(run.quarantined) == len(store.quarantined) == int(store.runs["run-1"].quarantined)
+    assert store.lock_owner is None
+    reliability.record(
+        "Faults",
+        f"Finish of a run of {workers} worker(s) that quarantined items, dying at {dies_at}, retried",
+        1,
+        "the run record counts each quarantined item once",
+        0,
+        0,
+    )
+
+
+@pytest.mark.parametrize("error", [None, "States.TaskFailed: worker 2 failed"])
+def test_given_a_finished_run_when_finish_is_retried_after_the_lock_release_then_its_record_is_unchanged(
+    error: str | None, reliability: Any
+) -> None:
+    # Given a run of four workers that quarantined items, finished (and its lock released)
+    store = hostile_store()
+    flow = workflow(store, 4, Clock(RUN_AT))
+    results = worked(flow)
+    first = flow.finish("run-1", results, error)
+    assert store.lock_owner is None and int(first.quarantined) == len(store.quarantined)
+    # When Finish is retried (its answer was lost), before and after the next run took the lock
+    again = flow.finish("run-1", results, error)
+    store.lock_owner = "run-2"
+    later = flow.finish("run-1", results, error)
+    # Then the record is the one the first Finish saved: its status, errors and counts
+    for answer in (again, later, store.runs["run-1"]):
+        assert _record(answer) == _record(first)
+    reliability.record(
+        "Faults",
+        "Finish retried after it released the lock" + (" (a failed run)" if error else ""),
+        2,
+        "the run record stays as first saved: status, errors, events and quarantined count",
+        0,
+        0,
+    )
+
+
+def _record(run: RunModel) -> dict[str, Any]:
+    return {
+        "status": run.status,
+        "errors": list(run.errors),
+        "events_processed": int(run.events_processed),
+        "quarantined": int(run.quarantined),
+        "workers": run.workers,
+        "finished_at": run.finished_at,
+    }
+
+
+def test_given_a_slice_put_when_finish_dies_between_the_merged_mark_and_the_record_then_the_next_plan_counts_it(
+    reliability: Any,
+) -> None:
+    # Given a run of four workers whose slice quarantined the merged URL row, whose Finish died after
+    # marking the merge merged (the slices' marks deleted) and before saving the run record
+    store = hostile_store()
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    results = worked(flow)
+    store.fault = lambda operation, count: operation == "save_run"
+    with pytest.raises(Crash):
+        flow.finish("run-1", results)
+    assert store.phase == "merged" and store.slices == {}
+    # When the next run's Plan finishes it
+    store.restart()
+    clock.now += timedelta(hours=1)
+    workflow(store, 4, clock).run("run-2", "schedule")
+    # Then its record still counts the slice's item, and every other
+    assert int(store.runs["run-1"].quarantined) == len(store.quarantined)
+    assert any(note.startswith("quarantined indicators item") for note in store.runs["run-1"].errors)
+    reliability.record(
+        "Faults",
+        "Finish dying between the merge's merged mark and the run record, after a slice quarantined "
+        "an item; finished by the next run's Plan",
+        1,
+        "the run record counts the slice's quarantined item once",
+        0,
+        0,
+    )
+
+
+def clean_with_refusals(workers: int) -> FakeWorkflowStore:
+    store = hostile_store(CRASH_RECIPIENTS)
+    workflow(store, workers, Clock(RUN_AT)).run("clean", "schedule")
+    return store
+
+
+FAULT_POINTS = [*MULTI_FAULT_POINTS, "quarantine", "load_worker", "load_run"]
+MERGE_ONLY = {"load_partials", "put_partial", "save_merge", "load_merge", "slice_partials"}
+MERGE_ONLY |= {
+    "save_slice",
+    "load_slice",
+    "slice_pages",
+    "slice_put",
+    "delete_slices",
+    "delete_slice_partials",
+}
+
+
+@pytest.mark.parametrize(
+    ("workers", "operation"),
+    [(4, operation) for operation in FAULT_POINTS]
+    + [(1, operation) for operation in FAULT_POINTS if operation not in MERGE_ONLY],
+)
+def test_a_crash_at_any_call_then_a_rerun_counts_each_quarantined_item_in_exactly_one_run_record(
+    operation: str, workers: int, reliability: Any
+) -> None:
+    clean = clean_with_refusals(workers)
+    assert counted(clean) == len(clean.quarantined) and len(_kinds(clean)) == 3
+    crashes = 0
+    for nth in range(1, 1000):
+        # Given a run that quarantines items and dies at the nth call of an operation
+        store = hostile_store(CRASH_RECIPIENTS)
+        clock = Clock(RUN_AT)
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, workers, clock).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            break  # fewer calls than nth: every call has been tried
+        # When a new process runs again once the dead run's lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        rerun = workflow(store, workers, clock).run("rerun", "schedule")
+        # Then the reports are those of a clean run, and the run records together count each
+        # quarantined item once
+        assert rerun.status == "succeeded"
+        assert store.snapshot() == clean.snapshot(), f"crash at {operation} call {nth}"
+        assert counted(store) == len(store.quarantined), f"crash at {operation} call {nth}"
+        assert {item.key for item in store.quarantined.values()} == {
+            item.key for item in clean.quarantined.values()
+        }
+    assert crashes > 0
+    reliability.record(
+        "Faults",
+        f"tracking workflow with {workers} worker(s) quarantining a log, a poison event and a URL row, "
+        f"killed at a {operation} call (every call in turn), then run again",
+        crashes,
+        "the run records together count each quarantined item once",
+        0,
+        0,
+    )
+
+
+def test_the_slices_of_a_run_of_four_workers_quarantine_the_url_row() -> None:
+    # the scenario above reaches the slices: link 1's merged URL row is put (and refused) by one
+    store = hostile_store()
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    for n, group in enumerate(plan.groups):
+        flow.work("run-1", n, group)
+    assert flow.close("run-1") == list(range(PARTIAL_SPREAD))
+    assert not any(item.model == "UrlStatsModel" for item in store.quarantined.values())
+    for spread in range(PARTIAL_SPREAD):
+        flow.merge_slice("run-1", spread)
+    assert any(item.model == "UrlStatsModel" for item in store.quarantined.values())
