@@ -2,7 +2,9 @@
 
 The ``migrate`` step of the consolidation function (``functions/consolidate/migrate.py``) does what a
 run never does: it scans the indicators table for states under their old keys and deletes each one it
-has moved, and it scans the tracking-logs table CloudFormation retained when the key schema changed.
+has moved, it scans the tracking-logs table CloudFormation retained when the key schema changed, and it
+scans today's tracking-logs table for logs stored an item each before chains (it writes them into their
+chains and deletes them with the BatchWriteItem a run has).
 This policy adds exactly those actions to the consolidation function's role, as a policy of its own, so
 that the deploy that follows the migration, without the context value, removes them again and leaves
 every other resource as it was.
@@ -14,7 +16,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from functions.shared.tables import INDICATORS
+from functions.shared.tables import INDICATORS, TRACKING_LOGS
 from infra.storage import Storage
 
 
@@ -37,7 +39,13 @@ class StorageMigration(Construct):
                 sid="MoveLegacyStates",
                 actions=["dynamodb:Scan", "dynamodb:DeleteItem"],
                 resources=[storage.table(INDICATORS).table_arn],
-            )
+            ),
+            # Items only: the scan reads the logs stored an item each (``migrate.is_unchained``).
+            iam.PolicyStatement(
+                sid="ChainTrackingLogs",
+                actions=["dynamodb:Scan"],
+                resources=[storage.table(TRACKING_LOGS).table_arn],
+            ),
         ]
         if old_logs_table is not None:
             # No longer the stack's: named by its ARN in the stack's own partition, region and account.

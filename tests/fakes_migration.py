@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from functions.consolidate.migrate import Item, Progress, is_legacy_state
+from functions.consolidate.migrate import Item, Progress, is_legacy_state, is_unchained
 from functions.consolidate.store import LockLost
 from functions.shared.models import stored_recipient_key
 from tests.fakes_workflow import Crash
@@ -21,7 +21,7 @@ class FakeMigrationStore:
     def __init__(self) -> None:
         self.indicators: dict[Key, Item] = {}
         self.old_tables: dict[str, dict[Key, Item]] = {}
-        self.logs: dict[Key, Item] = {}  # the new tracking-logs table, by (partition, sk)
+        self.logs: dict[Key, Item] = {}  # the tracking-logs table's logs, by (partition, sk): chained or not
         self.lock_owner: str | None = None
         self.lock_expires = 0.0
         self.progress: str | None = None
@@ -103,10 +103,21 @@ class FakeMigrationStore:
         self._call("old_logs")
         return self._page(self.old_tables[table], cursor, limit, "delivery_id")
 
-    def put_logs(self, logs: list[Item]) -> None:
-        self._call("put_logs")
+    def unchained_logs(self, cursor: Item | None, limit: int) -> tuple[list[Item], Item | None]:
+        self._call("unchained_logs")
+        items, after = self._page(self.logs, cursor, limit, "partition")
+        return [item for item in items if is_unchained(item)], after
+
+    def chain_logs(self, logs: list[Item]) -> None:
+        """Each log kept by (chain, sort key): the chains' packing is ``log_chain_store``'s (its tests)."""
+        self._call("chain_logs")
         for log in logs:
-            self.logs[_key(log, "partition")] = dict(log)
+            self.logs.setdefault(_key(log, "partition"), dict(log))
+
+    def delete_logs(self, keys: list[Item]) -> None:
+        self._call("delete_logs")
+        for key in keys:
+            self.logs.pop(_key(key, "partition"), None)
 
     def mark_overflow(self, delivery_id: str, recipient_id: str) -> None:
         self._call("mark_overflow")

@@ -1,26 +1,32 @@
 """The upgrade of an existing deployment's stored data to this week's keys (README "Upgrading").
 
-Three storage changes have no other upgrade path:
+Four storage changes have no other upgrade path:
 
 1. recipient states (``r#``) moved from (delivery id, "r#<recipient>") to ``models.stored_recipient_key``;
 2. person states (``p#``) moved from (delivery id, "p#<person>") to ``models.stored_person_key``;
-3. the tracking-logs table is keyed by ``partition`` (``tables.legacy_tracking_log_partition``; chains
-   came later, their migration is still to come) instead of
-   ``delivery_id``: CloudFormation replaced it and retained the old one.
+3. the tracking-logs table is keyed by ``partition`` instead of ``delivery_id``: CloudFormation
+   replaced it and retained the old one;
+4. a tracking log is no longer an item of its own (under ``tables.legacy_tracking_log_partition``) but
+   an entry of its recipient's chain (``log_chains``, ``tables.tracking_log_partition``).
 
-A migration moves every legacy state to its new key (a conditional put, then the legacy item's delete)
-and, given the old logs table, copies its logs into the new one and sets ``logs_overflow`` on the
-recipient's state, so that the recipient Tracking tab and erasure query the recipient's partition for
-the logs (``recipient_logs.log_keys``) instead of the list, which a legacy state never had.
+A migration moves every legacy state to its new key (a conditional put, then the legacy item's delete);
+given the old logs table, it writes its logs into their chains and sets ``logs_overflow`` on the
+recipient's state, so that the recipient Tracking tab and erasure read the recipient's chain for the
+logs (``recipient_logs``) instead of the list, which a legacy state never had; last, it writes every
+log still stored as an item of its own into its chain, then deletes the item (the state's list names
+the log by its sort key, which stays the same). A log its chain holds already (a run after the
+upgrade wrote it) is kept as the chain holds it.
 
 It holds the tracking workflow's lock (no run and no other migration writes meanwhile), goes page by
 page and saves its progress (the phase and the scan's LastEvaluatedKey) in the workflow table after each
 page, so a crashed or timed-out invocation resumes where the last saved page ended: redoing a page is
-harmless (a state already moved is found equal at its new key, a copied log is put again unchanged).
+harmless (a state already moved is found equal at its new key, a log already chained is kept). What a
+page is to delete is saved before it is deleted, so a crash in between leaves nothing behind the cursor.
 Each invocation holds the lock under its own name ("migration <invocation id>": Lambda's request id,
 which Lambda's own retry of the invocation keeps, so the retry takes the lock back at once); another
 invocation is refused until the holder releases it or, after a crash, until it expires
-(``LOCK_SECONDS`` after its last renewal).
+(``LOCK_SECONDS`` after its last renewal). A deployment that finished last week's migration (states and
+old table) runs only the chaining when invoked again.
 
 A state at the new key that differs from the legacy one was written by a run after the upgrade that
 did not find the legacy state, and so counted its recipient (or person) a second time: the migration
@@ -42,15 +48,17 @@ import boto3
 from functions.consolidate.config import WORKFLOW_TIMEOUT_SECONDS
 from functions.consolidate.store import DynamoWorkflowStore
 from functions.consolidate.workflow import SAFETY_MARGIN_MS
+from functions.shared import log_chain_store
 from functions.shared.models import (
     PERSON_STATE_PREFIX,
     RECIPIENT_STATE_PREFIX,
     STATE_PK,
     STATE_SK,
+    TrackingLogModel,
     stored_person_key,
     stored_recipient_key,
 )
-from functions.shared.tables import INDICATORS, TRACKING_LOGS, WORKFLOW, legacy_tracking_log_partition
+from functions.shared.tables import INDICATORS, TRACKING_LOGS, WORKFLOW, tracking_log_partition
 
 Item = dict[str, Any]  # a DynamoDB item as the low-level client writes it ({"S": ...} values)
 
@@ -61,7 +69,7 @@ LOCK_SECONDS = WORKFLOW_TIMEOUT_SECONDS
 PROGRESS_PK, PROGRESS_SK = "migration", "storage-2026-12"
 PAGE_ITEMS = 100  # items a page of the scan evaluates: one page's work is well under a minute
 MAX_CONFLICT_KEYS = 100  # conflicting keys listed in the answer (all of them are counted)
-INDICATORS_PHASE, LOGS_PHASE, DONE = "indicators", "logs", "done"
+INDICATORS_PHASE, LOGS_PHASE, CHAINS_PHASE, DONE = "indicators", "logs", "chains", "done"
 
 
 class MigrationRefused(RuntimeError):
@@ -78,9 +86,13 @@ class Progress:
     conflicts: int = 0
     conflict_keys: list[str] = field(default_factory=list)
     logs_copied: int = 0
+    logs_chained: int = 0  # logs stored as items of their own, written into their chains and deleted
+    chained: bool = False  # the chaining ended (a progress saved before chains has not: it runs it)
     # The legacy states of the last page, moved and to be deleted: saved before they are deleted, so
     # a crash in between leaves none behind the cursor and counts none twice
     to_delete: list[list[str]] = field(default_factory=list)
+    # Likewise the (partition, sk) keys of the last page's logs, written into their chains
+    logs_to_delete: list[list[str]] = field(default_factory=list)
 
     def encode(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -99,6 +111,7 @@ class Progress:
             "conflict_keys": list(self.conflict_keys),
             "logs_copied": self.logs_copied,
             "logs_from": self.logs_from,
+            "logs_chained": self.logs_chained,
         }
 
 
@@ -121,7 +134,17 @@ class MigrationStore(Protocol):
 
     def delete(self, key: Item) -> None: ...
     def old_logs(self, table: str, cursor: Item | None, limit: int) -> tuple[list[Item], Item | None]: ...
-    def put_logs(self, logs: list[Item]) -> None: ...
+    def unchained_logs(self, cursor: Item | None, limit: int) -> tuple[list[Item], Item | None]:
+        """A page of the tracking-logs table's logs stored as items of their own, and where the
+        next page starts."""
+        ...
+
+    def chain_logs(self, logs: list[Item]) -> None:
+        """Writes the logs into their chains (``partition``), each unless its chain holds a log of
+        its sort key already."""
+        ...
+
+    def delete_logs(self, keys: list[Item]) -> None: ...
     def mark_overflow(self, delivery_id: str, recipient_id: str) -> None:
         """Sets ``logs_overflow`` on the recipient's state in the delivery (creating a bare one)."""
         ...
@@ -146,9 +169,15 @@ def moved(item: Item) -> Item:
     return {**item, "delivery_id": {"S": pk}, "sk": {"S": sk}}
 
 
+def is_unchained(item: Item) -> bool:
+    """A tracking log stored as an item of its own, under ``<delivery>#<n>`` (a chain's key ends in
+    ``#c<NN>``, a feed copy's in ``#feed``; no delivery id holds "#")."""
+    return item["partition"]["S"].rpartition("#")[2].isdecimal()
+
+
 def copied_log(log: Item) -> Item:
-    """An old-table log as the new table keeps it: the same item, with its ``partition``."""
-    partition = legacy_tracking_log_partition(log["delivery_id"]["S"], log["recipient_id"]["S"])
+    """A log as its chain keeps it: the same attributes, its ``partition`` the recipient's chain."""
+    partition = tracking_log_partition(log["delivery_id"]["S"], log["recipient_id"]["S"])
     return {**log, "partition": {"S": partition}}
 
 
@@ -184,19 +213,23 @@ class Migration:
             # A table named anew is copied from its start: after the states (a later invocation naming
             # it), or instead of one the function could not read (not the table its deploy granted)
             renamed = old_logs_table and old_logs_table != progress.logs_from
-            if renamed and progress.phase in (LOGS_PHASE, DONE):
+            if renamed and progress.phase in (LOGS_PHASE, CHAINS_PHASE, DONE):
                 progress.phase, progress.cursor, progress.logs_from = LOGS_PHASE, None, old_logs_table
-            if progress.to_delete:  # an interrupted invocation's last page
+            elif progress.phase == DONE and not progress.chained:  # finished before chains
+                progress.phase, progress.cursor = CHAINS_PHASE, None
+            if progress.to_delete or progress.logs_to_delete:  # an interrupted invocation's last page
                 self._delete_moved(progress)
                 self._store.save_progress(progress)
             while progress.phase != DONE and not self._time_short():
                 self._store.renew_lock(self._owner, self._clock(), self._lock_seconds)
                 if progress.phase == INDICATORS_PHASE:
                     self._states_page(progress, old_logs_table)
-                else:
+                elif progress.phase == LOGS_PHASE:
                     self._logs_page(progress)
+                else:
+                    self._chains_page(progress)
                 self._store.save_progress(progress)
-                if progress.to_delete:
+                if progress.to_delete or progress.logs_to_delete:
                     self._delete_moved(progress)
                     self._store.save_progress(progress)
             return progress.answer()
@@ -224,24 +257,37 @@ class Migration:
                 continue
             progress.to_delete.append([item["delivery_id"]["S"], item["sk"]["S"]])
         if progress.cursor is None:
-            progress.phase = LOGS_PHASE if old_logs_table else DONE
+            progress.phase = LOGS_PHASE if old_logs_table else CHAINS_PHASE
             progress.logs_from = old_logs_table
 
     def _delete_moved(self, progress: Progress) -> None:
         for pk, sk in progress.to_delete:
             self._store.delete({"delivery_id": {"S": pk}, "sk": {"S": sk}})
         progress.to_delete = []
+        if progress.logs_to_delete:
+            self._store.delete_logs(
+                [{"partition": {"S": pk}, "sk": {"S": sk}} for pk, sk in progress.logs_to_delete]
+            )
+            progress.logs_to_delete = []
 
     def _logs_page(self, progress: Progress) -> None:
         table = str(progress.logs_from)
         logs, progress.cursor = self._store.old_logs(table, progress.cursor, self._page_items)
-        self._store.put_logs([copied_log(log) for log in logs])
+        self._store.chain_logs([copied_log(log) for log in logs])
         recipients = sorted({(log["delivery_id"]["S"], log["recipient_id"]["S"]) for log in logs})
         for delivery_id, recipient_id in recipients:
             self._store.mark_overflow(delivery_id, recipient_id)
         progress.logs_copied += len(logs)
         if progress.cursor is None:
-            progress.phase = DONE
+            progress.phase = DONE if progress.chained else CHAINS_PHASE
+
+    def _chains_page(self, progress: Progress) -> None:
+        logs, progress.cursor = self._store.unchained_logs(progress.cursor, self._page_items)
+        self._store.chain_logs([copied_log(log) for log in logs])
+        progress.logs_chained += len(logs)
+        progress.logs_to_delete = [[log["partition"]["S"], log["sk"]["S"]] for log in logs]
+        if progress.cursor is None:
+            progress.phase, progress.chained = DONE, True
 
 
 def migrate(
@@ -351,19 +397,43 @@ class DynamoMigrationStore:
     def old_logs(self, table: str, cursor: Item | None, limit: int) -> tuple[list[Item], Item | None]:
         return self._scan({"TableName": table}, cursor, limit)
 
-    def put_logs(self, logs: list[Item]) -> None:
-        for start in range(0, len(logs), self.BATCH):
-            requests = [{"PutRequest": {"Item": log}} for log in logs[start : start + self.BATCH]]
+    def unchained_logs(self, cursor: Item | None, limit: int) -> tuple[list[Item], Item | None]:
+        # chain items hold ``logs``; feed copies are left out below (their partition ends in "#feed")
+        items, after = self._scan(
+            {
+                "TableName": self._logs,
+                "FilterExpression": "attribute_not_exists(#logs)",
+                "ExpressionAttributeNames": {"#logs": "logs"},
+            },
+            cursor,
+            limit,
+        )
+        return [item for item in items if is_unchained(item)], after
+
+    def chain_logs(self, logs: list[Item]) -> None:
+        models = [TrackingLogModel.from_raw_data(log) for log in logs]
+        held = log_chain_store.find(((str(m.partition), str(m.sk)) for m in models), client=self._client)
+        refused = log_chain_store.write_logs(
+            (m for m in models if (str(m.partition), str(m.sk)) not in held), client=self._client
+        )
+        if refused:
+            log, reason = refused[0]
+            raise RuntimeError(f"DynamoDB refused {len(refused)} logs for their chains ({log.sk}: {reason})")
+
+    def delete_logs(self, keys: list[Item]) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+
+    def _batch_write(self, requests: list[Item]) -> None:
+        for start in range(0, len(requests), self.BATCH):
+            left = requests[start : start + self.BATCH]
             for attempt in range(8):
-                unprocessed = self._client.batch_write_item(RequestItems={self._logs: requests}).get(
-                    "UnprocessedItems", {}
-                )
-                requests = unprocessed.get(self._logs, [])
-                if not requests:
+                unprocessed = self._client.batch_write_item(RequestItems={self._logs: left})
+                left = unprocessed.get("UnprocessedItems", {}).get(self._logs, [])
+                if not left:
                     break
                 time.sleep(0.05 * 2**attempt)
             else:
-                raise RuntimeError(f"DynamoDB left {len(requests)} tracking logs unwritten; invoke again")
+                raise RuntimeError(f"DynamoDB left {len(left)} tracking logs undeleted; invoke again")
 
     def mark_overflow(self, delivery_id: str, recipient_id: str) -> None:
         pk, sk = stored_recipient_key(delivery_id, recipient_id)

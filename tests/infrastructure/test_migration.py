@@ -14,7 +14,13 @@ from cfnlint.api import lint
 
 from functions.consolidate.migrate import DynamoMigrationStore, migrate
 from functions.shared.models import stored_recipient_key
-from functions.shared.tables import ALL_TABLES, INDICATORS, TableSpec
+from functions.shared.tables import (
+    ALL_TABLES,
+    INDICATORS,
+    TRACKING_LOGS,
+    TableSpec,
+    legacy_tracking_log_partition,
+)
 from infra.http_api import ConfigurationError
 from tests.infrastructure.synth import (
     NO_BUNDLING,
@@ -100,7 +106,7 @@ def test_by_default_no_policy_of_any_role_may_scan_or_delete_items(synthesized: 
         assert not set(actions) & FORBIDDEN_EVERYWHERE, statement
 
 
-def test_the_migration_lets_the_consolidation_function_scan_and_delete_indicators_and_scan_the_old_logs(
+def test_the_migration_lets_the_consolidation_function_scan_and_delete_indicators_and_scan_the_logs(
     synthesize_variant: Variant,
 ) -> None:
     # Given the stack synthesized with -c migration=true -c migration_old_logs_table=<the retained table>
@@ -109,22 +115,21 @@ def test_the_migration_lets_the_consolidation_function_scan_and_delete_indicator
     [policy] = _added(on, default).values()
     # Then it is attached to the consolidation function's role only
     assert policy["Properties"]["Roles"] == [{"Ref": on.logical_id(_consolidation_role(on))}]
-    # And it adds exactly Scan and DeleteItem on the indicators table (not its indexes) and Scan on the
-    # old tracking-logs table, by its ARN, unconditionally
-    indicators = _table_id(on, INDICATORS)
+    # And it adds exactly Scan and DeleteItem on the indicators table (not its indexes), Scan on the
+    # tracking-logs table (not its index) and Scan on the old tracking-logs table, by its ARN,
+    # unconditionally
+    indicators, logs = _table_id(on, INDICATORS), _table_id(on, TRACKING_LOGS)
     role = _consolidation_role(on)
-    assert permissions(on, role) - permissions(default, _consolidation_role(default)) == {
+    granted = {
         ("dynamodb:Scan", indicators),
         ("dynamodb:DeleteItem", indicators),
+        ("dynamodb:Scan", logs),
         ("dynamodb:Scan", OLD_LOGS_ARN),
     }
-    assert _granted_by(policy) == {
-        ("dynamodb:Scan", indicators),
-        ("dynamodb:DeleteItem", indicators),
-        ("dynamodb:Scan", OLD_LOGS_ARN),
-    }
+    assert permissions(on, role) - permissions(default, _consolidation_role(default)) == granted
+    assert _granted_by(policy) == granted
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert len(statements) == 2
+    assert len(statements) == 3
     assert all(statement["Effect"] == "Allow" and "Condition" not in statement for statement in statements)
     # And no other role gains anything
     assert _roles(on) == _roles(default)
@@ -136,16 +141,18 @@ def test_the_migration_lets_the_consolidation_function_scan_and_delete_indicator
     assert others  # the loop above would prove nothing on a stack with one role
 
 
-def test_without_the_old_logs_table_the_migration_grants_the_indicators_table_only(
+def test_without_the_old_logs_table_the_migration_reads_no_other_table(
     synthesize_variant: Variant,
 ) -> None:
     # Given the migration without an old tracking-logs table (it moves the states only)
     default, on = synthesize_variant(), synthesize_variant(**MIGRATION)
-    # Then the consolidation function may scan and delete indicators items, and read no other table
+    # Then the consolidation function may scan and delete indicators items, scan the tracking logs,
+    # and read no other table
     indicators = _table_id(on, INDICATORS)
     assert permissions(on, _consolidation_role(on)) - permissions(default, _consolidation_role(default)) == {
         ("dynamodb:Scan", indicators),
         ("dynamodb:DeleteItem", indicators),
+        ("dynamodb:Scan", _table_id(on, TRACKING_LOGS)),
     }
 
 
@@ -212,6 +219,20 @@ def _seed_legacy_data(client: Any) -> None:
             "delivery_id": {"S": "d1"},
             "sk": {"S": "2026-11-30T10:00:00Z#e1"},
             "recipient_id": {"S": "r1"},
+            "event_id": {"S": "e1"},
+            "at": {"S": "2026-11-30T10:00:00Z"},
+            "type": {"S": "open"},
+        },
+    )
+    client.put_item(  # a log stored an item of its own, as before chains
+        TableName=TRACKING_LOGS.table_name,
+        Item={
+            "partition": {"S": legacy_tracking_log_partition("d1", "r2")},
+            "delivery_id": {"S": "d1"},
+            "sk": {"S": "2026-11-30T11:00:00Z#e2"},
+            "recipient_id": {"S": "r2"},
+            "event_id": {"S": "e2"},
+            "at": {"S": "2026-11-30T11:00:00Z"},
             "type": {"S": "open"},
         },
     )
@@ -228,6 +249,7 @@ def _calls_of_a_migration(client: Any) -> set[tuple[str, str]]:
     client.meta.events.register("before-parameter-build.dynamodb", record)
     answer = migrate(DynamoMigrationStore(client), OLD_LOGS, lock_seconds=60)
     assert answer["done"] and answer["moved"] == 2 and answer["conflicts"] == 1 and answer["logs_copied"] == 1
+    assert answer["logs_chained"] == 1
     return calls
 
 

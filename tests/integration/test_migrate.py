@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.api.opt_outs import DynamoOptOutStore
 from functions.consolidate import handler as consolidate_handler
 from functions.redirect import handler as redirect_handler
 from functions.shared import recipient_logs
@@ -22,13 +23,14 @@ from functions.shared.models import (
     PERSON_PARTITION_SEPARATOR,
     RECIPIENT_PARTITION_PREFIX,
     DeliveryStatsModel,
+    TrackingLogModel,
     UrlStatsModel,
 )
-from functions.shared.tables import INDICATORS, TRACKING_LOGS
+from functions.shared.tables import INDICATORS, TRACKING_LOGS, legacy_tracking_log_partition
 from functions.shared.tokens import LinkClaims, signer
 from tests.apigw import FakeContext
 from tests.integration.test_tracking_flow import FIREFOX, Browser, seed_delivery
-from tests.stored_logs import create_old_logs_table, legacy_delivery_logs
+from tests.stored_logs import create_old_logs_table, delivery_logs, legacy_delivery_logs
 
 OLD_LOGS = "msgtrack-tracking-logs-retained"
 DELIVERIES = ("d1", "d2")
@@ -95,15 +97,32 @@ def downgrade(client: Any, delivery_id: str) -> tuple[int, int]:
         states += 1
         client.delete_item(TableName=indicators, Key={"delivery_id": item["delivery_id"], "sk": item["sk"]})
     create_old_logs_table(client, OLD_LOGS)
-    logs = legacy_delivery_logs(delivery_id)
+    logs = take_logs(client, delivery_id)
     for log in logs:
         item = {k: v for k, v in log.serialize().items() if k != "partition"}
         client.put_item(TableName=OLD_LOGS, Item=item)
-        client.delete_item(
-            TableName=TRACKING_LOGS.table_name,
-            Key={"partition": {"S": str(log.partition)}, "sk": {"S": str(log.sk)}},
-        )
     return states, len(logs)
+
+
+def take_logs(client: Any, delivery_id: str) -> list[TrackingLogModel]:
+    """The delivery's logs, taken out of the tracking-logs table (chain items and feed copies)."""
+    logs = delivery_logs(delivery_id)
+    for item in client.scan(TableName=TRACKING_LOGS.table_name, ConsistentRead=True)["Items"]:
+        if item["partition"]["S"].startswith(delivery_id + "#"):
+            key = {"partition": item["partition"], "sk": item["sk"]}
+            client.delete_item(TableName=TRACKING_LOGS.table_name, Key=key)
+    return logs
+
+
+def unchain(client: Any, delivery_id: str) -> int:
+    """Store the delivery's logs as last week's version did: an item each, under its legacy partition."""
+    logs = take_logs(client, delivery_id)
+    for log in logs:
+        partition = legacy_tracking_log_partition(str(log.delivery_id), str(log.recipient_id))
+        client.put_item(
+            TableName=TRACKING_LOGS.table_name, Item={**log.serialize(), "partition": {"S": partition}}
+        )
+    return len(logs)
 
 
 def indicators(delivery_id: str) -> dict[str, Any]:
@@ -114,6 +133,12 @@ def indicators(delivery_id: str) -> dict[str, Any]:
         "human": item.human.as_dict(),
         "urls": {u: (int(s.clicks), int(s.distinct_clicks)) for u, s in urls.items()},
     }
+
+
+def feed(delivery_id: str) -> list[tuple[str, str | None]]:
+    """The delivery's entries of the opt-out feed's index: (recipient, url), once each."""
+    entries = DynamoOptOutStore().entries("", "9999", 1000)
+    return [(entry.recipient_id, entry.url_id) for entry in entries if entry.delivery_id == delivery_id]
 
 
 def tab(recipient_id: str, delivery_id: str) -> list[str]:
@@ -143,13 +168,41 @@ def test_after_the_migration_an_upgraded_delivery_counts_and_lists_as_one_never_
     assert answer["done"] is True and answer["conflicts"] == 0 and answer["already_there"] == 0
     assert answer["moved"] == states and answer["logs_copied"] == 5
     assert indicators("d2") == indicators("d1")
+    assert feed("d2") == feed("d1") == [("r3", "3")]
     assert indicators("d2")["opens"] == 4  # r1 to r4, each once
     for recipient in ("r1", "r2", "r3", "r4"):
         assert tab(recipient, "d2") == tab(recipient, "d1"), recipient
     assert len(tab("r1", "d2")) == 6
-    assert len(legacy_delivery_logs("d2")) == len(legacy_delivery_logs("d1")) == 10
+    assert len(delivery_logs("d2")) == len(delivery_logs("d1")) == 10
+    assert legacy_delivery_logs("d2") == []
     # And invoking it again changes nothing
     assert migrate_step({"old_logs_table": OLD_LOGS}) == answer
+
+
+def test_after_the_migration_a_delivery_of_last_weeks_layout_lists_as_one_never_upgraded(
+    deliveries: Any,
+) -> None:
+    # Given two deliveries with the same traffic, consolidated; one's logs stored an item each, as
+    # last week's version stored them
+    people = {d: before_upgrade(d) for d in DELIVERIES}
+    assert run_workflow()["status"] == "succeeded"
+    assert unchain(deliveries, "d2") == 5 and tab("r1", "d2") == []
+    # When the same recipients act again, and the migration runs before the next run
+    for delivery_id in DELIVERIES:
+        after_upgrade(delivery_id, people[delivery_id])
+    answer = migrate_step({})
+    assert run_workflow()["status"] == "succeeded"
+    # Then the logs are in their chains, none is left an item of its own, and the delivery's logs,
+    # recipient tab and indicators are exactly those of the delivery never stored so
+    assert answer["done"] is True and answer["logs_chained"] == 5 and answer["moved"] == 0
+    assert legacy_delivery_logs("d2") == []
+    assert [(str(log.type), str(log.recipient_id)) for log in delivery_logs("d2")] == [
+        (str(log.type), str(log.recipient_id)) for log in delivery_logs("d1")
+    ]
+    for recipient in ("r1", "r2", "r3", "r4"):
+        assert tab(recipient, "d2") == tab(recipient, "d1"), recipient
+    assert indicators("d2") == indicators("d1")
+    assert feed("d2") == feed("d1") == [("r3", "3")]
 
 
 def test_without_the_migration_a_recipient_counts_twice(deliveries: Any) -> None:

@@ -13,10 +13,11 @@ from functions.consolidate.migrate import (
     Migration,
     MigrationRefused,
     copied_log,
+    is_unchained,
     moved,
 )
 from functions.shared.models import stored_person_key, stored_recipient_key
-from functions.shared.tables import legacy_tracking_log_partition
+from functions.shared.tables import legacy_tracking_log_partition, tracking_log_partition
 from tests.fakes_migration import FakeMigrationStore
 from tests.fakes_workflow import Crash
 
@@ -69,7 +70,21 @@ def seeded() -> FakeMigrationStore:
     store.indicators = {(i["delivery_id"]["S"], i["sk"]["S"]): i for i in items}
     logs = [old_log(d, f"rcp{n}", k) for d in ("dlv1", "dlv2") for n in range(7) for k in range(2)]
     store.old_tables[OLD_LOGS] = {(log["delivery_id"]["S"], log["sk"]["S"]): log for log in logs}
+    # logs of last week's layout in the tracking-logs table, an item of their own each, one of them
+    # also in its chain already (a run after the upgrade reclassified it): that one is kept
+    unchained = [unchained_log("dlv4", f"rcp{n}", k) for n in range(5) for k in range(2)]
+    store.logs = {(log["partition"]["S"], log["sk"]["S"]): log for log in unchained}
+    newer = {**copied_log(unchained[0]), "machine": _s("scanner")}
+    store.logs[(newer["partition"]["S"], newer["sk"]["S"])] = newer
     return store
+
+
+UNCHAINED = 10  # seeded() logs stored as items of their own
+
+
+def unchained_log(delivery: str, recipient: str, n: int) -> Item:
+    log = old_log(delivery, recipient, n)
+    return {**log, "partition": _s(legacy_tracking_log_partition(delivery, recipient))}
 
 
 def expected_after(store: FakeMigrationStore, with_logs: bool) -> tuple[dict[Any, Item], dict[Any, Item]]:
@@ -82,7 +97,11 @@ def expected_after(store: FakeMigrationStore, with_logs: bool) -> tuple[dict[Any
             else item
         )
         expected[(target["delivery_id"]["S"], target["sk"]["S"])] = copy.deepcopy(target)
-    logs = {}
+    logs = {key: log for key, log in store.logs.items() if not is_unchained(log)}
+    for log in store.logs.values():
+        if is_unchained(log):
+            chained = copied_log(log)
+            logs.setdefault((chained["partition"]["S"], chained["sk"]["S"]), chained)
     if with_logs:
         for log in store.old_tables[OLD_LOGS].values():
             new = copied_log(log)
@@ -132,6 +151,7 @@ def test_legacy_states_move_to_their_new_keys_and_the_answer_counts_them() -> No
         "conflict_keys": [],
         "logs_copied": 0,
         "logs_from": None,
+        "logs_chained": UNCHAINED,
     }
     assert store.lock_owner is None
 
@@ -159,7 +179,7 @@ def test_the_old_tracking_logs_are_copied_with_their_partition_and_flag_their_re
     assert store.logs == logs
     assert store.indicators == expected
     assert answer["logs_copied"] == 28 and answer["logs_from"] == OLD_LOGS and answer["done"]
-    partition = legacy_tracking_log_partition("dlv1", "rcp3")
+    partition = tracking_log_partition("dlv1", "rcp3")
     assert {sk for (p, sk) in store.logs if p == partition} >= {
         log["sk"]["S"]
         for log in store.old_tables[OLD_LOGS].values()
@@ -188,7 +208,7 @@ def test_naming_the_granted_old_logs_table_after_one_it_could_not_read_copies_th
     expected, logs = expected_after(store, with_logs=True)
     with pytest.raises(KeyError):
         migration(store).run("msgtrack-tracking-logs-typo")
-    assert store.lock_owner is None and not store.logs
+    assert store.lock_owner is None and store.logs == seeded().logs
     # When it is invoked again naming the granted table
     answer = migration(store).run(OLD_LOGS)
     # Then it copies that table's logs, as if it had been named the first time
@@ -265,7 +285,9 @@ OPERATIONS = [
     "delete",
     "save_progress",
     "old_logs",
-    "put_logs",
+    "unchained_logs",
+    "chain_logs",
+    "delete_logs",
     "mark_overflow",
     "release_lock",
 ]
@@ -293,7 +315,7 @@ def test_a_crash_at_any_call_then_an_invocation_again_gives_the_clean_result(
         answer = migration(store, now=NOW + LOCK_SECONDS + 1).run(OLD_LOGS)
         # Then the data is exactly that of a clean migration, and every state is counted once
         lost = len(set(expected) - set(store.indicators)) + len(set(logs) - set(store.logs))
-        doubled = len(set(store.indicators) - set(expected))
+        doubled = len(set(store.indicators) - set(expected)) + len(set(store.logs) - set(logs))
         reliability.record(
             "Faults",
             f"storage migration killed at a {operation} call (every call in turn), then invoked again",
@@ -306,6 +328,7 @@ def test_a_crash_at_any_call_then_an_invocation_again_gives_the_clean_result(
         assert store.logs == logs
         assert answer["done"] and answer["moved"] + answer["already_there"] == 22
         assert answer["conflicts"] == 0 and answer["logs_copied"] == 28
+        assert answer["logs_chained"] == UNCHAINED
         assert store.lock_owner is None
     assert crashes > 0
 
@@ -382,3 +405,39 @@ def test_msgtrack_migrate_prints_the_counts_and_exits_0_only_when_done_without_c
         legacy_recipient("dlv9", "rcp0", clicked={"BOOL": True})
     )
     assert main(["migrate"]) == 1
+
+
+def test_logs_stored_as_items_of_their_own_go_into_their_chains_and_the_items_are_deleted() -> None:
+    # Given logs of last week's layout, one of them in its chain already as a run reclassified it
+    store = seeded()
+    first = store.logs[(legacy_tracking_log_partition("dlv4", "rcp0"), old_log("dlv4", "rcp0", 0)["sk"]["S"])]
+    _, logs = expected_after(store, with_logs=False)
+    # When the migration runs
+    answer = migration(store).run()
+    # Then each log is in its recipient's chain under its sort key, no item of the old layout is left,
+    # and the chain's newer copy is the one kept
+    assert store.logs == logs
+    assert not [log for log in store.logs.values() if is_unchained(log)]
+    chain = tracking_log_partition("dlv4", "rcp0")
+    assert store.logs[(chain, first["sk"]["S"])]["machine"] == _s("scanner")
+    assert answer["logs_chained"] == UNCHAINED and answer["done"]
+
+
+def test_a_deployment_that_finished_last_weeks_migration_runs_only_the_chaining() -> None:
+    # Given a migration that finished before chains (its saved progress knows no chaining)
+    store = seeded()
+    _, logs = expected_after(store, with_logs=False)
+    migration(store).run()
+    store.progress = store.progress.replace('"chained": true', '"chained": false').replace(
+        '"logs_chained": 10', '"logs_chained": 0'
+    )
+    unchained = [unchained_log("dlv5", "rcp9", k) for k in range(3)]
+    store.logs.update({(log["partition"]["S"], log["sk"]["S"]): log for log in unchained})
+    logs.update({(c["partition"]["S"], c["sk"]["S"]): c for c in map(copied_log, unchained)})
+    store.calls.clear()
+    # When it is invoked again
+    answer = migration(store).run()
+    # Then it chains the logs left as items of their own and reads no state again
+    assert answer["done"] and answer["logs_chained"] == 3
+    assert store.calls["legacy_states"] == 0
+    assert store.logs == logs
