@@ -251,10 +251,12 @@ class TrackingWorkflow:
         groups = self._groups(state, started)
         planner.drain_fallback()
         drained = [sum(planner.drained.get(shard, 0) for shard in group) for group in groups]
-        self._store.save_run(run)  # with what the planner quarantined, for the finisher to go on from
-        self._store.open_run(
-            run_id, trigger, timeutil.iso(started), groups, drained, int(run.quarantined or 0)
-        )
+        # with the planner's notes, for the finisher to go on from; its count is not the record's: what
+        # it quarantined is counted by the run that opens next (this one, unless it dies first)
+        run.quarantined = 0
+        self._store.save_run(run)
+        # the run counts what the planners quarantined since the last run opened, as they saved it
+        self._store.open_run(run_id, trigger, timeutil.iso(started), groups, drained)
         logger.info("tracking workflow run planned", extra={"run_id": run_id, "workers": len(groups)})
         return Plan(run_id, trigger, False, groups)
 
