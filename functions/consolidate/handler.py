@@ -145,8 +145,10 @@ def _finish(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     elif error:
         described = str(error)
     started = timeutil.now()
-    run = _workflow().finish(run_id, workers, described)
-    _record(run, (timeutil.now() - started).total_seconds())
+    finished = _workflow().finish_step(run_id, workers, described)
+    run = finished.run
+    if finished.recorded_now:  # a retried Finish that finds the run recorded emits its metrics no more
+        _record(run, (timeutil.now() - started).total_seconds())
     return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
 
 

@@ -10,8 +10,9 @@ import pytest
 from functions.consolidate import handler
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import settings
+from functions.shared.observability import MetricNames
 from tests.apigw import FakeContext
-from tests.fakes_workflow import FakeWorkflowStore
+from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
 from tests.unit.test_workflow_workers import first_run_events
 
@@ -151,3 +152,49 @@ def clean_totals() -> dict[str, object]:
         "alone", "schedule"
     )
     return alone.snapshot()
+
+
+class RecordedMetrics:
+    """The metrics the handler adds, by name (in place of Powertools' metric set)."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float]] = []
+
+    def add_metric(self, *, name: str, unit: object, value: float) -> None:
+        self.added.append((name, value))
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.added if name != MetricNames.WORKFLOW_RUN_DURATION)
+
+
+RUN_METRICS = [
+    MetricNames.EVENTS_PROCESSED,
+    MetricNames.WORKFLOW_RUNS_SUCCEEDED,
+    MetricNames.WRITES_QUARANTINED,
+]
+
+
+@pytest.mark.parametrize("dies_at", [None, "release_lock"])
+def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitted_once(
+    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch, dies_at: str | None
+) -> None:
+    # Given a run whose Finish recorded it (or died at the lock release, after saving its record)
+    recorded = RecordedMetrics()
+    monkeypatch.setattr(handler, "metrics", recorded)
+    plan = step({"step": "plan", "trigger": "schedule"})
+    results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in plan["groups"]]  # type: ignore[dict-item]
+    finish = {"step": "finish", "run_id": plan["run_id"], "workers": results}
+    if dies_at:
+        store.fault = lambda operation, count: operation == dies_at
+        with pytest.raises(Crash):
+            step(finish)
+        store.restart()
+    else:
+        step(finish)
+    # When Step Functions retries Finish, twice (its answer lost each time)
+    step(finish)
+    step(finish)
+    # Then the run's metrics were emitted once: by the Finish that completed it
+    assert recorded.names() == sorted(RUN_METRICS)
+    assert store.lock_owner is None
+
