@@ -105,14 +105,12 @@ def test_a_worker_invoked_again_returns_the_notes_it_carried_and_refuses_malform
     # Given a planned run, When worker 0 is invoked again with what its earlier invocation noted
     plan = step({"step": "plan", "run_id": "run-1", "trigger": "api"})
     group = plan["groups"][0]  # type: ignore[index]
-    result = step({"step": "work", "run_id": "run-1", **group, "errors": ["a note"], "quarantined": 2})
-    # Then its result carries the notes on to the finisher; its count is the one its slot holds for the
-    # run (nothing quarantined here), not the one the state machine passed on
+    result = step({"step": "work", "run_id": "run-1", **group, "errors": ["a note"]})
+    # Then its result carries the notes on to the finisher
     assert (result["errors"], result.get("quarantined"), result["more"]) == (["a note"], None, False)
     # And carried notes of the wrong shape are the caller's fault
-    for bad in ({"errors": "a note"}, {"quarantined": -1}, {"quarantined": "2"}):
-        with pytest.raises(handler.BadStep, match="earlier invocations"):
-            step({"step": "work", "run_id": "run-1", **group, **bad})
+    with pytest.raises(handler.BadStep, match="earlier invocations"):
+        step({"step": "work", "run_id": "run-1", **group, "errors": "a note"})
     # And so is a shard to go on at that is not of the group
     for shard in ("r999of8", 3):
         with pytest.raises(handler.BadStep, match="next_shard"):
@@ -198,3 +196,16 @@ def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitte
     assert recorded.names() == sorted(RUN_METRICS)
     assert store.lock_owner is None
 
+
+@pytest.mark.parametrize("carried", [2, -1, "2"])
+def test_given_a_work_on_event_of_an_execution_started_before_the_deploy_when_invoked_then_its_quarantined_is_ignored(
+    store: FakeWorkflowStore, carried: object
+) -> None:
+    # Given a planned run, and a Work on event as an older state machine sent it: carrying the count of
+    # quarantined items its worker returned (which the worker's slot holds now), whatever it holds
+    plan = step({"step": "plan", "trigger": "schedule"})
+    group = plan["groups"][0]  # type: ignore[index]
+    # When the handler gets it (an execution in flight across the deploy)
+    answer = step({"step": "work", "run_id": plan["run_id"], **group, "errors": [], "quarantined": carried})
+    # Then it is worked as any other; the count it answers is its slot's (nothing quarantined here)
+    assert answer["status"] == "succeeded" and "quarantined" not in answer
