@@ -34,7 +34,9 @@ How exactly-once holds (see README "The tracking workflow"):
   again on every replay and halt the workflow for good. Such an item is quarantined instead (a
   ``QuarantineModel`` item in the workflow table, named in the run's errors and counted in its
   ``quarantined``, once: a step's count is saved with what makes it durable, a worker's with its pending
-  batches, the merge's with its phase ``merged``, and the record's count is set from them) and the run
+  batches, the merge's with its phase ``merged``, a raw event's kept from behind its checkpoint with its
+  quarantine item (one transaction: a retry finds it kept and skips it), the planners' until the next
+  run opens, and the record's count is set from them) and the run
   goes on: a refused tracking log is replaced by its bare facts (so it
   still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
   starts again from it), a refused fallback event is dropped from the queue. Everything else is
