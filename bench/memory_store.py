@@ -212,6 +212,7 @@ REQUESTS_PER_CALL: dict[str, tuple[str, ...]] = {
     "save_worker_pending": ("TransactWriteItems",),
     "load_pending_chunks": ("BatchGetItem",),  # a pending batch's chunks: far fewer than 100 keys
     "complete_worker_pending": ("TransactWriteItems",),
+    "quarantine_counted": ("TransactWriteItems",),
     "read_raw": ("Query",),
     "tracked_urls": ("Query",),
     "pending_erasures": ("Query",),

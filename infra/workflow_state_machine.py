@@ -12,8 +12,8 @@ Every step invokes the consolidation function synchronously with a ``step`` that
   "next_shard"?}``; retried on Lambda's service errors and once on a failure of the function itself. A worker that stopped
   at its invocation's time limit with its group not drained, before the run's deadline (``more``), is
   invoked again for the same group (Work on): it goes on from its checkpoints at the shard after the
-  last one it read (``next_shard``), carrying its notes (``errors``, ``quarantined``); its events add up
-  in its slot of the workflow table. So a run's workers have the run's whole budget
+  last one it read (``next_shard``), carrying its notes (``errors``); its events and its count of
+  quarantined items add up in its slot of the workflow table. So a run's workers have the run's whole budget
   (MSGTRACK_RUN_BUDGET_SECONDS), not one invocation each.
 - Close ``{"step": "close", "run_id"}`` -> ``{"run_id", "slices"}``: closes the run for its workers;
   then each slice, in parallel, ``{"step": "merge_slice", "run_id", "slice"}``, retried like a worker;
@@ -95,11 +95,12 @@ WORK_EVENT = {
 WORK_DONE = '{% $merge([$states.result, {"run_id": $states.input.run_id}]) %}'
 MORE_WORK = "{% $states.input.more = true %}"
 # The same group again, with what the worker noted so far and the shard its rounds go on at (a missing
-# field is left out).
+# field is left out). Not its count of quarantined items: its slot holds it (an older execution's input
+# that still carries one is accepted, and the count ignored).
 WORK_ON_EVENT = (
     '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
     '"shards": $states.input.shards, "errors": $states.input.errors, '
-    '"quarantined": $states.input.quarantined, "next_shard": $states.input.next_shard} %}'
+    '"next_shard": $states.input.next_shard} %}'
 )
 # A worker that still fails after its retries returns its error in place of a result.
 WORKER_FAILURE = '{% {"failure": $states.errorOutput} %}'

@@ -61,9 +61,7 @@ class LocalStateMachine:
         def work(group: dict[str, Any]) -> dict[str, Any] | None:
             result = invoke({"step": "work", "run_id": plan["run_id"], **group})
             while result is not None and result.get("more") is True:  # the Choice "More to do?"
-                carried: dict[str, Any] = {
-                    n: result[n] for n in ("errors", "quarantined", "next_shard") if n in result
-                }
+                carried: dict[str, Any] = {n: result[n] for n in ("errors", "next_shard") if n in result}
                 result = invoke({"step": "work", "run_id": plan["run_id"], **group, **carried})
             return result
 

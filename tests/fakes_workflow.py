@@ -106,6 +106,7 @@ class FakeWorkflowStore:
         self.phase: str | None = None
         self.drained: list[int] = []
         self.plan_quarantined = 0
+        self.planning_quarantined = 0  # the planners' count since the last run opened
         self.merge_outcome = b""
         self.workers: dict[int, dict[str, Any]] = {}  # run_id, seq, events, pending (PendingChunks)
         self.partials: dict[tuple[str, int], dict[str, bytes]] = {}
@@ -221,13 +222,13 @@ class FakeWorkflowStore:
         started: str,
         groups: list[list[str]],
         drained: list[int],
-        quarantined: int = 0,
     ) -> None:
         self._call("open_run")
         self._require(owner)
         self.run_id, self.run_trigger, self.run_started = owner, trigger, started
         self.groups, self.phase, self.drained = [list(g) for g in groups], WORK, list(drained)
-        self.plan_quarantined, self.merge_outcome = quarantined, b""
+        self.plan_quarantined, self.planning_quarantined = self.planning_quarantined, 0
+        self.merge_outcome = b""
 
     def set_phase(self, owner: str, phase: str, outcome: bytes | None = None) -> None:
         self._call("set_phase")
@@ -388,9 +389,10 @@ class FakeWorkflowStore:
         self._require(owner)
         self.state_pending = pointer
 
-    def complete_pending(self, owner: str, pending: PendingBatch) -> None:
+    def complete_pending(self, owner: str, pending: PendingBatch, quarantined: int = 0) -> None:
         self._call("complete_pending")
         self._require(owner)
+        self.planning_quarantined += quarantined
         self.batch_seq = pending.seq
         self.checkpoints.update(pending.checkpoints)
         self.state_pending = None
@@ -484,6 +486,22 @@ class FakeWorkflowStore:
         for item in items:
             self._call("quarantine")
             self.quarantined[str(item.sk)] = _copy(item)
+
+    def quarantine_counted(self, owner: str, worker: int | None, items: list[QuarantineModel]) -> None:
+        """The items kept and counted in one transaction (the DynamoDB store's chunks are one here)."""
+        self._call("quarantine_counted")
+        with self._guard:
+            if worker is None:
+                self._require(owner)
+                self.planning_quarantined += len(items)
+            else:
+                self._require_open(owner, True)
+                slot = self.workers[worker]
+                if slot["run_id"] != owner:
+                    raise LockLost(f"worker {worker} serves run {slot['run_id']}")
+                slot["quarantined"] += len(items)
+            for item in items:
+                self.quarantined[str(item.sk)] = _copy(item)
 
     def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
         self._call("deleted_deliveries")

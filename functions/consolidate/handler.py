@@ -6,13 +6,14 @@ The steps (README "Scale-out"):
 - ``{"step": "plan", "run_id"?, "trigger"?}`` → ``{"run_id", "trigger", "skip", "groups": [{"worker",
   "shards"}]}``: takes the lock and splits the shards into MSGTRACK_WORKFLOW_WORKERS groups (``skip``
   with no groups when another run holds the lock).
-- ``{"step": "work", "run_id", "worker", "shards", "errors"?, "quarantined"?, "next_shard"?}`` →
+- ``{"step": "work", "run_id", "worker", "shards", "errors"?, "next_shard"?}`` →
   ``{"worker", "shards", "events_processed", "status", "error"?, "errors"?, "quarantined"?, "more",
   "next_shard"?}``: consolidates one group; raises on a fault, for the state machine to retry (a retried
   worker goes on from its checkpoints and counts nothing twice). ``more``: stopped at the invocation's
-  limit before the run's deadline, to be invoked again with the ``errors``, ``quarantined`` and
-  ``next_shard`` (where its rounds go on) it returned (its events and its count of quarantined items add
-  up in its slot of the store: ``quarantined`` answers the run's so far, the one passed in is not added).
+  limit before the run's deadline, to be invoked again with the ``errors`` and ``next_shard`` (where its
+  rounds go on) it returned (its events and its count of quarantined items add up in its slot of the
+  store: ``quarantined`` answers the run's so far). A ``quarantined`` in the event, as an older state
+  machine passed it on, is ignored: an execution in flight across a deploy goes on.
 - ``{"step": "close", "run_id"}`` → ``{"run_id", "slices": [{"slice"}]}``: closes the run for its
   workers and applies the pending batches they left; the slices of the merge (none with one worker).
 - ``{"step": "merge_slice", "run_id", "slice"}`` → ``{"run_id", "slice"}``: merges and puts one slice
@@ -95,9 +96,9 @@ def _work(event: dict[str, Any], context: Any) -> dict[str, Any]:
         or not all(isinstance(s, str) for s in shards)
     ):
         raise BadStep("step 'work' needs a worker number and its list of shards")
-    notes, quarantined = event.get("errors") or [], event.get("quarantined") or 0
-    if not isinstance(notes, list) or not isinstance(quarantined, int) or quarantined < 0:
-        raise BadStep("step 'work' carries its earlier invocations' errors as a list, quarantined as a count")
+    notes = event.get("errors") or []
+    if not isinstance(notes, list):
+        raise BadStep("step 'work' carries its earlier invocations' errors as a list")
     next_shard = event.get("next_shard")
     if next_shard is not None and next_shard not in shards:
         raise BadStep("step 'work' takes next_shard as one of its shards")
@@ -107,7 +108,6 @@ def _work(event: dict[str, Any], context: Any) -> dict[str, Any]:
         0,
         "succeeded",
         errors=[str(n) for n in notes],
-        quarantined=quarantined,
         next_shard=next_shard,
     )
     logger.append_keys(run_id=run_id, worker=worker)
@@ -145,8 +145,10 @@ def _finish(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     elif error:
         described = str(error)
     started = timeutil.now()
-    run = _workflow().finish(run_id, workers, described)
-    _record(run, (timeutil.now() - started).total_seconds())
+    finished = _workflow().finish_step(run_id, workers, described)
+    run = finished.run
+    if finished.recorded_now:  # a retried Finish that finds the run recorded emits its metrics no more
+        _record(run, (timeutil.now() - started).total_seconds())
     return {"run_id": run_id, "status": run.status, "events_processed": int(run.events_processed)}
 
 

@@ -321,7 +321,7 @@ class StepRun:
         self._put(pending.items, seq=pending.seq)
         applied, self._applied = self._applied, None
         if self._worker is None:
-            self._store.complete_pending(self._owner, pending)
+            self._store.complete_pending(self._owner, pending, pending.quarantined + applied)
             self._state.batch_seq = pending.seq
             self._state.pending = None
         else:
@@ -388,7 +388,10 @@ class StepRun:
 
         Read ahead of its checkpoint (``ahead``), a poison event is kept and counted whether or not it
         is kept already: no completed flush has moved past it, so no run counted it (one that kept it
-        crashed before its flush), and the flush that moves past it counts it (once)."""
+        crashed before its flush), and the flush that moves past it counts it (once). Behind its
+        checkpoint (the late-event window, the fallback queue), kept means counted: it is kept and
+        counted in one transaction (``quarantine_counted``), so a step that crashed after keeping it
+        has counted it, and a retry that finds it kept counts it no more."""
         if not poison:
             return
         table = quarantine.table_of(RawEventModel.__name__)
@@ -400,7 +403,8 @@ class StepRun:
                 self._quarantined(p.item, RawEventModel.__name__, (p.shard, p.sk, ""), p.error, None)
                 for key, p in by_key.items()
                 if key not in kept
-            ]
+            ],
+            counted=not ahead,
         )
 
     def _quarantined(
@@ -408,17 +412,22 @@ class StepRun:
     ) -> QuarantineModel:
         return quarantine.kept(data, model, key, error, instead, run_id=self._owner, at=self._clock())
 
-    def _keep(self, quarantined: list[QuarantineModel]) -> None:
+    def _keep(self, quarantined: list[QuarantineModel], *, counted: bool = False) -> None:
+        """Keep items in quarantine. ``counted``: their count is saved with them (the worker's slot or
+        the planners' count); otherwise it is durable only with the pending batch that holds it:
+        applying one, or the next one to be flushed."""
         if not quarantined:
             return
-        self._store.quarantine(quarantined)
-        # The step's own tally (the planner's count, its notes); a worker's count is durable only with
-        # the pending batch that holds it: applying one, or the next one to be flushed.
-        self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
-        if self._applied is not None:
-            self._applied += len(quarantined)
+        if counted:
+            self._store.quarantine_counted(self._owner, self._worker, quarantined)
         else:
-            self._carried.quarantined += len(quarantined)
+            self._store.quarantine(quarantined)
+            if self._applied is not None:
+                self._applied += len(quarantined)
+            else:
+                self._carried.quarantined += len(quarantined)
+        # the step's own tally, for its notes (the run record's count is set from the durable ones)
+        self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
         for item in quarantined:
             logger.error(
                 "quarantined an item the workflow could not write or read",

@@ -147,6 +147,24 @@ def _put_alone(item: Model) -> Refused | None:
     return None
 
 
+TRANSACTION_ITEMS = 98  # DynamoDB's 100 actions per transaction, less the count and the check
+TRANSACTION_BYTES = 3_000_000  # of its 4 MB, with a margin for the attributes beside the kept item
+
+
+def _transaction_chunks(items: list[models.QuarantineModel]) -> list[list[models.QuarantineModel]]:
+    """The items in chunks one transaction takes, by count and by size."""
+    chunks: list[list[models.QuarantineModel]] = []
+    size = 0
+    for item in items:
+        grows = len(item.item) + 2_000
+        if not chunks or len(chunks[-1]) == TRANSACTION_ITEMS or size + grows > TRANSACTION_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += grows
+    return chunks
+
+
 class LockLost(RuntimeError):
     """Another run holds the workflow lock: this run must stop writing."""
 
@@ -306,7 +324,7 @@ class WorkflowStore(ErasureStore, Protocol):
     def release_lock(self, owner: str) -> None: ...
     def load_state(self) -> WorkflowState: ...
     def save_pending(self, owner: str, pending: PendingBatch) -> None: ...
-    def complete_pending(self, owner: str, pending: PendingBatch) -> None: ...
+    def complete_pending(self, owner: str, pending: PendingBatch, quarantined: int = 0) -> None: ...
     def save_run(self, run: RunModel) -> None: ...
     def load_run(self, run_id: str) -> RunModel | None: ...
     def open_run(
@@ -316,7 +334,6 @@ class WorkflowStore(ErasureStore, Protocol):
         started: str,
         groups: list[list[str]],
         drained: list[int],
-        quarantined: int = 0,
     ) -> None: ...
     def set_phase(self, owner: str, phase: str, outcome: bytes | None = None) -> None: ...
     def start_worker(self, owner: str, worker: int) -> WorkerState: ...
@@ -351,6 +368,9 @@ class WorkflowStore(ErasureStore, Protocol):
     def load_indicators(self, keys: Iterable[StateKey]) -> dict[StateKey, Model]: ...
     def put_items(self, items: Iterable[Model]) -> list[Refused]: ...
     def quarantine(self, items: Iterable[models.QuarantineModel]) -> None: ...
+    def quarantine_counted(
+        self, owner: str, worker: int | None, items: list[models.QuarantineModel]
+    ) -> None: ...
     def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]: ...
     def receive_fallback(self, limit: int) -> list[FallbackMessage]: ...
     def put_raw(self, item: dict[str, Any]) -> None: ...
@@ -521,12 +541,14 @@ class DynamoWorkflowStore:
         started: str,
         groups: list[list[str]],
         drained: list[int],
-        quarantined: int = 0,
     ) -> None:
+        """Open the run for its workers; it counts what the planners quarantined since the last run
+        opened (``planning_quarantined``: its own planner's, and a crashed one's before it)."""
         self._update_state(
             owner,
             UpdateExpression="SET run_id = :owner, run_trigger = :trigger, run_started = :started, "
-            "groups = :groups, phase = :phase, drained = :drained, plan_quarantined = :quarantined "
+            "groups = :groups, phase = :phase, drained = :drained, "
+            "plan_quarantined = if_not_exists(planning_quarantined, :zero), planning_quarantined = :zero "
             "REMOVE merge_outcome",
             ConditionExpression="lock_owner = :owner",
             ExpressionAttributeValues={
@@ -536,7 +558,7 @@ class DynamoWorkflowStore:
                 ":groups": {"L": [{"L": [{"S": shard} for shard in group]} for group in groups]},
                 ":phase": {"S": WORK},
                 ":drained": {"L": [{"N": str(n)} for n in drained]},
-                ":quarantined": {"N": str(quarantined)},
+                ":zero": {"N": "0"},
             },
         )
 
@@ -878,10 +900,19 @@ class DynamoWorkflowStore:
             },
         )
 
-    def complete_pending(self, owner: str, pending: PendingBatch) -> None:
-        """Move every checkpoint of the pending batch and remove it, in one conditional update."""
-        assignments = ["batch_seq = :seq"]
-        values: dict[str, Any] = {":owner": {"S": owner}, ":seq": {"N": str(pending.seq)}}
+    def complete_pending(self, owner: str, pending: PendingBatch, quarantined: int = 0) -> None:
+        """Move every checkpoint of the pending batch, count what it quarantined (``quarantined``: before
+        the flush and in applying it) for the next run to open, and remove it, in one conditional update."""
+        assignments = [
+            "batch_seq = :seq",
+            "planning_quarantined = if_not_exists(planning_quarantined, :zero) + :quarantined",
+        ]
+        values: dict[str, Any] = {
+            ":owner": {"S": owner},
+            ":seq": {"N": str(pending.seq)},
+            ":zero": {"N": "0"},
+            ":quarantined": {"N": str(quarantined)},
+        }
         names: dict[str, str] = {}
         for n, (shard, checkpoint) in enumerate(sorted(pending.checkpoints.items())):
             assignments.append(f"checkpoints.#shard{n} = :checkpoint{n}")
@@ -1007,6 +1038,48 @@ class DynamoWorkflowStore:
     def quarantine(self, items: Iterable[models.QuarantineModel]) -> None:
         for item in items:
             item.save()
+
+    def quarantine_counted(self, owner: str, worker: int | None, items: list[models.QuarantineModel]) -> None:
+        """Keep items (kept nowhere yet) and add their number to the step's count, in one transaction
+        per chunk: a worker's slot while its run is open, else the planners' count in the state item
+        (``planning_quarantined``), which the next run to open takes. Kept means counted, however
+        often the step is retried: a retry that reads the item again finds it kept (README
+        "Quarantined writes")."""
+        for chunk in _transaction_chunks(items):
+            count = {":owner": {"S": owner}, ":n": {"N": str(len(chunk))}, ":zero": {"N": "0"}}
+            if worker is None:
+                tally: dict[str, Any] = {
+                    "Key": self._key,
+                    "UpdateExpression": "SET planning_quarantined = "
+                    "if_not_exists(planning_quarantined, :zero) + :n",
+                    "ConditionExpression": "lock_owner = :owner",
+                    "ExpressionAttributeValues": count,
+                }
+                checks: list[dict[str, Any]] = []
+            else:
+                tally = {
+                    "Key": self._worker_key(worker),
+                    "UpdateExpression": "SET quarantined = if_not_exists(quarantined, :zero) + :n",
+                    "ConditionExpression": "run_id = :owner",
+                    "ExpressionAttributeValues": count,
+                }
+                # An update that changes nothing but checks the run is open (as save_worker_pending)
+                checks = [
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": self._key,
+                            "UpdateExpression": "SET phase = :work",
+                            **self._state_condition(owner, True),
+                        }
+                    }
+                ]
+            puts = [{"Put": {"TableName": self._table, "Item": item.serialize()}} for item in chunk]
+            actions: list[Any] = [*checks, {"Update": {"TableName": self._table, **tally}}, *puts]
+            try:
+                self._client.transact_write_items(TransactItems=actions)
+            except self._client.exceptions.TransactionCanceledException as error:
+                raise LockLost(f"run {owner} is closed or lost the lock (quarantining)") from error
 
     def deleted_deliveries(self, delivery_ids: Iterable[str]) -> set[str]:
         keys = [(delivery_id, models.DELIVERY_SK) for delivery_id in delivery_ids]

@@ -34,7 +34,9 @@ How exactly-once holds (see README "The tracking workflow"):
   again on every replay and halt the workflow for good. Such an item is quarantined instead (a
   ``QuarantineModel`` item in the workflow table, named in the run's errors and counted in its
   ``quarantined``, once: a step's count is saved with what makes it durable, a worker's with its pending
-  batches, the merge's with its phase ``merged``, and the record's count is set from them) and the run
+  batches, the merge's with its phase ``merged``, a raw event's kept from behind its checkpoint with its
+  quarantine item (one transaction: a retry finds it kept and skips it), the planners' until the next
+  run opens, and the record's count is set from them) and the run
   goes on: a refused tracking log is replaced by its bare facts (so it
   still means "counted"), a refused indicator item is forgotten (the stored one stays, the next batch
   starts again from it), a refused fallback event is dropped from the queue. Everything else is
@@ -251,10 +253,12 @@ class TrackingWorkflow:
         groups = self._groups(state, started)
         planner.drain_fallback()
         drained = [sum(planner.drained.get(shard, 0) for shard in group) for group in groups]
-        self._store.save_run(run)  # with what the planner quarantined, for the finisher to go on from
-        self._store.open_run(
-            run_id, trigger, timeutil.iso(started), groups, drained, int(run.quarantined or 0)
-        )
+        # with the planner's notes, for the finisher to go on from; its count is not the record's: what
+        # it quarantined is counted by the run that opens next (this one, unless it dies first)
+        run.quarantined = 0
+        self._store.save_run(run)
+        # the run counts what the planners quarantined since the last run opened, as they saved it
+        self._store.open_run(run_id, trigger, timeutil.iso(started), groups, drained)
         logger.info("tracking workflow run planned", extra={"run_id": run_id, "workers": len(groups)})
         return Plan(run_id, trigger, False, groups)
 
@@ -342,6 +346,12 @@ class TrackingWorkflow:
     ) -> RunModel:
         """Merge the workers' shared items, record the run (failed with ``error`` or a failed worker),
         release the lock. Whatever failed, what the workers flushed is kept and counted once."""
+        return self.finish_step(run_id, results, error).run
+
+    def finish_step(
+        self, run_id: str, results: list[WorkResult] | list[dict[str, Any]], error: str | None = None
+    ) -> Finished:
+        """``finish``, saying whether it recorded the run now or found it recorded already."""
         work = [r if isinstance(r, WorkResult) else WorkResult.from_dict(r) for r in results]
         state = self._store.load_state()
         run = self._store.load_run(run_id) or RunModel(
@@ -349,12 +359,13 @@ class TrackingWorkflow:
         )
         if state.lock_owner != run_id or state.run_id != run_id:
             if run.status in ("succeeded", "failed") and run.finished_at:
-                return run  # recorded already (a retried Finish, or the next run's planner finished it)
+                # recorded already (a retried Finish, or the next run's planner finished it)
+                return Finished(run, recorded_now=False)
             run.status = "failed"
             run.errors = [*(run.errors or []), f"run {run_id} no longer holds the tracking workflow lock"]
             run.finished_at = timeutil.iso(self._clock())
             self._store.save_run(run)
-            return run
+            return Finished(run, recorded_now=True)
         run.status, run.errors = "running", list(run.errors or [])
         try:
             closed = self._close(run_id, run_id, state, run)
@@ -393,7 +404,7 @@ class TrackingWorkflow:
         self._store.release_lock(run_id)
         if run.status == "failed":
             logger.error("tracking workflow run failed", extra={"run_id": run_id, "errors": run.errors})
-        return run
+        return Finished(run, recorded_now=True)
 
     def _close(self, run_id: str, owner: str, state: WorkflowState, run: RunModel | None = None) -> _Closed:
         """Close the run ``run_id`` for its workers, apply their pending batches, merge their partial
@@ -558,6 +569,17 @@ class TrackingWorkflow:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """What a Finish step did: the run's record, and whether this Finish completed it. False: a retried
+    Finish found it recorded and its lock released already (by an earlier try, or by the next run's
+    planner), so the run's metrics are not emitted again. A Finish that died after saving the record
+    but before releasing the lock emitted nothing: its retry completes it and emits them."""
+
+    run: RunModel
+    recorded_now: bool
+
+
+@dataclass(frozen=True)
 class _Closed:
     """A closed run's counts, as durable: the events of each worker, the items the run quarantined
     (planner, workers, merge) and the merge's notes of them."""
@@ -616,6 +638,7 @@ __all__ = [
     "RUN_BUDGET_SECONDS",
     "SAFETY_MARGIN_MS",
     "STOPPED_EARLY",
+    "Finished",
     "LockLost",
     "Plan",
     "TrackingWorkflow",

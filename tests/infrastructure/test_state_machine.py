@@ -153,13 +153,13 @@ def test_a_worker_with_more_to_do_is_invoked_again_for_its_group_until_it_has_no
     assert (choice["Type"], more["Condition"]) == ("Choice", "{% $states.input.more = true %}")
     assert choice["Default"] == WORKER_DONE_STATE and iteration[WORKER_DONE_STATE]["Type"] == "Succeed"
     # And Work on sends Work the same group of the same run, with the notes the worker returned and
-    # the shard it goes on at
+    # the shard it goes on at (not its count of quarantined items: its slot holds it)
     work_on = iteration[more["Next"]]
     assert more["Next"] == WORK_ON_STATE and (work_on["Type"], work_on["Next"]) == ("Pass", WORK_STATE)
     assert work_on["Output"] == (
         '{% {"step": "work", "run_id": $states.input.run_id, "worker": $states.input.worker, '
         '"shards": $states.input.shards, "errors": $states.input.errors, '
-        '"quarantined": $states.input.quarantined, "next_shard": $states.input.next_shard} %}'
+        '"next_shard": $states.input.next_shard} %}'
     )
     # And the loop is Work's own: retries and the catch of a failure apply to every invocation
     assert set(iteration) == {

@@ -5,6 +5,7 @@ next run's Plan, through ``DynamoWorkflowStore``'s own update expressions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -15,12 +16,19 @@ from pynamodb.models import Model
 
 from functions.consolidate.store import DynamoWorkflowStore, Refused
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
-from functions.shared import models, tables
+from functions.shared import fallback, models, tables, timeutil
 from functions.shared.models import RunModel
+from local.aws import FALLBACK_QUEUE_NAME
 from tests.fakes_workflow import Crash
 from tests.integration.test_workflow_workers import _copy_into_dynamodb, _eight_shards  # noqa: F401
-from tests.unit.test_workflow import RUN_AT, Clock
-from tests.unit.test_workflow_quarantine_counts import hostile_store, refusing
+from tests.unit.test_workflow import RUN_AT, T0, Clock
+from tests.unit.test_workflow_poison import TRUNCATED_BODY, poison_item
+from tests.unit.test_workflow_quarantine_counts import (
+    DRAINED_POISON,
+    LATE_POISON,
+    hostile_store,
+    refusing,
+)
 
 pytestmark = pytest.mark.usefixtures("_eight_shards")  # imported above: 8 raw-event shards
 
@@ -140,6 +148,62 @@ def test_given_finish_retried_before_and_after_its_lock_release_then_the_stored_
         "on DynamoDB, Finish of a failed run that quarantined items retried before and after its lock release",
         2,
         "the stored run record keeps its failure and counts each quarantined item once",
+        0,
+        0,
+    )
+
+
+class DyingPlanner(RefusingStore):
+    """A planner that dies once it kept what it found in the fallback queue, before deleting it."""
+
+    def delete_fallback(self, receipts: list[str]) -> None:
+        self._dies("delete_fallback")
+        super().delete_fallback(receipts)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_given_a_planner_dying_after_quarantining_the_fallback_queue_when_the_next_run_drains_it_then_the_records_count_each_item_once_on_dynamodb(
+    workers: int, aws_tables: None, monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
+    # Given a first run on DynamoDB, then a poison event in a worker's late-event window, and in the
+    # fallback queue (redelivered at once) a truncated message and a poison event behind every checkpoint
+    _seed()
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=FALLBACK_QUEUE_NAME, Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    monkeypatch.setenv(fallback.QUEUE_URL_ENV, url)
+    clock = Clock(RUN_AT)
+    config = WorkflowConfig(workers=workers, batch_size=3)
+    TrackingWorkflow(RefusingStore(), config, clock=clock).run("first", "schedule")
+    state = DynamoWorkflowStore().load_state()
+    late = poison_item(LATE_POISON, "x0000009")
+    at = timeutil.parse(state.checkpoints[late["shard"]["S"]].split("#", 1)[0]) - timedelta(seconds=1)
+    late = poison_item(LATE_POISON, "x0000009", seconds=int((at - T0).total_seconds()))
+    boto3.client("dynamodb").put_item(TableName=tables.RAW_EVENTS.table_name, Item=late)
+    sqs.send_message(QueueUrl=url, MessageBody=TRUNCATED_BODY)
+    behind = poison_item(DRAINED_POISON, "y0000001", seconds=-7_200)
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(behind))
+    before = _quarantined()
+    # When the next run's planner dies after keeping both messages, and a run after it drains the queue
+    clock.now += timedelta(hours=1)
+    with pytest.raises(Crash):
+        TrackingWorkflow(DyingPlanner("delete_fallback"), config, clock=clock).run("dying", "schedule")
+    assert _quarantined() == before + 2
+    clock.now += timedelta(hours=1)
+    rerun = TrackingWorkflow(RefusingStore(), config, clock=clock).run("rerun", "schedule")
+    # Then the three are kept once, the run records together count each once, and the queue is empty
+    runs = [
+        RunModel.get(models.RUNS_PK, run_id, consistent_read=True) for run_id in ("first", "dying", "rerun")
+    ]
+    assert rerun.status == "succeeded" and _quarantined() == before + 3
+    assert sum(int(run.quarantined or 0) for run in runs) == _quarantined()
+    assert int(rerun.quarantined) == 3
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    reliability.record(
+        "Faults",
+        f"on DynamoDB, a planner (run of {workers} worker(s)) dying after quarantining two fallback-queue "
+        "messages, before deleting them; the next run drains the queue and a late poison event",
+        1,
+        "the stored run records count each quarantined item once",
         0,
         0,
     )

@@ -10,8 +10,9 @@ import pytest
 from functions.consolidate import handler
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import settings
+from functions.shared.observability import MetricNames
 from tests.apigw import FakeContext
-from tests.fakes_workflow import FakeWorkflowStore
+from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
 from tests.unit.test_workflow_workers import first_run_events
 
@@ -104,14 +105,12 @@ def test_a_worker_invoked_again_returns_the_notes_it_carried_and_refuses_malform
     # Given a planned run, When worker 0 is invoked again with what its earlier invocation noted
     plan = step({"step": "plan", "run_id": "run-1", "trigger": "api"})
     group = plan["groups"][0]  # type: ignore[index]
-    result = step({"step": "work", "run_id": "run-1", **group, "errors": ["a note"], "quarantined": 2})
-    # Then its result carries the notes on to the finisher; its count is the one its slot holds for the
-    # run (nothing quarantined here), not the one the state machine passed on
+    result = step({"step": "work", "run_id": "run-1", **group, "errors": ["a note"]})
+    # Then its result carries the notes on to the finisher
     assert (result["errors"], result.get("quarantined"), result["more"]) == (["a note"], None, False)
     # And carried notes of the wrong shape are the caller's fault
-    for bad in ({"errors": "a note"}, {"quarantined": -1}, {"quarantined": "2"}):
-        with pytest.raises(handler.BadStep, match="earlier invocations"):
-            step({"step": "work", "run_id": "run-1", **group, **bad})
+    with pytest.raises(handler.BadStep, match="earlier invocations"):
+        step({"step": "work", "run_id": "run-1", **group, "errors": "a note"})
     # And so is a shard to go on at that is not of the group
     for shard in ("r999of8", 3):
         with pytest.raises(handler.BadStep, match="next_shard"):
@@ -151,3 +150,62 @@ def clean_totals() -> dict[str, object]:
         "alone", "schedule"
     )
     return alone.snapshot()
+
+
+class RecordedMetrics:
+    """The metrics the handler adds, by name (in place of Powertools' metric set)."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float]] = []
+
+    def add_metric(self, *, name: str, unit: object, value: float) -> None:
+        self.added.append((name, value))
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.added if name != MetricNames.WORKFLOW_RUN_DURATION)
+
+
+RUN_METRICS = [
+    MetricNames.EVENTS_PROCESSED,
+    MetricNames.WORKFLOW_RUNS_SUCCEEDED,
+    MetricNames.WRITES_QUARANTINED,
+]
+
+
+@pytest.mark.parametrize("dies_at", [None, "release_lock"])
+def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitted_once(
+    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch, dies_at: str | None
+) -> None:
+    # Given a run whose Finish recorded it (or died at the lock release, after saving its record)
+    recorded = RecordedMetrics()
+    monkeypatch.setattr(handler, "metrics", recorded)
+    plan = step({"step": "plan", "trigger": "schedule"})
+    results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in plan["groups"]]  # type: ignore[dict-item]
+    finish = {"step": "finish", "run_id": plan["run_id"], "workers": results}
+    if dies_at:
+        store.fault = lambda operation, count: operation == dies_at
+        with pytest.raises(Crash):
+            step(finish)
+        store.restart()
+    else:
+        step(finish)
+    # When Step Functions retries Finish, twice (its answer lost each time)
+    step(finish)
+    step(finish)
+    # Then the run's metrics were emitted once: by the Finish that completed it
+    assert recorded.names() == sorted(RUN_METRICS)
+    assert store.lock_owner is None
+
+
+@pytest.mark.parametrize("carried", [2, -1, "2"])
+def test_given_a_work_on_event_of_an_execution_started_before_the_deploy_when_invoked_then_its_quarantined_is_ignored(
+    store: FakeWorkflowStore, carried: object
+) -> None:
+    # Given a planned run, and a Work on event as an older state machine sent it: carrying the count of
+    # quarantined items its worker returned (which the worker's slot holds now), whatever it holds
+    plan = step({"step": "plan", "trigger": "schedule"})
+    group = plan["groups"][0]  # type: ignore[index]
+    # When the handler gets it (an execution in flight across the deploy)
+    answer = step({"step": "work", "run_id": plan["run_id"], **group, "errors": [], "quarantined": carried})
+    # Then it is worked as any other; the count it answers is its slot's (nothing quarantined here)
+    assert answer["status"] == "succeeded" and "quarantined" not in answer

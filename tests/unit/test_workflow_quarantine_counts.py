@@ -5,6 +5,7 @@ Finish, the next run's Plan) and wherever a step crashes. The count is derived f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,13 +14,15 @@ import pytest
 from functions.consolidate import batch
 from functions.consolidate.store import PARTIAL_SPREAD
 from functions.consolidate.workflow import TrackingWorkflow
+from functions.shared import timeutil
 from functions.shared.models import RunModel
 from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
-from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
-from tests.unit.test_workflow_poison import poison_item
+from tests.unit.test_workflow import RUN_AT, T0, Clock, seeded_store
+from tests.unit.test_workflow_poison import TRUNCATED_BODY, poison_item
 from tests.unit.test_workflow_workers import (  # noqa: F401
     MULTI_FAULT_POINTS,
     _eight_shards,
+    add,
     first_run_events,
     workflow,
 )
@@ -205,6 +208,41 @@ def clean_with_refusals(workers: int) -> FakeWorkflowStore:
     return store
 
 
+def crashes_then_reruns(
+    build: Callable[[], tuple[FakeWorkflowStore, Clock]],
+    workers: int,
+    operation: str,
+    clean: FakeWorkflowStore,
+) -> int:
+    """A run built by ``build`` dying at the nth call of ``operation``, for every n in turn, each followed
+    by a rerun; how many died. Each rerun gives the reports of ``clean``, keeps what it kept, and the
+    run records together count each quarantined item once."""
+    crashes = 0
+    for nth in range(1, 1000):
+        store, clock = build()
+        store.fault = lambda op, count, nth=nth: op == operation and count == nth
+        try:
+            workflow(store, workers, clock).run("crashing", "schedule")
+        except Crash:
+            crashes += 1
+        else:
+            return crashes  # fewer calls than nth: every call has been tried
+        # When a new process runs again once the dead run's lock has expired
+        store.restart()
+        clock.now += timedelta(hours=1)
+        rerun = workflow(store, workers, clock).run("rerun", "schedule")
+        # Then the reports are those of a clean run, and the run records together count each
+        # quarantined item once
+        assert rerun.status == "succeeded"
+        assert store.snapshot() == clean.snapshot(), f"crash at {operation} call {nth}"
+        assert counted(store) == len(store.quarantined), f"crash at {operation} call {nth}"
+        assert {item.key for item in store.quarantined.values()} == {
+            item.key for item in clean.quarantined.values()
+        }
+        assert store.fallback == {}
+    return crashes
+
+
 FAULT_POINTS = [*MULTI_FAULT_POINTS, "quarantine", "load_worker", "load_run"]
 MERGE_ONLY = {"load_partials", "put_partial", "save_merge", "load_merge", "slice_partials"}
 MERGE_ONLY |= {
@@ -227,30 +265,10 @@ def test_a_crash_at_any_call_then_a_rerun_counts_each_quarantined_item_in_exactl
 ) -> None:
     clean = clean_with_refusals(workers)
     assert counted(clean) == len(clean.quarantined) and len(_kinds(clean)) == 3
-    crashes = 0
-    for nth in range(1, 1000):
-        # Given a run that quarantines items and dies at the nth call of an operation
-        store = hostile_store(CRASH_RECIPIENTS)
-        clock = Clock(RUN_AT)
-        store.fault = lambda op, count, nth=nth: op == operation and count == nth
-        try:
-            workflow(store, workers, clock).run("crashing", "schedule")
-        except Crash:
-            crashes += 1
-        else:
-            break  # fewer calls than nth: every call has been tried
-        # When a new process runs again once the dead run's lock has expired
-        store.restart()
-        clock.now += timedelta(hours=1)
-        rerun = workflow(store, workers, clock).run("rerun", "schedule")
-        # Then the reports are those of a clean run, and the run records together count each
-        # quarantined item once
-        assert rerun.status == "succeeded"
-        assert store.snapshot() == clean.snapshot(), f"crash at {operation} call {nth}"
-        assert counted(store) == len(store.quarantined), f"crash at {operation} call {nth}"
-        assert {item.key for item in store.quarantined.values()} == {
-            item.key for item in clean.quarantined.values()
-        }
+    # Given runs that quarantine items and die at each call of an operation in turn
+    crashes = crashes_then_reruns(
+        lambda: (hostile_store(CRASH_RECIPIENTS), Clock(RUN_AT)), workers, operation, clean
+    )
     assert crashes > 0
     reliability.record(
         "Faults",
@@ -275,3 +293,93 @@ def test_the_slices_of_a_run_of_four_workers_quarantine_the_url_row() -> None:
     for spread in range(PARTIAL_SPREAD):
         flow.merge_slice("run-1", spread)
     assert any(item.model == "UrlStatsModel" for item in store.quarantined.values())
+
+
+# --- what a run quarantines behind its checkpoints: kept once, however often it is read again ---------
+
+LATE_POISON = "no recipient id"
+DRAINED_POISON = "a kind the workflow does not know"
+
+
+def after_a_first_run(workers: int) -> tuple[FakeWorkflowStore, Clock]:
+    """The hostile store once a first run consolidated it; then, read by the next run only, a poison
+    event timed a second before its shard's checkpoint (in a worker's late-event window), a new click, and in the
+    fallback queue a truncated message and a poison event behind every checkpoint (the planner's)."""
+    store = hostile_store(CRASH_RECIPIENTS)
+    clock = Clock(RUN_AT)
+    workflow(store, workers, clock).run("first", "schedule")
+    late = poison_item(LATE_POISON, "x0000009")
+    checkpoint = store.checkpoints[late["shard"]["S"]]
+    at = timeutil.parse(checkpoint.split("#", 1)[0]) - timedelta(seconds=1)
+    store.add_raw_item(poison_item(LATE_POISON, "x0000009", seconds=int((at - T0).total_seconds())))
+    add(store, "fresh", "r3", "2", RUN_AT + timedelta(minutes=30))  # the workers flush a batch too
+    store.fallback["m-truncated"] = TRUNCATED_BODY
+    store.fallback["m-behind"] = poison_item(DRAINED_POISON, "y0000001", seconds=-7_200)
+    clock.now += timedelta(hours=1)
+    store.restart()  # the calls counted from here
+    return store, clock
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_given_poison_behind_the_checkpoints_when_a_run_reads_it_then_it_counts_each_item_once(
+    workers: int,
+) -> None:
+    # Given a late poison event behind a checkpoint, and a truncated message and a poison event behind
+    # every checkpoint in the fallback queue
+    store, clock = after_a_first_run(workers)
+    before = len(store.quarantined)
+    # When two runs read them
+    second = workflow(store, workers, clock).run("second", "schedule")
+    clock.now += timedelta(hours=1)
+    third = workflow(store, workers, clock).run("third", "schedule")
+    # Then the first of them keeps and counts the three, the next neither keeps nor counts them again
+    assert second.status == third.status == "succeeded"
+    assert len(store.quarantined) == before + 3
+    assert int(second.quarantined) == 3 and int(third.quarantined or 0) == 0
+    assert counted(store) == len(store.quarantined)
+
+
+BEHIND_FAULT_POINTS = [
+    "acquire_lock",
+    "load_state",
+    "save_run",
+    "receive_fallback",
+    "put_raw",
+    "in_quarantine",
+    "quarantine_counted",
+    "logged",
+    "delete_fallback",
+    "open_run",
+    "start_worker",
+    "load_worker",
+    "read_raw",
+    "put_pending_chunk",
+    "save_worker_pending",
+    "complete_worker_pending",
+    "set_phase",
+    "release_lock",
+]
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize("operation", BEHIND_FAULT_POINTS)
+def test_a_crash_at_any_call_while_quarantining_behind_the_checkpoints_then_each_item_is_counted_once(
+    operation: str, workers: int, reliability: Any
+) -> None:
+    clean, clock = after_a_first_run(workers)
+    workflow(clean, workers, clock).run("crashing", "schedule")
+    assert counted(clean) == len(clean.quarantined)
+    # Given runs that quarantine poison behind their checkpoints (the planner's from the fallback queue,
+    # a worker's in its late-event window) and die at each call of an operation in turn
+    crashes = crashes_then_reruns(lambda: after_a_first_run(workers), workers, operation, clean)
+    assert crashes > 0
+    reliability.record(
+        "Faults",
+        f"tracking workflow with {workers} worker(s) quarantining a late poison event and two "
+        f"fallback-queue messages behind its checkpoints, killed at a {operation} call (every call in "
+        "turn), then run again",
+        crashes,
+        "the run records together count each quarantined item once",
+        0,
+        0,
+    )
