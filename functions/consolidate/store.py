@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import random
 import time
 import zlib
 from collections import defaultdict
@@ -167,6 +168,41 @@ def _transaction_chunks(items: list[models.QuarantineModel]) -> list[list[models
 
 class LockLost(RuntimeError):
     """Another run holds the workflow lock: this run must stop writing."""
+
+
+class TransactionsConflicting(RuntimeError):
+    """DynamoDB cancelled a transaction for a conflict (another write on one of its items in flight)
+    every time it was tried: nothing of it was written; the step fails and is retried."""
+
+
+# Codes of a cancelled transaction's reasons that say nothing about its conditions: another transaction
+# or write on one of its items was in flight (workers' transactions all touch the state item), or
+# DynamoDB throttled one of them. Tried again, it goes through; any other code (ConditionalCheckFailed:
+# the run is closed, the lock lost, the batch completed already) is the caller's to read.
+TRANSIENT_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+TRANSACTION_TRIES = 8
+TRANSACTION_BACKOFF_SECONDS = 0.025  # the first wait at most; each next one twice as long (full jitter)
+
+
+def transact(client: Any, actions: list[Any], sleep: Callable[[float], None] = time.sleep) -> None:
+    """``TransactWriteItems``, tried again while DynamoDB cancels it only for conflicts or throttling
+    (botocore does not: a cancelled transaction is an answer, not an error). Raises the
+    cancellation when a condition failed, ``TransactionsConflicting`` when conflicts outlast the tries."""
+    for attempt in range(TRANSACTION_TRIES):
+        try:
+            client.transact_write_items(TransactItems=actions)
+            return
+        except client.exceptions.TransactionCanceledException as error:
+            codes = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
+            if not codes & TRANSIENT_CANCELLATIONS or codes - TRANSIENT_CANCELLATIONS - {"None", None}:
+                raise
+            if attempt == TRANSACTION_TRIES - 1:
+                raise TransactionsConflicting(
+                    f"a transaction was cancelled {TRANSACTION_TRIES} times: {codes}"
+                ) from error
+            sleep(random.uniform(0, TRANSACTION_BACKOFF_SECONDS * 2**attempt))
 
 
 @dataclass
@@ -464,16 +500,28 @@ class DynamoWorkflowStore:
 
     # --- lock and state ---------------------------------------------------------------------
 
+    def _update(self, **arguments: Any) -> None:
+        """An UpdateItem on the workflow table, tried again while it conflicts with a transaction in
+        flight on its item (a worker's flush on the state item or its slot: botocore does not retry
+        ``TransactionConflictException``)."""
+        for attempt in range(TRANSACTION_TRIES):
+            try:
+                self._client.update_item(TableName=self._table, **arguments)
+                return
+            except self._client.exceptions.TransactionConflictException as error:
+                if attempt == TRANSACTION_TRIES - 1:
+                    raise TransactionsConflicting(f"an item conflicted {TRANSACTION_TRIES} times") from error
+                time.sleep(random.uniform(0, TRANSACTION_BACKOFF_SECONDS * 2**attempt))
+
     def _update_state(self, owner: str, **arguments: Any) -> None:
         try:
-            self._client.update_item(TableName=self._table, Key=self._key, **arguments)
+            self._update(Key=self._key, **arguments)
         except self._client.exceptions.ConditionalCheckFailedException as error:
             raise LockLost(f"run {owner} no longer holds the tracking workflow lock") from error
 
     def acquire_lock(self, owner: str, now: float, ttl_seconds: int) -> bool:
         try:
-            self._client.update_item(
-                TableName=self._table,
+            self._update(
                 Key=self._key,
                 UpdateExpression="SET lock_owner = :owner, lock_expires = :expires, "
                 "checkpoints = if_not_exists(checkpoints, :empty), batch_seq = if_not_exists(batch_seq, :zero)",
@@ -504,8 +552,7 @@ class DynamoWorkflowStore:
     def release_lock(self, owner: str) -> None:
         # Taken over after expiry already? Then there is nothing of ours to release.
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
-            self._client.update_item(
-                TableName=self._table,
+            self._update(
                 Key=self._key,
                 UpdateExpression="REMOVE lock_owner, lock_expires",
                 ConditionExpression="lock_owner = :owner",
@@ -582,8 +629,7 @@ class DynamoWorkflowStore:
     def start_worker(self, owner: str, worker: int) -> WorkerState:
         """The worker's slot, reset when it last served another run (the finisher emptied it)."""
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
-            self._client.update_item(
-                TableName=self._table,
+            self._update(
                 Key=self._worker_key(worker),
                 UpdateExpression="SET run_id = :owner, events = :zero, quarantined = :zero, "
                 "seq = if_not_exists(seq, :zero)",
@@ -680,8 +726,9 @@ class DynamoWorkflowStore:
             **self._state_condition(owner, True),
         }
         try:
-            self._client.transact_write_items(
-                TransactItems=[
+            transact(
+                self._client,
+                [
                     {"Update": check},
                     {
                         "Update": {
@@ -698,7 +745,7 @@ class DynamoWorkflowStore:
                             },
                         }
                     },
-                ]
+                ],
             )
         except self._client.exceptions.TransactionCanceledException as error:
             raise LockLost(f"run {owner} is closed or lost the lock (worker {worker})") from error
@@ -742,7 +789,7 @@ class DynamoWorkflowStore:
             }
         }
         try:
-            self._client.transact_write_items(TransactItems=[state_action, worker_action])  # type: ignore[list-item]
+            transact(self._client, [state_action, worker_action])
         except self._client.exceptions.TransactionCanceledException as error:
             found = self.load_worker(worker)
             if found.pending is None or found.pending.seq != pending.seq:
@@ -1077,7 +1124,7 @@ class DynamoWorkflowStore:
             puts = [{"Put": {"TableName": self._table, "Item": item.serialize()}} for item in chunk]
             actions: list[Any] = [*checks, {"Update": {"TableName": self._table, **tally}}, *puts]
             try:
-                self._client.transact_write_items(TransactItems=actions)
+                transact(self._client, actions)
             except self._client.exceptions.TransactionCanceledException as error:
                 raise LockLost(f"run {owner} is closed or lost the lock (quarantining)") from error
 

@@ -280,3 +280,76 @@ def test_a_slice_whose_put_is_refused_and_retried_counts_the_item_once_on_dynamo
     assert [item["sk"]["S"] for item in quarantined] == [f"indicators#d1#{REFUSED_KEY[1]}#merged#run-1"]
     stored = RunModel.get(models.RUNS_PK, "run-1")
     assert run.status == stored.status == "succeeded" and stored.quarantined == run.quarantined == 1
+
+
+class ConflictingDynamoDB:
+    """DynamoDB as it answers when workers write the state item at once: every other transaction is
+    cancelled for a conflict (a worker's flush in flight on the state item), and every other update
+    of the state item fails with ``TransactionConflictException``; nothing of either is written."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.exceptions = client.exceptions
+        self.cancelled = self.rejected = 0
+        self._transactions = self._updates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **arguments: Any) -> Any:
+        self._transactions += 1
+        if self._transactions % 2:
+            self.cancelled += 1
+            reasons = [{"Code": "None"}] * (len(arguments["TransactItems"]) - 1)
+            raise self.exceptions.TransactionCanceledException(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                    "CancellationReasons": [*reasons, {"Code": "TransactionConflict"}],
+                },
+                "TransactWriteItems",
+            )
+        return self._client.transact_write_items(**arguments)
+
+    def update_item(self, **arguments: Any) -> Any:
+        if arguments["Key"] == {"pk": {"S": models.STATE_PK}, "sk": {"S": models.STATE_SK}}:
+            self._updates += 1
+            if self._updates % 2:
+                self.rejected += 1
+                raise self.exceptions.TransactionConflictException(
+                    {"Error": {"Code": "TransactionConflictException", "Message": "ongoing transaction"}},
+                    "UpdateItem",
+                )
+        return self._client.update_item(**arguments)
+
+
+def test_four_workers_whose_writes_dynamodb_cancels_for_conflicts_write_what_one_worker_writes(
+    monkeypatch: pytest.MonkeyPatch, reliability: Any
+) -> None:
+    # Given the same events, consolidated by one worker on a DynamoDB without conflicts
+    logs_alone, indicators_alone, _ = _story(monkeypatch, 1)
+    # When four workers consolidate them on a DynamoDB that cancels every other transaction and
+    # rejects every other update of the state item for a conflict
+    clients: list[ConflictingDynamoDB] = []
+    plain = DynamoWorkflowStore.__init__
+
+    def conflicting(self: DynamoWorkflowStore, client: Any = None, *arguments: Any, **keywords: Any) -> None:
+        clients.append(ConflictingDynamoDB(client or boto3.client("dynamodb")))
+        plain(self, clients[-1], *arguments, **keywords)
+
+    monkeypatch.setattr(DynamoWorkflowStore, "__init__", conflicting)
+    logs_four, indicators_four, runs = _story(monkeypatch, 4)
+    # Then each write went through when tried again: every log and indicator item is the same, and
+    # both runs succeeded
+    cancelled = sum(client.cancelled + client.rejected for client in clients)
+    reliability.record(
+        "Faults",
+        "DynamoDB cancelling every other worker transaction and state update for a conflict (4 workers)",
+        cancelled,
+        "tried again with backoff; the runs succeed and write what one worker writes",
+        len(set(logs_alone) - set(logs_four)) + len(set(indicators_alone) - set(indicators_four)),
+        len(set(logs_four) - set(logs_alone)) + len(set(indicators_four) - set(indicators_alone)),
+    )
+    assert sum(client.cancelled for client in clients) > 0 and sum(client.rejected for client in clients) > 0
+    assert logs_four == logs_alone
+    assert indicators_four == indicators_alone
+    assert [run.status for run in runs] == ["succeeded", "succeeded"]
