@@ -63,7 +63,7 @@ _moto_serialized = False
 
 
 def serve_moto_one_request_at_a_time() -> None:
-    """Make moto (in process and as a server) handle one request at a time, for this whole process.
+    """Make moto in process (``mock_aws``) handle one request at a time, for this whole process.
 
     moto's DynamoDB is not thread-safe: a table keeps its partitions in a ``defaultdict``, so two
     requests that put the first items of one partition at once can each make the partition, the last
@@ -74,21 +74,14 @@ def serve_moto_one_request_at_a_time() -> None:
     if _moto_serialized:
         return
     from moto.core.botocore_stubber import BotocoreStubber
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     in_process = BotocoreStubber.process_request
-    served = DomainDispatcherApplication.__call__
 
     def process_request(self: BotocoreStubber, request: Any) -> Any:
         with _MOTO_REQUESTS:
             return in_process(self, request)
 
-    def serve(self: DomainDispatcherApplication, environ: Any, start_response: Any) -> Any:
-        with _MOTO_REQUESTS:
-            return served(self, environ, start_response)
-
     BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
-    DomainDispatcherApplication.__call__ = serve  # type: ignore[method-assign]
     _moto_serialized = True
 
 
@@ -102,7 +95,6 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    serve_moto_one_request_at_a_time()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
