@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
@@ -55,6 +56,33 @@ def create_tables(client: Any = None) -> None:
                 TableName=spec.table_name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
             )
+
+
+_MOTO_REQUESTS = threading.RLock()
+_moto_serialized = False
+
+
+def serve_moto_one_request_at_a_time() -> None:
+    """Make moto in process (``mock_aws``) handle one request at a time, for this whole process.
+
+    moto's DynamoDB is not thread-safe: a table keeps its partitions in a ``defaultdict``, so two
+    requests that put the first items of one partition at once can each make the partition, the last
+    replacing the first, whose item is then lost. The workflow's workers and the store's concurrent
+    BatchWriteItem requests do exactly that (DynamoDB itself takes them; it is moto that would lose one).
+    """
+    global _moto_serialized
+    if _moto_serialized:
+        return
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    in_process = BotocoreStubber.process_request
+
+    def process_request(self: BotocoreStubber, request: Any) -> Any:
+        with _MOTO_REQUESTS:
+            return in_process(self, request)
+
+    BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
+    _moto_serialized = True
 
 
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:

@@ -59,8 +59,9 @@ def aws_tables() -> Iterator[None]:
     from moto import mock_aws
 
     from functions.shared import models
-    from local.aws import create_tables
+    from local.aws import create_tables, serve_moto_one_request_at_a_time
 
+    serve_moto_one_request_at_a_time()
     with mock_aws():
         models.refresh_table_names()
         create_tables()

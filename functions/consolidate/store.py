@@ -257,9 +257,18 @@ class PendingBatch:
 # item limit, written before the state item (or worker slot) points at them. Nothing deletes them:
 # they expire (the table's TTL) this long after, days after any replay can need them (the lock
 # expires within the hour and the next scheduled run replays), so no write unit is spent on it.
+# A worker's partial items expire likewise: the merge's slices delete them, but those a run left
+# behind (an older version's, across a deploy mid-run) would otherwise stay for good.
 MAX_CHUNK_BYTES = limits.ITEM_BUDGET
 PENDING_TTL_SECONDS = 7 * 86_400
 PENDING_CHUNK_SK = "chunk"
+
+
+def _expiry() -> dict[str, dict[str, str]]:
+    """The workflow table's TTL attribute of an item written now: it expires PENDING_TTL_SECONDS on."""
+    ttl = WORKFLOW.ttl_attribute
+    assert ttl is not None
+    return {ttl: {"N": str(int(time.time()) + PENDING_TTL_SECONDS)}}
 
 
 @dataclass(frozen=True)
@@ -665,9 +674,7 @@ class DynamoWorkflowStore:
         """Write the pending batch's chunk items (unconditionally: nothing reads them until the state
         points at them), each to expire on its own."""
         pointer, chunks = PendingChunks.of(owner, step, pending, self._chunk_bytes)
-        expires = {"N": str(int(time.time()) + PENDING_TTL_SECONDS)}
-        ttl = WORKFLOW.ttl_attribute
-        assert ttl is not None
+        expiry = _expiry()
         self._batch_write(
             [
                 {
@@ -676,7 +683,7 @@ class DynamoWorkflowStore:
                             "pk": {"S": key},
                             "sk": {"S": PENDING_CHUNK_SK},
                             "data": {"B": chunk},
-                            ttl: expires,
+                            **expiry,
                         }
                     }
                 }
@@ -844,12 +851,14 @@ class DynamoWorkflowStore:
     def put_partials(self, run_id: str, worker: int, items: list[Model]) -> None:
         """Each item in its partition, 25 items (of any partitions) to a request, a few in flight at once."""
         writes = []
+        expiry = _expiry()
         for item in items:
             key = partial_key(_state_key(item))
             stored = {
                 "pk": {"S": _partial_pk(run_id, worker, key)},
                 "sk": {"S": key},
                 "data": {"B": encode_items([item])},
+                **expiry,
             }
             writes.append({"PutRequest": {"Item": stored}})
         self._batch_write(writes)

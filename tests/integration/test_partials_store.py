@@ -5,6 +5,7 @@ delete them, each its own partitions (moto)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +84,17 @@ class HalfProcessed:
         return {"UnprocessedItems": {table: left}}
 
 
+class StoreTime:
+    """The time module as the store sees it, its waits recorded, not slept: only the store's own
+    (patching ``time.sleep`` itself would record, and skip, every thread's)."""
+
+    def __init__(self, slept: list[float]) -> None:
+        self.sleep = slept.append
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 def test_given_partials_of_many_requests_when_put_then_writers_requests_are_in_flight_at_once(
     aws_tables: None,
 ) -> None:
@@ -105,7 +117,7 @@ def test_given_dynamodb_leaving_writes_unprocessed_when_partials_are_put_then_th
     client = HalfProcessed()
     store = DynamoWorkflowStore(client)
     slept: list[float] = []
-    monkeypatch.setattr(store_module.time, "sleep", slept.append)
+    monkeypatch.setattr(store_module, "time", StoreTime(slept))
     items = partials(400)
     # When a worker puts its partial items
     store.put_partials("run-1", 2, items)
@@ -127,6 +139,24 @@ def test_given_dynamodb_leaving_writes_unprocessed_when_partials_are_put_then_th
     # And none is lost: every partial item is stored once, and reads back by its key
     assert opens == list(range(400))
     assert sorted(int(model.opens) for model in found.values()) == list(range(400))  # type: ignore[attr-defined]
+
+
+def test_given_a_workers_partial_items_when_put_then_each_stored_item_expires_a_week_ahead(
+    aws_tables: None,
+) -> None:
+    # Given a worker's partial items, over several requests and every partial partition
+    store = DynamoWorkflowStore()
+    # When they are put
+    written_at = time.time()
+    store.put_partials("run-1", 1, partials(60))
+    # Then each stored item carries the workflow table's TTL attribute, about 7 days ahead
+    stored = [
+        item
+        for item in boto3.client("dynamodb").scan(TableName=WORKFLOW.table_name)["Items"]
+        if item["pk"]["S"].startswith("partial#run-1#1#")
+    ]
+    assert len(stored) == 60
+    assert {abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60 for item in stored} == {True}
 
 
 def test_given_partial_and_stored_items_when_a_worker_reads_both_then_the_two_reads_are_in_flight_at_once(

@@ -104,6 +104,9 @@ def traffic() -> None:
     Browser().get(click("r4", "1", proof=True))  # a proof: logged, never counted
 
 
+# How long a held put waits for the other run: far beyond a run on a loaded machine, and a failure
+# (not a hang) when the order it waits for never comes.
+HELD_PUT_TIMEOUT_SECONDS = 60.0
 EXPECTED = {"opens": 3, "total_opens": 1, "clicks": 2, "person_clicks": 3, "total_clicks": 4, "opt_outs": 1}
 
 
@@ -278,24 +281,33 @@ def test_two_runs_started_at_once_one_works_the_other_is_skipped(
     delivery: str, monkeypatch: pytest.MonkeyPatch, reliability: Any
 ) -> None:
     import threading
-    import time
 
+    # Given a first run that, holding the lock, puts nothing until the second run has returned
     traffic()
     original = DynamoWorkflowStore.put_items
     first_is_writing = threading.Event()
+    second_returned = threading.Event()
+    waits: list[bool] = []
 
-    def slow_put(self: DynamoWorkflowStore, items: Any) -> None:
+    def held_put(self: DynamoWorkflowStore, items: Any) -> Any:
         first_is_writing.set()
-        time.sleep(0.3)  # hold the lock long enough for the second run to try
-        original(self, items)
+        waits.append(second_returned.wait(HELD_PUT_TIMEOUT_SECONDS))
+        return original(self, items)
 
-    monkeypatch.setattr(DynamoWorkflowStore, "put_items", slow_put)
+    monkeypatch.setattr(DynamoWorkflowStore, "put_items", held_put)
     results: dict[str, dict[str, Any]] = {}
     first = threading.Thread(target=lambda: results.setdefault("a", run_workflow("run-a")))
     first.start()
-    assert first_is_writing.wait(10)
-    results["b"] = run_workflow("run-b")
-    first.join(30)
+    assert first_is_writing.wait(HELD_PUT_TIMEOUT_SECONDS), "the first run never reached its first put"
+    # When a second run starts while the first holds the lock
+    try:
+        results["b"] = run_workflow("run-b")
+    finally:
+        second_returned.set()
+        first.join(HELD_PUT_TIMEOUT_SECONDS)
+    # Then the first run's puts waited for the second run's end, none of them gave up waiting
+    assert not first.is_alive(), "the first run did not finish"
+    assert waits and all(waits), "a put of the first run gave up waiting for the second run"
     counted = stats()
     reliability.record(
         "Faults",

@@ -18,7 +18,7 @@ from functions.consolidate.store import DynamoWorkflowStore, Refused
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import models, settings, tables
 from functions.shared.models import RawEventModel, RunModel
-from local.aws import create_tables
+from local.aws import create_tables, serve_moto_one_request_at_a_time
 from tests.apigw import FakeContext
 from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.stored_logs import chain_logs
@@ -128,6 +128,7 @@ def _story(
         config = WorkflowConfig(workers=workers, batch_size=3)
         monkeypatch.setattr(handler, "_workflow", lambda: TrackingWorkflow(DynamoWorkflowStore(), config))
     clock = {"now": RUN_AT}
+    serve_moto_one_request_at_a_time()  # the workers write at once: moto loses items otherwise
     with mock_aws():
         models.refresh_table_names()
         create_tables()
