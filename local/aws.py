@@ -58,18 +58,25 @@ def create_tables(client: Any = None) -> None:
             )
 
 
-_MOTO_REQUESTS = threading.RLock()
+# moto's DynamoDB is not thread-safe: a table keeps its partitions in a ``defaultdict``, so two requests
+# that put the first items of one partition at once can each make the partition, the last replacing the
+# first, whose item is then lost. The workflow's workers and the store's concurrent BatchWriteItem
+# requests do exactly that (DynamoDB itself takes them; it is moto that would lose one). So moto serves
+# one DynamoDB request at a time, in process and as the local stack's server; other services' requests
+# go on meanwhile (an SQS long poll holds its connection up to 20 s: it must not hold DynamoDB).
+_MOTO_DYNAMODB = threading.RLock()
 _moto_serialized = False
 
 
-def serve_moto_one_request_at_a_time() -> None:
-    """Make moto in process (``mock_aws``) handle one request at a time, for this whole process.
+def _is_dynamodb(target: Any) -> bool:
+    """A request's ``X-Amz-Target`` names a DynamoDB operation (``DynamoDB_20120810.PutItem``)."""
+    if isinstance(target, bytes):
+        target = target.decode("latin-1")
+    return isinstance(target, str) and target.startswith("DynamoDB_")
 
-    moto's DynamoDB is not thread-safe: a table keeps its partitions in a ``defaultdict``, so two
-    requests that put the first items of one partition at once can each make the partition, the last
-    replacing the first, whose item is then lost. The workflow's workers and the store's concurrent
-    BatchWriteItem requests do exactly that (DynamoDB itself takes them; it is moto that would lose one).
-    """
+
+def serve_moto_one_request_at_a_time() -> None:
+    """Make moto in process (``mock_aws``) handle one DynamoDB request at a time, for this whole process."""
     global _moto_serialized
     if _moto_serialized:
         return
@@ -78,24 +85,55 @@ def serve_moto_one_request_at_a_time() -> None:
     in_process = BotocoreStubber.process_request
 
     def process_request(self: BotocoreStubber, request: Any) -> Any:
-        with _MOTO_REQUESTS:
+        if not _is_dynamodb(request.headers.get("X-Amz-Target")):
+            return in_process(self, request)
+        with _MOTO_DYNAMODB:
             return in_process(self, request)
 
     BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
     _moto_serialized = True
 
 
+class _OneDynamoDBRequestAtATime:
+    """WSGI middleware in front of moto's server: DynamoDB requests one at a time, others as they come."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not _is_dynamodb(environ.get("HTTP_X_AMZ_TARGET")):
+            return self._app(environ, start_response)
+        with _MOTO_DYNAMODB:
+            return list(self._app(environ, start_response))  # the whole answer, made under the lock
+
+
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
-    """Start moto's threaded server (port 0: a free port) and return it with its endpoint URL.
+    """Start moto's threaded server (port 0: a free port), serving one DynamoDB request at a time,
+    and return it with its endpoint URL.
 
     Its werkzeug request log is silenced: one line per DynamoDB call would drown the stack's output.
     """
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto's own, with the middleware around its app
+            app = _OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = Server(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{bound_host}:{bound_port}"
