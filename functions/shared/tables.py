@@ -188,8 +188,3 @@ def tracking_log_partition_key(delivery_id: str, n: int) -> str:
 def tracking_log_partitions(delivery_id: str) -> list[str]:
     """Every partition key of the delivery's tracking logs, in the order of their numbers."""
     return [tracking_log_partition_key(delivery_id, n) for n in range(TRACKING_LOG_PARTITIONS)]
-
-
-def delivery_of_partition(partition: str) -> str:
-    """The delivery a tracking-log partition key belongs to (its number follows the last ``#``)."""
-    return partition.rpartition("#")[0]
