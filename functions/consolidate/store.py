@@ -190,18 +190,35 @@ def transact(client: Any, actions: list[Any], sleep: Callable[[float], None] = t
     """``TransactWriteItems``, tried again while DynamoDB cancels it only for conflicts or throttling
     (botocore does not: a cancelled transaction is an answer, not an error). Raises the
     cancellation when a condition failed, ``TransactionsConflicting`` when conflicts outlast the tries."""
+
+    def only_transient(error: Exception) -> bool:
+        if not isinstance(error, client.exceptions.TransactionCanceledException):
+            return False
+        codes = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
+        return bool(codes & TRANSIENT_CANCELLATIONS) and not codes - TRANSIENT_CANCELLATIONS - {"None", None}
+
+    _tried_through_conflicts(
+        lambda: client.transact_write_items(TransactItems=actions), only_transient, "a transaction", sleep
+    )
+
+
+def _tried_through_conflicts(
+    write: Callable[[], object],
+    conflicted: Callable[[Exception], bool],
+    what: str,
+    sleep: Callable[[float], None],
+) -> None:
+    """``write``, tried again after a jittered wait while it fails only because another write on its
+    items was in flight (``conflicted``); any other error is the caller's to read."""
     for attempt in range(TRANSACTION_TRIES):
         try:
-            client.transact_write_items(TransactItems=actions)
+            write()
             return
-        except client.exceptions.TransactionCanceledException as error:
-            codes = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
-            if not codes & TRANSIENT_CANCELLATIONS or codes - TRANSIENT_CANCELLATIONS - {"None", None}:
+        except Exception as error:
+            if not conflicted(error):
                 raise
             if attempt == TRANSACTION_TRIES - 1:
-                raise TransactionsConflicting(
-                    f"a transaction was cancelled {TRANSACTION_TRIES} times: {codes}"
-                ) from error
+                raise TransactionsConflicting(f"{what} conflicted {TRANSACTION_TRIES} times") from error
             sleep(random.uniform(0, TRANSACTION_BACKOFF_SECONDS * 2**attempt))
 
 
@@ -513,14 +530,12 @@ class DynamoWorkflowStore:
         """An UpdateItem on the workflow table, tried again while it conflicts with a transaction in
         flight on its item (a worker's flush on the state item or its slot: botocore does not retry
         ``TransactionConflictException``)."""
-        for attempt in range(TRANSACTION_TRIES):
-            try:
-                self._client.update_item(TableName=self._table, **arguments)
-                return
-            except self._client.exceptions.TransactionConflictException as error:
-                if attempt == TRANSACTION_TRIES - 1:
-                    raise TransactionsConflicting(f"an item conflicted {TRANSACTION_TRIES} times") from error
-                time.sleep(random.uniform(0, TRANSACTION_BACKOFF_SECONDS * 2**attempt))
+        _tried_through_conflicts(
+            lambda: self._client.update_item(TableName=self._table, **arguments),
+            lambda error: isinstance(error, self._client.exceptions.TransactionConflictException),
+            "an item",
+            time.sleep,
+        )
 
     def _update_state(self, owner: str, **arguments: Any) -> None:
         try:
