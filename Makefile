@@ -52,22 +52,25 @@ reliability: $(STAMP)
 	MSGTRACK_RELIABILITY_OUT=$(RELIABILITY_LOG) $(BIN)/python -m tests.reliability
 
 # Mutation testing (mutmut, configured in pyproject.toml [tool.mutmut]) of the modules where a bug costs
-# most; not part of `make test`. From scratch every time: a verdict cached from older code or tests would
-# lie. Writes tests/mutation_results.md (which `make reliability` appends) and its section of
-# RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. At the full run: 3639 mutants, 2293 in
-# batch.py and workflow.py. Measured 2026-12-06 under `nice -n 19` on 2 cores shared with 5 engineers'
-# runs (load 6-11): 10-12 min before the first mutant (generating the mutants, the statistics run and
-# the clean run); the 1346 mutants of tokens, cursors, the redirect's tracking and links in about 25
-# min; then batch and workflow mutants at 10-12 a minute, since most of them run ~130 workflow tests
-# (a survivor all of them, about 25 s of CPU): some 3.5 h in all on such a machine, less when idle.
-# merge.py, added since, has 356 mutants: run alone (`mutmut run "functions.consolidate.merge*"`) with
-# only the test files that reach it, about 35 min under `nice -n 19` (load 7-10).
-# MUTATION_CHILDREN sets the parallel test processes.
+# most; not part of `make test`. Writes tests/mutation_results.md (which `make reliability` appends) and its
+# section of RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. A full run outlasts a
+# session on 2 cores (3639 mutants at the last full count, 2293 in batch.py and workflow.py; a surviving
+# workflow mutant runs every workflow test it reaches, minutes of CPU), so the verdicts are kept in git
+# (tests/mutation_verdicts.json, tests/mutation_verdicts.py): a run starts from them, checks only the
+# mutants of functions whose code changed and those never checked, and saves what it decided (a run stopped
+# by hand: `.venv/bin/python -m tests.mutation_verdicts save`); the report of a run cut short says how many
+# are left. FRESH=1 checks every mutant again (a kept verdict does not see a test removed or weakened).
+# Measured 2026-12-06 under `nice -n 19` on 2 cores shared with 5 engineers' runs (load 6-11): 10-12 min
+# before the first mutant (generating the mutants, the statistics run and the clean run); the 1346
+# mutants of tokens, cursors, the redirect's tracking and links in about 25 min; batch and workflow
+# mutants at 10-12 a minute. MUTATION_CHILDREN sets the parallel test processes.
 MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)
 	rm -rf mutants
-	start=$$(date +%s) && $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) && \
-		$(BIN)/python -m tests.mutation_report --seconds $$(( $$(date +%s) - start ))
+	$(if $(FRESH),,$(BIN)/python -m tests.mutation_verdicts restore)
+	start=$$(date +%s); $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN); status=$$?; \
+		$(BIN)/python -m tests.mutation_verdicts save && \
+		$(BIN)/python -m tests.mutation_report --partial --seconds $$(( $$(date +%s) - start )) && exit $$status
 
 # BENCHMARKS.md, rewritten from every figure (bench/run.py); pytracking is the peer, installed here only.
 bench: $(STAMP)
