@@ -250,6 +250,23 @@ def test_a_honeypot_hit_in_a_later_run_reclassifies_the_consolidated_hits_once()
     assert store.snapshot() == once
 
 
+def test_a_later_honeypot_hit_takes_the_only_human_open_of_its_hour_back_to_zero() -> None:
+    # Given a run that consolidated one open as a person's, the only open of its hour (09:00)
+    store = seeded_store()
+    add(store, "o1", "r5", None, H - timedelta(seconds=10), client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    hour = store.indicators[("d1", "hour#2026-11-23T09")]
+    assert (hour.opens, hour.human_opens) == (1, 1)
+    # When a honeypot hit from its address 10 s later is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the hour keeps the open in all traffic and counts no human open any more
+    hour = store.indicators[("d1", "hour#2026-11-23T09")]
+    assert (hour.opens, hour.human_opens) == (1, 0)
+
+
 def test_a_hit_outside_the_window_stays_human() -> None:
     # Given a hit from the honeypot's address 31 s before it (the window is 30 s)
     store = seeded_store()
