@@ -231,8 +231,12 @@ class TrackingWorkflow:
         run = RunModel(
             sk=run_id, status="running", trigger=trigger, started_at=timeutil.iso(started), errors=[]
         )
+        before = self._store.load_state()
         acquired = self._store.acquire_lock(run_id, started.timestamp(), self._config.lock_seconds)
         state = self._store.load_state()
+        if acquired and before.lock_owner not in (None, run_id, state.run_id):
+            # the lock's last holder never opened its run: its planner died (and its retries)
+            self._fail_unopened(before.lock_owner, run_id)
         if not acquired and state.lock_owner != run_id:
             run.status = "skipped"
             run.finished_at = timeutil.iso(self._clock())
@@ -560,6 +564,21 @@ class TrackingWorkflow:
         run.errors = list(dict.fromkeys(errors))[-MAX_RUN_ERRORS:]
         run.events_processed = sum(closed.events)
         run.quarantined = closed.quarantined
+        self._store.save_run(run)
+
+    def _fail_unopened(self, run_id: str, owner: str) -> None:
+        """A run whose planner died before it opened the run (its workers never started, what it
+        quarantined is counted by the next run to open): its record, left running, says it failed."""
+        run = self._store.load_run(run_id)
+        if run is None or run.status != "running":
+            return
+        logger.warning("a run's planner stopped before it opened the run", extra={"interrupted_run": run_id})
+        run.status = "failed"
+        run.finished_at = timeutil.iso(self._clock())
+        run.errors = [
+            *(run.errors or []),
+            f"interrupted while planning, before its workers started; run {owner} took the lock after it expired",
+        ][-MAX_RUN_ERRORS:]
         self._store.save_run(run)
 
     def _store_run_of(self, plan: Plan) -> RunModel:

@@ -240,6 +240,10 @@ def crashes_then_reruns(
             item.key for item in clean.quarantined.values()
         }
         assert store.fallback == {}
+        # and no run is left recorded as running: the dead run's record says it failed
+        assert [run.sk for run in store.runs.values() if run.status == "running"] == [], (
+            f"crash at {operation} call {nth}"
+        )
     return crashes
 
 
