@@ -819,8 +819,11 @@ class DynamoWorkflowStore:
             raise LockLost(f"run {owner} is closed or lost the lock (worker {worker})") from error
 
     def _partition_put(self, pk: str, entries: list[tuple[str, bytes]]) -> None:
+        """A run's pages (merge, slices): deleted when the run is merged, and expiring as pending chunks do,
+        so those of a run nobody finishes (an older version's, across a deploy) do not stay for good."""
+        expiry = _expiry()
         requests = [
-            {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}, "data": {"B": blob}}}}
+            {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}, "data": {"B": blob}, **expiry}}}
             for sk, blob in entries
         ]
         self._batch_write(requests)

@@ -159,6 +159,28 @@ def test_given_a_workers_partial_items_when_put_then_each_stored_item_expires_a_
     assert {abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60 for item in stored} == {True}
 
 
+def test_given_a_finishers_merge_and_slices_when_saved_then_each_stored_page_expires_a_week_ahead(
+    aws_tables: None,
+) -> None:
+    # Given a finisher holding the lock
+    store = DynamoWorkflowStore()
+    assert store.acquire_lock("run-1", time.time(), 900)
+    written_at = time.time()
+    # When it saves its merge pages, a slice's pages and summary, and the slice's put mark
+    store.save_merge("run-1", "run-1", [b"page-0", b"page-1"])
+    store.save_slice("run-1", 3, [b"slice-page"], b"summary")
+    store.slice_put("run-1", 3, b"outcome")
+    # Then each stored item carries the workflow table's TTL attribute, about 7 days ahead: the pages an
+    # interrupted run never deletes do not stay for good
+    stored = [
+        item
+        for item in boto3.client("dynamodb").scan(TableName=WORKFLOW.table_name)["Items"]
+        if item["pk"]["S"].startswith("merge#run-1")
+    ]
+    assert len(stored) == 5
+    assert {abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60 for item in stored} == {True}
+
+
 def test_given_partial_and_stored_items_when_a_worker_reads_both_then_the_two_reads_are_in_flight_at_once(
     aws_tables: None,
 ) -> None:
