@@ -176,6 +176,22 @@ def only(delivery_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def test_names_tied_at_the_bound_are_kept_by_name_and_the_last_of_them_goes_to_other() -> None:
+    # Given 101 browser names opened once each, in an order that is not their names'
+    store = seeded_store()
+    hits = Hits(store)
+    names = [f"b{n:03d}" for n in range(limits.MAX_BREAKDOWN_NAMES + 1)]
+    for name in reversed(names):
+        hits.open("d2", "victim", name + CRAFTED_SUFFIX)
+    # When the workflow consolidates them
+    workflow(store).run("run-1", "schedule")
+    # Then the 100 first by name are kept and the last one is counted in "other"
+    stats = stats_of(store, "d2")
+    browsers = plain(stats.breakdowns)["browser"]
+    assert sorted(browsers) == names[:-1]
+    assert plain(stats.other_breakdowns)["browser"] == {"opens": 1, "clicks": 0}
+
+
 def test_an_indicator_item_dynamodb_refuses_is_quarantined_and_the_run_goes_on(reliability: Any) -> None:
     # Given DynamoDB refusing d2's stats item
     store = poisoned_store()
