@@ -67,7 +67,7 @@ reliability: $(STAMP)
 MUTATION_CHILDREN ?= 2
 mutation: $(STAMP)
 	rm -rf mutants
-	$(if $(FRESH),,$(BIN)/python -m tests.mutation_verdicts restore)
+	$(if $(FRESH),,$(BIN)/python -m tests.mutation_verdicts restore $(if $(RECHECK),--recheck-survivors))
 	start=$$(date +%s); $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN); status=$$?; \
 		$(BIN)/python -m tests.mutation_verdicts save && \
 		$(BIN)/python -m tests.mutation_report --partial --seconds $$(( $$(date +%s) - start )) && exit $$status

@@ -12,12 +12,14 @@ test removed or weakened is not noticed: ``make mutation FRESH=1`` checks every 
 
     python -m tests.mutation_verdicts save      # mutants/*.meta -> tests/mutation_verdicts.json
     python -m tests.mutation_verdicts restore   # tests/mutation_verdicts.json -> mutants/*.meta
+        [--recheck-survivors] [--recheck MUTANT ...]  # left out, to be checked again
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +85,26 @@ def save(mutants: Path = MUTANTS, verdicts: Path = VERDICTS) -> dict[str, Any]:
     return kept
 
 
-def restore(mutants: Path = MUTANTS, verdicts: Path = VERDICTS) -> int:
-    """Write a meta for every kept source file; the number of verdicts put back."""
+def restore(
+    mutants: Path = MUTANTS,
+    verdicts: Path = VERDICTS,
+    recheck: Iterable[str] = (),
+    recheck_survivors: bool = False,
+) -> int:
+    """Write a meta for every kept source file; the number of verdicts put back. The mutants named in
+    ``recheck`` (and with ``recheck_survivors`` every survivor: tests were added since) are left out,
+    for mutmut to check again."""
     if not verdicts.exists():
         return 0
+    again = set(recheck)
     restored = 0
     for source, kept in json.loads(verdicts.read_text()).items():
         meta = expand(kept)
+        meta["exit_code_by_key"] = {
+            key: code
+            for key, code in meta["exit_code_by_key"].items()
+            if key not in again and not (recheck_survivors and code == 0)
+        }
         meta_path = mutants / (source + ".meta")
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta_path.write_text(json.dumps(meta))
@@ -100,14 +115,19 @@ def restore(mutants: Path = MUTANTS, verdicts: Path = VERDICTS) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["save", "restore"])
-    action = parser.parse_args().action
-    if action == "save":
+    parser.add_argument("--recheck", nargs="*", default=[], help="mutants to check again (restore)")
+    parser.add_argument(
+        "--recheck-survivors", action="store_true", help="check every survivor again (restore)"
+    )
+    arguments = parser.parse_args()
+    if arguments.action == "save":
         kept = save()
         print(
             f"{sum(len(f['exit_codes']) for k in kept.values() for f in k['functions'].values())} verdicts saved"
         )
     else:
-        print(f"{restore()} verdicts restored into mutants/")
+        restored = restore(recheck=arguments.recheck, recheck_survivors=arguments.recheck_survivors)
+        print(f"{restored} verdicts restored into mutants/")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,16 @@ def test_saved_verdicts_come_back_as_the_meta_mutmut_reads(tmp_path: Path) -> No
 def test_nothing_to_restore_without_kept_verdicts(tmp_path: Path) -> None:
     assert restore(tmp_path / "mutants", tmp_path / "missing.json") == 0
     assert not (tmp_path / "mutants").exists()
+
+
+def test_survivors_and_named_mutants_can_be_left_out_to_be_checked_again(tmp_path: Path) -> None:
+    # Given kept verdicts of batch.py: a killed mutant, two survivors, a timeout
+    _write(tmp_path / "run" / (BATCH + ".meta"), META)
+    kept = tmp_path / "verdicts.json"
+    save(tmp_path / "run", kept)
+    # When they are restored leaving out the survivors and one named mutant
+    named = "functions.consolidate.batch.x__bump__mutmut_1"
+    restore(tmp_path / "fresh", kept, recheck=[named], recheck_survivors=True)
+    # Then only the timeout is kept: mutmut checks the others again
+    meta = json.loads((tmp_path / "fresh" / (BATCH + ".meta")).read_text())
+    assert meta["exit_code_by_key"] == {"functions.consolidate.batch.xǁ_Stateǁstats__mutmut_11": -24}
