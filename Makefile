@@ -59,7 +59,8 @@ reliability: $(STAMP)
 # (tests/mutation_verdicts.json, tests/mutation_verdicts.py): a run starts from them, checks only the
 # mutants of functions whose code changed and those never checked, and saves what it decided (a run stopped
 # by hand: `.venv/bin/python -m tests.mutation_verdicts save`); the report of a run cut short says how many
-# are left. FRESH=1 checks every mutant again (a kept verdict does not see a test removed or weakened).
+# are left. FRESH=1 checks every mutant again (a kept verdict does not see a test removed or weakened);
+# RECHECK=1 checks the kept survivors again (they do not see a test added since).
 # Measured 2026-12-06 under `nice -n 19` on 2 cores shared with 5 engineers' runs (load 6-11): 10-12 min
 # before the first mutant (generating the mutants, the statistics run and the clean run); the 1346
 # mutants of tokens, cursors, the redirect's tracking and links in about 25 min; batch and workflow
