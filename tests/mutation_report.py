@@ -1,7 +1,8 @@
 """The mutation-testing section of RELIABILITY.md, from mutmut's results (``make mutation``).
 
 ``mutmut run`` (configured in pyproject.toml) leaves a verdict for every mutant in ``mutants/``;
-``mutmut results --all true`` lists them. This turns them into a Markdown section: per module the
+``mutmut results --all true`` lists them, and ``tests/mutation_verdicts.json`` keeps them across runs
+(``make mutation`` saves them there first, so the section covers every module ever run). This turns them into a Markdown section: per module the
 mutants, how many the unit tests killed, how many survived, how many of those are explained as
 equivalent, and the score (killed / (mutants - equivalent)); then every survivor with
 its explanation from ``tests/mutation_survivors.toml`` (a surviving mutant is either an equivalent
@@ -23,6 +24,8 @@ import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tests import mutation_verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLANATIONS = ROOT / "tests" / "mutation_survivors.toml"
@@ -154,7 +157,8 @@ def main() -> None:
     parser.add_argument("--no-reliability", action="store_true", help="write tests/mutation_results.md only")
     parser.add_argument("--partial", action="store_true", help="report a run cut short (says so)")
     arguments = parser.parse_args()
-    verdicts = mutmut_results()
+    # every module's kept verdicts (tests/mutation_verdicts.py), else the last run's alone
+    verdicts = mutation_verdicts.statuses() or mutmut_results()
     if not verdicts:
         raise SystemExit("no mutant results: run `mutmut run` first (make mutation)")
     section = render(verdicts, explanations(), arguments.seconds, arguments.partial)

@@ -36,13 +36,14 @@ def _function_of(key: str) -> tuple[str, str]:
 
 
 def compact(meta: dict[str, Any]) -> dict[str, Any]:
-    """One source file's meta as kept in git: per function its hash and its mutants' exit codes."""
+    """One source file's meta as kept in git: per function its hash and its mutants' exit codes (None:
+    not checked yet, kept so the report knows how many are left)."""
     hashes: dict[str, str] = meta.get("hash_by_function_name", {})
     functions: dict[str, dict[str, Any]] = {}
     for key, code in meta["exit_code_by_key"].items():
         function, number = _function_of(key)
-        if code is None or function not in hashes:
-            continue
+        if function not in hashes:
+            continue  # mutmut drops it (its function is gone)
         kept = functions.setdefault(function, {"hash": hashes[function], "exit_codes": {}})
         kept["exit_codes"][number] = code
     return {
@@ -110,6 +111,19 @@ def restore(
         meta_path.write_text(json.dumps(meta))
         restored += len(meta["exit_code_by_key"])
     return restored
+
+
+def statuses(verdicts: Path = VERDICTS) -> dict[str, str]:
+    """``{mutant name: mutmut's status}`` of every kept mutant (``not checked`` for those left)."""
+    from mutmut.stats import status_by_exit_code
+
+    if not verdicts.exists():
+        return {}
+    return {
+        key: status_by_exit_code[code]
+        for kept in json.loads(verdicts.read_text()).values()
+        for key, code in expand(kept)["exit_code_by_key"].items()
+    }
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.mutation_verdicts import restore, save
+from tests.mutation_verdicts import restore, save, statuses
 
 BATCH = "functions/consolidate/batch.py"
 META = {
@@ -44,12 +44,13 @@ def test_saved_verdicts_come_back_as_the_meta_mutmut_reads(tmp_path: Path) -> No
     # When the run's verdicts are saved and then restored into a new, empty mutants directory
     save(tmp_path / "run", kept)
     restored = restore(tmp_path / "fresh", kept)
-    # Then every decided verdict is back under its key, with its function's hash; an undecided mutant
-    # and a function without verdicts are left for mutmut to check; the other module is kept too
+    # Then every verdict is back under its key, with its function's hash (an undecided one too, as None:
+    # mutmut checks it); the other module is kept too
     meta = json.loads((tmp_path / "fresh" / (BATCH + ".meta")).read_text())
     assert meta["exit_code_by_key"] == {
         "functions.consolidate.batch.x__bump__mutmut_1": 1,
         "functions.consolidate.batch.x__bump__mutmut_2": 0,
+        "functions.consolidate.batch.x__bump__mutmut_3": None,
         "functions.consolidate.batch.xǁ_Stateǁstats__mutmut_10": 0,
         "functions.consolidate.batch.xǁ_Stateǁstats__mutmut_11": -24,
     }
@@ -57,7 +58,7 @@ def test_saved_verdicts_come_back_as_the_meta_mutmut_reads(tmp_path: Path) -> No
     assert meta["durations_by_key"] == {} and meta["estimated_durations_by_key"] == {}
     other = json.loads((tmp_path / "fresh" / "functions/api/cursors.py.meta").read_text())
     assert other["exit_code_by_key"] == {"functions.api.cursors.x_decode__mutmut_4": 0}
-    assert restored == 5
+    assert restored == 6
 
 
 def test_nothing_to_restore_without_kept_verdicts(tmp_path: Path) -> None:
@@ -73,6 +74,24 @@ def test_survivors_and_named_mutants_can_be_left_out_to_be_checked_again(tmp_pat
     # When they are restored leaving out the survivors and one named mutant
     named = "functions.consolidate.batch.x__bump__mutmut_1"
     restore(tmp_path / "fresh", kept, recheck=[named], recheck_survivors=True)
-    # Then only the timeout is kept: mutmut checks the others again
+    # Then only the timeout is kept, with the mutant never checked: mutmut checks the others again
     meta = json.loads((tmp_path / "fresh" / (BATCH + ".meta")).read_text())
-    assert meta["exit_code_by_key"] == {"functions.consolidate.batch.xǁ_Stateǁstats__mutmut_11": -24}
+    assert meta["exit_code_by_key"] == {
+        "functions.consolidate.batch.x__bump__mutmut_3": None,
+        "functions.consolidate.batch.xǁ_Stateǁstats__mutmut_11": -24,
+    }
+
+
+def test_the_report_reads_each_kept_mutants_status(tmp_path: Path) -> None:
+    # Given kept verdicts of batch.py
+    _write(tmp_path / "run" / (BATCH + ".meta"), META)
+    kept = tmp_path / "verdicts.json"
+    save(tmp_path / "run", kept)
+    # When their statuses are read, Then each is mutmut's name for its exit code
+    assert statuses(kept) == {
+        "functions.consolidate.batch.x__bump__mutmut_1": "killed",
+        "functions.consolidate.batch.x__bump__mutmut_2": "survived",
+        "functions.consolidate.batch.x__bump__mutmut_3": "not checked",
+        "functions.consolidate.batch.xǁ_Stateǁstats__mutmut_10": "survived",
+        "functions.consolidate.batch.xǁ_Stateǁstats__mutmut_11": "timeout",
+    }
