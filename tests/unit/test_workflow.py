@@ -237,6 +237,7 @@ def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str
         assert rerun.status == "succeeded"
         assert store.snapshot() == expected, f"crash at {operation} call {nth}"
         assert store.pending is None
+        assert [run.sk for run in store.runs.values() if run.status == "running"] == []
     assert crashes > 0
 
 
