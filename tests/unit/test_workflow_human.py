@@ -31,6 +31,7 @@ def add(
     client: str | None = None,
     honeypot: bool = False,
     ua: str = CHROME,
+    window: int = 30,
 ) -> str:
     """A raw event with the redirect's verdict; its shard."""
     model = store.add_raw(
@@ -49,7 +50,7 @@ def add(
             machine_reason=f"{machine} signal" if machine else None,
             client_key=client,
             honeypot=honeypot,
-            burst_seconds=30 if honeypot else None,
+            burst_seconds=window if honeypot else None,
         )
     )
     return str(model.shard)
@@ -265,6 +266,38 @@ def test_a_later_honeypot_hit_takes_the_only_human_open_of_its_hour_back_to_zero
     # Then the hour keeps the open in all traffic and counts no human open any more
     hour = store.indicators[("d1", "hour#2026-11-23T09")]
     assert (hour.opens, hour.human_opens) == (1, 0)
+
+
+def test_a_later_honeypot_hit_reclassifies_its_burst_after_another_hit_of_the_same_batch() -> None:
+    # Given hits consolidated as a person's by an earlier run, then a hit of the same recipient from
+    # another address half a second before the honeypot hit: the next run reads both in one batch, that
+    # hit first
+    store = seeded_store()
+    clock = late_honeypot_runs(store)
+    add(store, "other", "r5", None, H - timedelta(milliseconds=500), client="kx")
+    # When the next run consolidates them
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the honeypot hit still makes its burst's earlier hits the scanner's
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["b1"], machines["b2"], machines["other"]) == ("scanner", "scanner", None)
+    assert stats(store)["human"]["total_clicks"] == 1  # b3 alone
+
+
+def test_a_later_honeypot_hit_reclassifies_the_earlier_hits_within_its_own_window() -> None:
+    # Given an open consolidated as a person's by an earlier run, 45 s before a honeypot hit whose
+    # window is 60 s (the default is 30)
+    store = seeded_store()
+    add(store, "o1", "r5", None, H - timedelta(seconds=45), client="k5")
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    add(store, "hp", "r5", None, H, client="k5", honeypot=True, machine="scanner", window=60)
+    # When the next run consolidates the honeypot hit
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the open is the scanner's
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert machines["o1"] == "scanner"
+    assert stats(store)["human"]["total_opens"] == 0
 
 
 def test_a_hit_outside_the_window_stays_human() -> None:
