@@ -132,7 +132,7 @@ def state_keys(events: Iterable[RawEventModel]) -> set[StateKey]:
             if event.kind == "page" and event.via_url_id:
                 keys.add(streams_key(event.delivery_id))
             continue
-        keys |= {stats_key(event.delivery_id), recipient_key(event.delivery_id, event.recipient_id)}
+        keys.add(stats_key(event.delivery_id))
         if event.honeypot:
             continue
         keys.add(hour_key(event.delivery_id, event.at))
