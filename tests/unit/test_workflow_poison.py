@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate import batch
 from functions.consolidate.batch import fault
 from functions.shared import raw_events
 from functions.shared.models import RawEventModel
@@ -165,6 +166,26 @@ def test_a_poison_events_error_names_what_is_wrong_with_at_most_100_characters_o
     assert set(long[long.index("string: '") + 9 :]) == {"y"}
     # And a good click has nothing wrong
     assert fault(_spoiled("kind", "click"), 30) is None
+
+
+def test_a_user_agent_the_parser_fails_on_is_the_events_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a parser that raises on one User-Agent (ua-parser has not on any string tried; the check keeps
+    # a regression of it, or of the names cut from it, from stopping every run at the same event)
+    real = batch.parse_user_agent
+
+    def parse(user_agent: str | None) -> Any:
+        if user_agent == "breaks the parser":
+            raise ValueError("no pattern for it")
+        return real(user_agent)
+
+    monkeypatch.setattr(batch, "parse_user_agent", parse)
+    # When the workflow asks what is wrong with a click carrying it, and with one carrying Chrome's
+    # Then the first names the User-Agent and the parser's error, the second has nothing wrong
+    assert (
+        fault(_spoiled("user_agent", "breaks the parser"), 30)
+        == "user_agent 'breaks the parser': ValueError: no pattern for it"
+    )
+    assert fault(_spoiled("user_agent", CHROME), 30) is None
 
 
 def test_a_run_of_poison_events_filling_whole_batches_still_moves_on() -> None:
