@@ -191,7 +191,6 @@ def _person(event: RawEventModel) -> str:
 class Outcome:
     items: list[Model] = field(default_factory=list)
     events: int = 0  # raw events consolidated (logged)
-    counted: int = 0  # of which counted in indicators
     # Tracking logs of earlier batches found to be a scanner's (the honeypot burst): written again,
     # with the indicator items, through the pending batch.
     rewritten: list[TrackingLogModel] = field(default_factory=list)
@@ -466,7 +465,6 @@ def consolidate(
             continue
         if not log.counted:
             continue
-        outcome.counted += 1
         tally = _tally(tallies, state, event.delivery_id)
         if event.kind not in WEB_KINDS and event.client_key:
             recipient = state.recipient(event.delivery_id, event.recipient_id)
