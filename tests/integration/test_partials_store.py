@@ -141,6 +141,16 @@ def test_given_dynamodb_leaving_writes_unprocessed_when_partials_are_put_then_th
     assert sorted(int(model.opens) for model in found.values()) == list(range(400))  # type: ignore[attr-defined]
 
 
+def expiries_after(written_at: float, prefix: str) -> list[bool]:
+    """For each item of the workflow table whose key starts with ``prefix``: does its TTL attribute
+    expire it about 7 days after ``written_at``?"""
+    return [
+        abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60
+        for item in boto3.client("dynamodb").scan(TableName=WORKFLOW.table_name)["Items"]
+        if item["pk"]["S"].startswith(prefix)
+    ]
+
+
 def test_given_a_workers_partial_items_when_put_then_each_stored_item_expires_a_week_ahead(
     aws_tables: None,
 ) -> None:
@@ -150,13 +160,7 @@ def test_given_a_workers_partial_items_when_put_then_each_stored_item_expires_a_
     written_at = time.time()
     store.put_partials("run-1", 1, partials(60))
     # Then each stored item carries the workflow table's TTL attribute, about 7 days ahead
-    stored = [
-        item
-        for item in boto3.client("dynamodb").scan(TableName=WORKFLOW.table_name)["Items"]
-        if item["pk"]["S"].startswith("partial#run-1#1#")
-    ]
-    assert len(stored) == 60
-    assert {abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60 for item in stored} == {True}
+    assert expiries_after(written_at, "partial#run-1#1#") == [True] * 60
 
 
 def test_given_a_finishers_merge_and_slices_when_saved_then_each_stored_page_expires_a_week_ahead(
@@ -172,13 +176,7 @@ def test_given_a_finishers_merge_and_slices_when_saved_then_each_stored_page_exp
     store.slice_put("run-1", 3, b"outcome")
     # Then each stored item carries the workflow table's TTL attribute, about 7 days ahead: the pages an
     # interrupted run never deletes do not stay for good
-    stored = [
-        item
-        for item in boto3.client("dynamodb").scan(TableName=WORKFLOW.table_name)["Items"]
-        if item["pk"]["S"].startswith("merge#run-1")
-    ]
-    assert len(stored) == 5
-    assert {abs(int(item["expires_at"]["N"]) - (written_at + 7 * 86_400)) < 60 for item in stored} == {True}
+    assert expiries_after(written_at, "merge#run-1") == [True] * 5
 
 
 def test_given_partial_and_stored_items_when_a_worker_reads_both_then_the_two_reads_are_in_flight_at_once(
