@@ -521,6 +521,51 @@ def test_a_later_honeypot_hit_reclassifies_the_last_100_hits_of_its_client() -> 
     assert (machines["o000"], machines["o001"], machines["o100"]) == (None, "scanner", "scanner")
 
 
+def test_hits_without_a_client_key_do_not_crowd_out_the_hits_a_recipient_remembers() -> None:
+    # Given an open from one address, then 100 opens with no address (the redirect knew none), all
+    # consolidated as a person's by a first run
+    store = seeded_store()
+    add(store, "keyed", "r5", None, H - timedelta(seconds=20), client="k5")
+    for n in range(100):
+        add(store, f"n{n:03d}", "r5", None, H - timedelta(seconds=19) + timedelta(milliseconds=100 * n))
+    clock = Clock(H - timedelta(seconds=1))
+    workflow(store, clock).run("run-1", "schedule")
+    # When a honeypot hit from that address is consolidated by the next run
+    honeypot(store)
+    clock.now = H + timedelta(hours=1)
+    workflow(store, clock).run("run-2", "schedule")
+    # Then the open from its address is the scanner's: only hits with a client key are remembered, so the
+    # 100 without one neither pushed it out nor joined the burst
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert machines["keyed"] == "scanner"
+    assert {machines[f"n{n:03d}"] for n in range(100)} == {None}
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 2}
+    assert stats(store)["human"]["total_opens"] == 100
+
+
+def test_a_page_view_from_the_honeypots_address_within_its_window_stays_a_page_view() -> None:
+    # Given a page view of the web-tracking tag from an address, 5 s before a honeypot hit from it, and one
+    # 5 s after it (a burst is a message's opens and clicks: the tag's events are a site's, not mail's)
+    store = seeded_store()
+    for event_id, at in (("before", H - timedelta(seconds=5)), ("after", H + timedelta(seconds=5))):
+        store.add_raw(
+            RawEvent(
+                event_id, "page", "d1", "r5", None, at, CHROME, "p5", "203.0.113.0", False,
+                client_key="k5", site_id="s1", via_url_id="1", page_url="https://shop.example/shoes",
+            )
+        )  # fmt: skip
+    workflow(store, Clock(H - timedelta(seconds=1))).run("run-1", "schedule")
+    # When the honeypot hit is consolidated by the next run
+    honeypot(store)
+    workflow(store, Clock(H + timedelta(hours=1))).run("run-2", "schedule")
+    # Then both page views are counted and logged as a person's, and the scanner has its one hit
+    machines = {sk.split("#")[-1]: log.machine for (_, sk), log in store.logs.items()}
+    assert (machines["before"], machines["after"]) == (None, None)
+    assert stats(store)["machine"]["by_kind"] == {"scanner": 1}
+    assert store.indicators[("d1", "stats")].page_views == 2
+    assert not store.indicators[("d1", "r#r5")].recent_hits
+
+
 def test_a_later_honeypot_hit_reclassifies_a_hit_at_the_edge_of_its_window() -> None:
     # Given a click consolidated as a person's by a first run, 30 s before a honeypot hit from its address
     store = seeded_store()
