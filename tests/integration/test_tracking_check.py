@@ -129,7 +129,8 @@ def test_a_workflow_that_never_runs_fails_every_link(
     # Then the redirects landed, but no link passes since nothing was consolidated
     assert result["passed"] is False
     assert [link["passed"] for link in result["links"]] == [False] * 4
-    assert all("did not finish" in link["detail"] for link in result["links"])
+    assert all("had not started after 0 s" in link["detail"] for link in result["links"])
+    assert all("test again once it has finished" in link["detail"] for link in result["links"])
 
 
 def test_an_unknown_delivery_is_a_404(api_with_stack: None) -> None:
