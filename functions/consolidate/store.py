@@ -218,8 +218,17 @@ def _tried_through_conflicts(
             if not conflicted(error):
                 raise
             if attempt == TRANSACTION_TRIES - 1:
-                raise TransactionsConflicting(f"{what} conflicted {TRANSACTION_TRIES} times") from error
+                raise TransactionsConflicting(
+                    f"{what} conflicted {TRANSACTION_TRIES} times (the last cancelled for {_reasons(error)})"
+                ) from error
             sleep(random.uniform(0, TRANSACTION_BACKOFF_SECONDS * 2**attempt))
+
+
+def _reasons(error: Exception) -> str:
+    """What DynamoDB said of a cancelled write: its transaction's reasons, or its error code."""
+    answer = getattr(error, "response", None) or {}
+    codes = [str(r.get("Code")) for r in answer.get("CancellationReasons", ()) if r.get("Code") != "None"]
+    return ", ".join(codes) or str(answer.get("Error", {}).get("Code") or type(error).__name__)
 
 
 @dataclass

@@ -58,7 +58,11 @@ def test_a_transaction_cancelled_for_a_condition_is_the_callers_answer_at_once(c
 def test_conflicts_that_outlast_the_tries_fail_the_step_not_as_a_lost_lock() -> None:
     # Given DynamoDB cancelling every try for a conflict
     client = Cancelling(*[["TransactionConflict"]] * TRANSACTION_TRIES)
-    # When it is sent, Then it fails as a fault (the state machine retries the step), not as LockLost
-    with pytest.raises(TransactionsConflicting):
+    # When it is sent, Then it fails as a fault (the state machine retries the step), not as LockLost,
+    # naming the last cancellation's reasons for the run's errors
+    with pytest.raises(TransactionsConflicting) as failed:
         transact(client, [{}], sleep=lambda _: None)
     assert client.calls == TRANSACTION_TRIES
+    assert str(failed.value) == (
+        f"a transaction conflicted {TRANSACTION_TRIES} times (the last cancelled for TransactionConflict)"
+    )
