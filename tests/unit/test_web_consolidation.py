@@ -321,6 +321,25 @@ def test_a_page_view_without_a_link_counts_on_the_delivery_but_not_after_a_link(
 # --- what is not counted ----------------------------------------------------------------------
 
 
+def test_a_web_event_stored_without_a_page_url_is_logged_and_counted_without_a_page(
+    store: FakeWorkflowStore,
+) -> None:
+    # Given a page view and a transaction whose raw events hold no page URL (optional in a raw event:
+    # the tag records none without one, but the workflow reads what the table holds), and a click
+    traffic = Traffic(store)
+    traffic.page("ann", None)  # type: ignore[arg-type]
+    traffic._add("transaction", "ann", site_id="s1", via_url_id="1", amount="5.00", currency="EUR")
+    traffic.click("bob", "1")
+
+    # When the workflow runs
+    result = run(store)
+
+    # Then the run succeeds, both are logged without a page and counted, and so is the click
+    assert result.status == "succeeded"
+    assert [log.url for log in logs_of(store, "page") + logs_of(store, "transaction")] == [None, None]
+    assert (counts(store)["page_views"], counts(store)["transactions"], counts(store)["clicks"]) == (1, 1, 1)
+
+
 def test_a_proof_web_event_is_logged_but_not_counted(store: FakeWorkflowStore) -> None:
     # Given a proof's page view and transaction, and one real page view
     traffic = Traffic(store)

@@ -112,6 +112,17 @@ def workflow(store: FakeWorkflowStore, clock: Clock | None = None, batch_size: i
     return TrackingWorkflow(store, WorkflowConfig(batch_size=batch_size), clock=clock or Clock(RUN_AT))
 
 
+def test_the_stats_item_says_when_a_batch_last_changed_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a campaign's raw events, and the clock at 10:07:30.25 when the workflow consolidates them
+    store = seeded_store()
+    campaign(store)
+    monkeypatch.setattr(timeutil, "now", lambda: datetime(2026, 11, 23, 10, 7, 30, 250_000, tzinfo=UTC))
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then the delivery's stats item carries that time (operators read it in the table: how fresh it is)
+    assert store.indicators[("d1", "stats")].updated_at == "2026-11-23T10:07:30.250Z"
+
+
 def test_indicators_count_each_fact_once() -> None:
     # Given a campaign's raw events
     store = seeded_store()
