@@ -416,6 +416,22 @@ def test_a_long_page_url_is_logged_to_1024_bytes_and_named_in_the_click_streams_
     assert pages(store) == ({page_key("1", long_url[:512]): 1}, 0)
 
 
+def test_a_page_url_stored_longer_than_the_bound_is_logged_to_1024_bytes(store: FakeWorkflowStore) -> None:
+    # Given a page view whose raw item holds 2,000 bytes of page URL: written around the redirect, which
+    # cuts it to 1,024 (a manual write, an older version)
+    Traffic(store).page("ann", f"{SHOP}/shoes")
+    [model] = [event for shard in store.raw.values() for event in shard]
+    store.raw.clear()
+    item = model.serialize()
+    item["page_url"] = {"S": f"{SHOP}/" + "é" * 1000}  # 21 + 2,000 bytes
+    store.add_raw_item({"shard": {"S": str(model.shard)}, "sk": {"S": str(model.sk)}, **item})
+    # When the workflow consolidates it
+    run(store)
+    # Then its log keeps the first 1,024 bytes: 21 + 501 x 2 = 1,023 (never half a character)
+    [log] = logs_of(store, "page")
+    assert log.url == f"{SHOP}/" + "é" * 501
+
+
 def test_a_long_unicode_page_url_is_cut_by_bytes_never_inside_a_character(store: FakeWorkflowStore) -> None:
     # Given a page URL of 1,000 euro signs (3 UTF-8 bytes each) after "https://shop.example/" (21 bytes)
     Traffic(store).page("ann", f"{SHOP}/" + "€" * 1000)

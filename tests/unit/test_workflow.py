@@ -123,6 +123,19 @@ def test_the_stats_item_says_when_a_batch_last_changed_it(monkeypatch: pytest.Mo
     assert store.indicators[("d1", "stats")].updated_at == "2026-11-23T10:07:30.250Z"
 
 
+def test_an_open_stored_with_a_url_id_is_logged_and_counted_as_an_open_of_no_link() -> None:
+    # Given an open whose raw event names a tracked URL (the pixel's token names none: written around
+    # the redirect, by hand or an older version)
+    store = seeded_store()
+    store.add_raw(RawEvent("e1", "open", "d1", "r1", "1", T0, CHROME, None, "203.0.113.0", False))
+    # When the workflow runs
+    workflow(store).run("run-1", "schedule")
+    # Then it is an open of the message: logged without the link, counted as an open and no click
+    [log] = store.logs.values()
+    assert (log.type, log.url_id, log.url, log.label) == ("open", None, None, None)
+    assert store.stats("d1")["opens"] == 1 and store.stats("d1")["total_clicks"] == 0
+
+
 def test_indicators_count_each_fact_once() -> None:
     # Given a campaign's raw events
     store = seeded_store()
