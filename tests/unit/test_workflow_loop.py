@@ -171,6 +171,8 @@ def test_given_workers_quarantining_over_several_invocations_when_they_return_th
         assert len(results) > 2 and counts == sorted(counts)
     workers_kept = len(store.quarantined)
     assert sum(results[-1].quarantined for results in loops) == workers_kept > 0
+    # (the counts travel in the results the state machine passes on, as each worker returned them)
+    assert all(WorkResult.from_dict(result.as_dict()) == result for results in loops for result in results)
     # And the run record counts them and what its merge quarantined, once
     for spread in flow.close("run-1"):
         flow.merge_slice("run-1", spread)
