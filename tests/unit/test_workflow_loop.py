@@ -4,11 +4,14 @@ run's budget is spent; what is left then is the next run's."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from functions.consolidate.workflow import (
     SAFETY_MARGIN_MS,
@@ -178,6 +181,25 @@ def test_given_workers_quarantining_over_several_invocations_when_they_return_th
         flow.merge_slice("run-1", spread)
     run = flow.finish("run-1", [results[-1].as_dict() for results in loops])
     assert int(run.quarantined) == len(store.quarantined) >= workers_kept
+
+
+@given(
+    st.builds(
+        WorkResult,
+        worker=st.integers(0, 63),
+        shards=st.lists(st.text(max_size=4)),
+        events_processed=st.integers(0, 10**9),
+        status=st.sampled_from(["succeeded", "failed"]),
+        error=st.none() | st.text(max_size=20),
+        errors=st.lists(st.text(max_size=20)),
+        quarantined=st.integers(0, 10**6),
+        more=st.booleans(),
+        next_shard=st.none() | st.text(max_size=4),
+    )
+)
+def test_a_workers_result_reads_back_as_it_was_returned_through_the_state_machine(result: WorkResult) -> None:
+    # Given any result a worker returns, When the state machine passes it on as JSON, Then Finish reads it
+    assert WorkResult.from_dict(json.loads(json.dumps(result.as_dict()))) == result
 
 
 def test_given_a_budget_as_long_as_the_lock_when_configured_then_it_is_refused() -> None:
