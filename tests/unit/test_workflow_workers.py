@@ -291,8 +291,8 @@ def test_a_crash_at_any_call_of_any_worker_then_a_rerun_gives_the_clean_totals(
         assert store.pending is None and store.lock_owner is None
         # And no partial item, slice or merge page of either run is left behind
         assert not any(store.partials.values()) and not store.slices and not store.merges
-        # And no run is left recorded as running
-        assert [run.sk for run in store.runs.values() if run.status == "running"] == []
+        # And no run is left recorded as running: the dead one failed (or succeeded, if it died after that)
+        assert {run.status for run in store.runs.values()} <= {"succeeded", "failed"}
     assert crashes > 0
     reliability.record(
         "Faults",
