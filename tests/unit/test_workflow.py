@@ -12,7 +12,7 @@ import pytest
 from functions.consolidate.store import PendingBatch
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import raw_events, timeutil
-from functions.shared.models import MessageModel, TrackedUrlModel
+from functions.shared.models import MessageModel, RunModel, TrackedUrlModel
 from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore
 
@@ -275,6 +275,28 @@ def test_a_crash_at_any_point_then_a_rerun_gives_the_clean_totals(operation: str
         # And every run is recorded finished: the dead one failed (or succeeded, if it died after that)
         assert {run.status for run in store.runs.values()} <= {"succeeded", "failed"}
     assert crashes > 0
+
+
+def test_a_run_whose_planner_died_before_opening_it_is_recorded_failed_by_the_next_with_its_notes() -> None:
+    # Given a run left "running" by a planner that died before it opened the run, with the 20 notes a
+    # run keeps at most, and its lock expired
+    store = seeded_store()
+    notes = [f"note {n}" for n in range(20)]
+    store.runs["dead"] = RunModel(
+        sk="dead", status="running", trigger="schedule", started_at=timeutil.iso(RUN_AT), errors=notes
+    )
+    store.lock_owner, store.lock_expires = "dead", RUN_AT.timestamp() + 60
+    # When the next run takes the lock
+    clock = Clock(RUN_AT + timedelta(hours=1))
+    workflow(store, clock).run("next", "schedule")
+    # Then the dead run is recorded failed when the next one found it, its last notes kept and why
+    dead = store.runs["dead"]
+    assert (dead.status, dead.finished_at) == ("failed", timeutil.iso(clock.now))
+    assert dead.errors == [
+        *notes[1:],
+        "interrupted while planning, before its workers started; run next took the lock after it expired",
+    ]
+    assert store.runs["next"].status == "succeeded"
 
 
 def test_a_failed_run_is_recorded_with_its_error(reliability: Any) -> None:
