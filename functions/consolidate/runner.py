@@ -426,7 +426,8 @@ class StepRun:
                 self._applied += len(quarantined)
             else:
                 self._carried.quarantined += len(quarantined)
-        # the step's own tally, for its notes (the run record's count is set from the durable ones)
+        # the step's own tally: the finisher's merge saves it with its merged mark (a planner's or a
+        # worker's is not read: their counts are saved with what makes them durable, above)
         self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
         for item in quarantined:
             logger.error(

@@ -16,8 +16,9 @@ from functions.consolidate.store import PARTIAL_SPREAD
 from functions.consolidate.workflow import TrackingWorkflow
 from functions.shared import timeutil
 from functions.shared.models import RunModel
+from functions.shared.raw_events import RawEvent
 from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
-from tests.unit.test_workflow import RUN_AT, T0, Clock, seeded_store
+from tests.unit.test_workflow import CHROME, RUN_AT, T0, Clock, seeded_store
 from tests.unit.test_workflow_poison import TRUNCATED_BODY, poison_item
 from tests.unit.test_workflow_workers import (  # noqa: F401
     MULTI_FAULT_POINTS,
@@ -387,3 +388,22 @@ def test_a_crash_at_any_call_while_quarantining_behind_the_checkpoints_then_each
         0,
         0,
     )
+
+
+def test_given_the_merge_refused_statistics_on_each_of_its_pages_when_the_run_finishes_then_its_record_counts_them_all() -> (
+    None
+):
+    # Given opens of 201 deliveries consolidated by 4 workers, so that their merged statistics fill two
+    # merge pages (200 items a page), and DynamoDB refusing every delivery's statistics
+    store = seeded_store()
+    for n in range(201):
+        store.add_raw(
+            RawEvent(f"o{n}", "open", f"m{n:03d}", "r1", None, T0 + timedelta(seconds=n), CHROME, None,
+                     "203.0.113.0", False)
+        )  # fmt: skip
+    store.refuse = lambda data: REFUSED if data.get("sk") == {"S": "stats"} else refused_by_dynamodb(data)
+    # When the run finishes
+    run = workflow(store, 4, Clock(RUN_AT)).run("run-1", "schedule")
+    # Then each refused statistics item is quarantined and counted once, whichever page it was on
+    assert sorted(item.model for item in store.quarantined.values()) == ["DeliveryStatsModel"] * 201
+    assert int(run.quarantined) == 201
