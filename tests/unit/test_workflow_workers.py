@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.store import PARTIAL_SPREAD
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import log_chains, raw_events, settings
 from functions.shared.models import MessageModel
@@ -396,6 +397,45 @@ def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> Non
     # Then it writes nothing
     assert late.status == "failed" and late.events_processed == 0
     assert store.logs == {}
+
+
+def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() -> None:
+    # Given a run whose workers are done, not closed yet (their pending batches may be unapplied)
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    results = [flow.work("run-1", n, group).as_dict() for n, group in enumerate(plan.groups)]
+    partials = {key: dict(items) for key, items in store.partials.items()}
+    # When every slice of its merge is invoked early
+    for spread in range(PARTIAL_SPREAD):
+        flow.merge_slice("run-1", spread)
+    # Then none merged, saved or deleted anything, and the run then closes and finishes as it should
+    assert store.slices == {} and store.partials == partials != {}
+    for spread in flow.close("run-1"):
+        flow.merge_slice("run-1", spread)
+    assert flow.finish("run-1", results).status == "succeeded"
+    alone = seeded_store()
+    first_run_events(alone)
+    workflow(alone, 1, Clock(RUN_AT)).run("run-1", "schedule")
+    assert store.snapshot() == alone.snapshot()
+
+
+def test_a_slice_of_a_closed_run_whose_lock_another_run_took_merges_nothing() -> None:
+    # Given a closed run whose lock expired and was taken by the next run's planner
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    for n, group in enumerate(plan.groups):
+        flow.work("run-1", n, group)
+    spreads = flow.close("run-1")
+    partials = {key: dict(items) for key, items in store.partials.items()}
+    store.lock_owner = "run-2"
+    # When a slice of the first run's merge is invoked late
+    flow.merge_slice("run-1", spreads[0])
+    # Then it merged, saved and deleted nothing: the next run's planner merges what is left, once
+    assert store.slices == {} and store.partials == partials != {}
 
 
 def test_a_plan_names_each_shard_once_and_is_skipped_while_another_run_holds_the_lock() -> None:
