@@ -105,6 +105,29 @@ def test_given_a_run_stopped_past_its_time_limit_when_the_next_plan_finishes_it_
     )
 
 
+def test_given_a_run_stopped_before_its_slices_merged_when_the_next_plan_merges_them_then_what_it_quarantines_names_that_run() -> (
+    None
+):
+    # Given a run of 4 workers closed, but stopped before any slice of its merge ran (a URL row every
+    # worker adds to, which DynamoDB refuses, is merged by a slice)
+    store = hostile_store()
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    for n, group in enumerate(plan.groups):
+        flow.work("run-1", n, group)
+    flow.close("run-1")
+    assert "indicators/UrlStatsModel" not in _kinds(store)
+    # When the next run's Plan merges them, once the lock has expired
+    clock.now += timedelta(hours=1)
+    workflow(store, 4, clock).run("run-2", "schedule")
+    # Then the refused URL row is kept as merged for the stopped run, counted in its record, and names
+    # the run that kept it (the lock's holder)
+    [row] = [item for item in store.quarantined.values() if item.model == "UrlStatsModel"]
+    assert row.sk.endswith("#merged#run-1") and row.run_id == "run-2"
+    assert int(store.runs["run-1"].quarantined) == len(store.quarantined)
+
+
 @pytest.mark.parametrize("workers", [1, 4])
 @pytest.mark.parametrize("dies_at", ["release_lock", "save_run"])
 def test_given_finish_dying_after_its_merge_when_it_is_retried_then_the_quarantined_count_is_exact(
@@ -406,4 +429,5 @@ def test_given_the_merge_refused_statistics_on_each_of_its_pages_when_the_run_fi
     run = workflow(store, 4, Clock(RUN_AT)).run("run-1", "schedule")
     # Then each refused statistics item is quarantined and counted once, whichever page it was on
     assert sorted(item.model for item in store.quarantined.values()) == ["DeliveryStatsModel"] * 201
+    assert {item.sk.rpartition("#merged#")[2] for item in store.quarantined.values()} == {"run-1"}
     assert int(run.quarantined) == 201
