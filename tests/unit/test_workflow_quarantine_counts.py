@@ -105,26 +105,31 @@ def test_given_a_run_stopped_past_its_time_limit_when_the_next_plan_finishes_it_
     )
 
 
-def test_given_a_run_stopped_before_its_slices_merged_when_the_next_plan_merges_them_then_what_it_quarantines_names_that_run() -> (
+def test_given_a_run_stopped_before_its_merge_when_the_next_plan_merges_it_then_what_it_quarantines_names_that_run() -> (
     None
 ):
     # Given a run of 4 workers closed, but stopped before any slice of its merge ran (a URL row every
-    # worker adds to, which DynamoDB refuses, is merged by a slice)
+    # worker adds to, which DynamoDB refuses, is merged by a slice; d1's statistics, also refused, by
+    # the finisher)
     store = hostile_store()
+    store.refuse = lambda data: REFUSED if data.get("sk") == {"S": "stats"} else refusing(data)
     clock = Clock(RUN_AT)
     flow = workflow(store, 4, clock)
     plan = flow.plan("run-1", "schedule")
     for n, group in enumerate(plan.groups):
         flow.work("run-1", n, group)
     flow.close("run-1")
-    assert "indicators/UrlStatsModel" not in _kinds(store)
+    assert not _kinds(store) & {"indicators/UrlStatsModel", "indicators/DeliveryStatsModel"}
     # When the next run's Plan merges them, once the lock has expired
     clock.now += timedelta(hours=1)
     workflow(store, 4, clock).run("run-2", "schedule")
     # Then the refused URL row is kept as merged for the stopped run, counted in its record, and names
     # the run that kept it (the lock's holder)
-    [row] = [item for item in store.quarantined.values() if item.model == "UrlStatsModel"]
-    assert row.sk.endswith("#merged#run-1") and row.run_id == "run-2"
+    merged = [
+        item for item in store.quarantined.values() if item.model in ("UrlStatsModel", "DeliveryStatsModel")
+    ]
+    assert sorted(item.model for item in merged) == ["DeliveryStatsModel", "UrlStatsModel"]
+    assert all(item.sk.endswith("#merged#run-1") and item.run_id == "run-2" for item in merged)
     assert int(store.runs["run-1"].quarantined) == len(store.quarantined)
 
 
