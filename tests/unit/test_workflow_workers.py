@@ -399,6 +399,31 @@ def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> Non
     assert store.logs == {}
 
 
+def test_persons_whose_bot_clicks_several_workers_counted_are_each_counted_once_whatever_their_slice() -> (
+    None
+):
+    # Given 16 persons, each clicking (as a bot: no human click) in the messages of two recipients, whose
+    # raw events lie in different shards, so several workers each count the person as new; the persons
+    # fall in several slices of the merge
+    def clicks(store: FakeWorkflowStore) -> None:
+        for n in range(16):
+            for k in range(2):
+                add(store, f"b{n}-{k}", f"r{n}-{k}", "1", T0 + timedelta(seconds=n * 2 + k), person=f"p{n}",
+                    machine="bot")  # fmt: skip
+
+    alone, four = seeded_store(), seeded_store()
+    clicks(alone)
+    clicks(four)
+    # When one worker and four consolidate them
+    workflow(alone, 1, Clock(RUN_AT)).run("run-1", "schedule")
+    workflow(four, 4, Clock(RUN_AT)).run("run-1", "schedule")
+    # Then each person counts once in all traffic and none in the human figures, as with one worker
+    for store in (alone, four):
+        stats = store.indicators[("d1", "stats")]
+        assert (int(stats.person_clicks), int(stats.human.as_dict().get("person_clicks", 0))) == (16, 0)
+    assert four.snapshot() == alone.snapshot()
+
+
 def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() -> None:
     # Given a run whose workers are done, not closed yet (their pending batches may be unapplied)
     store = seeded_store()
