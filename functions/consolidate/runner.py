@@ -426,8 +426,8 @@ class StepRun:
                 self._applied += len(quarantined)
             else:
                 self._carried.quarantined += len(quarantined)
-        # the step's own tally: the finisher's merge saves it with its merged mark (a planner's or a
-        # worker's is not read: their counts are saved with what makes them durable, above)
+        # the step's own tally: the merge's writers (each slice's, the finisher's) save it with their
+        # put marks; a planner's or a worker's is not read (their counts are made durable above)
         self._run.quarantined = int(self._run.quarantined or 0) + len(quarantined)
         for item in quarantined:
             logger.error(
