@@ -424,13 +424,18 @@ def test_persons_whose_bot_clicks_several_workers_counted_are_each_counted_once_
     assert four.snapshot() == alone.snapshot()
 
 
-def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() -> None:
-    # Given a run whose workers are done, not closed yet (their pending batches may be unapplied)
+def _four_workers_done() -> tuple[FakeWorkflowStore, TrackingWorkflow, list[dict[str, Any]]]:
+    """The first run's events, run-1 planned for 4 workers and each worker done; not closed yet."""
     store = seeded_store()
     first_run_events(store)
     flow = workflow(store, 4, Clock(RUN_AT))
     plan = flow.plan("run-1", "schedule")
-    results = [flow.work("run-1", n, group).as_dict() for n, group in enumerate(plan.groups)]
+    return store, flow, [flow.work("run-1", n, group).as_dict() for n, group in enumerate(plan.groups)]
+
+
+def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() -> None:
+    # Given a run whose workers are done, not closed yet (their pending batches may be unapplied)
+    store, flow, results = _four_workers_done()
     partials = {key: dict(items) for key, items in store.partials.items()}
     # When every slice of its merge is invoked early
     for spread in range(PARTIAL_SPREAD):
@@ -448,12 +453,7 @@ def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() 
 
 def test_a_slice_of_a_closed_run_whose_lock_another_run_took_merges_nothing() -> None:
     # Given a closed run whose lock expired and was taken by the next run's planner
-    store = seeded_store()
-    first_run_events(store)
-    flow = workflow(store, 4, Clock(RUN_AT))
-    plan = flow.plan("run-1", "schedule")
-    for n, group in enumerate(plan.groups):
-        flow.work("run-1", n, group)
+    store, flow, _ = _four_workers_done()
     spreads = flow.close("run-1")
     partials = {key: dict(items) for key, items in store.partials.items()}
     store.lock_owner = "run-2"
