@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.apigw import API_TOKEN
+from tests.e2e.test_story import run_workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -130,22 +131,14 @@ def test_test_tracking_of_an_unknown_delivery_exits_1(stack_url: str) -> None:
     assert "404" in done.stderr
 
 
-def settle_the_workflow(api: requests.Session, stack_url: str, timeout: float = 120.0) -> None:
+def settle_the_workflow(api: requests.Session, stack_url: str, attempts: int = 10) -> None:
     """Until a run started now has succeeded: the backlog and the runs in flight that the suite's earlier
     stories (schemathesis among them) left behind are done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run_id = api.post(f"{stack_url}/api/workflows/tracking/runs", timeout=30).json()["id"]
-        while time.monotonic() < deadline:
-            runs = api.get(f"{stack_url}/api/workflows/tracking", timeout=30).json()["runs"]
-            status = next((run["status"] for run in runs if run["id"] == run_id), None)
-            if status == "succeeded":
-                return
-            if status in ("failed", "skipped"):
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)
-    raise AssertionError(f"no tracking workflow run succeeded within {timeout} s")
+    for _ in range(attempts):
+        if run_workflow(api, stack_url)["status"] == "succeeded":
+            return
+        time.sleep(1.0)  # skipped (another run held the lock) or failed: the next one goes on
+    raise AssertionError(f"no tracking workflow run succeeded in {attempts} attempts")
 
 
 def test_the_api_runs_the_same_check(stack_url: str, delivery_id: str, api: requests.Session) -> None:
