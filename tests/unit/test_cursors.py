@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
+import zlib
 from typing import Any
 
 import pytest
@@ -165,3 +168,54 @@ def test_given_a_signed_compressed_position_that_unpacks_beyond_its_bound_then_i
     # When it is decoded, Then it is refused as invalid without unpacking it whole
     with pytest.raises(InvalidCursor):
         cursors.decode(forged)
+
+
+URL_SAFE_CURSOR = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def test_given_long_positions_whose_packed_form_ends_in_any_character_then_each_cursor_is_url_safe_and_round_trips() -> (
+    None
+):
+    # Given 300 long positions (the logs route's kind), packed into base64 that ends in every way: with
+    # padding, and with an "X" (checked on the inputs, so that the cases below are really exercised)
+    positions = [{"a": {f"c{n:02d}": f"{seed}-{ids(n * seed)}" for n in range(40)}} for seed in range(1, 301)]
+    packed = [
+        base64.urlsafe_b64encode(zlib.compress(json.dumps(p, separators=(",", ":")).encode(), 9)).decode()
+        for p in positions
+    ]
+    assert any(text.endswith("=") for text in packed)
+    assert any(text.rstrip("=").endswith("X") for text in packed)
+    for position in positions:
+        # When each is made a cursor
+        cursor = cursors.encode(position)
+        # Then it is compressed, holds only URL-safe characters (no "=" padding to escape in a query
+        # string) and names the same position
+        assert cursor is not None and cursor.startswith("z")
+        assert URL_SAFE_CURSOR.fullmatch(cursor), cursor
+        assert cursors.decode(cursor) == position
+
+
+def test_a_plain_payload_of_512_characters_stays_plain_and_a_longer_one_is_compressed() -> None:
+    # Given a position whose JSON is 384 bytes (512 base64 characters) and one a byte longer
+    at_bound = {"a": "x" * 376}
+    over = {"a": "x" * 377}
+    # When they are made cursors
+    plain, packed = cursors.encode(at_bound), cursors.encode(over)
+    # Then the first is plain base64 of its JSON (starts with "e", for '{'), the second compressed
+    assert plain is not None and packed is not None
+    assert len(plain.partition(".")[0]) == cursors.COMPRESS_OVER
+    assert plain.startswith("e") and packed.startswith("z")
+    assert cursors.decode(plain) == at_bound and cursors.decode(packed) == over
+
+
+def test_given_a_signed_compressed_position_whose_stream_never_ends_then_it_is_refused() -> None:
+    # Given a cursor signed with the route's key whose packed stream stops before its end, though what it
+    # unpacks to so far is a whole JSON object (encode always writes a whole stream)
+    packing = zlib.compressobj(9)
+    cut_short = packing.compress(b'{"a":1}') + packing.flush(zlib.Z_SYNC_FLUSH)
+    payload = "z" + base64.urlsafe_b64encode(cut_short).decode().rstrip("=")
+    forged = f"{payload}.{cursors._mac(payload)}"
+    # When it is decoded, Then it is refused as invalid
+    with pytest.raises(InvalidCursor) as refused:
+        cursors.decode(forged)
+    assert str(refused.value) == INVALID
