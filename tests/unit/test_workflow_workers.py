@@ -451,6 +451,24 @@ def test_a_slice_of_the_merge_invoked_before_its_run_is_closed_merges_nothing() 
     assert store.snapshot() == alone.snapshot()
 
 
+def test_slices_an_older_version_marked_put_without_an_outcome_finish_with_nothing_quarantined() -> None:
+    # Given a closed run whose slices were all merged and put, marked put by an older version (no outcome:
+    # a deploy between the slices and the finisher)
+    store, flow, results = _four_workers_done()
+    for spread in flow.close("run-1"):
+        flow.merge_slice("run-1", spread)
+    for saved in store.slices.values():
+        saved["outcome"] = b""
+    # When the finisher runs
+    run = flow.finish("run-1", results)
+    # Then the run succeeds, with nothing quarantined and the reports of a run in one worker
+    assert run.status == "succeeded" and not run.quarantined and run.errors == []
+    alone = seeded_store()
+    first_run_events(alone)
+    workflow(alone, 1, Clock(RUN_AT)).run("run-1", "schedule")
+    assert store.snapshot() == alone.snapshot()
+
+
 def test_a_slice_of_a_closed_run_whose_lock_another_run_took_merges_nothing() -> None:
     # Given a closed run whose lock expired and was taken by the next run's planner
     store, flow, _ = _four_workers_done()
