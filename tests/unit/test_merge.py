@@ -10,7 +10,7 @@ import pytest
 from pynamodb.models import Model
 
 from functions.consolidate.batch import StateKey
-from functions.consolidate.merge import merge_item, merge_run, person_correction
+from functions.consolidate.merge import merge_item, merge_run, merge_stats, person_correction
 from functions.shared.models import ClickStreamsModel, DeliveryStatsModel, PersonStateModel, UrlStatsModel
 
 
@@ -308,3 +308,42 @@ def test_each_deliverys_statistics_get_the_corrections_of_all_its_persons() -> N
     assert int(merged[("d1", "stats")].person_clicks) == 1
     assert int(merged[("d2", "stats")].person_clicks) == 7
     assert plain(merged[("d2", "stats")].human) == {"person_clicks": 6}
+
+
+def test_a_stream_key_dropped_at_zero_by_the_only_worker_with_a_copy_is_dropped() -> None:
+    # Given stored click streams (a recipient on path 1, one on path 2, nobody in "other"), and the only
+    # worker whose recipients clicked in the delivery moving the recipient of path 2 to 2>1 (dropping
+    # path 2 at zero)
+    stored = ClickStreamsModel(delivery_id="d1", paths={"1": 1, "2": 1}, other_paths=0)
+    worker = ClickStreamsModel(delivery_id="d1", paths={"1": 1, "2>1": 1}, other_paths=0)
+    # When merged
+    merged = merge_item(stored, [worker])
+    # Then path 2 is gone, as the worker left it
+    assert isinstance(merged, ClickStreamsModel)
+    assert {k: int(v) for k, v in plain(merged.paths).items()} == {"1": 1, "2>1": 1}
+
+
+def test_a_delivery_whose_slices_corrections_cancel_out_leaves_the_next_deliverys_corrected() -> None:
+    # Given the corrections summed over the merge's slices: d0's cancel out (a human person one slice
+    # found, one another lost), d1 has a new person two workers counted
+    load = Loads(
+        DeliveryStatsModel(delivery_id="d0", person_clicks=5, human={"person_clicks": 4}),
+        DeliveryStatsModel(delivery_id="d1", person_clicks=3, human={"person_clicks": 1}),
+    )
+    # When the statistics are merged
+    merged = {item.delivery_id: item for item in merge_stats([], {"d0": [0, 0], "d1": [-1, 0]}, load)}
+    # Then d0 is left as stored (not even read) and d1 counts the person once
+    assert list(merged) == ["d1"]
+    assert int(merged["d1"].person_clicks) == 2
+    assert plain(merged["d1"].human) == {"person_clicks": 1}
+
+
+def test_a_human_person_count_the_statistics_never_held_starts_from_zero() -> None:
+    # Given stored statistics whose human figures hold no person_clicks yet, and a correction of one human
+    # person more
+    load = Loads(DeliveryStatsModel(delivery_id="d1", person_clicks=1, human={"clicks": 2}))
+    # When the statistics are merged
+    (stats,) = merge_stats([], {"d1": [0, 1]}, load)
+    # Then the human persons are one
+    assert isinstance(stats, DeliveryStatsModel)
+    assert plain(stats.human) == {"clicks": 2, "person_clicks": 1}
