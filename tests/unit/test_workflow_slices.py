@@ -4,14 +4,16 @@ record once, whether the slice ran once, was retried or was left to Finish."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from functions.consolidate import batch
-from functions.consolidate.store import PARTIAL_SPREAD, partial_key, partial_spread
-from functions.consolidate.workflow import TrackingWorkflow
+from functions.consolidate.store import PARTIAL_SPREAD, decode_items, partial_key, partial_spread
+from functions.consolidate.workflow import MAX_PAGE_BYTES, TrackingWorkflow, _pages
+from functions.shared.models import UrlStatsModel
 from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
 from tests.unit.test_workflow import RUN_AT, Clock, seeded_store
 from tests.unit.test_workflow_workers import _eight_shards, first_run_events, workflow  # noqa: F401
@@ -106,3 +108,32 @@ def test_given_a_slice_whose_put_is_refused_when_the_run_finishes_then_its_recor
         0,
         0,
     )
+
+
+def incompressible_url_row(n: int, size: int) -> UrlStatsModel:
+    """d1's URL row n whose url id holds ``size`` random bytes (hex): it compresses to about half."""
+    return UrlStatsModel(delivery_id="d1", sk=f"url#{n}", url_id=random.Random(n).randbytes(size // 2).hex())
+
+
+@pytest.mark.parametrize(
+    ("sizes", "pages"),
+    [
+        ([], 0),  # a slice that merged nothing saves no page
+        ([10] * 3, 1),  # small items share a page
+        ([300_000] * 3, 3),  # three items of about 150 KB compressed: no two fit in a page
+        ([700_000], 1),  # one item compressing beyond the bound: a page of its own, the halving stops
+    ],
+)
+def test_merged_items_are_saved_in_pages_under_the_bound_and_read_back_whole_in_order(
+    sizes: list[int], pages: int
+) -> None:
+    # Given a slice's merged items of these sizes
+    items = [incompressible_url_row(n, size) for n, size in enumerate(sizes)]
+    # When they are cut into the pages the slice saves
+    saved = _pages(items)
+    # Then there are as many pages as expected, each within the bound unless it holds one item, and
+    # read back they are the items, in order
+    assert len(saved) == pages
+    assert all(len(page) <= MAX_PAGE_BYTES or len(decode_items(page)) == 1 for page in saved)
+    read = [item for page in saved for item in decode_items(page)]
+    assert [(item.sk, item.url_id) for item in read] == [(item.sk, item.url_id) for item in items]
