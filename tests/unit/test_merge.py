@@ -347,3 +347,27 @@ def test_a_human_person_count_the_statistics_never_held_starts_from_zero() -> No
     # Then the human persons are one
     assert isinstance(stats, DeliveryStatsModel)
     assert plain(stats.human) == {"clicks": 2, "person_clicks": 1}
+
+
+def test_a_human_person_one_worker_lost_and_another_kept_stays_a_human_person() -> None:
+    # Given a stored human person p1 (one human click), and two workers: one took p1's human click off (a
+    # honeypot hit showed it a machine's) and counted one human person less in its copy of the stats; the
+    # other counted a second human click of p1 (still a human person: its stats copy unchanged)
+    load = Loads(
+        DeliveryStatsModel(delivery_id="d1", person_clicks=5, human={"person_clicks": 3}),
+        PersonStateModel(delivery_id="d1", sk="p#p1", human_clicks=1),
+    )
+    one = [
+        PersonStateModel(delivery_id="d1", sk="p#p1", human_clicks=0),
+        DeliveryStatsModel(delivery_id="d1", person_clicks=5, human={"person_clicks": 2}),
+    ]
+    two = [
+        PersonStateModel(delivery_id="d1", sk="p#p1", human_clicks=2),
+        DeliveryStatsModel(delivery_id="d1", person_clicks=5, human={"person_clicks": 3}),
+    ]
+    # When the run's partial items are merged
+    merged = {item.sk: item for item in merge_run([one, two], load)}
+    # Then p1 keeps one human click, and the statistics still count it a human person
+    assert int(merged["p#p1"].human_clicks) == 1
+    assert plain(merged["stats"].human) == {"person_clicks": 3}
+    assert int(merged["stats"].person_clicks) == 5
