@@ -381,8 +381,36 @@ def test_a_run_whose_finisher_never_ran_is_merged_and_recorded_failed_by_the_nex
     assert run.status == "succeeded" and run.events_processed == 0
     assert store.snapshot() == clean(1)
     interrupted = store.runs["run-1"]
-    assert interrupted.status == "failed" and "interrupted" in interrupted.errors[-1]
-    assert interrupted.events_processed == sum(result.events_processed for result in done)
+    assert interrupted.status == "failed"
+    assert interrupted.errors == ["interrupted; what its workers flushed was merged by run run-2"]
+    assert interrupted.finished_at == "2026-11-23T11:00:00.000Z"  # when run-2 finished it
+    assert interrupted.events_processed == sum(result.events_processed for result in done) > 0
+    # each worker as the state machine never reported it: failed, with what it had flushed
+    assert [dict(worker) for worker in interrupted.workers] == [
+        {"shards": group, "events_processed": result.events_processed, "status": "failed"}
+        for group, result in zip(plan.groups, done, strict=True)
+    ]
+
+
+def test_the_next_run_leaves_a_finished_runs_record_as_it_was() -> None:
+    # Given a run of four workers that finished (the workflow's state still names it, merged)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    first = workflow(store, 4, clock).run("run-1", "schedule")
+    assert first.status == "succeeded" and first.events_processed > 0
+
+    def record() -> tuple[Any, ...]:
+        run = store.runs["run-1"]
+        workers = [dict(worker) for worker in run.workers]
+        return (run.status, list(run.errors), run.events_processed, run.finished_at, workers)
+
+    before = record()
+    # When the next run starts and finishes
+    clock.now += timedelta(hours=1)
+    assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
+    # Then the first run's record is as its finisher left it (not finished again as interrupted)
+    assert record() == before
 
 
 def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> None:
