@@ -56,7 +56,7 @@ def test_batches_whose_events_changed_no_item_are_measured_without_dividing_by_n
 
 def carrying_ten_stats_items() -> Carried:
     carried = Carried()
-    items = [DeliveryStatsModel(delivery_id=f"d{n}", opens=n) for n in range(10)]
+    items: list[Model] = [DeliveryStatsModel(delivery_id=f"d{n}", opens=n) for n in range(10)]
     carried.take(Outcome(items=items, events=10), hold_logs=True)
     return carried
 
