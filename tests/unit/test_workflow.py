@@ -299,6 +299,20 @@ def test_a_run_whose_planner_died_before_opening_it_is_recorded_failed_by_the_ne
     assert store.runs["next"].status == "succeeded"
 
 
+@pytest.mark.parametrize("trigger", ["schedule", "api"])
+def test_a_runs_record_says_what_started_it_and_when(trigger: str) -> None:
+    # Given a campaign's events
+    store = seeded_store()
+    campaign(store)
+    # When a run is started by the hourly rule or on demand
+    run = workflow(store).run("run-1", trigger)
+    # Then its record says so, and when it started and finished
+    recorded = store.runs["run-1"]
+    assert (recorded.status, recorded.trigger) == ("succeeded", trigger)
+    assert recorded.started_at == recorded.finished_at == "2026-11-23T10:00:00.000Z"  # the fake clock
+    assert run.trigger == trigger
+
+
 def test_a_failed_run_is_recorded_with_its_error(reliability: Any) -> None:
     store = seeded_store()
     campaign(store)
