@@ -365,6 +365,41 @@ def test_a_failed_worker_fails_the_run_and_loses_nothing() -> None:
     assert store.snapshot() == clean(1)
 
 
+def test_a_worker_failing_in_a_run_in_one_process_is_recorded_failed_with_the_error() -> None:
+    # Given a run of four workers in one process (the local stack's, the tests') whose worker 2 fails
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock, batch_size=2)
+    store.die_on_fault = False  # the process lives on: the other workers, close and finish go on
+    failing = 2
+    worker_reads = {"n": 0}
+
+    def fault(operation: str, count: int) -> bool:
+        if operation == "start_worker":
+            worker_reads["n"] += 1
+        return operation == "read_raw" and worker_reads["n"] == failing + 1
+
+    store.fault = fault
+    # When it runs
+    with pytest.raises(Crash):
+        flow.run("run-1", "schedule")
+    # Then its record names the failed worker (its shards, nothing counted) and the error's type
+    run = store.runs["run-1"]
+    assert run.status == "failed"
+    (error,) = run.errors  # once, though both the run and its worker report it
+    assert error.startswith("Crash: injected fault in read_raw")
+    workers = [dict(worker) for worker in run.workers]
+    assert [worker["status"] for worker in workers] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert workers[failing]["events_processed"] == 0
+    assert workers[failing]["shards"] == store.groups[failing]
+    # And the next run finishes the work: the totals are those of one clean run
+    clock.now += timedelta(hours=1)
+    store.fault = lambda operation, count: False
+    workflow(store, 4, clock).run("run-2", "schedule")
+    assert store.snapshot() == clean(1)
+
+
 def test_a_run_whose_finisher_never_ran_is_merged_and_recorded_failed_by_the_next_run() -> None:
     # Given a run of four workers that all finished, and a state machine that died before the finisher
     store = seeded_store()
