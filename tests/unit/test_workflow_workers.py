@@ -400,6 +400,23 @@ def test_a_worker_failing_in_a_run_in_one_process_is_recorded_failed_with_the_er
     assert store.snapshot() == clean(1)
 
 
+def test_a_slice_of_the_merge_failing_in_a_run_in_one_process_is_recorded_and_finish_merges_it() -> None:
+    # Given a run of four workers in one process whose first slice of the merge fails once
+    store = seeded_store()
+    first_run_events(store)
+    store.die_on_fault = False
+    store.fault = lambda operation, count: operation == "save_slice" and count == 1
+    # When it runs
+    with pytest.raises(Crash):
+        workflow(store, 4, Clock(RUN_AT)).run("run-1", "schedule")
+    # Then its record is failed with that error, and the finisher merged what the slice left: the
+    # reports are those of one clean run
+    run = store.runs["run-1"]
+    assert run.status == "failed"
+    assert run.errors == ["Crash: injected fault in save_slice (call 1)"]
+    assert store.snapshot() == clean(1)
+
+
 def test_a_run_whose_finisher_never_ran_is_merged_and_recorded_failed_by_the_next_run() -> None:
     # Given a run of four workers that all finished, and a state machine that died before the finisher
     store = seeded_store()
