@@ -373,14 +373,7 @@ def test_a_worker_failing_in_a_run_in_one_process_is_recorded_failed_with_the_er
     flow = workflow(store, 4, clock, batch_size=2)
     store.die_on_fault = False  # the process lives on: the other workers, close and finish go on
     failing = 2
-    worker_reads = {"n": 0}
-
-    def fault(operation: str, count: int) -> bool:
-        if operation == "start_worker":
-            worker_reads["n"] += 1
-        return operation == "read_raw" and worker_reads["n"] == failing + 1
-
-    store.fault = fault
+    store.fault = lambda operation, count: operation == "start_worker" and count == failing + 1
     # When it runs
     with pytest.raises(Crash):
         flow.run("run-1", "schedule")
@@ -388,7 +381,7 @@ def test_a_worker_failing_in_a_run_in_one_process_is_recorded_failed_with_the_er
     run = store.runs["run-1"]
     assert run.status == "failed"
     (error,) = run.errors  # once, though both the run and its worker report it
-    assert error.startswith("Crash: injected fault in read_raw")
+    assert error == f"Crash: injected fault in start_worker (call {failing + 1})"
     workers = [dict(worker) for worker in run.workers]
     assert [worker["status"] for worker in workers] == ["succeeded", "succeeded", "failed", "succeeded"]
     assert workers[failing]["events_processed"] == 0
@@ -543,10 +536,7 @@ def test_slices_an_older_version_marked_put_without_an_outcome_finish_with_nothi
     run = flow.finish("run-1", results)
     # Then the run succeeds, with nothing quarantined and the reports of a run in one worker
     assert run.status == "succeeded" and not run.quarantined and run.errors == []
-    alone = seeded_store()
-    first_run_events(alone)
-    workflow(alone, 1, Clock(RUN_AT)).run("run-1", "schedule")
-    assert store.snapshot() == alone.snapshot()
+    assert store.snapshot() == clean(1)
 
 
 def test_a_slice_of_a_closed_run_whose_lock_another_run_took_merges_nothing() -> None:
