@@ -70,3 +70,41 @@ def test_a_pending_batch_measured_within_the_margin_of_the_bound_is_flushed_alre
     assert carrying_ten_stats_items().too_big(1, max_bytes=size)
     assert carrying_ten_stats_items().too_big(1, max_bytes=int(size / (1 - MEASURED_MARGIN / 2)))
     assert not carrying_ten_stats_items().too_big(1, max_bytes=2 * size)
+
+
+def test_after_a_flush_the_next_batch_is_estimated_from_what_an_item_weighed() -> None:
+    # Given a run that flushed eight items, encoded in `size` bytes (eight: size / 8 * 8 is exact)
+    carried = Carried()
+    carried.take(Outcome(items=[DeliveryStatsModel(delivery_id=f"d{n}") for n in range(8)]), hold_logs=True)
+    size = len(carried.pending(1).encode())
+    carried.flushed(size)
+    # When it carries eight items again
+    carried.take(Outcome(items=[DeliveryStatsModel(delivery_id=f"e{n}") for n in range(8)]), hold_logs=True)
+    # Then they are estimated at `size`: within a bound of `size`, past one a byte smaller
+    assert not carried.too_big(2, max_bytes=size)
+    assert carried.too_big(2, max_bytes=size - 1)
+
+
+def test_a_flush_leaves_nothing_carried_and_nothing_quarantined_to_count_again() -> None:
+    # Given a run carrying items, events, a checkpoint and two items it quarantined
+    carried = carrying_ten_stats_items()
+    carried.checkpoints["00"] = "2026-11-23T10:00:00.000Z#e1"
+    carried.quarantined = 2
+    # When its pending batch is flushed
+    carried.flushed(len(carried.pending(1).encode()))
+    # Then nothing is left to flush, and the next pending batch counts no quarantined item again
+    assert carried.is_empty()
+    assert carried.pending(2).quarantined == 0
+
+
+def test_a_run_whose_flush_carried_no_item_measures_its_next_batch() -> None:
+    # Given a run whose first flush carried events and a checkpoint but no item (a deleted delivery's)
+    carried = Carried()
+    carried.take(Outcome(events=3), hold_logs=True)
+    carried.checkpoints["00"] = "2026-11-23T10:00:00.000Z#e3"
+    carried.flushed(len(carried.pending(1).encode()))
+    # When its next batch changes an item
+    carried.take(Outcome(items=[DeliveryStatsModel(delivery_id="d1")], events=1), hold_logs=True)
+    # Then that pending batch is measured against the bound (it knows no weight per item yet)
+    assert not carried.too_big(2, max_bytes=400_000)
+    assert carried.too_big(2, max_bytes=10)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions.consolidate.store import PendingBatch
-from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.consolidate.workflow import SAFETY_MARGIN_MS, TrackingWorkflow, WorkflowConfig
 from functions.shared import raw_events, timeutil
 from functions.shared.models import MessageModel, RunModel, TrackedUrlModel
 from functions.shared.raw_events import RawEvent
@@ -448,6 +448,22 @@ def test_fallback_events_are_consolidated_once_whether_ahead_of_or_behind_the_ch
     assert store.fallback == {}
     assert store.indicators[("d1", "url#2")].clicks == 3
     assert any(e.event_id == "f0000001" for shard in store.raw.values() for e in shard)  # back in the table
+
+
+def test_a_run_started_with_no_time_left_leaves_the_fallback_queue_to_the_next_run() -> None:
+    # Given a first run, then the redirect handing an event to the fallback queue
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    store.send_fallback(fallback_event(1, RUN_AT + timedelta(minutes=10)))
+    # When a run starts in an invocation already within its safety margin of the time limit
+    clock.now = RUN_AT + timedelta(hours=1)
+    short = workflow(store, clock).run("run-2", "schedule", remaining_ms=lambda: SAFETY_MARGIN_MS - 1)
+    # Then its planner drains nothing (the queue waits), and the next run with time drains it
+    assert short.events_processed == 0 and len(store.fallback) == 1
+    assert workflow(store, clock).run("run-3", "schedule").events_processed == 1
+    assert store.fallback == {}
 
 
 def test_a_fallback_copy_of_an_event_that_reached_the_table_is_not_counted_twice() -> None:

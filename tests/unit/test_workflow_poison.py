@@ -272,6 +272,26 @@ def test_malformed_fallback_messages_are_quarantined_and_leave_the_queue(reliabi
     )
 
 
+def test_a_run_interrupted_after_its_planner_quarantined_a_message_keeps_that_note_when_finished() -> None:
+    # Given a run whose planner quarantined a truncated fallback-queue message, and whose state
+    # machine then died (no worker, no finisher)
+    store = seeded_store()
+    campaign(store)
+    store.fallback["truncated"] = TRUNCATED_BODY
+    clock = Clock(RUN_AT)
+    workflow(store, clock).plan("run-1", "schedule")
+    [note] = store.runs["run-1"].errors
+    assert "quarantined" in note
+    # When the next run starts once the lock has expired, and finishes the first
+    clock.now = RUN_AT + timedelta(hours=1)
+    assert workflow(store, clock).run("run-2", "schedule").status == "succeeded"
+    # Then the first run's record keeps its planner's note before why it failed, and counts the item
+    interrupted = store.runs["run-1"]
+    assert interrupted.status == "failed"
+    assert interrupted.errors == [note, "interrupted; what its workers flushed was merged by run run-2"]
+    assert int(interrupted.quarantined) == len(store.quarantined) == 1
+
+
 def test_the_same_malformed_message_twice_in_one_receive_is_quarantined_once() -> None:
     # Given the same truncated body twice in the fallback queue (sent twice), and the same garbled event
     store = seeded_store()

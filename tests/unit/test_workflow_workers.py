@@ -472,6 +472,27 @@ def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> Non
     assert store.logs == {}
 
 
+def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() -> None:
+    # Given a run of four workers that all finished, whose state machine stalled before its Close step
+    # until its lock expired and the next run took it
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    for n, group in enumerate(plan.groups):
+        flow.work("run-1", n, group)
+    clock.now += timedelta(hours=1)
+    assert store.acquire_lock("run-2", clock.now.timestamp(), 600)
+    before = (store.phase, store.lock_owner, store.lock_expires, dict(store.partials))
+    # When run-1's Close step runs at last
+    slices = flow.close("run-1")
+    # Then it closes nothing and leaves no slice to merge: the lock, the phase and the partial items are
+    # the next run's to finish
+    assert slices == []
+    assert (store.phase, store.lock_owner, store.lock_expires, dict(store.partials)) == before
+
+
 def test_persons_whose_bot_clicks_several_workers_counted_are_each_counted_once_whatever_their_slice() -> (
     None
 ):
