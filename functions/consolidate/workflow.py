@@ -358,15 +358,14 @@ class TrackingWorkflow:
         """``finish``, saying whether it recorded the run now or found it recorded already."""
         work = [r if isinstance(r, WorkResult) else WorkResult.from_dict(r) for r in results]
         state = self._store.load_state()
-        run = self._store.load_run(run_id) or RunModel(
-            sk=run_id, trigger=state.trigger, started_at=timeutil.iso(self._clock())
-        )
+        run = self._store.load_run(run_id) or self._record_lost(run_id, state)
         if state.lock_owner != run_id or state.run_id != run_id:
             if run.status in ("succeeded", "failed") and run.finished_at:
                 # recorded already (a retried Finish, or the next run's planner finished it)
                 return Finished(run, recorded_now=False)
             run.status = "failed"
-            run.errors = [*(run.errors or []), f"run {run_id} no longer holds the tracking workflow lock"]
+            lost = f"run {run_id} no longer holds the tracking workflow lock"
+            run.errors = [*(run.errors or []), *([error] if error else []), lost][-MAX_RUN_ERRORS:]
             run.finished_at = timeutil.iso(self._clock())
             self._store.save_run(run)
             return Finished(run, recorded_now=True)
@@ -409,6 +408,13 @@ class TrackingWorkflow:
         if run.status == "failed":
             logger.error("tracking workflow run failed", extra={"run_id": run_id, "errors": run.errors})
         return Finished(run, recorded_now=True)
+
+    def _record_lost(self, run_id: str, state: WorkflowState) -> RunModel:
+        """The record of a run whose own is missing (deleted by hand): its trigger and start as the
+        workflow's state holds them while it names the run, else unknown and now."""
+        if state.run_id == run_id and state.run_started:
+            return RunModel(sk=run_id, trigger=state.trigger, started_at=str(state.run_started))
+        return RunModel(sk=run_id, started_at=timeutil.iso(self._clock()))
 
     def _close(self, run_id: str, owner: str, state: WorkflowState, run: RunModel | None = None) -> _Closed:
         """Close the run ``run_id`` for its workers, apply their pending batches, merge their partial

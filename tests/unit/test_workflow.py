@@ -136,6 +136,19 @@ def test_an_open_stored_with_a_url_id_is_logged_and_counted_as_an_open_of_no_lin
     assert store.stats("d1")["opens"] == 1 and store.stats("d1")["total_clicks"] == 0
 
 
+def test_a_clicks_log_names_its_link_and_expires_when_the_retention_ends() -> None:
+    # Given a click on link 2 at 09:00, and a workflow keeping tracking logs 30 days
+    store = seeded_store()
+    store.add_raw(RawEvent("e1", "click", "d1", "r1", "2", T0, CHROME, "p1", "203.0.113.0", False))
+    config = WorkflowConfig(batch_size=100, log_ttl_days=30)
+    # When the workflow runs
+    TrackingWorkflow(store, config, clock=Clock(RUN_AT)).run("run-1", "schedule")
+    # Then its log names the link (id, URL, label) and expires 30 days after the click
+    [log] = store.logs.values()
+    assert (log.type, log.url_id, log.url, log.label) == ("click", "2", "https://shop.example/2", "link 2")
+    assert log.expires_at == int(datetime(2026, 12, 23, 9, 0, tzinfo=UTC).timestamp())
+
+
 def test_indicators_count_each_fact_once() -> None:
     # Given a campaign's raw events
     store = seeded_store()

@@ -472,6 +472,47 @@ def test_a_worker_still_writing_after_the_finisher_closed_the_run_stops() -> Non
     assert store.logs == {}
 
 
+def test_a_run_whose_record_was_lost_is_recorded_again_by_its_finish_from_the_workflows_state() -> None:
+    # Given a run started by the API whose workers finished, and whose record was then deleted by hand
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "api")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    del store.runs["run-1"]
+    # When its Finish step runs
+    clock.now += timedelta(minutes=5)
+    flow.finish("run-1", [result.as_dict() for result in done])
+    # Then the run is recorded again under its id, with the trigger and start the workflow's state kept
+    run = store.runs["run-1"]
+    assert (run.sk, run.trigger, run.status) == ("run-1", "api", "succeeded")
+    assert (run.started_at, run.finished_at) == ("2026-11-23T10:00:00.000Z", "2026-11-23T10:05:00.000Z")
+    assert run.events_processed == sum(result.events_processed for result in done) > 0
+    assert store.snapshot() == clean(4)
+
+
+def test_a_finish_for_a_run_the_workflow_never_planned_records_it_failed_and_changes_nothing_else() -> None:
+    # Given a finished run, and the Finish step of a run the workflow never planned (invoked by hand)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    workflow(store, 4, clock).run("run-1", "schedule")
+    before = store.snapshot()
+    # When it runs
+    clock.now += timedelta(minutes=5)
+    workflow(store, 4, clock).finish("run-x", [], "States.Timeout")
+    # Then that run is recorded failed with its error, no trigger (none is known) and the time it was
+    # recorded
+    run = store.runs["run-x"]
+    assert (run.status, run.trigger) == ("failed", None)
+    assert run.started_at == run.finished_at == "2026-11-23T10:05:00.000Z"
+    assert run.errors == ["States.Timeout", "run run-x no longer holds the tracking workflow lock"]
+    # And nothing else changed: the finished run's record, the reports, the lock
+    assert store.runs["run-1"].status == "succeeded" and store.lock_owner is None
+    assert store.snapshot() == before
+
+
 def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() -> None:
     # Given a run of four workers that all finished, whose state machine stalled before its Close step
     # until its lock expired and the next run took it
