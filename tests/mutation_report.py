@@ -4,7 +4,8 @@
 ``mutmut results --all true`` lists them, and ``tests/mutation_verdicts.json`` keeps them across runs
 (``make mutation`` saves them there first, so the section covers every module ever run). This turns them into a Markdown section: per module the
 mutants, how many the unit tests killed, how many survived, how many of those are explained as
-equivalent, and the score (killed / (mutants - equivalent)); then every survivor with
+equivalent, the kill rate (killed / mutants) and the score (killed / (mutants - equivalent)); then
+every survivor with
 its explanation from ``tests/mutation_survivors.toml`` (a surviving mutant is either an equivalent
 mutant, explained there in one line, or a missing test). The section is written to
 ``tests/mutation_results.md``, which ``python -m tests.reliability`` appends to RELIABILITY.md, and
@@ -89,8 +90,8 @@ def render(
         "`make mutation` changes the code of the modules where a bug costs most, one small change (a",
         "*mutant*) at a time, with mutmut, and runs the unit tests that reach it: a mutant the tests do not",
         "notice *survives*. Every survivor is listed with why no test can tell it from the real code (an",
-        "*equivalent* mutant), or as a test still missing. The score is killed / (mutants - equivalent);",
-        f"the target is {TARGET_SCORE:.0f} % per module.",
+        "*equivalent* mutant), or as a test still missing. The kill rate is killed / mutants, the score",
+        f"killed / (mutants - equivalent); the target is {TARGET_SCORE:.0f} % per module.",
         "",
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
         + (f"; the run took {seconds / 60:.0f} min on {os.cpu_count()} cores." if seconds else "."),
@@ -104,8 +105,9 @@ def render(
             if not_run
             else []
         ),
-        "| module | mutants | killed | survived | equivalent | score |" + (" unchecked |" if not_run else ""),
-        "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if not_run else ""),
+        "| module | mutants | killed | survived | equivalent | kill rate | score |"
+        + (" unchecked |" if not_run else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if not_run else ""),
     ]
     totals: Counter[str] = Counter()
     for module in modules:
@@ -115,11 +117,13 @@ def render(
         totals.update(mutants=len(here), killed=killed, equivalent=equivalent)
         lines.append(
             f"| `{module}` | {len(here)} | {killed} | {len(here) - killed} | {equivalent} | "
-            f"{_score(killed, len(here) - equivalent)} |" + (f" {unchecked[module]} |" if not_run else "")
+            f"{_score(killed, len(here))} | {_score(killed, len(here) - equivalent)} |"
+            + (f" {unchecked[module]} |" if not_run else "")
         )
     lines.append(
         f"| **all** | **{totals['mutants']}** | **{totals['killed']}** | "
         f"**{totals['mutants'] - totals['killed']}** | **{totals['equivalent']}** | "
+        f"**{_score(totals['killed'], totals['mutants'])}** | "
         f"**{_score(totals['killed'], totals['mutants'] - totals['equivalent'])}** |"
         + (f" **{len(not_run)}** |" if not_run else "")
     )

@@ -26,11 +26,12 @@ def test_the_section_counts_each_module_and_lists_every_survivor_with_its_explan
     explained = {"functions.shared.tokens.xǁSignerǁsign__mutmut_15": "json treats None as false."}
     # When the section is rendered
     section = render(VERDICTS, explained, seconds=600)
-    # Then a timeout counts as killed, "no tests" as survived, and the totals add up; the score leaves out
-    # the survivors explained as equivalent: killed / (mutants - equivalent)
-    assert "| `functions.api.cursors` | 2 | 0 | 2 | 0 | 0.0 % |" in section
-    assert "| `functions.shared.tokens` | 4 | 3 | 1 | 1 | 100.0 % |" in section
-    assert "| **all** | **6** | **3** | **3** | **1** | **60.0 %** |" in section
+    # Then a timeout counts as killed, "no tests" as survived, and the totals add up; the kill rate is
+    # killed / mutants, the score leaves out the survivors explained as equivalent: killed / (mutants -
+    # equivalent)
+    assert "| `functions.api.cursors` | 2 | 0 | 2 | 0 | 0.0 % | 0.0 % |" in section
+    assert "| `functions.shared.tokens` | 4 | 3 | 1 | 1 | 75.0 % | 100.0 % |" in section
+    assert "| **all** | **6** | **3** | **3** | **1** | **50.0 %** | **60.0 %** |" in section
     assert "the run took 10 min" in section
     # And every survivor is listed; those without an explanation say a test is missing
     assert "### Survivors (3, 2 without an explanation)" in section
@@ -57,8 +58,8 @@ def test_a_partial_run_reports_what_it_checked_and_says_so() -> None:
         {**VERDICTS, "functions.api.cursors.x_decode__mutmut_9": "not checked"}, {}, partial=True
     )
     assert "**Partial run: 1 mutants not checked yet**" in section
-    assert "| `functions.api.cursors` | 2 | 0 | 2 | 0 | 0.0 % | 1 |" in section
-    assert "| **all** | **6** | **3** | **3** | **0** | **50.0 %** | **1** |" in section
+    assert "| `functions.api.cursors` | 2 | 0 | 2 | 0 | 0.0 % | 0.0 % | 1 |" in section
+    assert "| **all** | **6** | **3** | **3** | **0** | **50.0 %** | **50.0 %** | **1** |" in section
 
 
 def test_an_explanation_of_a_killed_mutant_does_not_count_as_equivalent() -> None:
@@ -67,4 +68,4 @@ def test_an_explanation_of_a_killed_mutant_does_not_count_as_equivalent() -> Non
     # When the section is rendered
     section = render(VERDICTS, explained)
     # Then only survivors count as equivalent
-    assert "| `functions.shared.tokens` | 4 | 3 | 1 | 0 | 75.0 % |" in section
+    assert "| `functions.shared.tokens` | 4 | 3 | 1 | 0 | 75.0 % | 75.0 % |" in section
