@@ -175,6 +175,19 @@ def test_a_page_view_is_logged_with_its_page_and_no_tracked_url(store: FakeWorkf
     assert (log.recipient_id, log.counted, log.proof, log.browser) == ("ann", True, False, "Chrome")
 
 
+def test_a_page_view_stored_with_an_amount_is_logged_and_counted_without_it(store: FakeWorkflowStore) -> None:
+    # Given a page view whose raw event carries an amount and a currency (written around the tag, which
+    # keeps them for transactions only)
+    Traffic(store).page("ann", f"{SHOP}/shoes", amount="99.00", currency="EUR")
+    # When the workflow runs
+    run(store)
+    # Then it is a page view: logged without the amount, counted with no transaction
+    [log] = logs_of(store, "page")
+    assert (log.amount, log.currency) == (None, None)
+    counted = counts(store)
+    assert (counted["page_views"], counted["transactions"], counted["transaction_amount"]) == (1, 0, {})
+
+
 def test_web_events_touch_neither_the_recipient_state_nor_the_timeline(store: FakeWorkflowStore) -> None:
     # Given only web events
     traffic = Traffic(store)
