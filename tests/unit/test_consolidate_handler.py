@@ -165,23 +165,20 @@ class RecordedMetrics:
         return sorted(name for name, _ in self.added if name != MetricNames.WORKFLOW_RUN_DURATION)
 
 
-RUN_METRICS = [
-    MetricNames.EVENTS_PROCESSED,
-    MetricNames.WORKFLOW_RUNS_SUCCEEDED,
-    MetricNames.WRITES_QUARANTINED,
-]
-
-
+@pytest.mark.parametrize("failed", [False, True])
 @pytest.mark.parametrize("dies_at", [None, "release_lock"])
 def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitted_once(
-    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch, dies_at: str | None
+    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch, dies_at: str | None, failed: bool
 ) -> None:
-    # Given a run whose Finish recorded it (or died at the lock release, after saving its record)
+    # Given a run whose Finish recorded it, succeeded or failed (or died at the lock release, after
+    # saving its record)
     recorded = RecordedMetrics()
     monkeypatch.setattr(handler, "metrics", recorded)
     plan = step({"step": "plan", "trigger": "schedule"})
     results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in plan["groups"]]  # type: ignore[dict-item]
     finish = {"step": "finish", "run_id": plan["run_id"], "workers": results}
+    if failed:
+        finish["error"] = {"Error": "States.Timeout", "Cause": "the run's budget"}
     if dies_at:
         store.fault = lambda operation, count: operation == dies_at
         with pytest.raises(Crash):
@@ -192,9 +189,13 @@ def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitte
     # When Step Functions retries Finish, twice (its answer lost each time)
     step(finish)
     step(finish)
-    # Then the run's metrics were emitted once: by the Finish that completed it
-    assert recorded.names() == sorted(RUN_METRICS)
+    # Then the run's metrics were emitted once: by the Finish that completed it; its record is as it
+    # left it
+    outcome = MetricNames.WORKFLOW_RUNS_FAILED if failed else MetricNames.WORKFLOW_RUNS_SUCCEEDED
+    assert recorded.names() == sorted([MetricNames.EVENTS_PROCESSED, outcome, MetricNames.WRITES_QUARANTINED])
     assert store.lock_owner is None
+    run = store.runs[str(plan["run_id"])]
+    assert run.errors == (["States.Timeout: the run's budget"] if failed else [])
 
 
 @pytest.mark.parametrize("carried", [2, -1, "2"])
