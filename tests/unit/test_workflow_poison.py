@@ -292,6 +292,27 @@ def test_a_run_interrupted_after_its_planner_quarantined_a_message_keeps_that_no
     assert int(interrupted.quarantined) == len(store.quarantined) == 1
 
 
+def test_a_finish_after_the_next_run_took_the_lock_records_the_run_failed_with_its_notes() -> None:
+    # Given a run whose planner quarantined a truncated fallback-queue message and whose worker
+    # finished, then stalled until its lock expired and the next run took it
+    store = seeded_store()
+    campaign(store)
+    store.fallback["truncated"] = TRUNCATED_BODY
+    clock = Clock(RUN_AT)
+    flow = workflow(store, clock)
+    plan = flow.plan("run-1", "schedule")
+    [note] = store.runs["run-1"].errors
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    clock.now = RUN_AT + timedelta(hours=1)
+    assert store.acquire_lock("run-2", clock.now.timestamp(), 600)
+    # When run-1's Finish runs at last, with no error of its own
+    run = flow.finish("run-1", done)
+    # Then it is recorded failed: its planner's note kept, then why (and no error it was not given)
+    assert run.status == store.runs["run-1"].status == "failed"
+    assert run.errors == [note, "run run-1 no longer holds the tracking workflow lock"]
+    assert store.lock_owner == "run-2"
+
+
 def test_the_same_malformed_message_twice_in_one_receive_is_quarantined_once() -> None:
     # Given the same truncated body twice in the fallback queue (sent twice), and the same garbled event
     store = seeded_store()
