@@ -198,6 +198,24 @@ def test_given_a_finished_run_when_finish_is_retried_then_its_metrics_are_emitte
     assert run.errors == (["States.Timeout: the run's budget"] if failed else [])
 
 
+def test_given_a_run_whose_lock_the_next_run_took_when_its_finish_runs_then_it_is_counted_failed_once(
+    store: FakeWorkflowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run whose workers finished, then stalled until the next run took its expired lock
+    recorded = RecordedMetrics()
+    monkeypatch.setattr(handler, "metrics", recorded)
+    plan = step({"step": "plan", "trigger": "schedule"})
+    results = [step({"step": "work", "run_id": plan["run_id"], **group}) for group in plan["groups"]]  # type: ignore[dict-item]
+    store.lock_owner = "the-next-run"
+    # When its Finish runs, and is retried
+    finish = {"step": "finish", "run_id": plan["run_id"], "workers": results}
+    answers = [step(finish), step(finish)]
+    # Then it answers failed, and its metrics say one failed run
+    assert [answer["status"] for answer in answers] == ["failed", "failed"]
+    failed = MetricNames.WORKFLOW_RUNS_FAILED
+    assert recorded.names() == sorted([MetricNames.EVENTS_PROCESSED, failed, MetricNames.WRITES_QUARANTINED])
+
+
 @pytest.mark.parametrize("carried", [2, -1, "2"])
 def test_given_a_work_on_event_of_an_execution_started_before_the_deploy_when_invoked_then_its_quarantined_is_ignored(
     store: FakeWorkflowStore, carried: object
