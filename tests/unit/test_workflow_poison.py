@@ -313,6 +313,20 @@ def test_a_finish_after_the_next_run_took_the_lock_records_the_run_failed_with_i
     assert store.lock_owner == "run-2"
 
 
+def test_a_run_whose_planner_quarantined_a_message_keeps_its_note_when_it_finishes() -> None:
+    # Given a truncated message in the fallback queue
+    store = seeded_store()
+    campaign(store)
+    store.fallback["truncated"] = TRUNCATED_BODY
+    # When a run drains it and finishes
+    run = workflow(store).run("run-1", "schedule")
+    # Then its record succeeded, counts the quarantined item and keeps the planner's note on it
+    assert (run.status, int(run.quarantined)) == ("succeeded", 1)
+    [note] = run.errors
+    assert note.startswith("quarantined raw-events item") and "not a raw-event item" in note
+    assert store.runs["run-1"].errors == [note]
+
+
 def test_the_same_malformed_message_twice_in_one_receive_is_quarantined_once() -> None:
     # Given the same truncated body twice in the fallback queue (sent twice), and the same garbled event
     store = seeded_store()
