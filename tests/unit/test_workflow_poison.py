@@ -17,7 +17,7 @@ from functions.consolidate.batch import fault
 from functions.shared import raw_events
 from functions.shared.models import RawEventModel
 from functions.shared.raw_events import RawEvent
-from tests.fakes_workflow import Crash, FakeWorkflowStore
+from tests.fakes_workflow import Crash, FakeWorkflowStore, refused_by_dynamodb
 from tests.unit.test_workflow import (
     CHROME,
     RUN_AT,
@@ -325,6 +325,53 @@ def test_a_run_whose_planner_quarantined_a_message_keeps_its_note_when_it_finish
     [note] = run.errors
     assert note.startswith("quarantined raw-events item") and "not a raw-event item" in note
     assert store.runs["run-1"].errors == [note]
+
+
+def test_a_log_dynamodb_refuses_when_the_planner_drains_the_fallback_queue_is_counted_in_the_run() -> None:
+    # Given a first run, then a click far behind every checkpoint handed to the fallback queue, whose full
+    # tracking log DynamoDB refuses (its bare log it takes)
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    late = RawEvent("f0000001", "click", "d1", "r6", "2", T0 - timedelta(hours=2), CHROME, "pf", None, False)
+    store.send_fallback(late)
+
+    def refusing(data: dict[str, Any]) -> str | None:
+        if data.get("event_id") == {"S": late.event_id} and "label" in data:
+            return "ValidationException: Item size has exceeded the maximum allowed size"
+        return refused_by_dynamodb(data)
+
+    store.refuse = refusing
+    # When the next run's planner drains it
+    clock.now = RUN_AT + timedelta(hours=1)
+    run = workflow(store, clock).run("run-2", "schedule")
+    # Then the click counts once, and the run counts the one log kept in quarantine
+    assert (run.status, run.events_processed, int(run.quarantined)) == ("succeeded", 1, 1)
+    assert len(store.quarantined) == 1
+    assert store.indicators[("d1", "url#2")].clicks == 2
+
+
+def test_an_item_refused_again_when_finish_replays_a_workers_batch_is_noted_in_the_run() -> None:
+    # Given a worker that died after applying its pending batch, in which DynamoDB refused link 2's
+    # URL row, and before completing it
+    store = seeded_store()
+    campaign(store)
+    refused = "ValidationException: Item size has exceeded the maximum allowed size"
+    store.refuse = lambda data: refused if data.get("sk") == {"S": "url#2"} else refused_by_dynamodb(data)
+    flow = workflow(store)
+    plan = flow.plan("run-1", "schedule")
+    store.fault = lambda operation, count: operation == "complete_worker_pending"
+    with pytest.raises(Crash):
+        flow.work("run-1", 0, plan.groups[0])
+    store.restart()
+    # When the run's Finish replays that batch (the row refused again)
+    run = flow.finish("run-1", [], "States.TaskFailed: the worker died")
+    # Then the run's record names the item kept in quarantine and counts it once
+    assert [error for error in run.errors if "url#2" in error] == [
+        f'quarantined indicators item ["d1", "url#2"]: {refused}'  # its table and key
+    ]
+    assert int(run.quarantined) == len(store.quarantined) == 1
 
 
 def test_the_same_malformed_message_twice_in_one_receive_is_quarantined_once() -> None:
