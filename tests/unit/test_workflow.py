@@ -463,6 +463,24 @@ def test_fallback_events_are_consolidated_once_whether_ahead_of_or_behind_the_ch
     assert any(e.event_id == "f0000001" for shard in store.raw.values() for e in shard)  # back in the table
 
 
+def test_more_fallback_events_behind_the_checkpoints_than_one_receive_holds_are_each_counted_once() -> None:
+    # Given a first run, then 25 clicks far behind every checkpoint handed to the fallback queue (a
+    # receive takes 10: the planner consolidates and flushes them in three batches)
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    for n in range(25):
+        store.send_fallback(fallback_event(n, T0 - timedelta(hours=2, seconds=n)))
+    # When the next run drains the queue
+    clock.now = RUN_AT + timedelta(hours=1)
+    second = workflow(store, clock).run("run-2", "schedule")
+    # Then each click counts once
+    assert (second.status, second.events_processed) == ("succeeded", 25)
+    assert store.fallback == {}
+    assert store.indicators[("d1", "url#2")].clicks == 1 + 25
+
+
 def test_a_run_started_with_no_time_left_leaves_the_fallback_queue_to_the_next_run() -> None:
     # Given a first run, then the redirect handing an event to the fallback queue
     store = seeded_store()
@@ -580,8 +598,9 @@ def test_a_run_whose_pending_batch_cannot_be_completed_records_its_failure_and_r
     clock = Clock(RUN_AT)
     with pytest.raises(Crash):
         workflow(store, clock).run("refused", "schedule")
-    # Then the run is recorded failed with the error and the lock is released
+    # Then the run is recorded failed with the error, finished, and the lock is released
     assert store.runs["refused"].status == "failed"
+    assert store.runs["refused"].finished_at == timeutil.iso(RUN_AT)
     assert "injected fault" in store.runs["refused"].errors[0]
     assert store.lock_owner is None
     # And the next run replays the pending batch and gives the clean totals
