@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 from pynamodb.models import Model
 
 from functions.consolidate.batch import Outcome, StateKey
-from functions.consolidate.carried import MEASURED_MARGIN, Carried
-from functions.shared.models import DeliveryStatsModel
+from functions.consolidate.carried import MAX_KNOWN_ITEMS, MEASURED_MARGIN, Carried
+from functions.consolidate.store import PendingBatch
+from functions.shared.models import DeliveryStatsModel, TrackingLogModel
 
 STATS, URL_ROW = ("d1", "stats"), ("d1", "url#1")
 
@@ -108,3 +110,48 @@ def test_a_run_whose_flush_carried_no_item_measures_its_next_batch() -> None:
     # Then that pending batch is measured against the bound (it knows no weight per item yet)
     assert not carried.too_big(2, max_bytes=400_000)
     assert carried.too_big(2, max_bytes=10)
+
+
+def test_a_new_run_carries_nothing_and_knows_no_item() -> None:
+    # Given a run that has consolidated nothing yet
+    carried = Carried()
+    # Then it has nothing to flush: its pending batch is empty
+    assert carried.is_empty() and len(carried) == 0
+    assert carried.pending(1) == PendingBatch(1, {}, 0, [], 0)
+    # and it reads every item it needs, measuring its first pending batch before any flush
+    store = Store()
+    assert list(carried.view([STATS], store.load)) == [STATS] and store.asked == [[STATS]]
+    assert not carried.too_big(1, max_bytes=400_000)
+
+
+@pytest.mark.parametrize(
+    "carrying", ["an item", "a held log", "a checkpoint", "events", "a quarantined item"]
+)
+def test_a_run_carrying_any_one_thing_has_something_to_flush(carrying: str) -> None:
+    # Given a run carrying one kind of thing only
+    carried = Carried()
+    if carrying == "an item":
+        carried.take(Outcome(items=[DeliveryStatsModel(delivery_id="d1")]), hold_logs=True)
+    elif carrying == "a held log":
+        log = TrackingLogModel(partition="d1#00", sk="2026-11-23T09:00:00.000Z#e1", delivery_id="d1")
+        carried.take(Outcome(items=[log]), hold_logs=True)
+    elif carrying == "a checkpoint":
+        carried.checkpoints["00"] = "2026-11-23T09:00:00.000Z#e1"
+    elif carrying == "events":
+        carried.take(Outcome(events=1), hold_logs=True)
+    else:
+        carried.quarantined = 1
+    # Then it is not empty: its pending batch must be flushed
+    assert not carried.is_empty()
+
+
+@pytest.mark.parametrize(("known", "kept"), [(MAX_KNOWN_ITEMS, True), (MAX_KNOWN_ITEMS + 1, False)])
+def test_a_flush_keeps_the_items_a_run_knows_up_to_the_bound(known: int, kept: bool) -> None:
+    # Given a run that knows `known` indicator items (read or written)
+    carried = Carried()
+    stats = DeliveryStatsModel(delivery_id="d1")
+    carried.items.update({(f"d{n}", "stats"): stats for n in range(known)})
+    # When it flushes
+    carried.flushed(0)
+    # Then it keeps them up to MAX_KNOWN_ITEMS, and beyond forgets them all (read again when needed)
+    assert len(carried.items) == (known if kept else 0)
