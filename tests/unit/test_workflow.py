@@ -481,6 +481,22 @@ def test_more_fallback_events_behind_the_checkpoints_than_one_receive_holds_are_
     assert store.indicators[("d1", "url#2")].clicks == 1 + 25
 
 
+def test_while_a_run_works_its_record_counts_the_fallback_events_its_planner_consolidated() -> None:
+    # Given a first run, then three clicks far behind every checkpoint handed to the fallback queue
+    store = seeded_store()
+    campaign(store)
+    clock = Clock(RUN_AT)
+    workflow(store, clock).run("run-1", "schedule")
+    for n in range(3):
+        store.send_fallback(fallback_event(n, T0 - timedelta(hours=2, seconds=n)))
+    # When the next run is planned (its planner drains the queue), before its workers start
+    clock.now = RUN_AT + timedelta(hours=1)
+    workflow(store, clock).plan("run-2", "schedule")
+    # Then its record, still running, counts the three events consolidated so far
+    run = store.runs["run-2"]
+    assert (run.status, run.events_processed) == ("running", 3)
+
+
 def test_a_run_started_with_no_time_left_leaves_the_fallback_queue_to_the_next_run() -> None:
     # Given a first run, then the redirect handing an event to the fallback queue
     store = seeded_store()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.consolidate.store import PARTIAL_SPREAD
+from functions.consolidate.store import FINISH, PARTIAL_SPREAD
 from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
 from functions.shared import log_chains, raw_events, settings
 from functions.shared.models import MessageModel
@@ -532,6 +532,50 @@ def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() ->
     # the next run's to finish
     assert slices == []
     assert (store.phase, store.lock_owner, store.lock_expires, dict(store.partials)) == before
+
+
+def test_the_close_step_completes_the_batch_a_dead_worker_left_pending() -> None:
+    # Given a run of four workers, worker 0 dead before completing its first pending batch
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    store.fault = lambda operation, count: operation == "complete_worker_pending"
+    with pytest.raises(Crash):
+        flow.work("run-1", 0, plan.groups[0])
+    store.restart()
+    assert store.workers[0]["pending"] is not None
+    # When the run's Close step runs
+    slices = flow.close("run-1")
+    # Then it applied and completed that batch (its events counted in the worker's slot), and lists the
+    # slices of the merge
+    assert store.workers[0]["pending"] is None and store.workers[0]["events"] > 0
+    assert slices == list(range(PARTIAL_SPREAD))
+
+
+def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
+    # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
+    # step closes the run (its state machine gave up on the worker)
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+
+    def closed_meanwhile(operation: str, count: int) -> bool:
+        if operation == "complete_worker_pending" and count == 1:
+            store.phase = FINISH
+        return False
+
+    store.fault = closed_meanwhile
+    # When the worker goes to complete that batch
+    late = flow.work("run-1", 0, plan.groups[0])
+    # Then it stops there, failed: the batch is still pending, for the closer to complete (once)
+    assert late.status == "failed" and late.events_processed == 0
+    assert store.workers[0]["pending"] is not None and store.workers[0]["events"] == 0
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups) if n]
+    assert all(result.status == "failed" for result in done)  # closed: the others write nothing
+    flow.finish("run-1", [late, *done])
+    assert store.workers[0]["pending"] is None and store.workers[0]["events"] > 0
 
 
 def test_persons_whose_bot_clicks_several_workers_counted_are_each_counted_once_whatever_their_slice() -> (
