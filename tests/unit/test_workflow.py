@@ -149,6 +149,29 @@ def test_a_clicks_log_names_its_link_and_expires_when_the_retention_ends() -> No
     assert log.expires_at == int(datetime(2026, 12, 23, 9, 0, tzinfo=UTC).timestamp())
 
 
+def test_a_deleted_deliverys_events_are_not_counted_whatever_other_deliveries_come_between() -> None:
+    # Given d1 deleted, and opens of d1 and of d2 (a live delivery) interleaved, read one at a time
+    store = seeded_store()
+    store.add_url(
+        TrackedUrlModel(
+            delivery_id="d2", url_id="1", url="https://shop.example/", label="shop", category="click"
+        )
+    )
+    store.delete_delivery("d1")
+    for n in range(12):
+        delivery = ("d1", "d2")[n % 2]
+        store.add_raw(
+            RawEvent(
+                f"e{n}", "open", delivery, f"r{n}", None, T0 + timedelta(seconds=n), CHROME, None, None, False
+            )
+        )
+    # When the workflow runs
+    TrackingWorkflow(store, WorkflowConfig(batch_size=1), clock=Clock(RUN_AT)).run("run-1", "schedule")
+    # Then d2's six opens count, and none of d1's
+    assert store.stats("d2")["opens"] == 6
+    assert ("d1", "stats") not in store.indicators or store.stats("d1")["opens"] == 0
+
+
 def test_indicators_count_each_fact_once() -> None:
     # Given a campaign's raw events
     store = seeded_store()

@@ -534,10 +534,16 @@ def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() ->
     assert (store.phase, store.lock_owner, store.lock_expires, dict(store.partials)) == before
 
 
-def test_the_close_step_completes_the_batch_a_dead_worker_left_pending() -> None:
-    # Given a run of four workers, worker 0 dead before completing its first pending batch
+@pytest.mark.parametrize("refused", [False, True])
+def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(refused: bool) -> None:
+    # Given a run of four workers, worker 0 dead before completing its first pending batch (in which
+    # DynamoDB may refuse an item, again when the batch is replayed)
     store = seeded_store()
     first_run_events(store)
+    if refused:  # r10's recipient state, in worker 0's first batch
+        store.refuse = lambda data: (
+            "ValidationException: too large" if data.get("sk") == {"S": "r#r10"} else None
+        )
     flow = workflow(store, 4, Clock(RUN_AT))
     plan = flow.plan("run-1", "schedule")
     store.fault = lambda operation, count: operation == "complete_worker_pending"
@@ -547,10 +553,11 @@ def test_the_close_step_completes_the_batch_a_dead_worker_left_pending() -> None
     assert store.workers[0]["pending"] is not None
     # When the run's Close step runs
     slices = flow.close("run-1")
-    # Then it applied and completed that batch (its events counted in the worker's slot), and lists the
-    # slices of the merge
+    # Then it applied and completed that batch (its events, and the item refused, counted once in the
+    # worker's slot), and lists the slices of the merge
     assert store.workers[0]["pending"] is None and store.workers[0]["events"] > 0
     assert slices == list(range(PARTIAL_SPREAD))
+    assert store.workers[0]["quarantined"] == (1 if refused else 0)
 
 
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
