@@ -513,6 +513,25 @@ def test_a_finish_for_a_run_the_workflow_never_planned_records_it_failed_and_cha
     assert store.snapshot() == before
 
 
+def test_a_run_opened_by_an_older_version_without_drained_counts_is_worked_and_finished() -> None:
+    # Given a run of four workers opened by a version that kept no count of the events its planner
+    # drained from the fallback queue (none here)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    assert store.drained == [0, 0, 0, 0]
+    store.drained = []
+    # When its workers and its Finish run
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    run = flow.finish("run-1", done)
+    # Then each worker and the run count what the workers consolidated, no more
+    assert [result.events_processed for result in done] == [worker["events_processed"] for worker in run.workers]
+    assert run.events_processed == sum(store.workers[n]["events"] for n in range(4)) > 0
+    assert store.snapshot() == clean(4)
+
+
 def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() -> None:
     # Given a run of four workers that all finished, whose state machine stalled before its Close step
     # until its lock expired and the next run took it
