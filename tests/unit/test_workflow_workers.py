@@ -527,7 +527,9 @@ def test_a_run_opened_by_an_older_version_without_drained_counts_is_worked_and_f
     done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
     run = flow.finish("run-1", done)
     # Then each worker and the run count what the workers consolidated, no more
-    assert [result.events_processed for result in done] == [worker["events_processed"] for worker in run.workers]
+    assert [result.events_processed for result in done] == [
+        worker["events_processed"] for worker in run.workers
+    ]
     assert run.events_processed == sum(store.workers[n]["events"] for n in range(4)) > 0
     assert store.snapshot() == clean(4)
 
@@ -553,19 +555,21 @@ def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() ->
     assert (store.phase, store.lock_owner, store.lock_expires, dict(store.partials)) == before
 
 
-@pytest.mark.parametrize("refused", [False, True])
-def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(refused: bool) -> None:
-    # Given a run of four workers, worker 0 dead before completing its first pending batch (in which
-    # DynamoDB may refuse an item, again when the batch is replayed)
+@pytest.mark.parametrize(("workers", "refused"), [(1, False), (2, False), (4, False), (4, True)])
+def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(workers: int, refused: bool) -> None:
+    # Given a run whose other workers finished and whose worker 0 died once it had saved its first
+    # pending batch, before applying it (DynamoDB may refuse an item of it)
     store = seeded_store()
     first_run_events(store)
     if refused:  # r10's recipient state, in worker 0's first batch
         store.refuse = lambda data: (
             "ValidationException: too large" if data.get("sk") == {"S": "r#r10"} else None
         )
-    flow = workflow(store, 4, Clock(RUN_AT))
+    flow = workflow(store, workers, Clock(RUN_AT))
     plan = flow.plan("run-1", "schedule")
-    store.fault = lambda operation, count: operation == "complete_worker_pending"
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups) if n]
+    store.calls.clear()  # the other workers' calls
+    store.fault = lambda operation, count: operation == "put_item" and "save_worker_pending" in store.calls
     with pytest.raises(Crash):
         flow.work("run-1", 0, plan.groups[0])
     store.restart()
@@ -573,10 +577,16 @@ def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(refused: 
     # When the run's Close step runs
     slices = flow.close("run-1")
     # Then it applied and completed that batch (its events, and the item refused, counted once in the
-    # worker's slot), and lists the slices of the merge
+    # worker's slot), and lists the slices of the merge (none for one worker)
     assert store.workers[0]["pending"] is None and store.workers[0]["events"] > 0
-    assert slices == list(range(PARTIAL_SPREAD))
     assert store.workers[0]["quarantined"] == (1 if refused else 0)
+    assert slices == (list(range(PARTIAL_SPREAD)) if workers > 1 else [])
+    # And once the slices are merged and the run finished, the reports are a clean run's
+    for spread in slices:
+        flow.merge_slice("run-1", spread)
+    flow.finish("run-1", done)
+    if not refused:
+        assert store.snapshot() == clean(workers)
 
 
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
