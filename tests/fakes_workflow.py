@@ -509,10 +509,11 @@ class FakeWorkflowStore:
 
     def receive_fallback(self, limit: int) -> list[FallbackMessage]:
         self._call("receive_fallback")
-        # like SQS: nothing is hidden between receives here, so a crash redelivers everything
+        # like SQS: nothing is hidden between receives here, so a crash redelivers everything; at most
+        # 10 messages a receive, as the DynamoDB-backed store asks for (``min(limit, 10)``)
         return [
             FallbackMessage(receipt, item) if isinstance(item, dict) else fallback.decode(receipt, item)
-            for receipt, item in list(self.fallback.items())[:limit]
+            for receipt, item in list(self.fallback.items())[: min(limit, 10)]
         ]
 
     def put_raw(self, item: dict[str, Any]) -> None:
