@@ -253,6 +253,9 @@ def test_malformed_fallback_messages_are_quarantined_and_leave_the_queue(reliabi
     } < set(store.quarantined)
     kept = store.quarantined["raw-events#03#2026-11-23T09:00:00.000Z#y0000003"]
     assert "ParamValidationError" in kept.error
+    assert (
+        json.loads(zlib.decompress(kept.item)) == messages["keys_not_values"]
+    )  # kept whole, to fix and resend
     bodies = {
         json.loads(zlib.decompress(kept.item))["body"]["S"]: kept
         for key, kept in store.quarantined.items()

@@ -589,6 +589,35 @@ def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(workers: 
         assert store.snapshot() == clean(workers)
 
 
+def test_a_worker_starting_while_finish_merges_writes_nothing_and_the_next_run_counts_its_shards() -> None:
+    # Given a run of four workers whose worker 3 was never started, and its Finish merging the others'
+    # work when worker 3 starts at last
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups) if n < 3]
+    late: list[Any] = []
+
+    def worker_3_starts(operation: str, count: int) -> bool:
+        if operation == "save_slice" and not late:
+            late.append(None)
+            late[0] = flow.work("run-1", 3, plan.groups[3])
+        return False
+
+    store.fault = worker_3_starts
+    flow.finish("run-1", done)
+    # Then worker 3 wrote nothing: the run was closed for its workers before the merge began
+    assert late[0].status == "failed" and late[0].events_processed == 0
+    assert store.workers.get(3, {}).get("events", 0) == 0
+    # And the next run consolidates its shards: the reports are a clean run's
+    store.restart()
+    clock.now += timedelta(hours=1)
+    assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
+    assert store.snapshot() == clean(4)
+
+
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
     # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
     # step closes the run (its state machine gave up on the worker)
