@@ -618,6 +618,27 @@ def test_a_worker_starting_while_finish_merges_writes_nothing_and_the_next_run_c
     assert store.snapshot() == clean(4)
 
 
+def test_a_finish_that_died_in_its_merge_is_finished_by_the_next_run() -> None:
+    # Given a run of four workers whose Finish died while saving its first slice of the merge, and whose
+    # state machine died with it (no retry)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    store.fault = lambda operation, count: operation == "save_slice"
+    with pytest.raises(Crash):
+        flow.finish("run-1", done)
+    store.restart()
+    # When the next run starts once the lock has expired
+    clock.now += timedelta(hours=1)
+    assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
+    # Then it merged the first run's work (once): the reports are a clean run's, the first run failed
+    assert store.snapshot() == clean(4)
+    assert store.runs["run-1"].status == "failed"
+
+
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
     # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
     # step closes the run (its state machine gave up on the worker)
