@@ -639,6 +639,17 @@ def test_a_finish_that_died_in_its_merge_is_finished_by_the_next_run() -> None:
     assert store.runs["run-1"].status == "failed"
 
 
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_finished_run_leaves_no_merge_behind(workers: int) -> None:
+    # Given a run of one worker (nothing to merge) or four
+    store = seeded_store()
+    first_run_events(store)
+    # When it runs
+    assert workflow(store, workers, Clock(RUN_AT)).run("run-1", "schedule").status == "succeeded"
+    # Then no saved slice, merged page or partial item of it is left in the workflow table
+    assert (store.slices, store.merges, store.partials) == ({}, {}, {})
+
+
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
     # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
     # step closes the run (its state machine gave up on the worker)
