@@ -650,6 +650,31 @@ def test_a_finished_run_leaves_no_merge_behind(workers: int) -> None:
     assert (store.slices, store.merges, store.partials) == ({}, {}, {})
 
 
+def test_a_run_an_older_version_merged_without_an_outcome_is_recorded_by_the_next_run() -> None:
+    # Given a run of four workers whose Finish (an older version, which saved no outcome with the
+    # merged phase) merged and died before recording the run
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
+    store.fault = lambda operation, count: operation == "save_run"
+    with pytest.raises(Crash):
+        flow.finish("run-1", done)
+    store.restart()
+    assert store.phase == "merged"
+    store.merge_outcome = b""
+    # When the next run starts once the lock has expired
+    clock.now += timedelta(hours=1)
+    assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
+    # Then the first run is recorded failed with what its workers counted, nothing quarantined
+    interrupted = store.runs["run-1"]
+    assert (interrupted.status, int(interrupted.quarantined)) == ("failed", 0)
+    assert interrupted.events_processed == sum(result.events_processed for result in done) > 0
+    assert store.snapshot() == clean(4)
+
+
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
     # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
     # step closes the run (its state machine gave up on the worker)
