@@ -675,6 +675,27 @@ def test_a_run_an_older_version_merged_without_an_outcome_is_recorded_by_the_nex
     assert store.snapshot() == clean(4)
 
 
+def test_a_run_counts_only_what_its_own_workers_did_not_what_a_slot_kept_from_the_last_run() -> None:
+    # Given a first run of four workers, then a second whose worker 3 is never started (its slot still
+    # holds the first run's counts)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    first = workflow(store, 4, clock).run("run-1", "schedule")
+    assert store.workers[3]["events"] > 0
+    clock.now += timedelta(hours=1)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-2", "schedule")
+    done = [flow.work("run-2", n, group) for n, group in enumerate(plan.groups) if n < 3]
+    # When its Finish runs
+    second = flow.finish("run-2", done)
+    # Then it counts nothing of the first run's (no event is new) and says worker 3 did not report
+    assert first.events_processed > 0 and second.events_processed == 0
+    assert [worker["events_processed"] for worker in second.workers] == [0, 0, 0, 0]
+    assert "worker 3 did not report" in second.errors
+    assert int(second.quarantined or 0) == 0
+
+
 def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch_to_the_closer() -> None:
     # Given a run of four workers, and worker 0 applying its first pending batch when the run's Close
     # step closes the run (its state machine gave up on the worker)
