@@ -618,6 +618,30 @@ def test_a_worker_starting_while_finish_merges_writes_nothing_and_the_next_run_c
     assert store.snapshot() == clean(4)
 
 
+def test_a_dead_workers_batch_of_a_run_that_never_finished_is_applied_by_the_next_run() -> None:
+    # Given a run of four workers whose worker 0 died once it had saved a pending batch, before applying
+    # it, and whose state machine died too (no Close, no Finish)
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    for n, group in enumerate(plan.groups):
+        if n:
+            flow.work("run-1", n, group)
+    store.calls.clear()  # the other workers' calls
+    store.fault = lambda operation, count: operation == "put_item" and "save_worker_pending" in store.calls
+    with pytest.raises(Crash):
+        flow.work("run-1", 0, plan.groups[0])
+    store.restart()
+    # When the next run starts once the lock has expired
+    clock.now += timedelta(hours=1)
+    assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
+    # Then it applied that batch under its own lock and merged the first run: a clean run's reports
+    assert store.workers[0]["pending"] is None
+    assert store.snapshot() == clean(4)
+
+
 def test_a_finish_that_died_in_its_merge_is_finished_by_the_next_run() -> None:
     # Given a run of four workers whose Finish died while saving its first slice of the merge, and whose
     # state machine died with it (no retry)
@@ -676,13 +700,21 @@ def test_a_run_an_older_version_merged_without_an_outcome_is_recorded_by_the_nex
 
 
 def test_a_run_counts_only_what_its_own_workers_did_not_what_a_slot_kept_from_the_last_run() -> None:
-    # Given a first run of four workers, then a second whose worker 3 is never started (its slot still
-    # holds the first run's counts)
+    # Given a first run of four workers, whose worker 3 kept an item DynamoDB refused in quarantine, then
+    # a second run whose worker 3 is never started (its slot still holds the first run's counts)
     store = seeded_store()
     first_run_events(store)
     clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    groups = flow.plan("run-0", "schedule").groups
+    flow.finish("run-0", [])  # a plan only, to learn worker 3's shards: nothing consolidated
+    ours = next(f"r{n}" for n in range(8, 40) if raw_events.shard_of("d1", f"r{n}", SHARDS) in groups[3])
+    store.refuse = lambda data: (
+        "ValidationException: too large" if data.get("sk") == {"S": f"r#{ours}"} else None
+    )
+    clock.now += timedelta(hours=1)
     first = workflow(store, 4, clock).run("run-1", "schedule")
-    assert store.workers[3]["events"] > 0
+    assert store.workers[3]["events"] > 0 and store.workers[3]["quarantined"] == 1 == first.quarantined
     clock.now += timedelta(hours=1)
     flow = workflow(store, 4, clock)
     plan = flow.plan("run-2", "schedule")
