@@ -534,6 +534,18 @@ def test_a_run_opened_by_an_older_version_without_drained_counts_is_worked_and_f
     assert store.snapshot() == clean(4)
 
 
+def test_a_workflow_configured_with_its_own_shard_count_plans_over_those_shards() -> None:
+    # Given the deploy-time setting of 8 raw-event shards, and a workflow configured for 16 (as the
+    # benchmarks configure it)
+    store = seeded_store()
+    config = WorkflowConfig(workers=4, raw_event_shards=16)
+    # When a run is planned
+    plan = TrackingWorkflow(store, config, clock=Clock(RUN_AT)).plan("run-1", "schedule")
+    # Then its four workers share the 16 shards
+    assert sorted(shard for group in plan.groups for shard in group) == raw_events.shards(16)
+    assert len(plan.groups) == 4
+
+
 def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() -> None:
     # Given a run of four workers that all finished, whose state machine stalled before its Close step
     # until its lock expired and the next run took it
