@@ -422,6 +422,9 @@ class FakeWorkflowStore:
             raw_event(copy.deepcopy(i)) for i in self.raw_items.get(shard, []) if wanted(str(i["sk"]["S"]))
         ]
         read.sort(key=lambda entry: str(entry.sk))
+        # as the DynamoDB-backed store: it queries while it has fewer than ``limit`` (an int, at least 1)
+        if not limit >= 1:
+            raise ValueError(f"ValidationException: Limit {limit!r} is not a positive number")
         return read[:limit]
 
     def in_quarantine(self, keys: Iterable[str]) -> set[str]:
