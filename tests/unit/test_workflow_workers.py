@@ -546,6 +546,22 @@ def test_a_workflow_configured_with_its_own_shard_count_plans_over_those_shards(
     assert len(plan.groups) == 4
 
 
+def test_a_worker_reported_failed_without_an_error_fails_the_run_all_the_same() -> None:
+    # Given a run of four workers that all finished, and worker 1 reported failed in a result that
+    # carries no error
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group).as_dict() for n, group in enumerate(plan.groups)]
+    done[1] = {"worker": 1, "shards": plan.groups[1], "status": "failed"}
+    # When the run's Finish runs
+    run = flow.finish("run-1", done)
+    # Then the run failed, its errors saying so, and its counts are its workers' (from their slots)
+    assert run.status == "failed" and run.errors[0] == "failed"
+    assert store.snapshot() == clean(4)
+
+
 def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() -> None:
     # Given a run of four workers that all finished, whose state machine stalled before its Close step
     # until its lock expired and the next run took it
