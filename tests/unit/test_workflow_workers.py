@@ -670,19 +670,25 @@ def test_a_dead_workers_batch_of_a_run_that_never_finished_is_applied_by_the_nex
     assert store.snapshot() == clean(4)
 
 
-def test_a_finish_that_died_in_its_merge_is_finished_by_the_next_run() -> None:
-    # Given a run of four workers whose Finish died while saving its first slice of the merge, and whose
-    # state machine died with it (no retry)
+def finish_died_at(operation: str) -> tuple[FakeWorkflowStore, Clock, list[Any]]:
+    """A run of four workers that all finished, whose Finish died at its first ``operation`` call and
+    whose state machine died with it (no retry); the store, its clock, the workers' results."""
     store = seeded_store()
     first_run_events(store)
     clock = Clock(RUN_AT)
     flow = workflow(store, 4, clock)
     plan = flow.plan("run-1", "schedule")
     done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
-    store.fault = lambda operation, count: operation == "save_slice"
+    store.fault = lambda called, count: called == operation
     with pytest.raises(Crash):
         flow.finish("run-1", done)
     store.restart()
+    return store, clock, done
+
+
+def test_a_finish_that_died_in_its_merge_is_finished_by_the_next_run() -> None:
+    # Given a run whose Finish died while saving its first slice of the merge, never retried
+    store, clock, _ = finish_died_at("save_slice")
     # When the next run starts once the lock has expired
     clock.now += timedelta(hours=1)
     assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
@@ -705,16 +711,7 @@ def test_a_finished_run_leaves_no_merge_behind(workers: int) -> None:
 def test_a_run_an_older_version_merged_without_an_outcome_is_recorded_by_the_next_run() -> None:
     # Given a run of four workers whose Finish (an older version, which saved no outcome with the
     # merged phase) merged and died before recording the run
-    store = seeded_store()
-    first_run_events(store)
-    clock = Clock(RUN_AT)
-    flow = workflow(store, 4, clock)
-    plan = flow.plan("run-1", "schedule")
-    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups)]
-    store.fault = lambda operation, count: operation == "save_run"
-    with pytest.raises(Crash):
-        flow.finish("run-1", done)
-    store.restart()
+    store, clock, done = finish_died_at("save_run")
     assert store.phase == "merged"
     store.merge_outcome = b""
     # When the next run starts once the lock has expired
