@@ -423,7 +423,7 @@ class FakeWorkflowStore:
         ]
         read.sort(key=lambda entry: str(entry.sk))
         # as the DynamoDB-backed store: it queries while it has fewer than ``limit`` (an int, at least 1)
-        if not limit >= 1:
+        if limit < 1:
             raise ValueError(f"ValidationException: Limit {limit!r} is not a positive number")
         return read[:limit]
 

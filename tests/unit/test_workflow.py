@@ -486,17 +486,24 @@ def test_fallback_events_are_consolidated_once_whether_ahead_of_or_behind_the_ch
     assert any(e.event_id == "f0000001" for shard in store.raw.values() for e in shard)  # back in the table
 
 
-def test_more_fallback_events_behind_the_checkpoints_than_one_receive_holds_are_each_counted_once() -> None:
-    # Given a first run, then 25 clicks far behind every checkpoint handed to the fallback queue (a
-    # receive takes 10: the planner consolidates and flushes them in three batches)
+def late_fallback_clicks_after_a_first_run(count: int) -> tuple[FakeWorkflowStore, Clock]:
+    """A first run, then ``count`` clicks far behind every checkpoint handed to the fallback queue; the
+    clock an hour after the first run."""
     store = seeded_store()
     campaign(store)
     clock = Clock(RUN_AT)
     workflow(store, clock).run("run-1", "schedule")
-    for n in range(25):
+    for n in range(count):
         store.send_fallback(fallback_event(n, T0 - timedelta(hours=2, seconds=n)))
-    # When the next run drains the queue
     clock.now = RUN_AT + timedelta(hours=1)
+    return store, clock
+
+
+def test_more_fallback_events_behind_the_checkpoints_than_one_receive_holds_are_each_counted_once() -> None:
+    # Given a first run, then 25 clicks far behind every checkpoint handed to the fallback queue (a
+    # receive takes 10: the planner consolidates and flushes them in three batches)
+    store, clock = late_fallback_clicks_after_a_first_run(25)
+    # When the next run drains the queue
     second = workflow(store, clock).run("run-2", "schedule")
     # Then each click counts once
     assert (second.status, second.events_processed) == ("succeeded", 25)
@@ -506,14 +513,8 @@ def test_more_fallback_events_behind_the_checkpoints_than_one_receive_holds_are_
 
 def test_while_a_run_works_its_record_counts_the_fallback_events_its_planner_consolidated() -> None:
     # Given a first run, then three clicks far behind every checkpoint handed to the fallback queue
-    store = seeded_store()
-    campaign(store)
-    clock = Clock(RUN_AT)
-    workflow(store, clock).run("run-1", "schedule")
-    for n in range(3):
-        store.send_fallback(fallback_event(n, T0 - timedelta(hours=2, seconds=n)))
+    store, clock = late_fallback_clicks_after_a_first_run(3)
     # When the next run is planned (its planner drains the queue), before its workers start
-    clock.now = RUN_AT + timedelta(hours=1)
     workflow(store, clock).plan("run-2", "schedule")
     # Then its record, still running, counts the three events consolidated so far
     run = store.runs["run-2"]

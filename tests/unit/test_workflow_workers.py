@@ -583,6 +583,21 @@ def test_a_late_close_of_a_run_whose_lock_the_next_run_took_changes_nothing() ->
     assert (store.phase, store.lock_owner, store.lock_expires, dict(store.partials)) == before
 
 
+def others_done_and_worker_0_dead_before_applying(
+    flow: TrackingWorkflow, store: FakeWorkflowStore
+) -> tuple[Any, list[Any]]:
+    """Plan run-1; its workers but 0 finish; worker 0 dies once it has saved its first pending batch,
+    before applying it. The plan and the other workers' results."""
+    plan = flow.plan("run-1", "schedule")
+    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups) if n]
+    store.calls.clear()  # the other workers' calls
+    store.fault = lambda operation, count: operation == "put_item" and "save_worker_pending" in store.calls
+    with pytest.raises(Crash):
+        flow.work("run-1", 0, plan.groups[0])
+    store.restart()
+    return plan, done
+
+
 @pytest.mark.parametrize(("workers", "refused"), [(1, False), (2, False), (4, False), (4, True)])
 def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(workers: int, refused: bool) -> None:
     # Given a run whose other workers finished and whose worker 0 died once it had saved its first
@@ -594,13 +609,7 @@ def test_the_close_step_completes_the_batch_a_dead_worker_left_pending(workers: 
             "ValidationException: too large" if data.get("sk") == {"S": "r#r10"} else None
         )
     flow = workflow(store, workers, Clock(RUN_AT))
-    plan = flow.plan("run-1", "schedule")
-    done = [flow.work("run-1", n, group) for n, group in enumerate(plan.groups) if n]
-    store.calls.clear()  # the other workers' calls
-    store.fault = lambda operation, count: operation == "put_item" and "save_worker_pending" in store.calls
-    with pytest.raises(Crash):
-        flow.work("run-1", 0, plan.groups[0])
-    store.restart()
+    _, done = others_done_and_worker_0_dead_before_applying(flow, store)
     assert store.workers[0]["pending"] is not None
     # When the run's Close step runs
     slices = flow.close("run-1")
@@ -652,16 +661,7 @@ def test_a_dead_workers_batch_of_a_run_that_never_finished_is_applied_by_the_nex
     store = seeded_store()
     first_run_events(store)
     clock = Clock(RUN_AT)
-    flow = workflow(store, 4, clock)
-    plan = flow.plan("run-1", "schedule")
-    for n, group in enumerate(plan.groups):
-        if n:
-            flow.work("run-1", n, group)
-    store.calls.clear()  # the other workers' calls
-    store.fault = lambda operation, count: operation == "put_item" and "save_worker_pending" in store.calls
-    with pytest.raises(Crash):
-        flow.work("run-1", 0, plan.groups[0])
-    store.restart()
+    others_done_and_worker_0_dead_before_applying(workflow(store, 4, clock), store)
     # When the next run starts once the lock has expired
     clock.now += timedelta(hours=1)
     assert workflow(store, 4, clock).run("run-2", "schedule").status == "succeeded"
