@@ -31,7 +31,9 @@ class Carried:
         self.checkpoints: dict[str, str] = {}
         self.events = 0
         self.quarantined = 0  # items quarantined since the flush, counted when it completes
-        self._measured = (0, 0, 0)  # (items and logs carried, events, encoded bytes) at the last measure
+        # (items and logs carried, events, encoded bytes) at the last measure since the flush; None
+        # while there is none to grow from (a measure of no items or no events is none)
+        self._measured: tuple[int, int, int] | None = None
         self._bytes_per_entry: float | None = None  # encoded bytes per item or log, at the last flush
 
     def __len__(self) -> int:
@@ -94,12 +96,13 @@ class Carried:
         """
         if self._bytes_per_entry is not None:
             return len(self) * self._bytes_per_entry > max_bytes
-        items, events, encoded = self._measured
-        growth = max(len(self) / items, self.events / events) if items and events else float("inf")
-        if growth < 4 and encoded * growth <= max_bytes:
-            return False
+        if self._measured is not None:
+            items, events, encoded = self._measured
+            growth = max(len(self) / items, self.events / events)
+            if growth < 4 and encoded * growth <= max_bytes:
+                return False
         size = len(self.pending(seq).encode())
-        self._measured = (len(self), self.events, size)
+        self._measured = (len(self), self.events, size) if len(self) and self.events else None
         return size > max_bytes * (1 - MEASURED_MARGIN)
 
     def forget(self, key: batch.StateKey) -> None:
@@ -116,7 +119,7 @@ class Carried:
         self.checkpoints.clear()
         self.events = 0
         self.quarantined = 0
-        self._measured = (0, 0, 0)
+        self._measured = None
         if len(self.items) > MAX_KNOWN_ITEMS:
             self.items.clear()
             self.absent.clear()
