@@ -54,7 +54,7 @@ reliability: $(STAMP)
 # Mutation testing (mutmut, configured in pyproject.toml [tool.mutmut]) of the modules where a bug costs
 # most; not part of `make test`. Writes tests/mutation_results.md (which `make reliability` appends) and its
 # section of RELIABILITY.md, survivors explained from tests/mutation_survivors.toml. A full run outlasts a
-# session on 2 cores (5,453 mutants at the last count: batch.py 1771, workflow.py 1186, links.py 793, runner.py 568; a
+# session on 2 cores (5,445 mutants at the last count: batch.py 1771, workflow.py 1186, links.py 793, runner.py 568; a
 # surviving workflow mutant runs every workflow test it reaches, minutes of CPU), so the verdicts are kept in git
 # (tests/mutation_verdicts.json, tests/mutation_verdicts.py): a run starts from them, checks only the
 # mutants of functions whose code changed and those never checked, and saves what it decided (a run stopped

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from functions.consolidate.workflow import WorkResult
 from tests.fakes_workflow import Crash, FakeWorkflowStore
 from tests.unit.test_workflow import RUN_AT, Clock, campaign, hit, seeded_store, workflow
 
@@ -78,3 +79,45 @@ def test_an_erasure_interrupted_anywhere_is_finished_by_the_next_run(
         assert left == []
         assert store.stats("d1") == stats
         assert store.erasures_pending == {} and "e-1" in store.erasures_done
+
+
+def test_an_erasure_waits_for_a_run_that_consolidated_everything_before_it() -> None:
+    # Given the campaign's 13 hits not consolidated yet, and r1 asking to be erased
+    store = seeded_store()
+    campaign(store)
+    store.request_erasure("r1")
+    # When a run stops early, its time running low once its first batch is consolidated
+    first = workflow(store, batch_size=2).run(
+        "run-1", "schedule", remaining_ms=lambda: 1_000 if store.logs else 120_000
+    )
+    # Then it succeeded but erased nothing: r1's hits it did not reach would never be counted
+    assert first.status == "succeeded" and 0 < first.events_processed < 13
+    assert list(store.erasures_pending) == ["e-1"] and store.erasures_done == {}
+    assert any(event.recipient_id == "r1" for events in store.raw.values() for event in events)
+    # When the next run consolidates the rest
+    workflow(store, batch_size=2).run("run-2", "schedule")
+    # Then r1 is erased and every hit was counted first (test_indicators_count_each_fact_once's figures)
+    assert names_recipient(store, "r1") == []
+    assert store.erasures_pending == {} and store.erasures_done["e-1"].status == "done"
+    stats = store.stats("d1")
+    assert (stats["opens"], stats["total_opens"], stats["clicks"], stats["total_clicks"]) == (5, 3, 2, 5)
+
+
+def test_an_erasure_waits_for_a_run_that_succeeded() -> None:
+    # Given the campaign's hits not consolidated yet, and r1 asking to be erased
+    store = seeded_store()
+    campaign(store)
+    store.request_erasure("r1")
+    # When a run's only worker is reported failed before it consolidated anything
+    flow = workflow(store)
+    plan = flow.plan("run-1", "schedule")
+    failed = flow.finish("run-1", [WorkResult(0, plan.groups[0], 0, "failed", "States.Timeout")])
+    # Then the run failed and erased nothing
+    assert failed.status == "failed" and failed.errors == ["States.Timeout"]
+    assert list(store.erasures_pending) == ["e-1"] and store.erasures_done == {}
+    # When the next run succeeds
+    workflow(store, Clock(RUN_AT + timedelta(hours=1))).run("run-2", "schedule")
+    # Then r1's hits were counted, then r1 erased
+    assert names_recipient(store, "r1") == [] and store.erasures_done["e-1"].status == "done"
+    stats = store.stats("d1")
+    assert (stats["opens"], stats["total_opens"], stats["clicks"], stats["total_clicks"]) == (5, 3, 2, 5)

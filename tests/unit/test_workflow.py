@@ -1032,3 +1032,27 @@ def test_many_late_events_are_read_in_batches_so_the_pending_batch_stays_under_i
     sizes = store.pending_sizes[flushed_before:]
     assert len(sizes) > 1
     assert max(sizes) < bound + 2_000
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[tuple[str, Any, Any]]:
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    caplog.clear()
+    return [(r.getMessage(), getattr(r, "run_id", None), getattr(r, "errors", None)) for r in logged]
+
+
+def test_a_failed_run_is_logged_as_an_error_naming_it_and_a_run_that_succeeded_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the campaign's hits (the dashboard's "Last runs" widget shows the lines at level ERROR)
+    store = seeded_store()
+    campaign(store)
+    flow = workflow(store)
+    # When a run's only worker is reported failed
+    plan = flow.plan("run-1", "schedule")
+    failed = {"worker": 0, "shards": plan.groups[0], "status": "failed", "error": "States.Timeout"}
+    flow.finish("run-1", [failed])
+    # Then one error line names the run and its error
+    assert errors_logged(caplog) == [("tracking workflow run failed", "run-1", ["States.Timeout"])]
+    # When the next run succeeds, Then it logs no error
+    assert workflow(store, Clock(RUN_AT + timedelta(hours=1))).run("run-2", "schedule").status == "succeeded"
+    assert errors_logged(caplog) == []

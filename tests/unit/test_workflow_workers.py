@@ -5,6 +5,7 @@ calls them."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from functions.consolidate.store import FINISH, PARTIAL_SPREAD
-from functions.consolidate.workflow import TrackingWorkflow, WorkflowConfig
+from functions.consolidate.workflow import Plan, TrackingWorkflow, WorkflowConfig
 from functions.shared import log_chains, raw_events, settings
 from functions.shared.models import MessageModel
 from functions.shared.raw_events import RawEvent
@@ -760,13 +761,7 @@ def test_a_worker_whose_run_is_closed_while_it_applies_a_batch_leaves_that_batch
     first_run_events(store)
     flow = workflow(store, 4, Clock(RUN_AT))
     plan = flow.plan("run-1", "schedule")
-
-    def closed_meanwhile(operation: str, count: int) -> bool:
-        if operation == "complete_worker_pending" and count == 1:
-            store.phase = FINISH
-        return False
-
-    store.fault = closed_meanwhile
+    closed_at_its_next_batch(store)
     # When the worker goes to complete that batch
     late = flow.work("run-1", 0, plan.groups[0])
     # Then it stops there, failed: the batch is still pending, for the closer to complete (once)
@@ -909,3 +904,182 @@ def test_old_shards_of_the_event_id_sharding_are_drained_by_one_worker_first() -
     clock.now += timedelta(hours=1)
     second = workflow(store, 4, clock).run("run-2", "schedule")
     assert len(second.workers) == 4
+
+
+def refused(result: Any, worker: int, shards: list[str], error: str) -> bool:
+    """A worker's result saying it failed with ``error``: its number and shards, nothing counted, no notes."""
+    return result.as_dict() == {
+        "worker": worker,
+        "shards": shards,
+        "events_processed": 0,
+        "status": "failed",
+        "error": error,
+        "more": False,
+    }
+
+
+def test_a_worker_is_turned_away_unless_its_run_is_open_for_work_and_planned_it_with_those_shards() -> None:
+    # Given a run of four workers, planned
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    plan = flow.plan("run-1", "schedule")
+    groups = plan.groups
+    not_planned = "worker {} is not planned with these shards"
+    # When a worker comes with another worker's shards, shards no worker has, or a number past the
+    # planned ones, Then it is turned away, under the number it came with
+    assert refused(flow.work("run-1", 0, groups[1]), 0, groups[1], not_planned.format(0))
+    assert refused(flow.work("run-1", 1, groups[1][:1]), 1, groups[1][:1], not_planned.format(1))
+    assert refused(flow.work("run-1", 4, groups[0]), 4, groups[0], not_planned.format(4))
+    # And a worker of another run, while this one is open for work
+    assert refused(flow.work("run-0", 0, groups[0]), 0, groups[0], "run run-0 is not open for work")
+    assert store.logs == {} and all(store.load_worker(n).events == 0 for n in range(4))
+    # When the run is closed (its Close step ran: it holds the lock still), Then worker 2 is turned away
+    flow.close("run-1")
+    assert refused(flow.work("run-1", 2, groups[2]), 2, groups[2], "run run-1 is not open for work")
+    # When the run's lock lapses and another run takes it before that run's planner opened it
+    store2 = seeded_store()
+    first_run_events(store2)
+    flow2 = workflow(store2, 4, clock)
+    plan2 = flow2.plan("run-1", "schedule")
+    assert store2.acquire_lock("run-2", store2.lock_expires + 1, 600)
+    # Then a worker of the first run is turned away, writing nothing
+    late = flow2.work("run-1", 3, plan2.groups[3])
+    assert refused(late, 3, plan2.groups[3], "run run-1 is not open for work")
+    assert store2.logs == {}
+
+
+def planned_run_of_four() -> tuple[FakeWorkflowStore, TrackingWorkflow, Plan]:
+    """The first run's events, and run-1 of four workers planned over them."""
+    store = seeded_store()
+    first_run_events(store)
+    flow = workflow(store, 4, Clock(RUN_AT))
+    return store, flow, flow.plan("run-1", "schedule")
+
+
+def closed_at_its_next_batch(store: FakeWorkflowStore) -> None:
+    """The run is closed (its Close step ran) while a worker applies its next pending batch."""
+
+    def closed_meanwhile(operation: str, count: int) -> bool:
+        if operation == "complete_worker_pending":
+            store.phase = FINISH
+        return False
+
+    store.fault = closed_meanwhile
+
+
+def test_a_worker_invoked_again_that_finds_its_run_closed_midway_reports_its_notes_and_earlier_counts() -> (
+    None
+):
+    # Given a run of four workers; worker 0 invoked again after an invocation that stopped early, noted
+    # something and quarantined 2 items; its run is closed while it applies its next pending batch
+    store, flow, plan = planned_run_of_four()
+    earlier = flow.work("run-1", 0, plan.groups[0], remaining_ms=lambda: 1_000 if store.logs else 120_000)
+    assert earlier.more
+    earlier = dataclasses.replace(earlier, errors=["an earlier note"], quarantined=2)
+    closed_at_its_next_batch(store)
+    # When it goes on
+    late = flow.work("run-1", 0, plan.groups[0], earlier=earlier)
+    # Then its result is failed with the lock's error, keeps the earlier notes and count, counts nothing
+    assert late.as_dict() == {
+        "worker": 0,
+        "shards": plan.groups[0],
+        "events_processed": 0,
+        "status": "failed",
+        "error": "LockLost: run run-1 is closed",
+        "errors": ["an earlier note"],
+        "quarantined": 2,
+        "more": False,
+    }
+
+
+def test_a_worker_that_finds_its_run_closed_midway_at_its_first_invocation_reports_no_notes_or_counts() -> (
+    None
+):
+    # Given a run of four workers, closed while worker 1 applies its first pending batch
+    store, flow, plan = planned_run_of_four()
+    closed_at_its_next_batch(store)
+    # When worker 1 runs, Then it reports the lock's error, no notes, nothing counted or quarantined
+    assert refused(flow.work("run-1", 1, plan.groups[1]), 1, plan.groups[1], "LockLost: run run-1 is closed")
+
+
+def test_a_plan_answers_the_state_machine_with_its_run_and_groups_once_retried_or_skipped() -> None:
+    # Given the first run's events
+    store = seeded_store()
+    first_run_events(store)
+    clock = Clock(RUN_AT)
+    flow = workflow(store, 4, clock)
+    # When the planner plans a run of four workers, Then it answers with the run, its trigger, its groups
+    plan = flow.plan("run-1", "api")
+    groups = [{"worker": n, "shards": shards} for n, shards in enumerate(store.groups)]
+    assert len(groups) == 4
+    assert plan.as_dict() == {"run_id": "run-1", "trigger": "api", "skip": False, "groups": groups}
+    # And the run is recorded running, opened with its trigger and start
+    run = store.runs["run-1"]
+    assert (run.status, run.trigger, run.started_at, run.finished_at) == (
+        "running",
+        "api",
+        "2026-11-23T10:00:00.000Z",
+        None,
+    )
+    assert (run.events_processed, run.quarantined, list(run.errors)) == (0, 0, [])  # nothing done yet
+    assert (store.run_id, store.run_trigger, store.run_started) == (
+        "run-1",
+        "api",
+        "2026-11-23T10:00:00.000Z",
+    )
+    # When the plan step is retried, Then it answers the same and plans nothing again
+    clock.now += timedelta(seconds=30)
+    assert flow.plan("run-1", "api").as_dict() == plan.as_dict()
+    assert store.runs["run-1"].started_at == store.run_started == "2026-11-23T10:00:00.000Z"
+    # When another run is planned meanwhile, Then it is skipped: recorded so, with why and when
+    skipped = flow.plan("run-2", "schedule")
+    assert skipped.as_dict() == {"run_id": "run-2", "trigger": "schedule", "skip": True, "groups": []}
+    other = store.runs["run-2"]
+    assert (other.status, other.trigger, other.errors, other.started_at, other.finished_at) == (
+        "skipped",
+        "schedule",
+        ["another run of the tracking workflow holds the lock"],
+        "2026-11-23T10:00:30.000Z",
+        "2026-11-23T10:00:30.000Z",
+    )
+
+
+def old_shard_events(store: FakeWorkflowStore, at: datetime, shard: str = "00", count: int = 2) -> None:
+    """Opens stored under a shard name of the sharding by event id, as an older redirect stored them."""
+    for n in range(count):
+        event = RawEvent(
+            f"old-{shard}-{at:%H%M%S}-{n}", "open", "d1", f"r{n}", None, at, CHROME, None, None, False
+        )
+        item = raw_events.to_item(event, 30)
+        item["shard"] = {"S": shard}
+        store.add_raw_item(item)
+
+
+def workers_planned_at(at: datetime, late: datetime | None = None) -> int:
+    """The workers a run planned at ``at`` gets, after a first run at RUN_AT consolidated old-shard opens
+    of a minute before it (and ``late``: old-shard opens stored after that run)."""
+    store = seeded_store()
+    old_shard_events(store, RUN_AT - timedelta(minutes=1))
+    first_run_events(store)
+    assert len(workflow(store, 4, Clock(RUN_AT)).run("run-1", "schedule").workers) == 1
+    if late is not None:
+        old_shard_events(store, late, shard="01")
+    return len(workflow(store, 4, Clock(at)).plan("run-2", "schedule").groups)
+
+
+def test_an_old_shard_counts_as_drained_once_its_late_event_window_has_passed_with_nothing_after_it() -> None:
+    # Given old-shard opens a minute before a first run, consolidated by it (its checkpoint: 09:59),
+    # and the late-event window of 5 minutes
+    checkpoint = RUN_AT - timedelta(minutes=1)
+    window_ends = checkpoint + timedelta(seconds=WorkflowConfig().late_event_grace_seconds)
+    # When the next run is planned within the window, or at its last instant, Then it runs as one
+    # worker: a late event may still come into the old shard
+    assert workers_planned_at(RUN_AT + timedelta(minutes=1)) == 1
+    assert workers_planned_at(window_ends) == 1
+    # When it is planned just after the window, Then it splits into four
+    assert workers_planned_at(window_ends + timedelta(milliseconds=1)) == 4
+    # When an old shard holds an event its checkpoint has not passed (one with no checkpoint yet),
+    # Then runs stay one worker however late, until it is consolidated
+    assert workers_planned_at(RUN_AT + timedelta(hours=1), late=RUN_AT + timedelta(minutes=30)) == 1
