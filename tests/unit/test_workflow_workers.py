@@ -906,9 +906,9 @@ def test_old_shards_of_the_event_id_sharding_are_drained_by_one_worker_first() -
     assert len(second.workers) == 4
 
 
-def refused(result: Any, worker: int, shards: list[str], error: str) -> bool:
+def refused(worker: int, shards: list[str], error: str) -> dict[str, Any]:
     """A worker's result saying it failed with ``error``: its number and shards, nothing counted, no notes."""
-    return result.as_dict() == {
+    return {
         "worker": worker,
         "shards": shards,
         "events_processed": 0,
@@ -929,15 +929,19 @@ def test_a_worker_is_turned_away_unless_its_run_is_open_for_work_and_planned_it_
     not_planned = "worker {} is not planned with these shards"
     # When a worker comes with another worker's shards, shards no worker has, or a number past the
     # planned ones, Then it is turned away, under the number it came with
-    assert refused(flow.work("run-1", 0, groups[1]), 0, groups[1], not_planned.format(0))
-    assert refused(flow.work("run-1", 1, groups[1][:1]), 1, groups[1][:1], not_planned.format(1))
-    assert refused(flow.work("run-1", 4, groups[0]), 4, groups[0], not_planned.format(4))
+    assert flow.work("run-1", 0, groups[1]).as_dict() == refused(0, groups[1], not_planned.format(0))
+    assert flow.work("run-1", 1, groups[1][:1]).as_dict() == refused(1, groups[1][:1], not_planned.format(1))
+    assert flow.work("run-1", 4, groups[0]).as_dict() == refused(4, groups[0], not_planned.format(4))
     # And a worker of another run, while this one is open for work
-    assert refused(flow.work("run-0", 0, groups[0]), 0, groups[0], "run run-0 is not open for work")
+    assert flow.work("run-0", 0, groups[0]).as_dict() == refused(
+        0, groups[0], "run run-0 is not open for work"
+    )
     assert store.logs == {} and all(store.load_worker(n).events == 0 for n in range(4))
     # When the run is closed (its Close step ran: it holds the lock still), Then worker 2 is turned away
     flow.close("run-1")
-    assert refused(flow.work("run-1", 2, groups[2]), 2, groups[2], "run run-1 is not open for work")
+    assert flow.work("run-1", 2, groups[2]).as_dict() == refused(
+        2, groups[2], "run run-1 is not open for work"
+    )
     # When the run's lock lapses and another run takes it before that run's planner opened it
     store2 = seeded_store()
     first_run_events(store2)
@@ -946,7 +950,7 @@ def test_a_worker_is_turned_away_unless_its_run_is_open_for_work_and_planned_it_
     assert store2.acquire_lock("run-2", store2.lock_expires + 1, 600)
     # Then a worker of the first run is turned away, writing nothing
     late = flow2.work("run-1", 3, plan2.groups[3])
-    assert refused(late, 3, plan2.groups[3], "run run-1 is not open for work")
+    assert late.as_dict() == refused(3, plan2.groups[3], "run run-1 is not open for work")
     assert store2.logs == {}
 
 
@@ -1001,7 +1005,9 @@ def test_a_worker_that_finds_its_run_closed_midway_at_its_first_invocation_repor
     store, flow, plan = planned_run_of_four()
     closed_at_its_next_batch(store)
     # When worker 1 runs, Then it reports the lock's error, no notes, nothing counted or quarantined
-    assert refused(flow.work("run-1", 1, plan.groups[1]), 1, plan.groups[1], "LockLost: run run-1 is closed")
+    assert flow.work("run-1", 1, plan.groups[1]).as_dict() == refused(
+        1, plan.groups[1], "LockLost: run run-1 is closed"
+    )
 
 
 def test_a_plan_answers_the_state_machine_with_its_run_and_groups_once_retried_or_skipped() -> None:
